@@ -1,0 +1,176 @@
+//! Results: samples, rows, the table and the JSON file.
+
+use std::fmt::Write as _;
+
+/// Wall times of one measured step: a warm-up run, then the counted runs.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub warmup: f64,
+    pub runs: Vec<f64>,
+}
+
+impl Sample {
+    pub fn median(&self) -> f64 {
+        let mut v = self.runs.clone();
+        v.sort_by(f64::total_cmp);
+        match v.len() {
+            0 => f64::NAN,
+            n if n % 2 == 1 => v[n / 2],
+            n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub fs: String,
+    pub measurement: String,
+    pub ws: Sample,
+    pub baseline_name: String,
+    pub baseline: Sample,
+    pub target: f64,
+}
+
+impl Row {
+    pub fn ratio(&self) -> f64 {
+        self.ws.median() / self.baseline.median()
+    }
+
+    pub fn pass(&self) -> bool {
+        self.ratio() <= self.target
+    }
+}
+
+pub fn table(rows: &[Row]) -> String {
+    let header = ["fs", "measurement", "ws s", "baseline", "baseline s", "ratio", "target", "result"];
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                r.fs.clone(),
+                r.measurement.clone(),
+                format!("{:.3}", r.ws.median()),
+                r.baseline_name.clone(),
+                format!("{:.3}", r.baseline.median()),
+                format!("{:.3}", r.ratio()),
+                format!("≤ {}", r.target),
+                if r.pass() { "PASS" } else { "MISS" }.to_string(),
+            ]
+        })
+        .collect();
+    let mut width = header.map(|h| h.chars().count());
+    for row in &cells {
+        for (w, c) in width.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    // Numbers right-aligned, text left-aligned.
+    let right = [false, false, true, false, true, true, false, false];
+    let mut out = String::new();
+    let mut line = |cols: &[String]| {
+        let mut l = String::new();
+        for (i, c) in cols.iter().enumerate() {
+            let pad = width[i].saturating_sub(c.chars().count());
+            if i > 0 {
+                l.push_str("  ");
+            }
+            if right[i] {
+                l.push_str(&" ".repeat(pad));
+                l.push_str(c);
+            } else {
+                l.push_str(c);
+                l.push_str(&" ".repeat(pad));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&header.map(String::from));
+    line(&width.map(|w| "-".repeat(w)));
+    for row in &cells {
+        line(row);
+    }
+    out
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn json_num(x: f64) -> String {
+    if x.is_finite() { format!("{x:.6}") } else { "null".into() }
+}
+
+fn json_sample(s: &Sample) -> String {
+    let runs: Vec<String> = s.runs.iter().map(|&x| json_num(x)).collect();
+    format!(
+        "{{\"median\": {}, \"warmup\": {}, \"runs\": [{}]}}",
+        json_num(s.median()),
+        json_num(s.warmup),
+        runs.join(", ")
+    )
+}
+
+/// Everything about the run that is not a row.
+#[derive(Debug)]
+pub struct Meta {
+    pub quick: bool,
+    pub runs: usize,
+    pub small_files: usize,
+    pub dirs: usize,
+    pub big_files: usize,
+    pub big_size: u64,
+    pub ws_bin: String,
+    pub kernel: String,
+}
+
+pub fn json(meta: &Meta, rows: &[Row], errors: &[String], notes: &[String]) -> String {
+    let mut out = String::from("{\n");
+    let _ = writeln!(out, "  \"quick\": {},", meta.quick);
+    let _ = writeln!(out, "  \"runs\": {},", meta.runs);
+    let _ = writeln!(
+        out,
+        "  \"tree\": {{\"small_files\": {}, \"dirs\": {}, \"big_files\": {}, \"big_file_bytes\": {}}},",
+        meta.small_files, meta.dirs, meta.big_files, meta.big_size
+    );
+    let _ = writeln!(out, "  \"ws_bin\": {},", json_str(&meta.ws_bin));
+    let _ = writeln!(out, "  \"kernel\": {},", json_str(&meta.kernel));
+    out.push_str("  \"results\": [");
+    for (i, r) in rows.iter().enumerate() {
+        out.push_str(if i == 0 { "\n" } else { ",\n" });
+        let _ = write!(
+            out,
+            "    {{\"fs\": {}, \"measurement\": {}, \"ws_seconds\": {}, \"baseline\": {}, \"baseline_seconds\": {}, \
+             \"ratio\": {}, \"target\": {}, \"pass\": {}, \"ws\": {}, \"baseline_samples\": {}}}",
+            json_str(&r.fs),
+            json_str(&r.measurement),
+            json_num(r.ws.median()),
+            json_str(&r.baseline_name),
+            json_num(r.baseline.median()),
+            json_num(r.ratio()),
+            json_num(r.target),
+            r.pass(),
+            json_sample(&r.ws),
+            json_sample(&r.baseline),
+        );
+    }
+    out.push_str("\n  ],\n");
+    let list = |v: &[String]| v.iter().map(|s| json_str(s)).collect::<Vec<_>>().join(", ");
+    let _ = writeln!(out, "  \"errors\": [{}],", list(errors));
+    let _ = writeln!(out, "  \"notes\": [{}]", list(notes));
+    out.push_str("}\n");
+    out
+}

@@ -1,0 +1,472 @@
+//! `ws diff`: what a session changed, as a git-style patch, a stat, names, or JSON.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use serde::Serialize;
+use similar::{ChangeTag, TextDiff};
+use ws_snapshot::{
+    Change, ChangeKind, ChangeState, Entry, EntryKind, Manifest, ManifestId, RelPath, Store,
+};
+
+use crate::commands::session::counts;
+use crate::error::{CliError, exit};
+use crate::workspace::Workspace;
+use crate::{out, ui};
+
+/// Files larger than this are summarized, not diffed line by line.
+const MAX_TEXT_DIFF: u64 = 8 << 20;
+
+/// Show what a session changed: snapshot version against the session's version.
+///
+/// Shows the pending changes of the newest session pending review, or of the
+/// session given by id (a unique prefix is enough) or name. `--json` lists every
+/// change with its state (pending, approved, rolled_back).
+///
+/// Examples: ws diff --stat · ws diff 3fa2 -- src/ · ws diff --json | jq
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// Session id or name; default: the newest session pending review.
+    id: Option<String>,
+    /// Per-file summary with line counts, and what the snapshot excluded.
+    #[arg(long, conflicts_with_all = ["name_status", "json"])]
+    stat: bool,
+    /// One line per change: A (created), M (modified), D (deleted), T (type changed).
+    #[arg(long, conflicts_with = "json")]
+    name_status: bool,
+    /// Machine-readable output (stable; documented in the README).
+    #[arg(long)]
+    json: bool,
+    /// Also show changes inside `.git/objects`, `.git/logs` and `.git/index`
+    /// (hidden by default: they follow from refs and staging, which are shown).
+    #[arg(long)]
+    git_internals: bool,
+    /// Only changes at or under these paths.
+    #[arg(last = true)]
+    paths: Vec<PathBuf>,
+}
+
+pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
+    let ws = Workspace::discover()?;
+    let mut session = ws.store.resolve_session(args.id.as_deref())?;
+    let changes = {
+        let _lock = ws.lock()?;
+        ws.session_changes(&mut session)?
+    };
+    let filter = ws.rel_paths(&args.paths)?;
+    let selected: Vec<&Change> = changes
+        .iter()
+        .filter(|c| filter.is_empty() || filter.iter().any(|p| c.path.starts_with(p)))
+        .collect();
+    if args.json {
+        let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
+        let list: Vec<ChangeJson> = selected.iter().map(|c| change_json(&ws.store, c)).collect();
+        #[derive(Serialize)]
+        struct DiffJson<'a> {
+            session: &'a str,
+            changes: Vec<ChangeJson>,
+            excluded: Vec<ExcludedJson>,
+        }
+        let doc = DiffJson {
+            session: &session.id,
+            changes: list,
+            excluded: excluded_json(&before),
+        };
+        out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    let pending: Vec<&Change> = selected
+        .iter()
+        .copied()
+        .filter(|c| c.state == ChangeState::Pending)
+        .collect();
+    let hidden = pending.iter().filter(|c| git_internal(&c.path)).count();
+    let pending: Vec<&Change> = pending
+        .into_iter()
+        .filter(|c| args.git_internals || !git_internal(&c.path))
+        .collect();
+    let color = ui::stdout_color();
+    if args.name_status {
+        for c in &pending {
+            out!("{}\t{}", status_letter(c), c.path);
+        }
+    } else if args.stat {
+        let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
+        print_stat(&ws.store, &pending, &before, color);
+    } else {
+        for c in &pending {
+            print_patch(&ws.store, c, color)?;
+        }
+    }
+    if hidden > 0 && !args.git_internals {
+        ui::note(&format!(
+            "{hidden} change{} inside .git/objects, .git/logs and .git/index not shown (--git-internals shows them)",
+            if hidden == 1 { "" } else { "s" }
+        ));
+    }
+    let n = counts(&changes);
+    if n.approved + n.rolled_back > 0 && !args.json {
+        ui::note(&format!(
+            "session {}: {} pending shown; {} approved and {} rolled back not shown",
+            session.id, n.pending, n.approved, n.rolled_back
+        ));
+    }
+    Ok(exit::OK)
+}
+
+/// Git's own bookkeeping: objects, reflogs and the index. Refs, HEAD, config
+/// and hooks are not internal: they change what git does and are always shown.
+pub fn git_internal(p: &RelPath) -> bool {
+    !matches!(ws_snapshot::git_class(p), ws_snapshot::GitClass::Normal)
+}
+
+fn status_letter(c: &Change) -> char {
+    match (c.kind(), &c.before, &c.after) {
+        (ChangeKind::Added, ..) => 'A',
+        (ChangeKind::Removed, ..) => 'D',
+        (_, Some(b), Some(a)) if b.kind_name() != a.kind_name() => 'T',
+        _ => 'M',
+    }
+}
+
+fn status_word(c: &Change) -> &'static str {
+    match status_letter(c) {
+        'A' => "added",
+        'D' => "deleted",
+        'T' => "type_changed",
+        _ => "modified",
+    }
+}
+
+/// The bytes a side shows in a diff: file content, or a symlink's target.
+enum Side {
+    Absent,
+    Text(Vec<u8>),
+    Binary(u64),
+    TooLarge(u64),
+    Other,
+}
+
+fn side(store: &Store, e: Option<&Entry>) -> Result<Side, CliError> {
+    let Some(e) = e else { return Ok(Side::Absent) };
+    Ok(match &e.kind {
+        EntryKind::File { object, .. } => {
+            if e.stat.size > MAX_TEXT_DIFF {
+                Side::TooLarge(e.stat.size)
+            } else {
+                let bytes = store.read_object(object)?;
+                if bytes[..bytes.len().min(8000)].contains(&0) {
+                    Side::Binary(e.stat.size)
+                } else {
+                    Side::Text(bytes)
+                }
+            }
+        }
+        EntryKind::Symlink { target } => Side::Text(target.clone()),
+        _ => Side::Other,
+    })
+}
+
+fn text(s: &Side) -> Option<&[u8]> {
+    match s {
+        Side::Text(t) => Some(t),
+        Side::Absent => Some(b""),
+        _ => None,
+    }
+}
+
+fn mode_of(e: &Entry) -> String {
+    format!("{:o}", e.stat.mode)
+}
+
+fn paint(s: &str, code: &str, color: bool) -> String {
+    if color {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s.to_owned()
+    }
+}
+
+fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
+    let p = c.path.display();
+    out!("{}", paint(&format!("diff --ws a/{p} b/{p}"), "1", color));
+    match (&c.before, &c.after) {
+        (None, Some(a)) => match a.kind {
+            EntryKind::Dir => {
+                out!("new directory mode {}", mode_of(a));
+                return Ok(());
+            }
+            EntryKind::Excluded { files, bytes, .. } => {
+                out!(
+                    "new excluded tree ({}+ files, {}+): too large to snapshot",
+                    ui::count(files),
+                    ui::bytes(bytes)
+                );
+                return Ok(());
+            }
+            _ => out!("new file mode {}", mode_of(a)),
+        },
+        (Some(b), None) => match b.kind {
+            EntryKind::Dir => {
+                out!("deleted directory mode {}", mode_of(b));
+                return Ok(());
+            }
+            EntryKind::Excluded { .. } => {
+                out!(
+                    "deleted excluded tree: it was not in the snapshot, rollback cannot restore it"
+                );
+                return Ok(());
+            }
+            _ => out!("deleted file mode {}", mode_of(b)),
+        },
+        (Some(b), Some(a)) => {
+            if b.stat.mode != a.stat.mode {
+                out!("old mode {}", mode_of(b));
+                out!("new mode {}", mode_of(a));
+            }
+            if a.is_dir() && b.is_dir() {
+                return Ok(());
+            }
+        }
+        (None, None) => return Ok(()),
+    }
+    let old = side(store, c.before.as_ref())?;
+    let new = side(store, c.after.as_ref())?;
+    let (Some(o), Some(n)) = (text(&old), text(&new)) else {
+        let size = |s: &Side| match s {
+            Side::Binary(n) | Side::TooLarge(n) => *n,
+            Side::Text(t) => t.len() as u64,
+            _ => 0,
+        };
+        let large = matches!(old, Side::TooLarge(_)) || matches!(new, Side::TooLarge(_));
+        let what = if large { "Large files" } else { "Binary files" };
+        out!(
+            "{what} a/{p} and b/{p} differ ({} -> {})",
+            ui::bytes(size(&old)),
+            ui::bytes(size(&new))
+        );
+        return Ok(());
+    };
+    if o == n {
+        return Ok(());
+    }
+    let a_name = if c.before.is_some() {
+        format!("a/{p}")
+    } else {
+        "/dev/null".into()
+    };
+    let b_name = if c.after.is_some() {
+        format!("b/{p}")
+    } else {
+        "/dev/null".into()
+    };
+    out!("{}", paint(&format!("--- {a_name}"), "1", color));
+    out!("{}", paint(&format!("+++ {b_name}"), "1", color));
+    let diff = TextDiff::from_lines(o, n);
+    for group in diff.grouped_ops(3) {
+        let (first, last) = (&group[0], &group[group.len() - 1]);
+        let old_start = first.old_range().start;
+        let old_len = last.old_range().end - old_start;
+        let new_start = first.new_range().start;
+        let new_len = last.new_range().end - new_start;
+        let header = format!(
+            "@@ -{} +{} @@",
+            range(old_start, old_len),
+            range(new_start, new_len)
+        );
+        out!("{}", paint(&header, "36", color));
+        for op in &group {
+            for ch in diff.iter_changes(op) {
+                let (sign, code) = match ch.tag() {
+                    ChangeTag::Delete => ('-', "31"),
+                    ChangeTag::Insert => ('+', "32"),
+                    ChangeTag::Equal => (' ', ""),
+                };
+                let value = ch.value();
+                let line = String::from_utf8_lossy(value.strip_suffix(b"\n").unwrap_or(value));
+                let s = format!("{sign}{line}");
+                if code.is_empty() {
+                    out!("{s}")
+                } else {
+                    out!("{}", paint(&s, code, color))
+                }
+                if !value.ends_with(b"\n") {
+                    out!("\\ No newline at end of file");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Unified-diff range: `start,len` with git's conventions for empty ranges.
+fn range(start: usize, len: usize) -> String {
+    match len {
+        0 => format!("{start},0"),
+        1 => format!("{}", start + 1),
+        n => format!("{},{n}", start + 1),
+    }
+}
+
+/// Line counts of a change: (insertions, deletions), `None` for binary.
+fn line_counts(store: &Store, c: &Change) -> Option<(usize, usize)> {
+    let old = side(store, c.before.as_ref()).ok()?;
+    let new = side(store, c.after.as_ref()).ok()?;
+    let (o, n) = (text(&old)?, text(&new)?);
+    let diff = TextDiff::from_lines(o, n);
+    let (mut ins, mut del) = (0, 0);
+    for ch in diff.iter_all_changes() {
+        match ch.tag() {
+            ChangeTag::Insert => ins += 1,
+            ChangeTag::Delete => del += 1,
+            ChangeTag::Equal => {}
+        }
+    }
+    Some((ins, del))
+}
+
+fn print_stat(store: &Store, pending: &[&Change], before: &Manifest, color: bool) {
+    let files: Vec<&&Change> = pending
+        .iter()
+        .filter(|c| {
+            !c.before
+                .as_ref()
+                .or(c.after.as_ref())
+                .is_some_and(Entry::is_dir)
+        })
+        .collect();
+    let width = files
+        .iter()
+        .map(|c| c.path.display().chars().count())
+        .max()
+        .unwrap_or(0)
+        .min(60);
+    let (mut total_ins, mut total_del) = (0, 0);
+    for c in &files {
+        let name = c.path.display();
+        let detail = match line_counts(store, c) {
+            Some((ins, del)) => {
+                total_ins += ins;
+                total_del += del;
+                let bar_len = (ins + del).min(40);
+                let plus = (bar_len * ins).checked_div(ins + del).unwrap_or(0);
+                let bar = format!(
+                    "{}{}",
+                    paint(&"+".repeat(plus), "32", color),
+                    paint(&"-".repeat(bar_len - plus), "31", color)
+                );
+                format!("{:>5} {bar}", ins + del)
+            }
+            None => {
+                let size = |e: Option<&Entry>| e.map_or(0, |e| e.stat.size);
+                format!(
+                    "  Bin {} -> {} bytes",
+                    size(c.before.as_ref()),
+                    size(c.after.as_ref())
+                )
+            }
+        };
+        out!(" {name:<width$} |{detail}");
+    }
+    out!(
+        " {} file{} changed, {} insertion{}(+), {} deletion{}(-)",
+        files.len(),
+        if files.len() == 1 { "" } else { "s" },
+        total_ins,
+        if total_ins == 1 { "" } else { "s" },
+        total_del,
+        if total_del == 1 { "" } else { "s" }
+    );
+    for e in before.excluded() {
+        if let EntryKind::Excluded { files, bytes, .. } = e.kind {
+            out!(
+                " excluded: {} ({}+ files, {}+): not in the snapshot, rollback cannot restore it",
+                ui::entry_name(e),
+                ui::count(files),
+                ui::bytes(bytes)
+            );
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ChangeJson {
+    path: String,
+    /// Hex of the raw path bytes, present only when the path is not UTF-8.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_bytes: Option<String>,
+    status: &'static str,
+    state: &'static str,
+    before: Option<&'static str>,
+    after: Option<&'static str>,
+    insertions: Option<usize>,
+    deletions: Option<usize>,
+    git_internal: bool,
+}
+
+fn path_fields(p: &RelPath) -> (String, Option<String>) {
+    match p.to_str() {
+        Some(s) => (s.to_owned(), None),
+        None => (
+            String::from_utf8_lossy(p.as_bytes()).into_owned(),
+            Some(p.as_bytes().iter().map(|b| format!("{b:02x}")).collect()),
+        ),
+    }
+}
+
+fn change_json(store: &Store, c: &Change) -> ChangeJson {
+    let (path, path_bytes) = path_fields(&c.path);
+    let lines = line_counts(store, c);
+    ChangeJson {
+        path,
+        path_bytes,
+        status: status_word(c),
+        state: match c.state {
+            ChangeState::Pending => "pending",
+            ChangeState::Approved => "approved",
+            ChangeState::RolledBack => "rolled_back",
+        },
+        before: c.before.as_ref().map(Entry::kind_name),
+        after: c.after.as_ref().map(Entry::kind_name),
+        insertions: lines.map(|l| l.0),
+        deletions: lines.map(|l| l.1),
+        git_internal: git_internal(&c.path),
+    }
+}
+
+#[derive(Serialize)]
+pub struct ExcludedJson {
+    path: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    path_bytes: Option<String>,
+    reason: &'static str,
+    files_at_least: u64,
+    bytes_at_least: u64,
+}
+
+pub fn excluded_json(m: &Manifest) -> Vec<ExcludedJson> {
+    m.excluded()
+        .filter_map(|e| {
+            let EntryKind::Excluded {
+                reason,
+                files,
+                bytes,
+            } = e.kind
+            else {
+                return None;
+            };
+            let (path, path_bytes) = path_fields(&e.path);
+            Some(ExcludedJson {
+                path,
+                path_bytes,
+                reason: match reason {
+                    ws_snapshot::ExcludeReason::OverBudget => "over_budget",
+                    ws_snapshot::ExcludeReason::Special => "special_file",
+                    ws_snapshot::ExcludeReason::Unreadable => "unreadable",
+                },
+                files_at_least: files,
+                bytes_at_least: bytes,
+            })
+        })
+        .collect()
+}

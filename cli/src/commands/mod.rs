@@ -1,0 +1,68 @@
+//! One module per command; this is the dispatcher.
+
+mod approve;
+mod diff;
+mod rollback;
+mod session;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use ws_snapshot::{RelPath, Session};
+
+use crate::error::CliError;
+use crate::workspace::Workspace;
+
+/// Run an AI coding agent on your real workspace, safely.
+///
+/// `ws session start -- CMD` snapshots the workspace (the git top-level, else
+/// the current directory), runs CMD, and leaves what it changed pending
+/// review. `ws diff` shows the changes; `ws approve` keeps them; `ws rollback`
+/// restores the snapshot — all of it, or path by path.
+#[derive(Debug, Parser)]
+#[command(name = "ws", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start, list and inspect sessions.
+    #[command(subcommand)]
+    Session(session::SessionCommand),
+    Diff(diff::DiffArgs),
+    Approve(approve::ApproveArgs),
+    Rollback(rollback::RollbackArgs),
+}
+
+pub fn run(cli: Cli) -> Result<i32, CliError> {
+    match cli.command {
+        Command::Session(c) => session::run(c),
+        Command::Diff(a) => diff::cmd_diff(a),
+        Command::Approve(a) => approve::cmd_approve(a),
+        Command::Rollback(a) => rollback::cmd_rollback(a),
+    }
+}
+
+/// Splits `[ID] [PATHS…]`: the first word is a session id (or name) if it
+/// names a session and is not also a path that exists.
+pub(crate) fn session_and_paths(
+    ws: &Workspace,
+    mut words: Vec<PathBuf>,
+) -> Result<(Session, Vec<RelPath>), CliError> {
+    let first_is_session = words.first().is_some_and(|w| {
+        let s = w.to_string_lossy();
+        std::fs::symlink_metadata(w).is_err()
+            && !s.contains('/')
+            && ws.store.resolve_session(Some(&s)).is_ok()
+    });
+    let session = if first_is_session {
+        let w = words.remove(0);
+        ws.store.resolve_session(Some(&w.to_string_lossy()))?
+    } else {
+        ws.store.resolve_session(None)?
+    };
+    let paths = ws.rel_paths(&words)?;
+    Ok((session, paths))
+}

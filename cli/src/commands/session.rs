@@ -1,0 +1,487 @@
+//! `ws session start | list | show`.
+
+use std::ffi::OsString;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use clap::{Args, Subcommand};
+use serde::Serialize;
+use ws_snapshot::{
+    Change, ChangeKind, ChangeState, EntryKind, ExitStatus, Manifest, ManifestId, Session,
+    SessionState,
+};
+
+use crate::error::{CliError, exit};
+use crate::workspace::Workspace;
+use crate::{out, ui};
+
+#[derive(Debug, Subcommand)]
+pub enum SessionCommand {
+    Start(StartArgs),
+    List(ListArgs),
+    Show(ShowArgs),
+}
+
+/// Snapshot the workspace, run a command, and leave its changes pending review.
+///
+/// The workspace is the git top-level above the current directory, else the
+/// current directory. The command's exit status is passed through (128+N if
+/// it died of signal N; 125 if ws could not start it). Ctrl-C goes to the
+/// command; ws stays to record what it changed.
+///
+/// Example: ws session start --name refactor -- claude --dangerously-skip-permissions
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// A label to find the session by later (`ws diff refactor`).
+    #[arg(long)]
+    name: Option<String>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+/// List the sessions of this workspace, oldest first.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Machine-readable output (stable; documented in the README).
+    #[arg(long)]
+    json: bool,
+}
+
+/// Show one session: command, times, exit status, change counts, exclusions.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// Session id (a unique prefix is enough) or name; default: the newest pending one.
+    id: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(c: SessionCommand) -> Result<i32, CliError> {
+    match c {
+        SessionCommand::Start(a) => cmd_start(a),
+        SessionCommand::List(a) => cmd_list(a),
+        SessionCommand::Show(a) => cmd_show(a),
+    }
+}
+
+fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
+    let program = &args.command[0];
+    check_runnable(program)?;
+    let ws = Workspace::discover()?;
+    let (mut session, excluded) = {
+        let _lock = ws.lock()?;
+        let previous = ws.latest_manifest();
+        let snap = ws.snapshot(previous.as_ref(), "snapshot")?;
+        let session = Session {
+            id: Session::new_id(),
+            name: args.name.clone(),
+            workspace: ws.root.display().to_string(),
+            command: args
+                .command
+                .iter()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect(),
+            started_ms: crate::now_ms(),
+            ended_ms: None,
+            supervisor_pid: std::process::id(),
+            state: SessionState::Running,
+            exit: None,
+            before: snap.id.0.clone(),
+            after: None,
+        };
+        ws.store.save_session(&session)?;
+        let excluded = report_excluded(&snap.manifest);
+        (session, excluded)
+    };
+
+    // Ctrl-C and Ctrl-\ reach the command through the terminal's process
+    // group; ws only has to survive them to record the session. A handler
+    // (unlike SIG_IGN) is reset by exec, so the command keeps default behaviour.
+    let child_pid = Arc::new(AtomicI32::new(0));
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGQUIT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ])
+    .map_err(|e| CliError::failure(format!("cannot set up signal handling: {e}")))?;
+    let forward = Arc::clone(&child_pid);
+    let handle = signals.handle();
+    let forwarder = std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let pid = forward.load(Ordering::Relaxed);
+            if (sig == signal_hook::consts::SIGTERM || sig == signal_hook::consts::SIGHUP)
+                && let Some(pid) = rustix::process::Pid::from_raw(pid)
+                && let Some(s) = rustix::process::Signal::from_named_raw(sig)
+            {
+                let _ = rustix::process::kill_process(pid, s);
+            }
+        }
+    });
+
+    let spawned = Command::new(program).args(&args.command[1..]).spawn();
+    let status = match spawned {
+        Ok(mut child) => {
+            child_pid.store(child.id() as i32, Ordering::Relaxed);
+            child.wait()
+        }
+        Err(e) => Err(e),
+    };
+    handle.close();
+    let _ = forwarder.join();
+
+    let (exit_status, code) = match &status {
+        Ok(s) => (
+            Some(ExitStatus {
+                code: s.code(),
+                signal: s.signal(),
+            }),
+            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
+        ),
+        Err(e) => {
+            ui::error(
+                &format!("cannot run {}: {e}", program.to_string_lossy()),
+                None,
+            );
+            (None, exit::NOT_STARTED)
+        }
+    };
+    let _lock = ws.lock()?;
+    let changes = ws.finish_session(&mut session, exit_status)?;
+    summarize(&session, &changes, excluded);
+    Ok(code)
+}
+
+/// Refuses before snapshotting when the command cannot be found at all.
+fn check_runnable(program: &OsString) -> Result<(), CliError> {
+    use std::os::unix::ffi::OsStrExt;
+    let name = program.as_bytes();
+    if name.contains(&b'/') {
+        return Ok(());
+    }
+    let path = crate::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path).any(|d| {
+        let p = d.join(program);
+        std::fs::metadata(&p).is_ok_and(|m| m.is_file())
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(
+            CliError::usage(format!("command not found: {}", program.to_string_lossy()))
+                .hint("check the name, or give its full path")
+                .code(127),
+        )
+    }
+}
+
+fn report_excluded(m: &Manifest) -> usize {
+    let excluded: Vec<_> = m.excluded().collect();
+    if excluded.is_empty() {
+        return 0;
+    }
+    let mut parts = Vec::new();
+    for e in excluded.iter().take(5) {
+        if let EntryKind::Excluded {
+            files,
+            bytes,
+            reason,
+        } = &e.kind
+        {
+            let name = ui::entry_name(e);
+            parts.push(match reason {
+                ws_snapshot::ExcludeReason::OverBudget if *files > 1 => {
+                    format!(
+                        "{name} ({}+ files, {}+)",
+                        ui::count(*files),
+                        ui::bytes(*bytes)
+                    )
+                }
+                ws_snapshot::ExcludeReason::OverBudget => format!("{name} ({})", ui::bytes(*bytes)),
+                ws_snapshot::ExcludeReason::Special => format!("{name} (special file)"),
+                ws_snapshot::ExcludeReason::Unreadable => format!("{name} (unreadable)"),
+            });
+        }
+    }
+    let more = if excluded.len() > 5 {
+        format!(" and {} more", excluded.len() - 5)
+    } else {
+        String::new()
+    };
+    ui::note(&format!(
+        "not in the snapshot (ignored by git and too large; rollback cannot restore them): {}{more}",
+        parts.join(", ")
+    ));
+    excluded.len()
+}
+
+#[derive(Debug, Default, Serialize, Clone, Copy)]
+pub struct Counts {
+    pub created: usize,
+    pub modified: usize,
+    pub deleted: usize,
+    pub pending: usize,
+    pub approved: usize,
+    pub rolled_back: usize,
+}
+
+pub fn counts(changes: &[Change]) -> Counts {
+    let mut c = Counts::default();
+    for ch in changes {
+        match ch.kind() {
+            ChangeKind::Added => c.created += 1,
+            ChangeKind::Modified => c.modified += 1,
+            ChangeKind::Removed => c.deleted += 1,
+        }
+        match ch.state {
+            ChangeState::Pending => c.pending += 1,
+            ChangeState::Approved => c.approved += 1,
+            ChangeState::RolledBack => c.rolled_back += 1,
+        }
+    }
+    c
+}
+
+fn summarize(s: &Session, changes: &[Change], excluded: usize) {
+    if changes.is_empty() {
+        ui::note(&format!("session {} made no changes", s.id));
+        return;
+    }
+    let (internal, visible): (Vec<Change>, Vec<Change>) = changes
+        .iter()
+        .cloned()
+        .partition(|c| crate::commands::diff::git_internal(&c.path));
+    let c = counts(&visible);
+    let git = if internal.is_empty() {
+        String::new()
+    } else {
+        format!(" (and {} inside .git)", internal.len())
+    };
+    ui::note(&format!(
+        "session {}: {} created, {} modified, {} deleted{git}, {} excluded from the snapshot — review with `ws diff`, then `ws approve` or `ws rollback`",
+        s.id, c.created, c.modified, c.deleted, excluded
+    ));
+}
+
+#[derive(Serialize)]
+struct SessionJson<'a> {
+    id: &'a str,
+    name: Option<&'a str>,
+    state: &'static str,
+    workspace: &'a str,
+    command: &'a [String],
+    started_ms: u64,
+    ended_ms: Option<u64>,
+    exit_code: Option<i32>,
+    exit_signal: Option<i32>,
+    rollback_interrupted: bool,
+    changes: Option<Counts>,
+}
+
+fn state_name(ws: &Workspace, s: &Session) -> &'static str {
+    if s.orphaned() {
+        "interrupted"
+    } else if ws.store.rollback_interrupted(&s.id) {
+        "rollback-interrupted"
+    } else {
+        match s.state {
+            SessionState::Running => "running",
+            SessionState::Pending => "pending",
+            SessionState::Closed => "closed",
+        }
+    }
+}
+
+fn session_json<'a>(ws: &Workspace, s: &'a Session, changes: Option<&[Change]>) -> SessionJson<'a> {
+    SessionJson {
+        id: &s.id,
+        name: s.name.as_deref(),
+        state: state_name(ws, s),
+        workspace: &s.workspace,
+        command: &s.command,
+        started_ms: s.started_ms,
+        ended_ms: s.ended_ms,
+        exit_code: s.exit.and_then(|e| e.code),
+        exit_signal: s.exit.and_then(|e| e.signal),
+        rollback_interrupted: ws.store.rollback_interrupted(&s.id),
+        changes: changes.map(counts),
+    }
+}
+
+fn cmd_list(args: ListArgs) -> Result<i32, CliError> {
+    let ws = Workspace::discover()?;
+    let mut rows = Vec::new();
+    for r in ws.store.sessions()? {
+        match r {
+            Ok(s) => {
+                let changes = ws.store.load_changes(&s.id).ok();
+                rows.push((s, changes));
+            }
+            Err(e) => ui::warn(&crate::error::chain(&e)),
+        }
+    }
+    if args.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(s, c)| session_json(&ws, s, c.as_deref()))
+            .collect();
+        out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return Ok(exit::OK);
+    }
+    if rows.is_empty() {
+        ui::note(&format!(
+            "no sessions yet in {}; start one with `ws session start -- CMD`",
+            ws.root.display()
+        ));
+        return Ok(exit::OK);
+    }
+    out!(
+        "{:<9} {:<20} {:<17} {:>8}  {}",
+        "ID",
+        "STATE",
+        "STARTED",
+        "PENDING",
+        "COMMAND"
+    );
+    for (s, c) in &rows {
+        let pending = c
+            .as_deref()
+            .map(|c| counts(c).pending.to_string())
+            .unwrap_or_else(|| "-".into());
+        let label = match &s.name {
+            Some(n) => format!("[{n}] {}", s.command.join(" ")),
+            None => s.command.join(" "),
+        };
+        out!(
+            "{:<9} {:<20} {:<17} {:>8}  {}",
+            s.id,
+            state_name(&ws, s),
+            time(s.started_ms),
+            pending,
+            label
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
+    let ws = Workspace::discover()?;
+    let mut s = match &args.id {
+        Some(id) => ws.store.resolve_session(Some(id))?,
+        None => match ws.store.resolve_session(None) {
+            Ok(s) => s,
+            Err(_) => ws
+                .store
+                .sessions()?
+                .into_iter()
+                .filter_map(Result::ok)
+                .next_back()
+                .ok_or_else(|| CliError::usage("this workspace has no sessions yet"))?,
+        },
+    };
+    let changes = if s.state == SessionState::Running && !s.orphaned() {
+        None
+    } else {
+        let _lock = ws.lock()?;
+        Some(ws.session_changes(&mut s)?)
+    };
+    let before = ws.store.manifest(&ManifestId(s.before.clone()))?;
+    if args.json {
+        #[derive(Serialize)]
+        struct Show<'a> {
+            #[serde(flatten)]
+            session: SessionJson<'a>,
+            excluded: Vec<crate::commands::diff::ExcludedJson>,
+        }
+        let show = Show {
+            session: session_json(&ws, &s, changes.as_deref()),
+            excluded: crate::commands::diff::excluded_json(&before),
+        };
+        out!(
+            "{}",
+            serde_json::to_string_pretty(&show).unwrap_or_default()
+        );
+        return Ok(exit::OK);
+    }
+    out!(
+        "session    {}{}",
+        s.id,
+        s.name
+            .as_ref()
+            .map(|n| format!(" [{n}]"))
+            .unwrap_or_default()
+    );
+    out!("state      {}", state_name(&ws, &s));
+    out!("workspace  {}", s.workspace);
+    out!("command    {}", s.command.join(" "));
+    out!("started    {}", time(s.started_ms));
+    if let Some(e) = s.ended_ms {
+        out!("ended      {}", time(e));
+    }
+    if let Some(e) = s.exit {
+        match (e.code, e.signal) {
+            (Some(c), _) => out!("exit       {c}"),
+            (_, Some(sig)) => out!("exit       killed by signal {sig}"),
+            _ => {}
+        }
+    }
+    if let Some(c) = &changes {
+        let n = counts(c);
+        out!(
+            "changes    {} created, {} modified, {} deleted ({} pending, {} approved, {} rolled back)",
+            n.created,
+            n.modified,
+            n.deleted,
+            n.pending,
+            n.approved,
+            n.rolled_back
+        );
+    }
+    for e in before.excluded() {
+        out!(
+            "excluded   {} (not in the snapshot; rollback cannot restore it)",
+            ui::entry_name(e)
+        );
+    }
+    if ws.store.rollback_interrupted(&s.id) {
+        out!(
+            "note       a rollback was interrupted; `ws rollback {}` finishes it",
+            s.id
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// Local-independent UTC time, `YYYY-MM-DD HH:MM`.
+pub fn time(ms: u64) -> String {
+    let secs = (ms / 1000) as i64;
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
+        rem / 3600,
+        (rem % 3600) / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc_time() {
+        assert_eq!(super::time(0), "1970-01-01 00:00");
+        assert_eq!(super::time(1_795_000_000_000), "2026-11-18 06:13");
+    }
+}

@@ -1,0 +1,43 @@
+//! Every environment variable `ws` reads, in one place.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+/// Parent directory for workspace stores; overrides the data directory.
+pub const WS_STORE_DIR: &str = "WS_STORE_DIR";
+/// Standard base directories.
+pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
+pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
+pub const HOME: &str = "HOME";
+/// Disables colour when set to anything (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
+
+pub fn var_os(name: &str) -> Option<OsString> {
+    std::env::var_os(name).filter(|v| !v.is_empty())
+}
+
+pub fn path(name: &str) -> Option<PathBuf> {
+    var_os(name).map(PathBuf::from).filter(|p| p.is_absolute())
+}
+
+pub fn home() -> Option<PathBuf> {
+    path(HOME)
+}
+
+/// Where stores go unless the workspace's filesystem needs one of its own.
+pub fn store_parent() -> Option<PathBuf> {
+    path(WS_STORE_DIR)
+        .or_else(|| path(XDG_DATA_HOME).map(|d| d.join("ws/stores")))
+        .or_else(|| home().map(|h| h.join(".local/share/ws/stores")))
+}
+
+/// git's default global excludes file when `core.excludesFile` is unset.
+pub fn default_global_excludes() -> Option<PathBuf> {
+    path(XDG_CONFIG_HOME)
+        .map(|d| d.join("git/ignore"))
+        .or_else(|| home().map(|h| h.join(".config/git/ignore")))
+}
+
+pub fn no_color() -> bool {
+    var_os(NO_COLOR).is_some()
+}

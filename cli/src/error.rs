@@ -1,0 +1,146 @@
+//! The one error type of the CLI: it classifies library errors, and picks the
+//! exit code in one place.
+
+use std::fmt;
+
+/// Exit codes, documented in the README.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// An operation failed (I/O, a damaged store).
+    pub const FAILURE: i32 = 1;
+    /// Bad input: unknown session, a path the session did not change, bad flags.
+    pub const USAGE: i32 = 2;
+    /// A rollback finished but left conflicts (paths changed after the session).
+    pub const CONFLICT: i32 = 3;
+    /// `ws session start` could not run the command at all.
+    pub const NOT_STARTED: i32 = 125;
+}
+
+#[derive(Debug)]
+pub struct CliError {
+    pub code: i32,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    pub fn usage(message: impl Into<String>) -> Self {
+        CliError {
+            code: exit::USAGE,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn failure(message: impl Into<String>) -> Self {
+        CliError {
+            code: exit::FAILURE,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub fn code(mut self, code: i32) -> Self {
+        self.code = code;
+        self
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// The message of an error and all its causes, joined as `a: b: c`.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !s.ends_with(&msg) {
+            s.push_str(": ");
+            s.push_str(&msg);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+fn from_chain(code: i32, e: &dyn std::error::Error) -> CliError {
+    CliError {
+        code,
+        message: chain(e),
+        hint: None,
+    }
+}
+
+fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>()
+            && io.raw_os_error() == Some(28)
+        {
+            return true;
+        }
+        cur = c.source();
+    }
+    false
+}
+
+impl From<ws_snapshot::SnapshotError> for CliError {
+    fn from(e: ws_snapshot::SnapshotError) -> Self {
+        let err = from_chain(exit::FAILURE, &e);
+        if disk_full(&e) {
+            err.hint("the disk holding the snapshot store is full; free space and start the session again (the workspace was not touched)")
+        } else {
+            err
+        }
+    }
+}
+
+impl From<ws_snapshot::StoreError> for CliError {
+    fn from(e: ws_snapshot::StoreError) -> Self {
+        from_chain(exit::FAILURE, &e)
+    }
+}
+
+impl From<ws_snapshot::SessionError> for CliError {
+    fn from(e: ws_snapshot::SessionError) -> Self {
+        use ws_snapshot::SessionError as E;
+        match &e {
+            E::Unknown { .. } | E::Ambiguous { .. } => from_chain(exit::USAGE, &e)
+                .hint("`ws session list` shows the sessions of this workspace"),
+            E::NonePending => from_chain(exit::USAGE, &e)
+                .hint("`ws session list` shows every session; name one by its id"),
+            _ => from_chain(exit::FAILURE, &e),
+        }
+    }
+}
+
+impl From<ws_snapshot::ReviewError> for CliError {
+    fn from(e: ws_snapshot::ReviewError) -> Self {
+        use ws_snapshot::ReviewError as E;
+        match e {
+            E::NotChanged { .. } => from_chain(exit::USAGE, &e)
+                .hint("`ws diff --name-status` lists the paths the session changed"),
+            E::Session(s) => s.into(),
+            _ => {
+                let err = from_chain(exit::FAILURE, &e);
+                if disk_full(&e) {
+                    err.hint("the disk is full; free space, then run `ws rollback` again to finish")
+                } else {
+                    err.hint("run `ws rollback` again to finish; what is done stays done")
+                }
+            }
+        }
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        from_chain(exit::FAILURE, &e)
+    }
+}

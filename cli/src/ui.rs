@@ -1,0 +1,89 @@
+//! Everything `ws` says to a person goes through here: messages on stderr,
+//! data on stdout, colour only on a terminal and never with NO_COLOR.
+
+#![allow(clippy::print_stderr)]
+
+use std::io::{IsTerminal, Write};
+
+pub fn note(msg: &str) {
+    eprintln!("ws: {msg}");
+}
+
+pub fn warn(msg: &str) {
+    eprintln!("ws: warning: {msg}");
+}
+
+pub fn error(msg: &str, hint: Option<&str>) {
+    eprintln!("ws: error: {msg}");
+    if let Some(h) = hint {
+        eprintln!("ws: hint: {h}");
+    }
+}
+
+pub fn progress_line(line: &str, tty: bool) {
+    let mut e = std::io::stderr().lock();
+    if tty {
+        let _ = write!(e, "\r\x1b[2K{line}");
+    } else {
+        let _ = writeln!(e, "{line}");
+    }
+    let _ = e.flush();
+}
+
+pub fn progress_clear() {
+    let mut e = std::io::stderr().lock();
+    let _ = write!(e, "\r\x1b[2K");
+    let _ = e.flush();
+}
+
+pub fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && !crate::env::no_color()
+}
+
+/// `1234567` → `1,234,567`.
+pub fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// A manifest entry's path as shown to people: directories end in `/`.
+pub fn entry_name(e: &ws_snapshot::Entry) -> String {
+    if e.stat.mode & 0o170000 == 0o040000 {
+        format!("{}/", e.path)
+    } else {
+        e.path.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_counts_and_sizes() {
+        assert_eq!(super::count(0), "0");
+        assert_eq!(super::count(1234567), "1,234,567");
+        assert_eq!(super::bytes(512), "512 B");
+        assert_eq!(super::bytes(3 << 20), "3.0 MiB");
+    }
+}

@@ -1,0 +1,268 @@
+//! Finding the workspace and its store, and the steps every command shares.
+
+use std::io::IsTerminal;
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ws_snapshot::{
+    Budget, Change, Manifest, ManifestId, Progress, RelPath, Session, SessionState,
+    SnapshotOptions, SnapshotOutcome, Store, StoreLock,
+};
+
+use crate::env;
+use crate::error::CliError;
+use crate::ui;
+
+#[derive(Debug)]
+pub struct Workspace {
+    pub root: PathBuf,
+    /// The git directory when the workspace is a repository.
+    pub git_dir: Option<PathBuf>,
+    pub store: Store,
+    pub same_filesystem: bool,
+}
+
+/// The git top-level above `cwd`; else the nearest directory above it that
+/// already has a store (so `ws diff` works from a subdirectory); else `cwd`.
+fn find_root(cwd: &Path, store_parent: &Path, uid: u32) -> (PathBuf, Option<PathBuf>) {
+    for dir in cwd.ancestors() {
+        let dot_git = dir.join(".git");
+        if dot_git.is_dir() {
+            return (dir.to_path_buf(), Some(dot_git));
+        }
+        if dot_git.is_file() {
+            // A worktree or submodule: `.git` names the real git directory.
+            let gitdir = std::fs::read_to_string(&dot_git).ok().and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("gitdir: ").map(|p| dir.join(p.trim())))
+            });
+            return (dir.to_path_buf(), gitdir);
+        }
+    }
+    let known = cwd
+        .ancestors()
+        .find(|d| ws_snapshot::existing_store_dir(d, store_parent, uid).is_some());
+    (known.unwrap_or(cwd).to_path_buf(), None)
+}
+
+impl Workspace {
+    pub fn discover() -> Result<Workspace, CliError> {
+        let cwd = std::env::current_dir().map_err(|e| {
+            CliError::failure(format!("cannot determine the current directory: {e}"))
+        })?;
+        let cwd = fs_err::canonicalize(&cwd).map_err(CliError::from)?;
+        let parent = env::store_parent().ok_or_else(|| {
+            CliError::usage(
+                "cannot tell where to keep snapshots: neither HOME nor WS_STORE_DIR is set",
+            )
+            .hint("set WS_STORE_DIR to a directory you own")
+        })?;
+        let uid = rustix::process::getuid().as_raw();
+        let (root, git_dir) = find_root(&cwd, &parent, uid);
+        if root == Path::new("/") {
+            return Err(CliError::usage("refusing to use / as a workspace")
+                .hint("cd into the project you want the agent to work on"));
+        }
+        if rustix::fs::access(&root, rustix::fs::Access::WRITE_OK).is_err() {
+            return Err(CliError::usage(format!(
+                "the workspace {} is not writable by you",
+                root.display()
+            ))
+            .hint("ws protects a workspace you work in: cd into your project first"));
+        }
+        let placement = ws_snapshot::choose_store_dir(&root, &parent, uid);
+        let store = Store::open_or_create(&placement.dir, &root).map_err(|e| {
+            CliError::from(e).hint(format!(
+                "set WS_STORE_DIR to a writable directory on the same filesystem as {}",
+                root.display()
+            ))
+        })?;
+        Ok(Workspace {
+            root,
+            git_dir,
+            store,
+            same_filesystem: placement.same_filesystem,
+        })
+    }
+
+    pub fn lock(&self) -> Result<StoreLock, CliError> {
+        Ok(self.store.lock()?)
+    }
+
+    fn exclude_files(&self) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        if let Some(g) = &self.git_dir {
+            v.push(g.join("info/exclude"));
+        }
+        v.extend(global_excludes_file(self.git_dir.as_deref()));
+        v
+    }
+
+    /// Takes a snapshot, showing progress on stderr when it takes a while.
+    pub fn snapshot(
+        &self,
+        previous: Option<&Manifest>,
+        what: &str,
+    ) -> Result<SnapshotOutcome, CliError> {
+        let progress = Progress::default();
+        let done = AtomicBool::new(false);
+        let opts = SnapshotOptions {
+            workspace: &self.root,
+            budget: Budget::default(),
+            exclude_files: self.exclude_files(),
+            previous,
+            progress: Some(&progress),
+        };
+        let outcome = std::thread::scope(|s| {
+            s.spawn(|| show_progress(&progress, &done, what));
+            let r = ws_snapshot::take_snapshot(&self.store, &opts);
+            done.store(true, Ordering::Relaxed);
+            r
+        })?;
+        if !self.same_filesystem && outcome.stored_files > 0 {
+            self.notice_copy_once();
+        }
+        Ok(outcome)
+    }
+
+    fn notice_copy_once(&self) {
+        let marker = self.store.root().join("copy-notice");
+        if !marker.exists() {
+            ui::note(&format!(
+                "the snapshot store {} is on another filesystem than the workspace, so files are copied, not cloned \
+                 (set WS_STORE_DIR to a directory on the workspace's filesystem to clone)",
+                self.store.root().display()
+            ));
+            let _ = std::fs::write(marker, b"");
+        }
+    }
+
+    pub fn latest_manifest(&self) -> Option<Manifest> {
+        self.store
+            .latest()
+            .and_then(|id| self.store.manifest(&id).ok())
+    }
+
+    /// Loads a session's change set. A session whose supervisor died is
+    /// finished here: its after-snapshot is taken now.
+    pub fn session_changes(&self, session: &mut Session) -> Result<Vec<Change>, CliError> {
+        if session.orphaned() {
+            ui::note(&format!(
+                "session {} was interrupted (its supervisor, pid {}, is gone); taking its after-snapshot now",
+                session.id, session.supervisor_pid
+            ));
+            return self.finish_session(session, None);
+        }
+        if session.state == SessionState::Running {
+            return Err(
+                CliError::usage(format!("session {} is still running", session.id))
+                    .hint("review it after its command exits"),
+            );
+        }
+        Ok(self.store.load_changes(&session.id)?)
+    }
+
+    /// Takes the after-snapshot and records the change set.
+    pub fn finish_session(
+        &self,
+        session: &mut Session,
+        exit: Option<ws_snapshot::ExitStatus>,
+    ) -> Result<Vec<Change>, CliError> {
+        let before = self.store.manifest(&ManifestId(session.before.clone()))?;
+        let after = self.snapshot(Some(&before), "after-snapshot")?;
+        let changes = ws_snapshot::compute_changes(&self.store, &before, &after.manifest)?;
+        self.store.save_changes(&session.id, &changes)?;
+        session.after = Some(after.id.0.clone());
+        session.ended_ms = Some(crate::now_ms());
+        session.exit = exit;
+        session.state = SessionState::Pending;
+        self.store.save_session(session)?;
+        self.store.settle(session, &changes)?;
+        Ok(changes)
+    }
+
+    /// Turns user paths (relative to the current directory) into workspace paths.
+    pub fn rel_paths(&self, paths: &[PathBuf]) -> Result<Vec<RelPath>, CliError> {
+        let cwd = std::env::current_dir()?;
+        let cwd = fs_err::canonicalize(&cwd).unwrap_or(cwd);
+        paths
+            .iter()
+            .map(|p| {
+                let abs = normalize(&cwd.join(p));
+                RelPath::from_path_under(&self.root, &abs).ok_or_else(|| {
+                    CliError::usage(format!(
+                        "{} is outside the workspace {}",
+                        p.display(),
+                        self.root.display()
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// Resolves `.` and `..` without touching the filesystem (the path may have
+/// been deleted by the session).
+fn normalize(p: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// `core.excludesFile` from the user's git configuration, else git's default.
+fn global_excludes_file(git_dir: Option<&Path>) -> Option<PathBuf> {
+    let mut cmd = std::process::Command::new("git");
+    if let Some(g) = git_dir {
+        cmd.arg("--git-dir").arg(g);
+    }
+    cmd.args(["config", "--path", "--get", "core.excludesFile"]);
+    let configured = cmd
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .map(|s| PathBuf::from(s.trim_end_matches('\n')))
+        .filter(|p| p.is_absolute());
+    configured.or_else(env::default_global_excludes)
+}
+
+fn show_progress(progress: &Progress, done: &AtomicBool, what: &str) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let start = Instant::now();
+    let tty = std::io::stderr().is_terminal();
+    let every = if tty {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(5)
+    };
+    let mut last = start;
+    let mut shown = false;
+    while !done.load(Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+        if start.elapsed() < Duration::from_secs(1) || last.elapsed() < every {
+            continue;
+        }
+        last = Instant::now();
+        let line = format!(
+            "ws: {what}: {} entries scanned, {} files stored ({})",
+            ui::count(progress.files.load(Relaxed)),
+            ui::count(progress.stored_files.load(Relaxed)),
+            ui::bytes(progress.stored_bytes.load(Relaxed)),
+        );
+        ui::progress_line(&line, tty);
+        shown = true;
+    }
+    if shown && tty {
+        ui::progress_clear();
+    }
+}

@@ -1,0 +1,231 @@
+//! The change set of a session: what differs between the snapshot taken
+//! before the command and the one taken after it.
+
+use std::io;
+use std::path::Path;
+
+use crate::copy::hash_file;
+use crate::error::{ManifestError, StoreError};
+use crate::manifest::{
+    DecodeResult, Entry, EntryKind, Manifest, Reader, Writer, decode_entry, encode_entry,
+};
+use crate::path::RelPath;
+use crate::store::Store;
+
+const MAGIC: &[u8; 8] = b"WSCHANG1";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Added,
+    Removed,
+    Modified,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChangeState {
+    Pending,
+    Approved,
+    RolledBack,
+}
+
+/// One path whose entry differs: `before` from the snapshot, `after` as the
+/// session left it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Change {
+    pub path: RelPath,
+    pub before: Option<Entry>,
+    pub after: Option<Entry>,
+    pub state: ChangeState,
+}
+
+impl Change {
+    pub fn kind(&self) -> ChangeKind {
+        match (&self.before, &self.after) {
+            (None, _) => ChangeKind::Added,
+            (_, None) => ChangeKind::Removed,
+            _ => ChangeKind::Modified,
+        }
+    }
+}
+
+/// Compares two manifests. A file whose object differs but whose content does
+/// not (a `touch`) is not a change; hashes computed to find that out are kept
+/// in the returned entries so nobody reads those bytes again.
+pub fn compute_changes(
+    store: &Store,
+    before: &Manifest,
+    after: &Manifest,
+) -> Result<Vec<Change>, StoreError> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    let (b, a) = (&before.entries, &after.entries);
+    while i < b.len() || j < a.len() {
+        let order = match (b.get(i), a.get(j)) {
+            (Some(x), Some(y)) => x.path.cmp(&y.path),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                out.push(change(b[i].clone(), None));
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push(Change {
+                    path: a[j].path.clone(),
+                    before: None,
+                    after: Some(a[j].clone()),
+                    state: ChangeState::Pending,
+                });
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                let (mut x, mut y) = (b[i].clone(), a[j].clone());
+                if differs(store, &mut x, &mut y)? {
+                    out.push(change(x, Some(y)));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn change(before: Entry, after: Option<Entry>) -> Change {
+    Change {
+        path: before.path.clone(),
+        before: Some(before),
+        after,
+        state: ChangeState::Pending,
+    }
+}
+
+fn differs(store: &Store, x: &mut Entry, y: &mut Entry) -> Result<bool, StoreError> {
+    if !x.same_shape(y) {
+        return Ok(true);
+    }
+    let (EntryKind::File { object: ox, .. }, EntryKind::File { object: oy, .. }) =
+        (&x.kind, &y.kind)
+    else {
+        return Ok(false);
+    };
+    if ox == oy {
+        return Ok(false);
+    }
+    Ok(object_hash(store, x)? != object_hash(store, y)?)
+}
+
+/// The content hash of a file entry's object, computed and cached if unknown.
+pub(crate) fn object_hash(store: &Store, e: &mut Entry) -> Result<[u8; 32], StoreError> {
+    let size = e.stat.size;
+    let EntryKind::File { object, hash } = &mut e.kind else {
+        return Ok([0; 32]);
+    };
+    if let Some(h) = hash {
+        return Ok(*h);
+    }
+    let path = store.object_path(object);
+    let h = std::fs::File::open(&path)
+        .and_then(|f| hash_file(&f, size))
+        .map_err(|source| StoreError::Io { path, source })?;
+    *hash = Some(h);
+    Ok(h)
+}
+
+pub(crate) fn encode_changes(changes: &[Change]) -> Vec<u8> {
+    let mut w = Writer(Vec::new());
+    w.0.extend_from_slice(MAGIC);
+    w.u64(changes.len() as u64);
+    for c in changes {
+        w.u8(match c.state {
+            ChangeState::Pending => 0,
+            ChangeState::Approved => 1,
+            ChangeState::RolledBack => 2,
+        });
+        for e in [&c.before, &c.after] {
+            match e {
+                Some(e) => {
+                    w.u8(1);
+                    encode_entry(&mut w, e);
+                }
+                None => w.u8(0),
+            }
+        }
+    }
+    let sum = blake3::hash(&w.0);
+    w.0.extend_from_slice(sum.as_bytes());
+    w.0
+}
+
+pub(crate) fn decode_changes(bytes: &[u8], origin: &Path) -> Result<Vec<Change>, ManifestError> {
+    let corrupt = |offset, what| ManifestError::Corrupt {
+        path: origin.to_path_buf(),
+        offset,
+        what,
+    };
+    if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(corrupt(0, "not a ws change set"));
+    }
+    let (body, sum) = bytes.split_at(bytes.len() - 32);
+    if blake3::hash(body).as_bytes() != sum {
+        return Err(corrupt(
+            body.len(),
+            "checksum mismatch (truncated or edited)",
+        ));
+    }
+    let mut r = Reader {
+        buf: body,
+        pos: MAGIC.len(),
+    };
+    let parse = |r: &mut Reader| -> DecodeResult<Vec<Change>> {
+        let n = r.u64()?;
+        let mut out = Vec::with_capacity(n.min(1 << 20) as usize);
+        for _ in 0..n {
+            let at = r.pos;
+            let state = match r.u8()? {
+                0 => ChangeState::Pending,
+                1 => ChangeState::Approved,
+                2 => ChangeState::RolledBack,
+                _ => return Err((at, "invalid change state")),
+            };
+            let mut sides = [None, None];
+            for side in &mut sides {
+                let at = r.pos;
+                *side = match r.u8()? {
+                    0 => None,
+                    1 => Some(decode_entry(r)?),
+                    _ => return Err((at, "invalid presence flag")),
+                };
+            }
+            let [before, after] = sides;
+            let path = match (&before, &after) {
+                (Some(b), Some(a)) if b.path != a.path => {
+                    return Err((at, "sides name different paths"));
+                }
+                (Some(e), _) | (_, Some(e)) => e.path.clone(),
+                (None, None) => return Err((at, "change with neither side")),
+            };
+            out.push(Change {
+                path,
+                before,
+                after,
+                state,
+            });
+        }
+        if r.pos != r.buf.len() {
+            return Err((r.pos, "trailing bytes"));
+        }
+        Ok(out)
+    };
+    parse(&mut r).map_err(|(o, w)| corrupt(o, w))
+}
+
+/// Reads the current state of a workspace path, `None` if it does not exist.
+pub(crate) fn lstat(path: &Path) -> io::Result<Option<std::fs::Metadata>> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => Ok(Some(m)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,73 @@
+//! Error types, one per operation. A message names the path it concerns and
+//! never repeats its `source`; the CLI prints the chain.
+
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the snapshot store at {path}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error("cannot lock the snapshot store at {path}")]
+    Lock { path: PathBuf, source: io::Error },
+    #[error("the snapshot store at {path} belongs to workspace {other}, not this one")]
+    WrongWorkspace { path: PathBuf, other: String },
+    #[error("I/O error on {path}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest {path} is damaged at byte {offset}: {what}")]
+    Corrupt {
+        path: PathBuf,
+        offset: usize,
+        what: &'static str,
+    },
+    #[error("cannot read manifest {path}")]
+    Read { path: PathBuf, source: io::Error },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    #[error("cannot read {path}")]
+    Walk { path: PathBuf, source: io::Error },
+    #[error("cannot store a copy of {path} in the snapshot store")]
+    Store { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    StoreState(#[from] StoreError),
+    #[error("the workspace {path} is not a directory")]
+    NotADirectory { path: PathBuf },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("no session matches `{id}` in this workspace")]
+    Unknown { id: String },
+    #[error("`{id}` matches several sessions: {candidates}")]
+    Ambiguous { id: String, candidates: String },
+    #[error("no session of this workspace is pending review")]
+    NonePending,
+    #[error("session record {path} is damaged: {what}")]
+    Corrupt { path: PathBuf, what: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("session {session} did not change {path}")]
+    NotChanged { session: String, path: String },
+    #[error("cannot restore {path}")]
+    Restore { path: PathBuf, source: io::Error },
+    #[error("cannot remove {path}")]
+    Remove { path: PathBuf, source: io::Error },
+    #[error("cannot read {path} to compare it with the snapshot")]
+    Compare { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    Session(#[from] SessionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,39 @@
+//! Copy-on-write snapshots of a workspace, and the review loop over them.
+//!
+//! A [`Store`] holds, for one workspace, content objects (cloned with `FICLONE`
+//! where the filesystem allows it, copied and BLAKE3-addressed elsewhere),
+//! manifests (one per snapshot: every path with its kind, mode and stat data) and
+//! sessions (a snapshot before a command, one after, and the change set between
+//! them, each change pending, approved or rolled back).
+//!
+//! This crate never prints, never reads the environment and never exits: the
+//! caller decides where the store lives and what to tell the user.
+
+mod budget;
+mod changes;
+mod copy;
+mod error;
+mod git;
+mod ignore_rules;
+mod manifest;
+mod path;
+mod place;
+mod restore;
+mod session;
+mod snapshot;
+mod stat;
+mod store;
+mod walk;
+
+pub use budget::Budget;
+pub use changes::{Change, ChangeKind, ChangeState, compute_changes};
+pub use error::{ManifestError, ReviewError, SessionError, SnapshotError, StoreError};
+pub use git::{GitClass, git_class};
+pub use manifest::{Entry, EntryKind, ExcludeReason, Manifest, ManifestId};
+pub use path::RelPath;
+pub use place::{StorePlacement, choose_store_dir, existing_store_dir, workspace_key};
+pub use restore::{RollbackOptions, RollbackOutcome, approve, rollback};
+pub use session::{ExitStatus, Session, SessionId, SessionState};
+pub use snapshot::{Progress, SnapshotOptions, SnapshotOutcome, take_snapshot};
+pub use stat::FileStat;
+pub use store::{CloneSupport, ObjectId, Store, StoreLock};

@@ -1,0 +1,420 @@
+//! Manifests: the complete listing of one snapshot, and their binary form.
+//!
+//! The encoding is length-prefixed little-endian with a trailing BLAKE3 of the
+//! body, so a damaged or truncated manifest is detected and the error names the
+//! byte where reading stopped. Paths are raw bytes: any name the kernel allows
+//! round-trips.
+
+use std::path::Path;
+
+use crate::error::ManifestError;
+use crate::path::RelPath;
+use crate::stat::FileStat;
+use crate::store::ObjectId;
+
+const MAGIC: &[u8; 8] = b"WSMANIF1";
+
+/// Content-derived id of a manifest (hex of a BLAKE3 prefix).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ManifestId(pub String);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExcludeReason {
+    /// Ignored by git and over the [`crate::Budget`].
+    OverBudget,
+    /// A socket, FIFO or device node: not content a snapshot can keep.
+    Special,
+    /// The walk could not read it (permission denied).
+    Unreadable,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryKind {
+    File {
+        object: ObjectId,
+        /// BLAKE3 of the content, when the content was read (copy path) or
+        /// compared; the clone path never reads content it does not need.
+        hash: Option<[u8; 32]>,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
+    Dir,
+    /// Left out of the snapshot; counts are lower bounds when the walk stopped early.
+    Excluded {
+        reason: ExcludeReason,
+        files: u64,
+        bytes: u64,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub path: RelPath,
+    pub kind: EntryKind,
+    pub stat: FileStat,
+    /// Modified so close to the snapshot that a later change could keep the
+    /// same timestamps: never trusted by the stat cache.
+    pub racy: bool,
+}
+
+impl Entry {
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, EntryKind::Dir)
+    }
+
+    pub fn is_excluded(&self) -> bool {
+        matches!(self.kind, EntryKind::Excluded { .. })
+    }
+
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            EntryKind::File { .. } => "file",
+            EntryKind::Symlink { .. } => "symlink",
+            EntryKind::Dir => "directory",
+            EntryKind::Excluded { .. } => "excluded",
+        }
+    }
+
+    /// Same kind, same permissions, same symlink target: everything but the
+    /// bytes of a regular file, which need [`EntryKind::File::hash`] or a read.
+    pub fn same_shape(&self, other: &Entry) -> bool {
+        match (&self.kind, &other.kind) {
+            (EntryKind::File { .. }, EntryKind::File { .. }) => {
+                self.stat.perm() == other.stat.perm() && self.stat.size == other.stat.size
+            }
+            (EntryKind::Symlink { target: a }, EntryKind::Symlink { target: b }) => a == b,
+            (EntryKind::Dir, EntryKind::Dir) => self.stat.perm() == other.stat.perm(),
+            (EntryKind::Excluded { .. }, EntryKind::Excluded { .. }) => true,
+            _ => false,
+        }
+    }
+}
+
+/// One snapshot: entries sorted by path bytes, and the filesystem time at which
+/// the walk began (entries modified at or after it are racy).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Manifest {
+    pub started_ns: i64,
+    pub entries: Vec<Entry>,
+}
+
+impl Manifest {
+    pub fn get(&self, path: &RelPath) -> Option<&Entry> {
+        self.entries
+            .binary_search_by(|e| e.path.cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    pub fn sort(&mut self) {
+        self.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    }
+
+    pub fn excluded(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.iter().filter(|e| e.is_excluded())
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(64 + self.entries.len() * 96));
+        w.0.extend_from_slice(MAGIC);
+        w.i64(self.started_ns);
+        w.u64(self.entries.len() as u64);
+        for e in &self.entries {
+            encode_entry(&mut w, e);
+        }
+        let sum = blake3::hash(&w.0);
+        w.0.extend_from_slice(sum.as_bytes());
+        w.0
+    }
+
+    pub fn decode(bytes: &[u8], origin: &Path) -> Result<Manifest, ManifestError> {
+        let corrupt = |offset, what| ManifestError::Corrupt {
+            path: origin.to_path_buf(),
+            offset,
+            what,
+        };
+        if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
+            return Err(corrupt(0, "not a ws manifest"));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(body).as_bytes() != sum {
+            return Err(corrupt(
+                body.len(),
+                "checksum mismatch (truncated or edited)",
+            ));
+        }
+        let mut r = Reader {
+            buf: body,
+            pos: MAGIC.len(),
+        };
+        let started_ns = r.i64().map_err(|(o, w)| corrupt(o, w))?;
+        let count = r.u64().map_err(|(o, w)| corrupt(o, w))?;
+        let mut entries = Vec::with_capacity(count.min(1 << 20) as usize);
+        for _ in 0..count {
+            entries.push(decode_entry(&mut r).map_err(|(o, w)| corrupt(o, w))?);
+        }
+        if r.pos != body.len() {
+            return Err(corrupt(r.pos, "trailing bytes after the last entry"));
+        }
+        let sorted = entries.windows(2).all(|w| w[0].path < w[1].path);
+        if !sorted {
+            return Err(corrupt(MAGIC.len(), "entries out of order"));
+        }
+        Ok(Manifest {
+            started_ns,
+            entries,
+        })
+    }
+}
+
+/// Encodes a list of optional entries (used by the change set, which shares
+/// this format).
+pub(crate) fn encode_entry(w: &mut Writer, e: &Entry) {
+    w.bytes(e.path.as_bytes());
+    let s = &e.stat;
+    w.u64(s.dev);
+    w.u64(s.ino);
+    w.u32(s.mode);
+    w.u64(s.nlink);
+    w.u64(s.size);
+    w.i64(s.mtime_ns);
+    w.i64(s.ctime_ns);
+    w.u8(u8::from(e.racy));
+    match &e.kind {
+        EntryKind::File { object, hash } => {
+            w.u8(0);
+            w.bytes(object.as_str().as_bytes());
+            match hash {
+                Some(h) => {
+                    w.u8(1);
+                    w.0.extend_from_slice(h);
+                }
+                None => w.u8(0),
+            }
+        }
+        EntryKind::Symlink { target } => {
+            w.u8(1);
+            w.bytes(target);
+        }
+        EntryKind::Dir => w.u8(2),
+        EntryKind::Excluded {
+            reason,
+            files,
+            bytes,
+        } => {
+            w.u8(3);
+            w.u8(match reason {
+                ExcludeReason::OverBudget => 0,
+                ExcludeReason::Special => 1,
+                ExcludeReason::Unreadable => 2,
+            });
+            w.u64(*files);
+            w.u64(*bytes);
+        }
+    }
+}
+
+pub(crate) type DecodeResult<T> = Result<T, (usize, &'static str)>;
+
+pub(crate) fn decode_entry(r: &mut Reader) -> DecodeResult<Entry> {
+    let at = r.pos;
+    let path = RelPath::from_bytes(r.bytes()?).ok_or((at, "invalid path"))?;
+    if path.is_root() {
+        return Err((at, "empty path"));
+    }
+    let stat = FileStat {
+        dev: r.u64()?,
+        ino: r.u64()?,
+        mode: r.u32()?,
+        nlink: r.u64()?,
+        size: r.u64()?,
+        mtime_ns: r.i64()?,
+        ctime_ns: r.i64()?,
+    };
+    let racy = r.u8()? != 0;
+    let tag_at = r.pos;
+    let kind = match r.u8()? {
+        0 => {
+            let at = r.pos;
+            let object = std::str::from_utf8(r.bytes()?)
+                .ok()
+                .and_then(ObjectId::parse)
+                .ok_or((at, "invalid object id"))?;
+            let hash = match r.u8()? {
+                0 => None,
+                1 => Some(r.array32()?),
+                _ => return Err((r.pos - 1, "invalid hash flag")),
+            };
+            EntryKind::File { object, hash }
+        }
+        1 => EntryKind::Symlink {
+            target: r.bytes()?.to_vec(),
+        },
+        2 => EntryKind::Dir,
+        3 => {
+            let reason = match r.u8()? {
+                0 => ExcludeReason::OverBudget,
+                1 => ExcludeReason::Special,
+                2 => ExcludeReason::Unreadable,
+                _ => return Err((r.pos - 1, "invalid exclusion reason")),
+            };
+            EntryKind::Excluded {
+                reason,
+                files: r.u64()?,
+                bytes: r.u64()?,
+            }
+        }
+        _ => return Err((tag_at, "invalid entry kind")),
+    };
+    Ok(Entry {
+        path,
+        kind,
+        stat,
+        racy,
+    })
+}
+
+pub(crate) struct Writer(pub Vec<u8>);
+
+impl Writer {
+    pub fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    pub fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn i64(&mut self, v: i64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    pub fn bytes(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.0.extend_from_slice(b);
+    }
+}
+
+pub(crate) struct Reader<'a> {
+    pub buf: &'a [u8],
+    pub pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> DecodeResult<&'a [u8]> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or((self.pos, "length overflow"))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or((self.pos, "unexpected end"))?;
+        self.pos = end;
+        Ok(s)
+    }
+    pub fn u8(&mut self) -> DecodeResult<u8> {
+        Ok(self.take(1)?[0])
+    }
+    pub fn u32(&mut self) -> DecodeResult<u32> {
+        let mut a = [0; 4];
+        a.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(a))
+    }
+    pub fn u64(&mut self) -> DecodeResult<u64> {
+        let mut a = [0; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+    pub fn i64(&mut self) -> DecodeResult<i64> {
+        Ok(self.u64()? as i64)
+    }
+    pub fn array32(&mut self) -> DecodeResult<[u8; 32]> {
+        let mut a = [0; 32];
+        a.copy_from_slice(self.take(32)?);
+        Ok(a)
+    }
+    pub fn bytes(&mut self) -> DecodeResult<&'a [u8]> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Manifest {
+        let stat = FileStat {
+            dev: 1,
+            ino: 2,
+            mode: 0o100755,
+            nlink: 1,
+            size: 3,
+            mtime_ns: 4,
+            ctime_ns: 5,
+        };
+        Manifest {
+            started_ns: 42,
+            entries: vec![
+                Entry {
+                    path: RelPath::from_bytes(b"a\nb").unwrap(),
+                    kind: EntryKind::File {
+                        object: ObjectId::parse("c0123456789abcdef0123456789abcdef").unwrap(),
+                        hash: Some([7; 32]),
+                    },
+                    stat,
+                    racy: true,
+                },
+                Entry {
+                    path: RelPath::from_bytes(b"d").unwrap(),
+                    kind: EntryKind::Dir,
+                    stat,
+                    racy: false,
+                },
+                Entry {
+                    path: RelPath::from_bytes(b"l\xff").unwrap(),
+                    kind: EntryKind::Symlink {
+                        target: b"/etc/passwd".to_vec(),
+                    },
+                    stat,
+                    racy: false,
+                },
+                Entry {
+                    path: RelPath::from_bytes(b"target").unwrap(),
+                    kind: EntryKind::Excluded {
+                        reason: ExcludeReason::OverBudget,
+                        files: 9,
+                        bytes: 10,
+                    },
+                    stat,
+                    racy: false,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let m = sample();
+        let back = Manifest::decode(&m.encode(), Path::new("m")).unwrap();
+        assert_eq!(back, m);
+    }
+
+    #[test]
+    fn every_truncation_and_bit_flip_is_an_error_not_a_panic() {
+        let bytes = sample().encode();
+        for n in 0..bytes.len() {
+            assert!(Manifest::decode(&bytes[..n], Path::new("m")).is_err());
+        }
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x10;
+            assert!(
+                Manifest::decode(&b, Path::new("m")).is_err(),
+                "flip at {i} accepted"
+            );
+        }
+    }
+}

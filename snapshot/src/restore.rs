@@ -1,0 +1,559 @@
+//! Approve and roll back: the two ways a change leaves the pending state.
+//!
+//! Rollback touches only the paths the session changed, so its cost follows
+//! the change set, not the workspace. Before touching a path it checks that the
+//! path is still as the session left it; anything changed since is a conflict
+//! and left alone unless forced. Every step makes one path equal to its
+//! snapshot state with a single rename, and each step first checks whether
+//! that is already so — which is what lets a rollback interrupted at any
+//! instant (kill -9, power loss) be finished by running it again.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::changes::{Change, ChangeState, lstat, object_hash};
+use crate::copy::{self, hash_file};
+use crate::error::ReviewError;
+use crate::git::{GitClass, git_class};
+use crate::manifest::{Entry, EntryKind, Manifest};
+use crate::path::RelPath;
+use crate::session::{Journal, Session};
+use crate::stat::FileStat;
+use crate::store::Store;
+use crate::walk::RESTORE_TMP_PREFIX;
+
+#[derive(Debug, Default)]
+pub struct RollbackOptions {
+    /// Overwrite paths changed after the session ended.
+    pub force: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct RollbackOutcome {
+    /// Paths put back to their snapshot state (restored, recreated or removed).
+    pub restored: Vec<RelPath>,
+    /// Paths left alone because they changed after the session ended.
+    pub conflicts: Vec<(RelPath, String)>,
+    /// Paths that cannot come back: excluded from the snapshot by the budget.
+    pub unrestorable: Vec<RelPath>,
+    /// Git objects and reflog entries the session added, kept on purpose.
+    pub kept_git: usize,
+    /// Rolled back although changed after the session (forced, or `.git/index`).
+    pub overwritten: Vec<RelPath>,
+    /// The changes of an interrupted rollback that this one finished first.
+    pub resumed: usize,
+}
+
+/// Selects the pending changes under `paths` (all pending ones if empty).
+/// Naming a path the session did not change is an error, not a silent no-op.
+fn select(
+    session: &Session,
+    changes: &[Change],
+    paths: &[RelPath],
+) -> Result<Vec<usize>, ReviewError> {
+    let mut picked = Vec::new();
+    for p in paths {
+        let hit = changes.iter().any(|c| c.path.starts_with(p));
+        if !hit {
+            return Err(ReviewError::NotChanged {
+                session: session.id.clone(),
+                path: p.display(),
+            });
+        }
+    }
+    for (i, c) in changes.iter().enumerate() {
+        if c.state == ChangeState::Pending
+            && (paths.is_empty() || paths.iter().any(|p| c.path.starts_with(p)))
+        {
+            picked.push(i);
+        }
+    }
+    Ok(picked)
+}
+
+/// Approves the pending changes under `paths`: the workspace keeps the
+/// session's version. Returns the approved paths.
+pub fn approve(
+    store: &Store,
+    session: &mut Session,
+    changes: &mut [Change],
+    paths: &[RelPath],
+) -> Result<Vec<RelPath>, ReviewError> {
+    let picked = select(session, changes, paths)?;
+    for &i in &picked {
+        changes[i].state = ChangeState::Approved;
+    }
+    store.save_changes(&session.id, changes)?;
+    store.settle(session, changes)?;
+    Ok(picked.iter().map(|&i| changes[i].path.clone()).collect())
+}
+
+/// Rolls back the pending changes under `paths` (all if empty). Finishes an
+/// interrupted rollback of this session first.
+pub fn rollback(
+    store: &Store,
+    workspace: &Path,
+    session: &mut Session,
+    changes: &mut [Change],
+    before: &Manifest,
+    paths: &[RelPath],
+    opts: &RollbackOptions,
+) -> Result<RollbackOutcome, ReviewError> {
+    let mut outcome = RollbackOutcome::default();
+    if let Some(j) = store.read_journal(&session.id) {
+        let pending: Vec<usize> = j
+            .indices
+            .into_iter()
+            .filter(|&i| i < changes.len() && changes[i].state == ChangeState::Pending)
+            .collect();
+        outcome.resumed = pending.len();
+        let mut r = Rollback {
+            store,
+            root: workspace,
+            before,
+            force: j.force,
+            out: &mut outcome,
+            links: HashMap::new(),
+        };
+        r.run(changes, &pending)?;
+        store.save_changes(&session.id, changes)?;
+        store.clear_journal(&session.id)?;
+    }
+    let mut picked = select(session, changes, paths)?;
+    // A restored path needs its parent: pull in removed ancestors.
+    let chosen: HashSet<RelPath> = picked.iter().map(|&i| changes[i].path.clone()).collect();
+    let by_path: HashMap<&RelPath, usize> = changes
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (&c.path, i))
+        .collect();
+    let mut extra = Vec::new();
+    for &i in &picked {
+        let mut p = changes[i].path.parent();
+        while let Some(anc) = p {
+            if anc.is_root() {
+                break;
+            }
+            if !chosen.contains(&anc)
+                && let Some(&k) = by_path.get(&anc)
+                && changes[k].state == ChangeState::Pending
+                && changes[k].before.as_ref().is_some_and(Entry::is_dir)
+            {
+                extra.push(k);
+            }
+            p = anc.parent();
+        }
+    }
+    picked.extend(extra);
+    picked.sort_unstable();
+    picked.dedup();
+    if !picked.is_empty() {
+        store.write_journal(
+            &session.id,
+            &Journal {
+                indices: picked.clone(),
+                force: opts.force,
+            },
+        )?;
+        let mut r = Rollback {
+            store,
+            root: workspace,
+            before,
+            force: opts.force,
+            out: &mut outcome,
+            links: HashMap::new(),
+        };
+        r.run(changes, &picked)?;
+        store.save_changes(&session.id, changes)?;
+        store.sync()?;
+        sync_workspace(workspace);
+        store.clear_journal(&session.id)?;
+    }
+    store.settle(session, changes)?;
+    Ok(outcome)
+}
+
+fn sync_workspace(root: &Path) {
+    if let Ok(f) = File::open(root) {
+        let _ = rustix::fs::syncfs(&f);
+    }
+}
+
+struct Rollback<'a> {
+    store: &'a Store,
+    root: &'a Path,
+    before: &'a Manifest,
+    force: bool,
+    out: &'a mut RollbackOutcome,
+    /// Restored hard-link groups: (dev, ino) in the snapshot → a path now holding it.
+    links: HashMap<(u64, u64), PathBuf>,
+}
+
+/// How a workspace path compares with an entry.
+fn matches(store: &Store, abs: &Path, want: Option<&Entry>) -> Result<bool, ReviewError> {
+    let cmp_err = |source| ReviewError::Compare {
+        path: abs.to_path_buf(),
+        source,
+    };
+    let cur = lstat(abs).map_err(cmp_err)?;
+    let (cur, want) = match (cur, want) {
+        (None, None) => return Ok(true),
+        (None, Some(_)) | (Some(_), None) => return Ok(false),
+        (Some(c), Some(w)) => (c, w),
+    };
+    let stat = FileStat::from_metadata(&cur);
+    let ft = cur.file_type();
+    Ok(match &want.kind {
+        EntryKind::Dir => ft.is_dir(),
+        EntryKind::Excluded { .. } => true,
+        EntryKind::Symlink { target } => {
+            ft.is_symlink()
+                && std::fs::read_link(abs)
+                    .map_err(cmp_err)?
+                    .as_os_str()
+                    .as_bytes()
+                    == target.as_slice()
+        }
+        EntryKind::File { .. } => {
+            if !ft.is_file() || stat.perm() != want.stat.perm() || stat.size != want.stat.size {
+                false
+            } else if !want.racy && stat == want.stat {
+                true
+            } else {
+                let mut w = want.clone();
+                let h = object_hash(store, &mut w)?;
+                let f = File::open(abs).map_err(cmp_err)?;
+                hash_file(&f, stat.size).map_err(cmp_err)? == h
+            }
+        }
+    })
+}
+
+fn category(e: &Entry) -> u8 {
+    match e.kind {
+        EntryKind::File { .. } => 0,
+        EntryKind::Symlink { .. } => 1,
+        EntryKind::Dir => 2,
+        EntryKind::Excluded { .. } => 3,
+    }
+}
+
+impl Rollback<'_> {
+    fn run(&mut self, changes: &mut [Change], picked: &[usize]) -> Result<(), ReviewError> {
+        let mut done: Vec<usize> = Vec::new();
+        // Phase 1, deepest first: take away what the session created, or what
+        // replaced an entry of another kind.
+        let mut removals: Vec<usize> = picked
+            .iter()
+            .copied()
+            .filter(|&i| {
+                let c = &changes[i];
+                match (&c.before, &c.after) {
+                    (None, Some(_)) => true,
+                    (Some(b), Some(a)) => category(b) != category(a),
+                    _ => false,
+                }
+            })
+            .collect();
+        removals.sort_by_key(|&i| std::cmp::Reverse(changes[i].path.depth()));
+        let mut blocked: HashSet<usize> = HashSet::new();
+        for &i in &removals {
+            let c = &changes[i];
+            let abs = c.path.to_path(self.root);
+            if c.before.is_none() && git_class(&c.path) == GitClass::Objects {
+                self.out.kept_git += 1;
+                done.push(i);
+                continue;
+            }
+            if lstat(&abs)
+                .map_err(|source| ReviewError::Compare {
+                    path: abs.clone(),
+                    source,
+                })?
+                .is_none()
+            {
+                if c.before.is_none() {
+                    done.push(i);
+                }
+                continue;
+            }
+            if !self.force && !matches(self.store, &abs, c.after.as_ref())? {
+                if c.before.is_some() && matches(self.store, &abs, c.before.as_ref())? {
+                    continue; // already restored by an earlier, interrupted run
+                }
+                self.out
+                    .conflicts
+                    .push((c.path.clone(), "changed after the session ended".into()));
+                blocked.insert(i);
+                continue;
+            }
+            let r = match c.after.as_ref().map(|a| &a.kind) {
+                Some(EntryKind::Dir) => match std::fs::remove_dir(&abs) {
+                    Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
+                        self.out.conflicts.push((
+                            c.path.clone(),
+                            "directory holds files the session did not create".into(),
+                        ));
+                        blocked.insert(i);
+                        continue;
+                    }
+                    r => r,
+                },
+                Some(EntryKind::Excluded { .. }) => remove_any(&abs),
+                _ => std::fs::remove_file(&abs),
+            };
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => return Err(ReviewError::Remove { path: abs, source }),
+            }
+            if c.before.is_none() {
+                self.out.restored.push(c.path.clone());
+                done.push(i);
+            }
+        }
+
+        // Phase 2, shallowest first: bring back snapshot entries.
+        let mut restores: Vec<usize> = picked
+            .iter()
+            .copied()
+            .filter(|&i| changes[i].before.is_some() && !blocked.contains(&i))
+            .collect();
+        restores.sort_by_key(|&i| changes[i].path.depth());
+        let mut dir_modes: Vec<(PathBuf, u32, usize)> = Vec::new();
+        for &i in &restores {
+            let c = &changes[i];
+            let Some(before) = c.before.as_ref() else {
+                continue;
+            };
+            let abs = c.path.to_path(self.root);
+            let class = git_class(&c.path);
+            if before.is_excluded() {
+                self.out.unrestorable.push(c.path.clone());
+                done.push(i);
+                continue;
+            }
+            if matches(self.store, &abs, Some(before))? {
+                if before.is_dir() {
+                    dir_modes.push((abs, before.stat.perm(), c.path.depth()));
+                }
+                done.push(i);
+                continue;
+            }
+            if class == GitClass::Reflog && appended_to(self.store, &abs, before)? {
+                self.out.kept_git += 1;
+                done.push(i);
+                continue;
+            }
+            let replaced_kind = c
+                .after
+                .as_ref()
+                .is_some_and(|a| category(a) != category(before));
+            let as_left = replaced_kind || matches(self.store, &abs, c.after.as_ref())?;
+            if !as_left {
+                if class == GitClass::Index || self.force {
+                    self.out.overwritten.push(c.path.clone());
+                } else {
+                    self.out
+                        .conflicts
+                        .push((c.path.clone(), "changed after the session ended".into()));
+                    continue;
+                }
+            }
+            self.restore(&abs, before)?;
+            if before.is_dir() {
+                dir_modes.push((abs, before.stat.perm(), c.path.depth()));
+            }
+            self.out.restored.push(c.path.clone());
+            done.push(i);
+        }
+        // Phase 3, deepest first: directory permissions last, so a read-only
+        // directory does not stop its own children from coming back.
+        dir_modes.sort_by_key(|d| std::cmp::Reverse(d.2));
+        for (abs, perm, _) in dir_modes {
+            std::fs::set_permissions(&abs, std::fs::Permissions::from_mode(perm)).map_err(
+                |source| ReviewError::Restore {
+                    path: abs.clone(),
+                    source,
+                },
+            )?;
+        }
+        for i in done {
+            changes[i].state = ChangeState::RolledBack;
+        }
+        self.sweep_tmp(changes, picked);
+        Ok(())
+    }
+
+    /// Makes `abs` equal to the snapshot entry `e`, atomically per path.
+    fn restore(&mut self, abs: &Path, e: &Entry) -> Result<(), ReviewError> {
+        let err = |source| ReviewError::Restore {
+            path: abs.to_path_buf(),
+            source,
+        };
+        match &e.kind {
+            EntryKind::Dir => {
+                match lstat(abs).map_err(err)? {
+                    Some(m) if m.is_dir() => {}
+                    Some(_) => {
+                        std::fs::remove_file(abs).map_err(err)?;
+                        std::fs::create_dir(abs).map_err(err)?;
+                    }
+                    None => std::fs::create_dir(abs).map_err(err)?,
+                }
+                // Writable until phase 3 sets the snapshot's mode.
+                std::fs::set_permissions(abs, std::fs::Permissions::from_mode(0o700))
+                    .map_err(err)?;
+                Ok(())
+            }
+            EntryKind::Symlink { target } => {
+                let tmp = tmp_beside(abs);
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &tmp)
+                    .map_err(err)?;
+                self.place(&tmp, abs)
+            }
+            EntryKind::File { object, .. } => {
+                let tmp = tmp_beside(abs);
+                let key = (e.stat.dev, e.stat.ino);
+                if e.stat.nlink > 1
+                    && let Some(sibling) = self.hard_link_sibling(key, &e.path)
+                    && std::fs::hard_link(&sibling, &tmp).is_ok()
+                {
+                    return self.place(&tmp, abs);
+                }
+                let fill = || -> io::Result<()> {
+                    let dst = File::options()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(&tmp)?;
+                    let src = self.store.open_object(object)?;
+                    match copy::try_clone(&dst, &src) {
+                        Ok(()) => {}
+                        Err(_) => {
+                            copy::copy_sparse(&src, &dst, e.stat.size, false)?;
+                        }
+                    }
+                    dst.set_permissions(std::fs::Permissions::from_mode(e.stat.perm()))?;
+                    let mtime = UNIX_EPOCH + Duration::from_nanos(e.stat.mtime_ns.max(0) as u64);
+                    dst.set_modified(mtime)?;
+                    Ok(())
+                };
+                if let Err(source) = fill() {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(ReviewError::Restore {
+                        path: abs.to_path_buf(),
+                        source,
+                    });
+                }
+                self.place(&tmp, abs)?;
+                if e.stat.nlink > 1 {
+                    self.links.insert(key, abs.to_path_buf());
+                }
+                Ok(())
+            }
+            EntryKind::Excluded { .. } => Ok(()),
+        }
+    }
+
+    /// Another path of the same snapshot inode that now holds the snapshot
+    /// content: restored in this run, or untouched by the session.
+    fn hard_link_sibling(&self, key: (u64, u64), path: &RelPath) -> Option<PathBuf> {
+        if let Some(p) = self.links.get(&key) {
+            return Some(p.clone());
+        }
+        let sib = self.before.entries.iter().find(|o| {
+            o.path != *path
+                && (o.stat.dev, o.stat.ino) == key
+                && matches!(o.kind, EntryKind::File { .. })
+        })?;
+        let abs = sib.path.to_path(self.root);
+        let m = std::fs::symlink_metadata(&abs).ok()?;
+        (m.ino() == sib.stat.ino
+            && m.dev() == sib.stat.dev
+            && FileStat::from_metadata(&m).ctime_ns == sib.stat.ctime_ns)
+            .then_some(abs)
+    }
+
+    fn place(&self, tmp: &Path, abs: &Path) -> Result<(), ReviewError> {
+        std::fs::rename(tmp, abs).map_err(|source| {
+            let _ = std::fs::remove_file(tmp);
+            ReviewError::Restore {
+                path: abs.to_path_buf(),
+                source,
+            }
+        })
+    }
+
+    /// Removes work files that an interrupted rollback left in the
+    /// directories it was working in.
+    fn sweep_tmp(&self, changes: &[Change], picked: &[usize]) {
+        let dirs: HashSet<RelPath> = picked
+            .iter()
+            .filter_map(|&i| changes[i].path.parent())
+            .collect();
+        for d in dirs {
+            let Ok(rd) = std::fs::read_dir(d.to_path(self.root)) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let name = e.file_name();
+                let Some(rest) = name.as_bytes().strip_prefix(RESTORE_TMP_PREFIX) else {
+                    continue;
+                };
+                let pid = std::str::from_utf8(rest)
+                    .ok()
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|p| p.parse::<u32>().ok());
+                let alive = pid.is_some_and(|p| {
+                    p == std::process::id() || Path::new(&format!("/proc/{p}")).exists()
+                });
+                if !alive {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// Whether the reflog at `abs` is the snapshot's with entries appended.
+fn appended_to(store: &Store, abs: &Path, before: &Entry) -> Result<bool, ReviewError> {
+    let EntryKind::File { object, .. } = &before.kind else {
+        return Ok(false);
+    };
+    let Ok(now) = std::fs::read(abs) else {
+        return Ok(false);
+    };
+    let path = store.object_path(object);
+    let then = std::fs::read(&path).map_err(|source| ReviewError::Compare { path, source })?;
+    Ok(now.len() > then.len() && now.starts_with(&then))
+}
+
+fn remove_any(abs: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(abs) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(abs),
+        Ok(_) => std::fs::remove_file(abs),
+        Err(e) => Err(e),
+    }
+}
+
+fn tmp_beside(abs: &Path) -> PathBuf {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let name = format!(
+        "{}{}-{n}-{nanos}",
+        String::from_utf8_lossy(RESTORE_TMP_PREFIX),
+        std::process::id()
+    );
+    abs.with_file_name(name)
+}

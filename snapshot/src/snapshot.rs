@@ -1,0 +1,124 @@
+//! Taking a snapshot: walk, store what changed, write the manifest, make it durable.
+
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+
+use crate::budget::Budget;
+use crate::error::SnapshotError;
+use crate::ignore_rules::IgnoreRules;
+use crate::manifest::{Manifest, ManifestId};
+use crate::store::{CloneSupport, Store};
+use crate::walk::Walk;
+
+/// Counters a caller may watch from another thread to show progress.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub files: AtomicU64,
+    pub stored_files: AtomicU64,
+    pub stored_bytes: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct SnapshotOptions<'a> {
+    /// Canonical path of the workspace root.
+    pub workspace: &'a Path,
+    pub budget: Budget,
+    /// Exclude files beyond `.gitignore`s: `.git/info/exclude`, the user's
+    /// global excludes file. Missing files are fine.
+    pub exclude_files: Vec<PathBuf>,
+    /// The stat cache: usually the store's latest manifest.
+    pub previous: Option<&'a Manifest>,
+    pub progress: Option<&'a Progress>,
+}
+
+#[derive(Debug)]
+pub struct SnapshotOutcome {
+    pub id: ManifestId,
+    pub manifest: Manifest,
+    /// Files whose content was cloned or copied (not vouched for by the stat cache).
+    pub stored_files: u64,
+    pub stored_bytes: u64,
+    pub clone: CloneSupport,
+}
+
+/// Snapshots the workspace into the store and makes it the latest manifest.
+/// Never writes to the workspace.
+pub fn take_snapshot(
+    store: &Store,
+    opts: &SnapshotOptions,
+) -> Result<SnapshotOutcome, SnapshotError> {
+    let root = opts.workspace;
+    let meta = std::fs::metadata(root).map_err(|source| SnapshotError::Walk {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(SnapshotError::NotADirectory {
+            path: root.to_path_buf(),
+        });
+    }
+    let started_ns = fs_now(store)?;
+    let excludes: Vec<&Path> = opts.exclude_files.iter().map(PathBuf::as_path).collect();
+    let rules = IgnoreRules::new(root, &excludes);
+    let own = Progress::default();
+    let progress = opts.progress.unwrap_or(&own);
+    let before_files = progress
+        .stored_files
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let before_bytes = progress
+        .stored_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut skip = Vec::new();
+    for dir in [Some(store.root()), store.root().parent()]
+        .into_iter()
+        .flatten()
+    {
+        if let Ok(m) = std::fs::metadata(dir) {
+            skip.push((m.dev(), m.ino()));
+        }
+    }
+    let walk = Walk {
+        store,
+        root,
+        rules: &rules,
+        budget: opts.budget,
+        previous: opts.previous,
+        started_ns,
+        progress,
+        skip,
+    };
+    let entries = walk.run()?;
+    let mut manifest = Manifest {
+        started_ns,
+        entries,
+    };
+    manifest.sort();
+    let id = store.put_manifest(&manifest)?;
+    store.sync()?;
+    store.set_latest(&id)?;
+    let load = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    Ok(SnapshotOutcome {
+        id,
+        manifest,
+        stored_files: load(&progress.stored_files) - before_files,
+        stored_bytes: load(&progress.stored_bytes) - before_bytes,
+        clone: store.clone_support(),
+    })
+}
+
+/// The filesystem's idea of "now": the mtime of a file created in the store.
+/// File timestamps come from the kernel's coarse clock, so comparing them with
+/// this (rather than with `SystemTime::now()`) makes the racy check exact.
+fn fs_now(store: &Store) -> Result<i64, SnapshotError> {
+    let path = store.tmp_path();
+    let probe = || -> io::Result<i64> {
+        let f = std::fs::File::create(&path)?;
+        let m = f.metadata()?;
+        Ok(m.mtime() * 1_000_000_000 + m.mtime_nsec())
+    };
+    let r = probe();
+    let _ = std::fs::remove_file(&path);
+    r.map_err(|source| SnapshotError::Store { path, source })
+}

@@ -1,0 +1,380 @@
+//! The on-disk store of one workspace.
+//!
+//! ```text
+//! STORE                 identity: format version and the workspace it serves
+//! lock                  flock(2) taken by every command that changes state
+//! objects/xx/ID         file contents (clones or copies), never modified
+//! manifests/ID          snapshots, content-addressed
+//! latest                id of the newest manifest: the stat cache
+//! sessions/SID/…        session records, change sets, rollback journals
+//! tmp/PID-N             work files of live processes; others are debris
+//! ```
+//! Every state file is written to `tmp/` and renamed into place, so a crash at
+//! any instant leaves the old or the new version, never a mix.
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use crate::copy;
+use crate::error::StoreError;
+use crate::manifest::{Manifest, ManifestId};
+
+const FORMAT: &str = "ws store 1";
+
+/// Name of a content object: the hex BLAKE3 of its content (copied objects,
+/// deduplicated), or `c` and 32 hex digits (cloned objects, whose content was
+/// never read).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId(String);
+
+impl ObjectId {
+    pub fn parse(s: &str) -> Option<ObjectId> {
+        let hex = |t: &str| {
+            t.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        let ok = (s.len() == 64 && hex(s)) || (s.len() == 33 && s.starts_with('c') && hex(&s[1..]));
+        ok.then(|| ObjectId(s.to_owned()))
+    }
+
+    pub fn from_hash(h: &[u8; 32]) -> ObjectId {
+        ObjectId(hex(h))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// Whether files move between workspace and store by `FICLONE`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloneSupport {
+    Unknown,
+    Clone,
+    Copy,
+}
+
+#[derive(Debug)]
+pub struct Store {
+    root: PathBuf,
+    clone: AtomicU8,
+    tmp_counter: AtomicU64,
+    id_seed: [u8; 32],
+}
+
+/// Held while a command changes the store or the workspace; released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating it for `workspace` if it does not
+    /// exist. Refuses a store that serves another workspace.
+    pub fn open_or_create(root: &Path, workspace: &Path) -> Result<Store, StoreError> {
+        let create = |p: &Path| -> Result<(), StoreError> {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(p)
+                .map_err(|source| StoreError::Create {
+                    path: p.to_path_buf(),
+                    source,
+                })
+        };
+        create(root)?;
+        for sub in ["objects", "manifests", "sessions", "tmp"] {
+            create(&root.join(sub))?;
+        }
+        let ident_path = root.join("STORE");
+        let ident = format!("{FORMAT}\nworkspace {}\n", workspace.display());
+        match fs_err::read_to_string(&ident_path) {
+            Ok(existing) => {
+                if existing != ident {
+                    let other = existing
+                        .lines()
+                        .find_map(|l| l.strip_prefix("workspace "))
+                        .unwrap_or("(unknown)")
+                        .to_owned();
+                    return Err(StoreError::WrongWorkspace {
+                        path: root.to_path_buf(),
+                        other,
+                    });
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                write_atomic_in(root, &ident_path, ident.as_bytes())?;
+            }
+            Err(source) => {
+                return Err(StoreError::Io {
+                    path: ident_path,
+                    source,
+                });
+            }
+        }
+        let mut seed_src = Vec::new();
+        seed_src.extend_from_slice(&std::process::id().to_le_bytes());
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        seed_src.extend_from_slice(&now.to_le_bytes());
+        let mut rnd = [0u8; 16];
+        let _ = rustix::rand::getrandom(&mut rnd, rustix::rand::GetRandomFlags::empty());
+        seed_src.extend_from_slice(&rnd);
+        let store = Store {
+            root: root.to_path_buf(),
+            clone: AtomicU8::new(0),
+            tmp_counter: AtomicU64::new(0),
+            id_seed: *blake3::hash(&seed_src).as_bytes(),
+        };
+        store.sweep_tmp();
+        Ok(store)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Blocks until this process holds the store's exclusive lock.
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        let path = self.root.join("lock");
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|source| StoreError::Lock {
+                path: path.clone(),
+                source,
+            })?;
+        file.lock()
+            .map_err(|source| StoreError::Lock { path, source })?;
+        Ok(StoreLock { _file: file })
+    }
+
+    pub fn clone_support(&self) -> CloneSupport {
+        match self.clone.load(Ordering::Relaxed) {
+            1 => CloneSupport::Clone,
+            2 => CloneSupport::Copy,
+            _ => CloneSupport::Unknown,
+        }
+    }
+
+    pub(crate) fn set_clone_support(&self, c: CloneSupport) {
+        let v = match c {
+            CloneSupport::Unknown => 0,
+            CloneSupport::Clone => 1,
+            CloneSupport::Copy => 2,
+        };
+        self.clone.store(v, Ordering::Relaxed);
+    }
+
+    pub(crate) fn object_path(&self, id: &ObjectId) -> PathBuf {
+        let s = id.as_str();
+        self.root.join("objects").join(&s[s.len() - 2..]).join(s)
+    }
+
+    pub(crate) fn sessions_dir(&self) -> PathBuf {
+        self.root.join("sessions")
+    }
+
+    /// A fresh path in `tmp/` that no other process will use.
+    pub(crate) fn tmp_path(&self) -> PathBuf {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        self.root
+            .join("tmp")
+            .join(format!("{}-{n}", std::process::id()))
+    }
+
+    fn fresh_clone_id(&self) -> ObjectId {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        let mut h = blake3::Hasher::new();
+        h.update(&self.id_seed);
+        h.update(&n.to_le_bytes());
+        ObjectId(format!("c{}", hex(&h.finalize().as_bytes()[..16])))
+    }
+
+    /// Removes work files left by processes that no longer exist.
+    fn sweep_tmp(&self) {
+        let Ok(dir) = std::fs::read_dir(self.root.join("tmp")) else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let pid = name
+                .to_str()
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
+            if !alive {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
+    /// Puts the content of the open regular file `src` (of `size` bytes) into
+    /// the store: a clone where possible, else a hashed, deduplicated copy.
+    pub(crate) fn put_object(
+        &self,
+        src: &File,
+        size: u64,
+    ) -> io::Result<(ObjectId, Option<[u8; 32]>)> {
+        let tmp = self.tmp_path();
+        let dst = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let result = self.fill(&dst, src, size);
+        match result {
+            Ok(hash) => {
+                let id = match &hash {
+                    Some(h) => ObjectId::from_hash(h),
+                    None => self.fresh_clone_id(),
+                };
+                let dest = self.object_path(&id);
+                if hash.is_some() && dest.exists() {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Ok((id, hash));
+                }
+                let placed = std::fs::rename(&tmp, &dest).or_else(|e| {
+                    if e.kind() == io::ErrorKind::NotFound {
+                        std::fs::create_dir_all(dest.parent().unwrap_or(&self.root))?;
+                        std::fs::rename(&tmp, &dest)
+                    } else {
+                        Err(e)
+                    }
+                });
+                if let Err(e) = placed {
+                    let _ = std::fs::remove_file(&tmp);
+                    return Err(e);
+                }
+                Ok((id, hash))
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
+        }
+    }
+
+    /// Writes `size` bytes of `src` into the empty `dst`: clone or copy.
+    /// Returns the content hash when the content was read.
+    pub(crate) fn fill(&self, dst: &File, src: &File, size: u64) -> io::Result<Option<[u8; 32]>> {
+        if self.clone_support() != CloneSupport::Copy {
+            match copy::try_clone(dst, src) {
+                Ok(()) => {
+                    self.set_clone_support(CloneSupport::Clone);
+                    return Ok(None);
+                }
+                Err(e) => match copy::clone_failure(&e) {
+                    copy::CloneFailure::Filesystem => self.set_clone_support(CloneSupport::Copy),
+                    copy::CloneFailure::ThisFile => {}
+                    copy::CloneFailure::Real => return Err(e),
+                },
+            }
+        }
+        copy::copy_sparse(src, dst, size, true)
+    }
+
+    pub(crate) fn open_object(&self, id: &ObjectId) -> io::Result<File> {
+        File::open(self.object_path(id))
+    }
+
+    pub fn put_manifest(&self, m: &Manifest) -> Result<ManifestId, StoreError> {
+        let bytes = m.encode();
+        let id = ManifestId(hex(&blake3::hash(&bytes).as_bytes()[..16]));
+        let path = self.root.join("manifests").join(&id.0);
+        if !path.exists() {
+            self.write_atomic(&path, &bytes)?;
+        }
+        Ok(id)
+    }
+
+    pub fn manifest(&self, id: &ManifestId) -> Result<Manifest, StoreError> {
+        let path = self.root.join("manifests").join(&id.0);
+        let bytes = fs_err::read(&path).map_err(|source| crate::error::ManifestError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Manifest::decode(&bytes, &path)?)
+    }
+
+    /// The newest snapshot of the workspace, used as the stat cache.
+    pub fn latest(&self) -> Option<ManifestId> {
+        let s = std::fs::read_to_string(self.root.join("latest")).ok()?;
+        let id = s.trim();
+        (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| ManifestId(id.to_owned()))
+    }
+
+    pub fn set_latest(&self, id: &ManifestId) -> Result<(), StoreError> {
+        self.write_atomic(&self.root.join("latest"), format!("{}\n", id.0).as_bytes())
+    }
+
+    /// Writes `bytes` to `path` (inside the store) so that a crash leaves
+    /// either the old or the new content.
+    pub(crate) fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+        write_atomic_in(&self.root, path, bytes)
+    }
+
+    /// Flushes everything written to the store's filesystem.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let f = File::open(&self.root).map_err(|source| StoreError::Io {
+            path: self.root.clone(),
+            source,
+        })?;
+        rustix::fs::syncfs(&f).map_err(|e| StoreError::Io {
+            path: self.root.clone(),
+            source: e.into(),
+        })
+    }
+}
+
+fn write_atomic_in(root: &Path, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp = root
+        .join("tmp")
+        .join(format!("{}-w{n}", std::process::id()));
+    let io_err = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let write = || -> io::Result<()> {
+        let mut f = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()?;
+        std::fs::rename(&tmp, path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io_err(e)
+    })
+}
+
+impl Store {
+    /// The content of an object, for showing diffs.
+    pub fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
+        let path = self.object_path(id);
+        fs_err::read(&path).map_err(|source| StoreError::Io { path, source })
+    }
+}

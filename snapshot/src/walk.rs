@@ -1,0 +1,389 @@
+//! The parallel walk that takes a snapshot.
+//!
+//! Directories are jobs on a shared queue served by a few threads (the work is
+//! mostly waiting on the filesystem, so more threads than cores pay off). Each
+//! file is `lstat`ed once; if the previous manifest has the same path with the
+//! same stat data and it was not racy, its object is reused without reading a
+//! byte — an unchanged workspace costs one directory walk.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{File, Metadata};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use crate::budget::Budget;
+use crate::error::SnapshotError;
+use crate::ignore_rules::{IgnoreRules, IgnoreStack};
+use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest};
+use crate::path::RelPath;
+use crate::snapshot::Progress;
+use crate::stat::FileStat;
+use crate::store::{ObjectId, Store};
+
+/// Work files of an interrupted restore; never part of a snapshot.
+pub(crate) const RESTORE_TMP_PREFIX: &[u8] = b".ws-tmp-";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Ordinary workspace directory: ignore rules apply.
+    Normal,
+    /// Inside `.git`, or inside an ignored directory the budget admitted:
+    /// everything is kept, no rules are consulted.
+    KeepAll,
+}
+
+struct Job {
+    abs: PathBuf,
+    rel: RelPath,
+    ignores: Option<Arc<IgnoreStack>>,
+    mode: Mode,
+}
+
+pub(crate) struct Walk<'a> {
+    pub store: &'a Store,
+    pub root: &'a Path,
+    pub rules: &'a IgnoreRules,
+    pub budget: Budget,
+    pub previous: Option<&'a Manifest>,
+    pub started_ns: i64,
+    pub progress: &'a Progress,
+    /// (dev, ino) of directories never to enter: the store and its parent.
+    pub skip: Vec<(u64, u64)>,
+}
+
+type StoredObject = (ObjectId, Option<[u8; 32]>);
+
+struct Shared {
+    queue: Mutex<(Vec<Job>, usize)>,
+    ready: Condvar,
+    failed: AtomicBool,
+    error: Mutex<Option<SnapshotError>>,
+    /// Objects of multiply-linked inodes seen so far, so each inode is stored once.
+    links: Mutex<HashMap<(u64, u64), StoredObject>>,
+}
+
+impl Walk<'_> {
+    pub fn run(&self) -> Result<Vec<Entry>, SnapshotError> {
+        let shared = Shared {
+            queue: Mutex::new((
+                vec![Job {
+                    abs: self.root.to_path_buf(),
+                    rel: RelPath::root(),
+                    ignores: None,
+                    mode: Mode::Normal,
+                }],
+                0,
+            )),
+            ready: Condvar::new(),
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+            links: Mutex::new(HashMap::new()),
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .saturating_mul(2)
+            .clamp(2, 16);
+        let results: Vec<Vec<Entry>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| s.spawn(|| self.worker(&shared)))
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_default())
+                .collect()
+        });
+        if let Some(e) = lock(&shared.error).take() {
+            return Err(e);
+        }
+        if shared.failed.load(Ordering::Relaxed) {
+            return Err(SnapshotError::Walk {
+                path: self.root.to_path_buf(),
+                source: io::Error::other("a walker thread panicked"),
+            });
+        }
+        Ok(results.into_iter().flatten().collect())
+    }
+
+    fn worker(&self, shared: &Shared) -> Vec<Entry> {
+        let mut out = Vec::new();
+        loop {
+            let job = {
+                let mut q = lock(&shared.queue);
+                loop {
+                    if shared.failed.load(Ordering::Relaxed) {
+                        return out;
+                    }
+                    if let Some(job) = q.0.pop() {
+                        q.1 += 1;
+                        break job;
+                    }
+                    if q.1 == 0 {
+                        shared.ready.notify_all();
+                        return out;
+                    }
+                    q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.visit(job, shared, &mut out)
+            }));
+            let failed = match result {
+                Ok(Ok(())) => false,
+                Ok(Err(e)) => {
+                    lock(&shared.error).get_or_insert(e);
+                    true
+                }
+                Err(_) => true,
+            };
+            if failed {
+                shared.failed.store(true, Ordering::Relaxed);
+            }
+            let mut q = lock(&shared.queue);
+            q.1 -= 1;
+            if failed || (q.0.is_empty() && q.1 == 0) {
+                shared.ready.notify_all();
+            }
+        }
+    }
+
+    fn visit(&self, job: Job, shared: &Shared, out: &mut Vec<Entry>) -> Result<(), SnapshotError> {
+        let read = match std::fs::read_dir(&job.abs) {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(source) => {
+                return Err(SnapshotError::Walk {
+                    path: job.abs,
+                    source,
+                });
+            }
+        };
+        let mut names = Vec::new();
+        for entry in read {
+            let entry = entry.map_err(|source| SnapshotError::Walk {
+                path: job.abs.clone(),
+                source,
+            })?;
+            names.push(entry.file_name());
+        }
+        let mut ignores = job.ignores.clone();
+        if job.mode == Mode::Normal && names.iter().any(|n| n == ".gitignore") {
+            ignores = IgnoreRules::push(ignores, &job.abs.join(".gitignore"));
+        }
+        for name in names {
+            let bytes = name.as_bytes();
+            if bytes.starts_with(RESTORE_TMP_PREFIX) {
+                continue;
+            }
+            let abs = job.abs.join(&name);
+            let rel = job.rel.join(bytes);
+            let meta = match std::fs::symlink_metadata(&abs) {
+                Ok(m) => m,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(source) => return Err(SnapshotError::Walk { path: abs, source }),
+            };
+            self.progress.files.fetch_add(1, Ordering::Relaxed);
+            let stat = FileStat::from_metadata(&meta);
+            let ft = meta.file_type();
+            if ft.is_dir() && self.skip.contains(&(stat.dev, stat.ino)) {
+                continue;
+            }
+            let mut mode = job.mode;
+            if job.mode == Mode::Normal {
+                if ft.is_dir() && name == OsStr::new(".git") {
+                    mode = Mode::KeepAll;
+                } else if self.rules.is_ignored(ignores.as_ref(), &abs, ft.is_dir()) {
+                    // Once excluded, a path stays excluded while it exists: a
+                    // session that shrinks `target/` below the budget must not
+                    // make it look created, and rollback cannot restore it.
+                    let was_excluded = self
+                        .previous
+                        .and_then(|m| m.get(&rel))
+                        .is_some_and(Entry::is_excluded);
+                    if was_excluded && !ft.is_dir() {
+                        let kind = EntryKind::Excluded {
+                            reason: ExcludeReason::OverBudget,
+                            files: 1,
+                            bytes: stat.size,
+                        };
+                        out.push(self.entry(rel, kind, stat));
+                        continue;
+                    }
+                    if ft.is_dir() {
+                        let (files, bytes, fits) = self.measure(&abs);
+                        if !fits || was_excluded {
+                            out.push(self.entry(
+                                rel,
+                                EntryKind::Excluded {
+                                    reason: ExcludeReason::OverBudget,
+                                    files,
+                                    bytes,
+                                },
+                                stat,
+                            ));
+                            continue;
+                        }
+                        mode = Mode::KeepAll;
+                    } else if ft.is_file() && !self.budget.admits_file(stat.size) {
+                        let kind = EntryKind::Excluded {
+                            reason: ExcludeReason::OverBudget,
+                            files: 1,
+                            bytes: stat.size,
+                        };
+                        out.push(self.entry(rel, kind, stat));
+                        continue;
+                    }
+                }
+            }
+            if ft.is_dir() {
+                out.push(self.entry(rel.clone(), EntryKind::Dir, stat));
+                let child = Job {
+                    abs,
+                    rel,
+                    ignores: ignores.clone(),
+                    mode,
+                };
+                let mut q = lock(&shared.queue);
+                q.0.push(child);
+                shared.ready.notify_one();
+            } else if ft.is_symlink() {
+                let target = match std::fs::read_link(&abs) {
+                    Ok(t) => t.into_os_string().into_vec(),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(source) => return Err(SnapshotError::Walk { path: abs, source }),
+                };
+                out.push(self.entry(rel, EntryKind::Symlink { target }, stat));
+            } else if ft.is_file() {
+                match self.file_kind(&abs, &rel, &meta, stat, shared) {
+                    Ok(Some((kind, stat))) => out.push(self.entry(rel, kind, stat)),
+                    Ok(None) => {}
+                    Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                        let kind = EntryKind::Excluded {
+                            reason: ExcludeReason::Unreadable,
+                            files: 1,
+                            bytes: stat.size,
+                        };
+                        out.push(self.entry(rel, kind, stat));
+                    }
+                    Err(source) => return Err(SnapshotError::Store { path: abs, source }),
+                }
+            } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device()
+            {
+                let kind = EntryKind::Excluded {
+                    reason: ExcludeReason::Special,
+                    files: 1,
+                    bytes: 0,
+                };
+                out.push(self.entry(rel, kind, stat));
+            }
+        }
+        Ok(())
+    }
+
+    fn entry(&self, path: RelPath, kind: EntryKind, stat: FileStat) -> Entry {
+        let racy = stat.mtime_ns >= self.started_ns || stat.ctime_ns >= self.started_ns;
+        Entry {
+            path,
+            kind,
+            stat,
+            racy,
+        }
+    }
+
+    /// The object for a regular file: the previous snapshot's if the stat
+    /// cache vouches for it, else a fresh clone or copy. `None` when the file
+    /// vanished meanwhile.
+    fn file_kind(
+        &self,
+        abs: &Path,
+        rel: &RelPath,
+        meta: &Metadata,
+        stat: FileStat,
+        shared: &Shared,
+    ) -> io::Result<Option<(EntryKind, FileStat)>> {
+        if let Some(prev) = self.previous.and_then(|m| m.get(rel))
+            && let EntryKind::File { object, hash } = &prev.kind
+            && !prev.racy
+            && prev.stat.unchanged(&stat)
+        {
+            return Ok(Some((
+                EntryKind::File {
+                    object: object.clone(),
+                    hash: *hash,
+                },
+                stat,
+            )));
+        }
+        let linked = meta.nlink() > 1;
+        if linked
+            && let Some((object, hash)) = lock(&shared.links).get(&(stat.dev, stat.ino)).cloned()
+        {
+            return Ok(Some((EntryKind::File { object, hash }, stat)));
+        }
+        // O_NOFOLLOW: the name was a regular file at lstat; if it is swapped for
+        // a symlink now, refuse rather than copy whatever it points to.
+        let open = File::options()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(abs);
+        let src = match open {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // A file being written while we copy it: copy again until its stat
+        // data holds still across the copy, so the object is never torn.
+        let mut stat = stat;
+        for attempt in 0.. {
+            let (object, hash) = self.store.put_object(&src, stat.size)?;
+            self.progress.stored_files.fetch_add(1, Ordering::Relaxed);
+            self.progress
+                .stored_bytes
+                .fetch_add(stat.size, Ordering::Relaxed);
+            let after = FileStat::from_metadata(&src.metadata()?);
+            if after == stat || attempt == 3 {
+                // After 3 tries the entry keeps the older stat data, so the
+                // next comparison sees a change and looks at the content again.
+                if linked {
+                    lock(&shared.links).insert((stat.dev, stat.ino), (object.clone(), hash));
+                }
+                return Ok(Some((EntryKind::File { object, hash }, stat)));
+            }
+            stat = after;
+        }
+        unreachable!()
+    }
+
+    /// Counts an ignored directory until it exceeds the budget.
+    /// Returns (files, bytes, fits).
+    fn measure(&self, dir: &Path) -> (u64, u64, bool) {
+        let (mut files, mut bytes) = (0u64, 0u64);
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in rd.flatten() {
+                let Ok(m) = e.metadata() else { continue };
+                files += 1;
+                if m.is_dir() {
+                    stack.push(e.path());
+                } else if m.is_file() {
+                    bytes += m.size();
+                }
+                if !self.budget.admits_dir(files, bytes) {
+                    return (files, bytes, false);
+                }
+            }
+        }
+        (files, bytes, true)
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian machine: installs what the tests
+# need, then checks formatting and lints and runs every test. The tests mount
+# btrfs, xfs and ext4 loop images and switch to an unprivileged user, so they
+# run as root (this script re-runs itself with sudo when it is not).
+set -euo pipefail
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" != 0 ]; then
+  command -v sudo >/dev/null || { echo "test.sh: the tests need root (loop mounts); run it as root" >&2; exit 1; }
+  exec sudo --preserve-env=PATH,CARGO_HOME,RUSTUP_HOME,CARGO_TARGET_DIR "$0" "$@"
+fi
+
+need=()
+command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
+command -v mkfs.xfs   >/dev/null || need+=(xfsprogs)
+command -v mkfs.ext4  >/dev/null || need+=(e2fsprogs)
+command -v git        >/dev/null || need+=(git)
+command -v setpriv    >/dev/null || need+=(util-linux)
+command -v mount      >/dev/null || need+=(mount)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "test.sh: installing ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Loop devices for the filesystem images (absent on some minimal machines).
+[ -e /dev/loop-control ] || modprobe loop 2>/dev/null || true
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo test --workspace --locked "$@"

@@ -1,0 +1,349 @@
+//! The hermetic test environment: a fake HOME, a cleared environment, the
+//! real `ws` binary, real git, and real filesystems on loop images.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+pub struct Env {
+    pub tmp: tempfile::TempDir,
+    pub home: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct Out {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Out {
+    #[track_caller]
+    pub fn ok(self) -> Out {
+        assert_eq!(
+            self.code, 0,
+            "ws failed:\nstdout: {}\nstderr: {}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+impl Env {
+    pub fn new() -> Env {
+        let tmp = tempfile::Builder::new()
+            .prefix("ws-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let home = tmp.path().join("home");
+        std::fs::create_dir(&home).expect("home");
+        Env { tmp, home }
+    }
+
+    /// A fresh directory on the machine's root filesystem (ext4 here).
+    pub fn dir(&self, name: &str) -> PathBuf {
+        let d = self.tmp.path().join(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    }
+
+    pub fn command(&self, cwd: &Path, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_ws"));
+        c.args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("HOME", &self.home)
+            .env("LANG", "C.UTF-8")
+            .env("NO_COLOR", "1")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(Stdio::null());
+        c
+    }
+
+    pub fn ws(&self, cwd: &Path, args: &[&str]) -> Out {
+        self.run(self.command(cwd, args))
+    }
+
+    pub fn run(&self, mut c: Command) -> Out {
+        let o = c.output().expect("run ws");
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+
+    /// `ws session start -- sh -c SCRIPT` in `cwd`.
+    pub fn session(&self, cwd: &Path, script: &str) -> Out {
+        self.ws(cwd, &["session", "start", "--", "sh", "-c", script])
+    }
+}
+
+/// Runs git with a hermetic configuration.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let o = Command::new("git")
+        .args([
+            "-c",
+            "user.name=Test",
+            "-c",
+            "user.email=test@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git");
+    assert!(
+        o.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn git_repo(dir: &Path) {
+    git(dir, &["init", "-q"]);
+}
+
+pub fn commit_all(dir: &Path, msg: &str) {
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", msg]);
+}
+
+pub fn write(path: impl AsRef<Path>, content: impl AsRef<[u8]>) {
+    let path = path.as_ref();
+    if let Some(p) = path.parent() {
+        std::fs::create_dir_all(p).expect("mkdir");
+    }
+    std::fs::write(path, content).expect("write");
+}
+
+/// One node of a captured tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    File {
+        mode: u32,
+        hash: [u8; 32],
+        size: u64,
+    },
+    Symlink {
+        target: Vec<u8>,
+    },
+    Dir {
+        mode: u32,
+    },
+}
+
+/// Everything about a tree that must round-trip: kinds, modes, bytes, symlink
+/// targets (never followed) and which paths are hard links of each other.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Tree {
+    pub nodes: BTreeMap<Vec<u8>, Node>,
+    pub link_groups: Vec<Vec<Vec<u8>>>,
+}
+
+pub fn capture(root: &Path, skip: &dyn Fn(&[u8]) -> bool) -> Tree {
+    let mut nodes = BTreeMap::new();
+    let mut inodes: BTreeMap<(u64, u64), Vec<Vec<u8>>> = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let dir = root.join(&rel);
+        for e in std::fs::read_dir(&dir).expect("read_dir") {
+            let e = e.expect("entry");
+            let r = rel.join(e.file_name());
+            let key = r.as_os_str().as_bytes().to_vec();
+            if skip(&key) {
+                continue;
+            }
+            let m = std::fs::symlink_metadata(e.path()).expect("lstat");
+            let node = if m.file_type().is_symlink() {
+                Node::Symlink {
+                    target: std::fs::read_link(e.path())
+                        .expect("readlink")
+                        .as_os_str()
+                        .as_bytes()
+                        .to_vec(),
+                }
+            } else if m.is_dir() {
+                stack.push(r.clone());
+                Node::Dir {
+                    mode: m.mode() & 0o7777,
+                }
+            } else {
+                if m.nlink() > 1 {
+                    inodes
+                        .entry((m.dev(), m.ino()))
+                        .or_default()
+                        .push(key.clone());
+                }
+                Node::File {
+                    mode: m.mode() & 0o7777,
+                    hash: hash_path(&e.path()),
+                    size: m.size(),
+                }
+            };
+            nodes.insert(key, node);
+        }
+    }
+    let mut link_groups: Vec<Vec<Vec<u8>>> = inodes
+        .into_values()
+        .filter(|g| g.len() > 1)
+        .map(|mut g| {
+            g.sort();
+            g
+        })
+        .collect();
+    link_groups.sort();
+    Tree { nodes, link_groups }
+}
+
+pub fn hash_path(p: &Path) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update_reader(std::fs::File::open(p).expect("open"))
+        .expect("read");
+    *h.finalize().as_bytes()
+}
+
+pub fn no_skip(_: &[u8]) -> bool {
+    false
+}
+
+/// Skips git's own bookkeeping that a rollback keeps on purpose.
+pub fn skip_git_internals(p: &[u8]) -> bool {
+    p.starts_with(b".git/objects")
+        || p.starts_with(b".git/logs")
+        || p == b".git/index"
+        || p == b".git/COMMIT_EDITMSG"
+        || p == b".git/ORIG_HEAD"
+}
+
+#[track_caller]
+pub fn assert_same_tree(before: &Tree, after: &Tree) {
+    if before == after {
+        return;
+    }
+    let show = |k: &Vec<u8>| String::from_utf8_lossy(k).into_owned();
+    for (k, v) in &before.nodes {
+        match after.nodes.get(k) {
+            None => panic!("{} missing after rollback (was {v:?})", show(k)),
+            Some(w) if w != v => panic!("{} differs: was {v:?}, now {w:?}", show(k)),
+            _ => {}
+        }
+    }
+    for k in after.nodes.keys() {
+        assert!(
+            before.nodes.contains_key(k),
+            "{} exists after rollback but was not in the snapshot",
+            show(k)
+        );
+    }
+    assert_eq!(
+        before.link_groups, after.link_groups,
+        "hard-link groups differ"
+    );
+}
+
+pub fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A real filesystem on a loop image, unmounted and deleted on drop.
+pub struct LoopFs {
+    pub mnt: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl LoopFs {
+    pub fn new(kind: &str) -> LoopFs {
+        assert!(
+            is_root(),
+            "this test mounts a {kind} loop image and needs root: run the README's test command (CI runs as root)"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("ws-loop-")
+            .tempdir_in("/var/tmp")
+            .expect("tempdir");
+        let img = dir.path().join("fs.img");
+        let mnt = dir.path().join("mnt");
+        std::fs::create_dir(&mnt).expect("mnt");
+        let size: u64 = match kind {
+            "small-ext4" => 24 << 20,
+            _ => 600 << 20,
+        };
+        std::fs::File::create(&img)
+            .expect("img")
+            .set_len(size)
+            .expect("truncate");
+        let mkfs: Vec<&str> = match kind {
+            "btrfs" => vec!["mkfs.btrfs", "-q", "-f"],
+            "xfs" => vec!["mkfs.xfs", "-q", "-f", "-m", "reflink=1"],
+            "ext4" | "small-ext4" => vec!["mkfs.ext4", "-q", "-F"],
+            other => panic!("unknown filesystem {other}"),
+        };
+        let st = Command::new(mkfs[0])
+            .args(&mkfs[1..])
+            .arg(&img)
+            .status()
+            .expect(
+                "mkfs (is btrfs-progs/xfsprogs installed? the README's test command installs them)",
+            );
+        assert!(st.success(), "{} failed", mkfs[0]);
+        let st = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&mnt)
+            .status()
+            .expect("mount");
+        assert!(st.success(), "mount of {kind} image failed");
+        LoopFs { mnt, _dir: dir }
+    }
+
+    pub fn dir(&self, name: &str) -> PathBuf {
+        let d = self.mnt.join(name);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        d
+    }
+}
+
+impl Drop for LoopFs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.mnt).status();
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(&self.mnt)
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+/// The objects directory of the only store under `stores`.
+pub fn store_objects(stores: &Path) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut stack = vec![stores.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p
+                .parent()
+                .and_then(|q| q.parent())
+                .and_then(Path::file_name)
+                == Some(OsStr::new("objects"))
+            {
+                names.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    names
+}

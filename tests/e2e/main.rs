@@ -1,0 +1,11 @@
+//! End-to-end tests of the `ws` binary: real kernel, real git, real
+//! filesystems (ext4, and btrfs/xfs loop images for the clone path).
+
+#![allow(clippy::unwrap_used)]
+
+mod bad_input;
+mod faults;
+mod git;
+mod harness;
+mod kinds;
+mod review;
