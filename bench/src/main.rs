@@ -1,1 +1,227 @@
-fn main() {}
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+//! `ws-bench`: times `ws` against baselines measured in the same run on the
+//! same tree (`cp -a --reflink=auto`, `git status`), on fresh btrfs and ext4
+//! loop images. Run as root:
+//!
+//! ```text
+//! cargo build --release -p ws && cargo run --release -p ws-bench -- [--quick] [--out FILE]
+//! ```
+//!
+//! Prints a table (stdout) and progress (stderr); exits 0 even when a target
+//! is missed, non-zero only when something failed.
+
+mod measure;
+mod mount;
+mod report;
+mod tree;
+mod util;
+
+use std::cell::RefCell;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use mount::{Fs, WorkDir};
+use report::{Meta, Row};
+use tree::TreeSpec;
+use util::{Env, Error, Result};
+
+const USAGE: &str = "\
+usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4]
+
+  --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
+  --out FILE     also write the results as JSON to FILE
+  --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1)
+  --fs LIST      filesystems to measure (default btrfs,ext4)
+
+Runs as root (it makes and loop-mounts filesystem images under /var/tmp, or
+$WS_BENCH_TMPDIR). The ws binary is $WS_BIN, else `ws` next to this executable.";
+
+#[derive(Debug)]
+struct Args {
+    quick: bool,
+    out: Option<PathBuf>,
+    runs: Option<usize>,
+    fs: Vec<Fs>,
+}
+
+fn parse_args() -> Result<Option<Args>> {
+    let mut args = Args {
+        quick: false,
+        out: None,
+        runs: None,
+        fs: Fs::ALL.to_vec(),
+    };
+    let mut it = std::env::args_os().skip(1);
+    while let Some(arg) = it.next() {
+        let arg = arg
+            .to_str()
+            .ok_or_else(|| Error::new(format!("argument {arg:?} is not UTF-8")))?
+            .to_string();
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| Error::new(format!("{name} needs a value\n\n{USAGE}")))
+        };
+        match arg.as_str() {
+            "--quick" => args.quick = true,
+            "--out" => args.out = Some(PathBuf::from(value("--out")?)),
+            "--runs" => {
+                let v = value("--runs")?;
+                let n = v
+                    .to_str()
+                    .and_then(|s| s.parse::<usize>().ok())
+                    .filter(|&n| n > 0);
+                args.runs = Some(n.ok_or_else(|| {
+                    Error::new(format!("--runs wants a positive number, not {v:?}"))
+                })?);
+            }
+            "--fs" => {
+                let v = value("--fs")?;
+                let v = v.to_string_lossy();
+                args.fs = v
+                    .split(',')
+                    .map(|s| {
+                        Fs::parse(s.trim()).ok_or_else(|| {
+                            Error::new(format!("unknown filesystem {s:?} (btrfs, ext4)"))
+                        })
+                    })
+                    .collect::<Result<_>>()?;
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => return Err(Error::new(format!("unknown argument {other:?}\n\n{USAGE}"))),
+        }
+    }
+    Ok(Some(args))
+}
+
+/// `$WS_BIN`, else `ws` next to this executable (`target/release/ws`).
+fn locate_ws() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("WS_BIN").filter(|p| !p.is_empty()) {
+        let p = PathBuf::from(p);
+        return fs_err::canonicalize(&p)
+            .ok()
+            .filter(|p| p.is_file())
+            .ok_or_else(|| Error::new(format!("WS_BIN={} does not name a file", p.display())));
+    }
+    let exe = std::env::current_exe()
+        .map_err(|e| Error::new(format!("cannot find this executable's path: {e}")))?;
+    let dir = exe
+        .parent()
+        .ok_or_else(|| Error::new(format!("{} has no parent directory", exe.display())))?;
+    let ws = dir.join("ws");
+    if ws.is_file() {
+        Ok(ws)
+    } else {
+        Err(Error::new(format!(
+            "no ws binary at {}: run `cargo build --release -p ws` first (or set WS_BIN to the ws binary)",
+            ws.display()
+        )))
+    }
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ws-bench: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<ExitCode> {
+    let Some(args) = parse_args()? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    if fs_err::metadata("/proc/self")?.uid() != 0 {
+        return Err(Error::new(
+            "must run as root: it makes filesystems and loop-mounts them",
+        ));
+    }
+    let ws_bin = locate_ws()?;
+    util::install_signal_flag()?;
+    let spec = if args.quick {
+        TreeSpec::quick()
+    } else {
+        TreeSpec::full()
+    };
+    let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
+
+    let work = WorkDir::create()?;
+    let home = work.path.join("home");
+    fs_err::create_dir(&home)?;
+    let env = Env::new(home);
+    let plan = measure::Plan {
+        ws_bin: &ws_bin,
+        env: &env,
+        work: &work.path,
+        spec: &spec,
+        runs,
+        image_size: 4 << 30,
+    };
+    eprintln!(
+        "ws-bench: ws is {}; scratch directory {}",
+        ws_bin.display(),
+        work.path.display()
+    );
+
+    let notes = RefCell::new(Vec::new());
+    let mut rows: Vec<Row> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    for &fs in &args.fs {
+        match measure::bench_fs(fs, &plan, &notes) {
+            Ok(r) => rows.extend(r),
+            Err(e) => {
+                eprintln!("ws-bench: error on {fs}: {e}");
+                errors.push(format!("{fs}: {e}"));
+                if util::check_interrupted().is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    drop(work);
+
+    let kernel = fs_err::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let meta = Meta {
+        quick: args.quick,
+        runs,
+        small_files: spec.small_files(),
+        dirs: spec.dirs(),
+        big_files: spec.big_files,
+        big_size: spec.big_size,
+        ws_bin: ws_bin.display().to_string(),
+        kernel,
+    };
+    println!(
+        "ws-bench{}: {} files in {} dirs + {} × {}, in git; kernel {}; median of {runs} run(s) after 1 warm-up, page cache warm",
+        if args.quick { " --quick" } else { "" },
+        meta.small_files,
+        meta.dirs,
+        meta.big_files,
+        util::human_bytes(meta.big_size),
+        meta.kernel,
+    );
+    print!("{}", report::table(&rows));
+    let notes = notes.into_inner();
+    for n in &notes {
+        println!("note from ws: {n}");
+    }
+    for e in &errors {
+        println!("ERROR {e}");
+    }
+    if let Some(out) = &args.out {
+        fs_err::write(out, report::json(&meta, &rows, &errors, &notes))?;
+        eprintln!("ws-bench: wrote {}", out.display());
+    }
+    Ok(if errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

@@ -42,7 +42,16 @@ impl Row {
 }
 
 pub fn table(rows: &[Row]) -> String {
-    let header = ["fs", "measurement", "ws s", "baseline", "baseline s", "ratio", "target", "result"];
+    let header = [
+        "fs",
+        "measurement",
+        "ws s",
+        "baseline",
+        "baseline s",
+        "ratio",
+        "target",
+        "result",
+    ];
     let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
@@ -53,7 +62,7 @@ pub fn table(rows: &[Row]) -> String {
                 r.baseline_name.clone(),
                 format!("{:.3}", r.baseline.median()),
                 format!("{:.3}", r.ratio()),
-                format!("≤ {}", r.target),
+                format!("≤ {:?}", r.target),
                 if r.pass() { "PASS" } else { "MISS" }.to_string(),
             ]
         })
@@ -111,7 +120,11 @@ fn json_str(s: &str) -> String {
 }
 
 fn json_num(x: f64) -> String {
-    if x.is_finite() { format!("{x:.6}") } else { "null".into() }
+    if x.is_finite() {
+        format!("{x:.6}")
+    } else {
+        "null".into()
+    }
 }
 
 fn json_sample(s: &Sample) -> String {

@@ -245,14 +245,14 @@ fn show_progress(progress: &Progress, done: &AtomicBool, what: &str) {
     } else {
         Duration::from_secs(5)
     };
-    let mut last = start;
+    let mut next = start + Duration::from_secs(1);
     let mut shown = false;
     while !done.load(Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
-        if start.elapsed() < Duration::from_secs(1) || last.elapsed() < every {
+        if Instant::now() < next {
             continue;
         }
-        last = Instant::now();
+        next = Instant::now() + every;
         let line = format!(
             "ws: {what}: {} entries scanned, {} files stored ({})",
             ui::count(progress.files.load(Relaxed)),

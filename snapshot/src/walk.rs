@@ -387,3 +387,99 @@ impl Walk<'_> {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::snapshot::{SnapshotOptions, take_snapshot};
+    use crate::{Budget, EntryKind, RelPath, Store};
+
+    fn snap(
+        store: &Store,
+        root: &std::path::Path,
+        previous: Option<&crate::Manifest>,
+    ) -> crate::Manifest {
+        let opts = SnapshotOptions {
+            workspace: root,
+            budget: Budget::default(),
+            exclude_files: vec![],
+            previous,
+            progress: None,
+        };
+        take_snapshot(store, &opts).unwrap().manifest
+    }
+
+    fn object(m: &crate::Manifest, p: &str) -> crate::ObjectId {
+        match &m
+            .get(&RelPath::from_bytes(p.as_bytes()).unwrap())
+            .unwrap()
+            .kind
+        {
+            EntryKind::File { object, .. } => object.clone(),
+            k => panic!("{p} is {k:?}"),
+        }
+    }
+
+    /// The stat cache must not vouch for an entry marked racy, even when its
+    /// stat data is identical (a same-size rewrite within one clock tick).
+    #[test]
+    fn racy_entries_are_never_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store_dir) = (dir.path().join("ws"), dir.path().join("store"));
+        std::fs::create_dir(&root).unwrap();
+        std::fs::write(root.join("f"), "AAAA").unwrap();
+        let store = Store::open_or_create(&store_dir, &root).unwrap();
+        let mut first = snap(&store, &root, None);
+        for e in &mut first.entries {
+            e.racy = false;
+        }
+        // Trusted: an unchanged file reuses the object without reading.
+        let trusted = snap(&store, &root, Some(&first));
+        assert_eq!(object(&trusted, "f"), object(&first, "f"));
+        // Same stat data, but flagged racy: the content is read again. Point the
+        // cached entry at bogus content to prove the cache was not used.
+        let mut forged = first.clone();
+        let bogus = store
+            .put_object(&std::fs::File::open(root.join("f")).unwrap(), 4)
+            .unwrap();
+        std::fs::write(root.join("g"), "BBBB").unwrap();
+        let bogus_g = store
+            .put_object(&std::fs::File::open(root.join("g")).unwrap(), 4)
+            .unwrap();
+        assert_ne!(bogus.0, bogus_g.0);
+        for e in &mut forged.entries {
+            if e.path.as_bytes() == b"f" {
+                e.kind = EntryKind::File {
+                    object: bogus_g.0.clone(),
+                    hash: bogus_g.1,
+                };
+                e.racy = true;
+            }
+        }
+        let again = snap(&store, &root, Some(&forged));
+        assert_ne!(
+            object(&again, "f"),
+            bogus_g.0,
+            "a racy cache entry was trusted"
+        );
+        // And a non-racy forged entry *is* trusted (so the test above can fail).
+        for e in &mut forged.entries {
+            e.racy = false;
+        }
+        let trusting = snap(&store, &root, Some(&forged));
+        assert_eq!(object(&trusting, "f"), bogus_g.0);
+    }
+
+    #[test]
+    fn entries_older_than_the_walk_are_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store_dir) = (dir.path().join("ws"), dir.path().join("store"));
+        std::fs::create_dir(&root).unwrap();
+        let store = Store::open_or_create(&store_dir, &root).unwrap();
+        std::fs::write(root.join("old"), "x").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        let m = snap(&store, &root, None);
+        let old = m.get(&RelPath::from_bytes(b"old").unwrap()).unwrap();
+        assert!(!old.racy, "a file older than the walk was marked racy");
+        assert!(old.stat.mtime_ns < m.started_ns);
+    }
+}

@@ -150,3 +150,41 @@ fn help_teaches() {
         out.stdout
     );
 }
+
+/// A workspace of 300k files: progress on stderr while the snapshot runs, and
+/// the budget still leaves out the large ignored tree.
+#[test]
+fn a_huge_workspace_shows_progress_and_respects_the_budget() {
+    let env = Env::new();
+    let ws = env.dir("huge");
+    git_repo(&ws);
+    write(ws.join(".gitignore"), "node_modules/\n");
+    for d in 0..3000 {
+        let dir = ws.join(format!("src/m{d}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            std::fs::File::create(dir.join(format!("f{f}"))).unwrap();
+        }
+    }
+    for f in 0..5000 {
+        write(ws.join(format!("node_modules/pkg{}/i{f}.js", f % 50)), "x");
+    }
+    let out = env.session(&ws, "echo edit > src/m7/f7").ok();
+    assert!(
+        out.stderr.contains("ws: snapshot: ") && out.stderr.contains("entries scanned"),
+        "no progress shown:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("node_modules/ (2,001+ files"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("0 created, 1 modified, 0 deleted"),
+        "{}",
+        out.stderr
+    );
+    env.ws(&ws, &["rollback"]).ok();
+    assert_eq!(std::fs::metadata(ws.join("src/m7/f7")).unwrap().len(), 0);
+}

@@ -1,0 +1,339 @@
+//! The five measurements on one filesystem, each against a baseline timed in
+//! the same run on the same tree.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::mount::{Fs, LoopMount};
+use crate::report::{Row, Sample};
+use crate::tree::{self, Tree, TreeSpec};
+use crate::util::{Env, Error, Result, human_bytes, run, run_timed, sync};
+
+/// What to run, the same on every filesystem.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan<'a> {
+    pub ws_bin: &'a Path,
+    pub env: &'a Env,
+    /// Where the images go.
+    pub work: &'a Path,
+    pub spec: &'a TreeSpec,
+    /// Counted runs per measurement (after one warm-up).
+    pub runs: usize,
+    pub image_size: u64,
+}
+
+pub fn progress(fs: Fs, msg: &str) {
+    eprintln!("ws-bench: [{fs}] {msg}");
+}
+
+/// Builds a filesystem image, the tree in it, and measures; everything on the
+/// image is gone (unmounted and deleted) when this returns, also on error.
+pub fn bench_fs(fs: Fs, plan: &Plan<'_>, notes: &RefCell<Vec<String>>) -> Result<Vec<Row>> {
+    let Plan {
+        ws_bin,
+        env,
+        work,
+        spec,
+        runs,
+        image_size,
+    } = *plan;
+    progress(
+        fs,
+        &format!(
+            "creating a sparse {} {fs} image and loop-mounting it…",
+            human_bytes(image_size)
+        ),
+    );
+    let mnt = LoopMount::create(work, fs, image_size, env)?;
+    let root = mnt.mountpoint.join("tree");
+    progress(
+        fs,
+        &format!(
+            "building tree on {fs}: {} files in {} dirs + {} × {}…",
+            spec.small_files(),
+            spec.dirs(),
+            spec.big_files,
+            human_bytes(spec.big_size)
+        ),
+    );
+    let tree = tree::build(&root, spec)?;
+    progress(
+        fs,
+        &format!("committing {} to git…", human_bytes(tree.bytes)),
+    );
+    tree::commit(&tree, env)?;
+    sync(env)?;
+    let bench = Bench {
+        fs,
+        ws_bin,
+        env,
+        mnt: &mnt.mountpoint,
+        tree: &tree,
+        runs,
+        notes,
+    };
+    let rows = bench.all()?;
+    progress(fs, "unmounting and deleting the image…");
+    drop(mnt);
+    Ok(rows)
+}
+
+struct Bench<'a> {
+    fs: Fs,
+    ws_bin: &'a Path,
+    env: &'a Env,
+    mnt: &'a Path,
+    tree: &'a Tree,
+    runs: usize,
+    notes: &'a RefCell<Vec<String>>,
+}
+
+impl Bench<'_> {
+    fn all(&self) -> Result<Vec<Row>> {
+        let fs = self.fs;
+        let row = |measurement: &str,
+                   ws: &Sample,
+                   baseline_name: &str,
+                   baseline: &Sample,
+                   target: f64| Row {
+            fs: fs.to_string(),
+            measurement: measurement.into(),
+            ws: ws.clone(),
+            baseline_name: baseline_name.into(),
+            baseline: baseline.clone(),
+            target,
+        };
+        let mut rows = Vec::new();
+
+        // 1. First snapshot (fresh store each run) vs a reflink-if-possible copy.
+        let copy = self.mnt.join("copy");
+        let cp = self.repeat("cp -a --reflink=auto", |_| {
+            sync(self.env)?;
+            let mut c = self.env.command("cp", self.mnt);
+            c.args(["-a", "--reflink=auto"])
+                .arg(&self.tree.root)
+                .arg(&copy);
+            let (d, _) = run_timed(&mut c)?;
+            fs_err::remove_dir_all(&copy)?;
+            Ok(d)
+        })?;
+        let mut store: Option<PathBuf> = None;
+        let first = self.repeat("first session, fresh store", |i| {
+            if let Some(old) = store.take() {
+                fs_err::remove_dir_all(old)?;
+            }
+            let s = self.mnt.join(format!(".bench-store-{i}"));
+            sync(self.env)?;
+            let d = self.ws_timed(&s, &["session", "start", "--", "true"])?;
+            store = Some(s);
+            self.expect_clean("the first `ws session start -- true`")?;
+            Ok(d)
+        })?;
+        let first_target = match fs {
+            Fs::Btrfs => 1.2,
+            Fs::Ext4 => 1.0,
+        };
+        rows.push(row(
+            "first session (snapshot+run+after)",
+            &first,
+            "cp -a --reflink=auto",
+            &cp,
+            first_target,
+        ));
+        let store = store.ok_or_else(|| Error::new("no store left from the first-session runs"))?;
+
+        // 2. Second session of the unchanged tree (stat cache warm) vs git status.
+        let second = self.repeat("second session, unchanged tree", |_| {
+            self.ws_timed(&store, &["session", "start", "--", "true"])
+        })?;
+        let git_clean =
+            self.repeat("git status --porcelain, clean tree", |_| self.git_status(0))?;
+        rows.push(row(
+            "second session, unchanged tree",
+            &second,
+            "git status --porcelain",
+            &git_clean,
+            1.0,
+        ));
+
+        // 3. `ws diff --stat` of a session that edited 10 files vs git status.
+        let edited = self.tree.spread(10);
+        self.edit_session(&store, &edited)?;
+        let diff = self.repeat("ws diff --stat, 10 files edited", |_| {
+            let (d, out) = run_timed(&mut self.ws(&store, &["diff", "--stat"]))?;
+            self.collect_notes(&out.stderr);
+            if out.stdout.is_empty() {
+                return Err(Error::new(
+                    "`ws diff --stat` printed nothing after a session that edited 10 files",
+                ));
+            }
+            Ok(d)
+        })?;
+        let git_dirty = self.repeat("git status --porcelain, 10 files edited", |_| {
+            self.git_status(edited.len())
+        })?;
+        rows.push(row(
+            "ws diff --stat, 10 files edited",
+            &diff,
+            "git status --porcelain",
+            &git_dirty,
+            1.0,
+        ));
+
+        // 4. Rolling back those 10 files vs the first snapshot.
+        let rollback_small = self.repeat("ws rollback, 10 files edited", |i| {
+            if i > 0 {
+                self.edit_session(&store, &edited)?;
+            }
+            sync(self.env)?;
+            let d = self.ws_timed(&store, &["rollback"])?;
+            self.expect_clean("`ws rollback` of a session that edited 10 files")?;
+            Ok(d)
+        })?;
+        rows.push(row(
+            "ws rollback, 10 files edited",
+            &rollback_small,
+            "first session (above)",
+            &first,
+            0.05,
+        ));
+
+        // 5. Rolling back a session that deleted everything vs the copy.
+        let rm_all = "find . -mindepth 1 -maxdepth 1 ! -name .git -exec rm -rf {} +";
+        let rollback_all = self.repeat("ws rollback, whole tree deleted", |_| {
+            self.ws_untimed(&store, &["session", "start", "--", "sh", "-c", rm_all])?;
+            let left: Vec<_> = fs_err::read_dir(&self.tree.root)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect();
+            if left.len() != 1 {
+                return Err(Error::new(format!(
+                    "after the deleting session {} still holds {} entries (expected only .git)",
+                    self.tree.root.display(),
+                    left.len()
+                )));
+            }
+            sync(self.env)?;
+            let d = self.ws_timed(&store, &["rollback"])?;
+            self.expect_clean("`ws rollback` of a session that deleted the whole tree")?;
+            Ok(d)
+        })?;
+        rows.push(row(
+            "ws rollback, whole tree deleted",
+            &rollback_all,
+            "cp -a --reflink=auto",
+            &cp,
+            1.2,
+        ));
+        Ok(rows)
+    }
+
+    /// A warm-up run, then `self.runs` counted runs; `f` gets the run index
+    /// (0 is the warm-up), does its own untimed setup and returns the time.
+    fn repeat(&self, what: &str, mut f: impl FnMut(usize) -> Result<Duration>) -> Result<Sample> {
+        let mut sample = Sample {
+            warmup: 0.0,
+            runs: Vec::with_capacity(self.runs),
+        };
+        for i in 0..=self.runs {
+            let secs = f(i)
+                .map_err(|e| Error::new(format!("{what}: {e}")))?
+                .as_secs_f64();
+            if i == 0 {
+                progress(self.fs, &format!("{what}: warm-up {secs:.3} s"));
+                sample.warmup = secs;
+            } else {
+                progress(
+                    self.fs,
+                    &format!("{what}: run {i}/{} {secs:.3} s", self.runs),
+                );
+                sample.runs.push(secs);
+            }
+        }
+        Ok(sample)
+    }
+
+    fn ws(&self, store: &Path, args: &[&str]) -> Command {
+        let mut c = self.env.command(self.ws_bin, &self.tree.root);
+        c.env("WS_STORE_DIR", store).args(args);
+        c
+    }
+
+    fn ws_timed(&self, store: &Path, args: &[&str]) -> Result<Duration> {
+        let (d, out) = run_timed(&mut self.ws(store, args))?;
+        self.collect_notes(&out.stderr);
+        Ok(d)
+    }
+
+    fn ws_untimed(&self, store: &Path, args: &[&str]) -> Result<()> {
+        self.ws_timed(store, args).map(|_| ())
+    }
+
+    /// A session that appends a line to each of `files` (not timed).
+    fn edit_session(&self, store: &Path, files: &[String]) -> Result<()> {
+        let script = r#"for f in "$@"; do printf 'edited by ws-bench\n' >> "$f"; done"#;
+        let mut args = vec!["session", "start", "--", "sh", "-c", script, "sh"];
+        args.extend(files.iter().map(String::as_str));
+        self.ws_untimed(store, &args)
+    }
+
+    /// Times `git status --porcelain`, expecting `expect` changed paths.
+    fn git_status(&self, expect: usize) -> Result<Duration> {
+        let mut c = self.env.command("git", &self.tree.root);
+        c.args(["status", "--porcelain"]);
+        let (d, out) = run_timed(&mut c)?;
+        let lines = out
+            .stdout
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .count();
+        if lines != expect {
+            return Err(Error::new(format!(
+                "`git status --porcelain` listed {lines} paths, expected {expect}:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )));
+        }
+        Ok(d)
+    }
+
+    /// Fails unless the tree matches its commit exactly (nothing modified,
+    /// untracked or ignored).
+    fn expect_clean(&self, after: &str) -> Result<()> {
+        let mut c = self.env.command("git", &self.tree.root);
+        c.args([
+            "status",
+            "--porcelain",
+            "--untracked-files=all",
+            "--ignored",
+        ]);
+        let out = run(&mut c)?;
+        if !out.stdout.is_empty() {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let shown: Vec<&str> = text.lines().take(20).collect();
+            return Err(Error::new(format!(
+                "after {after}, the tree {} differs from its commit ({} paths):\n{}",
+                self.tree.root.display(),
+                text.lines().count(),
+                shown.join("\n")
+            )));
+        }
+        Ok(())
+    }
+
+    /// Keeps `ws`'s notes and warnings for the report.
+    fn collect_notes(&self, stderr: &[u8]) {
+        let text = String::from_utf8_lossy(stderr);
+        let mut notes = self.notes.borrow_mut();
+        for line in text.lines() {
+            let lower = line.to_ascii_lowercase();
+            if lower.contains("note") || lower.contains("warning") {
+                let note = format!("[{}] {}", self.fs, line.trim());
+                if !notes.contains(&note) && notes.len() < 50 {
+                    notes.push(note);
+                }
+            }
+        }
+    }
+}
