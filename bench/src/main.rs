@@ -46,34 +46,18 @@ struct Args {
 }
 
 fn parse_args() -> Result<Option<Args>> {
-    let mut args = Args {
-        quick: false,
-        out: None,
-        runs: None,
-        fs: Fs::ALL.to_vec(),
-    };
+    let mut args = Args { quick: false, out: None, runs: None, fs: Fs::ALL.to_vec() };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
-        let arg = arg
-            .to_str()
-            .ok_or_else(|| Error::new(format!("argument {arg:?} is not UTF-8")))?
-            .to_string();
-        let mut value = |name: &str| {
-            it.next()
-                .ok_or_else(|| Error::new(format!("{name} needs a value\n\n{USAGE}")))
-        };
+        let arg = arg.to_str().ok_or_else(|| Error::new(format!("argument {arg:?} is not UTF-8")))?.to_string();
+        let mut value = |name: &str| it.next().ok_or_else(|| Error::new(format!("{name} needs a value\n\n{USAGE}")));
         match arg.as_str() {
             "--quick" => args.quick = true,
             "--out" => args.out = Some(PathBuf::from(value("--out")?)),
             "--runs" => {
                 let v = value("--runs")?;
-                let n = v
-                    .to_str()
-                    .and_then(|s| s.parse::<usize>().ok())
-                    .filter(|&n| n > 0);
-                args.runs = Some(n.ok_or_else(|| {
-                    Error::new(format!("--runs wants a positive number, not {v:?}"))
-                })?);
+                let n = v.to_str().and_then(|s| s.parse::<usize>().ok()).filter(|&n| n > 0);
+                args.runs = Some(n.ok_or_else(|| Error::new(format!("--runs wants a positive number, not {v:?}")))?);
             }
             "--fs" => {
                 let v = value("--fs")?;
@@ -81,9 +65,7 @@ fn parse_args() -> Result<Option<Args>> {
                 args.fs = v
                     .split(',')
                     .map(|s| {
-                        Fs::parse(s.trim()).ok_or_else(|| {
-                            Error::new(format!("unknown filesystem {s:?} (btrfs, ext4)"))
-                        })
+                        Fs::parse(s.trim()).ok_or_else(|| Error::new(format!("unknown filesystem {s:?} (btrfs, ext4)")))
                     })
                     .collect::<Result<_>>()?;
             }
@@ -106,11 +88,8 @@ fn locate_ws() -> Result<PathBuf> {
             .filter(|p| p.is_file())
             .ok_or_else(|| Error::new(format!("WS_BIN={} does not name a file", p.display())));
     }
-    let exe = std::env::current_exe()
-        .map_err(|e| Error::new(format!("cannot find this executable's path: {e}")))?;
-    let dir = exe
-        .parent()
-        .ok_or_else(|| Error::new(format!("{} has no parent directory", exe.display())))?;
+    let exe = std::env::current_exe().map_err(|e| Error::new(format!("cannot find this executable's path: {e}")))?;
+    let dir = exe.parent().ok_or_else(|| Error::new(format!("{} has no parent directory", exe.display())))?;
     let ws = dir.join("ws");
     if ws.is_file() {
         Ok(ws)
@@ -137,36 +116,19 @@ fn real_main() -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     if fs_err::metadata("/proc/self")?.uid() != 0 {
-        return Err(Error::new(
-            "must run as root: it makes filesystems and loop-mounts them",
-        ));
+        return Err(Error::new("must run as root: it makes filesystems and loop-mounts them"));
     }
     let ws_bin = locate_ws()?;
     util::install_signal_flag()?;
-    let spec = if args.quick {
-        TreeSpec::quick()
-    } else {
-        TreeSpec::full()
-    };
+    let spec = if args.quick { TreeSpec::quick() } else { TreeSpec::full() };
     let runs = args.runs.unwrap_or(if args.quick { 1 } else { 3 });
 
     let work = WorkDir::create()?;
     let home = work.path.join("home");
     fs_err::create_dir(&home)?;
     let env = Env::new(home);
-    let plan = measure::Plan {
-        ws_bin: &ws_bin,
-        env: &env,
-        work: &work.path,
-        spec: &spec,
-        runs,
-        image_size: 4 << 30,
-    };
-    eprintln!(
-        "ws-bench: ws is {}; scratch directory {}",
-        ws_bin.display(),
-        work.path.display()
-    );
+    let plan = measure::Plan { ws_bin: &ws_bin, env: &env, work: &work.path, spec: &spec, runs, image_size: 4 << 30 };
+    eprintln!("ws-bench: ws is {}; scratch directory {}", ws_bin.display(), work.path.display());
 
     let notes = RefCell::new(Vec::new());
     let mut rows: Vec<Row> = Vec::new();
@@ -185,9 +147,7 @@ fn real_main() -> Result<ExitCode> {
     }
     drop(work);
 
-    let kernel = fs_err::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default();
+    let kernel = fs_err::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
     let meta = Meta {
         quick: args.quick,
         runs,
@@ -219,9 +179,5 @@ fn real_main() -> Result<ExitCode> {
         fs_err::write(out, report::json(&meta, &rows, &errors, &notes))?;
         eprintln!("ws-bench: wrote {}", out.display());
     }
-    Ok(if errors.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }

@@ -31,21 +31,8 @@ pub fn progress(fs: Fs, msg: &str) {
 /// Builds a filesystem image, the tree in it, and measures; everything on the
 /// image is gone (unmounted and deleted) when this returns, also on error.
 pub fn bench_fs(fs: Fs, plan: &Plan<'_>, notes: &RefCell<Vec<String>>) -> Result<Vec<Row>> {
-    let Plan {
-        ws_bin,
-        env,
-        work,
-        spec,
-        runs,
-        image_size,
-    } = *plan;
-    progress(
-        fs,
-        &format!(
-            "creating a sparse {} {fs} image and loop-mounting it…",
-            human_bytes(image_size)
-        ),
-    );
+    let Plan { ws_bin, env, work, spec, runs, image_size } = *plan;
+    progress(fs, &format!("creating a sparse {} {fs} image and loop-mounting it…", human_bytes(image_size)));
     let mnt = LoopMount::create(work, fs, image_size, env)?;
     let root = mnt.mountpoint.join("tree");
     progress(
@@ -59,22 +46,20 @@ pub fn bench_fs(fs: Fs, plan: &Plan<'_>, notes: &RefCell<Vec<String>>) -> Result
         ),
     );
     let tree = tree::build(&root, spec)?;
-    progress(
-        fs,
-        &format!("committing {} to git…", human_bytes(tree.bytes)),
-    );
+    progress(fs, &format!("committing {} to git and packing it…", human_bytes(tree.bytes)));
     tree::commit(&tree, env)?;
     sync(env)?;
-    let bench = Bench {
-        fs,
-        ws_bin,
-        env,
-        mnt: &mnt.mountpoint,
-        tree: &tree,
-        runs,
-        notes,
-    };
+    let bench = Bench { fs, ws_bin, env, mnt: &mnt.mountpoint, tree: &tree, runs, notes };
     let rows = bench.all()?;
+    let mut df = env.command("df", Path::new("/"));
+    df.args(["-B1M", "--output=used,size"]).arg(&mnt.mountpoint);
+    if let Ok(out) = run(&mut df) {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let mut nums = text.lines().nth(1).unwrap_or_default().split_whitespace();
+        if let (Some(used), Some(size)) = (nums.next(), nums.next()) {
+            progress(fs, &format!("{used} MiB of the {size} MiB filesystem in use at the end"));
+        }
+    }
     progress(fs, "unmounting and deleting the image…");
     drop(mnt);
     Ok(rows)
@@ -93,11 +78,7 @@ struct Bench<'a> {
 impl Bench<'_> {
     fn all(&self) -> Result<Vec<Row>> {
         let fs = self.fs;
-        let row = |measurement: &str,
-                   ws: &Sample,
-                   baseline_name: &str,
-                   baseline: &Sample,
-                   target: f64| Row {
+        let row = |measurement: &str, ws: &Sample, baseline_name: &str, baseline: &Sample, target: f64| Row {
             fs: fs.to_string(),
             measurement: measurement.into(),
             ws: ws.clone(),
@@ -112,9 +93,7 @@ impl Bench<'_> {
         let cp = self.repeat("cp -a --reflink=auto", |_| {
             sync(self.env)?;
             let mut c = self.env.command("cp", self.mnt);
-            c.args(["-a", "--reflink=auto"])
-                .arg(&self.tree.root)
-                .arg(&copy);
+            c.args(["-a", "--reflink=auto"]).arg(&self.tree.root).arg(&copy);
             let (d, _) = run_timed(&mut c)?;
             fs_err::remove_dir_all(&copy)?;
             Ok(d)
@@ -135,28 +114,14 @@ impl Bench<'_> {
             Fs::Btrfs => 1.2,
             Fs::Ext4 => 1.0,
         };
-        rows.push(row(
-            "first session (snapshot+run+after)",
-            &first,
-            "cp -a --reflink=auto",
-            &cp,
-            first_target,
-        ));
+        rows.push(row("first session (snapshot+run+after)", &first, "cp -a --reflink=auto", &cp, first_target));
         let store = store.ok_or_else(|| Error::new("no store left from the first-session runs"))?;
 
         // 2. Second session of the unchanged tree (stat cache warm) vs git status.
-        let second = self.repeat("second session, unchanged tree", |_| {
-            self.ws_timed(&store, &["session", "start", "--", "true"])
-        })?;
-        let git_clean =
-            self.repeat("git status --porcelain, clean tree", |_| self.git_status(0))?;
-        rows.push(row(
-            "second session, unchanged tree",
-            &second,
-            "git status --porcelain",
-            &git_clean,
-            1.0,
-        ));
+        let second = self
+            .repeat("second session, unchanged tree", |_| self.ws_timed(&store, &["session", "start", "--", "true"]))?;
+        let git_clean = self.repeat("git status --porcelain, clean tree", |_| self.git_status(0))?;
+        rows.push(row("second session, unchanged tree", &second, "git status --porcelain", &git_clean, 1.0));
 
         // 3. `ws diff --stat` of a session that edited 10 files vs git status.
         let edited = self.tree.spread(10);
@@ -165,22 +130,12 @@ impl Bench<'_> {
             let (d, out) = run_timed(&mut self.ws(&store, &["diff", "--stat"]))?;
             self.collect_notes(&out.stderr);
             if out.stdout.is_empty() {
-                return Err(Error::new(
-                    "`ws diff --stat` printed nothing after a session that edited 10 files",
-                ));
+                return Err(Error::new("`ws diff --stat` printed nothing after a session that edited 10 files"));
             }
             Ok(d)
         })?;
-        let git_dirty = self.repeat("git status --porcelain, 10 files edited", |_| {
-            self.git_status(edited.len())
-        })?;
-        rows.push(row(
-            "ws diff --stat, 10 files edited",
-            &diff,
-            "git status --porcelain",
-            &git_dirty,
-            1.0,
-        ));
+        let git_dirty = self.repeat("git status --porcelain, 10 files edited", |_| self.git_status(edited.len()))?;
+        rows.push(row("ws diff --stat, 10 files edited", &diff, "git status --porcelain", &git_dirty, 1.0));
 
         // 4. Rolling back those 10 files vs the first snapshot.
         let rollback_small = self.repeat("ws rollback, 10 files edited", |i| {
@@ -192,22 +147,14 @@ impl Bench<'_> {
             self.expect_clean("`ws rollback` of a session that edited 10 files")?;
             Ok(d)
         })?;
-        rows.push(row(
-            "ws rollback, 10 files edited",
-            &rollback_small,
-            "first session (above)",
-            &first,
-            0.05,
-        ));
+        rows.push(row("ws rollback, 10 files edited", &rollback_small, "first session (above)", &first, 0.05));
 
         // 5. Rolling back a session that deleted everything vs the copy.
         let rm_all = "find . -mindepth 1 -maxdepth 1 ! -name .git -exec rm -rf {} +";
         let rollback_all = self.repeat("ws rollback, whole tree deleted", |_| {
             self.ws_untimed(&store, &["session", "start", "--", "sh", "-c", rm_all])?;
-            let left: Vec<_> = fs_err::read_dir(&self.tree.root)?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name())
-                .collect();
+            let left: Vec<_> =
+                fs_err::read_dir(&self.tree.root)?.filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
             if left.len() != 1 {
                 return Err(Error::new(format!(
                     "after the deleting session {} still holds {} entries (expected only .git)",
@@ -220,35 +167,21 @@ impl Bench<'_> {
             self.expect_clean("`ws rollback` of a session that deleted the whole tree")?;
             Ok(d)
         })?;
-        rows.push(row(
-            "ws rollback, whole tree deleted",
-            &rollback_all,
-            "cp -a --reflink=auto",
-            &cp,
-            1.2,
-        ));
+        rows.push(row("ws rollback, whole tree deleted", &rollback_all, "cp -a --reflink=auto", &cp, 1.2));
         Ok(rows)
     }
 
     /// A warm-up run, then `self.runs` counted runs; `f` gets the run index
     /// (0 is the warm-up), does its own untimed setup and returns the time.
     fn repeat(&self, what: &str, mut f: impl FnMut(usize) -> Result<Duration>) -> Result<Sample> {
-        let mut sample = Sample {
-            warmup: 0.0,
-            runs: Vec::with_capacity(self.runs),
-        };
+        let mut sample = Sample { warmup: 0.0, runs: Vec::with_capacity(self.runs) };
         for i in 0..=self.runs {
-            let secs = f(i)
-                .map_err(|e| Error::new(format!("{what}: {e}")))?
-                .as_secs_f64();
+            let secs = f(i).map_err(|e| Error::new(format!("{what}: {e}")))?.as_secs_f64();
             if i == 0 {
                 progress(self.fs, &format!("{what}: warm-up {secs:.3} s"));
                 sample.warmup = secs;
             } else {
-                progress(
-                    self.fs,
-                    &format!("{what}: run {i}/{} {secs:.3} s", self.runs),
-                );
+                progress(self.fs, &format!("{what}: run {i}/{} {secs:.3} s", self.runs));
                 sample.runs.push(secs);
             }
         }
@@ -284,11 +217,7 @@ impl Bench<'_> {
         let mut c = self.env.command("git", &self.tree.root);
         c.args(["status", "--porcelain"]);
         let (d, out) = run_timed(&mut c)?;
-        let lines = out
-            .stdout
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .count();
+        let lines = out.stdout.split(|&b| b == b'\n').filter(|l| !l.is_empty()).count();
         if lines != expect {
             return Err(Error::new(format!(
                 "`git status --porcelain` listed {lines} paths, expected {expect}:\n{}",
@@ -302,12 +231,7 @@ impl Bench<'_> {
     /// untracked or ignored).
     fn expect_clean(&self, after: &str) -> Result<()> {
         let mut c = self.env.command("git", &self.tree.root);
-        c.args([
-            "status",
-            "--porcelain",
-            "--untracked-files=all",
-            "--ignored",
-        ]);
+        c.args(["status", "--porcelain", "--untracked-files=all", "--ignored"]);
         let out = run(&mut c)?;
         if !out.stdout.is_empty() {
             let text = String::from_utf8_lossy(&out.stdout);

@@ -38,8 +38,7 @@ impl Fs {
             Fs::Ext4 => {
                 let mut c = env.command("mkfs.ext4", Path::new("/"));
                 // No lazy init: its background writes would land in the timings.
-                c.args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"])
-                    .arg(image);
+                c.args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"]).arg(image);
                 c
             }
         }
@@ -65,10 +64,7 @@ impl WorkDir {
             .filter(|v| !v.is_empty())
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("/var/tmp"));
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
         let path = base.join(format!("ws-bench.{}.{nanos:08x}", std::process::id()));
         fs_err::create_dir(&path)?;
         Ok(WorkDir { path })
@@ -82,18 +78,12 @@ impl Drop for WorkDir {
             eprintln!(
                 "ws-bench: warning: leaving {} in place: still mounted below it: {}",
                 self.path.display(),
-                left.iter()
-                    .map(|p| p.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                left.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
             );
             return;
         }
         if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            eprintln!(
-                "ws-bench: warning: cannot remove {}: {e}",
-                self.path.display()
-            );
+            eprintln!("ws-bench: warning: cannot remove {}: {e}", self.path.display());
         }
     }
 }
@@ -116,10 +106,7 @@ fn unescape_mountinfo(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -148,18 +135,11 @@ impl LoopMount {
         // Sparse: only what the filesystem writes takes space.
         file.set_len(size)?;
         drop(file);
-        let mut guard = LoopMount {
-            mountpoint,
-            image,
-            mounted: false,
-        };
+        let mut guard = LoopMount { mountpoint, image, mounted: false };
         fs_err::create_dir(&guard.mountpoint)?;
         run(&mut fs.mkfs(env, &guard.image))?;
         let mut mount = env.command("mount", Path::new("/"));
-        mount
-            .args(["-t", fs.name(), "-o", "loop"])
-            .arg(&guard.image)
-            .arg(&guard.mountpoint);
+        mount.args(["-t", fs.name(), "-o", "loop"]).arg(&guard.image).arg(&guard.mountpoint);
         run(&mut mount)?;
         guard.mounted = true;
         Ok(guard)
@@ -172,52 +152,30 @@ impl LoopMount {
             if attempt > 0 {
                 std::thread::sleep(Duration::from_millis(300));
             }
-            match Command::new("umount")
-                .arg(&self.mountpoint)
-                .stdin(Stdio::null())
-                .output()
-            {
+            match Command::new("umount").arg(&self.mountpoint).stdin(Stdio::null()).output() {
                 Ok(o) if o.status.success() => return Ok(()),
                 Ok(o) => last = String::from_utf8_lossy(&o.stderr).trim().to_string(),
                 Err(e) => last = e.to_string(),
             }
         }
         // Still busy: detach it lazily so nothing stays reachable.
-        match Command::new("umount")
-            .arg("-l")
-            .arg(&self.mountpoint)
-            .stdin(Stdio::null())
-            .status()
-        {
-            Ok(s) if s.success() => Err(Error::new(format!(
-                "{} was busy ({last}); detached it lazily",
-                self.mountpoint.display()
-            ))),
-            _ => Err(Error::new(format!(
-                "cannot unmount {}: {last}",
-                self.mountpoint.display()
-            ))),
+        match Command::new("umount").arg("-l").arg(&self.mountpoint).stdin(Stdio::null()).status() {
+            Ok(s) if s.success() => {
+                Err(Error::new(format!("{} was busy ({last}); detached it lazily", self.mountpoint.display())))
+            }
+            _ => Err(Error::new(format!("cannot unmount {}: {last}", self.mountpoint.display()))),
         }
     }
 
     /// Detaches any loop device still backed by the image (autoclear should
     /// have done it already).
     fn detach_loops(&self) {
-        let Ok(out) = Command::new("losetup")
-            .arg("-j")
-            .arg(&self.image)
-            .stdin(Stdio::null())
-            .output()
-        else {
+        let Ok(out) = Command::new("losetup").arg("-j").arg(&self.image).stdin(Stdio::null()).output() else {
             return;
         };
         for line in String::from_utf8_lossy(&out.stdout).lines() {
             if let Some(dev) = line.split(':').next().filter(|d| d.starts_with("/dev/")) {
-                let _ = Command::new("losetup")
-                    .arg("-d")
-                    .arg(dev)
-                    .stdin(Stdio::null())
-                    .status();
+                let _ = Command::new("losetup").arg("-d").arg(dev).stdin(Stdio::null()).status();
             }
         }
     }
@@ -240,10 +198,7 @@ impl Drop for LoopMount {
         }
         let _ = std::fs::remove_dir(&self.mountpoint);
         if let Err(e) = std::fs::remove_file(&self.image) {
-            eprintln!(
-                "ws-bench: warning: cannot remove {}: {e}",
-                self.image.display()
-            );
+            eprintln!("ws-bench: warning: cannot remove {}: {e}", self.image.display());
         }
     }
 }

@@ -42,16 +42,7 @@ impl Row {
 }
 
 pub fn table(rows: &[Row]) -> String {
-    let header = [
-        "fs",
-        "measurement",
-        "ws s",
-        "baseline",
-        "baseline s",
-        "ratio",
-        "target",
-        "result",
-    ];
+    let header = ["fs", "measurement", "ws s", "baseline", "baseline s", "ratio", "target", "result"];
     let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
@@ -120,11 +111,7 @@ fn json_str(s: &str) -> String {
 }
 
 fn json_num(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x:.6}")
-    } else {
-        "null".into()
-    }
+    if x.is_finite() { format!("{x:.6}") } else { "null".into() }
 }
 
 fn json_sample(s: &Sample) -> String {

@@ -18,23 +18,11 @@ pub struct TreeSpec {
 
 impl TreeSpec {
     pub fn full() -> TreeSpec {
-        TreeSpec {
-            top_dirs: 40,
-            sub_dirs: 100,
-            files_per_dir: 5,
-            big_files: 3,
-            big_size: 200 << 20,
-        }
+        TreeSpec { top_dirs: 40, sub_dirs: 100, files_per_dir: 5, big_files: 3, big_size: 200 << 20 }
     }
 
     pub fn quick() -> TreeSpec {
-        TreeSpec {
-            top_dirs: 20,
-            sub_dirs: 20,
-            files_per_dir: 5,
-            big_files: 3,
-            big_size: 20 << 20,
-        }
+        TreeSpec { top_dirs: 20, sub_dirs: 20, files_per_dir: 5, big_files: 3, big_size: 20 << 20 }
     }
 
     pub fn small_files(&self) -> usize {
@@ -58,12 +46,7 @@ impl Tree {
     /// `n` small files spread evenly over the tree.
     pub fn spread(&self, n: usize) -> Vec<String> {
         let step = (self.small_files.len() / n.max(1)).max(1);
-        self.small_files
-            .iter()
-            .step_by(step)
-            .take(n)
-            .cloned()
-            .collect()
+        self.small_files.iter().step_by(step).take(n).cloned().collect()
     }
 }
 
@@ -91,11 +74,7 @@ impl XorShift {
         for chunk in buf.chunks_mut(8) {
             let r = self.next().to_le_bytes();
             for (b, r) in chunk.iter_mut().zip(r) {
-                *b = if r < 4 {
-                    b'\n'
-                } else {
-                    ALPHABET[usize::from(r) % ALPHABET.len()]
-                };
+                *b = if r < 4 { b'\n' } else { ALPHABET[usize::from(r) % ALPHABET.len()] };
             }
         }
     }
@@ -147,30 +126,26 @@ pub fn build(root: &Path, spec: &TreeSpec) -> Result<Tree> {
         file.sync_all()?;
         bytes += spec.big_size;
     }
-    Ok(Tree {
-        root: root.to_path_buf(),
-        small_files,
-        bytes,
-    })
+    Ok(Tree { root: root.to_path_buf(), small_files, bytes })
 }
 
-/// `git init`, then commits everything.
+/// `git init`, commits everything, and packs the repository.
 pub fn commit(tree: &Tree, env: &Env) -> Result<()> {
     let git = |args: &[&str]| {
         let mut c = env.command("git", &tree.root);
-        c.args([
-            "-c",
-            "user.name=ws-bench",
-            "-c",
-            "user.email=ws-bench@example.invalid",
-            "-c",
-            "commit.gpgsign=false",
-        ]);
+        c.args(["-c", "user.name=ws-bench", "-c", "user.email=ws-bench@example.invalid", "-c", "commit.gpgsign=false"]);
         c.args(args);
         run(&mut c).map(|_| ())
     };
     git(&["init", "-q", "-b", "main"])?;
+    // No automatic gc or maintenance: after a commit of this many loose
+    // objects git would start one in the background, which would compete
+    // with the timings (and hold the mount busy).
+    git(&["config", "gc.auto", "0"])?;
+    git(&["config", "maintenance.auto", "false"])?;
     git(&["add", "-A"])?;
     git(&["commit", "-q", "-m", "ws-bench tree"])?;
+    // Packed, as a real repository is.
+    git(&["gc", "-q"])?;
     Ok(())
 }

@@ -40,11 +40,7 @@ static INTERRUPTED: OnceLock<Arc<AtomicBool>> = OnceLock::new();
 /// interrupted run still unwinds through the guards that unmount the images.
 pub fn install_signal_flag() -> Result<()> {
     let flag = INTERRUPTED.get_or_init(|| Arc::new(AtomicBool::new(false)));
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
         signal_hook::flag::register(sig, Arc::clone(flag))
             .map_err(|e| Error::new(format!("cannot install a handler for signal {sig}: {e}")))?;
     }
@@ -69,9 +65,7 @@ impl Env {
     pub fn new(home: PathBuf) -> Env {
         let path = std::env::var_os("PATH")
             .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| {
-                "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()
-            });
+            .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
         Env { home, path }
     }
 
@@ -123,16 +117,11 @@ fn tail(bytes: &[u8], max_lines: usize) -> String {
 pub fn run_timed(cmd: &mut Command) -> Result<(Duration, Output)> {
     check_interrupted()?;
     let start = Instant::now();
-    let out = cmd
-        .output()
-        .map_err(|e| Error::new(format!("cannot run `{}`: {e}", describe(cmd))))?;
+    let out = cmd.output().map_err(|e| Error::new(format!("cannot run `{}`: {e}", describe(cmd))))?;
     let elapsed = start.elapsed();
     check_interrupted()?;
     if !out.status.success() {
-        let cwd = cmd
-            .get_current_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_else(|| ".".into());
+        let cwd = cmd.get_current_dir().map(|d| d.display().to_string()).unwrap_or_else(|| ".".into());
         let mut msg = format!("`{}` (in {cwd}) failed: {}", describe(cmd), out.status);
         let stderr = tail(&out.stderr, 30);
         let stdout = tail(&out.stdout, 10);
@@ -159,9 +148,5 @@ pub fn sync(env: &Env) -> Result<()> {
 
 pub fn human_bytes(n: u64) -> String {
     const MIB: u64 = 1 << 20;
-    if n >= MIB {
-        format!("{} MiB", n / MIB)
-    } else {
-        format!("{n} B")
-    }
+    if n >= MIB { format!("{} MiB", n / MIB) } else { format!("{n} B") }
 }

@@ -33,9 +33,7 @@ pub fn store_parent() -> Option<PathBuf> {
 
 /// git's default global excludes file when `core.excludesFile` is unset.
 pub fn default_global_excludes() -> Option<PathBuf> {
-    path(XDG_CONFIG_HOME)
-        .map(|d| d.join("git/ignore"))
-        .or_else(|| home().map(|h| h.join(".config/git/ignore")))
+    path(XDG_CONFIG_HOME).map(|d| d.join("git/ignore")).or_else(|| home().map(|h| h.join(".config/git/ignore")))
 }
 
 pub fn no_color() -> bool {

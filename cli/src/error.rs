@@ -25,18 +25,10 @@ pub struct CliError {
 
 impl CliError {
     pub fn usage(message: impl Into<String>) -> Self {
-        CliError {
-            code: exit::USAGE,
-            message: message.into(),
-            hint: None,
-        }
+        CliError { code: exit::USAGE, message: message.into(), hint: None }
     }
     pub fn failure(message: impl Into<String>) -> Self {
-        CliError {
-            code: exit::FAILURE,
-            message: message.into(),
-            hint: None,
-        }
+        CliError { code: exit::FAILURE, message: message.into(), hint: None }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -70,11 +62,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn from_chain(code: i32, e: &dyn std::error::Error) -> CliError {
-    CliError {
-        code,
-        message: chain(e),
-        hint: None,
-    }
+    CliError { code, message: chain(e), hint: None }
 }
 
 fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -111,10 +99,12 @@ impl From<ws_snapshot::SessionError> for CliError {
     fn from(e: ws_snapshot::SessionError) -> Self {
         use ws_snapshot::SessionError as E;
         match &e {
-            E::Unknown { .. } | E::Ambiguous { .. } => from_chain(exit::USAGE, &e)
-                .hint("`ws session list` shows the sessions of this workspace"),
-            E::NonePending => from_chain(exit::USAGE, &e)
-                .hint("`ws session list` shows every session; name one by its id"),
+            E::Unknown { .. } | E::Ambiguous { .. } => {
+                from_chain(exit::USAGE, &e).hint("`ws session list` shows the sessions of this workspace")
+            }
+            E::NonePending => {
+                from_chain(exit::USAGE, &e).hint("`ws session list` shows every session; name one by its id")
+            }
             _ => from_chain(exit::FAILURE, &e),
         }
     }
@@ -124,8 +114,9 @@ impl From<ws_snapshot::ReviewError> for CliError {
     fn from(e: ws_snapshot::ReviewError) -> Self {
         use ws_snapshot::ReviewError as E;
         match e {
-            E::NotChanged { .. } => from_chain(exit::USAGE, &e)
-                .hint("`ws diff --name-status` lists the paths the session changed"),
+            E::NotChanged { .. } => {
+                from_chain(exit::USAGE, &e).hint("`ws diff --name-status` lists the paths the session changed")
+            }
             E::Session(s) => s.into(),
             _ => {
                 let err = from_chain(exit::FAILURE, &e);

@@ -61,20 +61,12 @@ pub fn bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
 /// A manifest entry's path as shown to people: directories end in `/`.
 pub fn entry_name(e: &ws_snapshot::Entry) -> String {
-    if e.stat.mode & 0o170000 == 0o040000 {
-        format!("{}/", e.path)
-    } else {
-        e.path.to_string()
-    }
+    if e.stat.mode & 0o170000 == 0o040000 { format!("{}/", e.path) } else { e.path.to_string() }
 }
 
 #[cfg(test)]

@@ -2,12 +2,12 @@
 
 use std::io::IsTerminal;
 use std::path::{Component, Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{OnceLock, mpsc};
+use std::time::Duration;
 
 use ws_snapshot::{
-    Budget, Change, Manifest, ManifestId, Progress, RelPath, Session, SessionState,
-    SnapshotOptions, SnapshotOutcome, Store, StoreLock,
+    Budget, Change, Manifest, ManifestId, Progress, RelPath, Session, SessionState, SnapshotOptions, SnapshotOutcome,
+    Store, StoreLock,
 };
 
 use crate::env;
@@ -21,6 +21,7 @@ pub struct Workspace {
     pub git_dir: Option<PathBuf>,
     pub store: Store,
     pub same_filesystem: bool,
+    excludes: OnceLock<Vec<PathBuf>>,
 }
 
 /// The git top-level above `cwd`; else the nearest directory above it that
@@ -33,30 +34,24 @@ fn find_root(cwd: &Path, store_parent: &Path, uid: u32) -> (PathBuf, Option<Path
         }
         if dot_git.is_file() {
             // A worktree or submodule: `.git` names the real git directory.
-            let gitdir = std::fs::read_to_string(&dot_git).ok().and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("gitdir: ").map(|p| dir.join(p.trim())))
-            });
+            let gitdir = std::fs::read_to_string(&dot_git)
+                .ok()
+                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("gitdir: ").map(|p| dir.join(p.trim()))));
             return (dir.to_path_buf(), gitdir);
         }
     }
-    let known = cwd
-        .ancestors()
-        .find(|d| ws_snapshot::existing_store_dir(d, store_parent, uid).is_some());
+    let known = cwd.ancestors().find(|d| ws_snapshot::existing_store_dir(d, store_parent, uid).is_some());
     (known.unwrap_or(cwd).to_path_buf(), None)
 }
 
 impl Workspace {
     pub fn discover() -> Result<Workspace, CliError> {
-        let cwd = std::env::current_dir().map_err(|e| {
-            CliError::failure(format!("cannot determine the current directory: {e}"))
-        })?;
+        let cwd = std::env::current_dir()
+            .map_err(|e| CliError::failure(format!("cannot determine the current directory: {e}")))?;
         let cwd = fs_err::canonicalize(&cwd).map_err(CliError::from)?;
         let parent = env::store_parent().ok_or_else(|| {
-            CliError::usage(
-                "cannot tell where to keep snapshots: neither HOME nor WS_STORE_DIR is set",
-            )
-            .hint("set WS_STORE_DIR to a directory you own")
+            CliError::usage("cannot tell where to keep snapshots: neither HOME nor WS_STORE_DIR is set")
+                .hint("set WS_STORE_DIR to a directory you own")
         })?;
         let uid = rustix::process::getuid().as_raw();
         let (root, git_dir) = find_root(&cwd, &parent, uid);
@@ -65,59 +60,49 @@ impl Workspace {
                 .hint("cd into the project you want the agent to work on"));
         }
         if rustix::fs::access(&root, rustix::fs::Access::WRITE_OK).is_err() {
-            return Err(CliError::usage(format!(
-                "the workspace {} is not writable by you",
-                root.display()
-            ))
-            .hint("ws protects a workspace you work in: cd into your project first"));
+            return Err(CliError::usage(format!("the workspace {} is not writable by you", root.display()))
+                .hint("ws protects a workspace you work in: cd into your project first"));
         }
         let placement = ws_snapshot::choose_store_dir(&root, &parent, uid);
         let store = Store::open_or_create(&placement.dir, &root).map_err(|e| {
-            CliError::from(e).hint(format!(
-                "set WS_STORE_DIR to a writable directory on the same filesystem as {}",
-                root.display()
-            ))
+            CliError::from(e)
+                .hint(format!("set WS_STORE_DIR to a writable directory on the same filesystem as {}", root.display()))
         })?;
-        Ok(Workspace {
-            root,
-            git_dir,
-            store,
-            same_filesystem: placement.same_filesystem,
-        })
+        Ok(Workspace { root, git_dir, store, same_filesystem: placement.same_filesystem, excludes: OnceLock::new() })
     }
 
     pub fn lock(&self) -> Result<StoreLock, CliError> {
         Ok(self.store.lock()?)
     }
 
-    fn exclude_files(&self) -> Vec<PathBuf> {
-        let mut v = Vec::new();
-        if let Some(g) = &self.git_dir {
-            v.push(g.join("info/exclude"));
-        }
-        v.extend(global_excludes_file(self.git_dir.as_deref()));
-        v
+    /// Exclude files beyond `.gitignore`s; asks git once per process.
+    fn exclude_files(&self) -> &[PathBuf] {
+        self.excludes.get_or_init(|| {
+            let mut v = Vec::new();
+            if let Some(g) = &self.git_dir {
+                v.push(g.join("info/exclude"));
+            }
+            v.extend(global_excludes_file(self.git_dir.as_deref()));
+            v
+        })
     }
 
     /// Takes a snapshot, showing progress on stderr when it takes a while.
-    pub fn snapshot(
-        &self,
-        previous: Option<&Manifest>,
-        what: &str,
-    ) -> Result<SnapshotOutcome, CliError> {
+    pub fn snapshot(&self, previous: Option<&Manifest>, what: &str) -> Result<SnapshotOutcome, CliError> {
         let progress = Progress::default();
-        let done = AtomicBool::new(false);
         let opts = SnapshotOptions {
             workspace: &self.root,
             budget: Budget::default(),
-            exclude_files: self.exclude_files(),
+            exclude_files: self.exclude_files().to_vec(),
             previous,
             progress: Some(&progress),
         };
+        let (done, finished) = mpsc::channel::<()>();
         let outcome = std::thread::scope(|s| {
-            s.spawn(|| show_progress(&progress, &done, what));
+            let shown = &progress;
+            s.spawn(move || show_progress(shown, &finished, what));
             let r = ws_snapshot::take_snapshot(&self.store, &opts);
-            done.store(true, Ordering::Relaxed);
+            drop(done);
             r
         })?;
         if !self.same_filesystem && outcome.stored_files > 0 {
@@ -139,9 +124,7 @@ impl Workspace {
     }
 
     pub fn latest_manifest(&self) -> Option<Manifest> {
-        self.store
-            .latest()
-            .and_then(|id| self.store.manifest(&id).ok())
+        self.store.latest().and_then(|id| self.store.manifest(&id).ok())
     }
 
     /// Loads a session's change set. A session whose supervisor died is
@@ -152,13 +135,11 @@ impl Workspace {
                 "session {} was interrupted (its supervisor, pid {}, is gone); taking its after-snapshot now",
                 session.id, session.supervisor_pid
             ));
-            return self.finish_session(session, None);
+            return self.finish_session(session, None, None);
         }
         if session.state == SessionState::Running {
-            return Err(
-                CliError::usage(format!("session {} is still running", session.id))
-                    .hint("review it after its command exits"),
-            );
+            return Err(CliError::usage(format!("session {} is still running", session.id))
+                .hint("review it after its command exits"));
         }
         Ok(self.store.load_changes(&session.id)?)
     }
@@ -167,9 +148,13 @@ impl Workspace {
     pub fn finish_session(
         &self,
         session: &mut Session,
+        before: Option<Manifest>,
         exit: Option<ws_snapshot::ExitStatus>,
     ) -> Result<Vec<Change>, CliError> {
-        let before = self.store.manifest(&ManifestId(session.before.clone()))?;
+        let before = match before {
+            Some(m) => m,
+            None => self.store.manifest(&ManifestId(session.before.clone()))?,
+        };
         let after = self.snapshot(Some(&before), "after-snapshot")?;
         let changes = ws_snapshot::compute_changes(&self.store, &before, &after.manifest)?;
         self.store.save_changes(&session.id, &changes)?;
@@ -191,11 +176,7 @@ impl Workspace {
             .map(|p| {
                 let abs = normalize(&cwd.join(p));
                 RelPath::from_path_under(&self.root, &abs).ok_or_else(|| {
-                    CliError::usage(format!(
-                        "{} is outside the workspace {}",
-                        p.display(),
-                        self.root.display()
-                    ))
+                    CliError::usage(format!("{} is outside the workspace {}", p.display(), self.root.display()))
                 })
             })
             .collect()
@@ -236,23 +217,15 @@ fn global_excludes_file(git_dir: Option<&Path>) -> Option<PathBuf> {
     configured.or_else(env::default_global_excludes)
 }
 
-fn show_progress(progress: &Progress, done: &AtomicBool, what: &str) {
+fn show_progress(progress: &Progress, finished: &mpsc::Receiver<()>, what: &str) {
     use std::sync::atomic::Ordering::Relaxed;
-    let start = Instant::now();
     let tty = std::io::stderr().is_terminal();
-    let every = if tty {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(5)
-    };
-    let mut next = start + Duration::from_secs(1);
+    let every = if tty { Duration::from_millis(200) } else { Duration::from_secs(5) };
+    let mut wait = Duration::from_secs(1);
     let mut shown = false;
-    while !done.load(Relaxed) {
-        std::thread::sleep(Duration::from_millis(50));
-        if Instant::now() < next {
-            continue;
-        }
-        next = Instant::now() + every;
+    // The sender is dropped when the snapshot ends: that wakes us at once.
+    while let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(wait) {
+        wait = every;
         let line = format!(
             "ws: {what}: {} entries scanned, {} files stored ({})",
             ui::count(progress.files.load(Relaxed)),

@@ -18,11 +18,7 @@ pub struct Budget {
 
 impl Default for Budget {
     fn default() -> Self {
-        Budget {
-            max_ignored_file: 8 << 20,
-            max_ignored_dir_files: 2_000,
-            max_ignored_dir_bytes: 64 << 20,
-        }
+        Budget { max_ignored_file: 8 << 20, max_ignored_dir_files: 2_000, max_ignored_dir_bytes: 64 << 20 }
     }
 }
 

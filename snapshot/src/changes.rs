@@ -6,9 +6,7 @@ use std::path::Path;
 
 use crate::copy::hash_file;
 use crate::error::{ManifestError, StoreError};
-use crate::manifest::{
-    DecodeResult, Entry, EntryKind, Manifest, Reader, Writer, decode_entry, encode_entry,
-};
+use crate::manifest::{DecodeResult, Entry, EntryKind, Manifest, Reader, Writer, decode_entry, encode_entry};
 use crate::path::RelPath;
 use crate::store::Store;
 
@@ -51,11 +49,7 @@ impl Change {
 /// Compares two manifests. A file whose object differs but whose content does
 /// not (a `touch`) is not a change; hashes computed to find that out are kept
 /// in the returned entries so nobody reads those bytes again.
-pub fn compute_changes(
-    store: &Store,
-    before: &Manifest,
-    after: &Manifest,
-) -> Result<Vec<Change>, StoreError> {
+pub fn compute_changes(store: &Store, before: &Manifest, after: &Manifest) -> Result<Vec<Change>, StoreError> {
     let mut out = Vec::new();
     let (mut i, mut j) = (0, 0);
     let (b, a) = (&before.entries, &after.entries);
@@ -93,21 +87,14 @@ pub fn compute_changes(
 }
 
 fn change(before: Entry, after: Option<Entry>) -> Change {
-    Change {
-        path: before.path.clone(),
-        before: Some(before),
-        after,
-        state: ChangeState::Pending,
-    }
+    Change { path: before.path.clone(), before: Some(before), after, state: ChangeState::Pending }
 }
 
 fn differs(store: &Store, x: &mut Entry, y: &mut Entry) -> Result<bool, StoreError> {
     if !x.same_shape(y) {
         return Ok(true);
     }
-    let (EntryKind::File { object: ox, .. }, EntryKind::File { object: oy, .. }) =
-        (&x.kind, &y.kind)
-    else {
+    let (EntryKind::File { object: ox, .. }, EntryKind::File { object: oy, .. }) = (&x.kind, &y.kind) else {
         return Ok(false);
     };
     if ox == oy {
@@ -159,25 +146,15 @@ pub(crate) fn encode_changes(changes: &[Change]) -> Vec<u8> {
 }
 
 pub(crate) fn decode_changes(bytes: &[u8], origin: &Path) -> Result<Vec<Change>, ManifestError> {
-    let corrupt = |offset, what| ManifestError::Corrupt {
-        path: origin.to_path_buf(),
-        offset,
-        what,
-    };
+    let corrupt = |offset, what| ManifestError::Corrupt { path: origin.to_path_buf(), offset, what };
     if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
         return Err(corrupt(0, "not a ws change set"));
     }
     let (body, sum) = bytes.split_at(bytes.len() - 32);
     if blake3::hash(body).as_bytes() != sum {
-        return Err(corrupt(
-            body.len(),
-            "checksum mismatch (truncated or edited)",
-        ));
+        return Err(corrupt(body.len(), "checksum mismatch (truncated or edited)"));
     }
-    let mut r = Reader {
-        buf: body,
-        pos: MAGIC.len(),
-    };
+    let mut r = Reader { buf: body, pos: MAGIC.len() };
     let parse = |r: &mut Reader| -> DecodeResult<Vec<Change>> {
         let n = r.u64()?;
         let mut out = Vec::with_capacity(n.min(1 << 20) as usize);
@@ -206,12 +183,7 @@ pub(crate) fn decode_changes(bytes: &[u8], origin: &Path) -> Result<Vec<Change>,
                 (Some(e), _) | (_, Some(e)) => e.path.clone(),
                 (None, None) => return Err((at, "change with neither side")),
             };
-            out.push(Change {
-                path,
-                before,
-                after,
-                state,
-            });
+            out.push(Change { path, before, after, state });
         }
         if r.pos != r.buf.len() {
             return Err((r.pos, "trailing bytes"));

@@ -25,9 +25,7 @@ pub(crate) enum CloneFailure {
 pub(crate) fn clone_failure(e: &io::Error) -> CloneFailure {
     use rustix::io::Errno;
     match Errno::from_io_error(e) {
-        Some(Errno::OPNOTSUPP | Errno::XDEV | Errno::NOTTY | Errno::NOSYS) => {
-            CloneFailure::Filesystem
-        }
+        Some(Errno::OPNOTSUPP | Errno::XDEV | Errno::NOTTY | Errno::NOSYS) => CloneFailure::Filesystem,
         Some(Errno::INVAL | Errno::PERM | Errno::ACCESS) => CloneFailure::ThisFile,
         _ => CloneFailure::Real,
     }
@@ -64,12 +62,7 @@ fn data_ranges(file: &File, size: u64) -> Vec<(u64, u64)> {
 /// Copies `size` bytes of `src` into the empty file `dst`, preserving holes,
 /// and returns the BLAKE3 of the content (holes hash as the zeros they read as)
 /// when `hash` is true.
-pub(crate) fn copy_sparse(
-    src: &File,
-    dst: &File,
-    size: u64,
-    hash: bool,
-) -> io::Result<Option<[u8; 32]>> {
+pub(crate) fn copy_sparse(src: &File, dst: &File, size: u64, hash: bool) -> io::Result<Option<[u8; 32]>> {
     let mut hasher = hash.then(blake3::Hasher::new);
     let mut buf = vec![0u8; CHUNK];
     let mut hashed_to = 0u64;
@@ -144,12 +137,7 @@ mod tests {
         src.write_all_at(b"end", (64 << 20) - 3).unwrap();
         let src = File::open(&src_path).unwrap();
         let dst_path = dir.path().join("copy");
-        let dst = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&dst_path)
-            .unwrap();
+        let dst = File::options().read(true).write(true).create_new(true).open(&dst_path).unwrap();
         let h = copy_sparse(&src, &dst, 64 << 20, true).unwrap().unwrap();
 
         let plain = fs_err::read(&src_path).unwrap();
@@ -158,9 +146,6 @@ mod tests {
         assert_eq!(hash_file(&dst, 64 << 20).unwrap(), h);
         use std::os::unix::fs::MetadataExt;
         let blocks = dst.metadata().unwrap().blocks();
-        assert!(
-            blocks * 512 < 4 << 20,
-            "copy is not sparse: {blocks} blocks"
-        );
+        assert!(blocks * 512 < 4 << 20, "copy is not sparse: {blocks} blocks");
     }
 }

@@ -21,11 +21,7 @@ pub enum StoreError {
 #[derive(Debug, thiserror::Error)]
 pub enum ManifestError {
     #[error("manifest {path} is damaged at byte {offset}: {what}")]
-    Corrupt {
-        path: PathBuf,
-        offset: usize,
-        what: &'static str,
-    },
+    Corrupt { path: PathBuf, offset: usize, what: &'static str },
     #[error("cannot read manifest {path}")]
     Read { path: PathBuf, source: io::Error },
 }

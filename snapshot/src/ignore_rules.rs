@@ -32,9 +32,7 @@ impl IgnoreRules {
                 let _ = b.add(f);
             }
         }
-        IgnoreRules {
-            global: b.build().unwrap_or_else(|_| Gitignore::empty()),
-        }
+        IgnoreRules { global: b.build().unwrap_or_else(|_| Gitignore::empty()) }
     }
 
     /// The stack for a directory that holds a `.gitignore` at `file`.

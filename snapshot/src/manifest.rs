@@ -101,10 +101,7 @@ pub struct Manifest {
 
 impl Manifest {
     pub fn get(&self, path: &RelPath) -> Option<&Entry> {
-        self.entries
-            .binary_search_by(|e| e.path.cmp(path))
-            .ok()
-            .map(|i| &self.entries[i])
+        self.entries.binary_search_by(|e| e.path.cmp(path)).ok().map(|i| &self.entries[i])
     }
 
     pub fn sort(&mut self) {
@@ -129,25 +126,15 @@ impl Manifest {
     }
 
     pub fn decode(bytes: &[u8], origin: &Path) -> Result<Manifest, ManifestError> {
-        let corrupt = |offset, what| ManifestError::Corrupt {
-            path: origin.to_path_buf(),
-            offset,
-            what,
-        };
+        let corrupt = |offset, what| ManifestError::Corrupt { path: origin.to_path_buf(), offset, what };
         if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
             return Err(corrupt(0, "not a ws manifest"));
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
         if blake3::hash(body).as_bytes() != sum {
-            return Err(corrupt(
-                body.len(),
-                "checksum mismatch (truncated or edited)",
-            ));
+            return Err(corrupt(body.len(), "checksum mismatch (truncated or edited)"));
         }
-        let mut r = Reader {
-            buf: body,
-            pos: MAGIC.len(),
-        };
+        let mut r = Reader { buf: body, pos: MAGIC.len() };
         let started_ns = r.i64().map_err(|(o, w)| corrupt(o, w))?;
         let count = r.u64().map_err(|(o, w)| corrupt(o, w))?;
         let mut entries = Vec::with_capacity(count.min(1 << 20) as usize);
@@ -161,10 +148,7 @@ impl Manifest {
         if !sorted {
             return Err(corrupt(MAGIC.len(), "entries out of order"));
         }
-        Ok(Manifest {
-            started_ns,
-            entries,
-        })
+        Ok(Manifest { started_ns, entries })
     }
 }
 
@@ -198,11 +182,7 @@ pub(crate) fn encode_entry(w: &mut Writer, e: &Entry) {
             w.bytes(target);
         }
         EntryKind::Dir => w.u8(2),
-        EntryKind::Excluded {
-            reason,
-            files,
-            bytes,
-        } => {
+        EntryKind::Excluded { reason, files, bytes } => {
             w.u8(3);
             w.u8(match reason {
                 ExcludeReason::OverBudget => 0,
@@ -237,10 +217,8 @@ pub(crate) fn decode_entry(r: &mut Reader) -> DecodeResult<Entry> {
     let kind = match r.u8()? {
         0 => {
             let at = r.pos;
-            let object = std::str::from_utf8(r.bytes()?)
-                .ok()
-                .and_then(ObjectId::parse)
-                .ok_or((at, "invalid object id"))?;
+            let object =
+                std::str::from_utf8(r.bytes()?).ok().and_then(ObjectId::parse).ok_or((at, "invalid object id"))?;
             let hash = match r.u8()? {
                 0 => None,
                 1 => Some(r.array32()?),
@@ -248,9 +226,7 @@ pub(crate) fn decode_entry(r: &mut Reader) -> DecodeResult<Entry> {
             };
             EntryKind::File { object, hash }
         }
-        1 => EntryKind::Symlink {
-            target: r.bytes()?.to_vec(),
-        },
+        1 => EntryKind::Symlink { target: r.bytes()?.to_vec() },
         2 => EntryKind::Dir,
         3 => {
             let reason = match r.u8()? {
@@ -259,20 +235,11 @@ pub(crate) fn decode_entry(r: &mut Reader) -> DecodeResult<Entry> {
                 2 => ExcludeReason::Unreadable,
                 _ => return Err((r.pos - 1, "invalid exclusion reason")),
             };
-            EntryKind::Excluded {
-                reason,
-                files: r.u64()?,
-                bytes: r.u64()?,
-            }
+            EntryKind::Excluded { reason, files: r.u64()?, bytes: r.u64()? }
         }
         _ => return Err((tag_at, "invalid entry kind")),
     };
-    Ok(Entry {
-        path,
-        kind,
-        stat,
-        racy,
-    })
+    Ok(Entry { path, kind, stat, racy })
 }
 
 pub(crate) struct Writer(pub Vec<u8>);
@@ -303,14 +270,8 @@ pub(crate) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> DecodeResult<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .ok_or((self.pos, "length overflow"))?;
-        let s = self
-            .buf
-            .get(self.pos..end)
-            .ok_or((self.pos, "unexpected end"))?;
+        let end = self.pos.checked_add(n).ok_or((self.pos, "length overflow"))?;
+        let s = self.buf.get(self.pos..end).ok_or((self.pos, "unexpected end"))?;
         self.pos = end;
         Ok(s)
     }
@@ -346,15 +307,7 @@ mod tests {
     use super::*;
 
     fn sample() -> Manifest {
-        let stat = FileStat {
-            dev: 1,
-            ino: 2,
-            mode: 0o100755,
-            nlink: 1,
-            size: 3,
-            mtime_ns: 4,
-            ctime_ns: 5,
-        };
+        let stat = FileStat { dev: 1, ino: 2, mode: 0o100755, nlink: 1, size: 3, mtime_ns: 4, ctime_ns: 5 };
         Manifest {
             started_ns: 42,
             entries: vec![
@@ -367,27 +320,16 @@ mod tests {
                     stat,
                     racy: true,
                 },
-                Entry {
-                    path: RelPath::from_bytes(b"d").unwrap(),
-                    kind: EntryKind::Dir,
-                    stat,
-                    racy: false,
-                },
+                Entry { path: RelPath::from_bytes(b"d").unwrap(), kind: EntryKind::Dir, stat, racy: false },
                 Entry {
                     path: RelPath::from_bytes(b"l\xff").unwrap(),
-                    kind: EntryKind::Symlink {
-                        target: b"/etc/passwd".to_vec(),
-                    },
+                    kind: EntryKind::Symlink { target: b"/etc/passwd".to_vec() },
                     stat,
                     racy: false,
                 },
                 Entry {
                     path: RelPath::from_bytes(b"target").unwrap(),
-                    kind: EntryKind::Excluded {
-                        reason: ExcludeReason::OverBudget,
-                        files: 9,
-                        bytes: 10,
-                    },
+                    kind: EntryKind::Excluded { reason: ExcludeReason::OverBudget, files: 9, bytes: 10 },
                     stat,
                     racy: false,
                 },
@@ -411,10 +353,7 @@ mod tests {
         for i in 0..bytes.len() {
             let mut b = bytes.clone();
             b[i] ^= 0x10;
-            assert!(
-                Manifest::decode(&b, Path::new("m")).is_err(),
-                "flip at {i} accepted"
-            );
+            assert!(Manifest::decode(&b, Path::new("m")).is_err(), "flip at {i} accepted");
         }
     }
 }

@@ -25,9 +25,7 @@ impl RelPath {
         if bytes.contains(&0) {
             return None;
         }
-        let valid = bytes
-            .split(|b| *b == b'/')
-            .all(|c| !c.is_empty() && c != b"." && c != b"..");
+        let valid = bytes.split(|b| *b == b'/').all(|c| !c.is_empty() && c != b"." && c != b"..");
         valid.then(|| RelPath(bytes.to_vec()))
     }
 
@@ -73,11 +71,7 @@ impl RelPath {
     }
 
     pub fn depth(&self) -> usize {
-        if self.0.is_empty() {
-            0
-        } else {
-            1 + self.0.iter().filter(|b| **b == b'/').count()
-        }
+        if self.0.is_empty() { 0 } else { 1 + self.0.iter().filter(|b| **b == b'/').count() }
     }
 
     /// True when `self` is `other` or lies below it.
@@ -85,8 +79,7 @@ impl RelPath {
         if other.0.is_empty() {
             return true;
         }
-        self.0.starts_with(&other.0)
-            && (self.0.len() == other.0.len() || self.0[other.0.len()] == b'/')
+        self.0.starts_with(&other.0) && (self.0.len() == other.0.len() || self.0[other.0.len()] == b'/')
     }
 
     pub fn components(&self) -> impl Iterator<Item = &[u8]> {
@@ -94,11 +87,7 @@ impl RelPath {
     }
 
     pub fn to_path(&self, root: &Path) -> PathBuf {
-        if self.0.is_empty() {
-            root.to_path_buf()
-        } else {
-            root.join(OsStr::from_bytes(&self.0))
-        }
+        if self.0.is_empty() { root.to_path_buf() } else { root.join(OsStr::from_bytes(&self.0)) }
     }
 
     /// The path as UTF-8 if it is valid UTF-8.
@@ -109,10 +98,7 @@ impl RelPath {
     /// A form for humans, quoted the way git quotes unusual names: control
     /// characters, `"` and `\` escaped, bytes that are not UTF-8 as octal.
     pub fn display(&self) -> String {
-        let needs_quotes = self
-            .0
-            .iter()
-            .any(|b| *b < 0x20 || *b == 0x7f || *b == b'"' || *b == b'\\')
+        let needs_quotes = self.0.iter().any(|b| *b < 0x20 || *b == 0x7f || *b == b'"' || *b == b'\\')
             || std::str::from_utf8(&self.0).is_err();
         if !needs_quotes {
             return String::from_utf8_lossy(&self.0).into_owned();
@@ -125,9 +111,7 @@ impl RelPath {
                     '\t' => out.push_str("\\t"),
                     '"' => out.push_str("\\\""),
                     '\\' => out.push_str("\\\\"),
-                    c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                        out.push_str(&format!("\\{:03o}", c as u32))
-                    }
+                    c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\{:03o}", c as u32)),
                     c => out.push(c),
                 }
             }
@@ -176,14 +160,8 @@ mod tests {
     #[test]
     fn display_quotes_like_git() {
         assert_eq!(RelPath::from_bytes(b"a\nb").unwrap().display(), "\"a\\nb\"");
-        assert_eq!(
-            RelPath::from_bytes(b"x\xff").unwrap().display(),
-            "\"x\\377\""
-        );
-        assert_eq!(
-            RelPath::from_bytes(b"plain.txt").unwrap().display(),
-            "plain.txt"
-        );
+        assert_eq!(RelPath::from_bytes(b"x\xff").unwrap().display(), "\"x\\377\"");
+        assert_eq!(RelPath::from_bytes(b"plain.txt").unwrap().display(), "plain.txt");
     }
 
     #[test]
@@ -192,9 +170,6 @@ mod tests {
         assert_eq!(p.parent().unwrap().as_bytes(), b"a/b");
         assert_eq!(p.file_name(), b"c");
         assert_eq!(p.depth(), 3);
-        assert_eq!(
-            RelPath::from_bytes(b"c").unwrap().parent(),
-            Some(RelPath::root())
-        );
+        assert_eq!(RelPath::from_bytes(b"c").unwrap().parent(), Some(RelPath::root()));
     }
 }

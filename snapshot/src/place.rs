@@ -32,11 +32,7 @@ pub fn workspace_key(workspace: &Path) -> String {
                 .collect()
         })
         .unwrap_or_default();
-    format!(
-        "{}-{}",
-        if name.is_empty() { "root" } else { &name },
-        crate::store::hex(&h.as_bytes()[..6])
-    )
+    format!("{}-{}", if name.is_empty() { "root" } else { &name }, crate::store::hex(&h.as_bytes()[..6]))
 }
 
 /// Chooses the store directory for `workspace` (canonical). `preferred` is the
@@ -47,44 +43,31 @@ pub fn choose_store_dir(workspace: &Path, preferred: &Path, uid: u32) -> StorePl
     let ws_dev = dev(workspace);
     let pref_dev = nearest_existing(preferred).and_then(|p| dev(&p));
     if ws_dev.is_some() && ws_dev == pref_dev {
-        return StorePlacement {
-            dir: preferred.join(&key),
-            same_filesystem: true,
-        };
+        return StorePlacement { dir: preferred.join(&key), same_filesystem: true };
     }
     if let Some(top) = mount_top(workspace) {
         let base = top.join(format!(".ws-{uid}"));
         let made = std::fs::DirBuilder::new().mode(0o700).create(&base);
         let usable = match made {
             Ok(()) => true,
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::metadata(&base)
-                .is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                std::fs::metadata(&base).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0)
+            }
             Err(_) => false,
         };
         if usable && dev(&base) == ws_dev {
-            return StorePlacement {
-                dir: base.join(&key),
-                same_filesystem: true,
-            };
+            return StorePlacement { dir: base.join(&key), same_filesystem: true };
         }
     }
-    StorePlacement {
-        dir: preferred.join(&key),
-        same_filesystem: false,
-    }
+    StorePlacement { dir: preferred.join(&key), same_filesystem: false }
 }
 
 /// The store already serving `workspace`, if there is one. Creates nothing.
 pub fn existing_store_dir(workspace: &Path, preferred: &Path, uid: u32) -> Option<PathBuf> {
     let key = workspace_key(workspace);
-    let candidates = [
-        Some(preferred.join(&key)),
-        mount_top(workspace).map(|t| t.join(format!(".ws-{uid}")).join(&key)),
-    ];
-    candidates
-        .into_iter()
-        .flatten()
-        .find(|d| d.join("STORE").is_file())
+    let candidates =
+        [Some(preferred.join(&key)), mount_top(workspace).map(|t| t.join(format!(".ws-{uid}")).join(&key))];
+    candidates.into_iter().flatten().find(|d| d.join("STORE").is_file())
 }
 
 fn nearest_existing(p: &Path) -> Option<PathBuf> {

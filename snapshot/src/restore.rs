@@ -52,25 +52,16 @@ pub struct RollbackOutcome {
 
 /// Selects the pending changes under `paths` (all pending ones if empty).
 /// Naming a path the session did not change is an error, not a silent no-op.
-fn select(
-    session: &Session,
-    changes: &[Change],
-    paths: &[RelPath],
-) -> Result<Vec<usize>, ReviewError> {
+fn select(session: &Session, changes: &[Change], paths: &[RelPath]) -> Result<Vec<usize>, ReviewError> {
     let mut picked = Vec::new();
     for p in paths {
         let hit = changes.iter().any(|c| c.path.starts_with(p));
         if !hit {
-            return Err(ReviewError::NotChanged {
-                session: session.id.clone(),
-                path: p.display(),
-            });
+            return Err(ReviewError::NotChanged { session: session.id.clone(), path: p.display() });
         }
     }
     for (i, c) in changes.iter().enumerate() {
-        if c.state == ChangeState::Pending
-            && (paths.is_empty() || paths.iter().any(|p| c.path.starts_with(p)))
-        {
+        if c.state == ChangeState::Pending && (paths.is_empty() || paths.iter().any(|p| c.path.starts_with(p))) {
             picked.push(i);
         }
     }
@@ -107,20 +98,11 @@ pub fn rollback(
 ) -> Result<RollbackOutcome, ReviewError> {
     let mut outcome = RollbackOutcome::default();
     if let Some(j) = store.read_journal(&session.id) {
-        let pending: Vec<usize> = j
-            .indices
-            .into_iter()
-            .filter(|&i| i < changes.len() && changes[i].state == ChangeState::Pending)
-            .collect();
+        let pending: Vec<usize> =
+            j.indices.into_iter().filter(|&i| i < changes.len() && changes[i].state == ChangeState::Pending).collect();
         outcome.resumed = pending.len();
-        let mut r = Rollback {
-            store,
-            root: workspace,
-            before,
-            force: j.force,
-            out: &mut outcome,
-            links: HashMap::new(),
-        };
+        let mut r =
+            Rollback { store, root: workspace, before, force: j.force, out: &mut outcome, links: HashMap::new() };
         r.run(changes, &pending)?;
         store.save_changes(&session.id, changes)?;
         store.clear_journal(&session.id)?;
@@ -128,11 +110,7 @@ pub fn rollback(
     let mut picked = select(session, changes, paths)?;
     // A restored path needs its parent: pull in removed ancestors.
     let chosen: HashSet<RelPath> = picked.iter().map(|&i| changes[i].path.clone()).collect();
-    let by_path: HashMap<&RelPath, usize> = changes
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (&c.path, i))
-        .collect();
+    let by_path: HashMap<&RelPath, usize> = changes.iter().enumerate().map(|(i, c)| (&c.path, i)).collect();
     let mut extra = Vec::new();
     for &i in &picked {
         let mut p = changes[i].path.parent();
@@ -154,21 +132,9 @@ pub fn rollback(
     picked.sort_unstable();
     picked.dedup();
     if !picked.is_empty() {
-        store.write_journal(
-            &session.id,
-            &Journal {
-                indices: picked.clone(),
-                force: opts.force,
-            },
-        )?;
-        let mut r = Rollback {
-            store,
-            root: workspace,
-            before,
-            force: opts.force,
-            out: &mut outcome,
-            links: HashMap::new(),
-        };
+        store.write_journal(&session.id, &Journal { indices: picked.clone(), force: opts.force })?;
+        let mut r =
+            Rollback { store, root: workspace, before, force: opts.force, out: &mut outcome, links: HashMap::new() };
         r.run(changes, &picked)?;
         store.save_changes(&session.id, changes)?;
         store.sync()?;
@@ -197,10 +163,7 @@ struct Rollback<'a> {
 
 /// How a workspace path compares with an entry.
 fn matches(store: &Store, abs: &Path, want: Option<&Entry>) -> Result<bool, ReviewError> {
-    let cmp_err = |source| ReviewError::Compare {
-        path: abs.to_path_buf(),
-        source,
-    };
+    let cmp_err = |source| ReviewError::Compare { path: abs.to_path_buf(), source };
     let cur = lstat(abs).map_err(cmp_err)?;
     let (cur, want) = match (cur, want) {
         (None, None) => return Ok(true),
@@ -213,12 +176,7 @@ fn matches(store: &Store, abs: &Path, want: Option<&Entry>) -> Result<bool, Revi
         EntryKind::Dir => ft.is_dir(),
         EntryKind::Excluded { .. } => true,
         EntryKind::Symlink { target } => {
-            ft.is_symlink()
-                && std::fs::read_link(abs)
-                    .map_err(cmp_err)?
-                    .as_os_str()
-                    .as_bytes()
-                    == target.as_slice()
+            ft.is_symlink() && std::fs::read_link(abs).map_err(cmp_err)?.as_os_str().as_bytes() == target.as_slice()
         }
         EntryKind::File { .. } => {
             if !ft.is_file() || stat.perm() != want.stat.perm() || stat.size != want.stat.size {
@@ -271,13 +229,7 @@ impl Rollback<'_> {
                 done.push(i);
                 continue;
             }
-            if lstat(&abs)
-                .map_err(|source| ReviewError::Compare {
-                    path: abs.clone(),
-                    source,
-                })?
-                .is_none()
-            {
+            if lstat(&abs).map_err(|source| ReviewError::Compare { path: abs.clone(), source })?.is_none() {
                 if c.before.is_none() {
                     done.push(i);
                 }
@@ -287,19 +239,16 @@ impl Rollback<'_> {
                 if c.before.is_some() && matches(self.store, &abs, c.before.as_ref())? {
                     continue; // already restored by an earlier, interrupted run
                 }
-                self.out
-                    .conflicts
-                    .push((c.path.clone(), "changed after the session ended".into()));
+                self.out.conflicts.push((c.path.clone(), "changed after the session ended".into()));
                 blocked.insert(i);
                 continue;
             }
             let r = match c.after.as_ref().map(|a| &a.kind) {
                 Some(EntryKind::Dir) => match std::fs::remove_dir(&abs) {
                     Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
-                        self.out.conflicts.push((
-                            c.path.clone(),
-                            "directory holds files the session did not create".into(),
-                        ));
+                        self.out
+                            .conflicts
+                            .push((c.path.clone(), "directory holds files the session did not create".into()));
                         blocked.insert(i);
                         continue;
                     }
@@ -320,11 +269,8 @@ impl Rollback<'_> {
         }
 
         // Phase 2, shallowest first: bring back snapshot entries.
-        let mut restores: Vec<usize> = picked
-            .iter()
-            .copied()
-            .filter(|&i| changes[i].before.is_some() && !blocked.contains(&i))
-            .collect();
+        let mut restores: Vec<usize> =
+            picked.iter().copied().filter(|&i| changes[i].before.is_some() && !blocked.contains(&i)).collect();
         restores.sort_by_key(|&i| changes[i].path.depth());
         let mut dir_modes: Vec<(PathBuf, u32, usize)> = Vec::new();
         for &i in &restores {
@@ -351,18 +297,13 @@ impl Rollback<'_> {
                 done.push(i);
                 continue;
             }
-            let replaced_kind = c
-                .after
-                .as_ref()
-                .is_some_and(|a| category(a) != category(before));
+            let replaced_kind = c.after.as_ref().is_some_and(|a| category(a) != category(before));
             let as_left = replaced_kind || matches(self.store, &abs, c.after.as_ref())?;
             if !as_left {
                 if class == GitClass::Index || self.force {
                     self.out.overwritten.push(c.path.clone());
                 } else {
-                    self.out
-                        .conflicts
-                        .push((c.path.clone(), "changed after the session ended".into()));
+                    self.out.conflicts.push((c.path.clone(), "changed after the session ended".into()));
                     continue;
                 }
             }
@@ -377,12 +318,8 @@ impl Rollback<'_> {
         // directory does not stop its own children from coming back.
         dir_modes.sort_by_key(|d| std::cmp::Reverse(d.2));
         for (abs, perm, _) in dir_modes {
-            std::fs::set_permissions(&abs, std::fs::Permissions::from_mode(perm)).map_err(
-                |source| ReviewError::Restore {
-                    path: abs.clone(),
-                    source,
-                },
-            )?;
+            std::fs::set_permissions(&abs, std::fs::Permissions::from_mode(perm))
+                .map_err(|source| ReviewError::Restore { path: abs.clone(), source })?;
         }
         for i in done {
             changes[i].state = ChangeState::RolledBack;
@@ -393,10 +330,7 @@ impl Rollback<'_> {
 
     /// Makes `abs` equal to the snapshot entry `e`, atomically per path.
     fn restore(&mut self, abs: &Path, e: &Entry) -> Result<(), ReviewError> {
-        let err = |source| ReviewError::Restore {
-            path: abs.to_path_buf(),
-            source,
-        };
+        let err = |source| ReviewError::Restore { path: abs.to_path_buf(), source };
         match &e.kind {
             EntryKind::Dir => {
                 match lstat(abs).map_err(err)? {
@@ -408,14 +342,12 @@ impl Rollback<'_> {
                     None => std::fs::create_dir(abs).map_err(err)?,
                 }
                 // Writable until phase 3 sets the snapshot's mode.
-                std::fs::set_permissions(abs, std::fs::Permissions::from_mode(0o700))
-                    .map_err(err)?;
+                std::fs::set_permissions(abs, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
                 Ok(())
             }
             EntryKind::Symlink { target } => {
                 let tmp = tmp_beside(abs);
-                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &tmp)
-                    .map_err(err)?;
+                std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &tmp).map_err(err)?;
                 self.place(&tmp, abs)
             }
             EntryKind::File { object, .. } => {
@@ -428,11 +360,7 @@ impl Rollback<'_> {
                     return self.place(&tmp, abs);
                 }
                 let fill = || -> io::Result<()> {
-                    let dst = File::options()
-                        .write(true)
-                        .create_new(true)
-                        .mode(0o600)
-                        .open(&tmp)?;
+                    let dst = File::options().write(true).create_new(true).mode(0o600).open(&tmp)?;
                     let src = self.store.open_object(object)?;
                     match copy::try_clone(&dst, &src) {
                         Ok(()) => {}
@@ -447,10 +375,7 @@ impl Rollback<'_> {
                 };
                 if let Err(source) = fill() {
                     let _ = std::fs::remove_file(&tmp);
-                    return Err(ReviewError::Restore {
-                        path: abs.to_path_buf(),
-                        source,
-                    });
+                    return Err(ReviewError::Restore { path: abs.to_path_buf(), source });
                 }
                 self.place(&tmp, abs)?;
                 if e.stat.nlink > 1 {
@@ -468,11 +393,10 @@ impl Rollback<'_> {
         if let Some(p) = self.links.get(&key) {
             return Some(p.clone());
         }
-        let sib = self.before.entries.iter().find(|o| {
-            o.path != *path
-                && (o.stat.dev, o.stat.ino) == key
-                && matches!(o.kind, EntryKind::File { .. })
-        })?;
+        let sib =
+            self.before.entries.iter().find(|o| {
+                o.path != *path && (o.stat.dev, o.stat.ino) == key && matches!(o.kind, EntryKind::File { .. })
+            })?;
         let abs = sib.path.to_path(self.root);
         let m = std::fs::symlink_metadata(&abs).ok()?;
         (m.ino() == sib.stat.ino
@@ -484,20 +408,14 @@ impl Rollback<'_> {
     fn place(&self, tmp: &Path, abs: &Path) -> Result<(), ReviewError> {
         std::fs::rename(tmp, abs).map_err(|source| {
             let _ = std::fs::remove_file(tmp);
-            ReviewError::Restore {
-                path: abs.to_path_buf(),
-                source,
-            }
+            ReviewError::Restore { path: abs.to_path_buf(), source }
         })
     }
 
     /// Removes work files that an interrupted rollback left in the
     /// directories it was working in.
     fn sweep_tmp(&self, changes: &[Change], picked: &[usize]) {
-        let dirs: HashSet<RelPath> = picked
-            .iter()
-            .filter_map(|&i| changes[i].path.parent())
-            .collect();
+        let dirs: HashSet<RelPath> = picked.iter().filter_map(|&i| changes[i].path.parent()).collect();
         for d in dirs {
             let Ok(rd) = std::fs::read_dir(d.to_path(self.root)) else {
                 continue;
@@ -511,9 +429,7 @@ impl Rollback<'_> {
                     .ok()
                     .and_then(|r| r.split('-').next())
                     .and_then(|p| p.parse::<u32>().ok());
-                let alive = pid.is_some_and(|p| {
-                    p == std::process::id() || Path::new(&format!("/proc/{p}")).exists()
-                });
+                let alive = pid.is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
                 if !alive {
                     let _ = std::fs::remove_file(e.path());
                 }
@@ -546,14 +462,7 @@ fn remove_any(abs: &Path) -> io::Result<()> {
 fn tmp_beside(abs: &Path) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let name = format!(
-        "{}{}-{n}-{nanos}",
-        String::from_utf8_lossy(RESTORE_TMP_PREFIX),
-        std::process::id()
-    );
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let name = format!("{}{}-{n}-{nanos}", String::from_utf8_lossy(RESTORE_TMP_PREFIX), std::process::id());
     abs.with_file_name(name)
 }

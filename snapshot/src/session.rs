@@ -59,10 +59,8 @@ impl Session {
     pub fn new_id() -> SessionId {
         let mut rnd = [0u8; 4];
         if rustix::rand::getrandom(&mut rnd, rustix::rand::GetRandomFlags::empty()).is_err() {
-            let t = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
+            let t =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
             rnd.copy_from_slice(&blake3::hash(&t.to_le_bytes()).as_bytes()[..4]);
         }
         hex(&rnd)
@@ -71,8 +69,7 @@ impl Session {
     /// A running session whose supervisor no longer exists (killed, crashed):
     /// its after-snapshot can be taken by whoever looks at it next.
     pub fn orphaned(&self) -> bool {
-        self.state == SessionState::Running
-            && !std::path::Path::new(&format!("/proc/{}", self.supervisor_pid)).exists()
+        self.state == SessionState::Running && !std::path::Path::new(&format!("/proc/{}", self.supervisor_pid)).exists()
     }
 }
 
@@ -83,44 +80,25 @@ impl Store {
 
     pub fn save_session(&self, s: &Session) -> Result<(), StoreError> {
         let dir = self.session_dir(&s.id);
-        fs_err::create_dir_all(&dir).map_err(|source| StoreError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let json = serde_json::to_vec_pretty(s).map_err(|e| StoreError::Io {
-            path: dir.clone(),
-            source: e.into(),
-        })?;
+        fs_err::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
+        let json = serde_json::to_vec_pretty(s).map_err(|e| StoreError::Io { path: dir.clone(), source: e.into() })?;
         self.write_atomic(&dir.join("session.json"), &json)
     }
 
     pub fn load_session(&self, id: &str) -> Result<Session, SessionError> {
         let path = self.session_dir(id).join("session.json");
-        let bytes = fs_err::read(&path).map_err(|source| StoreError::Io {
-            path: path.clone(),
-            source,
-        })?;
-        serde_json::from_slice(&bytes).map_err(|e| SessionError::Corrupt {
-            path,
-            what: e.to_string(),
-        })
+        let bytes = fs_err::read(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+        serde_json::from_slice(&bytes).map_err(|e| SessionError::Corrupt { path, what: e.to_string() })
     }
 
     /// All sessions, oldest first. Damaged records are returned as errors in
     /// place so one bad file does not hide the others.
     pub fn sessions(&self) -> Result<Vec<Result<Session, SessionError>>, StoreError> {
         let dir = self.sessions_dir();
-        let rd = fs_err::read_dir(&dir).map_err(|source| StoreError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let mut ids: Vec<String> = rd
-            .flatten()
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect();
+        let rd = fs_err::read_dir(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
+        let mut ids: Vec<String> = rd.flatten().filter_map(|e| e.file_name().into_string().ok()).collect();
         ids.sort();
-        let mut out: Vec<Result<Session, SessionError>> =
-            ids.iter().map(|id| self.load_session(id)).collect();
+        let mut out: Vec<Result<Session, SessionError>> = ids.iter().map(|id| self.load_session(id)).collect();
         out.sort_by_key(|r| r.as_ref().map(|s| s.started_ms).unwrap_or(0));
         Ok(out)
     }
@@ -128,11 +106,7 @@ impl Store {
     /// Finds a session by id prefix or exact name; without one, the newest
     /// session pending review.
     pub fn resolve_session(&self, query: Option<&str>) -> Result<Session, SessionError> {
-        let all: Vec<Session> = self
-            .sessions()?
-            .into_iter()
-            .filter_map(Result::ok)
-            .collect();
+        let all: Vec<Session> = self.sessions()?.into_iter().filter_map(Result::ok).collect();
         let Some(q) = query else {
             return all
                 .into_iter()
@@ -140,46 +114,31 @@ impl Store {
                 .find(|s| s.state == SessionState::Pending || s.orphaned())
                 .ok_or(SessionError::NonePending);
         };
-        let matches: Vec<&Session> = all
-            .iter()
-            .filter(|s| s.id.starts_with(q) || s.name.as_deref() == Some(q))
-            .collect();
+        let matches: Vec<&Session> =
+            all.iter().filter(|s| s.id.starts_with(q) || s.name.as_deref() == Some(q)).collect();
         match matches.as_slice() {
             [one] => Ok((*one).clone()),
             [] => Err(SessionError::Unknown { id: q.to_owned() }),
             many => Err(SessionError::Ambiguous {
                 id: q.to_owned(),
-                candidates: many
-                    .iter()
-                    .map(|s| s.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                candidates: many.iter().map(|s| s.id.as_str()).collect::<Vec<_>>().join(", "),
             }),
         }
     }
 
     pub fn save_changes(&self, id: &str, changes: &[Change]) -> Result<(), StoreError> {
-        self.write_atomic(
-            &self.session_dir(id).join("changes"),
-            &encode_changes(changes),
-        )
+        self.write_atomic(&self.session_dir(id).join("changes"), &encode_changes(changes))
     }
 
     pub fn load_changes(&self, id: &str) -> Result<Vec<Change>, StoreError> {
         let path = self.session_dir(id).join("changes");
-        let bytes = fs_err::read(&path).map_err(|source| StoreError::Io {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes = fs_err::read(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
         Ok(decode_changes(&bytes, &path)?)
     }
 
     pub(crate) fn write_journal(&self, id: &str, j: &Journal) -> Result<(), StoreError> {
         let path = self.session_dir(id).join("rollback.journal");
-        let json = serde_json::to_vec(j).map_err(|e| StoreError::Io {
-            path: path.clone(),
-            source: e.into(),
-        })?;
+        let json = serde_json::to_vec(j).map_err(|e| StoreError::Io { path: path.clone(), source: e.into() })?;
         self.write_atomic(&path, &json)
     }
 
@@ -205,11 +164,7 @@ impl Store {
     /// Marks the session closed once no change is pending.
     pub fn settle(&self, session: &mut Session, changes: &[Change]) -> Result<(), StoreError> {
         let pending = changes.iter().any(|c| c.state == ChangeState::Pending);
-        let want = if pending {
-            SessionState::Pending
-        } else {
-            SessionState::Closed
-        };
+        let want = if pending { SessionState::Pending } else { SessionState::Closed };
         if session.state != want {
             session.state = want;
             self.save_session(session)?;

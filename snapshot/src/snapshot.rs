@@ -3,7 +3,7 @@
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::budget::Budget;
 use crate::error::SnapshotError;
@@ -45,36 +45,21 @@ pub struct SnapshotOutcome {
 
 /// Snapshots the workspace into the store and makes it the latest manifest.
 /// Never writes to the workspace.
-pub fn take_snapshot(
-    store: &Store,
-    opts: &SnapshotOptions,
-) -> Result<SnapshotOutcome, SnapshotError> {
+pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOutcome, SnapshotError> {
     let root = opts.workspace;
-    let meta = std::fs::metadata(root).map_err(|source| SnapshotError::Walk {
-        path: root.to_path_buf(),
-        source,
-    })?;
+    let meta = std::fs::metadata(root).map_err(|source| SnapshotError::Walk { path: root.to_path_buf(), source })?;
     if !meta.is_dir() {
-        return Err(SnapshotError::NotADirectory {
-            path: root.to_path_buf(),
-        });
+        return Err(SnapshotError::NotADirectory { path: root.to_path_buf() });
     }
     let started_ns = fs_now(store)?;
     let excludes: Vec<&Path> = opts.exclude_files.iter().map(PathBuf::as_path).collect();
     let rules = IgnoreRules::new(root, &excludes);
     let own = Progress::default();
     let progress = opts.progress.unwrap_or(&own);
-    let before_files = progress
-        .stored_files
-        .load(std::sync::atomic::Ordering::Relaxed);
-    let before_bytes = progress
-        .stored_bytes
-        .load(std::sync::atomic::Ordering::Relaxed);
+    let before_files = progress.stored_files.load(Ordering::Relaxed);
+    let before_bytes = progress.stored_bytes.load(Ordering::Relaxed);
     let mut skip = Vec::new();
-    for dir in [Some(store.root()), store.root().parent()]
-        .into_iter()
-        .flatten()
-    {
+    for dir in [Some(store.root()), store.root().parent()].into_iter().flatten() {
         if let Ok(m) = std::fs::metadata(dir) {
             skip.push((m.dev(), m.ino()));
         }
@@ -88,21 +73,24 @@ pub fn take_snapshot(
         started_ns,
         progress,
         skip,
+        links: Default::default(),
     };
     let entries = walk.run()?;
-    let mut manifest = Manifest {
-        started_ns,
-        entries,
-    };
+    let mut manifest = Manifest { started_ns, entries };
     manifest.sort();
     let id = store.put_manifest(&manifest)?;
-    store.sync()?;
+    let stored_files = progress.stored_files.load(Ordering::Relaxed) - before_files;
+    if stored_files > 0 {
+        // Objects are written without fsync each; one syncfs makes them all
+        // durable before the manifest that names them becomes the latest.
+        store.sync()?;
+    }
     store.set_latest(&id)?;
-    let load = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     Ok(SnapshotOutcome {
         id,
         manifest,
-        stored_files: load(&progress.stored_files) - before_files,
+        stored_files,
         stored_bytes: load(&progress.stored_bytes) - before_bytes,
         clone: store.clone_support(),
     })

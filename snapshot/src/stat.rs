@@ -25,14 +25,22 @@ impl FileStat {
             mode: m.mode(),
             nlink: m.nlink(),
             size: m.size(),
-            mtime_ns: m
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.mtime_nsec()),
-            ctime_ns: m
-                .ctime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.ctime_nsec()),
+            mtime_ns: m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec()),
+            ctime_ns: m.ctime().saturating_mul(1_000_000_000).saturating_add(m.ctime_nsec()),
+        }
+    }
+
+    /// From a raw `stat`, as the walk reads it relative to a directory descriptor.
+    #[allow(clippy::unnecessary_cast)] // field widths differ between architectures
+    pub fn from_stat(st: &rustix::fs::Stat) -> Self {
+        FileStat {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            mode: st.st_mode as u32,
+            nlink: st.st_nlink as u64,
+            size: st.st_size as u64,
+            mtime_ns: (st.st_mtime as i64).saturating_mul(1_000_000_000).saturating_add(st.st_mtime_nsec as i64),
+            ctime_ns: (st.st_ctime as i64).saturating_mul(1_000_000_000).saturating_add(st.st_ctime_nsec as i64),
         }
     }
 
@@ -46,5 +54,22 @@ impl FileStat {
     /// by a user, so a `touch -d` that restores mtime is still caught).
     pub fn unchanged(&self, now: &FileStat) -> bool {
         self == now
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The walk reads stat data with `fstatat`, the rest of the crate with
+    /// std's `statx`; both must describe a file identically.
+    #[test]
+    fn statat_and_std_metadata_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, "x").unwrap();
+        let a = FileStat::from_metadata(&std::fs::symlink_metadata(&p).unwrap());
+        let b = FileStat::from_stat(&rustix::fs::statat(rustix::fs::CWD, &p, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap());
+        assert_eq!(a, b);
     }
 }

@@ -32,10 +32,7 @@ pub struct ObjectId(String);
 
 impl ObjectId {
     pub fn parse(s: &str) -> Option<ObjectId> {
-        let hex = |t: &str| {
-            t.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
+        let hex = |t: &str| t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
         let ok = (s.len() == 64 && hex(s)) || (s.len() == 33 && s.starts_with('c') && hex(&s[1..]));
         ok.then(|| ObjectId(s.to_owned()))
     }
@@ -88,10 +85,7 @@ impl Store {
                 .recursive(true)
                 .mode(0o700)
                 .create(p)
-                .map_err(|source| StoreError::Create {
-                    path: p.to_path_buf(),
-                    source,
-                })
+                .map_err(|source| StoreError::Create { path: p.to_path_buf(), source })
         };
         create(root)?;
         for sub in ["objects", "manifests", "sessions", "tmp"] {
@@ -102,25 +96,16 @@ impl Store {
         match fs_err::read_to_string(&ident_path) {
             Ok(existing) => {
                 if existing != ident {
-                    let other = existing
-                        .lines()
-                        .find_map(|l| l.strip_prefix("workspace "))
-                        .unwrap_or("(unknown)")
-                        .to_owned();
-                    return Err(StoreError::WrongWorkspace {
-                        path: root.to_path_buf(),
-                        other,
-                    });
+                    let other =
+                        existing.lines().find_map(|l| l.strip_prefix("workspace ")).unwrap_or("(unknown)").to_owned();
+                    return Err(StoreError::WrongWorkspace { path: root.to_path_buf(), other });
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 write_atomic_in(root, &ident_path, ident.as_bytes())?;
             }
             Err(source) => {
-                return Err(StoreError::Io {
-                    path: ident_path,
-                    source,
-                });
+                return Err(StoreError::Io { path: ident_path, source });
             }
         }
         let mut seed_src = Vec::new();
@@ -156,12 +141,8 @@ impl Store {
             .write(true)
             .mode(0o600)
             .open(&path)
-            .map_err(|source| StoreError::Lock {
-                path: path.clone(),
-                source,
-            })?;
-        file.lock()
-            .map_err(|source| StoreError::Lock { path, source })?;
+            .map_err(|source| StoreError::Lock { path: path.clone(), source })?;
+        file.lock().map_err(|source| StoreError::Lock { path, source })?;
         Ok(StoreLock { _file: file })
     }
 
@@ -194,9 +175,7 @@ impl Store {
     /// A fresh path in `tmp/` that no other process will use.
     pub(crate) fn tmp_path(&self) -> PathBuf {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        self.root
-            .join("tmp")
-            .join(format!("{}-{n}", std::process::id()))
+        self.root.join("tmp").join(format!("{}-{n}", std::process::id()))
     }
 
     fn fresh_clone_id(&self) -> ObjectId {
@@ -214,10 +193,7 @@ impl Store {
         };
         for entry in dir.flatten() {
             let name = entry.file_name();
-            let pid = name
-                .to_str()
-                .and_then(|n| n.split('-').next())
-                .and_then(|p| p.parse::<u32>().ok());
+            let pid = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<u32>().ok());
             let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
             if !alive {
                 let _ = std::fs::remove_file(entry.path());
@@ -227,18 +203,9 @@ impl Store {
 
     /// Puts the content of the open regular file `src` (of `size` bytes) into
     /// the store: a clone where possible, else a hashed, deduplicated copy.
-    pub(crate) fn put_object(
-        &self,
-        src: &File,
-        size: u64,
-    ) -> io::Result<(ObjectId, Option<[u8; 32]>)> {
+    pub(crate) fn put_object(&self, src: &File, size: u64) -> io::Result<(ObjectId, Option<[u8; 32]>)> {
         let tmp = self.tmp_path();
-        let dst = File::options()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let dst = File::options().read(true).write(true).create_new(true).mode(0o600).open(&tmp)?;
         let result = self.fill(&dst, src, size);
         match result {
             Ok(hash) => {
@@ -307,10 +274,8 @@ impl Store {
 
     pub fn manifest(&self, id: &ManifestId) -> Result<Manifest, StoreError> {
         let path = self.root.join("manifests").join(&id.0);
-        let bytes = fs_err::read(&path).map_err(|source| crate::error::ManifestError::Read {
-            path: path.clone(),
-            source,
-        })?;
+        let bytes =
+            fs_err::read(&path).map_err(|source| crate::error::ManifestError::Read { path: path.clone(), source })?;
         Ok(Manifest::decode(&bytes, &path)?)
     }
 
@@ -318,8 +283,7 @@ impl Store {
     pub fn latest(&self) -> Option<ManifestId> {
         let s = std::fs::read_to_string(self.root.join("latest")).ok()?;
         let id = s.trim();
-        (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| ManifestId(id.to_owned()))
+        (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| ManifestId(id.to_owned()))
     }
 
     pub fn set_latest(&self, id: &ManifestId) -> Result<(), StoreError> {
@@ -334,33 +298,18 @@ impl Store {
 
     /// Flushes everything written to the store's filesystem.
     pub fn sync(&self) -> Result<(), StoreError> {
-        let f = File::open(&self.root).map_err(|source| StoreError::Io {
-            path: self.root.clone(),
-            source,
-        })?;
-        rustix::fs::syncfs(&f).map_err(|e| StoreError::Io {
-            path: self.root.clone(),
-            source: e.into(),
-        })
+        let f = File::open(&self.root).map_err(|source| StoreError::Io { path: self.root.clone(), source })?;
+        rustix::fs::syncfs(&f).map_err(|e| StoreError::Io { path: self.root.clone(), source: e.into() })
     }
 }
 
 fn write_atomic_in(root: &Path, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = root
-        .join("tmp")
-        .join(format!("{}-w{n}", std::process::id()));
-    let io_err = |source| StoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let tmp = root.join("tmp").join(format!("{}-w{n}", std::process::id()));
+    let io_err = |source| StoreError::Io { path: path.to_path_buf(), source };
     let write = || -> io::Result<()> {
-        let mut f = File::options()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = File::options().write(true).create_new(true).mode(0o600).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_data()?;
         std::fs::rename(&tmp, path)

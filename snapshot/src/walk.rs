@@ -8,12 +8,15 @@
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::fd::BorrowedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+
+use rustix::fs::{AtFlags, Dir, FileType, Mode as Mode0, OFlags};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::budget::Budget;
@@ -54,48 +57,43 @@ pub(crate) struct Walk<'a> {
     pub progress: &'a Progress,
     /// (dev, ino) of directories never to enter: the store and its parent.
     pub skip: Vec<(u64, u64)>,
+    /// Objects of multiply-linked inodes seen so far, so each inode is stored once.
+    pub links: Mutex<HashMap<(u64, u64), StoredObject>>,
 }
 
-type StoredObject = (ObjectId, Option<[u8; 32]>);
+pub(crate) type StoredObject = (ObjectId, Option<[u8; 32]>);
 
 struct Shared {
-    queue: Mutex<(Vec<Job>, usize)>,
+    queue: Mutex<Queue>,
     ready: Condvar,
+    /// Mirrors `Queue::idle` so busy workers can check it without the lock.
+    idle: AtomicUsize,
+    threads: usize,
     failed: AtomicBool,
     error: Mutex<Option<SnapshotError>>,
-    /// Objects of multiply-linked inodes seen so far, so each inode is stored once.
-    links: Mutex<HashMap<(u64, u64), StoredObject>>,
+}
+
+struct Queue {
+    jobs: Vec<Job>,
+    idle: usize,
+    done: bool,
 }
 
 impl Walk<'_> {
     pub fn run(&self) -> Result<Vec<Entry>, SnapshotError> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2).clamp(2, 16);
+        let root = Job { abs: self.root.to_path_buf(), rel: RelPath::root(), ignores: None, mode: Mode::Normal };
         let shared = Shared {
-            queue: Mutex::new((
-                vec![Job {
-                    abs: self.root.to_path_buf(),
-                    rel: RelPath::root(),
-                    ignores: None,
-                    mode: Mode::Normal,
-                }],
-                0,
-            )),
+            queue: Mutex::new(Queue { jobs: vec![root], idle: 0, done: false }),
             ready: Condvar::new(),
+            idle: AtomicUsize::new(0),
+            threads,
             failed: AtomicBool::new(false),
             error: Mutex::new(None),
-            links: Mutex::new(HashMap::new()),
         };
-        let threads = std::thread::available_parallelism()
-            .map_or(2, |n| n.get())
-            .saturating_mul(2)
-            .clamp(2, 16);
         let results: Vec<Vec<Entry>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads)
-                .map(|_| s.spawn(|| self.worker(&shared)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_default())
-                .collect()
+            let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| self.worker(&shared))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
         });
         if let Some(e) = lock(&shared.error).take() {
             return Err(e);
@@ -109,29 +107,42 @@ impl Walk<'_> {
         Ok(results.into_iter().flatten().collect())
     }
 
+    /// Takes a job from the shared queue, waiting while others may still
+    /// produce some. `None` when the walk is over.
+    fn next_shared(&self, shared: &Shared) -> Option<Job> {
+        let mut q = lock(&shared.queue);
+        loop {
+            if q.done || shared.failed.load(Ordering::Relaxed) {
+                return None;
+            }
+            if let Some(job) = q.jobs.pop() {
+                return Some(job);
+            }
+            q.idle += 1;
+            shared.idle.store(q.idle, Ordering::Relaxed);
+            if q.idle == shared.threads {
+                q.done = true;
+                shared.ready.notify_all();
+                return None;
+            }
+            q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+            q.idle -= 1;
+            shared.idle.store(q.idle, Ordering::Relaxed);
+        }
+    }
+
+    /// Each worker walks depth-first from its own stack and hands half of it
+    /// to the shared queue only when another worker is idle, so the lock is
+    /// taken rarely.
     fn worker(&self, shared: &Shared) -> Vec<Entry> {
         let mut out = Vec::new();
+        let mut local: Vec<Job> = Vec::new();
         loop {
-            let job = {
-                let mut q = lock(&shared.queue);
-                loop {
-                    if shared.failed.load(Ordering::Relaxed) {
-                        return out;
-                    }
-                    if let Some(job) = q.0.pop() {
-                        q.1 += 1;
-                        break job;
-                    }
-                    if q.1 == 0 {
-                        shared.ready.notify_all();
-                        return out;
-                    }
-                    q = shared.ready.wait(q).unwrap_or_else(|p| p.into_inner());
-                }
+            let Some(job) = local.pop().or_else(|| self.next_shared(shared)) else {
+                return out;
             };
-            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                self.visit(job, shared, &mut out)
-            }));
+            let result =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.visit(job, &mut local, &mut out)));
             let failed = match result {
                 Ok(Ok(())) => false,
                 Ok(Err(e)) => {
@@ -142,143 +153,110 @@ impl Walk<'_> {
             };
             if failed {
                 shared.failed.store(true, Ordering::Relaxed);
+                let _q = lock(&shared.queue);
+                shared.ready.notify_all();
+                return out;
             }
-            let mut q = lock(&shared.queue);
-            q.1 -= 1;
-            if failed || (q.0.is_empty() && q.1 == 0) {
+            if local.len() > 1 && shared.idle.load(Ordering::Relaxed) > 0 {
+                let give = local.split_off(local.len() / 2);
+                let mut q = lock(&shared.queue);
+                q.jobs.extend(give);
                 shared.ready.notify_all();
             }
         }
     }
 
-    fn visit(&self, job: Job, shared: &Shared, out: &mut Vec<Entry>) -> Result<(), SnapshotError> {
-        let read = match std::fs::read_dir(&job.abs) {
-            Ok(r) => r,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(source) => {
-                return Err(SnapshotError::Walk {
-                    path: job.abs,
-                    source,
-                });
-            }
+    fn visit(&self, job: Job, local: &mut Vec<Job>, out: &mut Vec<Entry>) -> Result<(), SnapshotError> {
+        let walk_err = |path: &Path, e: rustix::io::Errno| SnapshotError::Walk { path: path.to_path_buf(), source: e.into() };
+        // O_NOFOLLOW: a directory swapped for a symlink since we saw it is
+        // not entered. Entries are then examined relative to this descriptor.
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let dir_fd = match rustix::fs::openat(rustix::fs::CWD, &job.abs, flags, Mode0::empty()) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => return Ok(()),
+            Err(e) => return Err(walk_err(&job.abs, e)),
         };
-        let mut names = Vec::new();
-        for entry in read {
-            let entry = entry.map_err(|source| SnapshotError::Walk {
-                path: job.abs.clone(),
-                source,
-            })?;
-            names.push(entry.file_name());
+        let mut names: Vec<Vec<u8>> = Vec::new();
+        let mut dir = Dir::new(dir_fd).map_err(|e| walk_err(&job.abs, e))?;
+        while let Some(entry) = dir.read() {
+            let entry = entry.map_err(|e| walk_err(&job.abs, e))?;
+            let name = entry.file_name().to_bytes();
+            if name != b"." && name != b".." {
+                names.push(name.to_vec());
+            }
         }
+        let dir_fd = dir.fd().map_err(|e| walk_err(&job.abs, e))?;
         let mut ignores = job.ignores.clone();
-        if job.mode == Mode::Normal && names.iter().any(|n| n == ".gitignore") {
+        if job.mode == Mode::Normal && names.iter().any(|n| n == b".gitignore") {
             ignores = IgnoreRules::push(ignores, &job.abs.join(".gitignore"));
         }
         for name in names {
-            let bytes = name.as_bytes();
-            if bytes.starts_with(RESTORE_TMP_PREFIX) {
+            if name.starts_with(RESTORE_TMP_PREFIX) {
                 continue;
             }
-            let abs = job.abs.join(&name);
-            let rel = job.rel.join(bytes);
-            let meta = match std::fs::symlink_metadata(&abs) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(source) => return Err(SnapshotError::Walk { path: abs, source }),
+            let abs = job.abs.join(OsStr::from_bytes(&name));
+            let st = match rustix::fs::statat(dir_fd, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => st,
+                Err(rustix::io::Errno::NOENT) => continue,
+                Err(e) => return Err(walk_err(&abs, e)),
             };
+            let rel = job.rel.join(&name);
             self.progress.files.fetch_add(1, Ordering::Relaxed);
-            let stat = FileStat::from_metadata(&meta);
-            let ft = meta.file_type();
-            if ft.is_dir() && self.skip.contains(&(stat.dev, stat.ino)) {
+            let stat = FileStat::from_stat(&st);
+            let ft = FileType::from_raw_mode(st.st_mode);
+            let is_dir = ft == FileType::Directory;
+            if is_dir && self.skip.contains(&(stat.dev, stat.ino)) {
                 continue;
             }
             let mut mode = job.mode;
             if job.mode == Mode::Normal {
-                if ft.is_dir() && name == OsStr::new(".git") {
+                if is_dir && name == b".git" {
                     mode = Mode::KeepAll;
-                } else if self.rules.is_ignored(ignores.as_ref(), &abs, ft.is_dir()) {
+                } else if self.rules.is_ignored(ignores.as_ref(), &abs, is_dir) {
                     // Once excluded, a path stays excluded while it exists: a
                     // session that shrinks `target/` below the budget must not
                     // make it look created, and rollback cannot restore it.
-                    let was_excluded = self
-                        .previous
-                        .and_then(|m| m.get(&rel))
-                        .is_some_and(Entry::is_excluded);
-                    if was_excluded && !ft.is_dir() {
-                        let kind = EntryKind::Excluded {
-                            reason: ExcludeReason::OverBudget,
-                            files: 1,
-                            bytes: stat.size,
-                        };
-                        out.push(self.entry(rel, kind, stat));
-                        continue;
-                    }
-                    if ft.is_dir() {
+                    let was_excluded = self.previous.and_then(|m| m.get(&rel)).is_some_and(Entry::is_excluded);
+                    let over_budget = |files, bytes| EntryKind::Excluded { reason: ExcludeReason::OverBudget, files, bytes };
+                    if is_dir {
                         let (files, bytes, fits) = self.measure(&abs);
                         if !fits || was_excluded {
-                            out.push(self.entry(
-                                rel,
-                                EntryKind::Excluded {
-                                    reason: ExcludeReason::OverBudget,
-                                    files,
-                                    bytes,
-                                },
-                                stat,
-                            ));
+                            out.push(self.entry(rel, over_budget(files, bytes), stat));
                             continue;
                         }
                         mode = Mode::KeepAll;
-                    } else if ft.is_file() && !self.budget.admits_file(stat.size) {
-                        let kind = EntryKind::Excluded {
-                            reason: ExcludeReason::OverBudget,
-                            files: 1,
-                            bytes: stat.size,
-                        };
-                        out.push(self.entry(rel, kind, stat));
+                    } else if was_excluded || (ft == FileType::RegularFile && !self.budget.admits_file(stat.size)) {
+                        out.push(self.entry(rel, over_budget(1, stat.size), stat));
                         continue;
                     }
                 }
             }
-            if ft.is_dir() {
-                out.push(self.entry(rel.clone(), EntryKind::Dir, stat));
-                let child = Job {
-                    abs,
-                    rel,
-                    ignores: ignores.clone(),
-                    mode,
-                };
-                let mut q = lock(&shared.queue);
-                q.0.push(child);
-                shared.ready.notify_one();
-            } else if ft.is_symlink() {
-                let target = match std::fs::read_link(&abs) {
-                    Ok(t) => t.into_os_string().into_vec(),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(source) => return Err(SnapshotError::Walk { path: abs, source }),
-                };
-                out.push(self.entry(rel, EntryKind::Symlink { target }, stat));
-            } else if ft.is_file() {
-                match self.file_kind(&abs, &rel, &meta, stat, shared) {
+            match ft {
+                FileType::Directory => {
+                    out.push(self.entry(rel.clone(), EntryKind::Dir, stat));
+                    local.push(Job { abs, rel, ignores: ignores.clone(), mode });
+                }
+                FileType::Symlink => {
+                    let target = match rustix::fs::readlinkat(dir_fd, name.as_slice(), Vec::new()) {
+                        Ok(t) => t.into_bytes(),
+                        Err(rustix::io::Errno::NOENT) => continue,
+                        Err(e) => return Err(walk_err(&abs, e)),
+                    };
+                    out.push(self.entry(rel, EntryKind::Symlink { target }, stat));
+                }
+                FileType::RegularFile => match self.file_kind(dir_fd, &name, &rel, stat) {
                     Ok(Some((kind, stat))) => out.push(self.entry(rel, kind, stat)),
                     Ok(None) => {}
                     Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                        let kind = EntryKind::Excluded {
-                            reason: ExcludeReason::Unreadable,
-                            files: 1,
-                            bytes: stat.size,
-                        };
+                        let kind = EntryKind::Excluded { reason: ExcludeReason::Unreadable, files: 1, bytes: stat.size };
                         out.push(self.entry(rel, kind, stat));
                     }
                     Err(source) => return Err(SnapshotError::Store { path: abs, source }),
+                },
+                _ => {
+                    let kind = EntryKind::Excluded { reason: ExcludeReason::Special, files: 1, bytes: 0 };
+                    out.push(self.entry(rel, kind, stat));
                 }
-            } else if ft.is_fifo() || ft.is_socket() || ft.is_block_device() || ft.is_char_device()
-            {
-                let kind = EntryKind::Excluded {
-                    reason: ExcludeReason::Special,
-                    files: 1,
-                    bytes: 0,
-                };
-                out.push(self.entry(rel, kind, stat));
             }
         }
         Ok(())
@@ -286,12 +264,7 @@ impl Walk<'_> {
 
     fn entry(&self, path: RelPath, kind: EntryKind, stat: FileStat) -> Entry {
         let racy = stat.mtime_ns >= self.started_ns || stat.ctime_ns >= self.started_ns;
-        Entry {
-            path,
-            kind,
-            stat,
-            racy,
-        }
+        Entry { path, kind, stat, racy }
     }
 
     /// The object for a regular file: the previous snapshot's if the stat
@@ -299,41 +272,29 @@ impl Walk<'_> {
     /// vanished meanwhile.
     fn file_kind(
         &self,
-        abs: &Path,
+        dir_fd: BorrowedFd<'_>,
+        name: &[u8],
         rel: &RelPath,
-        meta: &Metadata,
         stat: FileStat,
-        shared: &Shared,
     ) -> io::Result<Option<(EntryKind, FileStat)>> {
         if let Some(prev) = self.previous.and_then(|m| m.get(rel))
             && let EntryKind::File { object, hash } = &prev.kind
             && !prev.racy
             && prev.stat.unchanged(&stat)
         {
-            return Ok(Some((
-                EntryKind::File {
-                    object: object.clone(),
-                    hash: *hash,
-                },
-                stat,
-            )));
+            return Ok(Some((EntryKind::File { object: object.clone(), hash: *hash }, stat)));
         }
-        let linked = meta.nlink() > 1;
-        if linked
-            && let Some((object, hash)) = lock(&shared.links).get(&(stat.dev, stat.ino)).cloned()
-        {
+        let linked = stat.nlink > 1;
+        if linked && let Some((object, hash)) = lock(&self.links).get(&(stat.dev, stat.ino)).cloned() {
             return Ok(Some((EntryKind::File { object, hash }, stat)));
         }
         // O_NOFOLLOW: the name was a regular file at lstat; if it is swapped for
         // a symlink now, refuse rather than copy whatever it points to.
-        let open = File::options()
-            .read(true)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(abs);
-        let src = match open {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let src = match rustix::fs::openat(dir_fd, name, flags, Mode0::empty()) {
+            Ok(fd) => File::from(fd),
+            Err(rustix::io::Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(e.into()),
         };
         // A file being written while we copy it: copy again until its stat
         // data holds still across the copy, so the object is never torn.
@@ -341,15 +302,13 @@ impl Walk<'_> {
         for attempt in 0.. {
             let (object, hash) = self.store.put_object(&src, stat.size)?;
             self.progress.stored_files.fetch_add(1, Ordering::Relaxed);
-            self.progress
-                .stored_bytes
-                .fetch_add(stat.size, Ordering::Relaxed);
+            self.progress.stored_bytes.fetch_add(stat.size, Ordering::Relaxed);
             let after = FileStat::from_metadata(&src.metadata()?);
             if after == stat || attempt == 3 {
                 // After 3 tries the entry keeps the older stat data, so the
                 // next comparison sees a change and looks at the content again.
                 if linked {
-                    lock(&shared.links).insert((stat.dev, stat.ino), (object.clone(), hash));
+                    lock(&self.links).insert((stat.dev, stat.ino), (object.clone(), hash));
                 }
                 return Ok(Some((EntryKind::File { object, hash }, stat)));
             }
@@ -393,11 +352,7 @@ mod tests {
     use crate::snapshot::{SnapshotOptions, take_snapshot};
     use crate::{Budget, EntryKind, RelPath, Store};
 
-    fn snap(
-        store: &Store,
-        root: &std::path::Path,
-        previous: Option<&crate::Manifest>,
-    ) -> crate::Manifest {
+    fn snap(store: &Store, root: &std::path::Path, previous: Option<&crate::Manifest>) -> crate::Manifest {
         let opts = SnapshotOptions {
             workspace: root,
             budget: Budget::default(),
@@ -409,11 +364,7 @@ mod tests {
     }
 
     fn object(m: &crate::Manifest, p: &str) -> crate::ObjectId {
-        match &m
-            .get(&RelPath::from_bytes(p.as_bytes()).unwrap())
-            .unwrap()
-            .kind
-        {
+        match &m.get(&RelPath::from_bytes(p.as_bytes()).unwrap()).unwrap().kind {
             EntryKind::File { object, .. } => object.clone(),
             k => panic!("{p} is {k:?}"),
         }
@@ -438,29 +389,18 @@ mod tests {
         // Same stat data, but flagged racy: the content is read again. Point the
         // cached entry at bogus content to prove the cache was not used.
         let mut forged = first.clone();
-        let bogus = store
-            .put_object(&std::fs::File::open(root.join("f")).unwrap(), 4)
-            .unwrap();
+        let bogus = store.put_object(&std::fs::File::open(root.join("f")).unwrap(), 4).unwrap();
         std::fs::write(root.join("g"), "BBBB").unwrap();
-        let bogus_g = store
-            .put_object(&std::fs::File::open(root.join("g")).unwrap(), 4)
-            .unwrap();
+        let bogus_g = store.put_object(&std::fs::File::open(root.join("g")).unwrap(), 4).unwrap();
         assert_ne!(bogus.0, bogus_g.0);
         for e in &mut forged.entries {
             if e.path.as_bytes() == b"f" {
-                e.kind = EntryKind::File {
-                    object: bogus_g.0.clone(),
-                    hash: bogus_g.1,
-                };
+                e.kind = EntryKind::File { object: bogus_g.0.clone(), hash: bogus_g.1 };
                 e.racy = true;
             }
         }
         let again = snap(&store, &root, Some(&forged));
-        assert_ne!(
-            object(&again, "f"),
-            bogus_g.0,
-            "a racy cache entry was trusted"
-        );
+        assert_ne!(object(&again, "f"), bogus_g.0, "a racy cache entry was trusted");
         // And a non-racy forged entry *is* trusted (so the test above can fail).
         for e in &mut forged.entries {
             e.racy = false;

@@ -26,20 +26,10 @@ fn approving_a_path_the_session_did_not_touch_names_it() {
     env.session(&ws, "echo b > a").ok();
     let out = env.ws(&ws, &["approve", "untouched"]);
     assert_eq!(out.code, 2);
-    assert!(
-        out.stderr.contains("did not change untouched"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("did not change untouched"), "{}", out.stderr);
     let outside = env.ws(&ws, &["rollback", "/etc/passwd"]);
     assert_eq!(outside.code, 2);
-    assert!(
-        outside
-            .stderr
-            .contains("/etc/passwd is outside the workspace"),
-        "{}",
-        outside.stderr
-    );
+    assert!(outside.stderr.contains("/etc/passwd is outside the workspace"), "{}", outside.stderr);
     // Nothing was decided: the change is still pending and rolls back.
     env.ws(&ws, &["rollback"]).ok();
     assert_eq!(std::fs::read_to_string(ws.join("a")).unwrap(), "a");
@@ -51,25 +41,15 @@ fn a_file_changed_after_the_session_is_a_conflict_unless_forced() {
     let ws = env.dir("proj");
     write(ws.join("agent.txt"), "orig\n");
     write(ws.join("both.txt"), "orig\n");
-    env.session(&ws, "echo agent >> agent.txt; echo agent >> both.txt")
-        .ok();
+    env.session(&ws, "echo agent >> agent.txt; echo agent >> both.txt").ok();
     write(ws.join("both.txt"), "the user's later edit\n");
     let out = env.ws(&ws, &["rollback"]);
     assert_eq!(out.code, 3, "{out:?}");
     assert!(out.stderr.contains("conflict: both.txt"), "{}", out.stderr);
-    assert_eq!(
-        std::fs::read_to_string(ws.join("agent.txt")).unwrap(),
-        "orig\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(ws.join("both.txt")).unwrap(),
-        "the user's later edit\n"
-    );
+    assert_eq!(std::fs::read_to_string(ws.join("agent.txt")).unwrap(), "orig\n");
+    assert_eq!(std::fs::read_to_string(ws.join("both.txt")).unwrap(), "the user's later edit\n");
     env.ws(&ws, &["rollback", "--force", "both.txt"]).ok();
-    assert_eq!(
-        std::fs::read_to_string(ws.join("both.txt")).unwrap(),
-        "orig\n"
-    );
+    assert_eq!(std::fs::read_to_string(ws.join("both.txt")).unwrap(), "orig\n");
 }
 
 #[test]
@@ -78,37 +58,19 @@ fn command_not_found_refuses_before_snapshotting() {
     let ws = env.dir("proj");
     let out = env.ws(&ws, &["session", "start", "--", "no-such-agent-xyz"]);
     assert_eq!(out.code, 127);
-    assert!(
-        out.stderr.contains("command not found: no-such-agent-xyz"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        !env.home.join(".local/share/ws").exists(),
-        "a store was created for nothing"
-    );
+    assert!(out.stderr.contains("command not found: no-such-agent-xyz"), "{}", out.stderr);
+    assert!(!env.home.join(".local/share/ws").exists(), "a store was created for nothing");
 }
 
 #[test]
 fn a_directory_you_cannot_write_is_refused() {
     // Positive control and the real check both run as an unprivileged user.
-    assert!(
-        is_root(),
-        "needs root to switch to an unprivileged user (the README's test command runs as root)"
-    );
+    assert!(is_root(), "needs root to switch to an unprivileged user (the README's test command runs as root)");
     let env = Env::new();
     let readonly = env.dir("readonly");
     let home = env.dir("nobody-home");
-    std::process::Command::new("chown")
-        .arg("65534:65534")
-        .arg(&home)
-        .status()
-        .unwrap();
-    std::process::Command::new("chmod")
-        .arg("755")
-        .arg(env.tmp.path())
-        .status()
-        .unwrap();
+    std::process::Command::new("chown").arg("65534:65534").arg(&home).status().unwrap();
+    std::process::Command::new("chmod").arg("755").arg(env.tmp.path()).status().unwrap();
     let run_as_nobody = |cwd: &std::path::Path| {
         let mut c = env.command(cwd, &["session", "start", "--", "true"]);
         c.env("HOME", &home);
@@ -117,26 +79,15 @@ fn a_directory_you_cannot_write_is_refused() {
             .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
             .arg(c.get_program())
             .args(c.get_args());
-        wrapped
-            .current_dir(cwd)
-            .env_clear()
-            .envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
+        wrapped.current_dir(cwd).env_clear().envs(c.get_envs().filter_map(|(k, v)| v.map(|v| (k, v))));
         env.run(wrapped)
     };
     let writable = env.dir("writable");
-    std::process::Command::new("chown")
-        .arg("65534:65534")
-        .arg(&writable)
-        .status()
-        .unwrap();
+    std::process::Command::new("chown").arg("65534:65534").arg(&writable).status().unwrap();
     run_as_nobody(&writable).ok();
     let out = run_as_nobody(&readonly);
     assert_eq!(out.code, 2, "{out:?}");
-    assert!(
-        out.stderr.contains("is not writable by you") && out.stderr.contains("readonly"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("is not writable by you") && out.stderr.contains("readonly"), "{}", out.stderr);
 }
 
 #[test]
@@ -144,11 +95,7 @@ fn help_teaches() {
     let env = Env::new();
     let ws = env.dir("proj");
     let out = env.ws(&ws, &["rollback", "--help"]).ok();
-    assert!(
-        out.stdout.contains("Examples:") && out.stdout.contains("--force"),
-        "{}",
-        out.stdout
-    );
+    assert!(out.stdout.contains("Examples:") && out.stdout.contains("--force"), "{}", out.stdout);
 }
 
 /// A workspace of 300k files: progress on stderr while the snapshot runs, and
@@ -175,16 +122,8 @@ fn a_huge_workspace_shows_progress_and_respects_the_budget() {
         "no progress shown:\n{}",
         out.stderr
     );
-    assert!(
-        out.stderr.contains("node_modules/ (2,001+ files"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("0 created, 1 modified, 0 deleted"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("node_modules/ (2,001+ files"), "{}", out.stderr);
+    assert!(out.stderr.contains("0 created, 1 modified, 0 deleted"), "{}", out.stderr);
     env.ws(&ws, &["rollback"]).ok();
     assert_eq!(std::fs::metadata(ws.join("src/m7/f7")).unwrap().len(), 0);
 }

@@ -7,10 +7,7 @@ use crate::harness::*;
 fn big_workspace(env: &Env) -> std::path::PathBuf {
     let ws = env.dir("proj");
     for i in 0..4000 {
-        write(
-            ws.join(format!("d{}/f{i}", i % 80)),
-            format!("content of file {i}\n").repeat(20),
-        );
+        write(ws.join(format!("d{}/f{i}", i % 80)), format!("content of file {i}\n").repeat(20));
     }
     ws
 }
@@ -36,19 +33,10 @@ fn rollback_killed_at_any_instant_is_finished_by_the_next_rollback() {
         }
         let again = env.ws(&ws, &["rollback"]);
         // Either the killed run finished first (nothing pending) or this one finishes it.
-        assert!(
-            again.code == 0
-                || again
-                    .stderr
-                    .contains("no session of this workspace is pending"),
-            "{again:?}"
-        );
+        assert!(again.code == 0 || again.stderr.contains("no session of this workspace is pending"), "{again:?}");
         assert_same_tree(&before, &capture(&ws, &no_skip));
     }
-    assert!(
-        interrupted > 0,
-        "no rollback was actually interrupted; the test proved nothing"
-    );
+    assert!(interrupted > 0, "no rollback was actually interrupted; the test proved nothing");
 }
 
 /// The supervisor dies while the command runs: the session is not lost; the
@@ -59,17 +47,7 @@ fn supervisor_killed_during_the_session_leaves_a_reviewable_session() {
     let ws = env.dir("proj");
     write(ws.join("a"), "a\n");
     let mut child = env
-        .command(
-            &ws,
-            &[
-                "session",
-                "start",
-                "--",
-                "sh",
-                "-c",
-                "echo changed > a; echo new > b; sleep 30",
-            ],
-        )
+        .command(&ws, &["session", "start", "--", "sh", "-c", "echo changed > a; echo new > b; sleep 30"])
         .spawn()
         .unwrap();
     for _ in 0..200 {
@@ -102,15 +80,9 @@ fn two_rollbacks_at_once_do_not_interfere() {
     env.session(&ws, "rm -rf d3* d4*").ok();
     let c1 = env.command(&ws, &["rollback"]).spawn().unwrap();
     let c2 = env.command(&ws, &["rollback"]).spawn().unwrap();
-    let (o1, o2) = (
-        c1.wait_with_output().unwrap(),
-        c2.wait_with_output().unwrap(),
-    );
+    let (o1, o2) = (c1.wait_with_output().unwrap(), c2.wait_with_output().unwrap());
     let codes = [o1.status.code(), o2.status.code()];
-    assert!(
-        codes.contains(&Some(0)),
-        "neither rollback succeeded: {codes:?}"
-    );
+    assert!(codes.contains(&Some(0)), "neither rollback succeeded: {codes:?}");
     assert_same_tree(&before, &capture(&ws, &no_skip));
 }
 
@@ -121,22 +93,14 @@ fn full_disk_during_snapshot_refuses_to_start_and_touches_nothing() {
     let ws = fs.dir("proj");
     // 14 MiB of distinct data on a 24 MiB filesystem: a copy cannot fit.
     for i in 0..14 {
-        let data: Vec<u8> = (0..(1 << 20))
-            .map(|j: u32| (j.wrapping_mul(2654435761).wrapping_add(i) >> 13) as u8)
-            .collect();
+        let data: Vec<u8> =
+            (0..(1 << 20)).map(|j: u32| (j.wrapping_mul(2654435761).wrapping_add(i) >> 13) as u8).collect();
         write(ws.join(format!("blob{i}")), data);
     }
     let before = capture(&ws, &no_skip);
     let out = env.session(&ws, "touch ran");
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(
-        out.stderr.contains("No space left") && out.stderr.contains("disk"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        !ws.join("ran").exists(),
-        "the command ran without a snapshot"
-    );
+    assert!(out.stderr.contains("No space left") && out.stderr.contains("disk"), "{}", out.stderr);
+    assert!(!ws.join("ran").exists(), "the command ran without a snapshot");
     assert_same_tree(&before, &capture(&ws, &no_skip));
 }

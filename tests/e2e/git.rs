@@ -23,19 +23,13 @@ fn commits_made_in_a_session_leave_the_branch_but_stay_in_the_reflog() {
 
     env.ws(&ws, &["rollback"]).ok();
     assert_eq!(git(&ws, &["rev-parse", "HEAD"]), base);
-    assert_eq!(
-        git(&ws, &["symbolic-ref", "HEAD"]).trim(),
-        "refs/heads/main"
-    );
+    assert_eq!(git(&ws, &["symbolic-ref", "HEAD"]).trim(), "refs/heads/main");
     assert!(git(&ws, &["branch", "--list"]).trim() == "* main");
     assert!(git(&ws, &["tag", "--list"]).trim().is_empty());
     assert_eq!(git(&ws, &["status", "--porcelain"]), "");
     // The agent's commit is still reachable through the reflog.
     let reflog = git(&ws, &["reflog", "--format=%H"]);
-    assert!(
-        reflog.contains(agent.trim()),
-        "reflog lost the agent's commit:\n{reflog}"
-    );
+    assert!(reflog.contains(agent.trim()), "reflog lost the agent's commit:\n{reflog}");
     assert_eq!(git(&ws, &["cat-file", "-t", agent.trim()]).trim(), "commit");
     assert_same_tree(&before, &capture(&ws, &skip_git_internals));
 }
@@ -55,18 +49,10 @@ fn planted_hooks_and_config_are_rolled_back() {
     )
     .ok();
     let ns = env.ws(&ws, &["diff", "--name-status"]).ok();
-    assert!(
-        ns.stdout.contains("A\t.git/hooks/pre-commit") && ns.stdout.contains("M\t.git/config"),
-        "{}",
-        ns.stdout
-    );
+    assert!(ns.stdout.contains("A\t.git/hooks/pre-commit") && ns.stdout.contains("M\t.git/config"), "{}", ns.stdout);
     env.ws(&ws, &["rollback"]).ok();
     assert!(!ws.join(".git/hooks/pre-commit").exists());
-    assert!(
-        !std::fs::read_to_string(ws.join(".git/config"))
-            .unwrap()
-            .contains("evil")
-    );
+    assert!(!std::fs::read_to_string(ws.join(".git/config")).unwrap().contains("evil"));
     assert_same_tree(&before, &capture(&ws, &skip_git_internals));
 }
 
@@ -84,27 +70,15 @@ fn small_ignored_files_come_back_large_ignored_trees_are_listed() {
     write(ws.join("main.rs"), "fn main() {}\n");
     commit_all(&ws, "base");
 
-    let out = env
-        .session(&ws, "rm .env debug.log && rm -rf target/debug/o1*")
-        .ok();
-    assert!(
-        out.stderr.contains("target/ (2,001+ files"),
-        "{}",
-        out.stderr
-    );
+    let out = env.session(&ws, "rm .env debug.log && rm -rf target/debug/o1*").ok();
+    assert!(out.stderr.contains("target/ (2,001+ files"), "{}", out.stderr);
     let stat = env.ws(&ws, &["diff", "--stat"]).ok();
     assert!(stat.stdout.contains("excluded: target/"), "{}", stat.stdout);
     let ns = env.ws(&ws, &["diff", "--name-status"]).ok();
     assert_eq!(ns.stdout, "D\t.env\nD\tdebug.log\n");
     env.ws(&ws, &["rollback"]).ok();
-    assert_eq!(
-        std::fs::read_to_string(ws.join(".env")).unwrap(),
-        "API_KEY=precious\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(ws.join("debug.log")).unwrap(),
-        "small log\n"
-    );
+    assert_eq!(std::fs::read_to_string(ws.join(".env")).unwrap(), "API_KEY=precious\n");
+    assert_eq!(std::fs::read_to_string(ws.join("debug.log")).unwrap(), "small log\n");
     let json = env.ws(&ws, &["session", "show", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["excluded"][0]["path"], "target");
@@ -127,21 +101,10 @@ fn nested_gitignore_negation_and_info_exclude_are_honoured() {
     env.session(&ws, "rm sub/huge.bin sub/keep.bin").ok();
     let json = env.ws(&ws, &["diff", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
-    let excluded: Vec<&str> = v["excluded"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap())
-        .collect();
+    let excluded: Vec<&str> = v["excluded"].as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap()).collect();
     assert_eq!(excluded, ["local-only", "sub/huge.bin"]);
     env.ws(&ws, &["rollback"]).ok();
     // keep.bin is not ignored (negated), so it is kept regardless of size.
-    assert_eq!(
-        std::fs::read(ws.join("sub/keep.bin")).unwrap().len(),
-        9 << 20
-    );
-    assert!(
-        !ws.join("sub/huge.bin").exists(),
-        "an excluded file cannot come back"
-    );
+    assert_eq!(std::fs::read(ws.join("sub/keep.bin")).unwrap().len(), 9 << 20);
+    assert!(!ws.join("sub/huge.bin").exists(), "an excluded file cannot come back");
 }

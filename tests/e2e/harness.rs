@@ -23,21 +23,14 @@ pub struct Out {
 impl Out {
     #[track_caller]
     pub fn ok(self) -> Out {
-        assert_eq!(
-            self.code, 0,
-            "ws failed:\nstdout: {}\nstderr: {}",
-            self.stdout, self.stderr
-        );
+        assert_eq!(self.code, 0, "ws failed:\nstdout: {}\nstderr: {}", self.stdout, self.stderr);
         self
     }
 }
 
 impl Env {
     pub fn new() -> Env {
-        let tmp = tempfile::Builder::new()
-            .prefix("ws-e2e-")
-            .tempdir()
-            .expect("tempdir");
+        let tmp = tempfile::Builder::new().prefix("ws-e2e-").tempdir().expect("tempdir");
         let home = tmp.path().join("home");
         std::fs::create_dir(&home).expect("home");
         Env { tmp, home }
@@ -86,25 +79,14 @@ impl Env {
 /// Runs git with a hermetic configuration.
 pub fn git(dir: &Path, args: &[&str]) -> String {
     let o = Command::new("git")
-        .args([
-            "-c",
-            "user.name=Test",
-            "-c",
-            "user.email=test@example.com",
-            "-c",
-            "init.defaultBranch=main",
-        ])
+        .args(["-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
         .args(args)
         .current_dir(dir)
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("HOME", dir)
         .output()
         .expect("git");
-    assert!(
-        o.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert!(o.status.success(), "git {args:?} failed: {}", String::from_utf8_lossy(&o.stderr));
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
@@ -128,17 +110,9 @@ pub fn write(path: impl AsRef<Path>, content: impl AsRef<[u8]>) {
 /// One node of a captured tree.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Node {
-    File {
-        mode: u32,
-        hash: [u8; 32],
-        size: u64,
-    },
-    Symlink {
-        target: Vec<u8>,
-    },
-    Dir {
-        mode: u32,
-    },
+    File { mode: u32, hash: [u8; 32], size: u64 },
+    Symlink { target: Vec<u8> },
+    Dir { mode: u32 },
 }
 
 /// Everything about a tree that must round-trip: kinds, modes, bytes, symlink
@@ -165,29 +139,16 @@ pub fn capture(root: &Path, skip: &dyn Fn(&[u8]) -> bool) -> Tree {
             let m = std::fs::symlink_metadata(e.path()).expect("lstat");
             let node = if m.file_type().is_symlink() {
                 Node::Symlink {
-                    target: std::fs::read_link(e.path())
-                        .expect("readlink")
-                        .as_os_str()
-                        .as_bytes()
-                        .to_vec(),
+                    target: std::fs::read_link(e.path()).expect("readlink").as_os_str().as_bytes().to_vec(),
                 }
             } else if m.is_dir() {
                 stack.push(r.clone());
-                Node::Dir {
-                    mode: m.mode() & 0o7777,
-                }
+                Node::Dir { mode: m.mode() & 0o7777 }
             } else {
                 if m.nlink() > 1 {
-                    inodes
-                        .entry((m.dev(), m.ino()))
-                        .or_default()
-                        .push(key.clone());
+                    inodes.entry((m.dev(), m.ino())).or_default().push(key.clone());
                 }
-                Node::File {
-                    mode: m.mode() & 0o7777,
-                    hash: hash_path(&e.path()),
-                    size: m.size(),
-                }
+                Node::File { mode: m.mode() & 0o7777, hash: hash_path(&e.path()), size: m.size() }
             };
             nodes.insert(key, node);
         }
@@ -206,8 +167,7 @@ pub fn capture(root: &Path, skip: &dyn Fn(&[u8]) -> bool) -> Tree {
 
 pub fn hash_path(p: &Path) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
-    h.update_reader(std::fs::File::open(p).expect("open"))
-        .expect("read");
+    h.update_reader(std::fs::File::open(p).expect("open")).expect("read");
     *h.finalize().as_bytes()
 }
 
@@ -238,16 +198,9 @@ pub fn assert_same_tree(before: &Tree, after: &Tree) {
         }
     }
     for k in after.nodes.keys() {
-        assert!(
-            before.nodes.contains_key(k),
-            "{} exists after rollback but was not in the snapshot",
-            show(k)
-        );
+        assert!(before.nodes.contains_key(k), "{} exists after rollback but was not in the snapshot", show(k));
     }
-    assert_eq!(
-        before.link_groups, after.link_groups,
-        "hard-link groups differ"
-    );
+    assert_eq!(before.link_groups, after.link_groups, "hard-link groups differ");
 }
 
 pub fn is_root() -> bool {
@@ -266,10 +219,7 @@ impl LoopFs {
             is_root(),
             "this test mounts a {kind} loop image and needs root: run the README's test command (CI runs as root)"
         );
-        let dir = tempfile::Builder::new()
-            .prefix("ws-loop-")
-            .tempdir_in("/var/tmp")
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("ws-loop-").tempdir_in("/var/tmp").expect("tempdir");
         let img = dir.path().join("fs.img");
         let mnt = dir.path().join("mnt");
         std::fs::create_dir(&mnt).expect("mnt");
@@ -277,10 +227,7 @@ impl LoopFs {
             "small-ext4" => 24 << 20,
             _ => 600 << 20,
         };
-        std::fs::File::create(&img)
-            .expect("img")
-            .set_len(size)
-            .expect("truncate");
+        std::fs::File::create(&img).expect("img").set_len(size).expect("truncate");
         let mkfs: Vec<&str> = match kind {
             "btrfs" => vec!["mkfs.btrfs", "-q", "-f"],
             "xfs" => vec!["mkfs.xfs", "-q", "-f", "-m", "reflink=1"],
@@ -291,16 +238,9 @@ impl LoopFs {
             .args(&mkfs[1..])
             .arg(&img)
             .status()
-            .expect(
-                "mkfs (is btrfs-progs/xfsprogs installed? the README's test command installs them)",
-            );
+            .expect("mkfs (is btrfs-progs/xfsprogs installed? the README's test command installs them)");
         assert!(st.success(), "{} failed", mkfs[0]);
-        let st = Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&img)
-            .arg(&mnt)
-            .status()
-            .expect("mount");
+        let st = Command::new("mount").args(["-o", "loop"]).arg(&img).arg(&mnt).status().expect("mount");
         assert!(st.success(), "mount of {kind} image failed");
         LoopFs { mnt, _dir: dir }
     }
@@ -315,11 +255,7 @@ impl LoopFs {
 impl Drop for LoopFs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.mnt).status();
-        let _ = Command::new("umount")
-            .arg("-l")
-            .arg(&self.mnt)
-            .stderr(Stdio::null())
-            .status();
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).stderr(Stdio::null()).status();
     }
 }
 
@@ -335,12 +271,7 @@ pub fn store_objects(stores: &Path) -> Vec<String> {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
-            } else if p
-                .parent()
-                .and_then(|q| q.parent())
-                .and_then(Path::file_name)
-                == Some(OsStr::new("objects"))
-            {
+            } else if p.parent().and_then(|q| q.parent()).and_then(Path::file_name) == Some(OsStr::new("objects")) {
                 names.push(e.file_name().to_string_lossy().into_owned());
             }
         }

@@ -21,10 +21,7 @@ fn populate(ws: &Path, outside: &Path) {
     std::os::unix::fs::symlink("does/not/exist", ws.join("dangling")).unwrap();
     std::fs::create_dir_all(ws.join("empty/dir")).unwrap();
     std::fs::set_permissions(ws.join("empty"), std::fs::Permissions::from_mode(0o750)).unwrap();
-    write(
-        ws.join(OsStr::from_bytes(b"latin1-\xe9t\xe9")),
-        "not utf-8 name",
-    );
+    write(ws.join(OsStr::from_bytes(b"latin1-\xe9t\xe9")), "not utf-8 name");
     write(ws.join("new\nline"), "newline in name");
     write(ws.join("links/a"), "shared inode");
     std::fs::hard_link(ws.join("links/a"), ws.join("links/b")).unwrap();
@@ -36,10 +33,7 @@ fn populate(ws: &Path, outside: &Path) {
     sparse.write_all_at(b"middle", 512 << 20).unwrap();
     sparse.write_all_at(b"trailer", (1 << 30) - 7).unwrap();
     for i in 0..3000 {
-        write(
-            ws.join(format!("tree/d{}/f{i}", i % 60)),
-            format!("file {i}\n"),
-        );
+        write(ws.join(format!("tree/d{}/f{i}", i % 60)), format!("file {i}\n"));
     }
 }
 
@@ -59,11 +53,7 @@ fn round_trip(env: &Env, ws: &Path, outside: &Path) {
     assert_same_tree(&before, &capture(ws, &no_skip));
     let m = std::fs::metadata(ws.join("sparse.img")).unwrap();
     assert_eq!(m.len(), 1 << 30);
-    assert!(
-        m.blocks() * 512 < 16 << 20,
-        "the 1 GiB sparse file came back dense: {} blocks",
-        m.blocks()
-    );
+    assert!(m.blocks() * 512 < 16 << 20, "the 1 GiB sparse file came back dense: {} blocks", m.blocks());
 }
 
 /// Changes within each kind, not just deletion: chmod, retarget, type swaps.
@@ -127,18 +117,9 @@ fn store_on_another_filesystem_copies_and_says_so_once() {
     let ws = fs.dir("proj");
     write(ws.join("a"), "a\n");
     let first = env.session(&ws, "echo b > b").ok();
-    assert_eq!(
-        first.stderr.matches("copied, not cloned").count(),
-        1,
-        "{}",
-        first.stderr
-    );
+    assert_eq!(first.stderr.matches("copied, not cloned").count(), 1, "{}", first.stderr);
     let second = env.session(&ws, "echo c > c").ok();
-    assert!(
-        !second.stderr.contains("copied, not cloned"),
-        "{}",
-        second.stderr
-    );
+    assert!(!second.stderr.contains("copied, not cloned"), "{}", second.stderr);
     env.ws(&ws, &["rollback"]).ok();
     assert!(!ws.join("c").exists());
 }

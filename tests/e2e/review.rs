@@ -8,36 +8,22 @@ fn session_records_changes_and_passes_exit_status_through() {
     let ws = env.dir("proj");
     write(ws.join("keep.txt"), "one\ntwo\nthree\n");
     write(ws.join("gone.txt"), "bye\n");
-    let out = env.session(
-        &ws,
-        "echo four >> keep.txt; rm gone.txt; echo hi > new.txt; exit 7",
-    );
+    let out = env.session(&ws, "echo four >> keep.txt; rm gone.txt; echo hi > new.txt; exit 7");
     assert_eq!(out.code, 7, "{}", out.stderr);
-    assert!(
-        out.stderr.contains("1 created, 1 modified, 1 deleted"),
-        "{}",
-        out.stderr
-    );
+    assert!(out.stderr.contains("1 created, 1 modified, 1 deleted"), "{}", out.stderr);
 
     let ns = env.ws(&ws, &["diff", "--name-status"]).ok();
     assert_eq!(ns.stdout, "D\tgone.txt\nM\tkeep.txt\nA\tnew.txt\n");
 
     let patch = env.ws(&ws, &["diff", "--", "keep.txt"]).ok();
     assert!(
-        patch.stdout.contains(
-            "--- a/keep.txt\n+++ b/keep.txt\n@@ -1,3 +1,4 @@\n one\n two\n three\n+four\n"
-        ),
+        patch.stdout.contains("--- a/keep.txt\n+++ b/keep.txt\n@@ -1,3 +1,4 @@\n one\n two\n three\n+four\n"),
         "{}",
         patch.stdout
     );
 
     let stat = env.ws(&ws, &["diff", "--stat"]).ok();
-    assert!(
-        stat.stdout
-            .contains("3 files changed, 2 insertions(+), 1 deletion(-)"),
-        "{}",
-        stat.stdout
-    );
+    assert!(stat.stdout.contains("3 files changed, 2 insertions(+), 1 deletion(-)"), "{}", stat.stdout);
 
     let json = env.ws(&ws, &["diff", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
@@ -47,14 +33,7 @@ fn session_records_changes_and_passes_exit_status_through() {
         .iter()
         .map(|c| (c["path"].as_str().unwrap(), c["status"].as_str().unwrap()))
         .collect();
-    assert_eq!(
-        statuses,
-        [
-            ("gone.txt", "deleted"),
-            ("keep.txt", "modified"),
-            ("new.txt", "added")
-        ]
-    );
+    assert_eq!(statuses, [("gone.txt", "deleted"), ("keep.txt", "modified"), ("new.txt", "added")]);
 }
 
 #[test]
@@ -75,28 +54,15 @@ fn approve_some_paths_roll_back_the_rest() {
     write(ws.join("src/lib.rs"), "fn a() {}\n");
     write(ws.join("src/main.rs"), "fn main() {}\n");
     write(ws.join("README"), "readme\n");
-    env.session(
-        &ws,
-        "echo '// ok' >> src/lib.rs; echo '// bad' >> src/main.rs; rm README",
-    )
-    .ok();
+    env.session(&ws, "echo '// ok' >> src/lib.rs; echo '// bad' >> src/main.rs; rm README").ok();
 
     let out = env.ws(&ws, &["approve", "src/lib.rs"]).ok();
     assert!(out.stderr.contains("approved 1 change"), "{}", out.stderr);
     env.ws(&ws, &["rollback"]).ok();
 
-    assert_eq!(
-        std::fs::read_to_string(ws.join("src/lib.rs")).unwrap(),
-        "fn a() {}\n// ok\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(ws.join("src/main.rs")).unwrap(),
-        "fn main() {}\n"
-    );
-    assert_eq!(
-        std::fs::read_to_string(ws.join("README")).unwrap(),
-        "readme\n"
-    );
+    assert_eq!(std::fs::read_to_string(ws.join("src/lib.rs")).unwrap(), "fn a() {}\n// ok\n");
+    assert_eq!(std::fs::read_to_string(ws.join("src/main.rs")).unwrap(), "fn main() {}\n");
+    assert_eq!(std::fs::read_to_string(ws.join("README")).unwrap(), "readme\n");
 
     let list = env.ws(&ws, &["session", "list", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
@@ -111,11 +77,7 @@ fn rollback_by_directory_from_a_subdirectory() {
     let ws = env.dir("proj");
     write(ws.join("a/x"), "x");
     write(ws.join("b/y"), "y");
-    env.session(
-        &ws,
-        "echo X > a/x; echo Y > b/y; mkdir a/new; echo n > a/new/f",
-    )
-    .ok();
+    env.session(&ws, "echo X > a/x; echo Y > b/y; mkdir a/new; echo n > a/new/f").ok();
     env.ws(&ws.join("a"), &["rollback", "."]).ok();
     assert_eq!(std::fs::read_to_string(ws.join("a/x")).unwrap(), "x");
     assert!(!ws.join("a/new").exists());
@@ -129,34 +91,8 @@ fn sessions_are_found_by_id_prefix_and_name() {
     let env = Env::new();
     let ws = env.dir("proj");
     write(ws.join("f"), "0");
-    env.ws(
-        &ws,
-        &[
-            "session",
-            "start",
-            "--name",
-            "first",
-            "--",
-            "sh",
-            "-c",
-            "echo 1 > f",
-        ],
-    )
-    .ok();
-    env.ws(
-        &ws,
-        &[
-            "session",
-            "start",
-            "--name",
-            "second",
-            "--",
-            "sh",
-            "-c",
-            "echo 2 > g",
-        ],
-    )
-    .ok();
+    env.ws(&ws, &["session", "start", "--name", "first", "--", "sh", "-c", "echo 1 > f"]).ok();
+    env.ws(&ws, &["session", "start", "--name", "second", "--", "sh", "-c", "echo 2 > g"]).ok();
     let first = env.ws(&ws, &["diff", "first", "--name-status"]).ok();
     assert_eq!(first.stdout, "M\tf\n");
     let list = env.ws(&ws, &["session", "list", "--json"]).ok();
@@ -165,10 +101,7 @@ fn sessions_are_found_by_id_prefix_and_name() {
     let second = env.ws(&ws, &["diff", &id[..5], "--name-status"]).ok();
     assert_eq!(second.stdout, "A\tg\n");
     // Without an id, the newest pending session.
-    assert_eq!(
-        env.ws(&ws, &["diff", "--name-status"]).ok().stdout,
-        "A\tg\n"
-    );
+    assert_eq!(env.ws(&ws, &["diff", "--name-status"]).ok().stdout, "A\tg\n");
     let show = env.ws(&ws, &["session", "show", "first", "--json"]).ok();
     let s: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
     assert_eq!(s["name"], "first");
@@ -187,26 +120,14 @@ fn rollback_touches_only_what_the_session_changed() {
         let m = std::fs::symlink_metadata(p).unwrap();
         (m.ino(), m.ctime(), m.ctime_nsec())
     };
-    let untouched: Vec<_> = (10..500)
-        .map(|i| ws.join(format!("d{}/f{i}", i % 20)))
-        .collect();
+    let untouched: Vec<_> = (10..500).map(|i| ws.join(format!("d{}/f{i}", i % 20))).collect();
     let before: Vec<_> = untouched.iter().map(|p| stamp(p)).collect();
-    env.session(
-        &ws,
-        "for i in 0 1 2 3 4 5 6 7 8 9; do echo edit >> d$i/f$i; done",
-    )
-    .ok();
+    env.session(&ws, "for i in 0 1 2 3 4 5 6 7 8 9; do echo edit >> d$i/f$i; done").ok();
     env.ws(&ws, &["rollback"]).ok();
     let after: Vec<_> = untouched.iter().map(|p| stamp(p)).collect();
-    assert_eq!(
-        before, after,
-        "rollback rewrote files the session never touched"
-    );
+    assert_eq!(before, after, "rollback rewrote files the session never touched");
     for i in 0..10 {
-        assert_eq!(
-            std::fs::read_to_string(ws.join(format!("d{i}/f{i}"))).unwrap(),
-            format!("{i}\n")
-        );
+        assert_eq!(std::fs::read_to_string(ws.join(format!("d{i}/f{i}"))).unwrap(), format!("{i}\n"));
     }
 }
 

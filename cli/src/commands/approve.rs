@@ -31,10 +31,7 @@ pub fn cmd_approve(args: ApproveArgs) -> Result<i32, CliError> {
     let mut changes = ws.session_changes(&mut session)?;
     let approved = ws_snapshot::approve(&ws.store, &mut session, &mut changes, &paths)?;
     if approved.is_empty() {
-        ui::note(&format!(
-            "nothing to approve: those changes of session {} are already reviewed",
-            session.id
-        ));
+        ui::note(&format!("nothing to approve: those changes of session {} are already reviewed", session.id));
     } else {
         ui::note(&format!(
             "approved {} change{} of session {}",
@@ -44,10 +41,7 @@ pub fn cmd_approve(args: ApproveArgs) -> Result<i32, CliError> {
         ));
     }
     if session.state == ws_snapshot::SessionState::Closed {
-        ui::note(&format!(
-            "session {} is closed: every change is reviewed",
-            session.id
-        ));
+        ui::note(&format!("session {} is closed: every change is reviewed", session.id));
     }
     Ok(exit::OK)
 }

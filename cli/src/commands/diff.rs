@@ -5,9 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
-use ws_snapshot::{
-    Change, ChangeKind, ChangeState, Entry, EntryKind, Manifest, ManifestId, RelPath, Store,
-};
+use ws_snapshot::{Change, ChangeKind, ChangeState, Entry, EntryKind, Manifest, ManifestId, RelPath, Store};
 
 use crate::commands::session::counts;
 use crate::error::{CliError, exit};
@@ -54,10 +52,8 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
         ws.session_changes(&mut session)?
     };
     let filter = ws.rel_paths(&args.paths)?;
-    let selected: Vec<&Change> = changes
-        .iter()
-        .filter(|c| filter.is_empty() || filter.iter().any(|p| c.path.starts_with(p)))
-        .collect();
+    let selected: Vec<&Change> =
+        changes.iter().filter(|c| filter.is_empty() || filter.iter().any(|p| c.path.starts_with(p))).collect();
     if args.json {
         let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
         let list: Vec<ChangeJson> = selected.iter().map(|c| change_json(&ws.store, c)).collect();
@@ -67,24 +63,13 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
             changes: Vec<ChangeJson>,
             excluded: Vec<ExcludedJson>,
         }
-        let doc = DiffJson {
-            session: &session.id,
-            changes: list,
-            excluded: excluded_json(&before),
-        };
+        let doc = DiffJson { session: &session.id, changes: list, excluded: excluded_json(&before) };
         out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(exit::OK);
     }
-    let pending: Vec<&Change> = selected
-        .iter()
-        .copied()
-        .filter(|c| c.state == ChangeState::Pending)
-        .collect();
+    let pending: Vec<&Change> = selected.iter().copied().filter(|c| c.state == ChangeState::Pending).collect();
     let hidden = pending.iter().filter(|c| git_internal(&c.path)).count();
-    let pending: Vec<&Change> = pending
-        .into_iter()
-        .filter(|c| args.git_internals || !git_internal(&c.path))
-        .collect();
+    let pending: Vec<&Change> = pending.into_iter().filter(|c| args.git_internals || !git_internal(&c.path)).collect();
     let color = ui::stdout_color();
     if args.name_status {
         for c in &pending {
@@ -155,11 +140,7 @@ fn side(store: &Store, e: Option<&Entry>) -> Result<Side, CliError> {
                 Side::TooLarge(e.stat.size)
             } else {
                 let bytes = store.read_object(object)?;
-                if bytes[..bytes.len().min(8000)].contains(&0) {
-                    Side::Binary(e.stat.size)
-                } else {
-                    Side::Text(bytes)
-                }
+                if bytes[..bytes.len().min(8000)].contains(&0) { Side::Binary(e.stat.size) } else { Side::Text(bytes) }
             }
         }
         EntryKind::Symlink { target } => Side::Text(target.clone()),
@@ -180,11 +161,7 @@ fn mode_of(e: &Entry) -> String {
 }
 
 fn paint(s: &str, code: &str, color: bool) -> String {
-    if color {
-        format!("\x1b[{code}m{s}\x1b[0m")
-    } else {
-        s.to_owned()
-    }
+    if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() }
 }
 
 fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
@@ -197,11 +174,7 @@ fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
                 return Ok(());
             }
             EntryKind::Excluded { files, bytes, .. } => {
-                out!(
-                    "new excluded tree ({}+ files, {}+): too large to snapshot",
-                    ui::count(files),
-                    ui::bytes(bytes)
-                );
+                out!("new excluded tree ({}+ files, {}+): too large to snapshot", ui::count(files), ui::bytes(bytes));
                 return Ok(());
             }
             _ => out!("new file mode {}", mode_of(a)),
@@ -212,9 +185,7 @@ fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
                 return Ok(());
             }
             EntryKind::Excluded { .. } => {
-                out!(
-                    "deleted excluded tree: it was not in the snapshot, rollback cannot restore it"
-                );
+                out!("deleted excluded tree: it was not in the snapshot, rollback cannot restore it");
                 return Ok(());
             }
             _ => out!("deleted file mode {}", mode_of(b)),
@@ -240,26 +211,14 @@ fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
         };
         let large = matches!(old, Side::TooLarge(_)) || matches!(new, Side::TooLarge(_));
         let what = if large { "Large files" } else { "Binary files" };
-        out!(
-            "{what} a/{p} and b/{p} differ ({} -> {})",
-            ui::bytes(size(&old)),
-            ui::bytes(size(&new))
-        );
+        out!("{what} a/{p} and b/{p} differ ({} -> {})", ui::bytes(size(&old)), ui::bytes(size(&new)));
         return Ok(());
     };
     if o == n {
         return Ok(());
     }
-    let a_name = if c.before.is_some() {
-        format!("a/{p}")
-    } else {
-        "/dev/null".into()
-    };
-    let b_name = if c.after.is_some() {
-        format!("b/{p}")
-    } else {
-        "/dev/null".into()
-    };
+    let a_name = if c.before.is_some() { format!("a/{p}") } else { "/dev/null".into() };
+    let b_name = if c.after.is_some() { format!("b/{p}") } else { "/dev/null".into() };
     out!("{}", paint(&format!("--- {a_name}"), "1", color));
     out!("{}", paint(&format!("+++ {b_name}"), "1", color));
     let diff = TextDiff::from_lines(o, n);
@@ -269,11 +228,7 @@ fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
         let old_len = last.old_range().end - old_start;
         let new_start = first.new_range().start;
         let new_len = last.new_range().end - new_start;
-        let header = format!(
-            "@@ -{} +{} @@",
-            range(old_start, old_len),
-            range(new_start, new_len)
-        );
+        let header = format!("@@ -{} +{} @@", range(old_start, old_len), range(new_start, new_len));
         out!("{}", paint(&header, "36", color));
         for op in &group {
             for ch in diff.iter_changes(op) {
@@ -326,21 +281,9 @@ fn line_counts(store: &Store, c: &Change) -> Option<(usize, usize)> {
 }
 
 fn print_stat(store: &Store, pending: &[&Change], before: &Manifest, color: bool) {
-    let files: Vec<&&Change> = pending
-        .iter()
-        .filter(|c| {
-            !c.before
-                .as_ref()
-                .or(c.after.as_ref())
-                .is_some_and(Entry::is_dir)
-        })
-        .collect();
-    let width = files
-        .iter()
-        .map(|c| c.path.display().chars().count())
-        .max()
-        .unwrap_or(0)
-        .min(60);
+    let files: Vec<&&Change> =
+        pending.iter().filter(|c| !c.before.as_ref().or(c.after.as_ref()).is_some_and(Entry::is_dir)).collect();
+    let width = files.iter().map(|c| c.path.display().chars().count()).max().unwrap_or(0).min(60);
     let (mut total_ins, mut total_del) = (0, 0);
     for c in &files {
         let name = c.path.display();
@@ -359,11 +302,7 @@ fn print_stat(store: &Store, pending: &[&Change], before: &Manifest, color: bool
             }
             None => {
                 let size = |e: Option<&Entry>| e.map_or(0, |e| e.stat.size);
-                format!(
-                    "  Bin {} -> {} bytes",
-                    size(c.before.as_ref()),
-                    size(c.after.as_ref())
-                )
+                format!("  Bin {} -> {} bytes", size(c.before.as_ref()), size(c.after.as_ref()))
             }
         };
         out!(" {name:<width$} |{detail}");
@@ -447,12 +386,7 @@ pub struct ExcludedJson {
 pub fn excluded_json(m: &Manifest) -> Vec<ExcludedJson> {
     m.excluded()
         .filter_map(|e| {
-            let EntryKind::Excluded {
-                reason,
-                files,
-                bytes,
-            } = e.kind
-            else {
+            let EntryKind::Excluded { reason, files, bytes } = e.kind else {
                 return None;
             };
             let (path, path_bytes) = path_fields(&e.path);

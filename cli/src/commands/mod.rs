@@ -47,15 +47,10 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
 
 /// Splits `[ID] [PATHS…]`: the first word is a session id (or name) if it
 /// names a session and is not also a path that exists.
-pub(crate) fn session_and_paths(
-    ws: &Workspace,
-    mut words: Vec<PathBuf>,
-) -> Result<(Session, Vec<RelPath>), CliError> {
+pub(crate) fn session_and_paths(ws: &Workspace, mut words: Vec<PathBuf>) -> Result<(Session, Vec<RelPath>), CliError> {
     let first_is_session = words.first().is_some_and(|w| {
         let s = w.to_string_lossy();
-        std::fs::symlink_metadata(w).is_err()
-            && !s.contains('/')
-            && ws.store.resolve_session(Some(&s)).is_ok()
+        std::fs::symlink_metadata(w).is_err() && !s.contains('/') && ws.store.resolve_session(Some(&s)).is_ok()
     });
     let session = if first_is_session {
         let w = words.remove(0);

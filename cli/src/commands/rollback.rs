@@ -47,10 +47,7 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
         &RollbackOptions { force: args.force },
     )?;
     if out.resumed > 0 {
-        ui::note(&format!(
-            "finished an interrupted rollback of {} paths",
-            out.resumed
-        ));
+        ui::note(&format!("finished an interrupted rollback of {} paths", out.resumed));
     }
     ui::note(&format!(
         "rolled back {} path{} of session {}",
@@ -65,14 +62,10 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
         ));
     }
     for p in &out.overwritten {
-        ui::warn(&format!(
-            "{p} had changed after the session; overwritten with the snapshot's version"
-        ));
+        ui::warn(&format!("{p} had changed after the session; overwritten with the snapshot's version"));
     }
     for p in &out.unrestorable {
-        ui::warn(&format!(
-            "{p} was excluded from the snapshot and cannot be restored"
-        ));
+        ui::warn(&format!("{p} was excluded from the snapshot and cannot be restored"));
     }
     if !out.conflicts.is_empty() {
         for (p, why) in &out.conflicts {
@@ -82,23 +75,14 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
             &format!(
                 "{} path{} not rolled back",
                 out.conflicts.len(),
-                if out.conflicts.len() == 1 {
-                    " was"
-                } else {
-                    "s were"
-                }
+                if out.conflicts.len() == 1 { " was" } else { "s were" }
             ),
-            Some(
-                "inspect them, then `ws rollback --force PATH` to overwrite, or `ws approve PATH` to keep them",
-            ),
+            Some("inspect them, then `ws rollback --force PATH` to overwrite, or `ws approve PATH` to keep them"),
         );
         return Ok(exit::CONFLICT);
     }
     if session.state == ws_snapshot::SessionState::Closed {
-        ui::note(&format!(
-            "session {} is closed: every change is reviewed",
-            session.id
-        ));
+        ui::note(&format!("session {} is closed: every change is reviewed", session.id));
     }
     Ok(exit::OK)
 }

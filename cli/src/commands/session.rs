@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicI32, Ordering};
 use clap::{Args, Subcommand};
 use serde::Serialize;
 use ws_snapshot::{
-    Change, ChangeKind, ChangeState, EntryKind, ExitStatus, Manifest, ManifestId, Session,
-    SessionState,
+    Change, ChangeKind, ChangeState, EntryKind, ExitStatus, Manifest, ManifestId, Session, SessionState,
 };
 
 use crate::error::{CliError, exit};
@@ -71,7 +70,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     let program = &args.command[0];
     check_runnable(program)?;
     let ws = Workspace::discover()?;
-    let (mut session, excluded) = {
+    let (mut session, excluded, before) = {
         let _lock = ws.lock()?;
         let previous = ws.latest_manifest();
         let snap = ws.snapshot(previous.as_ref(), "snapshot")?;
@@ -79,11 +78,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
             id: Session::new_id(),
             name: args.name.clone(),
             workspace: ws.root.display().to_string(),
-            command: args
-                .command
-                .iter()
-                .map(|a| a.to_string_lossy().into_owned())
-                .collect(),
+            command: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
             started_ms: crate::now_ms(),
             ended_ms: None,
             supervisor_pid: std::process::id(),
@@ -94,7 +89,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
         };
         ws.store.save_session(&session)?;
         let excluded = report_excluded(&snap.manifest);
-        (session, excluded)
+        (session, excluded, snap.manifest)
     };
 
     // Ctrl-C and Ctrl-\ reach the command through the terminal's process
@@ -135,22 +130,16 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
 
     let (exit_status, code) = match &status {
         Ok(s) => (
-            Some(ExitStatus {
-                code: s.code(),
-                signal: s.signal(),
-            }),
+            Some(ExitStatus { code: s.code(), signal: s.signal() }),
             s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
         ),
         Err(e) => {
-            ui::error(
-                &format!("cannot run {}: {e}", program.to_string_lossy()),
-                None,
-            );
+            ui::error(&format!("cannot run {}: {e}", program.to_string_lossy()), None);
             (None, exit::NOT_STARTED)
         }
     };
     let _lock = ws.lock()?;
-    let changes = ws.finish_session(&mut session, exit_status)?;
+    let changes = ws.finish_session(&mut session, Some(before), exit_status)?;
     summarize(&session, &changes, excluded);
     Ok(code)
 }
@@ -170,11 +159,9 @@ fn check_runnable(program: &OsString) -> Result<(), CliError> {
     if found {
         Ok(())
     } else {
-        Err(
-            CliError::usage(format!("command not found: {}", program.to_string_lossy()))
-                .hint("check the name, or give its full path")
-                .code(127),
-        )
+        Err(CliError::usage(format!("command not found: {}", program.to_string_lossy()))
+            .hint("check the name, or give its full path")
+            .code(127))
     }
 }
 
@@ -185,20 +172,11 @@ fn report_excluded(m: &Manifest) -> usize {
     }
     let mut parts = Vec::new();
     for e in excluded.iter().take(5) {
-        if let EntryKind::Excluded {
-            files,
-            bytes,
-            reason,
-        } = &e.kind
-        {
+        if let EntryKind::Excluded { files, bytes, reason } = &e.kind {
             let name = ui::entry_name(e);
             parts.push(match reason {
                 ws_snapshot::ExcludeReason::OverBudget if *files > 1 => {
-                    format!(
-                        "{name} ({}+ files, {}+)",
-                        ui::count(*files),
-                        ui::bytes(*bytes)
-                    )
+                    format!("{name} ({}+ files, {}+)", ui::count(*files), ui::bytes(*bytes))
                 }
                 ws_snapshot::ExcludeReason::OverBudget => format!("{name} ({})", ui::bytes(*bytes)),
                 ws_snapshot::ExcludeReason::Special => format!("{name} (special file)"),
@@ -206,11 +184,7 @@ fn report_excluded(m: &Manifest) -> usize {
             });
         }
     }
-    let more = if excluded.len() > 5 {
-        format!(" and {} more", excluded.len() - 5)
-    } else {
-        String::new()
-    };
+    let more = if excluded.len() > 5 { format!(" and {} more", excluded.len() - 5) } else { String::new() };
     ui::note(&format!(
         "not in the snapshot (ignored by git and too large; rollback cannot restore them): {}{more}",
         parts.join(", ")
@@ -250,16 +224,10 @@ fn summarize(s: &Session, changes: &[Change], excluded: usize) {
         ui::note(&format!("session {} made no changes", s.id));
         return;
     }
-    let (internal, visible): (Vec<Change>, Vec<Change>) = changes
-        .iter()
-        .cloned()
-        .partition(|c| crate::commands::diff::git_internal(&c.path));
+    let (internal, visible): (Vec<Change>, Vec<Change>) =
+        changes.iter().cloned().partition(|c| crate::commands::diff::git_internal(&c.path));
     let c = counts(&visible);
-    let git = if internal.is_empty() {
-        String::new()
-    } else {
-        format!(" (and {} inside .git)", internal.len())
-    };
+    let git = if internal.is_empty() { String::new() } else { format!(" (and {} inside .git)", internal.len()) };
     ui::note(&format!(
         "session {}: {} created, {} modified, {} deleted{git}, {} excluded from the snapshot — review with `ws diff`, then `ws approve` or `ws rollback`",
         s.id, c.created, c.modified, c.deleted, excluded
@@ -324,45 +292,22 @@ fn cmd_list(args: ListArgs) -> Result<i32, CliError> {
         }
     }
     if args.json {
-        let v: Vec<_> = rows
-            .iter()
-            .map(|(s, c)| session_json(&ws, s, c.as_deref()))
-            .collect();
+        let v: Vec<_> = rows.iter().map(|(s, c)| session_json(&ws, s, c.as_deref())).collect();
         out!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return Ok(exit::OK);
     }
     if rows.is_empty() {
-        ui::note(&format!(
-            "no sessions yet in {}; start one with `ws session start -- CMD`",
-            ws.root.display()
-        ));
+        ui::note(&format!("no sessions yet in {}; start one with `ws session start -- CMD`", ws.root.display()));
         return Ok(exit::OK);
     }
-    out!(
-        "{:<9} {:<20} {:<17} {:>8}  {}",
-        "ID",
-        "STATE",
-        "STARTED",
-        "PENDING",
-        "COMMAND"
-    );
+    out!("{:<9} {:<20} {:<17} {:>8}  {}", "ID", "STATE", "STARTED", "PENDING", "COMMAND");
     for (s, c) in &rows {
-        let pending = c
-            .as_deref()
-            .map(|c| counts(c).pending.to_string())
-            .unwrap_or_else(|| "-".into());
+        let pending = c.as_deref().map(|c| counts(c).pending.to_string()).unwrap_or_else(|| "-".into());
         let label = match &s.name {
             Some(n) => format!("[{n}] {}", s.command.join(" ")),
             None => s.command.join(" "),
         };
-        out!(
-            "{:<9} {:<20} {:<17} {:>8}  {}",
-            s.id,
-            state_name(&ws, s),
-            time(s.started_ms),
-            pending,
-            label
-        );
+        out!("{:<9} {:<20} {:<17} {:>8}  {}", s.id, state_name(&ws, s), time(s.started_ms), pending, label);
     }
     Ok(exit::OK)
 }
@@ -400,20 +345,10 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
             session: session_json(&ws, &s, changes.as_deref()),
             excluded: crate::commands::diff::excluded_json(&before),
         };
-        out!(
-            "{}",
-            serde_json::to_string_pretty(&show).unwrap_or_default()
-        );
+        out!("{}", serde_json::to_string_pretty(&show).unwrap_or_default());
         return Ok(exit::OK);
     }
-    out!(
-        "session    {}{}",
-        s.id,
-        s.name
-            .as_ref()
-            .map(|n| format!(" [{n}]"))
-            .unwrap_or_default()
-    );
+    out!("session    {}{}", s.id, s.name.as_ref().map(|n| format!(" [{n}]")).unwrap_or_default());
     out!("state      {}", state_name(&ws, &s));
     out!("workspace  {}", s.workspace);
     out!("command    {}", s.command.join(" "));
@@ -441,16 +376,10 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
         );
     }
     for e in before.excluded() {
-        out!(
-            "excluded   {} (not in the snapshot; rollback cannot restore it)",
-            ui::entry_name(e)
-        );
+        out!("excluded   {} (not in the snapshot; rollback cannot restore it)", ui::entry_name(e));
     }
     if ws.store.rollback_interrupted(&s.id) {
-        out!(
-            "note       a rollback was interrupted; `ws rollback {}` finishes it",
-            s.id
-        );
+        out!("note       a rollback was interrupted; `ws rollback {}` finishes it", s.id);
     }
     Ok(exit::OK)
 }
@@ -470,11 +399,7 @@ pub fn time(ms: u64) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        rem / 3600,
-        (rem % 3600) / 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", rem / 3600, (rem % 3600) / 60)
 }
 
 #[cfg(test)]
