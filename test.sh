@@ -18,6 +18,7 @@ command -v mkfs.ext4  >/dev/null || need+=(e2fsprogs)
 command -v git        >/dev/null || need+=(git)
 command -v setpriv    >/dev/null || need+=(util-linux)
 command -v mount      >/dev/null || need+=(mount)
+command -v script     >/dev/null || need+=(bsdutils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   apt-get update -qq

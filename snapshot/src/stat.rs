@@ -69,7 +69,9 @@ mod tests {
         let p = dir.path().join("f");
         std::fs::write(&p, "x").unwrap();
         let a = FileStat::from_metadata(&std::fs::symlink_metadata(&p).unwrap());
-        let b = FileStat::from_stat(&rustix::fs::statat(rustix::fs::CWD, &p, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap());
+        let b = FileStat::from_stat(
+            &rustix::fs::statat(rustix::fs::CWD, &p, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).unwrap(),
+        );
         assert_eq!(a, b);
     }
 }

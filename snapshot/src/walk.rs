@@ -167,7 +167,8 @@ impl Walk<'_> {
     }
 
     fn visit(&self, job: Job, local: &mut Vec<Job>, out: &mut Vec<Entry>) -> Result<(), SnapshotError> {
-        let walk_err = |path: &Path, e: rustix::io::Errno| SnapshotError::Walk { path: path.to_path_buf(), source: e.into() };
+        let walk_err =
+            |path: &Path, e: rustix::io::Errno| SnapshotError::Walk { path: path.to_path_buf(), source: e.into() };
         // O_NOFOLLOW: a directory swapped for a symlink since we saw it is
         // not entered. Entries are then examined relative to this descriptor.
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
@@ -217,7 +218,8 @@ impl Walk<'_> {
                     // session that shrinks `target/` below the budget must not
                     // make it look created, and rollback cannot restore it.
                     let was_excluded = self.previous.and_then(|m| m.get(&rel)).is_some_and(Entry::is_excluded);
-                    let over_budget = |files, bytes| EntryKind::Excluded { reason: ExcludeReason::OverBudget, files, bytes };
+                    let over_budget =
+                        |files, bytes| EntryKind::Excluded { reason: ExcludeReason::OverBudget, files, bytes };
                     if is_dir {
                         let (files, bytes, fits) = self.measure(&abs);
                         if !fits || was_excluded {
@@ -248,7 +250,8 @@ impl Walk<'_> {
                     Ok(Some((kind, stat))) => out.push(self.entry(rel, kind, stat)),
                     Ok(None) => {}
                     Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
-                        let kind = EntryKind::Excluded { reason: ExcludeReason::Unreadable, files: 1, bytes: stat.size };
+                        let kind =
+                            EntryKind::Excluded { reason: ExcludeReason::Unreadable, files: 1, bytes: stat.size };
                         out.push(self.entry(rel, kind, stat));
                     }
                     Err(source) => return Err(SnapshotError::Store { path: abs, source }),

@@ -146,3 +146,41 @@ fn unchanged_files_are_not_stored_twice() {
     // One new object for the edited file's after-state; nothing else re-stored.
     assert_eq!(store_objects(&stores).len(), 201);
 }
+
+#[test]
+fn binary_files_and_symlinks_diff_like_git() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("blob.bin"), b"\x00\x01\x02binary");
+    std::os::unix::fs::symlink("old-target", ws.join("link")).unwrap();
+    env.session(&ws, "printf '\\000\\377changed' > blob.bin; ln -sfn new-target link; chmod +x blob.bin").ok();
+    let patch = env.ws(&ws, &["diff"]).ok();
+    assert!(
+        patch.stdout.contains("old mode 100644\nnew mode 100755\nBinary files a/blob.bin and b/blob.bin differ"),
+        "{}",
+        patch.stdout
+    );
+    assert!(patch.stdout.contains("--- a/link\n+++ b/link\n@@ -1 +1 @@\n-old-target\n\\ No newline at end of file\n+new-target\n\\ No newline at end of file\n"), "{}", patch.stdout);
+    let json = env.ws(&ws, &["diff", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["changes"][0]["path"], "blob.bin");
+    assert!(v["changes"][0]["insertions"].is_null(), "binary files have no line counts");
+}
+
+#[test]
+fn colour_only_on_request_of_a_terminal() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("f"), "a\n");
+    env.session(&ws, "echo b > f").ok();
+    let piped = env.ws(&ws, &["diff"]).ok();
+    assert!(!piped.stdout.contains('\x1b'), "colour escapes in piped output");
+    // Under a real pseudo-terminal (script(1)), colour appears.
+    let mut c = env.command(&ws, &[]);
+    let ws_bin = c.get_program().to_owned();
+    c = std::process::Command::new("script");
+    c.args(["-qec"]).arg(format!("{} diff", ws_bin.to_string_lossy())).arg("/dev/null");
+    c.current_dir(&ws).env_clear().env("HOME", &env.home).env("PATH", "/usr/bin:/bin").env("TERM", "xterm");
+    let tty = env.run(c);
+    assert!(tty.stdout.contains("\x1b[31m-a") && tty.stdout.contains("\x1b[32m+b"), "{:?}", tty.stdout);
+}
