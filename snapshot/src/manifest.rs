@@ -314,7 +314,7 @@ mod tests {
                 Entry {
                     path: RelPath::from_bytes(b"a\nb").unwrap(),
                     kind: EntryKind::File {
-                        object: ObjectId::parse("c0123456789abcdef0123456789abcdef").unwrap(),
+                        object: ObjectId::parse("0123456789abcdef0123456789abcdef").unwrap(),
                         hash: Some([7; 32]),
                     },
                     stat,

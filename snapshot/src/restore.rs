@@ -12,13 +12,14 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::changes::{Change, ChangeState, lstat, object_hash};
-use crate::copy::{self, hash_file};
+use crate::copy::hash_file;
 use crate::error::ReviewError;
 use crate::git::{GitClass, git_class};
 use crate::manifest::{Entry, EntryKind, Manifest};
@@ -101,8 +102,14 @@ pub fn rollback(
         let pending: Vec<usize> =
             j.indices.into_iter().filter(|&i| i < changes.len() && changes[i].state == ChangeState::Pending).collect();
         outcome.resumed = pending.len();
-        let mut r =
-            Rollback { store, root: workspace, before, force: j.force, out: &mut outcome, links: HashMap::new() };
+        let mut r = Rollback {
+            store,
+            root: workspace,
+            before,
+            force: j.force,
+            out: &mut outcome,
+            links: Mutex::new(HashMap::new()),
+        };
         r.run(changes, &pending)?;
         store.save_changes(&session.id, changes)?;
         store.clear_journal(&session.id)?;
@@ -133,8 +140,14 @@ pub fn rollback(
     picked.dedup();
     if !picked.is_empty() {
         store.write_journal(&session.id, &Journal { indices: picked.clone(), force: opts.force })?;
-        let mut r =
-            Rollback { store, root: workspace, before, force: opts.force, out: &mut outcome, links: HashMap::new() };
+        let mut r = Rollback {
+            store,
+            root: workspace,
+            before,
+            force: opts.force,
+            out: &mut outcome,
+            links: Mutex::new(HashMap::new()),
+        };
         r.run(changes, &picked)?;
         store.save_changes(&session.id, changes)?;
         store.sync()?;
@@ -158,7 +171,26 @@ struct Rollback<'a> {
     force: bool,
     out: &'a mut RollbackOutcome,
     /// Restored hard-link groups: (dev, ino) in the snapshot → a path now holding it.
-    links: HashMap<(u64, u64), PathBuf>,
+    links: Mutex<HashMap<(u64, u64), PathBuf>>,
+}
+
+/// What rolling back one change came to.
+enum Step {
+    AlreadyDone,
+    Restored,
+    /// Restored although it had changed after the session (forced, or `.git/index`).
+    Overwritten,
+    Conflict,
+    Unrestorable,
+    KeptGit,
+}
+
+fn panicked() -> ReviewError {
+    ReviewError::Restore { path: PathBuf::new(), source: io::Error::other("a restore thread panicked") }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// How a workspace path compares with an entry.
@@ -268,50 +300,46 @@ impl Rollback<'_> {
             }
         }
 
-        // Phase 2, shallowest first: bring back snapshot entries.
+        // Phase 2: bring back snapshot entries. Directories first, shallowest
+        // first, so every file has its parent; then files and symlinks, in
+        // parallel (each is independent); hard links last, since each needs
+        // its already-restored sibling.
         let mut restores: Vec<usize> =
             picked.iter().copied().filter(|&i| changes[i].before.is_some() && !blocked.contains(&i)).collect();
         restores.sort_by_key(|&i| changes[i].path.depth());
+        let is_dir = |i: &usize| changes[*i].before.as_ref().is_some_and(Entry::is_dir);
+        let linked = |i: &usize| changes[*i].before.as_ref().is_some_and(|b| b.stat.nlink > 1 && !b.is_dir());
+        let dirs: Vec<usize> = restores.iter().copied().filter(is_dir).collect();
+        let links: Vec<usize> = restores.iter().copied().filter(linked).collect();
+        let files: Vec<usize> = restores.iter().copied().filter(|i| !is_dir(i) && !linked(i)).collect();
+        let mut steps: Vec<(usize, Step)> = Vec::with_capacity(restores.len());
+        for level in dirs.chunk_by(|a, b| changes[*a].path.depth() == changes[*b].path.depth()) {
+            steps.extend(self.steps_in_parallel(changes, level)?);
+        }
+        steps.extend(self.steps_in_parallel(changes, &files)?);
+        for &i in &links {
+            steps.push((i, self.step(&changes[i])?));
+        }
         let mut dir_modes: Vec<(PathBuf, u32, usize)> = Vec::new();
-        for &i in &restores {
+        for (i, step) in steps {
             let c = &changes[i];
-            let Some(before) = c.before.as_ref() else {
-                continue;
-            };
-            let abs = c.path.to_path(self.root);
-            let class = git_class(&c.path);
-            if before.is_excluded() {
-                self.out.unrestorable.push(c.path.clone());
-                done.push(i);
-                continue;
-            }
-            if matches(self.store, &abs, Some(before))? {
-                if before.is_dir() {
-                    dir_modes.push((abs, before.stat.perm(), c.path.depth()));
-                }
-                done.push(i);
-                continue;
-            }
-            if class == GitClass::Reflog && appended_to(self.store, &abs, before)? {
-                self.out.kept_git += 1;
-                done.push(i);
-                continue;
-            }
-            let replaced_kind = c.after.as_ref().is_some_and(|a| category(a) != category(before));
-            let as_left = replaced_kind || matches(self.store, &abs, c.after.as_ref())?;
-            if !as_left {
-                if class == GitClass::Index || self.force {
-                    self.out.overwritten.push(c.path.clone());
-                } else {
+            match step {
+                Step::Conflict => {
                     self.out.conflicts.push((c.path.clone(), "changed after the session ended".into()));
                     continue;
                 }
+                Step::Unrestorable => self.out.unrestorable.push(c.path.clone()),
+                Step::KeptGit => self.out.kept_git += 1,
+                Step::AlreadyDone => {}
+                Step::Restored => self.out.restored.push(c.path.clone()),
+                Step::Overwritten => {
+                    self.out.overwritten.push(c.path.clone());
+                    self.out.restored.push(c.path.clone());
+                }
             }
-            self.restore(&abs, before)?;
-            if before.is_dir() {
-                dir_modes.push((abs, before.stat.perm(), c.path.depth()));
+            if let Some(b) = c.before.as_ref().filter(|b| b.is_dir()) {
+                dir_modes.push((c.path.to_path(self.root), b.stat.perm(), c.path.depth()));
             }
-            self.out.restored.push(c.path.clone());
             done.push(i);
         }
         // Phase 3, deepest first: directory permissions last, so a read-only
@@ -328,8 +356,51 @@ impl Rollback<'_> {
         Ok(())
     }
 
+    /// Runs [`Self::step`] for independent changes on several threads.
+    fn steps_in_parallel(&self, changes: &[Change], picked: &[usize]) -> Result<Vec<(usize, Step)>, ReviewError> {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2).clamp(1, 16);
+        let chunk = picked.len().div_ceil(threads).max(32);
+        let parts: Vec<Result<Vec<(usize, Step)>, ReviewError>> = std::thread::scope(|s| {
+            let handles: Vec<_> = picked
+                .chunks(chunk)
+                .map(|part| s.spawn(move || part.iter().map(|&i| Ok((i, self.step(&changes[i])?))).collect()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(panicked()))).collect()
+        });
+        let mut out = Vec::with_capacity(picked.len());
+        for part in parts {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
+    /// Decides and performs the rollback of one change with a snapshot side.
+    fn step(&self, c: &Change) -> Result<Step, ReviewError> {
+        let Some(before) = c.before.as_ref() else { return Ok(Step::AlreadyDone) };
+        if before.is_excluded() {
+            return Ok(Step::Unrestorable);
+        }
+        let abs = c.path.to_path(self.root);
+        let class = git_class(&c.path);
+        if matches(self.store, &abs, Some(before))? {
+            return Ok(Step::AlreadyDone);
+        }
+        if class == GitClass::Reflog && appended_to(self.store, &abs, before)? {
+            return Ok(Step::KeptGit);
+        }
+        let replaced_kind = c.after.as_ref().is_some_and(|a| category(a) != category(before));
+        let as_left = replaced_kind || matches(self.store, &abs, c.after.as_ref())?;
+        let step = match (as_left, class == GitClass::Index || self.force) {
+            (true, _) => Step::Restored,
+            (false, true) => Step::Overwritten,
+            (false, false) => return Ok(Step::Conflict),
+        };
+        self.restore(&abs, before)?;
+        Ok(step)
+    }
+
     /// Makes `abs` equal to the snapshot entry `e`, atomically per path.
-    fn restore(&mut self, abs: &Path, e: &Entry) -> Result<(), ReviewError> {
+    fn restore(&self, abs: &Path, e: &Entry) -> Result<(), ReviewError> {
         let err = |source| ReviewError::Restore { path: abs.to_path_buf(), source };
         match &e.kind {
             EntryKind::Dir => {
@@ -337,12 +408,12 @@ impl Rollback<'_> {
                     Some(m) if m.is_dir() => {}
                     Some(_) => {
                         std::fs::remove_file(abs).map_err(err)?;
-                        std::fs::create_dir(abs).map_err(err)?;
+                        std::fs::DirBuilder::new().mode(0o700).create(abs).map_err(err)?;
                     }
-                    None => std::fs::create_dir(abs).map_err(err)?,
+                    None => std::fs::DirBuilder::new().mode(0o700).create(abs).map_err(err)?,
                 }
-                // Writable until phase 3 sets the snapshot's mode.
-                std::fs::set_permissions(abs, std::fs::Permissions::from_mode(0o700)).map_err(err)?;
+                // Created writable; phase 3 sets the snapshot's mode after the
+                // children are back.
                 Ok(())
             }
             EntryKind::Symlink { target } => {
@@ -359,27 +430,28 @@ impl Rollback<'_> {
                 {
                     return self.place(&tmp, abs);
                 }
-                let fill = || -> io::Result<()> {
-                    let dst = File::options().write(true).create_new(true).mode(0o600).open(&tmp)?;
+                let fill = |dst: &File| -> io::Result<()> {
                     let src = self.store.open_object(object)?;
-                    match copy::try_clone(&dst, &src) {
-                        Ok(()) => {}
-                        Err(_) => {
-                            copy::copy_sparse(&src, &dst, e.stat.size, false)?;
-                        }
-                    }
+                    self.store.fill(dst, &src, e.stat.size)?;
                     dst.set_permissions(std::fs::Permissions::from_mode(e.stat.perm()))?;
                     let mtime = UNIX_EPOCH + Duration::from_nanos(e.stat.mtime_ns.max(0) as u64);
-                    dst.set_modified(mtime)?;
-                    Ok(())
+                    dst.set_modified(mtime)
                 };
-                if let Err(source) = fill() {
+                let absent = lstat(abs).map_err(err)?.is_none();
+                if absent && self.create_unnamed_then_link(abs, &fill).map_err(err)? {
+                    if e.stat.nlink > 1 {
+                        lock(&self.links).insert(key, abs.to_path_buf());
+                    }
+                    return Ok(());
+                }
+                let filled = File::options().write(true).create_new(true).mode(0o600).open(&tmp).and_then(|f| fill(&f));
+                if let Err(source) = filled {
                     let _ = std::fs::remove_file(&tmp);
                     return Err(ReviewError::Restore { path: abs.to_path_buf(), source });
                 }
                 self.place(&tmp, abs)?;
                 if e.stat.nlink > 1 {
-                    self.links.insert(key, abs.to_path_buf());
+                    lock(&self.links).insert(key, abs.to_path_buf());
                 }
                 Ok(())
             }
@@ -387,10 +459,39 @@ impl Rollback<'_> {
         }
     }
 
+    /// Restores a file where nothing exists: written as an unnamed inode
+    /// (`O_TMPFILE`) and given its name only when complete, so a crash never
+    /// leaves a partial file under the name — one directory insertion instead
+    /// of a temporary name and a rename. `Ok(false)` where the filesystem or
+    /// a missing /proc does not allow it; the caller falls back.
+    fn create_unnamed_then_link(&self, abs: &Path, fill: &dyn Fn(&File) -> io::Result<()>) -> io::Result<bool> {
+        use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+        let parent = abs.parent().unwrap_or(self.root);
+        let fd = match rustix::fs::open(
+            parent,
+            OFlags::TMPFILE | OFlags::WRONLY | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        ) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::OPNOTSUPP | rustix::io::Errno::ISDIR | rustix::io::Errno::INVAL) => {
+                return Ok(false);
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let dst = File::from(fd);
+        fill(&dst)?;
+        let proc_path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&dst));
+        match rustix::fs::linkat(CWD, proc_path.as_str(), CWD, abs, AtFlags::SYMLINK_FOLLOW) {
+            Ok(()) => Ok(true),
+            Err(rustix::io::Errno::NOENT) if !Path::new("/proc/self/fd").exists() => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Another path of the same snapshot inode that now holds the snapshot
     /// content: restored in this run, or untouched by the session.
     fn hard_link_sibling(&self, key: (u64, u64), path: &RelPath) -> Option<PathBuf> {
-        if let Some(p) = self.links.get(&key) {
+        if let Some(p) = lock(&self.links).get(&key) {
             return Some(p.clone());
         }
         let sib =
@@ -463,6 +564,8 @@ fn tmp_beside(abs: &Path) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let name = format!("{}{}-{n}-{nanos}", String::from_utf8_lossy(RESTORE_TMP_PREFIX), std::process::id());
+    static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    let pid = *PID.get_or_init(std::process::id);
+    let name = format!("{}{pid}-{n}-{nanos}", String::from_utf8_lossy(RESTORE_TMP_PREFIX));
     abs.with_file_name(name)
 }

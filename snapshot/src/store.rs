@@ -24,21 +24,15 @@ use crate::manifest::{Manifest, ManifestId};
 
 const FORMAT: &str = "ws store 1";
 
-/// Name of a content object: the hex BLAKE3 of its content (copied objects,
-/// deduplicated), or `c` and 32 hex digits (cloned objects, whose content was
-/// never read).
+/// Name of an object in the store: 32 hex digits, unique per store
+/// (derived from a random per-process seed and a counter).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObjectId(String);
 
 impl ObjectId {
     pub fn parse(s: &str) -> Option<ObjectId> {
-        let hex = |t: &str| t.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        let ok = (s.len() == 64 && hex(s)) || (s.len() == 33 && s.starts_with('c') && hex(&s[1..]));
-        ok.then(|| ObjectId(s.to_owned()))
-    }
-
-    pub fn from_hash(h: &[u8; 32]) -> ObjectId {
-        ObjectId(hex(h))
+        let hex = s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        (s.len() == 32 && hex).then(|| ObjectId(s.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -54,7 +48,8 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// Whether files move between workspace and store by `FICLONE`.
+/// Whether files move between workspace and store by `FICLONE`: learnt from
+/// the first attempt, so a filesystem that cannot clone costs one failed ioctl.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloneSupport {
     Unknown,
@@ -68,6 +63,7 @@ pub struct Store {
     clone: AtomicU8,
     tmp_counter: AtomicU64,
     id_seed: [u8; 32],
+    pid: u32,
 }
 
 /// Held while a command changes the store or the workspace; released on drop.
@@ -123,6 +119,7 @@ impl Store {
             clone: AtomicU8::new(0),
             tmp_counter: AtomicU64::new(0),
             id_seed: *blake3::hash(&seed_src).as_bytes(),
+            pid: std::process::id(),
         };
         store.sweep_tmp();
         Ok(store)
@@ -175,15 +172,15 @@ impl Store {
     /// A fresh path in `tmp/` that no other process will use.
     pub(crate) fn tmp_path(&self) -> PathBuf {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        self.root.join("tmp").join(format!("{}-{n}", std::process::id()))
+        self.root.join("tmp").join(format!("{}-{n}", self.pid))
     }
 
-    fn fresh_clone_id(&self) -> ObjectId {
+    fn fresh_object_id(&self) -> ObjectId {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         let mut h = blake3::Hasher::new();
         h.update(&self.id_seed);
         h.update(&n.to_le_bytes());
-        ObjectId(format!("c{}", hex(&h.finalize().as_bytes()[..16])))
+        ObjectId(hex(&h.finalize().as_bytes()[..16]))
     }
 
     /// Removes work files left by processes that no longer exist.
@@ -202,51 +199,34 @@ impl Store {
     }
 
     /// Puts the content of the open regular file `src` (of `size` bytes) into
-    /// the store: a clone where possible, else a hashed, deduplicated copy.
-    pub(crate) fn put_object(&self, src: &File, size: u64) -> io::Result<(ObjectId, Option<[u8; 32]>)> {
-        let tmp = self.tmp_path();
-        let dst = File::options().read(true).write(true).create_new(true).mode(0o600).open(&tmp)?;
-        let result = self.fill(&dst, src, size);
-        match result {
-            Ok(hash) => {
-                let id = match &hash {
-                    Some(h) => ObjectId::from_hash(h),
-                    None => self.fresh_clone_id(),
-                };
-                let dest = self.object_path(&id);
-                if hash.is_some() && dest.exists() {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Ok((id, hash));
-                }
-                let placed = std::fs::rename(&tmp, &dest).or_else(|e| {
-                    if e.kind() == io::ErrorKind::NotFound {
-                        std::fs::create_dir_all(dest.parent().unwrap_or(&self.root))?;
-                        std::fs::rename(&tmp, &dest)
-                    } else {
-                        Err(e)
-                    }
-                });
-                if let Err(e) = placed {
-                    let _ = std::fs::remove_file(&tmp);
-                    return Err(e);
-                }
-                Ok((id, hash))
-            }
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
+    /// the store, under a fresh unique name: a clone where the filesystem
+    /// allows it, else a sparse-aware copy.
+    ///
+    /// The object is created in place, not renamed into place: a rename costs
+    /// more than a clone on btrfs, and a crash can only leave an object that
+    /// no manifest names yet. Objects are not named by content: reading every
+    /// byte to hash it would make the copy path slower than `cp`, and the stat
+    /// cache already shares unchanged files across sessions. Hashes are
+    /// computed when content must be compared, and kept in the manifest.
+    pub(crate) fn put_object(&self, src: &File, size: u64) -> io::Result<ObjectId> {
+        let id = self.fresh_object_id();
+        let dest = self.object_path(&id);
+        let dst = self.create_object_file(&dest)?;
+        let filled = self.fill(&dst, src, size);
+        if filled.is_err() {
+            drop(dst);
+            let _ = std::fs::remove_file(&dest);
         }
+        filled.map(|()| id)
     }
 
-    /// Writes `size` bytes of `src` into the empty `dst`: clone or copy.
-    /// Returns the content hash when the content was read.
-    pub(crate) fn fill(&self, dst: &File, src: &File, size: u64) -> io::Result<Option<[u8; 32]>> {
+    /// Writes `size` bytes of `src` into the empty `dst`: clone, else copy.
+    pub(crate) fn fill(&self, dst: &File, src: &File, size: u64) -> io::Result<()> {
         if self.clone_support() != CloneSupport::Copy {
             match copy::try_clone(dst, src) {
                 Ok(()) => {
                     self.set_clone_support(CloneSupport::Clone);
-                    return Ok(None);
+                    return Ok(());
                 }
                 Err(e) => match copy::clone_failure(&e) {
                     copy::CloneFailure::Filesystem => self.set_clone_support(CloneSupport::Copy),
@@ -255,7 +235,18 @@ impl Store {
                 },
             }
         }
-        copy::copy_sparse(src, dst, size, true)
+        copy::copy_sparse(src, dst, size)
+    }
+
+    fn create_object_file(&self, dest: &Path) -> io::Result<File> {
+        let open = || File::options().write(true).create_new(true).mode(0o600).open(dest);
+        match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(dest.parent().unwrap_or(&self.root))?;
+                open()
+            }
+            r => r,
+        }
     }
 
     pub(crate) fn open_object(&self, id: &ObjectId) -> io::Result<File> {

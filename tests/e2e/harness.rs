@@ -259,22 +259,21 @@ impl Drop for LoopFs {
     }
 }
 
-/// The objects directory of the only store under `stores`.
-pub fn store_objects(stores: &Path) -> Vec<String> {
-    let mut names = Vec::new();
+/// Every object file (path and size) of the stores under `stores`.
+pub fn store_objects(stores: &Path) -> Vec<(PathBuf, u64)> {
+    let mut found = Vec::new();
     let mut stack = vec![stores.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
         for e in rd.flatten() {
             let p = e.path();
             if p.is_dir() {
                 stack.push(p);
             } else if p.parent().and_then(|q| q.parent()).and_then(Path::file_name) == Some(OsStr::new("objects")) {
-                names.push(e.file_name().to_string_lossy().into_owned());
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                found.push((p, size));
             }
         }
     }
-    names
+    found
 }

@@ -407,6 +407,6 @@ mod tests {
     #[test]
     fn formats_utc_time() {
         assert_eq!(super::time(0), "1970-01-01 00:00");
-        assert_eq!(super::time(1_795_000_000_000), "2026-11-18 06:13");
+        assert_eq!(super::time(1_795_000_000_000), "2026-11-18 11:06"); // date -u -d @1795000000
     }
 }
