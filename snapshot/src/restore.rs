@@ -25,6 +25,7 @@ use crate::git::{GitClass, git_class};
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::path::RelPath;
 use crate::session::{Journal, Session};
+use crate::snapshot::fs_now;
 use crate::stat::FileStat;
 use crate::store::Store;
 use crate::walk::RESTORE_TMP_PREFIX;
@@ -153,9 +154,62 @@ pub fn rollback(
         store.sync()?;
         sync_workspace(workspace);
         store.clear_journal(&session.id)?;
+        refresh_stat_cache(store, workspace, changes, &picked);
     }
     store.settle(session, changes)?;
     Ok(outcome)
+}
+
+/// Points the stat cache at what rollback restored, so the next snapshot
+/// trusts those files instead of copying them again (a restored file has a
+/// new inode and ctime). Best effort: on any failure the cache is merely
+/// colder. Waits for the filesystem clock to tick past the last restore so
+/// the refreshed entries are not racy.
+fn refresh_stat_cache(store: &Store, root: &Path, changes: &[Change], picked: &[usize]) {
+    let Some(mut latest) = store.latest().and_then(|id| store.manifest(&id).ok()) else { return };
+    let Ok(last_write) = fs_now(store) else { return };
+    let mut now = last_write;
+    for _ in 0..50 {
+        if now > last_write {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        match fs_now(store) {
+            Ok(t) => now = t,
+            Err(_) => return,
+        }
+    }
+    if now <= last_write {
+        return;
+    }
+    let mut updated: HashMap<RelPath, Option<Entry>> = HashMap::new();
+    for &i in picked {
+        let c = &changes[i];
+        if c.state != ChangeState::RolledBack {
+            continue;
+        }
+        let fresh = c.before.as_ref().filter(|b| !b.is_excluded()).and_then(|b| {
+            let m = std::fs::symlink_metadata(c.path.to_path(root)).ok()?;
+            let stat = FileStat::from_metadata(&m);
+            let same_kind = match b.kind {
+                EntryKind::File { .. } => m.is_file(),
+                EntryKind::Symlink { .. } => m.file_type().is_symlink(),
+                EntryKind::Dir => m.is_dir(),
+                EntryKind::Excluded { .. } => false,
+            };
+            same_kind.then(|| Entry { stat, racy: stat.mtime_ns >= now || stat.ctime_ns >= now, ..b.clone() })
+        });
+        if fresh.is_some() || c.before.is_none() {
+            updated.insert(c.path.clone(), fresh);
+        }
+    }
+    latest.entries.retain(|e| !updated.contains_key(&e.path));
+    latest.entries.extend(updated.into_values().flatten());
+    latest.sort();
+    latest.started_ns = latest.started_ns.max(now);
+    if let Ok(id) = store.put_manifest(&latest) {
+        let _ = store.set_latest(&id);
+    }
 }
 
 fn sync_workspace(root: &Path) {

@@ -99,7 +99,7 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
 /// The filesystem's idea of "now": the mtime of a file created in the store.
 /// File timestamps come from the kernel's coarse clock, so comparing them with
 /// this (rather than with `SystemTime::now()`) makes the racy check exact.
-fn fs_now(store: &Store) -> Result<i64, SnapshotError> {
+pub(crate) fn fs_now(store: &Store) -> Result<i64, SnapshotError> {
     let path = store.tmp_path();
     let probe = || -> io::Result<i64> {
         let f = std::fs::File::create(&path)?;

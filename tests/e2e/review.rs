@@ -191,3 +191,21 @@ fn colour_only_on_request_of_a_terminal() {
     let tty = env.run(c);
     assert!(tty.stdout.contains("\x1b[31m-a") && tty.stdout.contains("\x1b[32m+b"), "{:?}", tty.stdout);
 }
+
+/// Restored files have new inodes and ctimes; rollback refreshes the stat
+/// cache so the next session does not copy them all again.
+#[test]
+fn the_session_after_a_rollback_copies_nothing_again() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    for i in 0..300 {
+        write(ws.join(format!("d{}/f{i}", i % 10)), format!("{i}\n"));
+    }
+    let stores = env.home.join(".local/share/ws/stores");
+    env.session(&ws, "true").ok();
+    env.session(&ws, "rm -rf d*").ok();
+    env.ws(&ws, &["rollback"]).ok();
+    let objects = store_objects(&stores).len();
+    env.session(&ws, "true").ok();
+    assert_eq!(store_objects(&stores).len(), objects, "the next snapshot re-copied restored files");
+}

@@ -1,0 +1,28 @@
+//! Kernel enforcement for `ws` sessions.
+//!
+//! Policy is decided by pure functions over typed inputs ([`profile`],
+//! [`env`], [`policy`], [`seccomp::denied_syscalls`]); the code that applies
+//! it ([`landlock`], [`seccomp`], [`exec`]) is thin and fails closed: when a
+//! layer the profile requires cannot be enforced, nothing runs.
+//!
+//! # Security
+//! The sandboxed command is started by `ws` re-executing itself as a small
+//! launcher ([`exec::enter`]) that restricts *itself* (no_new_privs, Landlock,
+//! seccomp) and then `execve`s the command, so every restriction is inherited
+//! and none can be dropped. The launcher runs no code of the command's before
+//! the restrictions are in force.
+//!
+//! This crate is the only one of the workspace meant to hold `unsafe`; so far
+//! it needs none: `landlock`, `seccompiler` and `rustix` offer safe calls for
+//! everything used here.
+
+pub mod env;
+pub mod exec;
+pub mod landlock;
+pub mod policy;
+pub mod probe;
+pub mod profile;
+pub mod seccomp;
+
+pub use policy::{Access, Decision, FsPolicy};
+pub use profile::{Profile, ProfileError, ProfileProblem};
