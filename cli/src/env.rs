@@ -9,6 +9,8 @@ pub const WS_STORE_DIR: &str = "WS_STORE_DIR";
 pub const XDG_DATA_HOME: &str = "XDG_DATA_HOME";
 pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 pub const HOME: &str = "HOME";
+/// Temporary directory the sandbox may write to (`$TMPDIR` in profiles).
+pub const TMPDIR: &str = "TMPDIR";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 
@@ -38,4 +40,13 @@ pub fn default_global_excludes() -> Option<PathBuf> {
 
 pub fn no_color() -> bool {
     var_os(NO_COLOR).is_some()
+}
+
+/// Where user profiles live: `$XDG_CONFIG_HOME/ws/profiles` or `~/.config/ws/profiles`.
+pub fn profile_dir() -> Option<PathBuf> {
+    path(XDG_CONFIG_HOME).map(|d| d.join("ws/profiles")).or_else(|| home().map(|h| h.join(".config/ws/profiles")))
+}
+
+pub fn tmpdir() -> Option<PathBuf> {
+    path(TMPDIR)
 }

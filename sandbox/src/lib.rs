@@ -12,9 +12,11 @@
 //! and none can be dropped. The launcher runs no code of the command's before
 //! the restrictions are in force.
 //!
-//! This crate is the only one of the workspace meant to hold `unsafe`; so far
-//! it needs none: `landlock`, `seccompiler` and `rustix` offer safe calls for
-//! everything used here.
+//! This crate is the only one of the workspace allowed `unsafe` (the workspace
+//! denies it; modules here allow it per item, each with a `SAFETY:` comment).
+//! Today one block needs it: asking the kernel its Landlock ABI
+//! ([`probe::landlock_abi`]); `landlock`, `seccompiler` and `rustix` offer safe
+//! calls for everything else.
 
 pub mod env;
 pub mod exec;

@@ -30,7 +30,17 @@ impl Out {
 
 impl Env {
     pub fn new() -> Env {
-        let tmp = tempfile::Builder::new().prefix("ws-e2e-").tempdir().expect("tempdir");
+        Env::new_in(&std::env::temp_dir())
+    }
+
+    /// An environment outside /tmp (which the default profile may write),
+    /// so that HOME is as protected as a real home directory.
+    pub fn protected() -> Env {
+        Env::new_in(Path::new("/var/tmp"))
+    }
+
+    fn new_in(base: &Path) -> Env {
+        let tmp = tempfile::Builder::new().prefix("ws-e2e-").tempdir_in(base).expect("tempdir");
         let home = tmp.path().join("home");
         std::fs::create_dir(&home).expect("home");
         Env { tmp, home }

@@ -9,3 +9,4 @@ mod git;
 mod harness;
 mod kinds;
 mod review;
+mod sandbox;

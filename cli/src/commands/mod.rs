@@ -2,8 +2,11 @@
 
 mod approve;
 mod diff;
+mod doctor;
+mod profile;
 mod rollback;
 mod session;
+mod why;
 
 use std::path::PathBuf;
 
@@ -34,6 +37,11 @@ enum Command {
     Diff(diff::DiffArgs),
     Approve(approve::ApproveArgs),
     Rollback(rollback::RollbackArgs),
+    /// List, show and check sandbox profiles.
+    #[command(subcommand)]
+    Profile(profile::ProfileCommand),
+    Doctor(doctor::DoctorArgs),
+    Why(why::WhyArgs),
 }
 
 pub fn run(cli: Cli) -> Result<i32, CliError> {
@@ -42,6 +50,9 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Diff(a) => diff::cmd_diff(a),
         Command::Approve(a) => approve::cmd_approve(a),
         Command::Rollback(a) => rollback::cmd_rollback(a),
+        Command::Profile(c) => profile::run(c),
+        Command::Doctor(a) => doctor::cmd_doctor(a),
+        Command::Why(a) => why::cmd_why(a),
     }
 }
 

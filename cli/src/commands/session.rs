@@ -36,6 +36,14 @@ pub struct StartArgs {
     /// A label to find the session by later (`ws diff refactor`).
     #[arg(long)]
     name: Option<String>,
+    /// The sandbox profile: a built-in (`ws profile list`), one of yours in
+    /// ~/.config/ws/profiles/NAME.toml, or a path to a .toml file.
+    #[arg(long, default_value = "default")]
+    profile: String,
+    /// Run even if a layer the profile requires is missing on this machine
+    /// (the session record says what was not enforced). Never implied.
+    #[arg(long)]
+    allow_degraded: bool,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -70,6 +78,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     let program = &args.command[0];
     check_runnable(program)?;
     let ws = Workspace::discover()?;
+    let sandbox = Sandbox::prepare(&ws, &args.profile, args.allow_degraded)?;
     let (mut session, excluded, before) = {
         let _lock = ws.lock()?;
         let previous = ws.latest_manifest();
@@ -117,7 +126,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
         }
     });
 
-    let spawned = Command::new(program).args(&args.command[1..]).spawn();
+    let spawned = sandbox.command(&args.command).spawn();
     let status = match spawned {
         Ok(mut child) => {
             child_pid.store(child.id() as i32, Ordering::Relaxed);
@@ -142,6 +151,67 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     let changes = ws.finish_session(&mut session, Some(before), exit_status)?;
     summarize(&session, &changes, excluded);
     Ok(code)
+}
+
+/// How the command will be confined: decided, and refused if it cannot be
+/// what the profile requires, before anything is snapshotted.
+struct Sandbox {
+    spec: ws_sandbox::exec::LaunchSpec,
+    env: Vec<(OsString, OsString)>,
+}
+
+impl Sandbox {
+    fn prepare(ws: &Workspace, profile: &str, allow_degraded: bool) -> Result<Sandbox, CliError> {
+        use ws_sandbox::profile::Layer;
+        let p = crate::profiles::resolve(profile)?;
+        let (home, tmp) = (crate::env::home(), crate::env::tmpdir());
+        let fs = p.fs_policy(&crate::profiles::vars(&ws.root, &home, &tmp));
+        let landlock = ws_sandbox::probe::landlock_abi() > 0;
+        let seccomp = ws_sandbox::probe::seccomp_available();
+        let missing: Vec<&str> = p
+            .require
+            .iter()
+            .filter(|l| match l {
+                Layer::Landlock => !landlock,
+                Layer::Seccomp => !seccomp,
+            })
+            .map(|l| l.name())
+            .collect();
+        if !missing.is_empty() {
+            let what = missing.join(" and ");
+            if !allow_degraded {
+                return Err(CliError::usage(format!(
+                    "profile `{}` requires {what}, which this machine cannot enforce",
+                    p.name
+                ))
+                .hint("`ws doctor` shows what is missing; pass --allow-degraded to run without it anyway"));
+            }
+            ui::warn(&format!(
+                "running without {what} (--allow-degraded): the command is less confined than profile `{}` asks",
+                p.name
+            ));
+        }
+        let spec = ws_sandbox::exec::LaunchSpec {
+            fs,
+            landlock,
+            seccomp,
+            require: p.require.iter().map(|l| l.name().to_owned()).collect(),
+            allow_degraded,
+        };
+        let env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
+        Ok(Sandbox { spec, env })
+    }
+
+    /// `ws __sandbox-exec SPEC -- CMD…` with the scrubbed environment: the
+    /// launcher confines itself, then becomes CMD.
+    fn command(&self, cmd: &[OsString]) -> Command {
+        let me = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+        let spec = serde_json::to_string(&self.spec).unwrap_or_default();
+        let mut c = Command::new(me);
+        c.arg(crate::LAUNCHER).arg(spec).arg("--").args(cmd);
+        c.env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
+        c
+    }
 }
 
 /// Refuses before snapshotting when the command cannot be found at all.

