@@ -19,6 +19,7 @@ command -v git        >/dev/null || need+=(git)
 command -v setpriv    >/dev/null || need+=(util-linux)
 command -v mount      >/dev/null || need+=(mount)
 command -v script     >/dev/null || need+=(bsdutils)
+command -v perl       >/dev/null || need+=(perl-base)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   apt-get update -qq

@@ -27,7 +27,7 @@ use crate::path::RelPath;
 use crate::session::{Journal, Session};
 use crate::snapshot::fs_now;
 use crate::stat::FileStat;
-use crate::store::Store;
+use crate::store::{Store, owner_alive, worker_threads};
 use crate::walk::RESTORE_TMP_PREFIX;
 
 #[derive(Debug, Default)]
@@ -412,7 +412,7 @@ impl Rollback<'_> {
 
     /// Runs [`Self::step`] for independent changes on several threads.
     fn steps_in_parallel(&self, changes: &[Change], picked: &[usize]) -> Result<Vec<(usize, Step)>, ReviewError> {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2).clamp(1, 16);
+        let threads = worker_threads();
         let chunk = picked.len().div_ceil(threads).max(32);
         let parts: Vec<Result<Vec<(usize, Step)>, ReviewError>> = std::thread::scope(|s| {
             let handles: Vec<_> = picked
@@ -580,11 +580,7 @@ impl Rollback<'_> {
                 let Some(rest) = name.as_bytes().strip_prefix(RESTORE_TMP_PREFIX) else {
                     continue;
                 };
-                let pid = std::str::from_utf8(rest)
-                    .ok()
-                    .and_then(|r| r.split('-').next())
-                    .and_then(|p| p.parse::<u32>().ok());
-                let alive = pid.is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists());
+                let alive = owner_alive(rest);
                 if !alive {
                     let _ = std::fs::remove_file(e.path());
                 }

@@ -189,10 +189,7 @@ impl Store {
             return;
         };
         for entry in dir.flatten() {
-            let name = entry.file_name();
-            let pid = name.to_str().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<u32>().ok());
-            let alive = pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists());
-            if !alive {
+            if !owner_alive(entry.file_name().as_encoded_bytes()) {
                 let _ = std::fs::remove_file(entry.path());
             }
         }
@@ -317,4 +314,17 @@ impl Store {
         let path = self.object_path(id);
         fs_err::read(&path).map_err(|source| StoreError::Io { path, source })
     }
+}
+
+/// Whether the process whose id starts a work file's name (`PID-…`) still
+/// runs. Such files of dead processes are debris, safe to remove.
+pub(crate) fn owner_alive(name: &[u8]) -> bool {
+    let pid = std::str::from_utf8(name).ok().and_then(|n| n.split('-').next()).and_then(|p| p.parse::<u32>().ok());
+    pid.is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists())
+}
+
+/// How many threads walk or restore in parallel: the work mostly waits on the
+/// filesystem, so twice the cores.
+pub(crate) fn worker_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2).clamp(2, 16)
 }

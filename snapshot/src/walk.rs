@@ -26,7 +26,7 @@ use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest};
 use crate::path::RelPath;
 use crate::snapshot::Progress;
 use crate::stat::FileStat;
-use crate::store::{ObjectId, Store};
+use crate::store::{ObjectId, Store, worker_threads};
 
 /// Work files of an interrupted restore; never part of a snapshot.
 pub(crate) const RESTORE_TMP_PREFIX: &[u8] = b".ws-tmp-";
@@ -81,7 +81,7 @@ struct Queue {
 
 impl Walk<'_> {
     pub fn run(&self) -> Result<Vec<Entry>, SnapshotError> {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2).clamp(2, 16);
+        let threads = worker_threads();
         let root = Job { abs: self.root.to_path_buf(), rel: RelPath::root(), ignores: None, mode: Mode::Normal };
         let shared = Shared {
             queue: Mutex::new(Queue { jobs: vec![root], idle: 0, done: false }),
