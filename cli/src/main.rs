@@ -17,13 +17,12 @@ pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// The hidden launcher argument: `ws __sandbox-exec SPEC -- CMD ARGS…`.
-pub const LAUNCHER: &str = "__sandbox-exec";
-
 fn main() {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    if args.get(1).is_some_and(|a| a == LAUNCHER) {
-        std::process::exit(launch(&args[2..]));
+    match args.get(1).and_then(|a| a.to_str()) {
+        Some(ws_sandbox::exec::LAUNCHER_ARG) => std::process::exit(sandboxed(&args[2..], false)),
+        Some(ws_sandbox::exec::INIT_ARG) => std::process::exit(sandboxed(&args[2..], true)),
+        _ => {}
     }
     let cli = commands::Cli::parse();
     let code = match commands::run(cli) {
@@ -36,22 +35,37 @@ fn main() {
     std::process::exit(code);
 }
 
-/// Becomes the sandboxed command; returns only on failure.
-fn launch(args: &[std::ffi::OsString]) -> i32 {
+/// The launcher or the session's init (`ws __sandbox-exec|__sandbox-init
+/// SPEC -- CMD…`): confine, run CMD, return its exit code.
+fn sandboxed(args: &[std::ffi::OsString], init: bool) -> i32 {
     let (Some(spec), Some(sep)) = (args.first(), args.get(1)) else { return exit::NOT_STARTED };
     if sep != "--" || args.len() < 3 {
         return exit::NOT_STARTED;
     }
-    let (e, degraded) = ws_sandbox::exec::enter(&spec.to_string_lossy(), &args[2], &args[3..]);
-    let _ = degraded;
-    ui::error(
-        &error::chain(&e),
-        Some("`ws doctor` shows what this machine can enforce; --allow-degraded runs without the missing layer"),
-    );
-    match &e {
-        ws_sandbox::exec::LaunchError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => 127,
-        ws_sandbox::exec::LaunchError::Exec { .. } => 126,
-        _ => exit::NOT_STARTED,
+    let spec = spec.to_string_lossy();
+    let degraded = |layer: &str, why: &dyn std::error::Error| {
+        ui::warn(&format!("running without {layer}: {}", error::chain(why)));
+    };
+    let result = if init {
+        ws_sandbox::exec::init(&spec, &args[2], &args[3..])
+    } else {
+        ws_sandbox::exec::launch(&spec, &args[2], &args[3..], &degraded)
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            ui::error(
+                &error::chain(&e),
+                Some("`ws doctor` shows what this machine can enforce; --allow-degraded runs without a missing layer"),
+            );
+            match &e {
+                ws_sandbox::exec::LaunchError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    127
+                }
+                ws_sandbox::exec::LaunchError::Exec { .. } => 126,
+                _ => exit::NOT_STARTED,
+            }
+        }
     }
 }
 

@@ -1,26 +1,48 @@
-//! The launcher: restrict this process, then become the command.
+//! The launcher and the session's init: restrict, then become the command.
 //!
 //! `ws` starts a sandboxed command by running itself as
-//! `ws __sandbox-exec SPEC -- CMD ARGS…` with the scrubbed environment. The
-//! launcher applies every layer to itself and `execve`s CMD; if a layer that
-//! [`LaunchSpec::require`] names cannot be enforced, it does not run CMD at
-//! all (unless [`LaunchSpec::allow_degraded`]).
+//! `ws __sandbox-exec SPEC -- CMD ARGS…` with the scrubbed environment.
+//! Without namespaces the launcher applies Landlock and seccomp to itself and
+//! `execve`s CMD. With them it unshares, then runs `ws __sandbox-init SPEC --
+//! CMD…` as PID 1 of the new PID namespace, which sets up the mounts, applies
+//! the same restrictions, runs CMD and reaps orphans until CMD exits. If a layer
+//! that [`LaunchSpec::require`] names cannot be enforced, CMD does not run
+//! (unless [`LaunchSpec::allow_degraded`]).
 
 use std::ffi::OsString;
-use std::os::unix::process::CommandExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
 use crate::policy::FsPolicy;
+
+/// The hidden arguments `ws` answers to.
+pub const LAUNCHER_ARG: &str = "__sandbox-exec";
+pub const INIT_ARG: &str = "__sandbox-init";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct LaunchSpec {
     pub fs: FsPolicy,
     pub landlock: bool,
     pub seccomp: bool,
+    pub namespaces: Option<NamespaceSpec>,
     /// Layers that must be enforced (by name), or the command does not run.
     pub require: Vec<String>,
     pub allow_degraded: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NamespaceSpec {
+    /// Made read-only inside the session.
+    pub protect: Vec<PathBuf>,
+    /// Covered by an empty, read-only tmpfs inside the session.
+    pub hide: Vec<PathBuf>,
+    /// Whether a user namespace is needed (not root).
+    pub user_ns: bool,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -31,48 +53,159 @@ pub enum LaunchError {
     Landlock(#[source] crate::landlock::LandlockError),
     #[error("the profile requires seccomp, which this machine cannot enforce")]
     Seccomp(#[source] crate::seccomp::SeccompError),
+    #[error("the profile requires namespaces, which this machine does not allow")]
+    Namespaces(#[source] crate::namespaces::NamespaceError),
+    #[error("cannot set up the session's namespaces")]
+    Mounts(#[source] crate::namespaces::NamespaceError),
     #[error("cannot run {program}")]
     Exec { program: String, source: std::io::Error },
 }
 
-/// Layers given up because of `allow_degraded`, to be reported by the caller.
-pub type Degraded = Vec<String>;
+fn required(spec: &LaunchSpec, layer: &str) -> bool {
+    spec.require.iter().any(|r| r == layer) && !spec.allow_degraded
+}
 
-/// Applies the spec to this process. Returns the layers that were dropped
-/// (only ever non-empty with `allow_degraded`).
-pub fn enforce(spec: &LaunchSpec) -> Result<Degraded, LaunchError> {
-    let mut degraded = Vec::new();
-    let required = |l: &str| spec.require.iter().any(|r| r == l) && !spec.allow_degraded;
+/// Applies Landlock and seccomp to this process.
+fn restrict(spec: &LaunchSpec) -> Result<(), LaunchError> {
     if spec.landlock
         && let Err(e) = crate::landlock::restrict(&spec.fs)
+        && required(spec, "landlock")
     {
-        if required("landlock") {
-            return Err(LaunchError::Landlock(e));
-        }
-        degraded.push("landlock".to_owned());
+        return Err(LaunchError::Landlock(e));
     }
     if spec.seccomp
         && let Err(e) = crate::seccomp::install()
+        && required(spec, "seccomp")
     {
-        if required("seccomp") {
-            return Err(LaunchError::Seccomp(e));
-        }
-        degraded.push("seccomp".to_owned());
+        return Err(LaunchError::Seccomp(e));
     }
-    Ok(degraded)
+    Ok(())
 }
 
-/// Restricts this process according to `spec_json`, then replaces it with
-/// `program`. Returns only on failure.
-pub fn enter(spec_json: &str, program: &OsString, args: &[OsString]) -> (LaunchError, Degraded) {
-    let spec: LaunchSpec = match serde_json::from_str(spec_json) {
-        Ok(s) => s,
-        Err(e) => return (e.into(), vec![]),
-    };
-    let degraded = match enforce(&spec) {
-        Ok(d) => d,
-        Err(e) => return (e, vec![]),
-    };
-    let err = std::process::Command::new(program).args(args).exec();
-    (LaunchError::Exec { program: program.to_string_lossy().into_owned(), source: err }, degraded)
+/// Signals that must not kill a launcher or init (the command gets Ctrl-C
+/// from the terminal itself); SIGTERM and SIGHUP are passed on to `child`.
+fn pass_signals_to(child: u32) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGQUIT, SIGTERM, SIGHUP]) else { return };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            if (sig == SIGTERM || sig == SIGHUP)
+                && let (Some(pid), Some(s)) =
+                    (rustix::process::Pid::from_raw(child as i32), rustix::process::Signal::from_named_raw(sig))
+            {
+                let _ = rustix::process::kill_process(pid, s);
+            }
+        }
+    });
+}
+
+/// Waits for `child` while passing SIGTERM and SIGHUP on to it and surviving
+/// Ctrl-C. After `unshare(CLONE_NEWPID)` this process may not create threads,
+/// so instead of a signal thread: flag-setting handlers, and `poll` on a pidfd,
+/// which a signal always interrupts (poll is never restarted).
+fn wait_passing_signals(child: &mut std::process::Child) -> std::io::Result<std::process::ExitStatus> {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+    let term = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
+    let ignored = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(SIGTERM, Arc::clone(&term))?;
+    signal_hook::flag::register(SIGHUP, Arc::clone(&hup))?;
+    signal_hook::flag::register(SIGINT, Arc::clone(&ignored))?;
+    signal_hook::flag::register(SIGQUIT, ignored)?;
+    let pid =
+        rustix::process::Pid::from_raw(child.id() as i32).ok_or_else(|| std::io::Error::other("child has no pid"))?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+    loop {
+        for (flag, sig) in [(&term, rustix::process::Signal::TERM), (&hup, rustix::process::Signal::HUP)] {
+            if flag.swap(false, Ordering::Relaxed) {
+                let _ = rustix::process::kill_process(pid, sig);
+            }
+        }
+        let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) => return child.wait(),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+fn status_code(s: std::process::ExitStatus) -> i32 {
+    s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0))
+}
+
+/// The launcher. Returns an exit code, or an error before CMD could run.
+/// `degraded` hears of a layer given up because the profile does not require
+/// it (or `allow_degraded`), so the caller can say so.
+pub fn launch(
+    spec_json: &str,
+    program: &OsString,
+    args: &[OsString],
+    degraded: &dyn Fn(&str, &dyn std::error::Error),
+) -> Result<i32, LaunchError> {
+    let spec: LaunchSpec = serde_json::from_str(spec_json)?;
+    if let Some(ns) = &spec.namespaces {
+        match crate::namespaces::unshare(ns.user_ns, ns.uid, ns.gid) {
+            Ok(()) => {
+                let me =
+                    std::env::current_exe().map_err(|source| LaunchError::Exec { program: "ws".into(), source })?;
+                let mut init = Command::new(me)
+                    .arg(INIT_ARG)
+                    .arg(spec_json)
+                    .arg("--")
+                    .arg(program)
+                    .args(args)
+                    .spawn()
+                    .map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
+                let status = wait_passing_signals(&mut init)
+                    .map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
+                return Ok(status_code(status));
+            }
+            Err(e) if required(&spec, "namespaces") => return Err(LaunchError::Namespaces(e)),
+            Err(e) => degraded("namespaces", &e),
+        }
+    }
+    restrict(&spec)?;
+    let err = Command::new(program).args(args).exec();
+    Err(LaunchError::Exec { program: program.to_string_lossy().into_owned(), source: err })
+}
+
+/// PID 1 of the session's namespaces. Returns CMD's exit code.
+pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i32, LaunchError> {
+    let spec: LaunchSpec = serde_json::from_str(spec_json)?;
+    // If the launcher dies (killed with the supervisor), the session ends
+    // gracefully: SIGTERM here is passed on to the command.
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    if let Some(ns) = &spec.namespaces {
+        crate::namespaces::set_up_mounts(&ns.protect, &ns.hide).map_err(LaunchError::Mounts)?;
+        if ns.user_ns {
+            crate::namespaces::become_user(ns.uid, ns.gid).map_err(LaunchError::Mounts)?;
+        }
+    }
+    restrict(&spec)?;
+    let child = Command::new(program)
+        .args(args)
+        .spawn()
+        .map_err(|source| LaunchError::Exec { program: program.to_string_lossy().into_owned(), source })?;
+    let pid = child.id();
+    pass_signals_to(pid);
+    // As PID 1, reap every orphan until the command itself exits.
+    loop {
+        match rustix::process::wait(rustix::process::WaitOptions::empty()) {
+            Ok(Some((p, status))) if p.as_raw_nonzero().get() as u32 == pid => {
+                let code = match (status.exit_status(), status.terminating_signal()) {
+                    (Some(c), _) => c,
+                    (None, Some(sig)) => 128 + sig,
+                    _ => 1,
+                };
+                return Ok(code);
+            }
+            Ok(_) => continue,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return Ok(1),
+        }
+    }
 }

@@ -21,6 +21,7 @@
 pub mod env;
 pub mod exec;
 pub mod landlock;
+pub mod namespaces;
 pub mod policy;
 pub mod probe;
 pub mod profile;

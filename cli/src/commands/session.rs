@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -168,12 +169,14 @@ impl Sandbox {
         let fs = p.fs_policy(&crate::profiles::vars(&ws.root, &home, &tmp));
         let landlock = ws_sandbox::probe::landlock_abi() > 0;
         let seccomp = ws_sandbox::probe::seccomp_available();
+        let root = rustix::process::geteuid().is_root();
         let missing: Vec<&str> = p
             .require
             .iter()
             .filter(|l| match l {
                 Layer::Landlock => !landlock,
                 Layer::Seccomp => !seccomp,
+                Layer::Namespaces => !root && !ws_sandbox::probe::user_namespaces(),
             })
             .map(|l| l.name())
             .collect();
@@ -191,10 +194,19 @@ impl Sandbox {
                 p.name
             ));
         }
+        let store = ws.store.root().to_path_buf();
+        let namespaces = Some(ws_sandbox::exec::NamespaceSpec {
+            protect: ws_sandbox::namespaces::protected_paths(&ws.root),
+            hide: [Some(store.clone()), store.parent().map(Path::to_path_buf)].into_iter().flatten().collect(),
+            user_ns: !root,
+            uid: rustix::process::getuid().as_raw(),
+            gid: rustix::process::getgid().as_raw(),
+        });
         let spec = ws_sandbox::exec::LaunchSpec {
             fs,
             landlock,
             seccomp,
+            namespaces,
             require: p.require.iter().map(|l| l.name().to_owned()).collect(),
             allow_degraded,
         };
@@ -208,7 +220,7 @@ impl Sandbox {
         let me = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
         let spec = serde_json::to_string(&self.spec).unwrap_or_default();
         let mut c = Command::new(me);
-        c.arg(crate::LAUNCHER).arg(spec).arg("--").args(cmd);
+        c.arg(ws_sandbox::exec::LAUNCHER_ARG).arg(spec).arg("--").args(cmd);
         c.env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }

@@ -1,0 +1,173 @@
+//! The three privilege modes: root; unprivileged with user namespaces;
+//! unprivileged with user-namespace creation blocked. CI runs as root; these
+//! tests drop to `nobody` themselves. To block user namespaces without
+//! touching the machine, the last mode runs `ws` inside a user namespace of
+//! the test's own whose `user.max_user_namespaces` is 0: nothing below it may
+//! create another, exactly as on a machine that forbids them.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::harness::*;
+
+const NOBODY: u32 = 65534;
+
+struct Unprivileged {
+    env: Env,
+    home: PathBuf,
+    ws: PathBuf,
+}
+
+fn unprivileged() -> Unprivileged {
+    assert!(is_root(), "needs root to switch to an unprivileged user (the README's test command runs as root)");
+    let env = Env::protected();
+    let home = env.dir("nobody-home");
+    let ws = env.dir("ws");
+    git_repo(&ws);
+    write(ws.join("mine.txt"), "workspace file\n");
+    write(home.join(".ssh/id_ed25519"), "SECRET-SSH\n");
+    for p in [env.tmp.path(), &home, &ws] {
+        std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(p).status().unwrap();
+    }
+    Unprivileged { env, home, ws }
+}
+
+fn as_nobody(u: &Unprivileged, cwd: &Path, args: &[&str]) -> Out {
+    let mut wrapped = std::process::Command::new("setpriv");
+    wrapped.args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into(), "--".into()]);
+    wrapped.arg(env!("CARGO_BIN_EXE_ws")).args(args);
+    wrapped.current_dir(cwd).env_clear();
+    wrapped.env("PATH", "/usr/bin:/bin").env("HOME", &u.home).env("NO_COLOR", "1").env("LANG", "C.UTF-8");
+    u.env.run(wrapped)
+}
+
+/// What every mode must still give, checked from inside: the command ran and
+/// wrote the workspace (control), and HOME's secrets are unreadable.
+const PROBE: &str = "cat mine.txt && echo ok > control.txt; id -u; cat \"$HOME/.ssh/id_ed25519\" 2>&1; \
+                     ps -eo pid= | wc -l | sed 's/^/procs=/'; echo hook > .git/hooks/pre-commit 2>&1 && echo HOOK-WRITTEN; true";
+
+fn common(out: &Out, ws: &Path) {
+    assert!(out.stdout.contains("workspace file") && ws.join("control.txt").exists(), "control: {out:?}");
+    assert!(!out.stdout.contains("SECRET-SSH"), "HOME was readable: {out:?}");
+}
+
+fn procs(out: &Out) -> usize {
+    out.stdout.lines().find_map(|l| l.strip_prefix("procs=")).and_then(|n| n.trim().parse().ok()).expect("procs line")
+}
+
+#[test]
+fn root_sessions_get_namespaces() {
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    git_repo(&ws);
+    write(ws.join("mine.txt"), "workspace file\n");
+    write(env.home.join(".ssh/id_ed25519"), "SECRET-SSH\n");
+    let script = format!("{PROBE}; git config core.hooksPath /tmp/evil 2>&1; ls \"$HOME/.local/share/ws/stores\" 2>&1");
+    let out = env.session(&ws, &script);
+    common(&out, &ws);
+    assert!(out.stdout.contains("\n0\n"), "root stays root: {out:?}");
+    assert!(procs(&out) <= 6, "ps sees processes outside the session: {out:?}");
+    assert!(!out.stdout.contains("HOOK-WRITTEN") && out.stderr.contains("Read-only file system"), "{out:?}");
+    assert!(out.stdout.contains("could not write config file .git/config"), "{out:?}");
+    assert!(!std::fs::read_to_string(ws.join(".git/config")).unwrap().contains("evil"));
+}
+
+#[test]
+fn unprivileged_with_user_namespaces_gets_every_layer() {
+    let u = unprivileged();
+    let out = as_nobody(&u, &u.ws, &["session", "start", "--", "sh", "-c", PROBE]);
+    assert_eq!(out.code, 0, "{out:?}");
+    common(&out, &u.ws);
+    assert!(out.stdout.contains(&format!("\n{NOBODY}\n")), "the command must see the user it is, not root: {out:?}");
+    assert!(procs(&out) <= 6, "ps sees processes outside the session: {out:?}");
+    assert!(!out.stdout.contains("HOOK-WRITTEN"), ".git/hooks was writable: {out:?}");
+    assert!(!out.stderr.contains("running without"), "{}", out.stderr);
+    let doctor = as_nobody(&u, &u.ws, &["doctor", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&doctor.stdout).unwrap();
+    let ns = v["layers"].as_array().unwrap().iter().find(|l| l["layer"] == "namespaces").unwrap().clone();
+    assert_eq!(ns["available"], true, "{ns}");
+}
+
+/// Runs `ws ARGS` as nobody inside a user namespace that may not create any
+/// other: the test (root outside) maps uids 0 and 65534 into it, the shell in
+/// it (root there) sets `user.max_user_namespaces` to 0, then drops to nobody.
+fn as_nobody_without_userns(u: &Unprivileged, args: &[&str]) -> Out {
+    let ws_bin = env!("CARGO_BIN_EXE_ws");
+    let quoted: Vec<String> = args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+    let inner = format!(
+        "echo 0 > /proc/sys/user/max_user_namespaces || exit 90; \
+         exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- {ws_bin} {}",
+        quoted.join(" ")
+    );
+    // The outer shell started before its uid was mapped, so it holds no
+    // capabilities; once the map is written, exec'ing again as the now-mapped
+    // root gives them back.
+    let mut child = std::process::Command::new("unshare")
+        .args(["--user", "sh", "-c", "read go; exec sh -c \"$1\"", "sh", &inner])
+        .current_dir(&u.ws)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("HOME", &u.home)
+        .env("NO_COLOR", "1")
+        .env("LANG", "C.UTF-8")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    // `unshare` execs sh once the namespace exists; wait until it has.
+    let own = std::fs::read_link("/proc/self/ns/user").unwrap();
+    for _ in 0..400 {
+        if std::fs::read_link(format!("/proc/{pid}/ns/user")).is_ok_and(|ns| ns != own) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    for map in ["uid_map", "gid_map"] {
+        std::fs::write(format!("/proc/{pid}/{map}"), format!("0 0 1\n{NOBODY} {NOBODY} 1\n")).unwrap();
+    }
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn unprivileged_without_user_namespaces_degrades_loudly_and_rollback_restores_hooks() {
+    let u = unprivileged();
+    let before = capture(&u.ws, &no_skip);
+    let doctor = as_nobody_without_userns(&u, &["doctor"]);
+    assert!(doctor.stdout.contains("user namespaces are blocked here"), "{doctor:?}");
+    let out = as_nobody_without_userns(&u, &["session", "start", "--", "sh", "-c", PROBE]);
+    assert_eq!(out.code, 0, "{out:?}");
+    common(&out, &u.ws);
+    assert!(out.stderr.contains("running without namespaces"), "the weaker mode must be said: {}", out.stderr);
+    assert!(
+        out.stdout.contains("HOOK-WRITTEN"),
+        "without namespaces .git/hooks is writable; this test relies on that: {out:?}"
+    );
+    // A profile that requires namespaces is refused here, before anything runs.
+    let strict = u.env.dir("p").join("strict.toml");
+    write(&strict, "extends = \"default\"\n[enforce]\nrequire = [\"landlock\", \"seccomp\", \"namespaces\"]\n");
+    std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(strict.parent().unwrap()).status().unwrap();
+    let refused = as_nobody_without_userns(
+        &u,
+        &["session", "start", "--profile", strict.to_str().unwrap(), "--", "touch", "ran"],
+    );
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains("requires namespaces") && refused.stderr.contains("--allow-degraded"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!u.ws.join("ran").exists());
+    // Rollback is the protection left: the planted hook goes away.
+    let rb = as_nobody_without_userns(&u, &["rollback"]);
+    assert_eq!(rb.code, 0, "{rb:?}");
+    assert!(!u.ws.join(".git/hooks/pre-commit").exists());
+    assert_same_tree(&before, &capture(&u.ws, &no_skip));
+}
