@@ -101,19 +101,28 @@ fn secret_looking_variables_never_reach_the_command() {
     assert!(!out.stdout.contains("SECRETVALUE"), "a secret reached the sandbox: {}", out.stdout);
 }
 
-/// Landlock scopes signals to the sandbox (ABI 6). Reading another
-/// process's /proc/PID/environ is not covered here: on this kernel Landlock
-/// alone does not stop it, the session's own PID namespace will.
+/// Landlock scopes signals to the sandbox (ABI 6); the session's own PID
+/// namespace hides every process outside it from `ps` and /proc (Landlock
+/// alone does not stop reading /proc/PID/environ on this kernel: measured).
 #[test]
-fn processes_outside_cannot_be_signalled() {
+fn processes_outside_are_invisible_and_cannot_be_signalled() {
     let f = fixture();
-    let mut outside = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+    let mut outside = std::process::Command::new("sleep").arg("30").env("OUTSIDE_MARKER", "SECRET-ENVIRON").spawn().unwrap();
     let pid = outside.id();
-    let script =
-        format!("sleep 30 & inner=$!; kill $inner && echo INNER-KILLED; kill {pid} 2>&1 || echo OUTSIDE-KILL-FAILED");
+    let script = format!(
+        "sleep 30 & inner=$!; kill $inner && echo INNER-KILLED; \
+         cat /proc/self/environ >/dev/null && echo SELF-ENVIRON-OK; \
+         kill {pid} 2>&1 || echo OUTSIDE-KILL-FAILED; \
+         cat /proc/{pid}/environ 2>&1 || echo OUTSIDE-ENVIRON-FAILED; \
+         ps -eo pid= | tr -d ' ' | grep -cx {pid} | sed 's/^/visible=/'; ps -e | wc -l | sed 's/^/procs=/'"
+    );
     let out = attack(&f, &script);
-    assert!(out.stdout.contains("INNER-KILLED"), "control: {out:?}");
-    assert!(out.stdout.contains("OUTSIDE-KILL-FAILED"), "{out:?}");
+    assert!(out.stdout.contains("INNER-KILLED") && out.stdout.contains("SELF-ENVIRON-OK"), "control: {out:?}");
+    assert!(out.stdout.contains("OUTSIDE-KILL-FAILED") && out.stdout.contains("OUTSIDE-ENVIRON-FAILED"), "{out:?}");
+    assert!(!out.stdout.contains("SECRET-ENVIRON"), "read another process's environment: {out:?}");
+    assert!(out.stdout.contains("visible=0"), "ps shows the outside process: {out:?}");
+    let procs: usize = out.stdout.lines().find_map(|l| l.strip_prefix("procs=")).and_then(|n| n.trim().parse().ok()).unwrap();
+    assert!(procs < 10, "ps shows {procs} processes: more than the session's own");
     assert!(outside.try_wait().unwrap().is_none(), "the outside process was killed");
     outside.kill().unwrap();
     outside.wait().unwrap();
@@ -185,4 +194,52 @@ fn why_names_the_deciding_rule() {
     let denied = f.env.ws(&f.ws, &["why", key.to_str().unwrap()]);
     assert_eq!(denied.code, 1);
     assert!(denied.stdout.starts_with("denied: read"), "{}", denied.stdout);
+}
+
+/// An interactive agent keeps the terminal: under a real pseudo-terminal
+/// (`script`) the command sees a tty with a size, can switch it to raw mode,
+/// and Ctrl-C typed at the terminal reaches it while ws survives to record
+/// the session and passes the status (130) on.
+#[test]
+fn the_terminal_works_and_ctrl_c_reaches_the_command() {
+    use std::io::{BufRead, BufReader, Write};
+    let f = fixture();
+    let inner = "test -t 0 && test -t 1 && echo TTY-OK; stty size | sed 's/^/size=/'; \
+                 stty raw -echo && stty -a | grep -q -- '-icanon' && echo RAW-OK; stty sane; \
+                 echo written > agent.txt; echo READY; exec sleep 30";
+    let ws_bin = env!("CARGO_BIN_EXE_ws");
+    let cmd = format!("stty cols 120 rows 40; exec {ws_bin} session start -- sh -c {}", shell_quote(inner));
+    let mut child = std::process::Command::new("script")
+        .args(["-qefc", &cmd, "/dev/null"])
+        .current_dir(&f.ws)
+        .env_clear()
+        .env("HOME", &f.env.home)
+        .env("PATH", "/usr/bin:/bin")
+        .env("TERM", "xterm-256color")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push(line.clone());
+        if line.contains("READY") {
+            break;
+        }
+    }
+    let text = seen.join("\n");
+    assert!(text.contains("TTY-OK") && text.contains("size=40 120") && text.contains("RAW-OK"), "{text}");
+    stdin.write_all(b"\x03").unwrap();
+    stdin.flush().unwrap();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    let rest = rest.join("\n");
+    // `script -e` exits with ws's status: the command's, passed through.
+    assert_eq!(status.code(), Some(130), "Ctrl-C did not end the command with status 130: {rest}");
+    assert!(rest.contains("ws: session"), "ws did not survive Ctrl-C to summarize: {rest}");
+    let ns = f.env.ws(&f.ws, &["diff", "--name-status"]).ok();
+    assert!(ns.stdout.contains("A\tagent.txt"), "the session was not recorded: {ns:?}");
 }
