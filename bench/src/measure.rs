@@ -2,12 +2,13 @@
 //! the same run on the same tree.
 
 use std::cell::RefCell;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
 use crate::mount::{Fs, LoopMount};
-use crate::report::{Row, Sample};
+use crate::report::{Row, Sample, Target};
 use crate::tree::{self, Tree, TreeSpec};
 use crate::util::{Env, Error, Result, human_bytes, run, run_timed, sync};
 
@@ -24,8 +25,48 @@ pub struct Plan<'a> {
     pub image_size: u64,
 }
 
-pub fn progress(fs: Fs, msg: &str) {
-    eprintln!("ws-bench: [{fs}] {msg}");
+/// A progress line on stderr; `group` is the filesystem or `sandbox`.
+pub fn progress(group: impl fmt::Display, msg: &str) {
+    eprintln!("ws-bench: [{group}] {msg}");
+}
+
+/// A warm-up run, then `runs` counted runs; `f` gets the run index (0 is the
+/// warm-up), does its own untimed setup and returns the measured value
+/// (seconds, unless `unit` says otherwise).
+pub fn repeat(
+    group: impl fmt::Display,
+    runs: usize,
+    what: &str,
+    unit: &str,
+    mut f: impl FnMut(usize) -> Result<f64>,
+) -> Result<Sample> {
+    let mut sample = Sample { warmup: 0.0, runs: Vec::with_capacity(runs) };
+    for i in 0..=runs {
+        let x = f(i).map_err(|e| Error::new(format!("{what}: {e}")))?;
+        if i == 0 {
+            progress(&group, &format!("{what}: warm-up {x:.3} {unit}"));
+            sample.warmup = x;
+        } else {
+            progress(&group, &format!("{what}: run {i}/{runs} {x:.3} {unit}"));
+            sample.runs.push(x);
+        }
+    }
+    Ok(sample)
+}
+
+/// Keeps `ws`'s notes and warnings (from its stderr) for the report.
+pub fn collect_notes(notes: &RefCell<Vec<String>>, group: impl fmt::Display, stderr: &[u8]) {
+    let text = String::from_utf8_lossy(stderr);
+    let mut notes = notes.borrow_mut();
+    for line in text.lines() {
+        let lower = line.to_ascii_lowercase();
+        if lower.contains("note") || lower.contains("warning") {
+            let note = format!("[{group}] {}", line.trim());
+            if !notes.contains(&note) && notes.len() < 50 {
+                notes.push(note);
+            }
+        }
+    }
 }
 
 /// Builds a filesystem image, the tree in it, and measures; everything on the
@@ -83,8 +124,8 @@ impl Bench<'_> {
             measurement: measurement.into(),
             ws: ws.clone(),
             baseline_name: baseline_name.into(),
-            baseline: baseline.clone(),
-            target,
+            baseline: Some(baseline.clone()),
+            target: Target::Ratio(target),
         };
         let mut rows = Vec::new();
 
@@ -174,18 +215,7 @@ impl Bench<'_> {
     /// A warm-up run, then `self.runs` counted runs; `f` gets the run index
     /// (0 is the warm-up), does its own untimed setup and returns the time.
     fn repeat(&self, what: &str, mut f: impl FnMut(usize) -> Result<Duration>) -> Result<Sample> {
-        let mut sample = Sample { warmup: 0.0, runs: Vec::with_capacity(self.runs) };
-        for i in 0..=self.runs {
-            let secs = f(i).map_err(|e| Error::new(format!("{what}: {e}")))?.as_secs_f64();
-            if i == 0 {
-                progress(self.fs, &format!("{what}: warm-up {secs:.3} s"));
-                sample.warmup = secs;
-            } else {
-                progress(self.fs, &format!("{what}: run {i}/{} {secs:.3} s", self.runs));
-                sample.runs.push(secs);
-            }
-        }
-        Ok(sample)
+        repeat(self.fs, self.runs, what, "s", |i| f(i).map(|d| d.as_secs_f64()))
     }
 
     fn ws(&self, store: &Path, args: &[&str]) -> Command {
@@ -248,16 +278,6 @@ impl Bench<'_> {
 
     /// Keeps `ws`'s notes and warnings for the report.
     fn collect_notes(&self, stderr: &[u8]) {
-        let text = String::from_utf8_lossy(stderr);
-        let mut notes = self.notes.borrow_mut();
-        for line in text.lines() {
-            let lower = line.to_ascii_lowercase();
-            if lower.contains("note") || lower.contains("warning") {
-                let note = format!("[{}] {}", self.fs, line.trim());
-                if !notes.contains(&note) && notes.len() < 50 {
-                    notes.push(note);
-                }
-            }
-        }
+        collect_notes(self.notes, self.fs, stderr);
     }
 }

@@ -2,7 +2,8 @@
 
 use std::fmt::Write as _;
 
-/// Wall times of one measured step: a warm-up run, then the counted runs.
+/// Values of one measured step (wall times in seconds, or peak RSS in MiB for
+/// a [`Target::Mib`] row): a warm-up run, then the counted runs.
 #[derive(Debug, Clone)]
 pub struct Sample {
     pub warmup: f64,
@@ -21,39 +22,98 @@ impl Sample {
     }
 }
 
+/// What a row is held to.
+#[derive(Debug, Clone, Copy)]
+pub enum Target {
+    /// ws median / baseline median at most this.
+    Ratio(f64),
+    /// ws median − baseline median at most this many milliseconds.
+    AddedMs(f64),
+    /// ws median (a peak RSS in MiB, no baseline) at most this.
+    Mib(f64),
+}
+
+impl Target {
+    fn max(self) -> f64 {
+        match self {
+            Target::Ratio(m) | Target::AddedMs(m) | Target::Mib(m) => m,
+        }
+    }
+
+    fn kind(self) -> &'static str {
+        match self {
+            Target::Ratio(_) => "ratio",
+            Target::AddedMs(_) => "added_ms",
+            Target::Mib(_) => "mib",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Row {
     pub fs: String,
     pub measurement: String,
     pub ws: Sample,
     pub baseline_name: String,
-    pub baseline: Sample,
-    pub target: f64,
+    /// None for a [`Target::Mib`] row.
+    pub baseline: Option<Sample>,
+    pub target: Target,
 }
 
 impl Row {
+    fn baseline_median(&self) -> f64 {
+        self.baseline.as_ref().map_or(f64::NAN, Sample::median)
+    }
+
     pub fn ratio(&self) -> f64 {
-        self.ws.median() / self.baseline.median()
+        self.ws.median() / self.baseline_median()
+    }
+
+    /// What the target bounds: the ratio, the added milliseconds or the MiB.
+    pub fn value(&self) -> f64 {
+        match self.target {
+            Target::Ratio(_) => self.ratio(),
+            Target::AddedMs(_) => (self.ws.median() - self.baseline_median()) * 1000.0,
+            Target::Mib(_) => self.ws.median(),
+        }
     }
 
     pub fn pass(&self) -> bool {
-        self.ratio() <= self.target
+        self.value() <= self.target.max()
+    }
+
+    /// A median as the table shows it: seconds, milliseconds or MiB.
+    fn show(&self, x: f64) -> String {
+        match self.target {
+            _ if x.is_nan() => "-".into(),
+            Target::Ratio(_) => format!("{x:.3} s"),
+            Target::AddedMs(_) => format!("{:.2} ms", x * 1000.0),
+            Target::Mib(_) => format!("{x:.1} MiB"),
+        }
     }
 }
 
 pub fn table(rows: &[Row]) -> String {
-    let header = ["fs", "measurement", "ws s", "baseline", "baseline s", "ratio", "target", "result"];
+    let header = ["fs", "measurement", "ws", "baseline", "baseline time", "ws vs baseline", "target", "result"];
     let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
             [
                 r.fs.clone(),
                 r.measurement.clone(),
-                format!("{:.3}", r.ws.median()),
+                r.show(r.ws.median()),
                 r.baseline_name.clone(),
-                format!("{:.3}", r.baseline.median()),
-                format!("{:.3}", r.ratio()),
-                format!("≤ {:?}", r.target),
+                r.show(r.baseline_median()),
+                match r.target {
+                    Target::Ratio(_) => format!("{:.3}×", r.ratio()),
+                    Target::AddedMs(_) => format!("{:+.2} ms", r.value()),
+                    Target::Mib(_) => "-".into(),
+                },
+                match r.target {
+                    Target::Ratio(m) => format!("≤ {m:?}×"),
+                    Target::AddedMs(m) => format!("≤ {m} ms added"),
+                    Target::Mib(m) => format!("≤ {m} MiB"),
+                },
                 if r.pass() { "PASS" } else { "MISS" }.to_string(),
             ]
         })
@@ -93,7 +153,7 @@ pub fn table(rows: &[Row]) -> String {
     out
 }
 
-fn json_str(s: &str) -> String {
+pub fn json_str(s: &str) -> String {
     let mut out = String::from("\"");
     for c in s.chars() {
         match c {
@@ -135,6 +195,8 @@ pub struct Meta {
     pub big_size: u64,
     pub ws_bin: String,
     pub kernel: String,
+    /// Counted runs of the sandbox group, if it ran.
+    pub sandbox_runs: Option<usize>,
 }
 
 pub fn json(meta: &Meta, rows: &[Row], errors: &[String], notes: &[String]) -> String {
@@ -148,23 +210,29 @@ pub fn json(meta: &Meta, rows: &[Row], errors: &[String], notes: &[String]) -> S
     );
     let _ = writeln!(out, "  \"ws_bin\": {},", json_str(&meta.ws_bin));
     let _ = writeln!(out, "  \"kernel\": {},", json_str(&meta.kernel));
+    let _ = writeln!(out, "  \"sandbox_runs\": {},", meta.sandbox_runs.map_or("null".into(), |n| n.to_string()));
     out.push_str("  \"results\": [");
     for (i, r) in rows.iter().enumerate() {
         out.push_str(if i == 0 { "\n" } else { ",\n" });
+        // Times in seconds; a Mib row has its MiB in "ws_mib" and no baseline.
+        let ws_key = if matches!(r.target, Target::Mib(_)) { "ws_mib" } else { "ws_seconds" };
         let _ = write!(
             out,
-            "    {{\"fs\": {}, \"measurement\": {}, \"ws_seconds\": {}, \"baseline\": {}, \"baseline_seconds\": {}, \
-             \"ratio\": {}, \"target\": {}, \"pass\": {}, \"ws\": {}, \"baseline_samples\": {}}}",
+            "    {{\"fs\": {}, \"measurement\": {}, \"{ws_key}\": {}, \"baseline\": {}, \"baseline_seconds\": {}, \
+             \"ratio\": {}, \"target_kind\": \"{}\", \"target\": {}, \"value\": {}, \"pass\": {}, \"ws\": {}, \
+             \"baseline_samples\": {}}}",
             json_str(&r.fs),
             json_str(&r.measurement),
             json_num(r.ws.median()),
             json_str(&r.baseline_name),
-            json_num(r.baseline.median()),
+            json_num(r.baseline_median()),
             json_num(r.ratio()),
-            json_num(r.target),
+            r.target.kind(),
+            json_num(r.target.max()),
+            json_num(r.value()),
             r.pass(),
             json_sample(&r.ws),
-            json_sample(&r.baseline),
+            r.baseline.as_ref().map_or("null".into(), json_sample),
         );
     }
     out.push_str("\n  ],\n");

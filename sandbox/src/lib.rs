@@ -7,16 +7,17 @@
 //!
 //! # Security
 //! The sandboxed command is started by `ws` re-executing itself as a small
-//! launcher ([`exec::enter`]) that restricts *itself* (no_new_privs, Landlock,
-//! seccomp) and then `execve`s the command, so every restriction is inherited
-//! and none can be dropped. The launcher runs no code of the command's before
-//! the restrictions are in force.
+//! launcher ([`exec::launch`]) that, where it can, moves into new mount and
+//! PID namespaces and runs the session's init ([`exec::init`], PID 1 there),
+//! which sets up the mounts and restricts *itself* (no_new_privs, Landlock,
+//! seccomp) before it starts the command, so every restriction is inherited
+//! and none can be dropped. No code of the command's runs before the
+//! restrictions are in force.
 //!
 //! This crate is the only one of the workspace allowed `unsafe` (the workspace
-//! denies it; modules here allow it per item, each with a `SAFETY:` comment).
-//! Today one block needs it: asking the kernel its Landlock ABI
-//! ([`probe::landlock_abi`]); `landlock`, `seccompiler` and `rustix` offer safe
-//! calls for everything else.
+//! denies it; items here allow it, each block with a `SAFETY:` comment): asking
+//! the kernel its Landlock ABI, and `unshare`. `landlock`, `seccompiler` and
+//! `rustix` offer safe calls for everything else.
 
 pub mod env;
 pub mod exec;

@@ -1,5 +1,10 @@
 //! What this machine can enforce, for `ws doctor` and for deciding a
 //! session's layers before it starts.
+//!
+//! # Security
+//! Probes only ask; they change nothing about the calling process. The user
+//! namespace probe runs in a child (`unshare --user true`), so this process
+//! stays single-threaded-safe and unconfined.
 
 use serde::Serialize;
 

@@ -107,7 +107,8 @@ fn secret_looking_variables_never_reach_the_command() {
 #[test]
 fn processes_outside_are_invisible_and_cannot_be_signalled() {
     let f = fixture();
-    let mut outside = std::process::Command::new("sleep").arg("30").env("OUTSIDE_MARKER", "SECRET-ENVIRON").spawn().unwrap();
+    let mut outside =
+        std::process::Command::new("sleep").arg("30").env("OUTSIDE_MARKER", "SECRET-ENVIRON").spawn().unwrap();
     let pid = outside.id();
     let script = format!(
         "sleep 30 & inner=$!; kill $inner && echo INNER-KILLED; \
@@ -121,7 +122,8 @@ fn processes_outside_are_invisible_and_cannot_be_signalled() {
     assert!(out.stdout.contains("OUTSIDE-KILL-FAILED") && out.stdout.contains("OUTSIDE-ENVIRON-FAILED"), "{out:?}");
     assert!(!out.stdout.contains("SECRET-ENVIRON"), "read another process's environment: {out:?}");
     assert!(out.stdout.contains("visible=0"), "ps shows the outside process: {out:?}");
-    let procs: usize = out.stdout.lines().find_map(|l| l.strip_prefix("procs=")).and_then(|n| n.trim().parse().ok()).unwrap();
+    let procs: usize =
+        out.stdout.lines().find_map(|l| l.strip_prefix("procs=")).and_then(|n| n.trim().parse().ok()).unwrap();
     assert!(procs < 10, "ps shows {procs} processes: more than the session's own");
     assert!(outside.try_wait().unwrap().is_none(), "the outside process was killed");
     outside.kill().unwrap();
