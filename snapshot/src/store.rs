@@ -129,6 +129,27 @@ impl Store {
         &self.root
     }
 
+    /// Whether files can be cloned within the store's filesystem: tries
+    /// `FICLONE` between two scratch files in `tmp/`.
+    pub fn probe_clone(&self) -> io::Result<bool> {
+        let (a, b) = (self.tmp_path(), self.tmp_path());
+        let result = (|| {
+            let mut src = File::options().read(true).write(true).create_new(true).mode(0o600).open(&a)?;
+            src.write_all(&[7u8; 4096])?;
+            let dst = File::options().write(true).create_new(true).mode(0o600).open(&b)?;
+            match copy::try_clone(&dst, &src) {
+                Ok(()) => Ok(true),
+                Err(e) => match copy::clone_failure(&e) {
+                    copy::CloneFailure::Real => Err(e),
+                    _ => Ok(false),
+                },
+            }
+        })();
+        let _ = std::fs::remove_file(&a);
+        let _ = std::fs::remove_file(&b);
+        result
+    }
+
     /// Blocks until this process holds the store's exclusive lock.
     pub fn lock(&self) -> Result<StoreLock, StoreError> {
         let path = self.root.join("lock");

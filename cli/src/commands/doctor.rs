@@ -69,6 +69,38 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
             },
             enforced_by_ws: p.user_namespaces || p.root,
         },
+        Row {
+            layer: "landlock audit",
+            available: p.landlock_abi >= 7,
+            detail: if p.landlock_abi >= 7 { "ABI 7 denial records (the denial recorder is not built yet)".into() } else { "needs Landlock ABI 7 (Linux 6.15+)".into() },
+            enforced_by_ws: false,
+        },
+        Row {
+            layer: "fanotify",
+            available: ws_sandbox::probe::fanotify(),
+            detail: if ws_sandbox::probe::fanotify() { "filesystem marks possible (the write recorder is not built yet; the snapshot diff is the record)".into() } else { "needs root (CAP_SYS_ADMIN); the snapshot diff is the record".into() },
+            enforced_by_ws: false,
+        },
+        Row {
+            layer: "cgroup v2",
+            available: ws_sandbox::probe::cgroup_v2().is_some(),
+            detail: match ws_sandbox::probe::cgroup_v2() {
+                Some(c) => format!("controllers {c} (memory/pids limits are not applied yet)"),
+                None => "no cgroup v2 hierarchy with memory/pids controllers here".into(),
+            },
+            enforced_by_ws: false,
+        },
+        clone_row(),
+        Row {
+            layer: "keyring",
+            available: ws_sandbox::probe::keyutils() || crate::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+            detail: format!(
+                "kernel keyutils: {}; Secret Service (D-Bus session): {} (secrets come with the proxy, not built yet)",
+                if ws_sandbox::probe::keyutils() { "yes" } else { "no" },
+                if crate::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() { "yes" } else { "no" }
+            ),
+            enforced_by_ws: false,
+        },
     ];
     if args.json {
         #[derive(Serialize)]
@@ -90,4 +122,19 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
         );
     }
     Ok(exit::OK)
+}
+
+/// Whether snapshots of the workspace here are clones or copies.
+fn clone_row() -> Row {
+    let found = crate::workspace::Workspace::discover().ok().map(|ws| (ws.same_filesystem, ws.store.probe_clone()));
+    let (available, detail) = match found {
+        Some((true, Ok(true))) => (true, "snapshots of this workspace are clones (FICLONE): metadata only".to_owned()),
+        Some((true, Ok(false))) => {
+            (false, "this filesystem cannot clone (ext4?): snapshots copy, sparse-aware".to_owned())
+        }
+        Some((false, _)) => (false, "the store is on another filesystem than the workspace: snapshots copy".to_owned()),
+        Some((_, Err(e))) => (false, format!("cannot probe: {e}")),
+        None => (false, "not in a workspace (run ws doctor inside your project to see)".to_owned()),
+    };
+    Row { layer: "clone", available, detail, enforced_by_ws: available }
 }
