@@ -155,7 +155,9 @@ impl Workspace {
             Some(m) => m,
             None => self.store.manifest(&ManifestId(session.before.clone()))?,
         };
+        let started = std::time::Instant::now();
         let after = self.snapshot(Some(&before), "after-snapshot")?;
+        session.after_snapshot_ms = Some(started.elapsed().as_millis() as u64);
         let changes = ws_snapshot::compute_changes(&self.store, &before, &after.manifest)?;
         self.store.save_changes(&session.id, &changes)?;
         session.after = Some(after.id.0.clone());

@@ -46,6 +46,12 @@ pub struct Session {
     pub exit: Option<ExitStatus>,
     pub before: String,
     pub after: Option<String>,
+    /// How long the snapshot before the command took, in milliseconds.
+    #[serde(default)]
+    pub snapshot_ms: Option<u64>,
+    /// How long the snapshot after it took.
+    #[serde(default)]
+    pub after_snapshot_ms: Option<u64>,
 }
 
 /// The rollback under way: which changes (by index) and whether forced.

@@ -209,3 +209,14 @@ fn the_session_after_a_rollback_copies_nothing_again() {
     env.session(&ws, "true").ok();
     assert_eq!(store_objects(&stores).len(), objects, "the next snapshot re-copied restored files");
 }
+
+#[test]
+fn session_records_how_long_its_snapshots_took() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("f"), "x");
+    env.session(&ws, "true").ok();
+    let show = env.ws(&ws, &["session", "show", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert!(v["snapshot_ms"].is_u64() && v["after_snapshot_ms"].is_u64(), "{v}");
+}

@@ -83,7 +83,9 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     let (mut session, excluded, before) = {
         let _lock = ws.lock()?;
         let previous = ws.latest_manifest();
+        let started = std::time::Instant::now();
         let snap = ws.snapshot(previous.as_ref(), "snapshot")?;
+        let snapshot_ms = started.elapsed().as_millis() as u64;
         let session = Session {
             id: Session::new_id(),
             name: args.name.clone(),
@@ -96,6 +98,8 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
             exit: None,
             before: snap.id.0.clone(),
             after: None,
+            snapshot_ms: Some(snapshot_ms),
+            after_snapshot_ms: None,
         };
         ws.store.save_session(&session)?;
         let excluded = report_excluded(&snap.manifest);
@@ -327,6 +331,8 @@ struct SessionJson<'a> {
     ended_ms: Option<u64>,
     exit_code: Option<i32>,
     exit_signal: Option<i32>,
+    snapshot_ms: Option<u64>,
+    after_snapshot_ms: Option<u64>,
     rollback_interrupted: bool,
     changes: Option<Counts>,
 }
@@ -356,6 +362,8 @@ fn session_json<'a>(ws: &Workspace, s: &'a Session, changes: Option<&[Change]>) 
         ended_ms: s.ended_ms,
         exit_code: s.exit.and_then(|e| e.code),
         exit_signal: s.exit.and_then(|e| e.signal),
+        snapshot_ms: s.snapshot_ms,
+        after_snapshot_ms: s.after_snapshot_ms,
         rollback_interrupted: ws.store.rollback_interrupted(&s.id),
         changes: changes.map(counts),
     }
