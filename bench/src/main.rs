@@ -1,10 +1,13 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 //! `ws-bench`: times `ws` against baselines measured in the same run on the
 //! same tree (`cp -a --reflink=auto`, `git status`), on fresh btrfs and ext4
-//! loop images. Run as root:
+//! loop images; then, once, the `sandbox` group (see [`sandbox`]): what
+//! confinement adds to a session in a small workspace, the launcher alone,
+//! and the supervisor's peak RSS. `--fs` picks among `btrfs`, `ext4` and
+//! `sandbox` (default: all three). Run as root:
 //!
 //! ```text
-//! cargo build --release -p ws && cargo run --release -p ws-bench -- [--quick] [--out FILE]
+//! cargo build --release -p ws && cargo run --release -p ws-bench -- [--quick] [--out FILE] [--fs sandbox]
 //! ```
 //!
 //! Prints a table (stdout) and progress (stderr); exits 0 even when a target
@@ -13,6 +16,7 @@
 mod measure;
 mod mount;
 mod report;
+mod sandbox;
 mod tree;
 mod util;
 
@@ -27,15 +31,20 @@ use tree::TreeSpec;
 use util::{Env, Error, Result};
 
 const USAGE: &str = "\
-usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4]
+usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox]
 
   --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
   --out FILE     also write the results as JSON to FILE
-  --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1)
-  --fs LIST      filesystems to measure (default btrfs,ext4)
+  --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1;
+                 at least 10 in the sandbox group)
+  --fs LIST      what to measure (default btrfs,ext4,sandbox): the filesystems, and
+                 `sandbox`, run once without an image: session start in an unchanged
+                 200-file workspace and the launcher alone (added ms vs `true`), and
+                 ws's peak RSS per /usr/bin/time (200 files and the tree's small files)
 
 Runs as root (it makes and loop-mounts filesystem images under /var/tmp, or
-$WS_BENCH_TMPDIR). The ws binary is $WS_BIN, else `ws` next to this executable.";
+$WS_BENCH_TMPDIR; the sandbox group's workspaces go there too). The ws binary
+is $WS_BIN, else `ws` next to this executable.";
 
 #[derive(Debug)]
 struct Args {
@@ -43,10 +52,12 @@ struct Args {
     out: Option<PathBuf>,
     runs: Option<usize>,
     fs: Vec<Fs>,
+    /// Whether to run the sandbox group.
+    sandbox: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
-    let mut args = Args { quick: false, out: None, runs: None, fs: Fs::ALL.to_vec() };
+    let mut args = Args { quick: false, out: None, runs: None, fs: Fs::ALL.to_vec(), sandbox: true };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_str().ok_or_else(|| Error::new(format!("argument {arg:?} is not UTF-8")))?.to_string();
@@ -62,12 +73,15 @@ fn parse_args() -> Result<Option<Args>> {
             "--fs" => {
                 let v = value("--fs")?;
                 let v = v.to_string_lossy();
-                args.fs = v
-                    .split(',')
-                    .map(|s| {
-                        Fs::parse(s.trim()).ok_or_else(|| Error::new(format!("unknown filesystem {s:?} (btrfs, ext4)")))
-                    })
-                    .collect::<Result<_>>()?;
+                args.fs.clear();
+                args.sandbox = false;
+                for s in v.split(',').map(str::trim) {
+                    match Fs::parse(s) {
+                        Some(fs) => args.fs.push(fs),
+                        None if s == "sandbox" => args.sandbox = true,
+                        None => return Err(Error::new(format!("unknown --fs entry {s:?} (btrfs, ext4, sandbox)"))),
+                    }
+                }
             }
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -116,7 +130,9 @@ fn real_main() -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     if fs_err::metadata("/proc/self")?.uid() != 0 {
-        return Err(Error::new("must run as root: it makes filesystems and loop-mounts them"));
+        return Err(Error::new(
+            "must run as root: it makes filesystems and loop-mounts them, and the sandbox group launches as uid 0",
+        ));
     }
     let ws_bin = locate_ws()?;
     util::install_signal_flag()?;
@@ -145,6 +161,12 @@ fn real_main() -> Result<ExitCode> {
             }
         }
     }
+    let sandbox_runs = args.sandbox.then(|| runs.max(sandbox::MIN_RUNS));
+    if args.sandbox && util::check_interrupted().is_ok() {
+        let (r, e) = sandbox::bench(&plan, &notes);
+        rows.extend(r);
+        errors.extend(e);
+    }
     drop(work);
 
     let kernel = fs_err::read_to_string("/proc/sys/kernel/osrelease").map(|s| s.trim().to_string()).unwrap_or_default();
@@ -157,16 +179,25 @@ fn real_main() -> Result<ExitCode> {
         big_size: spec.big_size,
         ws_bin: ws_bin.display().to_string(),
         kernel,
+        sandbox_runs,
     };
-    println!(
-        "ws-bench{}: {} files in {} dirs + {} × {}, in git; kernel {}; median of {runs} run(s) after 1 warm-up, page cache warm",
-        if args.quick { " --quick" } else { "" },
-        meta.small_files,
-        meta.dirs,
-        meta.big_files,
-        util::human_bytes(meta.big_size),
-        meta.kernel,
-    );
+    let quick = if args.quick { " --quick" } else { "" };
+    if !args.fs.is_empty() {
+        println!(
+            "ws-bench{quick}: {} files in {} dirs + {} × {}, in git; kernel {}; median of {runs} run(s) after 1 warm-up, page cache warm",
+            meta.small_files,
+            meta.dirs,
+            meta.big_files,
+            util::human_bytes(meta.big_size),
+            meta.kernel,
+        );
+    }
+    if let Some(n) = sandbox_runs {
+        println!(
+            "ws-bench{quick} sandbox: committed workspaces of 200 and {} small files; kernel {}; median of {n} runs after 1 warm-up",
+            meta.small_files, meta.kernel,
+        );
+    }
     print!("{}", report::table(&rows));
     let notes = notes.into_inner();
     for n in &notes {

@@ -31,23 +31,23 @@ pub fn progress(group: impl fmt::Display, msg: &str) {
 }
 
 /// A warm-up run, then `runs` counted runs; `f` gets the run index (0 is the
-/// warm-up), does its own untimed setup and returns the measured value
-/// (seconds, unless `unit` says otherwise).
+/// warm-up), does its own untimed setup and returns the measured value, which
+/// `show` formats for the progress lines.
 pub fn repeat(
     group: impl fmt::Display,
     runs: usize,
     what: &str,
-    unit: &str,
+    show: fn(f64) -> String,
     mut f: impl FnMut(usize) -> Result<f64>,
 ) -> Result<Sample> {
     let mut sample = Sample { warmup: 0.0, runs: Vec::with_capacity(runs) };
     for i in 0..=runs {
         let x = f(i).map_err(|e| Error::new(format!("{what}: {e}")))?;
         if i == 0 {
-            progress(&group, &format!("{what}: warm-up {x:.3} {unit}"));
+            progress(&group, &format!("{what}: warm-up {}", show(x)));
             sample.warmup = x;
         } else {
-            progress(&group, &format!("{what}: run {i}/{runs} {x:.3} {unit}"));
+            progress(&group, &format!("{what}: run {i}/{runs} {}", show(x)));
             sample.runs.push(x);
         }
     }
@@ -215,7 +215,7 @@ impl Bench<'_> {
     /// A warm-up run, then `self.runs` counted runs; `f` gets the run index
     /// (0 is the warm-up), does its own untimed setup and returns the time.
     fn repeat(&self, what: &str, mut f: impl FnMut(usize) -> Result<Duration>) -> Result<Sample> {
-        repeat(self.fs, self.runs, what, "s", |i| f(i).map(|d| d.as_secs_f64()))
+        repeat(self.fs, self.runs, what, |x| format!("{x:.3} s"), |i| f(i).map(|d| d.as_secs_f64()))
     }
 
     fn ws(&self, store: &Path, args: &[&str]) -> Command {

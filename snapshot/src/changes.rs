@@ -10,7 +10,7 @@ use crate::manifest::{DecodeResult, Entry, EntryKind, Manifest, Reader, Writer, 
 use crate::path::RelPath;
 use crate::store::Store;
 
-const MAGIC: &[u8; 8] = b"WSCHANG1";
+const MAGIC: &[u8; 8] = b"WSCHANG2";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {

@@ -12,7 +12,7 @@ use crate::path::RelPath;
 use crate::stat::FileStat;
 use crate::store::ObjectId;
 
-const MAGIC: &[u8; 8] = b"WSMANIF1";
+const MAGIC: &[u8; 8] = b"WSMANIF2";
 
 /// Content-derived id of a manifest (hex of a BLAKE3 prefix).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -168,7 +168,7 @@ pub(crate) fn encode_entry(w: &mut Writer, e: &Entry) {
     match &e.kind {
         EntryKind::File { object, hash } => {
             w.u8(0);
-            w.bytes(object.as_str().as_bytes());
+            w.0.extend_from_slice(object.as_bytes());
             match hash {
                 Some(h) => {
                     w.u8(1);
@@ -216,9 +216,7 @@ pub(crate) fn decode_entry(r: &mut Reader) -> DecodeResult<Entry> {
     let tag_at = r.pos;
     let kind = match r.u8()? {
         0 => {
-            let at = r.pos;
-            let object =
-                std::str::from_utf8(r.bytes()?).ok().and_then(ObjectId::parse).ok_or((at, "invalid object id"))?;
+            let object = ObjectId::from_bytes(r.array16()?);
             let hash = match r.u8()? {
                 0 => None,
                 1 => Some(r.array32()?),
@@ -290,6 +288,11 @@ impl<'a> Reader<'a> {
     }
     pub fn i64(&mut self) -> DecodeResult<i64> {
         Ok(self.u64()? as i64)
+    }
+    pub fn array16(&mut self) -> DecodeResult<[u8; 16]> {
+        let mut a = [0; 16];
+        a.copy_from_slice(self.take(16)?);
+        Ok(a)
     }
     pub fn array32(&mut self) -> DecodeResult<[u8; 32]> {
         let mut a = [0; 32];

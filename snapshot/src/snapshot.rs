@@ -78,6 +78,13 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
     let entries = walk.run()?;
     let mut manifest = Manifest { started_ns, entries };
     manifest.sort();
+    // An unchanged workspace yields the same entries: keep the previous
+    // manifest's time so the encoding, and so the stored file, is shared.
+    if let Some(prev) = opts.previous
+        && prev.entries == manifest.entries
+    {
+        manifest.started_ns = prev.started_ns;
+    }
     let id = store.put_manifest(&manifest)?;
     let stored_files = progress.stored_files.load(Ordering::Relaxed) - before_files;
     if stored_files > 0 {

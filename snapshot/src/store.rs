@@ -24,19 +24,39 @@ use crate::manifest::{Manifest, ManifestId};
 
 const FORMAT: &str = "ws store 1";
 
-/// Name of an object in the store: 32 hex digits, unique per store
-/// (derived from a random per-process seed and a counter).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectId(String);
+/// Name of an object in the store: 16 bytes, unique per store (derived from a
+/// random per-process seed and a counter), written as 32 hex digits. Kept as
+/// bytes: a manifest holds one per file, and memory follows the workspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId([u8; 16]);
 
 impl ObjectId {
     pub fn parse(s: &str) -> Option<ObjectId> {
-        let hex = s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
-        (s.len() == 32 && hex).then(|| ObjectId(s.to_owned()))
+        if s.len() != 32 {
+            return None;
+        }
+        let mut out = [0u8; 16];
+        for (i, pair) in s.as_bytes().chunks(2).enumerate() {
+            let digit = |c: u8| match c {
+                b'0'..=b'9' => Some(c - b'0'),
+                b'a'..=b'f' => Some(c - b'a' + 10),
+                _ => None,
+            };
+            out[i] = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(ObjectId(out))
     }
 
-    pub fn as_str(&self) -> &str {
+    pub fn from_bytes(b: [u8; 16]) -> ObjectId {
+        ObjectId(b)
+    }
+
+    pub fn as_bytes(&self) -> &[u8; 16] {
         &self.0
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex(&self.0)
     }
 }
 
@@ -182,8 +202,8 @@ impl Store {
     }
 
     pub(crate) fn object_path(&self, id: &ObjectId) -> PathBuf {
-        let s = id.as_str();
-        self.root.join("objects").join(&s[s.len() - 2..]).join(s)
+        let s = id.to_hex();
+        self.root.join("objects").join(&s[s.len() - 2..]).join(&s)
     }
 
     pub(crate) fn sessions_dir(&self) -> PathBuf {
@@ -201,7 +221,9 @@ impl Store {
         let mut h = blake3::Hasher::new();
         h.update(&self.id_seed);
         h.update(&n.to_le_bytes());
-        ObjectId(hex(&h.finalize().as_bytes()[..16]))
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        ObjectId(id)
     }
 
     /// Removes work files left by processes that no longer exist.

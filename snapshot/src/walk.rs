@@ -104,7 +104,13 @@ impl Walk<'_> {
                 source: io::Error::other("a walker thread panicked"),
             });
         }
-        Ok(results.into_iter().flatten().collect())
+        // Move the per-thread lists into one, freeing each as it goes, so the
+        // peak is one list, not two.
+        let mut all = Vec::with_capacity(results.iter().map(Vec::len).sum());
+        for mut part in results {
+            all.append(&mut part);
+        }
+        Ok(all)
     }
 
     /// Takes a job from the shared queue, waiting while others may still
@@ -285,7 +291,7 @@ impl Walk<'_> {
             && !prev.racy
             && prev.stat.unchanged(&stat)
         {
-            return Ok(Some((EntryKind::File { object: object.clone(), hash: *hash }, stat)));
+            return Ok(Some((EntryKind::File { object: *object, hash: *hash }, stat)));
         }
         let linked = stat.nlink > 1;
         if linked && let Some((object, hash)) = lock(&self.links).get(&(stat.dev, stat.ino)).cloned() {
@@ -312,7 +318,7 @@ impl Walk<'_> {
                 // After 3 tries the entry keeps the older stat data, so the
                 // next comparison sees a change and looks at the content again.
                 if linked {
-                    lock(&self.links).insert((stat.dev, stat.ino), (object.clone(), hash));
+                    lock(&self.links).insert((stat.dev, stat.ino), (object, hash));
                 }
                 return Ok(Some((EntryKind::File { object, hash }, stat)));
             }
@@ -369,7 +375,7 @@ mod tests {
 
     fn object(m: &crate::Manifest, p: &str) -> crate::ObjectId {
         match &m.get(&RelPath::from_bytes(p.as_bytes()).unwrap()).unwrap().kind {
-            EntryKind::File { object, .. } => object.clone(),
+            EntryKind::File { object, .. } => *object,
             k => panic!("{p} is {k:?}"),
         }
     }
@@ -397,7 +403,7 @@ mod tests {
         let bogus = store.put_object(&std::fs::File::open(root.join("g")).unwrap(), 4).unwrap();
         for e in &mut forged.entries {
             if e.path.as_bytes() == b"f" {
-                e.kind = EntryKind::File { object: bogus.clone(), hash: None };
+                e.kind = EntryKind::File { object: bogus, hash: None };
                 e.racy = true;
             }
         }
