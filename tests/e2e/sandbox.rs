@@ -245,3 +245,40 @@ fn the_terminal_works_and_ctrl_c_reaches_the_command() {
     let ns = f.env.ws(&f.ws, &["diff", "--name-status"]).ok();
     assert!(ns.stdout.contains("A\tagent.txt"), "the session was not recorded: {ns:?}");
 }
+
+/// Abstract unix sockets (D-Bus, X11, agents) are scoped to the sandbox
+/// (Landlock ABI 6): a listener outside refuses the session with EPERM, while
+/// the same connect from outside works (control).
+#[test]
+fn abstract_unix_sockets_outside_are_unreachable() {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
+    let f = fixture();
+    let name = format!("ws-e2e-{}", std::process::id());
+    let addr = SocketAddr::from_abstract_name(name.as_bytes()).unwrap();
+    let listener = UnixListener::bind_addr(&addr).unwrap();
+    UnixStream::connect_addr(&addr).expect("control: the listener accepts connections from outside");
+    let probe = format!(
+        "perl -MSocket -e 'socket(my $s, PF_UNIX, SOCK_STREAM, 0) or die; \
+         if (connect($s, pack_sockaddr_un(\"\\0{name}\"))) {{ print \"abstract=connected\\n\" }} else {{ print \"abstract=failed errno=\", $!+0, \"\\n\" }}'"
+    );
+    let out = attack(&f, &probe);
+    assert!(
+        out.stdout.contains("abstract=failed errno=1\n"),
+        "connect to an outside abstract socket was not denied: {out:?}"
+    );
+    drop(listener);
+}
+
+/// The agent cannot make a hard link into the workspace to a file it may not
+/// read (Landlock's refer rules), nor read one through a symlink chain.
+#[test]
+fn hard_links_to_files_outside_cannot_be_made() {
+    let f = fixture();
+    let out = attack(
+        &f,
+        "ln \"$HOME/.ssh/id_ed25519\" stolen 2>&1; ln mine.txt twin && echo LINK-INSIDE-OK; cat stolen 2>&1; true",
+    );
+    assert!(out.stdout.contains("LINK-INSIDE-OK"), "control: hard links inside the workspace work: {out:?}");
+    assert!(!f.ws.join("stolen").exists() && !out.stdout.contains("SECRET-SSH"), "{out:?}");
+}
