@@ -103,15 +103,7 @@ pub fn rollback(
         let pending: Vec<usize> =
             j.indices.into_iter().filter(|&i| i < changes.len() && changes[i].state == ChangeState::Pending).collect();
         outcome.resumed = pending.len();
-        let mut r = Rollback {
-            store,
-            root: workspace,
-            before,
-            force: j.force,
-            out: &mut outcome,
-            links: Mutex::new(HashMap::new()),
-        };
-        r.run(changes, &pending)?;
+        Rollback::new(store, workspace, before, j.force, &mut outcome).run(changes, &pending)?;
         store.save_changes(&session.id, changes)?;
         store.clear_journal(&session.id)?;
     }
@@ -141,15 +133,7 @@ pub fn rollback(
     picked.dedup();
     if !picked.is_empty() {
         store.write_journal(&session.id, &Journal { indices: picked.clone(), force: opts.force })?;
-        let mut r = Rollback {
-            store,
-            root: workspace,
-            before,
-            force: opts.force,
-            out: &mut outcome,
-            links: Mutex::new(HashMap::new()),
-        };
-        r.run(changes, &picked)?;
+        Rollback::new(store, workspace, before, opts.force, &mut outcome).run(changes, &picked)?;
         store.save_changes(&session.id, changes)?;
         store.sync()?;
         sync_workspace(workspace);
@@ -288,7 +272,11 @@ fn category(e: &Entry) -> u8 {
     }
 }
 
-impl Rollback<'_> {
+impl<'a> Rollback<'a> {
+    fn new(store: &'a Store, root: &'a Path, before: &'a Manifest, force: bool, out: &'a mut RollbackOutcome) -> Self {
+        Rollback { store, root, before, force, out, links: Mutex::new(HashMap::new()) }
+    }
+
     fn run(&mut self, changes: &mut [Change], picked: &[usize]) -> Result<(), ReviewError> {
         let mut done: Vec<usize> = Vec::new();
         // Phase 1, deepest first: take away what the session created, or what
