@@ -28,6 +28,9 @@ pub struct LaunchSpec {
     pub landlock: bool,
     pub seccomp: bool,
     pub namespaces: Option<NamespaceSpec>,
+    /// `cgroup.procs` files of the session's cgroups, joined first of all.
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
     /// Layers that must be enforced (by name), or the command does not run.
     pub require: Vec<String>,
     pub allow_degraded: bool,
@@ -57,6 +60,8 @@ pub enum LaunchError {
     Namespaces(#[source] crate::namespaces::NamespaceError),
     #[error("cannot set up the session's namespaces")]
     Mounts(#[source] crate::namespaces::NamespaceError),
+    #[error("cannot enter the session's cgroup")]
+    Cgroup(#[source] crate::cgroups::CgroupError),
     #[error("cannot run {program}")]
     Exec { program: String, source: std::io::Error },
 }
@@ -147,6 +152,9 @@ pub fn launch(
     degraded: &dyn Fn(&str, &dyn std::error::Error),
 ) -> Result<i32, LaunchError> {
     let spec: LaunchSpec = serde_json::from_str(spec_json)?;
+    // Into the cgroup before anything else exists, so every process of the
+    // session is counted.
+    crate::cgroups::join(&spec.cgroup_procs).map_err(LaunchError::Cgroup)?;
     if let Some(ns) = &spec.namespaces {
         match crate::namespaces::unshare(ns.user_ns, ns.uid, ns.gid) {
             Ok(()) => {

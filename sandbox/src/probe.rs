@@ -66,16 +66,6 @@ pub fn probe() -> Probe {
     }
 }
 
-/// Whether cgroup v2 is mounted with controllers this process could delegate
-/// to a session (memory, pids).
-pub fn cgroup_v2() -> Option<String> {
-    let controllers = std::fs::read_to_string("/sys/fs/cgroup/cgroup.controllers")
-        .or_else(|_| std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers"))
-        .ok()?;
-    let wanted: Vec<&str> = controllers.split_whitespace().filter(|c| *c == "memory" || *c == "pids").collect();
-    (!wanted.is_empty()).then(|| wanted.join(", "))
-}
-
 /// Whether fanotify filesystem marks can be used (they need CAP_SYS_ADMIN).
 pub fn fanotify() -> bool {
     rustix::process::geteuid().is_root() && std::path::Path::new("/proc/sys/fs/fanotify").exists()

@@ -12,6 +12,9 @@
 //! allow = ["CARGO_HOME", "RUST_*"]
 //! [enforce]
 //! require = ["landlock", "seccomp"]
+//! [resources]                     # optional cgroup limits
+//! memory_max = "4G"
+//! pids_max = 1024
 //! ```
 //! A profile that extends another adds to its lists; `enforce.require`, when
 //! given, replaces the parent's. Checking reports every problem, each with its
@@ -74,6 +77,7 @@ pub struct Profile {
     pub exec: Vec<String>,
     pub env_allow: Vec<String>,
     pub require: BTreeSet<Layer>,
+    pub limits: crate::cgroups::Limits,
 }
 
 /// One problem in a profile file.
@@ -108,6 +112,8 @@ struct Layered {
     exec: Vec<String>,
     env_allow: Vec<String>,
     require: Option<BTreeSet<Layer>>,
+    memory_max: Option<u64>,
+    pids_max: Option<u64>,
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
@@ -136,6 +142,39 @@ fn parse(src: &str) -> Result<Layered, Vec<ProfileProblem>> {
             ("extends", DeValue::String(s)) => out.extends = Some(s.to_string()),
             ("description", DeValue::String(s)) => out.description = Some(s.to_string()),
             ("extends" | "description", _) => problem(&mut problems, at, key, "must be a string".into()),
+            ("resources", DeValue::Table(t)) => {
+                for (k2, v2) in t.iter() {
+                    let sub = format!("resources.{}", k2.get_ref());
+                    let at2 = k2.span().start;
+                    match (sub.as_str(), v2.get_ref()) {
+                        ("resources.memory_max", DeValue::String(v)) => match crate::cgroups::parse_size(v) {
+                            Some(n) => out.memory_max = Some(n),
+                            None => problem(
+                                &mut problems,
+                                at2,
+                                &sub,
+                                format!("`{v}` is not a size (like \"512M\" or \"2G\")"),
+                            ),
+                        },
+                        ("resources.pids_max", DeValue::Integer(i)) => match i.as_str().parse::<u64>() {
+                            Ok(n) if n > 0 => out.pids_max = Some(n),
+                            _ => problem(&mut problems, at2, &sub, "must be a positive whole number".into()),
+                        },
+                        ("resources.memory_max", _) => {
+                            problem(&mut problems, at2, &sub, "must be a size string like \"512M\"".into())
+                        }
+                        ("resources.pids_max", _) => {
+                            problem(&mut problems, at2, &sub, "must be a positive whole number".into())
+                        }
+                        _ => problem(
+                            &mut problems,
+                            at2,
+                            &sub,
+                            "unknown key (known: resources.memory_max, resources.pids_max)".into(),
+                        ),
+                    }
+                }
+            }
             ("filesystem" | "environment" | "enforce", DeValue::Table(t)) => {
                 for (k2, v2) in t.iter() {
                     let sub = format!("{key}.{}", k2.get_ref());
@@ -295,6 +334,8 @@ pub fn resolve(name: &str, load: &dyn Fn(&str) -> Option<(String, String)>) -> R
         if let Some(r) = l.require {
             p.require = r;
         }
+        p.limits.memory_max = l.memory_max.or(p.limits.memory_max);
+        p.limits.pids_max = l.pids_max.or(p.limits.pids_max);
     }
     Ok(p)
 }

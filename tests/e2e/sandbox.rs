@@ -282,3 +282,29 @@ fn hard_links_to_files_outside_cannot_be_made() {
     assert!(out.stdout.contains("LINK-INSIDE-OK"), "control: hard links inside the workspace work: {out:?}");
     assert!(!f.ws.join("stolen").exists() && !out.stdout.contains("SECRET-SSH"), "{out:?}");
 }
+
+/// A profile's [resources] are enforced with cgroups: a fork bomb stops at
+/// pids_max, an allocation over memory_max is killed; below them, the same
+/// work succeeds (control).
+#[test]
+fn resource_limits_stop_fork_bombs_and_memory_hogs() {
+    let f = fixture();
+    let limited = f.env.dir("profiles").join("limited.toml");
+    write(&limited, "extends = \"default\"\n[resources]\npids_max = 24\nmemory_max = \"96M\"\n");
+    let run = |script: &str| {
+        f.env.ws(&f.ws, &["session", "start", "--profile", limited.to_str().unwrap(), "--", "sh", "-c", script])
+    };
+    let few = run("for i in 1 2 3 4 5; do sleep 2 & done; echo STARTED-FEW; wait");
+    assert!(few.stdout.contains("STARTED-FEW") && few.code == 0, "control: {few:?}");
+    let bomb = run(
+        "n=0; while [ $n -lt 60 ]; do sleep 5 & n=$((n+1)); done 2>&1; echo LOOP-DONE; kill $(jobs -p) 2>/dev/null; true",
+    );
+    assert!(
+        bomb.stdout.contains("fork") || bomb.stderr.contains("fork"),
+        "60 processes started under pids_max = 24: {bomb:?}"
+    );
+    let small = run("perl -e '$x = \"a\" x (24*1024*1024); print \"ALLOCATED\\n\"'");
+    assert!(small.stdout.contains("ALLOCATED"), "control: {small:?}");
+    let hog = run("perl -e '$x = \"a\" x (400*1024*1024); print \"ALLOCATED\\n\"'");
+    assert!(!hog.stdout.contains("ALLOCATED") && hog.code != 0, "400 MiB allocated under memory_max = 96M: {hog:?}");
+}

@@ -82,13 +82,13 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
             enforced_by_ws: false,
         },
         Row {
-            layer: "cgroup v2",
-            available: ws_sandbox::probe::cgroup_v2().is_some(),
-            detail: match ws_sandbox::probe::cgroup_v2() {
-                Some(c) => format!("controllers {c} (memory/pids limits are not applied yet)"),
-                None => "no cgroup v2 hierarchy with memory/pids controllers here".into(),
+            layer: "cgroups",
+            available: ws_sandbox::cgroups::describe().is_some(),
+            detail: match ws_sandbox::cgroups::describe() {
+                Some(c) => format!("{c}: a profile's [resources] memory_max / pids_max are enforced"),
+                None => "no delegated cgroup memory/pids controller: profiles with [resources] are refused (or --allow-degraded)".into(),
             },
-            enforced_by_ws: false,
+            enforced_by_ws: ws_sandbox::cgroups::describe().is_some(),
         },
         clone_row(),
         Row {

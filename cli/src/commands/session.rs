@@ -141,6 +141,9 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     };
     handle.close();
     let _ = forwarder.join();
+    if let Some(cg) = &sandbox.cgroup {
+        cg.remove();
+    }
 
     let (exit_status, code) = match &status {
         Ok(s) => (
@@ -163,6 +166,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
 struct Sandbox {
     spec: ws_sandbox::exec::LaunchSpec,
     env: Vec<(OsString, OsString)>,
+    cgroup: Option<ws_sandbox::cgroups::SessionCgroup>,
 }
 
 impl Sandbox {
@@ -206,16 +210,39 @@ impl Sandbox {
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
         });
+        let cgroup = if p.limits.is_empty() {
+            None
+        } else {
+            match ws_sandbox::cgroups::create(&format!("ws-session-{}", std::process::id()), p.limits) {
+                Ok(cg) => Some(cg),
+                Err(e) if allow_degraded => {
+                    ui::warn(&format!(
+                        "running without resource limits (--allow-degraded): {}",
+                        crate::error::chain(&e)
+                    ));
+                    None
+                }
+                Err(e) => {
+                    return Err(CliError::usage(format!(
+                        "profile `{}` sets resource limits, which cannot be applied here: {}",
+                        p.name,
+                        crate::error::chain(&e)
+                    ))
+                    .hint("`ws doctor` shows the cgroup support; pass --allow-degraded to run without the limits"));
+                }
+            }
+        };
         let spec = ws_sandbox::exec::LaunchSpec {
             fs,
             landlock,
             seccomp,
             namespaces,
+            cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
             require: p.require.iter().map(|l| l.name().to_owned()).collect(),
             allow_degraded,
         };
         let env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
-        Ok(Sandbox { spec, env })
+        Ok(Sandbox { spec, env, cgroup })
     }
 
     /// `ws __sandbox-exec SPEC -- CMD…` with the scrubbed environment: the
