@@ -202,7 +202,27 @@ fn normalize(p: &Path) -> PathBuf {
 }
 
 /// `core.excludesFile` from the user's git configuration, else git's default.
+/// Asking git costs a process; when no configuration file mentions the key,
+/// git's default is the answer and git is not asked.
 fn global_excludes_file(git_dir: Option<&Path>) -> Option<PathBuf> {
+    let mut configs: Vec<PathBuf> = Vec::new();
+    configs.extend(env::home().map(|h| h.join(".gitconfig")));
+    configs.extend(
+        env::path(env::XDG_CONFIG_HOME)
+            .or_else(|| env::home().map(|h| h.join(".config")))
+            .map(|d| d.join("git/config")),
+    );
+    configs.extend(git_dir.map(|g| g.join("config")));
+    configs.push(PathBuf::from("/etc/gitconfig"));
+    let mentioned = configs.iter().any(|c| {
+        std::fs::read_to_string(c).is_ok_and(|t| {
+            let t = t.to_ascii_lowercase();
+            t.contains("excludesfile") || t.contains("[include") || t.contains("[includeif")
+        })
+    });
+    if !mentioned {
+        return env::default_global_excludes();
+    }
     let mut cmd = std::process::Command::new("git");
     if let Some(g) = git_dir {
         cmd.arg("--git-dir").arg(g);

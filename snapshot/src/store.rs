@@ -318,6 +318,9 @@ impl Store {
     }
 
     pub fn set_latest(&self, id: &ManifestId) -> Result<(), StoreError> {
+        if self.latest().as_ref() == Some(id) {
+            return Ok(()); // an unchanged workspace: nothing to write or sync
+        }
         self.write_atomic(&self.root.join("latest"), format!("{}\n", id.0).as_bytes())
     }
 
