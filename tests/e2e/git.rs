@@ -117,3 +117,21 @@ fn nested_gitignore_negation_and_info_exclude_are_honoured() {
     assert_eq!(std::fs::read(ws.join("sub/keep.bin")).unwrap().len(), 9 << 20);
     assert!(!ws.join("sub/huge.bin").exists(), "an excluded file cannot come back");
 }
+
+#[test]
+fn the_users_global_excludes_file_is_honoured() {
+    let env = Env::new();
+    let ws = env.dir("repo");
+    git_repo(&ws);
+    let global = env.home.join("my-ignores");
+    write(&global, "cache-dir/\n");
+    write(env.home.join(".gitconfig"), format!("[core]\n\texcludesFile = {}\n", global.display()));
+    for i in 0..2100 {
+        write(ws.join(format!("cache-dir/c{i}")), "x");
+    }
+    write(ws.join("kept.txt"), "kept\n");
+    env.session(&ws, "true").ok();
+    let json = env.ws(&ws, &["session", "show", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(v["excluded"][0]["path"], "cache-dir", "{v}");
+}
