@@ -171,3 +171,15 @@ fn unprivileged_without_user_namespaces_degrades_loudly_and_rollback_restores_ho
     assert!(!u.ws.join(".git/hooks/pre-commit").exists());
     assert_same_tree(&before, &capture(&u.ws, &no_skip));
 }
+
+#[test]
+fn a_directory_you_cannot_write_is_refused() {
+    let u = unprivileged();
+    // Positive control: the same user starts a session in its own workspace.
+    as_nobody(&u, &u.ws, &["session", "start", "--", "true"]).ok();
+    let readonly = u.env.tmp.path().join("readonly");
+    std::fs::create_dir(&readonly).unwrap(); // root's, mode 755
+    let out = as_nobody(&u, &readonly, &["session", "start", "--", "true"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert!(out.stderr.contains("is not writable by you") && out.stderr.contains("readonly"), "{}", out.stderr);
+}
