@@ -233,14 +233,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// How a workspace path compares with an entry.
 fn matches(store: &Store, abs: &Path, want: Option<&Entry>) -> Result<bool, ReviewError> {
+    let cur = lstat(abs).map_err(|source| ReviewError::Compare { path: abs.to_path_buf(), source })?;
+    matches_now(store, abs, cur.as_ref(), want)
+}
+
+/// [`matches`] with the path's `lstat` already taken (`None`: absent).
+fn matches_now(
+    store: &Store,
+    abs: &Path,
+    cur: Option<&std::fs::Metadata>,
+    want: Option<&Entry>,
+) -> Result<bool, ReviewError> {
     let cmp_err = |source| ReviewError::Compare { path: abs.to_path_buf(), source };
-    let cur = lstat(abs).map_err(cmp_err)?;
     let (cur, want) = match (cur, want) {
         (None, None) => return Ok(true),
         (None, Some(_)) | (Some(_), None) => return Ok(false),
         (Some(c), Some(w)) => (c, w),
     };
-    let stat = FileStat::from_metadata(&cur);
+    let stat = FileStat::from_metadata(cur);
     let ft = cur.file_type();
     Ok(match &want.kind {
         EntryKind::Dir => ft.is_dir(),
@@ -424,25 +434,27 @@ impl<'a> Rollback<'a> {
         }
         let abs = c.path.to_path(self.root);
         let class = git_class(&c.path);
-        if matches(self.store, &abs, Some(before))? {
+        let cur = lstat(&abs).map_err(|source| ReviewError::Compare { path: abs.clone(), source })?;
+        if matches_now(self.store, &abs, cur.as_ref(), Some(before))? {
             return Ok(Step::AlreadyDone);
         }
         if class == GitClass::Reflog && appended_to(self.store, &abs, before)? {
             return Ok(Step::KeptGit);
         }
         let replaced_kind = c.after.as_ref().is_some_and(|a| category(a) != category(before));
-        let as_left = replaced_kind || matches(self.store, &abs, c.after.as_ref())?;
+        let as_left = replaced_kind || matches_now(self.store, &abs, cur.as_ref(), c.after.as_ref())?;
         let step = match (as_left, class == GitClass::Index || self.force) {
             (true, _) => Step::Restored,
             (false, true) => Step::Overwritten,
             (false, false) => return Ok(Step::Conflict),
         };
-        self.restore(&abs, before)?;
+        self.restore(&abs, before, cur.is_none())?;
         Ok(step)
     }
 
     /// Makes `abs` equal to the snapshot entry `e`, atomically per path.
-    fn restore(&self, abs: &Path, e: &Entry) -> Result<(), ReviewError> {
+    /// `absent`: the path did not exist when the step looked (saves a stat).
+    fn restore(&self, abs: &Path, e: &Entry, absent: bool) -> Result<(), ReviewError> {
         let err = |source| ReviewError::Restore { path: abs.to_path_buf(), source };
         match &e.kind {
             EntryKind::Dir => {
@@ -479,7 +491,6 @@ impl<'a> Rollback<'a> {
                     let mtime = UNIX_EPOCH + Duration::from_nanos(e.stat.mtime_ns.max(0) as u64);
                     dst.set_modified(mtime)
                 };
-                let absent = lstat(abs).map_err(err)?.is_none();
                 if absent && self.create_unnamed_then_link(abs, &fill).map_err(err)? {
                     if e.stat.nlink > 1 {
                         lock(&self.links).insert(key, abs.to_path_buf());
