@@ -31,7 +31,7 @@ pub enum SessionCommand {
 /// it died of signal N; 125 if ws could not start it). Ctrl-C goes to the
 /// command; ws stays to record what it changed.
 ///
-/// Example: ws session start --name refactor -- claude --dangerously-skip-permissions
+/// Example: ws session start --profile claude-code --name refactor -- claude --dangerously-skip-permissions
 #[derive(Debug, Args)]
 pub struct StartArgs {
     /// A label to find the session by later (`ws diff refactor`).
