@@ -200,14 +200,16 @@ fn why_names_the_deciding_rule() {
 
 /// An interactive agent keeps the terminal: under a real pseudo-terminal
 /// (`script`) the command sees a tty with a size, can switch it to raw mode,
-/// and Ctrl-C typed at the terminal reaches it while ws survives to record
-/// the session and passes the status (130) on.
+/// gets SIGWINCH when the window is resized, and Ctrl-C typed at the terminal
+/// reaches it while ws survives to record the session and passes the status
+/// (130) on.
 #[test]
 fn the_terminal_works_and_ctrl_c_reaches_the_command() {
     use std::io::{BufRead, BufReader, Write};
     let f = fixture();
     let inner = "test -t 0 && test -t 1 && echo TTY-OK; stty size | sed 's/^/size=/'; \
                  stty raw -echo && stty -a | grep -q -- '-icanon' && echo RAW-OK; stty sane; \
+                 trap 'echo WINCH-OK' WINCH; stty cols 100; sleep 0.3; stty size | sed 's/^/resized=/'; \
                  echo written > agent.txt; echo READY; exec sleep 30";
     let ws_bin = env!("CARGO_BIN_EXE_ws");
     let cmd = format!("stty cols 120 rows 40; exec {ws_bin} session start -- sh -c {}", shell_quote(inner));
@@ -234,6 +236,8 @@ fn the_terminal_works_and_ctrl_c_reaches_the_command() {
     }
     let text = seen.join("\n");
     assert!(text.contains("TTY-OK") && text.contains("size=40 120") && text.contains("RAW-OK"), "{text}");
+    // A resize reaches the command as SIGWINCH, with the new size.
+    assert!(text.contains("WINCH-OK") && text.contains("resized=40 100"), "{text}");
     stdin.write_all(b"\x03").unwrap();
     stdin.flush().unwrap();
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
