@@ -35,7 +35,8 @@ pub enum CgroupError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-/// The cgroup directories of one session; removed with [`SessionCgroup::remove`].
+/// The cgroup directories of one session; removed when dropped (or with
+/// [`SessionCgroup::remove`]), so an early error leaves nothing behind.
 #[derive(Debug)]
 pub struct SessionCgroup {
     dirs: Vec<PathBuf>,
@@ -147,6 +148,12 @@ impl SessionCgroup {
         for d in self.dirs.iter().rev() {
             let _ = std::fs::remove_dir(d);
         }
+    }
+}
+
+impl Drop for SessionCgroup {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 

@@ -97,6 +97,8 @@ impl Entry {
 pub struct Manifest {
     pub started_ns: i64,
     pub entries: Vec<Entry>,
+    /// The id it is stored under, when it was read from a store.
+    pub id: Option<ManifestId>,
 }
 
 impl Manifest {
@@ -148,7 +150,7 @@ impl Manifest {
         if !sorted {
             return Err(corrupt(MAGIC.len(), "entries out of order"));
         }
-        Ok(Manifest { started_ns, entries })
+        Ok(Manifest { started_ns, entries, id: None })
     }
 }
 
@@ -312,6 +314,7 @@ mod tests {
     fn sample() -> Manifest {
         let stat = FileStat { dev: 1, ino: 2, mode: 0o100755, nlink: 1, size: 3, mtime_ns: 4, ctime_ns: 5 };
         Manifest {
+            id: None,
             started_ns: 42,
             entries: vec![
                 Entry {

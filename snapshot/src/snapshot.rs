@@ -76,16 +76,19 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
         links: Default::default(),
     };
     let entries = walk.run()?;
-    let mut manifest = Manifest { started_ns, entries };
+    let mut manifest = Manifest { started_ns, entries, id: None };
     manifest.sort();
-    // An unchanged workspace yields the same entries: keep the previous
-    // manifest's time so the encoding, and so the stored file, is shared.
-    if let Some(prev) = opts.previous
-        && prev.entries == manifest.entries
-    {
-        manifest.started_ns = prev.started_ns;
-    }
-    let id = store.put_manifest(&manifest)?;
+    // An unchanged workspace yields the same entries: that is the previous
+    // manifest, already stored; nothing to encode or write.
+    let unchanged = opts.previous.filter(|prev| prev.id.is_some() && prev.entries == manifest.entries);
+    let id = match unchanged {
+        Some(prev) => {
+            manifest.started_ns = prev.started_ns;
+            prev.id.clone().unwrap_or_else(|| unreachable!("filtered on id"))
+        }
+        None => store.put_manifest(&manifest)?,
+    };
+    manifest.id = Some(id.clone());
     let stored_files = progress.stored_files.load(Ordering::Relaxed) - before_files;
     if stored_files > 0 {
         // Objects are written without fsync each; one syncfs makes them all

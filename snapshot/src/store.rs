@@ -307,7 +307,9 @@ impl Store {
         let path = self.root.join("manifests").join(&id.0);
         let bytes =
             fs_err::read(&path).map_err(|source| crate::error::ManifestError::Read { path: path.clone(), source })?;
-        Ok(Manifest::decode(&bytes, &path)?)
+        let mut m = Manifest::decode(&bytes, &path)?;
+        m.id = Some(id.clone());
+        Ok(m)
     }
 
     /// The newest snapshot of the workspace, used as the stat cache.

@@ -141,9 +141,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     };
     handle.close();
     let _ = forwarder.join();
-    if let Some(cg) = &sandbox.cgroup {
-        cg.remove();
-    }
+    drop(sandbox); // removes the session's cgroup, now that its processes are gone
 
     let (exit_status, code) = match &status {
         Ok(s) => (
@@ -166,7 +164,8 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
 struct Sandbox {
     spec: ws_sandbox::exec::LaunchSpec,
     env: Vec<(OsString, OsString)>,
-    cgroup: Option<ws_sandbox::cgroups::SessionCgroup>,
+    /// Held for its `Drop`, which removes the session's cgroup.
+    _cgroup: Option<ws_sandbox::cgroups::SessionCgroup>,
 }
 
 impl Sandbox {
@@ -242,7 +241,7 @@ impl Sandbox {
             allow_degraded,
         };
         let env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
-        Ok(Sandbox { spec, env, cgroup })
+        Ok(Sandbox { spec, env, _cgroup: cgroup })
     }
 
     /// `ws __sandbox-exec SPEC -- CMD…` with the scrubbed environment: the
