@@ -59,15 +59,17 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
 /// Splits `[ID] [PATHS…]`: the first word is a session id (or name) if it
 /// names a session and is not also a path that exists.
 pub(crate) fn session_and_paths(ws: &Workspace, mut words: Vec<PathBuf>) -> Result<(Session, Vec<RelPath>), CliError> {
-    let first_is_session = words.first().is_some_and(|w| {
+    let named = words.first().and_then(|w| {
         let s = w.to_string_lossy();
-        std::fs::symlink_metadata(w).is_err() && !s.contains('/') && ws.store.resolve_session(Some(&s)).is_ok()
+        let could_be_id = std::fs::symlink_metadata(w).is_err() && !s.contains('/');
+        could_be_id.then(|| ws.store.resolve_session(Some(&s)).ok()).flatten()
     });
-    let session = if first_is_session {
-        let w = words.remove(0);
-        ws.store.resolve_session(Some(&w.to_string_lossy()))?
-    } else {
-        ws.store.resolve_session(None)?
+    let session = match named {
+        Some(s) => {
+            words.remove(0);
+            s
+        }
+        None => ws.store.resolve_session(None)?,
     };
     let paths = ws.rel_paths(&words)?;
     Ok((session, paths))
