@@ -27,7 +27,7 @@ use crate::path::RelPath;
 use crate::session::{Journal, Session};
 use crate::snapshot::fs_now;
 use crate::stat::FileStat;
-use crate::store::{Store, owner_alive, worker_threads};
+use crate::store::{Store, lock, owner_alive, worker_threads};
 use crate::walk::RESTORE_TMP_PREFIX;
 
 #[derive(Debug, Default)]
@@ -227,17 +227,8 @@ fn panicked() -> ReviewError {
     ReviewError::Restore { path: PathBuf::new(), source: io::Error::other("a restore thread panicked") }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// How a workspace path compares with an entry.
-fn matches(store: &Store, abs: &Path, want: Option<&Entry>) -> Result<bool, ReviewError> {
-    let cur = lstat(abs).map_err(|source| ReviewError::Compare { path: abs.to_path_buf(), source })?;
-    matches_now(store, abs, cur.as_ref(), want)
-}
-
-/// [`matches`] with the path's `lstat` already taken (`None`: absent).
+/// Whether a workspace path, whose `lstat` is `cur` (`None`: absent), is
+/// as the entry `want` describes (`None`: absent).
 fn matches_now(
     store: &Store,
     abs: &Path,
@@ -313,14 +304,15 @@ impl<'a> Rollback<'a> {
                 done.push(i);
                 continue;
             }
-            if lstat(&abs).map_err(|source| ReviewError::Compare { path: abs.clone(), source })?.is_none() {
+            let cur = lstat(&abs).map_err(|source| ReviewError::Compare { path: abs.clone(), source })?;
+            if cur.is_none() {
                 if c.before.is_none() {
                     done.push(i);
                 }
                 continue;
             }
-            if !self.force && !matches(self.store, &abs, c.after.as_ref())? {
-                if c.before.is_some() && matches(self.store, &abs, c.before.as_ref())? {
+            if !self.force && !matches_now(self.store, &abs, cur.as_ref(), c.after.as_ref())? {
+                if c.before.is_some() && matches_now(self.store, &abs, cur.as_ref(), c.before.as_ref())? {
                     continue; // already restored by an earlier, interrupted run
                 }
                 self.out.conflicts.push((c.path.clone(), "changed after the session ended".into()));

@@ -371,6 +371,12 @@ pub(crate) fn owner_alive(name: &[u8]) -> bool {
     pid.is_some_and(|p| p == std::process::id() || Path::new(&format!("/proc/{p}")).exists())
 }
 
+/// Locks a mutex, taking it over if a panicking thread poisoned it: the
+/// data guarded here (maps of objects and links) stays valid either way.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// How many threads walk or restore in parallel: the work mostly waits on the
 /// filesystem, so twice the cores.
 pub(crate) fn worker_threads() -> usize {

@@ -26,7 +26,7 @@ use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest};
 use crate::path::RelPath;
 use crate::snapshot::Progress;
 use crate::stat::FileStat;
-use crate::store::{ObjectId, Store, worker_threads};
+use crate::store::{ObjectId, Store, lock, worker_threads};
 
 /// Work files of an interrupted restore; never part of a snapshot.
 pub(crate) const RESTORE_TMP_PREFIX: &[u8] = b".ws-tmp-";
@@ -201,11 +201,13 @@ impl Walk<'_> {
             if name.starts_with(RESTORE_TMP_PREFIX) {
                 continue;
             }
-            let abs = job.abs.join(OsStr::from_bytes(&name));
+            // The full path is only needed for ignore rules, subdirectories and
+            // errors: not built for every file of an unchanged tree.
+            let abs = || job.abs.join(OsStr::from_bytes(&name));
             let st = match rustix::fs::statat(dir_fd, name.as_slice(), AtFlags::SYMLINK_NOFOLLOW) {
                 Ok(st) => st,
                 Err(rustix::io::Errno::NOENT) => continue,
-                Err(e) => return Err(walk_err(&abs, e)),
+                Err(e) => return Err(walk_err(&abs(), e)),
             };
             let rel = job.rel.join(&name);
             self.progress.files.fetch_add(1, Ordering::Relaxed);
@@ -219,7 +221,7 @@ impl Walk<'_> {
             if job.mode == Mode::Normal {
                 if is_dir && name == b".git" {
                     mode = Mode::KeepAll;
-                } else if self.rules.is_ignored(ignores.as_ref(), &abs, is_dir) {
+                } else if self.rules.is_ignored(ignores.as_ref(), &abs(), is_dir) {
                     // Once excluded, a path stays excluded while it exists: a
                     // session that shrinks `target/` below the budget must not
                     // make it look created, and rollback cannot restore it.
@@ -227,7 +229,7 @@ impl Walk<'_> {
                     let over_budget =
                         |files, bytes| EntryKind::Excluded { reason: ExcludeReason::OverBudget, files, bytes };
                     if is_dir {
-                        let (files, bytes, fits) = self.measure(&abs);
+                        let (files, bytes, fits) = self.measure(&abs());
                         if !fits || was_excluded {
                             out.push(self.entry(rel, over_budget(files, bytes), stat));
                             continue;
@@ -242,13 +244,13 @@ impl Walk<'_> {
             match ft {
                 FileType::Directory => {
                     out.push(self.entry(rel.clone(), EntryKind::Dir, stat));
-                    local.push(Job { abs, rel, ignores: ignores.clone(), mode });
+                    local.push(Job { abs: abs(), rel, ignores: ignores.clone(), mode });
                 }
                 FileType::Symlink => {
                     let target = match rustix::fs::readlinkat(dir_fd, name.as_slice(), Vec::new()) {
                         Ok(t) => t.into_bytes(),
                         Err(rustix::io::Errno::NOENT) => continue,
-                        Err(e) => return Err(walk_err(&abs, e)),
+                        Err(e) => return Err(walk_err(&abs(), e)),
                     };
                     out.push(self.entry(rel, EntryKind::Symlink { target }, stat));
                 }
@@ -260,7 +262,7 @@ impl Walk<'_> {
                             EntryKind::Excluded { reason: ExcludeReason::Unreadable, files: 1, bytes: stat.size };
                         out.push(self.entry(rel, kind, stat));
                     }
-                    Err(source) => return Err(SnapshotError::Store { path: abs, source }),
+                    Err(source) => return Err(SnapshotError::Store { path: abs(), source }),
                 },
                 _ => {
                     let kind = EntryKind::Excluded { reason: ExcludeReason::Special, files: 1, bytes: 0 };
@@ -351,10 +353,6 @@ impl Walk<'_> {
         }
         (files, bytes, true)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]
