@@ -87,21 +87,52 @@ fn restrict(spec: &LaunchSpec) -> Result<(), LaunchError> {
     Ok(())
 }
 
-/// Signals that must not kill a launcher or init (the command gets Ctrl-C
-/// from the terminal itself); SIGTERM and SIGHUP are passed on to `child`.
-fn pass_signals_to(child: u32) {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
-    let Ok(mut signals) = signal_hook::iterator::Signals::new([SIGINT, SIGQUIT, SIGTERM, SIGHUP]) else { return };
-    std::thread::spawn(move || {
-        for sig in signals.forever() {
-            if (sig == SIGTERM || sig == SIGHUP)
-                && let (Some(pid), Some(s)) =
-                    (rustix::process::Pid::from_raw(child as i32), rustix::process::Signal::from_named_raw(sig))
-            {
-                let _ = rustix::process::kill_process(pid, s);
+/// Keeps a supervising process alive through Ctrl-C and Ctrl-\ (the command
+/// gets them from the terminal itself) and passes SIGTERM and SIGHUP on to
+/// the child named by [`SignalRelay::forward_to`]. Installed before the child
+/// is spawned, so no signal in between kills the supervisor; handlers (unlike
+/// SIG_IGN) are reset by exec, so the child keeps default behaviour. Stops
+/// when dropped.
+#[derive(Debug)]
+pub struct SignalRelay {
+    child: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    handle: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SignalRelay {
+    pub fn install() -> std::io::Result<SignalRelay> {
+        use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM};
+        use std::sync::atomic::Ordering;
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGQUIT, SIGTERM, SIGHUP])?;
+        let child = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let target = std::sync::Arc::clone(&child);
+        let handle = signals.handle();
+        let thread = std::thread::spawn(move || {
+            for sig in signals.forever() {
+                if (sig == SIGTERM || sig == SIGHUP)
+                    && let Some(pid) = rustix::process::Pid::from_raw(target.load(Ordering::Relaxed))
+                    && let Some(s) = rustix::process::Signal::from_named_raw(sig)
+                {
+                    let _ = rustix::process::kill_process(pid, s);
+                }
             }
+        });
+        Ok(SignalRelay { child, handle, thread: Some(thread) })
+    }
+
+    pub fn forward_to(&self, pid: u32) {
+        self.child.store(pid as i32, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for SignalRelay {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
-    });
+    }
 }
 
 /// Waits for `child` while passing SIGTERM and SIGHUP on to it and surviving
@@ -194,12 +225,13 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
         }
     }
     restrict(&spec)?;
+    let relay = SignalRelay::install().map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
     let child = Command::new(program)
         .args(args)
         .spawn()
         .map_err(|source| LaunchError::Exec { program: program.to_string_lossy().into_owned(), source })?;
     let pid = child.id();
-    pass_signals_to(pid);
+    relay.forward_to(pid);
     // As PID 1, reap every orphan until the command itself exits.
     loop {
         match rustix::process::wait(rustix::process::WaitOptions::empty()) {

@@ -4,8 +4,6 @@ use std::ffi::OsString;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
@@ -107,40 +105,18 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     };
 
     // Ctrl-C and Ctrl-\ reach the command through the terminal's process
-    // group; ws only has to survive them to record the session. A handler
-    // (unlike SIG_IGN) is reset by exec, so the command keeps default behaviour.
-    let child_pid = Arc::new(AtomicI32::new(0));
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGQUIT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ])
-    .map_err(|e| CliError::failure(format!("cannot set up signal handling: {e}")))?;
-    let forward = Arc::clone(&child_pid);
-    let handle = signals.handle();
-    let forwarder = std::thread::spawn(move || {
-        for sig in signals.forever() {
-            let pid = forward.load(Ordering::Relaxed);
-            if (sig == signal_hook::consts::SIGTERM || sig == signal_hook::consts::SIGHUP)
-                && let Some(pid) = rustix::process::Pid::from_raw(pid)
-                && let Some(s) = rustix::process::Signal::from_named_raw(sig)
-            {
-                let _ = rustix::process::kill_process(pid, s);
-            }
-        }
-    });
-
+    // group; ws only has to survive them to record the session.
+    let relay = ws_sandbox::exec::SignalRelay::install()
+        .map_err(|e| CliError::failure(format!("cannot set up signal handling: {e}")))?;
     let spawned = sandbox.command(&args.command).spawn();
     let status = match spawned {
         Ok(mut child) => {
-            child_pid.store(child.id() as i32, Ordering::Relaxed);
+            relay.forward_to(child.id());
             child.wait()
         }
         Err(e) => Err(e),
     };
-    handle.close();
-    let _ = forwarder.join();
+    drop(relay);
     drop(sandbox); // removes the session's cgroup, now that its processes are gone
 
     let (exit_status, code) = match &status {
