@@ -1,0 +1,23 @@
+//! The per-session network proxy of `ws`: deny by default, host globs and
+//! request rules ([`rules`]), resolved addresses checked before connecting,
+//! and credential routes that swap a phantom token for the real secret
+//! ([`route`]). The proxy ([`server::Proxy`]) serves a listening socket the
+//! caller gives it — created inside the session's network namespace where
+//! there is one — and reports every request as a [`server::RequestEvent`].
+//!
+//! # Security
+//! - Nothing is reachable unless a rule allows it; every refusal names its rule.
+//! - A name is resolved once; each address is checked and the connection goes
+//!   to that address, so DNS cannot move an allowed name onto loopback or the
+//!   cloud metadata service.
+//! - The real secret exists only in this process; the sandbox holds a random
+//!   per-session phantom, accepted only on the route it was made for.
+
+pub mod route;
+pub mod rules;
+pub mod server;
+mod tls;
+
+pub use route::{Credential, Route, Upstream};
+pub use rules::{Cidr, HttpRule, NetRules, Verdict};
+pub use server::{Config, EventSink, Proxy, ProxyError, RequestEvent};
