@@ -2,6 +2,8 @@
 //! echoes what it got, and a TLS upstream with a certificate from a test CA.
 //! Clients speak raw HTTP/1.1 over TCP, so every byte is the test's own.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
