@@ -20,6 +20,8 @@ command -v setpriv    >/dev/null || need+=(util-linux)
 command -v mount      >/dev/null || need+=(mount)
 command -v script     >/dev/null || need+=(bsdutils)
 command -v perl       >/dev/null || need+=(perl-base)
+command -v curl       >/dev/null || need+=(curl ca-certificates)
+command -v bash       >/dev/null || need+=(bash)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   apt-get update -qq

@@ -126,8 +126,9 @@ impl SessionNetwork {
         let (port, spec, host_listener, channel, child_channel, auth_token) = match mode {
             Mode::Namespace => {
                 let port = random_port();
-                let (ours, theirs) = ws_sandbox::netns::channel()
-                    .map_err(|e| CliError::failure(format!("cannot prepare the session's network: {}", crate::error::chain(&e))))?;
+                let (ours, theirs) = ws_sandbox::netns::channel().map_err(|e| {
+                    CliError::failure(format!("cannot prepare the session's network: {}", crate::error::chain(&e)))
+                })?;
                 let spec = NetSpec {
                     namespace: Some(NetnsSpec { port, channel_fd: theirs.as_raw_fd() }),
                     connect_ports: vec![],
@@ -188,8 +189,9 @@ impl SessionNetwork {
         drop(self.child_channel.take());
         let listener = match (self.host_listener.take(), &self.channel) {
             (Some(l), _) => Some(l),
-            (None, Some(ch)) => ws_sandbox::netns::receive_listener(ch, Duration::from_secs(30))
-                .map_err(|e| CliError::failure(format!("cannot start the session's proxy: {}", crate::error::chain(&e))))?,
+            (None, Some(ch)) => ws_sandbox::netns::receive_listener(ch, Duration::from_secs(30)).map_err(|e| {
+                CliError::failure(format!("cannot start the session's proxy: {}", crate::error::chain(&e)))
+            })?,
             (None, None) => None,
         };
         self.channel = None;

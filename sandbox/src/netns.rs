@@ -130,13 +130,9 @@ pub fn receive_listener(channel: &OwnedFd, timeout: Duration) -> Result<Option<T
     let mut space = [std::mem::MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
     let mut buf = RecvAncillaryBuffer::new(&mut space);
     let mut byte = [0u8; 1];
-    let msg = rustix::net::recvmsg(
-        channel,
-        &mut [std::io::IoSliceMut::new(&mut byte)],
-        &mut buf,
-        RecvFlags::CMSG_CLOEXEC,
-    )
-    .map_err(|e| NetnsError::Channel(e.into()))?;
+    let msg =
+        rustix::net::recvmsg(channel, &mut [std::io::IoSliceMut::new(&mut byte)], &mut buf, RecvFlags::CMSG_CLOEXEC)
+            .map_err(|e| NetnsError::Channel(e.into()))?;
     if msg.bytes == 0 {
         return Ok(None);
     }

@@ -494,7 +494,9 @@ fn parse_credential(
             ),
         }
     }
-    for (missing, what) in [(c.secret.is_empty(), "secret"), (c.upstream.is_empty(), "upstream"), (c.header.is_empty(), "header")] {
+    for (missing, what) in
+        [(c.secret.is_empty(), "secret"), (c.upstream.is_empty(), "upstream"), (c.header.is_empty(), "header")]
+    {
         if missing {
             push(problems, src, at, &base, format!("needs {what} = \"…\""));
         }
@@ -508,7 +510,9 @@ fn check_host_glob(h: &str) -> Option<String> {
         && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.*:[]".contains(&b))
         && !h.contains("://")
         && !h.contains('/');
-    (!ok).then(|| format!("`{h}` is not a host name or glob (like \"github.com\" or \"*.example.com\"; no scheme, no path)"))
+    (!ok).then(|| {
+        format!("`{h}` is not a host name or glob (like \"github.com\" or \"*.example.com\"; no scheme, no path)")
+    })
 }
 
 /// `None` if `c` is an address or a CIDR range, else why not.
@@ -751,7 +755,10 @@ prefix = "ghp_"
         assert_eq!(p.network.hosts, ["github.com", "*.githubusercontent.com"]);
         assert_eq!(p.network.http[0].methods, ["GET"]);
         let gh = &p.credentials[0];
-        assert_eq!((gh.header.as_str(), gh.scheme.as_deref(), gh.prefix.as_str()), ("authorization", Some("Bearer"), "ghp_"));
+        assert_eq!(
+            (gh.header.as_str(), gh.scheme.as_deref(), gh.prefix.as_str()),
+            ("authorization", Some("Bearer"), "ghp_")
+        );
         let c = resolve("child", &load).unwrap();
         assert_eq!(c.network.hosts.len(), 3, "lists add up");
         assert_eq!(c.credentials.len(), 1, "a route of the same name replaces the parent's");

@@ -155,7 +155,10 @@ fn summarize_network(requests: &[ws_proxy::RequestEvent]) {
         String::new()
     } else {
         let more = if hosts.len() > 5 { format!(" and {} more", hosts.len() - 5) } else { String::new() };
-        format!(": {}{more} — `ws why --host HOST` explains", hosts.iter().take(5).copied().collect::<Vec<_>>().join(", "))
+        format!(
+            ": {}{more} — `ws why --host HOST` explains",
+            hosts.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+        )
     };
     ui::note(&format!("network: {} request(s), {} refused{list}", requests.len(), refused.len()));
 }
