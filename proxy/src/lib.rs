@@ -17,6 +17,7 @@ pub mod route;
 pub mod rules;
 pub mod server;
 mod tls;
+mod tunnel;
 
 pub use route::{Credential, Route, Upstream};
 pub use rules::{Cidr, HttpRule, NetRules, Verdict};

@@ -356,19 +356,58 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBod
     p.event.status = Some(200);
     let shared2 = Arc::clone(&shared);
     tokio::spawn(async move {
-        let mut upstream = upstream;
-        if let Ok(upgraded) = hyper::upgrade::on(req).await {
-            let mut client = TokioIo::new(upgraded);
-            if let Ok((up, down)) =
-                tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 64 * 1024, 64 * 1024).await
-            {
-                p.up.store(up, Ordering::Relaxed);
-                p.down.store(down, Ordering::Relaxed);
+        let Ok(upgraded) = hyper::upgrade::on(req).await else {
+            p.finish(&shared2);
+            return;
+        };
+        // The plain-TCP case, always ours: hand both sockets to the splice
+        // tunnel, after the bytes the client sent behind its CONNECT.
+        match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) => {
+                let slot = Mutex::new(Some(p));
+                let finish = Arc::new(move |up: u64, down: u64| {
+                    if let Some(p) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                        p.up.store(up, Ordering::Relaxed);
+                        p.down.store(down, Ordering::Relaxed);
+                        p.finish(&shared2);
+                    }
+                });
+                let f = Arc::clone(&finish);
+                if splice_tunnel(parts, upstream, Box::new(move |u, d| f(u, d))).is_err() {
+                    finish(0, 0);
+                }
+            }
+            Err(upgraded) => {
+                let mut client = TokioIo::new(upgraded);
+                let mut upstream = upstream;
+                if let Ok((up, down)) =
+                    tokio::io::copy_bidirectional_with_sizes(&mut client, &mut upstream, 256 * 1024, 256 * 1024).await
+                {
+                    p.up.store(up, Ordering::Relaxed);
+                    p.down.store(down, Ordering::Relaxed);
+                }
+                p.finish(&shared2);
             }
         }
-        p.finish(&shared2);
     });
     Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync())
+}
+
+/// The plain-TCP case, always ours: both sockets go to the splice tunnel,
+/// after the bytes the client already sent behind its CONNECT.
+fn splice_tunnel(
+    parts: hyper::upgrade::Parts<TokioIo<TcpStream>>,
+    upstream: TcpStream,
+    done: Box<dyn FnOnce(u64, u64) + Send>,
+) -> std::io::Result<()> {
+    let early = parts.read_buf;
+    let client = parts.io.into_inner().into_std()?;
+    let upstream = upstream.into_std()?;
+    client.set_nonblocking(false)?;
+    upstream.set_nonblocking(false)?;
+    std::io::Write::write_all(&mut &upstream, &early)?;
+    let sent_early = early.len() as u64;
+    crate::tunnel::spawn(client, upstream, Box::new(move |up, down| done(up + sent_early, down)))
 }
 
 /// Headers that belong to one hop, never forwarded.
