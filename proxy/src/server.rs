@@ -83,6 +83,8 @@ pub enum ProxyError {
 pub struct Proxy {
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// CONNECT tunnels still running on their own threads.
+    tunnels: Arc<AtomicU64>,
 }
 
 impl Proxy {
@@ -97,7 +99,14 @@ impl Proxy {
             .build()
             .map_err(ProxyError::Runtime)?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let shared = Arc::new(Shared { config, sink, tls: std::sync::OnceLock::new(), pool: Mutex::default() });
+        let tunnels = Arc::new(AtomicU64::new(0));
+        let shared = Arc::new(Shared {
+            config,
+            sink,
+            tls: std::sync::OnceLock::new(),
+            pool: Mutex::default(),
+            tunnels: Arc::clone(&tunnels),
+        });
         let listener = {
             let _guard = runtime.enter();
             tokio::net::TcpListener::from_std(listener).map_err(ProxyError::Listener)?
@@ -114,17 +123,25 @@ impl Proxy {
                 runtime.shutdown_timeout(Duration::from_millis(200));
             })
             .map_err(ProxyError::Runtime)?;
-        Ok(Proxy { stop: Some(stop), thread: Some(thread) })
+        Ok(Proxy { stop: Some(stop), thread: Some(thread), tunnels })
     }
 }
 
 impl Drop for Proxy {
+    /// Stops serving. Tunnels whose clients are gone end by themselves; they
+    /// get a moment to do so, so that their records are not lost.
     fn drop(&mut self) {
         if let Some(s) = self.stop.take() {
             let _ = s.send(());
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+        for _ in 0..100 {
+            if self.tunnels.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -133,6 +150,7 @@ struct Shared {
     config: Config,
     sink: EventSink,
     tls: std::sync::OnceLock<Result<tokio_rustls::TlsConnector, String>>,
+    tunnels: Arc<AtomicU64>,
     /// Idle upstream connections by (tls, host, port).
     pool: Mutex<HashMap<PoolKey, Vec<Sender>>>,
 }
@@ -365,11 +383,13 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBod
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let slot = Mutex::new(Some(p));
+                shared2.tunnels.fetch_add(1, Ordering::AcqRel);
                 let finish = Arc::new(move |up: u64, down: u64| {
                     if let Some(p) = slot.lock().unwrap_or_else(|e| e.into_inner()).take() {
                         p.up.store(up, Ordering::Relaxed);
                         p.down.store(down, Ordering::Relaxed);
                         p.finish(&shared2);
+                        shared2.tunnels.fetch_sub(1, Ordering::AcqRel);
                     }
                 });
                 let f = Arc::clone(&finish);
