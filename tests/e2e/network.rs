@@ -67,7 +67,7 @@ fn the_proxy_is_the_only_way_out() {
     let mut buf = [0u8; 64];
     assert!(udp.recv_from(&mut buf).is_err(), "a UDP datagram left the session");
     // The proxy is announced under every name, and nothing is exempt.
-    assert!(out.stdout.contains(&format!("HTTPS_PROXY=http://127.0.0.1:")), "{out:?}");
+    assert!(out.stdout.contains("HTTPS_PROXY=http://127.0.0.1:"), "{out:?}");
     assert!(!out.stdout.to_ascii_lowercase().contains("no_proxy="), "{out:?}");
     assert!(out.stderr.contains("network: 3 request(s), 2 refused: not-allowed.example"), "{}", out.stderr);
 }
@@ -93,4 +93,51 @@ fn allowed_names_that_resolve_to_loopback_or_metadata_are_refused() {
     assert!(out.stdout.contains("CONNECT tunnel failed, response 403"), "{out:?}");
     assert!(out.stdout.contains("is a link-local (cloud metadata lives here) address"), "{out:?}");
     assert_eq!(f.upstream.requests().len(), 1, "only the control arrived");
+}
+
+const REAL: &str = "sk-test-REAL-5f2a9c1e7b";
+
+#[test]
+fn credential_routes_swap_a_phantom_and_the_real_key_never_enters() {
+    let f = fixture();
+    let up = f.upstream.port;
+    let p = profile(
+        &f,
+        "cred",
+        &format!(
+            "[network]\naddresses = [\"127.0.0.1\"]\n\
+             [credentials.api]\nsecret = \"env:WS_E2E_REAL_KEY\"\nupstream = \"http://127.0.0.1:{up}/base\"\n\
+             header = \"x-api-key\"\nenv = \"API_KEY\"\nbase_url_env = \"API_BASE_URL\"\nprefix = \"sk-test-\"\n"
+        ),
+    );
+    let script = "printenv; cat /proc/self/environ | tr '\\0' '\\n'; echo; \
+         echo \"phantom=$API_KEY\"; echo \"base=$API_BASE_URL\"; \
+         curl -sS -D - -H \"x-api-key: $API_KEY\" \"$API_BASE_URL/v1/messages\"; echo; \
+         curl -sS -o /dev/null -w 'wrong=%{http_code}\\n' -H 'x-api-key: sk-test-ws-phantom-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA' \"$API_BASE_URL/v1/messages\"; \
+         curl -sS -o /dev/null -w 'none=%{http_code}\\n' \"$API_BASE_URL/v1/messages\"; \
+         echo \"$API_KEY\" > phantom.txt; true";
+    let mut c = f.env.command(&f.ws, &["session", "start", "--profile", &p, "--", "bash", "-c", script]);
+    c.env("WS_E2E_REAL_KEY", REAL);
+    let out = f.env.run(c);
+    assert_eq!(out.code, 0, "{out:?}");
+    // Positive control: the request arrived upstream, with the real key in
+    // place of the phantom, under the route's base path.
+    let seen = f.upstream.requests();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(seen[0].starts_with("GET /base/v1/messages HTTP/1.1"), "{seen:?}");
+    assert!(seen[0].contains(&format!("x-api-key: {REAL}")), "{seen:?}");
+    let phantom = out.stdout.lines().find_map(|l| l.strip_prefix("phantom=")).unwrap().to_owned();
+    assert!(phantom.starts_with("sk-test-ws-phantom-") && phantom != REAL, "{phantom}");
+    assert!(out.stdout.contains("upstream saw: GET /base/v1/messages"), "{out:?}");
+    // The phantom of another session and no key at all are refused.
+    assert!(out.stdout.contains("wrong=401") && out.stdout.contains("none=401"), "{out:?}");
+    // The upstream echoed the real key in a response header: removed on the way back.
+    assert!(out.stdout.contains("x-echo-x-api-key: [removed by ws"), "{out:?}");
+    // Nowhere in the sandbox: not in its environment, its output, or its files.
+    assert!(!out.stdout.contains(REAL), "the real key reached the sandbox: {out:?}");
+    assert!(std::fs::read_to_string(f.ws.join("phantom.txt")).unwrap().contains("ws-phantom"), "control");
+    for dir in [&f.ws, &f.env.home] {
+        let grep = std::process::Command::new("grep").args(["-rqF", REAL]).arg(dir).status().unwrap();
+        assert_eq!(grep.code(), Some(1), "the real key is in a file under {}", dir.display());
+    }
 }
