@@ -34,7 +34,10 @@ pub struct KeyutilsStore {
 }
 
 fn failed(op: &'static str) -> impl FnOnce(KeyError) -> StoreError {
-    move |source| StoreError::Keyutils { op, source }
+    move |source| match source {
+        KeyError::QuotaExceeded => StoreError::KeyQuota,
+        source => StoreError::Keyutils { op, source },
+    }
 }
 
 impl KeyutilsStore {

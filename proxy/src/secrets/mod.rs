@@ -197,6 +197,8 @@ pub enum StoreError {
         #[source]
         source: linux_keyutils::KeyError,
     },
+    #[error("this user's kernel key quota is full")]
+    KeyQuota,
     #[error("no D-Bus session bus to reach the Secret Service on")]
     NoSessionBus,
     #[error("cannot reach the Secret Service on {bus}")]
