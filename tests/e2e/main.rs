@@ -11,3 +11,4 @@ mod kinds;
 mod privilege;
 mod review;
 mod sandbox;
+mod secrets;

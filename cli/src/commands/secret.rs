@@ -5,9 +5,7 @@ use std::io::{BufRead as _, IsTerminal as _, Read as _};
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use ws_proxy::secrets::{
-    Secret, SecretName, SecretStore, StoreError, StoreKind, StoreOptions, open_store,
-};
+use ws_proxy::secrets::{Secret, SecretName, SecretStore, StoreError, StoreKind, StoreOptions, open_store};
 use zeroize::Zeroizing;
 
 use crate::error::{CliError, exit};

@@ -49,7 +49,8 @@ impl SecretServiceStore {
         let conn = zbus::blocking::connection::Builder::address(bus)
             .and_then(|b| b.build())
             .map_err(|e| connect_err(Box::new(e)))?;
-        let service = SecretService::connect_with_existing(EncryptionType::Dh, conn).map_err(|e| connect_err(Box::new(e)))?;
+        let service =
+            SecretService::connect_with_existing(EncryptionType::Dh, conn).map_err(|e| connect_err(Box::new(e)))?;
         Ok(SecretServiceStore { service, bus: bus.to_owned() })
     }
 
