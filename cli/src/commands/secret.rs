@@ -73,10 +73,10 @@ pub fn run(c: SecretCommand) -> Result<i32, CliError> {
 }
 
 fn cmd_secret_set(args: SetArgs) -> Result<i32, CliError> {
-    let store = open(&args.store)?;
+    let store = open(args.store.store)?;
     let value = read_value(&args.name)?;
     store.set(&args.name, &value).map_err(|e| store_error(e, store.kind()))?;
-    secrets_changed(store.as_ref(), &args.name);
+    secrets_changed(store.as_ref(), &args.name, Some(&value));
     ui::note(&format!("stored secret {} in the {} store", args.name, store.kind()));
     Ok(exit::OK)
 }
@@ -88,7 +88,7 @@ struct ListJson<'a> {
 }
 
 fn cmd_secret_list(args: ListArgs) -> Result<i32, CliError> {
-    let store = open(&args.store)?;
+    let store = open(args.store.store)?;
     let names = store.list().map_err(|e| store_error(e, store.kind()))?;
     if args.json {
         let json = ListJson { store: store.kind().as_str(), secrets: names.iter().map(SecretName::as_str).collect() };
@@ -104,24 +104,25 @@ fn cmd_secret_list(args: ListArgs) -> Result<i32, CliError> {
 }
 
 fn cmd_secret_rm(args: RmArgs) -> Result<i32, CliError> {
-    let store = open(&args.store)?;
+    let store = open(args.store.store)?;
     store.remove(&args.name).map_err(|e| store_error(e, store.kind()))?;
-    secrets_changed(store.as_ref(), &args.name);
+    secrets_changed(store.as_ref(), &args.name, None);
     ui::note(&format!("removed secret {} from the {} store", args.name, store.kind()));
     Ok(exit::OK)
 }
 
-/// Called after every successful `set` and `rm`.
-fn secrets_changed(_store: &dyn SecretStore, _name: &SecretName) {
+/// Called after every successful `set` (with the new value) and `rm` (`None`).
+fn secrets_changed(_store: &dyn SecretStore, _name: &SecretName, _value: Option<&Secret>) {
     // INTEGRATION POINT (issue 5, pre-commit refusal of stored secrets):
-    // update the secret fingerprint file here, from `_store`'s current
-    // contents, so `ws hooks run pre-commit` can refuse staged content that
-    // contains a stored secret (compared by hash, never by value).
+    // update the secret fingerprint file here — add the hash of `_value`
+    // under `_name`, or drop `_name`'s entry on `rm` — so `ws hooks run
+    // pre-commit` can refuse staged content that contains a stored secret
+    // (compared by hash, never by value).
 }
 
 /// The store flag, else $WS_SECRET_STORE, else automatic.
-fn store_options(arg: &StoreArg) -> Result<StoreOptions, CliError> {
-    let kind = match arg.store {
+fn store_options(flag: Option<StoreKind>) -> Result<StoreOptions, CliError> {
+    let kind = match flag {
         Some(k) => Some(k),
         None => match env::var_os(env::WS_SECRET_STORE) {
             None => None,
@@ -134,10 +135,11 @@ fn store_options(arg: &StoreArg) -> Result<StoreOptions, CliError> {
     Ok(StoreOptions { kind, session_bus: env::session_bus() })
 }
 
-/// Opens the store for this command; used by `ws secret` and by whatever
-/// resolves a profile's stored secrets at session start.
-pub(crate) fn open(arg: &StoreArg) -> Result<Box<dyn SecretStore>, CliError> {
-    let options = store_options(arg)?;
+/// Opens the store `flag` names, else the one $WS_SECRET_STORE names, else
+/// the one found here. For `ws secret`, and for resolving a profile's stored
+/// secrets at session start (`open(None)`).
+pub(crate) fn open(flag: Option<StoreKind>) -> Result<Box<dyn SecretStore>, CliError> {
+    let options = store_options(flag)?;
     let kind = options.kind.unwrap_or(StoreKind::Keyutils);
     open_store(&options).map_err(|e| store_error(e, kind))
 }
