@@ -24,6 +24,8 @@ command -v keyctl     >/dev/null || need+=(keyutils)
 command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
 command -v dbus-send  >/dev/null || need+=(dbus-bin)
 command -v gnome-keyring-daemon >/dev/null || need+=(gnome-keyring)
+command -v curl       >/dev/null || need+=(curl ca-certificates)
+command -v bash       >/dev/null || need+=(bash)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   apt-get update -qq

@@ -15,6 +15,7 @@
 
 mod measure;
 mod mount;
+mod network;
 mod report;
 mod sandbox;
 mod tree;
@@ -31,7 +32,7 @@ use tree::TreeSpec;
 use util::{Env, Error, Result};
 
 const USAGE: &str = "\
-usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox]
+usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,network]
 
   --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
   --out FILE     also write the results as JSON to FILE
@@ -40,7 +41,8 @@ usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox]
   --fs LIST      what to measure (default btrfs,ext4,sandbox): the filesystems, and
                  `sandbox`, run once without an image: session start in an unchanged
                  200-file workspace and the launcher alone (added ms vs `true`), and
-                 ws's peak RSS per /usr/bin/time (200 files and the tree's small files)
+                 ws's peak RSS per /usr/bin/time (200 files and the tree's small files);
+                 and `network`: the session proxy vs direct requests on loopback
 
 Runs as root (it makes and loop-mounts filesystem images under /var/tmp, or
 $WS_BENCH_TMPDIR; the sandbox group's workspaces go there too). The ws binary
@@ -54,10 +56,12 @@ struct Args {
     fs: Vec<Fs>,
     /// Whether to run the sandbox group.
     sandbox: bool,
+    /// Whether to run the network group.
+    network: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
-    let mut args = Args { quick: false, out: None, runs: None, fs: Fs::ALL.to_vec(), sandbox: true };
+    let mut args = Args { quick: false, out: None, runs: None, fs: Fs::ALL.to_vec(), sandbox: true, network: true };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_str().ok_or_else(|| Error::new(format!("argument {arg:?} is not UTF-8")))?.to_string();
@@ -75,11 +79,17 @@ fn parse_args() -> Result<Option<Args>> {
                 let v = v.to_string_lossy();
                 args.fs.clear();
                 args.sandbox = false;
+                args.network = false;
                 for s in v.split(',').map(str::trim) {
                     match Fs::parse(s) {
                         Some(fs) => args.fs.push(fs),
                         None if s == "sandbox" => args.sandbox = true,
-                        None => return Err(Error::new(format!("unknown --fs entry {s:?} (btrfs, ext4, sandbox)"))),
+                        None if s == "network" => args.network = true,
+                        None => {
+                            return Err(Error::new(format!(
+                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, network)"
+                            )));
+                        }
                     }
                 }
             }
@@ -164,6 +174,11 @@ fn real_main() -> Result<ExitCode> {
     let sandbox_runs = args.sandbox.then(|| runs.max(sandbox::MIN_RUNS));
     if args.sandbox && util::check_interrupted().is_ok() {
         let (r, e) = sandbox::bench(&plan, &notes);
+        rows.extend(r);
+        errors.extend(e);
+    }
+    if args.network && util::check_interrupted().is_ok() {
+        let (r, e) = network::bench(runs);
         rows.extend(r);
         errors.extend(e);
     }

@@ -24,6 +24,7 @@ pub mod env;
 pub mod exec;
 pub mod landlock;
 pub mod namespaces;
+pub mod netns;
 pub mod policy;
 pub mod probe;
 pub mod profile;

@@ -8,6 +8,7 @@ mod faults;
 mod git;
 mod harness;
 mod kinds;
+mod network;
 mod privilege;
 mod review;
 mod sandbox;

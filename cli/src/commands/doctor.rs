@@ -70,6 +70,15 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
             enforced_by_ws: p.user_namespaces || p.root,
         },
         Row {
+            layer: "network",
+            available: crate::network::Mode::choose(p.user_namespaces || p.root, p.landlock_abi).is_some(),
+            detail: match crate::network::Mode::choose(p.user_namespaces || p.root, p.landlock_abi) {
+                Some(m) => format!("{}; deny by default, every request through the session's proxy", m.name()),
+                None => "cannot be confined here: needs user namespaces, or Landlock ABI 4 (Linux 6.7+)".into(),
+            },
+            enforced_by_ws: crate::network::Mode::choose(p.user_namespaces || p.root, p.landlock_abi).is_some(),
+        },
+        Row {
             layer: "landlock audit",
             available: p.landlock_abi >= 7,
             detail: if p.landlock_abi >= 7 { "ABI 7 denial records (the denial recorder is not built yet)".into() } else { "needs Landlock ABI 7 (Linux 6.15+)".into() },
