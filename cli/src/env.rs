@@ -56,6 +56,11 @@ pub fn tmpdir() -> Option<PathBuf> {
     path(TMPDIR)
 }
 
+/// A variable a profile names as a credential's source (`secret = "env:VAR"`).
+pub fn profile_var(name: &str) -> Option<OsString> {
+    var_os(name)
+}
+
 /// The D-Bus session bus's address, if this login has one.
 pub fn session_bus() -> Option<String> {
     if let Some(addr) = var_os(DBUS_SESSION_BUS_ADDRESS) {

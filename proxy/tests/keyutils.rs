@@ -65,14 +65,14 @@ fn resolve_reads_a_stored_secret() {
     let store = open();
     let s = Scratch::new(&store, "resolve");
     let source = SecretSource::parse(s.name.as_str()).unwrap();
-    let missing = source.resolve(&store, &no_env).unwrap_err();
+    let missing = source.resolve(Some(&store), &no_env).unwrap_err();
     assert!(matches!(missing, SecretError::Store { source: StoreError::NotFound { .. }, .. }), "{missing}");
     assert!(missing.to_string().contains(s.name.as_str()), "{missing}");
 
     store.set(&s.name, &Secret::new(b"sk-real-value".to_vec())).unwrap();
-    assert_eq!(source.resolve(&store, &no_env).unwrap().expose(), b"sk-real-value");
+    assert_eq!(source.resolve(Some(&store), &no_env).unwrap().expose(), b"sk-real-value");
     // A second handle, as a later command would open it, finds it too.
-    assert_eq!(source.resolve(&open(), &no_env).unwrap().expose(), b"sk-real-value");
+    assert_eq!(source.resolve(Some(&open()), &no_env).unwrap().expose(), b"sk-real-value");
 }
 
 /// Only a process that possesses the persistent keyring reads our keys: a

@@ -40,7 +40,7 @@ fn no_env(_: &str) -> Option<OsString> {
 /// The value a session would get for `name` from `store`, read in this process.
 fn resolve(store: &dyn SecretStore, name: &str) -> Result<Vec<u8>, String> {
     let source = SecretSource::parse(name).unwrap();
-    source.resolve(store, &no_env).map(|s| s.expose().to_vec()).map_err(|e| {
+    source.resolve(Some(store), &no_env).map(|s| s.expose().to_vec()).map_err(|e| {
         let cause = std::error::Error::source(&e).map(|c| c.to_string()).unwrap_or_default();
         format!("{e}: {cause}")
     })
@@ -302,4 +302,50 @@ fn secret_service_store_under_a_real_gnome_keyring() {
     assert_eq!(locked.code, 1, "{locked:?}");
     assert!(locked.stderr.contains("default collection is locked"), "{locked:?}");
     assert!(locked.stderr.contains("gnome-keyring-daemon --unlock") && locked.stderr.contains("--store keyutils"));
+}
+
+/// A credential route whose secret was stored with `ws secret set` in an
+/// earlier process: the upstream gets the stored value, the session only its
+/// phantom; once the secret is removed, the session is refused up front.
+#[test]
+fn a_stored_secret_reaches_the_upstream_and_never_the_session() {
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    git_repo(&ws);
+    write(ws.join("mine.txt"), "workspace file\n");
+    let upstream = Upstream::start();
+    let name = unique("route");
+    let real = "sk-stored-REAL-91c4";
+    with_stdin(env.command(&ws, &["secret", "set", &name]), format!("{real}\n").as_bytes()).ok();
+    let profile = env.dir("profiles").join("route.toml");
+    write(
+        &profile,
+        format!(
+            "extends = \"default\"\n[network]\naddresses = [\"127.0.0.1\"]\n\
+             [credentials.up]\nsecret = \"{name}\"\nupstream = \"http://127.0.0.1:{}\"\n\
+             header = \"x-api-key\"\nenv = \"UP_KEY\"\nbase_url_env = \"UP_BASE\"\n",
+            upstream.port
+        ),
+    );
+    let profile = profile.to_string_lossy().into_owned();
+    let script = "curl -sS -H \"x-api-key: $UP_KEY\" \"$UP_BASE/v1/ping\"; echo \"phantom=$UP_KEY\"; env";
+    let out = env.ws(&ws, &["session", "start", "--profile", &profile, "--", "bash", "-c", script]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("upstream saw: GET /v1/ping"), "control: the route works: {out:?}");
+    let seen = upstream.requests();
+    assert!(
+        seen.iter().any(|h| h.contains(&format!("x-api-key: {real}"))),
+        "the stored value was not injected: {seen:?}"
+    );
+    assert!(out.stdout.contains("UP_KEY=") && out.stdout.contains("phantom="), "{out:?}");
+    assert!(!out.stdout.contains(real) && !out.stderr.contains(real), "the session saw the secret: {out:?}");
+
+    env.ws(&ws, &["secret", "rm", &name]).ok();
+    let refused = env.ws(&ws, &["session", "start", "--profile", &profile, "--", "true"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(
+        refused.stderr.contains(&format!("credential route `up`: no secret `{name}` in the keyutils store")),
+        "{refused:?}"
+    );
+    assert!(refused.stderr.contains(&format!("ws secret set {name}")), "{refused:?}");
 }

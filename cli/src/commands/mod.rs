@@ -5,7 +5,7 @@ mod diff;
 mod doctor;
 mod profile;
 mod rollback;
-mod secret;
+pub(crate) mod secret;
 mod session;
 mod why;
 

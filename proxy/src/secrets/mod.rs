@@ -226,6 +226,8 @@ pub enum SecretError {
         #[source]
         source: StoreError,
     },
+    #[error("stored secret `{name}` needs a secret store, and none was given")]
+    NoStore { name: SecretName },
     #[error("environment variable {var} is not set")]
     EnvUnset { var: String },
     #[error("cannot read secret file {}", path.display())]

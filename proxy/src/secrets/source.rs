@@ -69,17 +69,24 @@ impl SecretSource {
         }
     }
 
+    /// Whether resolving needs a store: open one only then.
+    pub fn needs_store(&self) -> bool {
+        matches!(self, SecretSource::Stored(_))
+    }
+
     /// Fetches the value, outside the sandbox. `store` is only asked for a
-    /// [`SecretSource::Stored`] source; `lookup_env` for `env:`. A `cmd:`
+    /// [`SecretSource::Stored`] source (and must then be given, see
+    /// [`SecretSource::needs_store`]); `lookup_env` for `env:`. A `cmd:`
     /// shares this process's stdin and stderr (so a password manager can
     /// prompt) and its stdout is captured.
     pub fn resolve(
         &self,
-        store: &dyn SecretStore,
+        store: Option<&dyn SecretStore>,
         lookup_env: &dyn Fn(&str) -> Option<OsString>,
     ) -> Result<Secret, SecretError> {
         let bytes = match self {
             SecretSource::Stored(name) => {
+                let store = store.ok_or_else(|| SecretError::NoStore { name: name.clone() })?;
                 return store.get(name).map_err(|source| SecretError::Store { name: name.clone(), source });
             }
             SecretSource::Env(var) => {
@@ -181,37 +188,42 @@ mod tests {
     #[test]
     fn resolves_env_file_and_cmd() {
         let env = |v: &str| (v == "TOK").then(|| OsString::from("from-env\n"));
-        let s = SecretSource::parse("env:TOK").unwrap().resolve(&NoStore, &env).unwrap();
+        let s = SecretSource::parse("env:TOK").unwrap().resolve(Some(&NoStore), &env).unwrap();
         assert_eq!(s.expose(), b"from-env\n", "env values are taken as they are");
 
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("k");
         std::fs::write(&file, "from-file\n").unwrap();
         let src = SecretSource::File(file.clone());
-        assert_eq!(src.resolve(&NoStore, &no_env).unwrap().expose(), b"from-file");
+        assert_eq!(src.resolve(Some(&NoStore), &no_env).unwrap().expose(), b"from-file");
 
         let cmd = SecretSource::parse("cmd:printf 'from-cmd\\n\\n'; echo noise >&2").unwrap();
-        assert_eq!(cmd.resolve(&NoStore, &no_env).unwrap().expose(), b"from-cmd\n");
+        assert_eq!(cmd.resolve(Some(&NoStore), &no_env).unwrap().expose(), b"from-cmd\n");
     }
 
     #[test]
     fn resolution_failures_name_what_failed() {
-        let e = SecretSource::parse("env:MISSING").unwrap().resolve(&NoStore, &no_env).unwrap_err();
+        let e = SecretSource::parse("env:MISSING").unwrap().resolve(Some(&NoStore), &no_env).unwrap_err();
         assert!(e.to_string().contains("MISSING"), "{e}");
 
-        let e = SecretSource::File("/nonexistent/k".into()).resolve(&NoStore, &no_env).unwrap_err();
+        let e = SecretSource::File("/nonexistent/k".into()).resolve(Some(&NoStore), &no_env).unwrap_err();
         assert!(e.to_string().contains("/nonexistent/k"), "{e}");
 
-        let control = SecretSource::parse("cmd:echo ok").unwrap().resolve(&NoStore, &no_env);
+        let control = SecretSource::parse("cmd:echo ok").unwrap().resolve(Some(&NoStore), &no_env);
         assert!(control.is_ok(), "control: a succeeding command resolves");
-        let e = SecretSource::parse("cmd:echo partial; exit 3").unwrap().resolve(&NoStore, &no_env).unwrap_err();
+        let e = SecretSource::parse("cmd:echo partial; exit 3").unwrap().resolve(Some(&NoStore), &no_env).unwrap_err();
         let msg = e.to_string();
         assert!(msg.contains("echo partial; exit 3") && msg.contains("exit status: 3"), "{msg}");
 
-        let e = SecretSource::parse("cmd:echo").unwrap().resolve(&NoStore, &no_env).unwrap_err();
+        let e = SecretSource::parse("cmd:echo").unwrap().resolve(Some(&NoStore), &no_env).unwrap_err();
         assert!(matches!(e, SecretError::Empty { .. }), "{e}");
 
-        let e = SecretSource::parse("missing-one").unwrap().resolve(&NoStore, &no_env).unwrap_err();
+        let e = SecretSource::parse("missing-one").unwrap().resolve(Some(&NoStore), &no_env).unwrap_err();
         assert!(matches!(e, SecretError::Store { source: StoreError::NotFound { .. }, .. }), "{e}");
+        let e = SecretSource::parse("missing-one").unwrap().resolve(None, &no_env).unwrap_err();
+        assert!(matches!(e, SecretError::NoStore { .. }), "{e}");
+        assert!(
+            SecretSource::parse("x").unwrap().needs_store() && !SecretSource::parse("env:X").unwrap().needs_store()
+        );
     }
 }
