@@ -230,6 +230,34 @@ pub fn rules(profile: &Profile) -> ws_proxy::NetRules {
     }
 }
 
+/// Fetches the real secret of a credential route, outside the sandbox: from
+/// the secret store (`ws secret set`), or the profile's `env:`, `file:` or
+/// `cmd:` source.
+pub fn resolve_secret(c: &ws_sandbox::profile::CredentialSpec) -> Result<Vec<u8>, CliError> {
+    use ws_proxy::secrets::{SecretError, SecretSource, StoreError};
+    let in_route = |mut e: CliError| {
+        e.message = format!("credential route `{}`: {}", c.name, e.message);
+        e
+    };
+    let source = SecretSource::parse(&c.secret).map_err(|e| {
+        in_route(CliError::usage(e.to_string()))
+            .hint("`secret` is a stored name (`ws secret set NAME`), `env:VAR`, `file:/ABS/PATH` or `cmd:COMMAND`")
+    })?;
+    let store = if source.needs_store() { Some(crate::commands::secret::open(None).map_err(in_route)?) } else { None };
+    let secret = source.resolve(store.as_deref(), &crate::env::profile_var).map_err(|e| match e {
+        SecretError::Store { source: StoreError::NotFound { store: kind, name }, .. } => {
+            in_route(CliError::usage(format!("no secret `{name}` in the {kind} store")))
+                .hint(format!("store it with `ws secret set {name}` (the value on stdin)"))
+        }
+        SecretError::Store { source, .. } => {
+            let kind = store.as_ref().map_or(ws_proxy::secrets::StoreKind::Keyutils, |s| s.kind());
+            in_route(crate::commands::secret::store_error(source, kind))
+        }
+        other => in_route(CliError::usage(crate::error::chain(&other))),
+    })?;
+    Ok(secret.expose().to_vec())
+}
+
 #[cfg(test)]
 mod tests {
     use super::Mode;
@@ -240,9 +268,4 @@ mod tests {
         assert_eq!(Mode::choose(false, 4), Some(Mode::Filtered));
         assert_eq!(Mode::choose(false, 3), None);
     }
-}
-
-/// Fetches the real secret of a credential route, outside the sandbox.
-pub fn resolve_secret(c: &ws_sandbox::profile::CredentialSpec) -> Result<Vec<u8>, CliError> {
-    Err(CliError::usage(format!("credential route `{}`: secret `{}` cannot be resolved yet", c.name, c.secret)))
 }

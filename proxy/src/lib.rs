@@ -4,6 +4,11 @@
 //! ([`route`]). The proxy ([`server::Proxy`]) serves a listening socket the
 //! caller gives it — created inside the session's network namespace where
 //! there is one — and reports every request as a [`server::RequestEvent`].
+//! The real secrets come from a store or a profile's explicit source
+//! ([`secrets`]), resolved outside the sandbox.
+//!
+//! This crate never prints, never reads the environment and never exits: the
+//! caller passes in what it needs and decides what to tell the user.
 //!
 //! # Security
 //! - Nothing is reachable unless a rule allows it; every refusal names its rule.
@@ -15,6 +20,7 @@
 
 pub mod route;
 pub mod rules;
+pub mod secrets;
 pub mod server;
 mod tls;
 mod tunnel;

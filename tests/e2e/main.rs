@@ -12,3 +12,4 @@ mod network;
 mod privilege;
 mod review;
 mod sandbox;
+mod secrets;

@@ -5,6 +5,7 @@ mod diff;
 mod doctor;
 mod profile;
 mod rollback;
+pub(crate) mod secret;
 mod session;
 mod why;
 
@@ -41,6 +42,9 @@ enum Command {
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
     Doctor(doctor::DoctorArgs),
+    /// Store, list and remove the credentials that profiles inject.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     Why(why::WhyArgs),
 }
 
@@ -52,6 +56,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Rollback(a) => rollback::cmd_rollback(a),
         Command::Profile(c) => profile::run(c),
         Command::Doctor(a) => doctor::cmd_doctor(a),
+        Command::Secret(c) => secret::run(c),
         Command::Why(a) => why::cmd_why(a),
     }
 }
