@@ -63,14 +63,14 @@ pub struct RouteSetup {
 /// each real secret (outside the sandbox).
 pub fn routes(
     profile: &Profile,
-    resolve: &dyn Fn(&ws_sandbox::profile::CredentialSpec) -> Result<Vec<u8>, CliError>,
+    resolve: &dyn Fn(&ws_sandbox::profile::CredentialSpec) -> Result<Option<Vec<u8>>, CliError>,
 ) -> Result<Vec<RouteSetup>, CliError> {
     let mut out = Vec::new();
     for c in &profile.credentials {
         let upstream = ws_proxy::Upstream::parse(&c.upstream).map_err(|e| {
             CliError::usage(format!("profile `{}`: credentials.{}.upstream: {e}", profile.name, c.name))
         })?;
-        let secret = resolve(c)?;
+        let Some(secret) = resolve(c)? else { continue };
         out.push(RouteSetup {
             route: ws_proxy::Route {
                 name: c.name.clone(),
@@ -233,7 +233,9 @@ pub fn rules(profile: &Profile) -> ws_proxy::NetRules {
 /// Fetches the real secret of a credential route, outside the sandbox: from
 /// the secret store (`ws secret set`), or the profile's `env:`, `file:` or
 /// `cmd:` source.
-pub fn resolve_secret(c: &ws_sandbox::profile::CredentialSpec) -> Result<Vec<u8>, CliError> {
+/// `Ok(None)`: the route is optional and its stored secret does not exist
+/// (said in a note).
+pub fn resolve_secret(c: &ws_sandbox::profile::CredentialSpec) -> Result<Option<Vec<u8>>, CliError> {
     use ws_proxy::secrets::{SecretError, SecretSource, StoreError};
     let in_route = |mut e: CliError| {
         e.message = format!("credential route `{}`: {}", c.name, e.message);
@@ -244,18 +246,26 @@ pub fn resolve_secret(c: &ws_sandbox::profile::CredentialSpec) -> Result<Vec<u8>
             .hint("`secret` is a stored name (`ws secret set NAME`), `env:VAR`, `file:/ABS/PATH` or `cmd:COMMAND`")
     })?;
     let store = if source.needs_store() { Some(crate::commands::secret::open(None).map_err(in_route)?) } else { None };
-    let secret = source.resolve(store.as_deref(), &crate::env::profile_var).map_err(|e| match e {
-        SecretError::Store { source: StoreError::NotFound { store: kind, name }, .. } => {
-            in_route(CliError::usage(format!("no secret `{name}` in the {kind} store")))
-                .hint(format!("store it with `ws secret set {name}` (the value on stdin)"))
+    let secret = match source.resolve(store.as_deref(), &crate::env::profile_var) {
+        Ok(s) => s,
+        Err(SecretError::Store { source: StoreError::NotFound { store: kind, name }, .. }) if c.optional => {
+            crate::ui::note(&format!(
+                "credential route `{}` is off: no secret `{name}` in the {kind} store (`ws secret set {name}` turns it on)",
+                c.name
+            ));
+            return Ok(None);
         }
-        SecretError::Store { source, .. } => {
+        Err(SecretError::Store { source: StoreError::NotFound { store: kind, name }, .. }) => {
+            return Err(in_route(CliError::usage(format!("no secret `{name}` in the {kind} store")))
+                .hint(format!("store it with `ws secret set {name}` (the value on stdin)")));
+        }
+        Err(SecretError::Store { source, .. }) => {
             let kind = store.as_ref().map_or(ws_proxy::secrets::StoreKind::Keyutils, |s| s.kind());
-            in_route(crate::commands::secret::store_error(source, kind))
+            return Err(in_route(crate::commands::secret::store_error(source, kind)));
         }
-        other => in_route(CliError::usage(crate::error::chain(&other))),
-    })?;
-    Ok(secret.expose().to_vec())
+        Err(other) => return Err(in_route(CliError::usage(crate::error::chain(&other)))),
+    };
+    Ok(Some(secret.expose().to_vec()))
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@
 //! prefix = "sk-ant-"              # optional: phantom starts with it, for clients that check formats
 //! methods = ["POST"]              # optional limits, paths relative to the upstream URL
 //! paths = ["/v1/**"]
+//! optional = true                 # a stored secret that is missing skips the route (default: refuse)
 //! ```
 //! A profile that extends another adds to its lists (a credential route of
 //! the same name replaces the parent's); `enforce.require`, when given,
@@ -137,6 +138,9 @@ pub struct CredentialSpec {
     pub prefix: String,
     pub methods: Vec<String>,
     pub paths: Vec<String>,
+    /// A stored secret that does not exist skips the route (with a note)
+    /// instead of refusing the session.
+    pub optional: bool,
 }
 
 /// One problem in a profile file.
@@ -443,6 +447,7 @@ fn parse_credential(
         let field = k.get_ref().to_string();
         let at2 = k.span().start;
         match (field.as_str(), v.get_ref()) {
+            ("optional", DeValue::Boolean(b)) => c.optional = *b,
             ("methods" | "paths", v) => match strings(v) {
                 Some(items) if field == "methods" => {
                     c.methods = items.into_iter().map(|(s, _)| s.to_ascii_uppercase()).collect()
@@ -489,7 +494,7 @@ fn parse_credential(
                 src,
                 at2,
                 &key,
-                "unknown key or wrong type (known: secret, upstream, header, scheme, env, base_url_env, prefix, methods, paths)"
+                "unknown key or wrong type (known: secret, upstream, header, scheme, env, base_url_env, prefix, methods, paths, optional)"
                     .into(),
             ),
         }
