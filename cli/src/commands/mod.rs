@@ -3,6 +3,7 @@
 mod approve;
 mod diff;
 mod doctor;
+mod hooks;
 mod profile;
 mod rollback;
 mod session;
@@ -42,6 +43,9 @@ enum Command {
     Profile(profile::ProfileCommand),
     Doctor(doctor::DoctorArgs),
     Why(why::WhyArgs),
+    /// Git hooks that refuse commits of unreviewed agent changes and of secrets.
+    #[command(subcommand)]
+    Hooks(hooks::HooksCommand),
 }
 
 pub fn run(cli: Cli) -> Result<i32, CliError> {
@@ -53,6 +57,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Profile(c) => profile::run(c),
         Command::Doctor(a) => doctor::cmd_doctor(a),
         Command::Why(a) => why::cmd_why(a),
+        Command::Hooks(c) => hooks::run(c),
     }
 }
 

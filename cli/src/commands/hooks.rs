@@ -1,0 +1,434 @@
+//! `ws hooks install | uninstall | run HOOK`: nothing an agent wrote reaches a
+//! commit unreviewed.
+//!
+//! The hooks look only at stores that already exist (for the repository's
+//! top and the directories above it, so a session run on a superproject
+//! counts in its submodules): in a repository that never used ws they create
+//! nothing, and with no stored secret either they exit without running git.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand, ValueEnum};
+use ws_hooks::policy::{self, Version};
+use ws_hooks::{Fingerprint, FingerprintFile, Installed, Staged, StagedPath, Uninstalled};
+use ws_snapshot::{ChangeState, Entry, EntryKind, SessionState, Store};
+
+use crate::env;
+use crate::error::{CliError, chain, exit};
+use crate::ui;
+
+#[derive(Debug, Subcommand)]
+pub enum HooksCommand {
+    Install(InstallArgs),
+    Uninstall(UninstallArgs),
+    Run(RunArgs),
+}
+
+/// Install ws's pre-commit and prepare-commit-msg hooks in this repository.
+///
+/// They go where git looks for hooks: core.hooksPath if set, else the git
+/// directory's hooks (shared by linked worktrees; a submodule has its own).
+/// A hook already there keeps running first, with the same arguments, and a
+/// failure of it still stops the commit; `ws hooks uninstall` puts it back
+/// exactly. The hooks run this ws binary by its absolute path: install again
+/// after moving it. Running it again changes nothing.
+#[derive(Debug, Args)]
+pub struct InstallArgs {}
+
+/// Remove ws's hooks, putting back the hooks they replaced.
+#[derive(Debug, Args)]
+pub struct UninstallArgs {}
+
+/// Run one hook's checks: what the installed hooks and the pre-commit framework call.
+///
+/// pre-commit refuses a commit whose staged content includes changes of a ws
+/// session that are not approved yet (a staged path the session changed, staged
+/// in any version but the one from before the session), or contains a stored
+/// secret or a session's phantom token. prepare-commit-msg adds a
+/// `Ws-Session: ID` trailer for each session whose approved changes the commit
+/// stages as the session left them.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    hook: Hook,
+    /// What git passes the hook (prepare-commit-msg: the message file, its source, a commit).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "ARGS")]
+    args: Vec<OsString>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Hook {
+    PreCommit,
+    PrepareCommitMsg,
+}
+
+pub fn run(c: HooksCommand) -> Result<i32, CliError> {
+    match c {
+        HooksCommand::Install(a) => cmd_install(a),
+        HooksCommand::Uninstall(a) => cmd_uninstall(a),
+        HooksCommand::Run(a) => cmd_run(a),
+    }
+}
+
+fn failed(e: &dyn std::error::Error) -> CliError {
+    CliError::failure(chain(e))
+}
+
+fn locate() -> Result<ws_hooks::Repo, CliError> {
+    let cwd = std::env::current_dir()?;
+    ws_hooks::locate(&cwd).map_err(|e| {
+        failed(&e).code(exit::USAGE).hint("run `ws hooks` inside the work tree of the git repository to protect")
+    })
+}
+
+fn cmd_install(_: InstallArgs) -> Result<i32, CliError> {
+    let repo = locate()?;
+    let exe = std::env::current_exe()
+        .and_then(fs_err::canonicalize)
+        .map_err(|e| CliError::failure(format!("cannot tell where this ws binary is: {e}")))?;
+    let done = ws_hooks::install(&repo.hooks_dir, &exe).map_err(|e| {
+        let err = failed(&e);
+        match e {
+            ws_hooks::InstallError::ChainOccupied { .. } => {
+                err.hint("move one of them away (ws chains one hook that was there before it), then install again")
+            }
+            _ => err,
+        }
+    })?;
+    for h in &done {
+        let what = match h.outcome {
+            Installed::Fresh => "installed".to_owned(),
+            Installed::Chained => format!(
+                "installed; the hook that was there runs first, kept as {}{}",
+                h.name,
+                ws_hooks::CHAINED_SUFFIX
+            ),
+            Installed::Updated => "updated to run this ws".to_owned(),
+            Installed::AlreadyInstalled => "already installed".to_owned(),
+        };
+        ui::note(&format!("{} hook {}: {what}", h.name, h.path.display()));
+    }
+    if done.iter().any(|h| h.outcome != Installed::AlreadyInstalled) {
+        ui::note(&format!("the hooks run {}", exe.display()));
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_uninstall(_: UninstallArgs) -> Result<i32, CliError> {
+    let repo = locate()?;
+    let done = ws_hooks::uninstall(&repo.hooks_dir).map_err(|e| failed(&e))?;
+    for h in &done {
+        match h.outcome {
+            Uninstalled::Restored => ui::note(&format!("{} hook {}: the previous hook is back", h.name, h.path.display())),
+            Uninstalled::Removed => ui::note(&format!("{} hook {}: removed", h.name, h.path.display())),
+            Uninstalled::NotInstalled => ui::note(&format!("{} hook: ws's was not installed", h.name)),
+            Uninstalled::Replaced => ui::warn(&format!(
+                "{} hook {} is no longer ws's, so it stays; the hook ws had chained is still at {}{}",
+                h.name,
+                h.path.display(),
+                h.path.display(),
+                ws_hooks::CHAINED_SUFFIX
+            )),
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn cmd_run(args: RunArgs) -> Result<i32, CliError> {
+    match args.hook {
+        Hook::PreCommit => pre_commit(),
+        Hook::PrepareCommitMsg => prepare_commit_msg(&args.args),
+    }
+}
+
+/// The top of the work tree: git runs hooks there, and so does the
+/// pre-commit framework; from a subdirectory, the nearest one with `.git`.
+fn repo_top() -> Result<PathBuf, CliError> {
+    let cwd = fs_err::canonicalize(std::env::current_dir()?)?;
+    cwd.ancestors().find(|d| d.join(".git").exists()).map(Path::to_path_buf).ok_or_else(|| {
+        CliError::usage(format!("{} is not inside a git work tree", cwd.display()))
+            .hint("`ws hooks run` is called by git's hooks, in the repository being committed to")
+    })
+}
+
+/// An existing store of a workspace at or above the repository's top.
+#[derive(Debug)]
+struct Served {
+    store: Store,
+    /// The repository's top relative to that workspace (empty when they are the same).
+    prefix: Vec<u8>,
+}
+
+/// The stores of the repository's top and of every directory above it that
+/// has one. Creates nothing.
+fn stores_serving(top: &Path) -> Result<Vec<Served>, CliError> {
+    use std::os::unix::ffi::OsStrExt;
+    let Some(parent) = env::store_parent() else { return Ok(Vec::new()) };
+    let uid = rustix::process::getuid().as_raw();
+    let mut out = Vec::new();
+    for workspace in top.ancestors().filter(|a| a.parent().is_some()) {
+        let Some(dir) = ws_snapshot::existing_store_dir(workspace, &parent, uid) else { continue };
+        let store = Store::open_or_create(&dir, workspace).map_err(|e| {
+            failed(&e).hint("`git commit --no-verify` skips ws's checks once, if you are sure of what is staged")
+        })?;
+        let prefix = top.strip_prefix(workspace).unwrap_or(Path::new("")).as_os_str().as_bytes().to_vec();
+        out.push(Served { store, prefix });
+    }
+    Ok(out)
+}
+
+/// The fingerprints of the secrets `ws secret set` stored.
+fn stored_fingerprints() -> Result<Vec<Fingerprint>, CliError> {
+    let Some(path) = env::secret_fingerprints_file() else { return Ok(Vec::new()) };
+    let file = FingerprintFile::load(&path).map_err(|e| {
+        failed(&e).hint(format!("ws cannot check staged content for secrets until {} is readable", path.display()))
+    })?;
+    Ok(file.fingerprints)
+}
+
+/// The fingerprints of the phantom tokens sessions of these stores handed to
+/// their commands, which must never be committed either.
+// The session records do not hold phantom-token fingerprints yet: when the
+// proxy issues tokens, it stores `Fingerprint::of(..)` of each with the
+// session, and this returns them (for every session, open or closed).
+fn session_phantom_fingerprints(_stores: &[Served]) -> Vec<Fingerprint> {
+    Vec::new()
+}
+
+fn pre_commit() -> Result<i32, CliError> {
+    let top = repo_top()?;
+    let stores = stores_serving(&top)?;
+    let mut fingerprints = stored_fingerprints()?;
+    fingerprints.extend(session_phantom_fingerprints(&stores));
+    if stores.is_empty() && fingerprints.is_empty() {
+        return Ok(exit::OK);
+    }
+    let staged = ws_hooks::staged_paths(&top, None).map_err(|e| failed(&e))?;
+    if staged.is_empty() {
+        return Ok(exit::OK);
+    }
+    let (unreviewed, blockers) = unreviewed(&top, &stores, &staged)?;
+    let secrets = secrets(&top, &staged, &fingerprints)?;
+    if unreviewed.is_empty() && blockers.is_empty() && secrets.is_empty() {
+        return Ok(exit::OK);
+    }
+    for b in &blockers {
+        match b {
+            Blocker::Running(id) => ui::error(
+                &format!("refusing the commit: ws session {id} is still running, so what it changed is not known yet"),
+                Some("commit after it ends and you have reviewed it (`ws diff`)"),
+            ),
+            Blocker::Interrupted(id) => ui::error(
+                &format!("refusing the commit: ws session {id} was interrupted before its changes were recorded"),
+                Some(&format!("`ws diff {id}` records and shows them; then `ws approve` or `ws rollback`")),
+            ),
+        }
+    }
+    if !unreviewed.is_empty() {
+        let lines: Vec<String> = unreviewed.iter().map(|(p, id)| format!("  {p} (session {id})")).collect();
+        let mut ids: Vec<&str> = unreviewed.iter().map(|(_, id)| id.as_str()).collect();
+        ids.dedup();
+        let id = if ids.len() == 1 { ids[0] } else { "ID" };
+        ui::error(
+            &format!(
+                "refusing the commit: staged content includes changes of a ws session that are not reviewed yet:\n{}",
+                lines.join("\n")
+            ),
+            Some(&format!(
+                "review them with `ws diff {id}`, keep them with `ws approve {id} [PATHS]` or undo them with \
+                 `ws rollback {id} [PATHS]`, then commit again"
+            )),
+        );
+    }
+    if !secrets.is_empty() {
+        let lines: Vec<String> =
+            secrets.iter().map(|(p, line, name)| format!("  {p}, line {line}: the secret `{name}`")).collect();
+        ui::error(
+            &format!("refusing the commit: staged content contains a secret:\n{}", lines.join("\n")),
+            Some(
+                "take it out of the file and `git add` it again; if it was ever committed or pushed elsewhere, \
+                 rotate it",
+            ),
+        );
+    }
+    Ok(exit::FAILURE)
+}
+
+#[derive(Debug)]
+enum Blocker {
+    Running(String),
+    Interrupted(String),
+}
+
+/// Staged paths carrying pending changes (path, session id), and sessions
+/// whose changes are not known yet.
+fn unreviewed(
+    top: &Path,
+    stores: &[Served],
+    staged: &[StagedPath],
+) -> Result<(Vec<(String, String)>, Vec<Blocker>), CliError> {
+    let by_path: HashMap<&[u8], usize> = staged.iter().enumerate().map(|(i, s)| (s.path.as_slice(), i)).collect();
+    let mut blockers = Vec::new();
+    // (staged index, the version before the session, session id)
+    let mut touched: Vec<(usize, Version, String)> = Vec::new();
+    for served in stores {
+        for session in served.store.sessions()? {
+            let session = session.map_err(|e| {
+                CliError::from(e).hint("a damaged session record could hide changes; `ws session list` shows it")
+            })?;
+            match session.state {
+                SessionState::Closed => continue,
+                SessionState::Running if session.orphaned() => blockers.push(Blocker::Interrupted(session.id)),
+                SessionState::Running => blockers.push(Blocker::Running(session.id)),
+                SessionState::Pending => {
+                    for c in served.store.load_changes(&session.id)? {
+                        if c.state != ChangeState::Pending {
+                            continue;
+                        }
+                        let Some(path) = policy::repo_path(c.path.as_bytes(), &served.prefix) else { continue };
+                        if let Some(&i) = by_path.get(path) {
+                            touched.push((i, version_of(&served.store, c.before.as_ref())?, session.id.clone()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let versions = staged_versions(top, staged, touched.iter().map(|t| t.0))?;
+    let mut out: Vec<(String, String)> = touched
+        .into_iter()
+        .filter(|(i, before, _)| policy::carries_pending(&versions[i], before))
+        .map(|(i, _, id)| (String::from_utf8_lossy(&staged[i].path).into_owned(), id))
+        .collect();
+    out.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    out.dedup();
+    Ok((out, blockers))
+}
+
+/// What a snapshot recorded for a path, as a comparable version.
+fn version_of(store: &Store, entry: Option<&Entry>) -> Result<Version, CliError> {
+    let Some(e) = entry else { return Ok(Version::Absent) };
+    Ok(match &e.kind {
+        EntryKind::File { object, hash } => {
+            let executable = e.stat.mode & 0o100 != 0;
+            match hash {
+                Some(h) => Version::File { executable, blake3: *h },
+                None => Version::file(executable, &store.read_object(object)?),
+            }
+        }
+        EntryKind::Symlink { target } => Version::symlink(target),
+        _ => Version::Other,
+    })
+}
+
+/// The staged versions of the entries at `indices`, reading their blobs once.
+fn staged_versions(
+    top: &Path,
+    staged: &[StagedPath],
+    indices: impl Iterator<Item = usize>,
+) -> Result<HashMap<usize, Version>, CliError> {
+    let mut versions = HashMap::new();
+    let mut with_blob: Vec<usize> = Vec::new();
+    for i in indices {
+        if versions.contains_key(&i) || with_blob.contains(&i) {
+            continue;
+        }
+        match &staged[i].staged {
+            Staged::Deleted => {
+                versions.insert(i, Version::Absent);
+            }
+            Staged::Submodule => {
+                versions.insert(i, Version::Other);
+            }
+            Staged::File { .. } | Staged::Symlink { .. } => with_blob.push(i),
+        }
+    }
+    let blobs: Vec<&str> = with_blob.iter().filter_map(|&i| staged[i].staged.blob()).collect();
+    ws_hooks::read_blobs(top, &blobs, |k, bytes| {
+        let i = with_blob[k];
+        let v = match staged[i].staged {
+            Staged::File { executable, .. } => Version::file(executable, bytes),
+            _ => Version::symlink(bytes),
+        };
+        versions.insert(i, v);
+    })
+    .map_err(|e| failed(&e))?;
+    Ok(versions)
+}
+
+/// Stored secrets and phantom tokens in staged content: (path, line, name).
+fn secrets(top: &Path, staged: &[StagedPath], fps: &[Fingerprint]) -> Result<Vec<(String, usize, String)>, CliError> {
+    let mut found = Vec::new();
+    if fps.is_empty() {
+        return Ok(found);
+    }
+    let with_blob: Vec<&StagedPath> = staged.iter().filter(|s| s.staged.blob().is_some()).collect();
+    let blobs: Vec<&str> = with_blob.iter().filter_map(|s| s.staged.blob()).collect();
+    ws_hooks::read_blobs(top, &blobs, |k, bytes| {
+        for f in ws_hooks::find(bytes, fps) {
+            let line = bytes[..f.offset].iter().filter(|&&b| b == b'\n').count() + 1;
+            let path = String::from_utf8_lossy(&with_blob[k].path).into_owned();
+            found.push((path, line, f.fingerprint.name.clone()));
+        }
+    })
+    .map_err(|e| failed(&e))?;
+    Ok(found)
+}
+
+fn prepare_commit_msg(args: &[OsString]) -> Result<i32, CliError> {
+    let Some(message) = args.first() else {
+        return Err(CliError::usage("prepare-commit-msg needs the commit message file")
+            .hint("git passes it: `ws hooks run prepare-commit-msg FILE [SOURCE [COMMIT]]`"));
+    };
+    let (source, commit) = (args.get(1).and_then(|s| s.to_str()), args.get(2).and_then(|s| s.to_str()));
+    let top = repo_top()?;
+    let stores = stores_serving(&top)?;
+    if stores.is_empty() {
+        return Ok(exit::OK);
+    }
+    let git = |e: ws_hooks::GitError| failed(&e);
+    // Amending: the commit will record what HEAD's parent does not have.
+    let mut base = None;
+    if source == Some("commit") && commit.is_some() {
+        let head = ws_hooks::resolve(&top, "HEAD").map_err(git)?;
+        if head.as_deref() == commit {
+            base = Some(match ws_hooks::resolve(&top, "HEAD^").map_err(git)? {
+                Some(parent) => parent,
+                None => ws_hooks::empty_tree(&top).map_err(git)?,
+            });
+        }
+    }
+    let staged = ws_hooks::staged_paths(&top, base.as_deref()).map_err(git)?;
+    if staged.is_empty() {
+        return Ok(exit::OK);
+    }
+    let by_path: HashMap<&[u8], usize> = staged.iter().enumerate().map(|(i, s)| (s.path.as_slice(), i)).collect();
+    // (staged index, the version the session left, session id)
+    let mut touched: Vec<(usize, Version, String)> = Vec::new();
+    for served in &stores {
+        // Attribution is not a safety check: a damaged record is skipped.
+        for session in served.store.sessions()?.into_iter().flatten() {
+            if session.state == SessionState::Running {
+                continue;
+            }
+            let Ok(changes) = served.store.load_changes(&session.id) else { continue };
+            for c in changes.iter().filter(|c| c.state == ChangeState::Approved) {
+                let Some(path) = policy::repo_path(c.path.as_bytes(), &served.prefix) else { continue };
+                if let Some(&i) = by_path.get(path) {
+                    touched.push((i, version_of(&served.store, c.after.as_ref())?, session.id.clone()));
+                }
+            }
+        }
+    }
+    let versions = staged_versions(&top, &staged, touched.iter().map(|t| t.0))?;
+    let mut ids: Vec<String> = Vec::new();
+    for (i, after, id) in touched {
+        if policy::carries_approved(&versions[&i], &after) && !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    let trailers: Vec<String> = ids.iter().map(|id| format!("Ws-Session: {id}")).collect();
+    ws_hooks::add_trailers(&top, Path::new(message), &trailers).map_err(git)?;
+    Ok(exit::OK)
+}
