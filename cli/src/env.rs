@@ -54,5 +54,7 @@ pub fn tmpdir() -> Option<PathBuf> {
 /// The fingerprints of stored secrets the pre-commit hook looks for:
 /// `$XDG_DATA_HOME/ws/secret-fingerprints.json` or `~/.local/share/ws/secret-fingerprints.json`.
 pub fn secret_fingerprints_file() -> Option<PathBuf> {
-    path(XDG_DATA_HOME).or_else(|| home().map(|h| h.join(".local/share"))).map(|d| d.join("ws/secret-fingerprints.json"))
+    path(XDG_DATA_HOME)
+        .or_else(|| home().map(|h| h.join(".local/share")))
+        .map(|d| d.join("ws/secret-fingerprints.json"))
 }

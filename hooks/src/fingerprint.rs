@@ -329,11 +329,11 @@ mod tests {
     #[test]
     fn several_lengths_and_binary_secrets_in_binary_content() {
         let secrets: Vec<Vec<u8>> = vec![
-            b"abcdefgh".to_vec(),     // the shortest scanned
-            noise(16, 1),             // binary, may hold NUL and newlines
-            noise(33, 2),             // odd length
-            vec![0u8; 64],            // all zero bytes
-            noise(4096, 3),           // a key file
+            b"abcdefgh".to_vec(), // the shortest scanned
+            noise(16, 1),         // binary, may hold NUL and newlines
+            noise(33, 2),         // odd length
+            vec![0u8; 64],        // all zero bytes
+            noise(4096, 3),       // a key file
             b"ghp_0123456789ABCDEFGHIJKLMNOPQRSTUVWXyz".to_vec(),
         ];
         let fps: Vec<Fingerprint> = secrets.iter().enumerate().map(|(i, s)| fp(&format!("S{i}"), s)).collect();
@@ -388,7 +388,7 @@ mod tests {
         let (a, b) = (fp("X", secret), fp("X", secret));
         assert_ne!(a.salt, b.salt);
         assert_ne!(a.blake3, b.blake3);
-        assert_eq!(scan(secret, &[a.clone()]).len(), 1);
+        assert_eq!(scan(secret, std::slice::from_ref(&a)).len(), 1);
         let json = serde_json::to_string(&a).unwrap();
         assert!(!json.contains("hunter2"), "{json}");
     }

@@ -82,8 +82,13 @@ pub fn empty_tree(top: &Path) -> Result<String, GitError> {
 pub enum Staged {
     /// The commit deletes the path.
     Deleted,
-    File { executable: bool, blob: String },
-    Symlink { blob: String },
+    File {
+        executable: bool,
+        blob: String,
+    },
+    Symlink {
+        blob: String,
+    },
     /// A submodule commit (gitlink).
     Submodule,
 }

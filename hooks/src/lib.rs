@@ -18,7 +18,9 @@ mod install;
 pub mod policy;
 
 pub use fingerprint::{Fingerprint, FingerprintFile, FingerprintFileError, Found, MIN_SCANNED_LEN, find, scan};
-pub use git::{GitError, Repo, Staged, StagedPath, add_trailers, empty_tree, locate, read_blobs, resolve, staged_paths};
+pub use git::{
+    GitError, Repo, Staged, StagedPath, add_trailers, empty_tree, locate, read_blobs, resolve, staged_paths,
+};
 pub use install::{
     CHAINED_SUFFIX, HOOKS, HookOutcome, InstallError, Installed, UninstallError, Uninstalled, hook_script, install,
     is_ours, uninstall,

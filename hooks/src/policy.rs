@@ -31,6 +31,14 @@ pub enum Version {
 }
 
 impl Version {
+    pub fn file(executable: bool, content: &[u8]) -> Version {
+        Version::File { executable, blake3: *blake3::hash(content).as_bytes() }
+    }
+
+    pub fn symlink(target: &[u8]) -> Version {
+        Version::Symlink { blake3: *blake3::hash(target).as_bytes() }
+    }
+
     pub fn same(&self, other: &Version) -> bool {
         !matches!(self, Version::Other) && self == other
     }

@@ -99,11 +99,9 @@ fn cmd_install(_: InstallArgs) -> Result<i32, CliError> {
     for h in &done {
         let what = match h.outcome {
             Installed::Fresh => "installed".to_owned(),
-            Installed::Chained => format!(
-                "installed; the hook that was there runs first, kept as {}{}",
-                h.name,
-                ws_hooks::CHAINED_SUFFIX
-            ),
+            Installed::Chained => {
+                format!("installed; the hook that was there runs first, kept as {}{}", h.name, ws_hooks::CHAINED_SUFFIX)
+            }
             Installed::Updated => "updated to run this ws".to_owned(),
             Installed::AlreadyInstalled => "already installed".to_owned(),
         };
@@ -120,7 +118,9 @@ fn cmd_uninstall(_: UninstallArgs) -> Result<i32, CliError> {
     let done = ws_hooks::uninstall(&repo.hooks_dir).map_err(|e| failed(&e))?;
     for h in &done {
         match h.outcome {
-            Uninstalled::Restored => ui::note(&format!("{} hook {}: the previous hook is back", h.name, h.path.display())),
+            Uninstalled::Restored => {
+                ui::note(&format!("{} hook {}: the previous hook is back", h.name, h.path.display()))
+            }
             Uninstalled::Removed => ui::note(&format!("{} hook {}: removed", h.name, h.path.display())),
             Uninstalled::NotInstalled => ui::note(&format!("{} hook: ws's was not installed", h.name)),
             Uninstalled::Replaced => ui::warn(&format!(
@@ -226,8 +226,8 @@ fn pre_commit() -> Result<i32, CliError> {
         }
     }
     if !unreviewed.is_empty() {
-        let lines: Vec<String> = unreviewed.iter().map(|(p, id)| format!("  {p} (session {id})")).collect();
-        let mut ids: Vec<&str> = unreviewed.iter().map(|(_, id)| id.as_str()).collect();
+        let lines: Vec<String> = unreviewed.iter().map(|u| format!("  {} (session {})", u.path, u.session)).collect();
+        let mut ids: Vec<&str> = unreviewed.iter().map(|u| u.session.as_str()).collect();
         ids.dedup();
         let id = if ids.len() == 1 { ids[0] } else { "ID" };
         ui::error(
@@ -261,13 +261,20 @@ enum Blocker {
     Interrupted(String),
 }
 
-/// Staged paths carrying pending changes (path, session id), and sessions
-/// whose changes are not known yet.
+/// A staged path carrying a pending change of a session.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Unreviewed {
+    session: String,
+    path: String,
+}
+
+/// Staged paths carrying pending changes, and sessions whose changes are not
+/// known yet.
 fn unreviewed(
     top: &Path,
     stores: &[Served],
     staged: &[StagedPath],
-) -> Result<(Vec<(String, String)>, Vec<Blocker>), CliError> {
+) -> Result<(Vec<Unreviewed>, Vec<Blocker>), CliError> {
     let by_path: HashMap<&[u8], usize> = staged.iter().enumerate().map(|(i, s)| (s.path.as_slice(), i)).collect();
     let mut blockers = Vec::new();
     // (staged index, the version before the session, session id)
@@ -296,12 +303,12 @@ fn unreviewed(
         }
     }
     let versions = staged_versions(top, staged, touched.iter().map(|t| t.0))?;
-    let mut out: Vec<(String, String)> = touched
+    let mut out: Vec<Unreviewed> = touched
         .into_iter()
         .filter(|(i, before, _)| policy::carries_pending(&versions[i], before))
-        .map(|(i, _, id)| (String::from_utf8_lossy(&staged[i].path).into_owned(), id))
+        .map(|(i, _, session)| Unreviewed { session, path: String::from_utf8_lossy(&staged[i].path).into_owned() })
         .collect();
-    out.sort_by(|a, b| (&a.1, &a.0).cmp(&(&b.1, &b.0)));
+    out.sort();
     out.dedup();
     Ok((out, blockers))
 }
