@@ -13,6 +13,12 @@ pub const HOME: &str = "HOME";
 pub const TMPDIR: &str = "TMPDIR";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
+/// The index a commit is made from, set by git for its commit hooks.
+pub const GIT_INDEX_FILE: &str = "GIT_INDEX_FILE";
+/// Set by the pre-commit framework for a prepare-commit-msg hook, to which it
+/// passes only the message file: git's other two arguments.
+pub const PRE_COMMIT_COMMIT_MSG_SOURCE: &str = "PRE_COMMIT_COMMIT_MSG_SOURCE";
+pub const PRE_COMMIT_COMMIT_OBJECT_NAME: &str = "PRE_COMMIT_COMMIT_OBJECT_NAME";
 
 pub fn var_os(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())

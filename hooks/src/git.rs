@@ -5,7 +5,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 /// A repository as the hooks see it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -148,61 +148,90 @@ fn parse_raw(out: &[u8]) -> Result<Vec<StagedPath>, String> {
     Ok(paths)
 }
 
+/// A `git cat-file --batch` of the repository, started before it is needed
+/// so that its start overlaps other work.
+#[derive(Debug)]
+pub struct BlobReader {
+    top: PathBuf,
+    child: Child,
+}
+
+const CAT_FILE: [&str; 2] = ["cat-file", "--batch"];
+
+impl BlobReader {
+    pub fn spawn(top: &Path) -> Result<BlobReader, GitError> {
+        let child = Command::new("git")
+            .args(CAT_FILE)
+            .current_dir(top)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|source| GitError::Spawn { source })?;
+        Ok(BlobReader { top: top.to_path_buf(), child })
+    }
+
+    /// Streams the content of `blobs` (in order) to `each`.
+    pub fn read(mut self, blobs: &[&str], mut each: impl FnMut(usize, &[u8])) -> Result<(), GitError> {
+        let top = self.top.clone();
+        let output_err = |source| GitError::Output { args: CAT_FILE.join(" "), dir: top.clone(), source };
+        let (Some(mut stdin), Some(stdout)) = (self.child.stdin.take(), self.child.stdout.take()) else {
+            return Err(output_err(io::Error::other("no pipe to git")));
+        };
+        let names: Vec<u8> = blobs.iter().flat_map(|b| [b.as_bytes(), b"\n"]).flatten().copied().collect();
+        // A writer thread: git answers while it reads, so one thread doing
+        // both could fill both pipes and wait forever.
+        let result = std::thread::scope(|s| {
+            let writer = s.spawn(move || stdin.write_all(&names));
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let mut buf = Vec::new();
+            for (i, blob) in blobs.iter().enumerate() {
+                line.clear();
+                reader.read_line(&mut line).map_err(output_err)?;
+                let header: Vec<&str> = line.trim_end().split(' ').collect();
+                let size = match header[..] {
+                    [name, "blob", size] if name == *blob => size.parse::<usize>().ok(),
+                    _ => None,
+                };
+                let Some(size) = size else {
+                    return Err(unexpected(&top, &CAT_FILE, format!("{:?} for blob {blob}", line.trim_end())));
+                };
+                buf.clear();
+                buf.resize(size + 1, 0);
+                reader.read_exact(&mut buf).map_err(output_err)?;
+                each(i, &buf[..size]);
+            }
+            writer.join().unwrap_or_else(|_| Err(io::Error::other("writer thread panicked"))).map_err(output_err)
+        });
+        let status = self.child.wait().map_err(output_err)?;
+        result?;
+        if !status.success() {
+            let mut stderr = String::new();
+            if let Some(mut e) = self.child.stderr.take() {
+                let _ = e.read_to_string(&mut stderr);
+            }
+            return Err(GitError::Failed { args: CAT_FILE.join(" "), dir: self.top.clone(), stderr });
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BlobReader {
+    fn drop(&mut self) {
+        // Unused, or read to the end: closing its stdin ends it either way.
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 /// Streams the content of `blobs` (in order) to `each`, through one
 /// `git cat-file --batch`.
-pub fn read_blobs(top: &Path, blobs: &[&str], mut each: impl FnMut(usize, &[u8])) -> Result<(), GitError> {
+pub fn read_blobs(top: &Path, blobs: &[&str], each: impl FnMut(usize, &[u8])) -> Result<(), GitError> {
     if blobs.is_empty() {
         return Ok(());
     }
-    let args = ["cat-file", "--batch"];
-    let mut child = Command::new("git")
-        .args(args)
-        .current_dir(top)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| GitError::Spawn { source })?;
-    let output_err = |source| GitError::Output { args: args.join(" "), dir: top.to_path_buf(), source };
-    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-        return Err(output_err(io::Error::other("no pipe to git")));
-    };
-    let names: Vec<u8> = blobs.iter().flat_map(|b| [b.as_bytes(), b"\n"]).flatten().copied().collect();
-    // A writer thread: git answers while it reads, so one thread doing both
-    // could fill both pipes and wait forever.
-    let result = std::thread::scope(|s| {
-        let writer = s.spawn(move || stdin.write_all(&names));
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        let mut buf = Vec::new();
-        for (i, blob) in blobs.iter().enumerate() {
-            line.clear();
-            reader.read_line(&mut line).map_err(output_err)?;
-            let header: Vec<&str> = line.trim_end().split(' ').collect();
-            let size = match header[..] {
-                [name, "blob", size] if name == *blob => size.parse::<usize>().ok(),
-                _ => None,
-            };
-            let Some(size) = size else {
-                return Err(unexpected(top, &args, format!("{:?} for blob {blob}", line.trim_end())));
-            };
-            buf.clear();
-            buf.resize(size + 1, 0);
-            reader.read_exact(&mut buf).map_err(output_err)?;
-            each(i, &buf[..size]);
-        }
-        writer.join().unwrap_or_else(|_| Err(io::Error::other("writer thread panicked"))).map_err(output_err)
-    });
-    let status = child.wait().map_err(output_err)?;
-    result?;
-    if !status.success() {
-        let mut stderr = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
-        }
-        return Err(GitError::Failed { args: args.join(" "), dir: top.to_path_buf(), stderr });
-    }
-    Ok(())
+    BlobReader::spawn(top)?.read(blobs, each)
 }
 
 /// Adds `Key: value` trailers to the message file, each unless the message

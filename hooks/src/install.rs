@@ -72,6 +72,11 @@ pub struct UninstallError {
 /// The script installed as hook `name`, running the `ws` at `ws_bin`.
 pub fn hook_script(name: &str, ws_bin: &Path) -> String {
     let ws = shell_quote(&ws_bin.to_string_lossy());
+    let fast = if name == "prepare-commit-msg" {
+        PREPARE_FAST_PATH.replace("HANDOFF", crate::handoff::HANDOFF_NAME)
+    } else {
+        String::new()
+    };
     format!(
         r#"#!/bin/sh
 {MARKER}; `ws hooks uninstall` puts back what was here.
@@ -80,7 +85,7 @@ chained="${{0%/*}}/{name}{CHAINED_SUFFIX}"
 if [ -x "$chained" ]; then
 	"$chained" "$@" || exit $?
 fi
-ws={ws}
+{fast}ws={ws}
 if [ ! -x "$ws" ]; then
 	echo "ws: error: the git {name} hook runs $ws, which is not there any more" >&2
 	echo "ws: hint: run \`ws hooks install\` with the ws you use now (or \`ws hooks uninstall\`); \`git commit --no-verify\` skips the hooks once" >&2
@@ -94,6 +99,17 @@ exec "$ws" hooks run {name} "$@"
 fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r#"'\''"#))
 }
+
+/// pre-commit saved this commit's trailers beside the index (see
+/// [`crate::handoff`]): when there are none, ws need not start. Amending
+/// (`$2` = commit) always asks ws, which looks at the amended commit's parent.
+const PREPARE_FAST_PATH: &str = r#"if [ "$2" != commit ] && [ -n "$GIT_INDEX_FILE" ]; then
+	handoff="${GIT_INDEX_FILE%/*}/HANDOFF"
+	if [ -f "$handoff" ] && [ ! -s "$handoff" ] && [ ! "$GIT_INDEX_FILE" -nt "$handoff" ]; then
+		exit 0
+	fi
+fi
+"#;
 
 /// Whether `path` is a hook script ws installed (a regular file with the marker).
 pub fn is_ours(path: &Path) -> bool {

@@ -14,13 +14,15 @@
 
 mod fingerprint;
 mod git;
+pub mod handoff;
 mod install;
 pub mod policy;
 
 pub use fingerprint::{Fingerprint, FingerprintFile, FingerprintFileError, Found, MIN_SCANNED_LEN, find, scan};
 pub use git::{
-    GitError, Repo, Staged, StagedPath, add_trailers, empty_tree, locate, read_blobs, resolve, staged_paths,
+    BlobReader, GitError, Repo, Staged, StagedPath, add_trailers, empty_tree, locate, read_blobs, resolve, staged_paths,
 };
+pub use handoff::{HANDOFF_NAME, handoff_path, save_trailers, take_trailers};
 pub use install::{
     CHAINED_SUFFIX, HOOKS, HookOutcome, InstallError, Installed, UninstallError, Uninstalled, hook_script, install,
     is_ours, uninstall,

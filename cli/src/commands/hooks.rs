@@ -196,6 +196,12 @@ fn session_phantom_fingerprints(_stores: &[Served]) -> Vec<Fingerprint> {
     Vec::new()
 }
 
+/// The index git is committing from (a temporary one for `git commit -a` and
+/// partial commits), as git tells its hooks.
+fn index_file() -> Option<PathBuf> {
+    env::var_os(env::GIT_INDEX_FILE).map(PathBuf::from)
+}
+
 fn pre_commit() -> Result<i32, CliError> {
     let top = repo_top()?;
     let stores = stores_serving(&top)?;
@@ -204,16 +210,26 @@ fn pre_commit() -> Result<i32, CliError> {
     if stores.is_empty() && fingerprints.is_empty() {
         return Ok(exit::OK);
     }
-    let staged = ws_hooks::staged_paths(&top, None).map_err(|e| failed(&e))?;
-    if staged.is_empty() {
+    let git = |e: ws_hooks::GitError| failed(&e);
+    // Started now, it gets ready while git lists what is staged.
+    let reader = if fingerprints.is_empty() { None } else { Some(ws_hooks::BlobReader::spawn(&top).map_err(git)?) };
+    let staged = ws_hooks::staged_paths(&top, None).map_err(git)?;
+    let found = examine(&top, &stores, &staged, &fingerprints, reader)?;
+    if !stores.is_empty()
+        && let Some(index) = index_file()
+    {
+        // prepare-commit-msg runs next: what it would find is known now.
+        let _ = ws_hooks::save_trailers(&index, &trailers(&found.trailers));
+    }
+    if found.unreviewed.is_empty() && found.blockers.is_empty() && found.secrets.is_empty() {
         return Ok(exit::OK);
     }
-    let (unreviewed, blockers) = unreviewed(&top, &stores, &staged)?;
-    let secrets = secrets(&top, &staged, &fingerprints)?;
-    if unreviewed.is_empty() && blockers.is_empty() && secrets.is_empty() {
-        return Ok(exit::OK);
-    }
-    for b in &blockers {
+    report(&found);
+    Ok(exit::FAILURE)
+}
+
+fn report(found: &Findings) {
+    for b in &found.blockers {
         match b {
             Blocker::Running(id) => ui::error(
                 &format!("refusing the commit: ws session {id} is still running, so what it changed is not known yet"),
@@ -225,9 +241,10 @@ fn pre_commit() -> Result<i32, CliError> {
             ),
         }
     }
-    if !unreviewed.is_empty() {
-        let lines: Vec<String> = unreviewed.iter().map(|u| format!("  {} (session {})", u.path, u.session)).collect();
-        let mut ids: Vec<&str> = unreviewed.iter().map(|u| u.session.as_str()).collect();
+    if !found.unreviewed.is_empty() {
+        let lines: Vec<String> =
+            found.unreviewed.iter().map(|u| format!("  {} (session {})", u.path, u.session)).collect();
+        let mut ids: Vec<&str> = found.unreviewed.iter().map(|u| u.session.as_str()).collect();
         ids.dedup();
         let id = if ids.len() == 1 { ids[0] } else { "ID" };
         ui::error(
@@ -241,9 +258,9 @@ fn pre_commit() -> Result<i32, CliError> {
             )),
         );
     }
-    if !secrets.is_empty() {
+    if !found.secrets.is_empty() {
         let lines: Vec<String> =
-            secrets.iter().map(|(p, line, name)| format!("  {p}, line {line}: the secret `{name}`")).collect();
+            found.secrets.iter().map(|s| format!("  {}, line {}: the secret `{}`", s.path, s.line, s.name)).collect();
         ui::error(
             &format!("refusing the commit: staged content contains a secret:\n{}", lines.join("\n")),
             Some(
@@ -252,7 +269,6 @@ fn pre_commit() -> Result<i32, CliError> {
             ),
         );
     }
-    Ok(exit::FAILURE)
 }
 
 #[derive(Debug)]
@@ -268,49 +284,132 @@ struct Unreviewed {
     path: String,
 }
 
-/// Staged paths carrying pending changes, and sessions whose changes are not
-/// known yet.
-fn unreviewed(
+/// A stored secret or phantom token in a staged file (never its value).
+#[derive(Debug)]
+struct SecretHit {
+    path: String,
+    line: usize,
+    name: String,
+}
+
+/// What the staged content carries.
+#[derive(Debug, Default)]
+struct Findings {
+    /// Staged paths carrying pending changes.
+    unreviewed: Vec<Unreviewed>,
+    /// Sessions whose changes are not known yet.
+    blockers: Vec<Blocker>,
+    secrets: Vec<SecretHit>,
+    /// Sessions whose approved changes the commit carries, oldest first.
+    trailers: Vec<String>,
+}
+
+/// A staged path a session changed: which session, and the version that
+/// decides (before the session for a pending change, after it for an
+/// approved one).
+#[derive(Debug)]
+struct Touch {
+    staged: usize,
+    version: Version,
+    session: String,
+    pending: bool,
+}
+
+/// Matches the staged paths against every session's changes and scans the
+/// staged blobs for `fps`, reading each blob at most once (through `reader`
+/// if given).
+fn examine(
     top: &Path,
     stores: &[Served],
     staged: &[StagedPath],
-) -> Result<(Vec<Unreviewed>, Vec<Blocker>), CliError> {
+    fps: &[Fingerprint],
+    reader: Option<ws_hooks::BlobReader>,
+) -> Result<Findings, CliError> {
+    let mut found = Findings::default();
+    if staged.is_empty() {
+        return Ok(found);
+    }
     let by_path: HashMap<&[u8], usize> = staged.iter().enumerate().map(|(i, s)| (s.path.as_slice(), i)).collect();
-    let mut blockers = Vec::new();
-    // (staged index, the version before the session, session id)
-    let mut touched: Vec<(usize, Version, String)> = Vec::new();
+    let mut touches: Vec<Touch> = Vec::new();
     for served in stores {
         for session in served.store.sessions()? {
             let session = session.map_err(|e| {
                 CliError::from(e).hint("a damaged session record could hide changes; `ws session list` shows it")
             })?;
-            match session.state {
-                SessionState::Closed => continue,
-                SessionState::Running if session.orphaned() => blockers.push(Blocker::Interrupted(session.id)),
-                SessionState::Running => blockers.push(Blocker::Running(session.id)),
-                SessionState::Pending => {
-                    for c in served.store.load_changes(&session.id)? {
-                        if c.state != ChangeState::Pending {
-                            continue;
-                        }
-                        let Some(path) = policy::repo_path(c.path.as_bytes(), &served.prefix) else { continue };
-                        if let Some(&i) = by_path.get(path) {
-                            touched.push((i, version_of(&served.store, c.before.as_ref())?, session.id.clone()));
-                        }
-                    }
+            if session.state == SessionState::Running {
+                found.blockers.push(if session.orphaned() {
+                    Blocker::Interrupted(session.id)
+                } else {
+                    Blocker::Running(session.id)
+                });
+                continue;
+            }
+            for c in served.store.load_changes(&session.id)? {
+                let (pending, side) = match c.state {
+                    ChangeState::Pending => (true, c.before.as_ref()),
+                    ChangeState::Approved => (false, c.after.as_ref()),
+                    ChangeState::RolledBack => continue,
+                };
+                let Some(path) = policy::repo_path(c.path.as_bytes(), &served.prefix) else { continue };
+                if let Some(&i) = by_path.get(path) {
+                    let version = version_of(&served.store, side)?;
+                    touches.push(Touch { staged: i, version, session: session.id.clone(), pending });
                 }
             }
         }
     }
-    let versions = staged_versions(top, staged, touched.iter().map(|t| t.0))?;
-    let mut out: Vec<Unreviewed> = touched
-        .into_iter()
-        .filter(|(i, before, _)| policy::carries_pending(&versions[i], before))
-        .map(|(i, _, session)| Unreviewed { session, path: String::from_utf8_lossy(&staged[i].path).into_owned() })
-        .collect();
-    out.sort();
-    out.dedup();
-    Ok((out, blockers))
+
+    // The staged versions that decide, and the secret scan, in one pass.
+    let mut versions: HashMap<usize, Version> = HashMap::new();
+    let mut wanted: Vec<usize> = Vec::new();
+    for t in &touches {
+        match &staged[t.staged].staged {
+            Staged::Deleted => drop(versions.insert(t.staged, Version::Absent)),
+            Staged::Submodule => drop(versions.insert(t.staged, Version::Other)),
+            Staged::File { .. } | Staged::Symlink { .. } => wanted.push(t.staged),
+        }
+    }
+    let read: Vec<usize> = if fps.is_empty() {
+        wanted.sort_unstable();
+        wanted.dedup();
+        wanted.clone()
+    } else {
+        (0..staged.len()).filter(|&i| staged[i].staged.blob().is_some()).collect()
+    };
+    let blobs: Vec<&str> = read.iter().filter_map(|&i| staged[i].staged.blob()).collect();
+    let each = |k: usize, bytes: &[u8]| {
+        let i = read[k];
+        for f in ws_hooks::find(bytes, fps) {
+            let line = bytes[..f.offset].iter().filter(|&&b| b == b'\n').count() + 1;
+            let path = String::from_utf8_lossy(&staged[i].path).into_owned();
+            found.secrets.push(SecretHit { path, line, name: f.fingerprint.name.clone() });
+        }
+        if wanted.contains(&i) {
+            let v = match staged[i].staged {
+                Staged::File { executable, .. } => Version::file(executable, bytes),
+                _ => Version::symlink(bytes),
+            };
+            versions.insert(i, v);
+        }
+    };
+    let result = match reader {
+        Some(r) if !blobs.is_empty() => r.read(&blobs, each),
+        _ => ws_hooks::read_blobs(top, &blobs, each),
+    };
+    result.map_err(|e| failed(&e))?;
+
+    for t in touches {
+        let Some(now) = versions.get(&t.staged) else { continue };
+        if t.pending && policy::carries_pending(now, &t.version) {
+            let path = String::from_utf8_lossy(&staged[t.staged].path).into_owned();
+            found.unreviewed.push(Unreviewed { session: t.session, path });
+        } else if !t.pending && policy::carries_approved(now, &t.version) && !found.trailers.contains(&t.session) {
+            found.trailers.push(t.session);
+        }
+    }
+    found.unreviewed.sort();
+    found.unreviewed.dedup();
+    Ok(found)
 }
 
 /// What a snapshot recorded for a path, as a comparable version.
@@ -329,58 +428,8 @@ fn version_of(store: &Store, entry: Option<&Entry>) -> Result<Version, CliError>
     })
 }
 
-/// The staged versions of the entries at `indices`, reading their blobs once.
-fn staged_versions(
-    top: &Path,
-    staged: &[StagedPath],
-    indices: impl Iterator<Item = usize>,
-) -> Result<HashMap<usize, Version>, CliError> {
-    let mut versions = HashMap::new();
-    let mut with_blob: Vec<usize> = Vec::new();
-    for i in indices {
-        if versions.contains_key(&i) || with_blob.contains(&i) {
-            continue;
-        }
-        match &staged[i].staged {
-            Staged::Deleted => {
-                versions.insert(i, Version::Absent);
-            }
-            Staged::Submodule => {
-                versions.insert(i, Version::Other);
-            }
-            Staged::File { .. } | Staged::Symlink { .. } => with_blob.push(i),
-        }
-    }
-    let blobs: Vec<&str> = with_blob.iter().filter_map(|&i| staged[i].staged.blob()).collect();
-    ws_hooks::read_blobs(top, &blobs, |k, bytes| {
-        let i = with_blob[k];
-        let v = match staged[i].staged {
-            Staged::File { executable, .. } => Version::file(executable, bytes),
-            _ => Version::symlink(bytes),
-        };
-        versions.insert(i, v);
-    })
-    .map_err(|e| failed(&e))?;
-    Ok(versions)
-}
-
-/// Stored secrets and phantom tokens in staged content: (path, line, name).
-fn secrets(top: &Path, staged: &[StagedPath], fps: &[Fingerprint]) -> Result<Vec<(String, usize, String)>, CliError> {
-    let mut found = Vec::new();
-    if fps.is_empty() {
-        return Ok(found);
-    }
-    let with_blob: Vec<&StagedPath> = staged.iter().filter(|s| s.staged.blob().is_some()).collect();
-    let blobs: Vec<&str> = with_blob.iter().filter_map(|s| s.staged.blob()).collect();
-    ws_hooks::read_blobs(top, &blobs, |k, bytes| {
-        for f in ws_hooks::find(bytes, fps) {
-            let line = bytes[..f.offset].iter().filter(|&&b| b == b'\n').count() + 1;
-            let path = String::from_utf8_lossy(&with_blob[k].path).into_owned();
-            found.push((path, line, f.fingerprint.name.clone()));
-        }
-    })
-    .map_err(|e| failed(&e))?;
-    Ok(found)
+fn trailers(sessions: &[String]) -> Vec<String> {
+    sessions.iter().map(|id| format!("Ws-Session: {id}")).collect()
 }
 
 fn prepare_commit_msg(args: &[OsString]) -> Result<i32, CliError> {
@@ -388,54 +437,33 @@ fn prepare_commit_msg(args: &[OsString]) -> Result<i32, CliError> {
         return Err(CliError::usage("prepare-commit-msg needs the commit message file")
             .hint("git passes it: `ws hooks run prepare-commit-msg FILE [SOURCE [COMMIT]]`"));
     };
-    let (source, commit) = (args.get(1).and_then(|s| s.to_str()), args.get(2).and_then(|s| s.to_str()));
+    let arg_or =
+        |i: usize, var: &str| args.get(i).cloned().or_else(|| env::var_os(var)).and_then(|s| s.into_string().ok());
+    let source = arg_or(1, env::PRE_COMMIT_COMMIT_MSG_SOURCE);
+    let commit = arg_or(2, env::PRE_COMMIT_COMMIT_OBJECT_NAME);
     let top = repo_top()?;
+    let git = |e: ws_hooks::GitError| failed(&e);
+    let amending = source.as_deref() == Some("commit") && commit.is_some();
+    // pre-commit examined this very index a moment ago.
+    let saved = index_file().and_then(|i| ws_hooks::take_trailers(&i));
+    if let Some(trailers) = saved.filter(|_| !amending) {
+        ws_hooks::add_trailers(&top, Path::new(message), &trailers).map_err(git)?;
+        return Ok(exit::OK);
+    }
     let stores = stores_serving(&top)?;
     if stores.is_empty() {
         return Ok(exit::OK);
     }
-    let git = |e: ws_hooks::GitError| failed(&e);
     // Amending: the commit will record what HEAD's parent does not have.
     let mut base = None;
-    if source == Some("commit") && commit.is_some() {
-        let head = ws_hooks::resolve(&top, "HEAD").map_err(git)?;
-        if head.as_deref() == commit {
-            base = Some(match ws_hooks::resolve(&top, "HEAD^").map_err(git)? {
-                Some(parent) => parent,
-                None => ws_hooks::empty_tree(&top).map_err(git)?,
-            });
-        }
+    if amending && ws_hooks::resolve(&top, "HEAD").map_err(git)? == commit {
+        base = Some(match ws_hooks::resolve(&top, "HEAD^").map_err(git)? {
+            Some(parent) => parent,
+            None => ws_hooks::empty_tree(&top).map_err(git)?,
+        });
     }
     let staged = ws_hooks::staged_paths(&top, base.as_deref()).map_err(git)?;
-    if staged.is_empty() {
-        return Ok(exit::OK);
-    }
-    let by_path: HashMap<&[u8], usize> = staged.iter().enumerate().map(|(i, s)| (s.path.as_slice(), i)).collect();
-    // (staged index, the version the session left, session id)
-    let mut touched: Vec<(usize, Version, String)> = Vec::new();
-    for served in &stores {
-        // Attribution is not a safety check: a damaged record is skipped.
-        for session in served.store.sessions()?.into_iter().flatten() {
-            if session.state == SessionState::Running {
-                continue;
-            }
-            let Ok(changes) = served.store.load_changes(&session.id) else { continue };
-            for c in changes.iter().filter(|c| c.state == ChangeState::Approved) {
-                let Some(path) = policy::repo_path(c.path.as_bytes(), &served.prefix) else { continue };
-                if let Some(&i) = by_path.get(path) {
-                    touched.push((i, version_of(&served.store, c.after.as_ref())?, session.id.clone()));
-                }
-            }
-        }
-    }
-    let versions = staged_versions(&top, &staged, touched.iter().map(|t| t.0))?;
-    let mut ids: Vec<String> = Vec::new();
-    for (i, after, id) in touched {
-        if policy::carries_approved(&versions[&i], &after) && !ids.contains(&id) {
-            ids.push(id);
-        }
-    }
-    let trailers: Vec<String> = ids.iter().map(|id| format!("Ws-Session: {id}")).collect();
-    ws_hooks::add_trailers(&top, Path::new(message), &trailers).map_err(git)?;
+    let found = examine(&top, &stores, &staged, &[], None)?;
+    ws_hooks::add_trailers(&top, Path::new(message), &trailers(&found.trailers)).map_err(git)?;
     Ok(exit::OK)
 }
