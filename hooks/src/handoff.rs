@@ -1,11 +1,13 @@
 //! From pre-commit to prepare-commit-msg: the `Ws-Session` trailers of the
 //! staged content, found while pre-commit examined it, saved beside the
-//! index git commits from as `ws-trailers` (one trailer per line; empty when
-//! there are none). The prepare-commit-msg script exits at once, without
-//! starting ws, when the file is empty and not older than the index; ws
-//! takes (and removes) a non-empty one instead of examining the index again.
-//! A file older than the index is stale and ignored, so a commit that skipped
-//! pre-commit (`--no-verify`) is examined in full.
+//! index git commits from as `ws-trailers` (one trailer per line, or `none`)
+//! when pre-commit lets the commit through; a refusing pre-commit removes it.
+//! The prepare-commit-msg script exits at once, without starting ws, when the
+//! file says `none` and is not older than the index, emptying it (a shell
+//! builtin) so that it serves one commit only; ws takes (and removes) a file
+//! with trailers instead of examining the index again. An empty file, or one
+//! older than the index, is ignored: a commit that skipped pre-commit
+//! (`--no-verify`) is examined in full.
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -20,12 +22,18 @@ pub fn handoff_path(index: &Path) -> Option<PathBuf> {
     Some(dir.join(HANDOFF_NAME))
 }
 
+/// What the file says when the commit carries no session's change.
+const NONE: &str = "none";
+
 /// Saves `trailers` for the commit from `index` (replacing what was there).
 pub fn save_trailers(index: &Path, trailers: &[String]) -> io::Result<()> {
     let Some(path) = handoff_path(index) else { return Ok(()) };
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
     let write = || -> io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
+        if trailers.is_empty() {
+            writeln!(f, "{NONE}")?;
+        }
         for t in trailers {
             writeln!(f, "{t}")?;
         }
@@ -34,6 +42,13 @@ pub fn save_trailers(index: &Path, trailers: &[String]) -> io::Result<()> {
     write().inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+/// Removes what a previous pre-commit saved for `index`.
+pub fn discard_trailers(index: &Path) {
+    if let Some(path) = handoff_path(index) {
+        let _ = std::fs::remove_file(path);
+    }
 }
 
 /// The trailers pre-commit saved for `index`, if it saved them after the
@@ -45,8 +60,8 @@ pub fn take_trailers(index: &Path) -> Option<Vec<String>> {
     let text = std::fs::read_to_string(&path).ok();
     let _ = std::fs::remove_file(&path);
     let fresh = written.is_some_and(|w| saved >= w);
-    let text = text.filter(|_| fresh)?;
-    Some(text.lines().filter(|l| !l.is_empty()).map(str::to_owned).collect())
+    let text = text.filter(|t| fresh && !t.trim().is_empty())?;
+    Some(text.lines().filter(|l| !l.is_empty() && *l != NONE).map(str::to_owned).collect())
 }
 
 #[cfg(test)]
@@ -62,8 +77,14 @@ mod tests {
         assert_eq!(take_trailers(&index).unwrap(), ["Ws-Session: a", "Ws-Session: b"]);
         assert_eq!(take_trailers(&index), None, "taken once");
         save_trailers(&index, &[]).unwrap();
-        assert_eq!(std::fs::read(dir.path().join(HANDOFF_NAME)).unwrap(), b"");
+        assert_eq!(std::fs::read(dir.path().join(HANDOFF_NAME)).unwrap(), b"none\n");
         assert_eq!(take_trailers(&index).unwrap(), Vec::<String>::new());
+        // Emptied by the hook script after use: nothing to go by.
+        std::fs::write(dir.path().join(HANDOFF_NAME), b"").unwrap();
+        assert_eq!(take_trailers(&index), None);
+        save_trailers(&index, &[]).unwrap();
+        discard_trailers(&index);
+        assert_eq!(take_trailers(&index), None);
     }
 
     #[test]

@@ -100,12 +100,14 @@ fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r#"'\''"#))
 }
 
-/// pre-commit saved this commit's trailers beside the index (see
-/// [`crate::handoff`]): when there are none, ws need not start. Amending
-/// (`$2` = commit) always asks ws, which looks at the amended commit's parent.
+/// pre-commit left word beside the index that this commit carries no
+/// session's change (see [`crate::handoff`]): ws need not start. The word is
+/// used up here, so it serves one commit. Amending (`$2` = commit) always asks
+/// ws, which looks at the amended commit's parent.
 const PREPARE_FAST_PATH: &str = r#"if [ "$2" != commit ] && [ -n "$GIT_INDEX_FILE" ]; then
 	handoff="${GIT_INDEX_FILE%/*}/HANDOFF"
-	if [ -f "$handoff" ] && [ ! -s "$handoff" ] && [ ! "$GIT_INDEX_FILE" -nt "$handoff" ]; then
+	if [ -f "$handoff" ] && [ ! "$GIT_INDEX_FILE" -nt "$handoff" ] && read -r found < "$handoff" && [ "$found" = none ]; then
+		: > "$handoff"
 		exit 0
 	fi
 fi

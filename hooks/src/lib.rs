@@ -22,7 +22,7 @@ pub use fingerprint::{Fingerprint, FingerprintFile, FingerprintFileError, Found,
 pub use git::{
     BlobReader, GitError, Repo, Staged, StagedPath, add_trailers, empty_tree, locate, read_blobs, resolve, staged_paths,
 };
-pub use handoff::{HANDOFF_NAME, handoff_path, save_trailers, take_trailers};
+pub use handoff::{HANDOFF_NAME, discard_trailers, handoff_path, save_trailers, take_trailers};
 pub use install::{
     CHAINED_SUFFIX, HOOKS, HookOutcome, InstallError, Installed, UninstallError, Uninstalled, hook_script, install,
     is_ours, uninstall,

@@ -98,6 +98,8 @@ fn an_unapproved_agent_change_is_refused_and_committed_after_approve_with_a_trai
     git_ok(&env, &ws, &["add", "mine.txt"]);
     commit(&env, &ws, "mine").ok();
     assert!(!message(&env, &ws).contains("Ws-Session"), "the user's commit carries no session");
+    // pre-commit told prepare-commit-msg so, which used that up without starting ws.
+    assert_eq!(std::fs::read(ws.join(".git/ws-trailers")).unwrap(), b"");
 
     git_ok(&env, &ws, &["add", "f"]);
     let before = head(&env, &ws);
@@ -252,9 +254,49 @@ fn a_linked_worktree_shares_the_hooks_and_has_its_own_sessions() {
     git_ok(&env, &main, &["add", "f"]);
     commit(&env, &main, "in main").ok();
 
+    // Approving does not touch the index; a commit that skips pre-commit
+    // still gets its trailer from prepare-commit-msg.
     env.ws(&wt, &["approve"]).ok();
-    commit(&env, &wt, "agent").ok();
-    assert!(message(&env, &wt).contains("Ws-Session:"));
+    git_ok(&env, &wt, &["commit", "-q", "--no-verify", "-m", "agent"]);
+    assert!(message(&env, &wt).contains("Ws-Session:"), "{}", message(&env, &wt));
+}
+
+#[test]
+fn a_running_session_holds_commits_until_it_ends() {
+    let env = Env::new();
+    let ws = repo(&env, "repo");
+    env.ws(&ws, &["hooks", "install"]).ok();
+    // Staged before the session: a file written during it would be one of
+    // its changes (the snapshot diff cannot tell who wrote it).
+    write(ws.join("mine.txt"), "mine\n");
+    git_ok(&env, &ws, &["add", "mine.txt"]);
+    let go = env.tmp.path().join("go");
+    let script = format!("echo agent > f; while [ ! -e {} ]; do sleep 0.05; done", go.display());
+    let running = env.command(&ws, &["session", "start", "--", "sh", "-c", &script]).spawn().unwrap();
+    let mut running = scopeguard(running);
+    while !ws.join("f").exists() {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let refused = commit(&env, &ws, "mine");
+    assert!(refused.code != 0 && refused.stderr.contains("is still running"), "{refused:?}");
+    std::fs::write(&go, "").unwrap();
+    assert!(running.0.wait().unwrap().success());
+    // Positive control: once it ended, the same commit goes through.
+    commit(&env, &ws, "mine").ok();
+}
+
+/// Kills the session if the test fails before it ends.
+struct Guard(std::process::Child);
+
+fn scopeguard(c: std::process::Child) -> Guard {
+    Guard(c)
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 #[test]

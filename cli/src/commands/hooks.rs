@@ -215,13 +215,18 @@ fn pre_commit() -> Result<i32, CliError> {
     let reader = if fingerprints.is_empty() { None } else { Some(ws_hooks::BlobReader::spawn(&top).map_err(git)?) };
     let staged = ws_hooks::staged_paths(&top, None).map_err(git)?;
     let found = examine(&top, &stores, &staged, &fingerprints, reader)?;
-    if !stores.is_empty()
-        && let Some(index) = index_file()
-    {
-        // prepare-commit-msg runs next: what it would find is known now.
-        let _ = ws_hooks::save_trailers(&index, &trailers(&found.trailers));
+    let pass = found.unreviewed.is_empty() && found.blockers.is_empty() && found.secrets.is_empty();
+    if let Some(index) = index_file().filter(|_| !stores.is_empty()) {
+        // prepare-commit-msg runs next: what it would find is known now. A
+        // refused commit leaves nothing behind (what it found may be stale
+        // by the next attempt: `ws approve` does not touch the index).
+        if pass {
+            let _ = ws_hooks::save_trailers(&index, &trailers(&found.trailers));
+        } else {
+            ws_hooks::discard_trailers(&index);
+        }
     }
-    if found.unreviewed.is_empty() && found.blockers.is_empty() && found.secrets.is_empty() {
+    if pass {
         return Ok(exit::OK);
     }
     report(&found);
