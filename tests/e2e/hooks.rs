@@ -345,6 +345,11 @@ fn a_staged_secret_is_refused_by_hash_and_never_printed() {
     assert!(refused.stderr.contains("config.env, line 3: the secret `ANTHROPIC_API_KEY`"), "{}", refused.stderr);
     assert!(!refused.stderr.contains(secret) && !refused.stdout.contains(secret));
     assert_eq!(head(&env, &ws), before);
+    // Staged, then taken out of the work tree only: what is staged counts.
+    write(ws.join("config.env"), "# settings\nMODEL=opus\nKEY=changeme\n");
+    let refused = commit(&env, &ws, "leak");
+    assert!(refused.code != 0 && refused.stderr.contains("ANTHROPIC_API_KEY"), "{refused:?}");
+    write(ws.join("config.env"), format!("# settings\nMODEL=opus\nKEY={secret}\n"));
     // `git commit -a` stages through a temporary index: still seen.
     git_ok(&env, &ws, &["reset", "-q"]);
     assert_ne!(git_out(&env, &ws, &["commit", "-q", "-a", "-m", "leak"]).code, 0);

@@ -210,11 +210,8 @@ fn pre_commit() -> Result<i32, CliError> {
     if stores.is_empty() && fingerprints.is_empty() {
         return Ok(exit::OK);
     }
-    let git = |e: ws_hooks::GitError| failed(&e);
-    // Started now, it gets ready while git lists what is staged.
-    let reader = if fingerprints.is_empty() { None } else { Some(ws_hooks::BlobReader::spawn(&top).map_err(git)?) };
-    let staged = ws_hooks::staged_paths(&top, None).map_err(git)?;
-    let found = examine(&top, &stores, &staged, &fingerprints, reader)?;
+    let staged = ws_hooks::staged_paths(&top, None).map_err(|e| failed(&e))?;
+    let found = examine(&top, &stores, &staged, &fingerprints)?;
     let pass = found.unreviewed.is_empty() && found.blockers.is_empty() && found.secrets.is_empty();
     if let Some(index) = index_file().filter(|_| !stores.is_empty()) {
         // prepare-commit-msg runs next: what it would find is known now. A
@@ -321,15 +318,8 @@ struct Touch {
 }
 
 /// Matches the staged paths against every session's changes and scans the
-/// staged blobs for `fps`, reading each blob at most once (through `reader`
-/// if given).
-fn examine(
-    top: &Path,
-    stores: &[Served],
-    staged: &[StagedPath],
-    fps: &[Fingerprint],
-    reader: Option<ws_hooks::BlobReader>,
-) -> Result<Findings, CliError> {
+/// staged content for `fps`, reading each staged version at most once.
+fn examine(top: &Path, stores: &[Served], staged: &[StagedPath], fps: &[Fingerprint]) -> Result<Findings, CliError> {
     let mut found = Findings::default();
     if staged.is_empty() {
         return Ok(found);
@@ -381,8 +371,8 @@ fn examine(
     } else {
         (0..staged.len()).filter(|&i| staged[i].staged.blob().is_some()).collect()
     };
-    let blobs: Vec<&str> = read.iter().filter_map(|&i| staged[i].staged.blob()).collect();
-    let each = |k: usize, bytes: &[u8]| {
+    let entries: Vec<&StagedPath> = read.iter().map(|&i| &staged[i]).collect();
+    ws_hooks::read_staged(top, &entries, |k, bytes| {
         let i = read[k];
         for f in ws_hooks::find(bytes, fps) {
             let line = bytes[..f.offset].iter().filter(|&&b| b == b'\n').count() + 1;
@@ -396,12 +386,8 @@ fn examine(
             };
             versions.insert(i, v);
         }
-    };
-    let result = match reader {
-        Some(r) if !blobs.is_empty() => r.read(&blobs, each),
-        _ => ws_hooks::read_blobs(top, &blobs, each),
-    };
-    result.map_err(|e| failed(&e))?;
+    })
+    .map_err(|e| failed(&e))?;
 
     for t in touches {
         let Some(now) = versions.get(&t.staged) else { continue };
@@ -468,7 +454,7 @@ fn prepare_commit_msg(args: &[OsString]) -> Result<i32, CliError> {
         });
     }
     let staged = ws_hooks::staged_paths(&top, base.as_deref()).map_err(git)?;
-    let found = examine(&top, &stores, &staged, &[], None)?;
+    let found = examine(&top, &stores, &staged, &[])?;
     ws_hooks::add_trailers(&top, Path::new(message), &trailers(&found.trailers)).map_err(git)?;
     Ok(exit::OK)
 }
