@@ -6,9 +6,11 @@
 //! and one stored secret in the fingerprint file, so the hooks do all their
 //! work (staged diff, session change sets, a secret scan of the staged blob,
 //! the trailer hand-off). Each run edits and stages one file (not timed),
-//! then times `git commit` of it, alternately without hooks and after
-//! `ws hooks install`. Target: ≤ 1.2×. Afterwards, a commit of the pending
-//! session's file must be refused, proving the hooks ran.
+//! then times `git commit` of it, in turn without hooks, with two hooks that
+//! only `exit 0` (what having any hooks costs git), and after
+//! `ws hooks install`. Target: ≤ 1.2× against no hooks (the issue's), and
+//! against the no-op hooks (what ws's own work adds). Afterwards, a commit of
+//! the pending session's file must be refused, proving the hooks ran.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -26,7 +28,7 @@ const GROUP: &str = "hooks";
 /// Runs the group: its row, or what failed. The repository is removed afterwards.
 pub fn bench(plan: &Plan<'_>, notes: &RefCell<Vec<String>>) -> (Vec<Row>, Vec<String>) {
     let dir = plan.work.join(GROUP);
-    let result = Hooks::create(plan, notes, &dir).and_then(|h| h.row());
+    let result = Hooks::create(plan, notes, &dir).and_then(|h| h.rows());
     progress(GROUP, "removing the repository…");
     if dir.exists()
         && let Err(e) = fs_err::remove_dir_all(&dir)
@@ -34,7 +36,7 @@ pub fn bench(plan: &Plan<'_>, notes: &RefCell<Vec<String>>) -> (Vec<Row>, Vec<St
         progress(GROUP, &format!("warning: {e}"));
     }
     match result {
-        Ok(row) => (vec![row], Vec::new()),
+        Ok(rows) => (rows, Vec::new()),
         Err(e) => {
             progress(GROUP, &format!("error: {e}"));
             (Vec::new(), vec![format!("{GROUP}: {e}")])
@@ -110,15 +112,35 @@ impl<'a> Hooks<'a> {
         Ok(d.as_secs_f64())
     }
 
-    /// Commits without hooks and with them, alternately (installing and
-    /// uninstalling between, not timed), so that load from elsewhere on the
-    /// machine falls on both alike: (without, with).
-    fn paired(&self) -> Result<(Sample, Sample)> {
+    /// Installs two hooks that do nothing (`exit 0`): what any pre-commit and
+    /// prepare-commit-msg cost git (it re-reads the index after pre-commit).
+    fn noop_hooks(&self, on: bool) -> Result<()> {
+        let dir = self.tree.root.join(".git/hooks");
+        for name in ["pre-commit", "prepare-commit-msg"] {
+            let path = dir.join(name);
+            if on {
+                fs_err::write(&path, "#!/bin/sh\nexit 0\n")?;
+                fs_err::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            } else {
+                fs_err::remove_file(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits without hooks, with hooks that do nothing, and with ws's, in
+    /// turn (installing and removing between, not timed), so that load from
+    /// elsewhere on the machine falls on all alike: (none, no-op, ws).
+    fn rounds(&self) -> Result<[Sample; 3]> {
         let mut n = 0;
-        let mut without = Sample { warmup: 0.0, runs: Vec::with_capacity(self.runs) };
-        let mut with = without.clone();
+        let empty = Sample { warmup: 0.0, runs: Vec::with_capacity(self.runs) };
+        let mut samples = [empty.clone(), empty.clone(), empty];
         for i in 0..=self.runs {
             let plain = self.commit(&mut n)?;
+            self.noop_hooks(true)?;
+            let noop = self.commit(&mut n);
+            self.noop_hooks(false)?;
+            let noop = noop?;
             self.ws(&["hooks", "install"])?;
             let hooked = self.commit(&mut n);
             self.ws(&["hooks", "uninstall"])?;
@@ -127,33 +149,40 @@ impl<'a> Hooks<'a> {
             let run = if i == 0 { "warm-up".to_owned() } else { format!("run {i}/{}", self.runs) };
             progress(
                 GROUP,
-                &format!("git commit of 1 file: {run}: {} without hooks, {} with", show(plain), show(hooked)),
+                &format!(
+                    "git commit of 1 file: {run}: {} without hooks, {} with no-op hooks, {} with ws's",
+                    show(plain),
+                    show(noop),
+                    show(hooked)
+                ),
             );
-            if i == 0 {
-                (without.warmup, with.warmup) = (plain, hooked);
-            } else {
-                without.runs.push(plain);
-                with.runs.push(hooked);
+            for (sample, x) in samples.iter_mut().zip([plain, noop, hooked]) {
+                if i == 0 {
+                    sample.warmup = x;
+                } else {
+                    sample.runs.push(x);
+                }
             }
         }
-        Ok((without, with))
+        Ok(samples)
     }
 
-    fn row(&self) -> Result<Row> {
+    fn rows(&self) -> Result<Vec<Row>> {
         let files = self.tree.small_files.len();
-        let (without, with) = self.paired()?;
+        let [without, noop, with] = self.rounds()?;
         self.ws(&["hooks", "install"])?;
         let refused = self.expect_refusal();
         self.ws(&["hooks", "uninstall"])?;
         refused?;
-        Ok(Row {
+        let row = |baseline_name: &str, baseline: Sample| Row {
             fs: GROUP.into(),
             measurement: format!("git commit of 1 file, {files}-file repo, ws hooks installed"),
-            ws: with,
-            baseline_name: "git commit without hooks".into(),
-            baseline: Some(without),
+            ws: with.clone(),
+            baseline_name: baseline_name.into(),
+            baseline: Some(baseline),
             target: Target::Ratio(1.2),
-        })
+        };
+        Ok(vec![row("git commit without hooks", without), row("git commit with no-op hooks", noop)])
     }
 
     /// The pending session's file must not commit: the hooks did run.
