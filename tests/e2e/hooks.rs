@@ -219,7 +219,8 @@ fn core_hooks_path_is_where_the_hooks_go() {
     std::fs::create_dir_all(ws.join("tools/hooks")).unwrap();
     let sub = ws.join("deep/dir");
     std::fs::create_dir_all(&sub).unwrap();
-    env.ws(&sub, &["hooks", "install"]).ok();
+    let out = env.ws(&sub, &["hooks", "install"]).ok();
+    assert!(out.stderr.contains("puts the hooks in the work tree"), "{}", out.stderr);
     assert!(ws.join("tools/hooks/pre-commit").exists() && ws.join("tools/hooks/prepare-commit-msg").exists());
     assert!(!ws.join(".git/hooks/pre-commit").exists());
     git_ok(&env, &ws, &["add", "tools"]);

@@ -110,6 +110,13 @@ fn cmd_install(_: InstallArgs) -> Result<i32, CliError> {
     if done.iter().any(|h| h.outcome != Installed::AlreadyInstalled) {
         ui::note(&format!("the hooks run {}", exe.display()));
     }
+    if repo.hooks_dir.starts_with(&repo.top) && !repo.hooks_dir.starts_with(repo.top.join(".git")) {
+        ui::warn(&format!(
+            "core.hooksPath puts the hooks in the work tree ({}), where a session may rewrite them: a session \
+             protects only .git/hooks; `ws diff` shows any change to them",
+            repo.hooks_dir.display()
+        ));
+    }
     Ok(exit::OK)
 }
 
