@@ -354,6 +354,34 @@ mod tests {
     }
 
     #[test]
+    fn agrees_with_a_naive_search_on_near_miss_content() {
+        // A two-letter alphabet makes partial matches everywhere: every
+        // window the rolling hash gets wrong would show up as a difference.
+        let mut seed = 1u64;
+        for round in 0..300 {
+            seed += 1;
+            let bits = noise(600, seed * 7919);
+            let content: Vec<u8> = bits.iter().map(|b| b"ab"[usize::from(b & 1)]).collect();
+            let secrets: Vec<Vec<u8>> = (0..4)
+                .map(|k| {
+                    let len = MIN_SCANNED_LEN + usize::from(bits[k] % 9);
+                    let at = usize::from(bits[k + 4]) % (content.len() - len);
+                    if k % 2 == 0 { content[at..at + len].to_vec() } else { noise(len, seed + k as u64) }
+                })
+                .collect();
+            let fps: Vec<Fingerprint> = secrets.iter().enumerate().map(|(k, s)| fp(&format!("S{k}"), s)).collect();
+            let got: Vec<(String, usize)> =
+                find(&content, &fps).iter().map(|f| (f.fingerprint.name.clone(), f.offset)).collect();
+            let want: Vec<(String, usize)> = secrets
+                .iter()
+                .enumerate()
+                .filter_map(|(k, s)| content.windows(s.len()).position(|w| w == &s[..]).map(|at| (format!("S{k}"), at)))
+                .collect();
+            assert_eq!(got, want, "round {round}");
+        }
+    }
+
+    #[test]
     fn same_length_secrets_and_repeats_are_each_reported_once() {
         let a = b"AAAAAAAAAAAAAAAA1";
         let b = b"BBBBBBBBBBBBBBBB2";
