@@ -18,6 +18,12 @@ pub const DBUS_SESSION_BUS_ADDRESS: &str = "DBUS_SESSION_BUS_ADDRESS";
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
+/// The index a commit is made from, set by git for its commit hooks.
+pub const GIT_INDEX_FILE: &str = "GIT_INDEX_FILE";
+/// Set by the pre-commit framework for a prepare-commit-msg hook, to which it
+/// passes only the message file: git's other two arguments.
+pub const PRE_COMMIT_COMMIT_MSG_SOURCE: &str = "PRE_COMMIT_COMMIT_MSG_SOURCE";
+pub const PRE_COMMIT_COMMIT_OBJECT_NAME: &str = "PRE_COMMIT_COMMIT_OBJECT_NAME";
 
 pub fn var_os(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
@@ -68,4 +74,12 @@ pub fn session_bus() -> Option<String> {
     }
     let socket = path(XDG_RUNTIME_DIR)?.join("bus");
     socket.exists().then(|| format!("unix:path={}", socket.display()))
+}
+
+/// The fingerprints of stored secrets the pre-commit hook looks for:
+/// `$XDG_DATA_HOME/ws/secret-fingerprints.json` or `~/.local/share/ws/secret-fingerprints.json`.
+pub fn secret_fingerprints_file() -> Option<PathBuf> {
+    path(XDG_DATA_HOME)
+        .or_else(|| home().map(|h| h.join(".local/share")))
+        .map(|d| d.join("ws/secret-fingerprints.json"))
 }

@@ -7,6 +7,7 @@ mod bad_input;
 mod faults;
 mod git;
 mod harness;
+mod hooks;
 mod kinds;
 mod network;
 mod privilege;

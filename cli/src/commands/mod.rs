@@ -3,6 +3,7 @@
 mod approve;
 mod diff;
 mod doctor;
+mod hooks;
 mod profile;
 mod rollback;
 pub(crate) mod secret;
@@ -46,6 +47,9 @@ enum Command {
     #[command(subcommand)]
     Secret(secret::SecretCommand),
     Why(why::WhyArgs),
+    /// Git hooks that refuse commits of unreviewed agent changes and of secrets.
+    #[command(subcommand)]
+    Hooks(hooks::HooksCommand),
 }
 
 pub fn run(cli: Cli) -> Result<i32, CliError> {
@@ -58,6 +62,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Doctor(a) => doctor::cmd_doctor(a),
         Command::Secret(c) => secret::run(c),
         Command::Why(a) => why::cmd_why(a),
+        Command::Hooks(c) => hooks::run(c),
     }
 }
 
