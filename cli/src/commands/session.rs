@@ -100,6 +100,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
             after_snapshot_ms: None,
         };
         ws.store.save_session(&session)?;
+        crate::network::record_phantoms(&ws.store, &session.id, &sandbox.net.phantoms)?;
         let excluded = report_excluded(&snap.manifest);
         (session, excluded, snap.manifest)
     };
