@@ -59,18 +59,15 @@ pub struct RouteSetup {
     pub base_url_env: Option<String>,
 }
 
-/// The profile's credential routes with fresh phantoms; `resolve` fetches
-/// each real secret (outside the sandbox).
-pub fn routes(
-    profile: &Profile,
-    resolve: &dyn Fn(&ws_sandbox::profile::CredentialSpec) -> Result<Option<Vec<u8>>, CliError>,
-) -> Result<Vec<RouteSetup>, CliError> {
+/// The profile's credential routes with fresh phantoms, each real secret
+/// fetched here, outside the sandbox.
+pub fn routes(profile: &Profile) -> Result<Vec<RouteSetup>, CliError> {
     let mut out = Vec::new();
     for c in &profile.credentials {
         let upstream = ws_proxy::Upstream::parse(&c.upstream).map_err(|e| {
             CliError::usage(format!("profile `{}`: credentials.{}.upstream: {e}", profile.name, c.name))
         })?;
-        let Some(secret) = resolve(c)? else { continue };
+        let Some(secret) = resolve_secret(c)? else { continue };
         out.push(RouteSetup {
             route: ws_proxy::Route {
                 name: c.name.clone(),

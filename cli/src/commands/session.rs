@@ -232,7 +232,7 @@ impl Sandbox {
                     .hint("fix or remove the path in [network] ca_files")
             })?);
         }
-        let routes = crate::network::routes(&p, &crate::network::resolve_secret)?;
+        let routes = crate::network::routes(&p)?;
         let net = crate::network::SessionNetwork::prepare(mode, crate::network::rules(&p), routes, ca)?;
         let store = ws.store.root().to_path_buf();
         let namespaces = Some(ws_sandbox::exec::NamespaceSpec {
