@@ -34,6 +34,9 @@ pub struct LaunchSpec {
     /// Layers that must be enforced (by name), or the command does not run.
     pub require: Vec<String>,
     pub allow_degraded: bool,
+    /// The write recorder, run by init inside the PID namespace (root only).
+    #[serde(default)]
+    pub recorder: Option<crate::recorder::RecorderSpec>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -207,6 +210,8 @@ pub fn launch(
             Err(e) => degraded("namespaces", &e),
         }
     }
+    // No PID namespace, so no recorder: the command must not inherit its pipe.
+    crate::recorder::close_on_exec(spec.recorder.as_ref());
     restrict(&spec)?;
     let err = Command::new(program).args(args).exec();
     Err(LaunchError::Exec { program: program.to_string_lossy().into_owned(), source: err })
@@ -224,6 +229,8 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
             crate::namespaces::become_user(ns.uid, ns.gid).map_err(LaunchError::Mounts)?;
         }
     }
+    // Started before init restricts itself: the recorder needs CAP_SYS_ADMIN.
+    let recorder = spec.recorder.as_ref().and_then(crate::recorder::spawn);
     restrict(&spec)?;
     let relay = SignalRelay::install().map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
     let child = Command::new(program)
@@ -233,19 +240,22 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
     let pid = child.id();
     relay.forward_to(pid);
     // As PID 1, reap every orphan until the command itself exits.
-    loop {
+    let code = loop {
         match rustix::process::wait(rustix::process::WaitOptions::empty()) {
             Ok(Some((p, status))) if p.as_raw_nonzero().get() as u32 == pid => {
-                let code = match (status.exit_status(), status.terminating_signal()) {
+                break match (status.exit_status(), status.terminating_signal()) {
                     (Some(c), _) => c,
                     (None, Some(sig)) => 128 + sig,
                     _ => 1,
                 };
-                return Ok(code);
             }
             Ok(_) => continue,
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return Ok(1),
+            Err(_) => break 1,
         }
+    };
+    if let Some(r) = recorder {
+        r.finish();
     }
+    Ok(code)
 }

@@ -22,11 +22,13 @@
 pub mod cgroups;
 pub mod env;
 pub mod exec;
+pub mod fanotify;
 pub mod landlock;
 pub mod namespaces;
 pub mod policy;
 pub mod probe;
 pub mod profile;
+pub mod recorder;
 pub mod seccomp;
 
 pub use policy::{Access, Decision, FsPolicy};

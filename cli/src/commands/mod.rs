@@ -1,8 +1,10 @@
 //! One module per command; this is the dispatcher.
 
 mod approve;
+mod audit;
 mod diff;
 mod doctor;
+mod log;
 mod profile;
 mod rollback;
 mod session;
@@ -42,6 +44,10 @@ enum Command {
     Profile(profile::ProfileCommand),
     Doctor(doctor::DoctorArgs),
     Why(why::WhyArgs),
+    Log(log::LogArgs),
+    /// Check a session's audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
 }
 
 pub fn run(cli: Cli) -> Result<i32, CliError> {
@@ -53,6 +59,8 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Profile(c) => profile::run(c),
         Command::Doctor(a) => doctor::cmd_doctor(a),
         Command::Why(a) => why::cmd_why(a),
+        Command::Log(a) => log::cmd_log(a),
+        Command::Audit(c) => audit::run(c),
     }
 }
 

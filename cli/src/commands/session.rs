@@ -77,7 +77,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     let program = &args.command[0];
     check_runnable(program)?;
     let ws = Workspace::discover()?;
-    let sandbox = Sandbox::prepare(&ws, &args.profile, args.allow_degraded)?;
+    let mut sandbox = Sandbox::prepare(&ws, &args.profile, args.allow_degraded)?;
     let (mut session, excluded, before) = {
         let _lock = ws.lock()?;
         let previous = ws.latest_manifest();
@@ -98,6 +98,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
             after: None,
             snapshot_ms: Some(snapshot_ms),
             after_snapshot_ms: None,
+            recording: None,
         };
         ws.store.save_session(&session)?;
         let excluded = report_excluded(&snap.manifest);
@@ -108,7 +109,9 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     // group; ws only has to survive them to record the session.
     let relay = ws_sandbox::exec::SignalRelay::install()
         .map_err(|e| CliError::failure(format!("cannot set up signal handling: {e}")))?;
-    let spawned = sandbox.command(&args.command).spawn();
+    // The audit log and the recorders (recording.rs): started before the command.
+    let mut record = crate::recording::SessionRecord::start(&ws.store, &session, &args.profile, &mut sandbox.spec)?;
+    let spawned = record.spawn(&mut sandbox.command(&args.command));
     let status = match spawned {
         Ok(mut child) => {
             relay.forward_to(child.id());
@@ -129,6 +132,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
             (None, exit::NOT_STARTED)
         }
     };
+    session.recording = Some(record.finish(exit_status));
     let _lock = ws.lock()?;
     let changes = ws.finish_session(&mut session, Some(before), exit_status)?;
     summarize(&session, &changes, excluded);
@@ -215,6 +219,7 @@ impl Sandbox {
             cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
             require: p.require.iter().map(|l| l.name().to_owned()).collect(),
             allow_degraded,
+            recorder: None,
         };
         let env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
         Ok(Sandbox { spec, env, _cgroup: cgroup })
@@ -337,6 +342,10 @@ struct SessionJson<'a> {
     after_snapshot_ms: Option<u64>,
     rollback_interrupted: bool,
     changes: Option<Counts>,
+    /// Which recorders ran, what they could not record, and events lost.
+    recording: Option<&'a ws_snapshot::audit::Recording>,
+    /// Whether the record is complete (no recorder lost events).
+    record_complete: bool,
 }
 
 fn state_name(ws: &Workspace, s: &Session) -> &'static str {
@@ -368,6 +377,8 @@ fn session_json<'a>(ws: &Workspace, s: &'a Session, changes: Option<&[Change]>) 
         after_snapshot_ms: s.after_snapshot_ms,
         rollback_interrupted: ws.store.rollback_interrupted(&s.id),
         changes: changes.map(counts),
+        recording: s.recording.as_ref(),
+        record_complete: s.recording.as_ref().is_none_or(ws_snapshot::audit::Recording::complete),
     }
 }
 
@@ -467,6 +478,9 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
             n.rolled_back
         );
     }
+    if let Some(r) = &s.recording {
+        show_recording(&ws, &s, r, changes.as_deref());
+    }
     for e in before.excluded() {
         out!("excluded   {} (not in the snapshot; rollback cannot restore it)", ui::entry_name(e));
     }
@@ -474,6 +488,36 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
         out!("note       a rollback was interrupted; `ws rollback {}` finishes it", s.id);
     }
     Ok(exit::OK)
+}
+
+/// What was recorded, and whose the changes are.
+fn show_recording(ws: &Workspace, s: &Session, r: &ws_snapshot::audit::Recording, changes: Option<&[Change]>) {
+    use crate::recording::{Attribution, Origin};
+    out!("recorded   writes by {}, denials by {}", r.writes, r.denials);
+    for g in &r.gaps {
+        out!("gap        {g}");
+    }
+    if r.complete() {
+        out!("record     complete");
+    } else {
+        out!("record     INCOMPLETE: {}", r.lost.join("; "));
+    }
+    if let Some(changes) = changes {
+        let who = Attribution::load(&ws.store, s);
+        if who.recorded {
+            let (mut own, mut outside, mut both) = (0, 0, 0);
+            for c in changes {
+                match who.origin_of(&c.path) {
+                    Origin::Session => own += 1,
+                    Origin::Outside => outside += 1,
+                    Origin::Both => both += 1,
+                }
+            }
+            out!("by         {own} by the session, {outside} outside it (another process), {both} by both");
+        } else {
+            out!("by         every change counts as the session's (no write recorder ran)");
+        }
+    }
 }
 
 /// Local-independent UTC time, `YYYY-MM-DD HH:MM`.

@@ -1,0 +1,276 @@
+//! The supervisor's side of a session's record: the audit log, and the
+//! recorders that feed it. The log is written by this process alone; other
+//! parts of the supervisor (the proxy) append through [`SessionRecord::log`].
+
+use std::collections::BTreeSet;
+use std::io::BufRead;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+
+use ws_sandbox::recorder::{Message, Op};
+use ws_snapshot::audit::{AuditLog, Event, Recording, WriteOp};
+use ws_snapshot::{Session, Store};
+
+use crate::error::CliError;
+
+#[derive(Debug)]
+pub struct SessionRecord {
+    log: Arc<AuditLog>,
+    recording: Recording,
+    /// The write end of the recorder's pipe, until the launcher has it.
+    pipe: Option<OwnedFd>,
+    reader: Option<std::thread::JoinHandle<Stream>>,
+    read_end: Option<OwnedFd>,
+}
+
+/// What came out of the write recorder.
+#[derive(Debug, Default)]
+struct Stream {
+    ready: bool,
+    done: bool,
+    gaps: Vec<String>,
+    lost: Vec<String>,
+}
+
+impl SessionRecord {
+    /// Creates the session's audit log, decides which recorders run (adding
+    /// the write recorder to `spec`), and records the session's start.
+    pub fn start(
+        store: &Store,
+        session: &Session,
+        profile: &str,
+        spec: &mut ws_sandbox::exec::LaunchSpec,
+    ) -> Result<SessionRecord, CliError> {
+        let path = store.audit_log_path(&session.id);
+        let log = AuditLog::create(&path, &session.id).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
+        let mut recording = Recording { writes: "none".into(), denials: "none".into(), ..Recording::default() };
+        let (mut pipe, mut read_end) = (None, None);
+        let root = rustix::process::geteuid().is_root();
+        if !root {
+            recording.gaps.push(
+                "writes: not recorded as they happen (fanotify needs root); the snapshot diff is the record, \
+                 and every change in it counts as the session's"
+                    .into(),
+            );
+        } else if spec.namespaces.is_none() {
+            recording.gaps.push("writes: not recorded (no PID namespace to tell the session's writers apart)".into());
+        } else {
+            let (r, w) =
+                std::io::pipe().map_err(|e| CliError::failure(format!("cannot create the recorder's pipe: {e}")))?;
+            let (r, w) = (OwnedFd::from(r), OwnedFd::from(w));
+            spec.recorder = Some(ws_sandbox::recorder::RecorderSpec {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&w),
+                workspace: std::path::PathBuf::from(&session.workspace),
+            });
+            recording.writes = "fanotify".into();
+            pipe = Some(w);
+            read_end = Some(r);
+        }
+        recording.gaps.push("denials: not recorded (the Landlock audit reader is not built yet)".into());
+        let mut layers = Vec::new();
+        for (on, name) in [
+            (spec.landlock, "landlock"),
+            (spec.seccomp, "seccomp"),
+            (spec.namespaces.is_some(), "namespaces"),
+            (!spec.cgroup_procs.is_empty(), "cgroups"),
+        ] {
+            if on {
+                layers.push(name.to_owned());
+            }
+        }
+        let not_enforced = spec.require.iter().filter(|r| !layers.contains(r)).cloned().collect();
+        log.append(
+            crate::now_ms(),
+            Event::SessionStart {
+                session: session.id.clone(),
+                profile: profile.to_owned(),
+                command: session.command.clone(),
+                layers,
+                not_enforced,
+                recording: recording.clone(),
+            },
+        )
+        .and_then(|_| log.flush())
+        .map_err(|e| CliError::failure(crate::error::chain(&e)))?;
+        Ok(SessionRecord { log: Arc::new(log), recording, pipe, reader: None, read_end })
+    }
+
+    /// The audit log, to append other records (network requests) to.
+    #[allow(dead_code)] // for the session's proxy
+    pub fn log(&self) -> Arc<AuditLog> {
+        Arc::clone(&self.log)
+    }
+
+    /// Spawns the launcher so that it inherits the recorder's pipe (and
+    /// nothing else of ours), then starts reading the recorder's stream.
+    pub fn spawn(&mut self, cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+        if let Some(w) = &self.pipe {
+            // Inherited across exec by the launcher only: it is closed here
+            // right after the spawn.
+            rustix::io::fcntl_setfd(w, rustix::io::FdFlags::empty())?;
+        }
+        let child = cmd.spawn();
+        drop(self.pipe.take());
+        if let Some(r) = self.read_end.take() {
+            let log = Arc::clone(&self.log);
+            self.reader = Some(std::thread::spawn(move || read_stream(r, &log)));
+        }
+        child
+    }
+
+    /// Ends the record: waits for the recorder's stream to end, appends the
+    /// session's end, seals the log. Returns what ran and what was missed.
+    pub fn finish(mut self, exit: Option<ws_snapshot::ExitStatus>) -> Recording {
+        if let Some(t) = self.reader.take() {
+            let s = t.join().unwrap_or_else(|_| Stream {
+                lost: vec!["writes: the supervisor's reader of the recorder failed".into()],
+                ..Stream::default()
+            });
+            self.recording.gaps.extend(s.gaps);
+            self.recording.lost.extend(s.lost);
+            if !s.ready {
+                self.recording.writes = "none".into();
+            }
+        }
+        let complete = self.recording.complete();
+        let end =
+            Event::SessionEnd { exit_code: exit.and_then(|e| e.code), signal: exit.and_then(|e| e.signal), complete };
+        let sealed = self.log.append(crate::now_ms(), end).and_then(|_| self.log.seal());
+        if let Err(e) = sealed {
+            self.recording.lost.push(format!("audit log: {}", crate::error::chain(&e)));
+        }
+        self.recording
+    }
+}
+
+fn op(o: Op) -> WriteOp {
+    match o {
+        Op::Create => WriteOp::Create,
+        Op::Modify => WriteOp::Modify,
+        Op::CloseWrite => WriteOp::CloseWrite,
+        Op::Delete => WriteOp::Delete,
+        Op::Rename => WriteOp::Rename,
+        Op::Attrib => WriteOp::Attrib,
+    }
+}
+
+/// Copies the recorder's messages into the log until the stream ends.
+fn read_stream(pipe: OwnedFd, log: &AuditLog) -> Stream {
+    let mut s = Stream::default();
+    let lost = |s: &mut Stream, what: &str, reason: String| {
+        let _ = log.append(crate::now_ms(), Event::Incomplete { what: what.into(), reason: reason.clone() });
+        s.lost.push(format!("{what}: {reason}"));
+    };
+    let reader = std::io::BufReader::with_capacity(1 << 16, std::fs::File::from(pipe));
+    for line in reader.split(b'\n') {
+        let Ok(line) = line else { break };
+        let Ok(m) = serde_json::from_slice::<Message>(&line) else {
+            lost(&mut s, "writes", "the recorder sent a line that is not a message".into());
+            continue;
+        };
+        let appended = match m {
+            Message::Ready => {
+                s.ready = true;
+                Ok(0)
+            }
+            Message::Unavailable { reason } => {
+                s.gaps.push(format!("writes: not recorded: {reason}"));
+                Ok(0)
+            }
+            Message::Write { time_ms, pid, exe, ops, path, to, dir } => {
+                log.append(time_ms, Event::Write { pid, exe, ops: ops.into_iter().map(op).collect(), path, to, dir })
+            }
+            Message::Outside { path } => log.append(crate::now_ms(), Event::OutsideWrite { path }),
+            Message::Lost { reason } => {
+                lost(&mut s, "writes", reason);
+                Ok(0)
+            }
+            Message::Done { .. } => {
+                s.done = true;
+                Ok(0)
+            }
+        };
+        if let Err(e) = appended {
+            s.lost.push(format!("audit log: {}", crate::error::chain(&e)));
+            break;
+        }
+    }
+    if s.ready && !s.done {
+        lost(&mut s, "writes", "the recorder stopped before the session ended (killed or crashed)".into());
+    } else if !s.ready && s.gaps.is_empty() {
+        s.gaps.push("writes: the recorder did not start".into());
+    }
+    let _ = log.flush();
+    s
+}
+
+/// Who changed what during a session, from its audit log.
+#[derive(Debug, Default)]
+pub struct Attribution {
+    /// Whether a write recorder ran; without one every change is the session's.
+    pub recorded: bool,
+    session: BTreeSet<String>,
+    /// Directories the session created, removed or moved: everything below is its doing.
+    session_dirs: BTreeSet<String>,
+    outside: BTreeSet<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Session,
+    Outside,
+    Both,
+}
+
+impl Attribution {
+    pub fn load(store: &Store, session: &Session) -> Attribution {
+        let mut a = Attribution {
+            recorded: session.recording.as_ref().is_some_and(|r| r.writes == "fanotify"),
+            ..Attribution::default()
+        };
+        if !a.recorded {
+            return a;
+        }
+        let Ok(records) = ws_snapshot::audit::read(&store.audit_log_path(&session.id)) else {
+            a.recorded = false;
+            return a;
+        };
+        for r in records {
+            match r.event {
+                Event::Write { path, to, dir, .. } => {
+                    if dir {
+                        a.session_dirs.insert(path.clone());
+                        a.session_dirs.extend(to.clone());
+                    }
+                    a.session.insert(path);
+                    a.session.extend(to);
+                }
+                Event::OutsideWrite { path } => {
+                    a.outside.insert(path);
+                }
+                _ => {}
+            }
+        }
+        a
+    }
+
+    pub fn origin_of(&self, path: &ws_snapshot::RelPath) -> Origin {
+        self.origin(&String::from_utf8_lossy(path.as_bytes()))
+    }
+
+    pub fn origin(&self, path: &str) -> Origin {
+        if !self.recorded {
+            return Origin::Session;
+        }
+        let by_session = self.session.contains(path)
+            || std::path::Path::new(path).ancestors().skip(1).any(|a| {
+                let a = a.to_string_lossy();
+                !a.is_empty() && self.session_dirs.contains(a.as_ref())
+            });
+        match (by_session, self.outside.contains(path)) {
+            (true, true) => Origin::Both,
+            (true, false) => Origin::Session,
+            (false, _) => Origin::Outside,
+        }
+    }
+}
