@@ -9,5 +9,6 @@ mod git;
 mod harness;
 mod kinds;
 mod privilege;
+mod recorder;
 mod review;
 mod sandbox;
