@@ -15,6 +15,7 @@
 
 mod measure;
 mod mount;
+mod recorder;
 mod report;
 mod sandbox;
 mod tree;
@@ -31,16 +32,18 @@ use tree::TreeSpec;
 use util::{Env, Error, Result};
 
 const USAGE: &str = "\
-usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox]
+usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,recorder]
 
   --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
   --out FILE     also write the results as JSON to FILE
   --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1;
                  at least 10 in the sandbox group)
-  --fs LIST      what to measure (default btrfs,ext4,sandbox): the filesystems, and
+  --fs LIST      what to measure (default btrfs,ext4,sandbox,recorder): the filesystems, and
                  `sandbox`, run once without an image: session start in an unchanged
                  200-file workspace and the launcher alone (added ms vs `true`), and
-                 ws's peak RSS per /usr/bin/time (200 files and the tree's small files)
+                 ws's peak RSS per /usr/bin/time (200 files and the tree's small files);
+                 `recorder`: tar -xf of 20,000 files inside a session vs outside, every
+                 create counted in `ws log`
 
 Runs as root (it makes and loop-mounts filesystem images under /var/tmp, or
 $WS_BENCH_TMPDIR; the sandbox group's workspaces go there too). The ws binary
@@ -54,10 +57,12 @@ struct Args {
     fs: Vec<Fs>,
     /// Whether to run the sandbox group.
     sandbox: bool,
+    /// Whether to run the recorder group.
+    recorder: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
-    let mut args = Args { quick: false, out: None, runs: None, fs: Fs::ALL.to_vec(), sandbox: true };
+    let mut args = Args { quick: false, out: None, runs: None, fs: Fs::ALL.to_vec(), sandbox: true, recorder: true };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_str().ok_or_else(|| Error::new(format!("argument {arg:?} is not UTF-8")))?.to_string();
@@ -75,11 +80,17 @@ fn parse_args() -> Result<Option<Args>> {
                 let v = v.to_string_lossy();
                 args.fs.clear();
                 args.sandbox = false;
+                args.recorder = false;
                 for s in v.split(',').map(str::trim) {
                     match Fs::parse(s) {
                         Some(fs) => args.fs.push(fs),
                         None if s == "sandbox" => args.sandbox = true,
-                        None => return Err(Error::new(format!("unknown --fs entry {s:?} (btrfs, ext4, sandbox)"))),
+                        None if s == "recorder" => args.recorder = true,
+                        None => {
+                            return Err(Error::new(format!(
+                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, recorder)"
+                            )));
+                        }
                     }
                 }
             }
@@ -164,6 +175,11 @@ fn real_main() -> Result<ExitCode> {
     let sandbox_runs = args.sandbox.then(|| runs.max(sandbox::MIN_RUNS));
     if args.sandbox && util::check_interrupted().is_ok() {
         let (r, e) = sandbox::bench(&plan, &notes);
+        rows.extend(r);
+        errors.extend(e);
+    }
+    if args.recorder && util::check_interrupted().is_ok() {
+        let (r, e) = recorder::bench(&plan, &notes);
         rows.extend(r);
         errors.extend(e);
     }
