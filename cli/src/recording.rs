@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use ws_sandbox::recorder::{Message, Op};
 use ws_snapshot::audit::{AuditLog, Event, Recording, WriteOp};
@@ -21,6 +22,15 @@ pub struct SessionRecord {
     pipe: Option<OwnedFd>,
     reader: Option<std::thread::JoinHandle<Stream>>,
     read_end: Option<OwnedFd>,
+    denials: Option<Denials>,
+}
+
+/// The denial recorder: a thread reading Landlock's audit records.
+#[derive(Debug)]
+struct Denials {
+    launcher: Arc<AtomicU32>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Stream>,
 }
 
 /// What came out of the write recorder.
@@ -66,7 +76,7 @@ impl SessionRecord {
             pipe = Some(w);
             read_end = Some(r);
         }
-        recording.gaps.push("denials: not recorded (the Landlock audit reader is not built yet)".into());
+        let denials = if spec.landlock { start_denials(&mut recording) } else { None };
         let mut layers = Vec::new();
         for (on, name) in [
             (spec.landlock, "landlock"),
@@ -92,7 +102,15 @@ impl SessionRecord {
         )
         .and_then(|_| log.flush())
         .map_err(|e| CliError::failure(crate::error::chain(&e)))?;
-        Ok(SessionRecord { log: Arc::new(log), recording, pipe, reader: None, read_end })
+        let log = Arc::new(log);
+        let denials = denials.map(|(reader, lost_before)| {
+            let launcher = Arc::new(AtomicU32::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (l, st, lg) = (Arc::clone(&launcher), Arc::clone(&stop), Arc::clone(&log));
+            let thread = std::thread::spawn(move || read_denials(reader, lost_before, &l, &st, &lg));
+            Denials { launcher, stop, thread }
+        });
+        Ok(SessionRecord { log, recording, pipe, reader: None, read_end, denials })
     }
 
     /// The audit log, to append other records (network requests) to.
@@ -111,6 +129,9 @@ impl SessionRecord {
         }
         let child = cmd.spawn();
         drop(self.pipe.take());
+        if let (Some(d), Ok(c)) = (&self.denials, &child) {
+            d.launcher.store(c.id(), Ordering::Relaxed);
+        }
         if let Some(r) = self.read_end.take() {
             let log = Arc::clone(&self.log);
             self.reader = Some(std::thread::spawn(move || read_stream(r, &log)));
@@ -132,6 +153,15 @@ impl SessionRecord {
                 self.recording.writes = "none".into();
             }
         }
+        if let Some(d) = self.denials.take() {
+            d.stop.store(true, Ordering::Relaxed);
+            let s = d.thread.join().unwrap_or_else(|_| Stream {
+                lost: vec!["denials: the reader of the audit records failed".into()],
+                ..Stream::default()
+            });
+            self.recording.gaps.extend(s.gaps);
+            self.recording.lost.extend(s.lost);
+        }
         let complete = self.recording.complete();
         let end =
             Event::SessionEnd { exit_code: exit.and_then(|e| e.code), signal: exit.and_then(|e| e.signal), complete };
@@ -141,6 +171,148 @@ impl SessionRecord {
         }
         self.recording
     }
+}
+
+/// Joins the audit log's multicast group, or says in `recording` why denials
+/// will not be recorded. Returns the reader and the kernel's lost-record count.
+fn start_denials(recording: &mut Recording) -> Option<(ws_sandbox::audit_netlink::Reader, u32)> {
+    let why = if !rustix::process::geteuid().is_root() {
+        "reading the kernel's audit records needs root".to_string()
+    } else if ws_sandbox::probe::landlock_abi() < 7 {
+        "Landlock audit needs ABI 7 (Linux 6.15+)".into()
+    } else {
+        match ws_sandbox::audit_netlink::status() {
+            Ok(st) if st.enabled == 0 => {
+                "kernel audit is disabled (enable it with `auditctl -e 1`; see `ws doctor`)".into()
+            }
+            Err(e) => format!("cannot ask the kernel's audit state: {e}"),
+            Ok(st) => match ws_sandbox::audit_netlink::Reader::open() {
+                Ok(r) => {
+                    recording.denials = "landlock-audit".into();
+                    return Some((r, st.lost));
+                }
+                Err(e) => format!("cannot join the audit log's multicast group: {e}"),
+            },
+        }
+    };
+    recording.gaps.push(format!("denials: not recorded: {why}"));
+    None
+}
+
+/// Whether the process that created a Landlock domain is the session's
+/// launcher or its init (the launcher's child).
+fn ours(creator: u32, launcher: u32) -> bool {
+    if launcher == 0 {
+        return false;
+    }
+    if creator == launcher {
+        return true;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{creator}/stat")).unwrap_or_default();
+    // pid (comm) state ppid …: comm may hold spaces and parentheses.
+    let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+    ppid == Some(launcher)
+}
+
+/// Reads Landlock denials until told to stop and the group has been quiet
+/// for a moment; appends those of the session's domain to the log.
+fn read_denials(
+    mut reader: ws_sandbox::audit_netlink::Reader,
+    lost_before: u32,
+    launcher: &AtomicU32,
+    stop: &AtomicBool,
+    log: &AuditLog,
+) -> Stream {
+    use std::collections::HashMap;
+    use ws_sandbox::audit_netlink as an;
+    let mut s = Stream::default();
+    // Domain id → its creator's pid if it is the session's domain, None if not.
+    let mut domains: HashMap<String, Option<u32>> = HashMap::new();
+    // Denials waiting for their domain's verdict or their SYSCALL record:
+    // (denial, exe, pid of the denied process).
+    let mut waiting: Vec<(an::Denial, Option<String>, Option<u32>)> = Vec::new();
+    let mut dropped = false;
+    let flush = |waiting: &mut Vec<(an::Denial, Option<String>, Option<u32>)>,
+                 domains: &HashMap<String, Option<u32>>,
+                 all: bool| {
+        waiting.retain(|(d, exe, pid)| match domains.get(&d.domain) {
+            // ws's own init (the domain's creator) is not the command: its
+            // one denial is its SIGSTOP not reaching the recorder, by design.
+            Some(Some(creator)) if pid.is_some() && *pid == Some(*creator) => false,
+            Some(Some(_)) if exe.is_some() || all => {
+                let _ = log.append(
+                    crate::now_ms(),
+                    Event::Denial {
+                        pid: None,
+                        exe: exe.clone(),
+                        access: d.blockers.clone(),
+                        object: d.object.clone(),
+                        by: "landlock".into(),
+                    },
+                );
+                false
+            }
+            Some(None) => false,
+            _ => !all,
+        });
+    };
+    loop {
+        let recs = match reader.next(std::time::Duration::from_millis(200)) {
+            Ok(r) => r,
+            Err(e) if e.raw_os_error() == Some(105) => {
+                // ENOBUFS: the socket overflowed; records were dropped.
+                dropped = true;
+                continue;
+            }
+            Err(e) => {
+                s.lost.push(format!("denials: cannot read the audit records: {e}"));
+                break;
+            }
+        };
+        if recs.is_empty() && stop.load(Ordering::Relaxed) {
+            break;
+        }
+        for (kind, text) in recs {
+            match kind {
+                an::LANDLOCK_ACCESS => {
+                    if let Some(d) = an::parse_access(&text)
+                        && domains.get(&d.domain) != Some(&None)
+                    {
+                        waiting.push((d, None, None));
+                    }
+                }
+                an::LANDLOCK_DOMAIN => {
+                    if let Some(d) = an::parse_domain(&text)
+                        && let Some(pid) = d.allocated_by
+                    {
+                        domains.insert(d.domain, ours(pid, launcher.load(Ordering::Relaxed)).then_some(pid));
+                    }
+                }
+                an::SYSCALL => {
+                    let serial = an::serial(&text);
+                    for (_, exe, pid) in waiting.iter_mut().filter(|(d, ..)| d.serial.is_some() && d.serial == serial) {
+                        *exe = an::syscall_exe(&text);
+                        *pid = an::fields(&text).get("pid").and_then(|p| p.parse().ok());
+                    }
+                }
+                _ => {}
+            }
+        }
+        flush(&mut waiting, &domains, false);
+    }
+    flush(&mut waiting, &domains, true);
+    let lost_after = ws_sandbox::audit_netlink::status().map(|st| st.lost).unwrap_or(lost_before);
+    if dropped {
+        s.lost.push("denials: the audit socket overflowed; some records were dropped".into());
+    }
+    if lost_after > lost_before {
+        s.lost.push(format!(
+            "denials: the kernel dropped {} audit records during the session (some may be this session's)",
+            lost_after - lost_before
+        ));
+    }
+    let _ = log.flush();
+    s
 }
 
 fn op(o: Op) -> WriteOp {

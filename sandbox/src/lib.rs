@@ -19,6 +19,7 @@
 //! the kernel its Landlock ABI, and `unshare`. `landlock`, `seccompiler` and
 //! `rustix` offer safe calls for everything else.
 
+pub mod audit_netlink;
 pub mod cgroups;
 pub mod env;
 pub mod exec;

@@ -234,3 +234,52 @@ fn unprivileged_sessions_say_no_write_recorder_ran() {
     assert!(show.stdout.contains("every change counts as the session's"), "{show:?}");
     nobody(&["audit", "verify"]).ok();
 }
+
+/// Kernel audit switched on for one test, and back off after if it was off.
+struct AuditOn {
+    was: u32,
+}
+
+impl AuditOn {
+    fn new() -> AuditOn {
+        let was = ws_sandbox::audit_netlink::status().expect("audit status").enabled;
+        if was == 0 {
+            ws_sandbox::audit_netlink::set_enabled(true).expect("enable audit");
+        }
+        AuditOn { was }
+    }
+}
+
+impl Drop for AuditOn {
+    fn drop(&mut self) {
+        if self.was == 0 {
+            let _ = ws_sandbox::audit_netlink::set_enabled(false);
+        }
+    }
+}
+
+#[test]
+fn a_denied_write_is_a_denial_record() {
+    assert!(is_root(), "reading the kernel's audit records needs root");
+    let _audit = AuditOn::new();
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    let outside = env.home.join("planted.txt");
+    let script = format!("echo ok > control.txt; echo x > {} 2>/dev/null; sh -c 'exec true'", outside.display());
+    env.session(&ws, &script).ok();
+    // Positive control: the session ran and its write was recorded.
+    assert_eq!(std::fs::read_to_string(ws.join("control.txt")).unwrap(), "ok\n");
+    assert!(!outside.exists(), "the write outside the workspace was not denied");
+    let log = env.ws(&ws, &["log", "--json"]).ok();
+    let records: Vec<serde_json::Value> = log.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(records.iter().any(|r| r["type"] == "write" && r["path"] == "control.txt"), "{}", log.stdout);
+    assert_eq!(records[0]["recording"]["denials"], "landlock-audit", "{}", log.stdout);
+    let denial = records.iter().find(|r| r["type"] == "denial").unwrap_or_else(|| panic!("no denial: {}", log.stdout));
+    assert_eq!(denial["by"], "landlock");
+    assert_eq!(denial["object"], env.home.to_str().unwrap(), "{denial}");
+    assert!(denial["access"].as_array().unwrap().iter().any(|a| a == "fs.make_reg"), "{denial}");
+    let denials = records.iter().filter(|r| r["type"] == "denial").count();
+    assert_eq!(denials, 1, "only the command's one denial, none of ws's own: {}", log.stdout);
+    let human = env.ws(&ws, &["log"]).ok();
+    assert!(human.stdout.contains("DENIED       fs.make_reg"), "{}", human.stdout);
+}
