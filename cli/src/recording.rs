@@ -315,6 +315,28 @@ fn read_denials(
     s
 }
 
+/// Ends the record of a session whose supervisor died: says so in the log,
+/// seals it, and returns the session's recording marked incomplete.
+pub fn close_orphaned(store: &Store, session: &Session) -> Recording {
+    let path = store.audit_log_path(&session.id);
+    let started = ws_snapshot::audit::read(&path).ok().and_then(|rs| {
+        rs.into_iter().find_map(|r| match r.event {
+            Event::SessionStart { recording, .. } => Some(recording),
+            _ => None,
+        })
+    });
+    let mut recording =
+        started.unwrap_or_else(|| Recording { writes: "none".into(), denials: "none".into(), ..Recording::default() });
+    let reason = "the supervisor died before the session ended: what happened after is not recorded".to_string();
+    recording.lost.push(reason.clone());
+    if let Ok(log) = AuditLog::open(&path, &session.id) {
+        let _ = log.append(crate::now_ms(), Event::Incomplete { what: "all".into(), reason });
+        let _ = log.append(crate::now_ms(), Event::SessionEnd { exit_code: None, signal: None, complete: false });
+        let _ = log.seal();
+    }
+    recording
+}
+
 fn op(o: Op) -> WriteOp {
     match o {
         Op::Create => WriteOp::Create,

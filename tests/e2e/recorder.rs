@@ -283,3 +283,78 @@ fn a_denied_write_is_a_denial_record() {
     let human = env.ws(&ws, &["log"]).ok();
     assert!(human.stdout.contains("DENIED       fs.make_reg"), "{}", human.stdout);
 }
+
+/// The pid of the running `ws __sandbox-record` whose workspace is `ws`.
+fn recorder_pid(ws: &Path) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let text = String::from_utf8_lossy(&cmdline);
+        (text.contains("__sandbox-record") && text.contains(ws.to_str()?)).then_some(pid)
+    })
+}
+
+#[test]
+fn a_recorder_that_dies_marks_the_record_incomplete() {
+    assert!(is_root(), "fanotify filesystem marks need root");
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    let child = env
+        .command(
+            &ws,
+            &[
+                "session",
+                "start",
+                "--",
+                "sh",
+                "-c",
+                "echo a > a.txt; while [ ! -e go ]; do sleep 0.05; done; echo b > b.txt",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let pid = loop {
+        if ws.join("a.txt").exists()
+            && let Some(p) = recorder_pid(&ws)
+        {
+            break p;
+        }
+        assert!(t.elapsed().as_secs() < 30, "no recorder found for the session");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The session ran (a.txt) and has its recorder: kill that, as a crash would.
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    std::fs::write(ws.join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let show = env.ws(&ws, &["session", "show"]).ok();
+    assert!(show.stdout.contains("record     INCOMPLETE: writes: the recorder stopped"), "{}", show.stdout);
+    let log = env.ws(&ws, &["log"]).ok();
+    assert!(log.stdout.contains("INCOMPLETE   writes from here on"), "{}", log.stdout);
+    assert!(log.stdout.contains("record INCOMPLETE"), "{}", log.stdout);
+    let json = env.ws(&ws, &["session", "show", "--json"]).ok();
+    assert!(json.stdout.contains("\"record_complete\": false"), "{}", json.stdout);
+}
+
+#[test]
+fn a_supervisor_that_dies_leaves_an_incomplete_sealed_record() {
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    let mut child =
+        env.command(&ws, &["session", "start", "--", "sh", "-c", "echo a > a.txt; sleep 30"]).spawn().unwrap();
+    let t = std::time::Instant::now();
+    while !ws.join("a.txt").exists() {
+        assert!(t.elapsed().as_secs() < 30, "the session never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let show = env.ws(&ws, &["session", "show"]).ok();
+    assert!(show.stdout.contains("INCOMPLETE: the supervisor died"), "{}", show.stdout);
+    let log = env.ws(&ws, &["log"]).ok();
+    assert!(log.stdout.contains("record INCOMPLETE"), "{}", log.stdout);
+    env.ws(&ws, &["audit", "verify"]).ok();
+}
