@@ -355,9 +355,21 @@ fn read_stream(pipe: OwnedFd, log: &AuditLog) -> Stream {
         let _ = log.append(crate::now_ms(), Event::Incomplete { what: what.into(), reason: reason.clone() });
         s.lost.push(format!("{what}: {reason}"));
     };
-    let reader = std::io::BufReader::with_capacity(1 << 16, std::fs::File::from(pipe));
-    for line in reader.split(b'\n') {
-        let Ok(line) = line else { break };
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, std::fs::File::from(pipe));
+    loop {
+        // Flushed whenever the recorder has nothing more queued, so that
+        // `ws log --follow` keeps up and a crash loses little.
+        if reader.buffer().is_empty() {
+            let _ = log.flush();
+        }
+        let mut line = Vec::new();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
         let Ok(m) = serde_json::from_slice::<Message>(&line) else {
             lost(&mut s, "writes", "the recorder sent a line that is not a message".into());
             continue;
@@ -461,10 +473,13 @@ impl Attribution {
                 let a = a.to_string_lossy();
                 !a.is_empty() && self.session_dirs.contains(a.as_ref())
             });
+        // Without evidence of an outside writer a change is the session's: the
+        // snapshot diff is the ground truth, and a write the recorder could
+        // not name (a hard link's other name) must still be rolled back.
         match (by_session, self.outside.contains(path)) {
             (true, true) => Origin::Both,
-            (true, false) => Origin::Session,
-            (false, _) => Origin::Outside,
+            (false, true) => Origin::Outside,
+            (_, false) => Origin::Session,
         }
     }
 }

@@ -351,6 +351,14 @@ impl Recorder {
             // the mark sees the whole filesystem, most of it not ours.
             let dir = self.dirs.get(dh)?.clone()?;
             let path = join(&dir, name);
+            // A directory someone else creates: learn it, so that what they
+            // write inside is theirs too.
+            if ev.mask & libc::FAN_CREATE != 0
+                && ev.mask & libc::FAN_ONDIR != 0
+                && let Some(t) = ev.target
+            {
+                self.dirs.insert(t.to_vec(), Some(path.clone()));
+            }
             return self.outside.insert(path.clone()).then(|| Message::Outside { path: lossy(&path) });
         }
         self.events += 1;

@@ -121,6 +121,11 @@ fn writes_from_outside_the_session_are_not_its_and_are_not_rolled_back() {
             for i in 0..1000 {
                 std::fs::write(ws.join(format!("editor-{i}.txt")), format!("{i}\n")).unwrap();
             }
+            // A directory of its own, created during the session.
+            std::fs::create_dir(ws.join("editor-dir")).unwrap();
+            for i in 0..10 {
+                std::fs::write(ws.join(format!("editor-dir/{i}.txt")), "x").unwrap();
+            }
             std::fs::write(&done, "").unwrap();
         })
     };
@@ -148,7 +153,8 @@ fn writes_from_outside_the_session_are_not_its_and_are_not_rolled_back() {
     assert_eq!(by("agent.txt").as_deref(), Some("session"));
     assert_eq!(by("editor-7.txt").as_deref(), Some("outside"));
     let rb = env.ws(&ws, &["rollback"]).ok();
-    assert!(rb.stderr.contains("left 1001 paths alone"), "{rb:?}");
+    // 1,000 files, the marker, the directory and its 10 files.
+    assert!(rb.stderr.contains("left 1012 paths alone"), "{rb:?}");
     assert!(
         !ws.join("agent.txt").exists() && !ws.join("agent2.txt").exists(),
         "the session's files were not rolled back"
@@ -156,6 +162,7 @@ fn writes_from_outside_the_session_are_not_its_and_are_not_rolled_back() {
     for i in 0..1000 {
         assert!(ws.join(format!("editor-{i}.txt")).exists(), "editor-{i}.txt was rolled back");
     }
+    assert!(ws.join("editor-dir/9.txt").exists(), "a directory made outside the session was rolled back");
 }
 
 fn log_file(env: &Env) -> PathBuf {
