@@ -223,15 +223,17 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
     // If the launcher dies (killed with the supervisor), the session ends
     // gracefully: SIGTERM here is passed on to the command.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    // The write recorder places its mark while the mounts are set up; it
+    // needs CAP_SYS_ADMIN, so it starts before init restricts itself.
+    let recorder = spec.recorder.as_ref().and_then(crate::recorder::spawn);
     if let Some(ns) = &spec.namespaces {
         crate::namespaces::set_up_mounts(&ns.protect, &ns.hide).map_err(LaunchError::Mounts)?;
         if ns.user_ns {
             crate::namespaces::become_user(ns.uid, ns.gid).map_err(LaunchError::Mounts)?;
         }
     }
-    // Started before init restricts itself: the recorder needs CAP_SYS_ADMIN.
-    let recorder = spec.recorder.as_ref().and_then(crate::recorder::spawn);
     restrict(&spec)?;
+    let recorder = recorder.and_then(crate::recorder::Starting::ready);
     let relay = SignalRelay::install().map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
     let child = Command::new(program)
         .args(args)

@@ -131,14 +131,21 @@ pub struct Running {
     stop: Option<ChildStdin>,
 }
 
-/// In init, before it restricts itself: starts the recorder with the pipe as
-/// its stdout and waits until its mark is in place. `None` when it could not
-/// start (it has told the supervisor why, or the supervisor sees the stream end).
-pub fn spawn(spec: &RecorderSpec) -> Option<Running> {
+/// The recorder while it places its mark.
+#[derive(Debug)]
+pub struct Starting {
+    child: Child,
+}
+
+/// In init, first of all: starts the recorder with the pipe as its stdout.
+/// It places its mark while init sets up the mounts; [`Starting::ready`]
+/// waits for it. `None` when it could not start (the supervisor then sees
+/// the stream end without a word and records that).
+pub fn spawn(spec: &RecorderSpec) -> Option<Starting> {
     let out = take_fd(spec.fd)?;
     let me = std::env::current_exe().ok()?;
     let json = serde_json::to_string(spec).ok()?;
-    let mut child = Command::new(me)
+    let child = Command::new(me)
         .arg(RECORDER_ARG)
         .arg(json)
         .stdin(Stdio::piped())
@@ -146,16 +153,24 @@ pub fn spawn(spec: &RecorderSpec) -> Option<Running> {
         .stderr(Stdio::piped())
         .spawn()
         .ok()?;
-    let mut status = String::new();
-    if let Some(err) = child.stderr.take() {
-        let _ = std::io::BufReader::new(err).read_line(&mut status);
+    Some(Starting { child })
+}
+
+impl Starting {
+    /// Waits until the mark is in place (before the command starts). `None`
+    /// when the recorder could not place it (it has told the supervisor why).
+    pub fn ready(mut self) -> Option<Running> {
+        let mut status = String::new();
+        if let Some(err) = self.child.stderr.take() {
+            let _ = std::io::BufReader::new(err).read_line(&mut status);
+        }
+        if status.trim() != "ready" {
+            let _ = self.child.wait();
+            return None;
+        }
+        let stop = self.child.stdin.take();
+        Some(Running { child: self.child, stop })
     }
-    if status.trim() != "ready" {
-        let _ = child.wait();
-        return None;
-    }
-    let stop = child.stdin.take();
-    Some(Running { child, stop })
 }
 
 impl Running {
