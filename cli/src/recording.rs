@@ -257,7 +257,9 @@ fn read_denials(
         });
     };
     loop {
-        let recs = match reader.next(std::time::Duration::from_millis(200)) {
+        // Short waits: once the session ends, a quiet 50 ms ends the reading
+        // (the kernel delivers audit records within milliseconds).
+        let recs = match reader.next(std::time::Duration::from_millis(50)) {
             Ok(r) => r,
             Err(e) if e.raw_os_error() == Some(105) => {
                 // ENOBUFS: the socket overflowed; records were dropped.
@@ -313,6 +315,31 @@ fn read_denials(
     }
     let _ = log.flush();
     s
+}
+
+/// Tells the user what the record holds once the session has ended, and
+/// warns when it is incomplete.
+pub fn report(store: &Store, session: &Session, recording: &Recording) {
+    let path = store.audit_log_path(&session.id);
+    match ws_snapshot::audit::verify(&path, &session.id) {
+        Ok(s) => {
+            let writes = if recording.writes == "none" {
+                "writes not recorded (see `ws session show`)".to_string()
+            } else {
+                format!("{} writes", crate::ui::count(s.writes))
+            };
+            let denials = if recording.denials == "none" {
+                "denials not recorded".to_string()
+            } else {
+                format!("{} denials", crate::ui::count(s.denials))
+            };
+            crate::ui::note(&format!("recorded {writes}, {denials}: `ws log {}` shows them", session.id));
+        }
+        Err(e) => crate::ui::warn(&crate::error::chain(&e)),
+    }
+    if !recording.complete() {
+        crate::ui::warn(&format!("the record of session {} is INCOMPLETE: {}", session.id, recording.lost.join("; ")));
+    }
 }
 
 /// Ends the record of a session whose supervisor died: says so in the log,

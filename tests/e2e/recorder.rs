@@ -365,3 +365,46 @@ fn a_supervisor_that_dies_leaves_an_incomplete_sealed_record() {
     assert!(log.stdout.contains("record INCOMPLETE"), "{}", log.stdout);
     env.ws(&ws, &["audit", "verify"]).ok();
 }
+
+#[test]
+fn log_follow_shows_records_while_the_session_runs_and_ends_with_it() {
+    assert!(is_root(), "fanotify filesystem marks need root");
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    let session = env
+        .command(
+            &ws,
+            &[
+                "session",
+                "start",
+                "--",
+                "sh",
+                "-c",
+                "echo a > first.txt; while [ ! -e go ]; do sleep 0.05; done; echo b > last.txt",
+            ],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !ws.join("first.txt").exists() {
+        assert!(t.elapsed().as_secs() < 30, "the session never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let follow = env
+        .command(&ws, &["log", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give --follow time to print what is there and start waiting.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::write(ws.join("go"), "").unwrap();
+    let mut session = session;
+    assert!(session.wait().unwrap().success());
+    let out = follow.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("first.txt") && text.contains("last.txt"), "{text}");
+    assert!(text.lines().last().unwrap_or_default().contains("end          exit 0"), "{text}");
+}

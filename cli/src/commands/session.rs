@@ -132,7 +132,9 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
             (None, exit::NOT_STARTED)
         }
     };
-    session.recording = Some(record.finish(exit_status));
+    let recording = record.finish(exit_status);
+    crate::recording::report(&ws.store, &session, &recording);
+    session.recording = Some(recording);
     let _lock = ws.lock()?;
     let changes = ws.finish_session(&mut session, Some(before), exit_status)?;
     summarize(&session, &changes, excluded);
