@@ -1,8 +1,8 @@
 //! The `recorder` group: what recording every write costs. A tarball of
 //! 20,000 small files (200 directories) is extracted inside a session, where
 //! fanotify records every write, and outside any session; both times are
-//! taken by the same script around `tar -xf` (not the session's snapshots),
-//! runs alternate inside and outside. Target: inside ≤ 1.10 × outside. Every
+//! taken by the same script around `tar -xf` (not the session's snapshots);
+//! each run times both, alternating which goes first. Target: inside ≤ 1.10 × outside. Every
 //! run inside must record exactly one `create` per extracted file (counted in
 //! `ws log --json`), or the row fails. Runs as root (fanotify needs it), in a
 //! scratch directory below the work directory, removed afterwards.
@@ -80,8 +80,14 @@ fn measure(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path) -> Result<
         if out.exists() {
             fs_err::remove_dir_all(&out)?;
         }
-        let o = elapsed(&run(sh().args(["-c", SCRIPT]))?.stdout)?;
-        fs_err::remove_dir_all(&out)?;
+        // Alternate which goes first, so that a trend in the machine's load
+        // does not favour either side.
+        let outside_run = |out: &Path| -> Result<f64> {
+            let o = elapsed(&run(sh().args(["-c", SCRIPT]))?.stdout)?;
+            fs_err::remove_dir_all(out)?;
+            Ok(o)
+        };
+        let mut o = if i % 2 == 0 { Some(outside_run(&out)?) } else { None };
         let mut session = sh();
         session.args(["-c", "exec \"$0\" session start -- sh -c \"$1\""]).arg(plan.ws_bin).arg(SCRIPT);
         let res = run(&mut session)?;
@@ -101,6 +107,13 @@ fn measure(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path) -> Result<
         let mut approve = sh();
         approve.args(["-c", "exec \"$0\" approve >/dev/null 2>&1"]).arg(plan.ws_bin);
         run(&mut approve)?;
+        let o = match o.take() {
+            Some(o) => o,
+            None => {
+                fs_err::remove_dir_all(&out)?;
+                outside_run(&out)?
+            }
+        };
         let what = if i == 0 { "warm-up".to_string() } else { format!("run {i}/{}", plan.runs) };
         progress(GROUP, &format!("{what}: inside {x:.3} s, outside {o:.3} s, {created} creates recorded"));
         if i == 0 {
