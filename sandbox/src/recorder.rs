@@ -226,6 +226,12 @@ pub fn run(spec_json: &str) -> i32 {
                 }
             }
         };
+        if fan_ready && !stop {
+            // Let events gather: bigger batches cost fewer reads, and the
+            // kernel merges repeated events on a file (create, modify,
+            // close) that are still queued.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         if (fan_ready || stop)
             && let Err(e) = rec.drain(&mut buf, &mut out)
         {
