@@ -20,6 +20,12 @@ command -v setpriv    >/dev/null || need+=(util-linux)
 command -v mount      >/dev/null || need+=(mount)
 command -v script     >/dev/null || need+=(bsdutils)
 command -v perl       >/dev/null || need+=(perl-base)
+command -v keyctl     >/dev/null || need+=(keyutils)
+command -v dbus-daemon >/dev/null || need+=(dbus-daemon)
+command -v dbus-send  >/dev/null || need+=(dbus-bin)
+command -v gnome-keyring-daemon >/dev/null || need+=(gnome-keyring)
+command -v curl       >/dev/null || need+=(curl ca-certificates)
+command -v bash       >/dev/null || need+=(bash)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   apt-get update -qq

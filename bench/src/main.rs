@@ -4,7 +4,8 @@
 //! loop images; then, once, the `sandbox` group (see [`sandbox`]): what
 //! confinement adds to a session in a small workspace, the launcher alone,
 //! and the supervisor's peak RSS. `--fs` picks among `btrfs`, `ext4` and
-//! `sandbox` (default: all three). Run as root:
+//! `sandbox` (default: all three, then `hooks`: what ws's git hooks add to a
+//! `git commit`, see [`hooks`]). Run as root:
 //!
 //! ```text
 //! cargo build --release -p ws && cargo run --release -p ws-bench -- [--quick] [--out FILE] [--fs sandbox]
@@ -13,8 +14,10 @@
 //! Prints a table (stdout) and progress (stderr); exits 0 even when a target
 //! is missed, non-zero only when something failed.
 
+mod hooks;
 mod measure;
 mod mount;
+mod network;
 mod recorder;
 mod report;
 mod sandbox;
@@ -32,21 +35,24 @@ use tree::TreeSpec;
 use util::{Env, Error, Result};
 
 const USAGE: &str = "\
-usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,recorder]
+usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder]
 
   --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
   --out FILE     also write the results as JSON to FILE
   --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1;
                  at least 10 in the sandbox group)
-  --fs LIST      what to measure (default btrfs,ext4,sandbox,recorder): the filesystems, and
+  --fs LIST      what to measure (default btrfs,ext4,sandbox,hooks,network,recorder): the filesystems, and
                  `sandbox`, run once without an image: session start in an unchanged
                  200-file workspace and the launcher alone (added ms vs `true`), and
                  ws's peak RSS per /usr/bin/time (200 files and the tree's small files);
-                 `recorder`: tar -xf of 20,000 files inside a session vs outside, every
-                 create counted in `ws log`
+                 `hooks`, run once without an image: `git commit` of one file in a
+                 repository of the tree's small files, ws's hooks installed vs none
+                 (at least 10 runs); and `network`: the session proxy vs direct
+                 requests on loopback; `recorder`: tar -xf of 20,000 files inside a
+                 session vs outside, every create counted in `ws log`
 
 Runs as root (it makes and loop-mounts filesystem images under /var/tmp, or
-$WS_BENCH_TMPDIR; the sandbox group's workspaces go there too). The ws binary
+$WS_BENCH_TMPDIR; the sandbox and hooks groups' repositories go there too). The ws binary
 is $WS_BIN, else `ws` next to this executable.";
 
 #[derive(Debug)]
@@ -57,12 +63,25 @@ struct Args {
     fs: Vec<Fs>,
     /// Whether to run the sandbox group.
     sandbox: bool,
+    /// Whether to run the hooks group (`git commit` with ws's hooks, no image).
+    hooks: bool,
+    /// Whether to run the network group.
+    network: bool,
     /// Whether to run the recorder group.
     recorder: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
-    let mut args = Args { quick: false, out: None, runs: None, fs: Fs::ALL.to_vec(), sandbox: true, recorder: true };
+    let mut args = Args {
+        quick: false,
+        out: None,
+        runs: None,
+        fs: Fs::ALL.to_vec(),
+        sandbox: true,
+        hooks: true,
+        network: true,
+        recorder: true,
+    };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_str().ok_or_else(|| Error::new(format!("argument {arg:?} is not UTF-8")))?.to_string();
@@ -80,15 +99,19 @@ fn parse_args() -> Result<Option<Args>> {
                 let v = v.to_string_lossy();
                 args.fs.clear();
                 args.sandbox = false;
+                args.hooks = false;
+                args.network = false;
                 args.recorder = false;
                 for s in v.split(',').map(str::trim) {
                     match Fs::parse(s) {
                         Some(fs) => args.fs.push(fs),
                         None if s == "sandbox" => args.sandbox = true,
+                        None if s == "hooks" => args.hooks = true,
+                        None if s == "network" => args.network = true,
                         None if s == "recorder" => args.recorder = true,
                         None => {
                             return Err(Error::new(format!(
-                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, recorder)"
+                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder)"
                             )));
                         }
                     }
@@ -178,6 +201,16 @@ fn real_main() -> Result<ExitCode> {
         rows.extend(r);
         errors.extend(e);
     }
+    if args.hooks && util::check_interrupted().is_ok() {
+        let (r, e) = hooks::bench(&plan, &notes);
+        rows.extend(r);
+        errors.extend(e);
+    }
+    if args.network && util::check_interrupted().is_ok() {
+        let (r, e) = network::bench(runs);
+        rows.extend(r);
+        errors.extend(e);
+    }
     if args.recorder && util::check_interrupted().is_ok() {
         let (r, e) = recorder::bench(&plan, &notes);
         rows.extend(r);
@@ -212,6 +245,14 @@ fn real_main() -> Result<ExitCode> {
         println!(
             "ws-bench{quick} sandbox: committed workspaces of 200 and {} small files; kernel {}; median of {n} runs after 1 warm-up",
             meta.small_files, meta.kernel,
+        );
+    }
+    if args.hooks {
+        println!(
+            "ws-bench{quick} hooks: a committed repository of {} small files, one session approved and one pending, \
+             one stored secret; median of {} runs after 1 warm-up",
+            meta.small_files,
+            runs.max(hooks::MIN_RUNS),
         );
     }
     print!("{}", report::table(&rows));

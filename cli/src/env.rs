@@ -11,8 +11,19 @@ pub const XDG_CONFIG_HOME: &str = "XDG_CONFIG_HOME";
 pub const HOME: &str = "HOME";
 /// Temporary directory the sandbox may write to (`$TMPDIR` in profiles).
 pub const TMPDIR: &str = "TMPDIR";
+/// The secret store `ws secret` uses: `keyutils` or `secret-service`.
+pub const WS_SECRET_STORE: &str = "WS_SECRET_STORE";
+/// Where the Secret Service is reached; else `$XDG_RUNTIME_DIR/bus`.
+pub const DBUS_SESSION_BUS_ADDRESS: &str = "DBUS_SESSION_BUS_ADDRESS";
+pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
+/// The index a commit is made from, set by git for its commit hooks.
+pub const GIT_INDEX_FILE: &str = "GIT_INDEX_FILE";
+/// Set by the pre-commit framework for a prepare-commit-msg hook, to which it
+/// passes only the message file: git's other two arguments.
+pub const PRE_COMMIT_COMMIT_MSG_SOURCE: &str = "PRE_COMMIT_COMMIT_MSG_SOURCE";
+pub const PRE_COMMIT_COMMIT_OBJECT_NAME: &str = "PRE_COMMIT_COMMIT_OBJECT_NAME";
 
 pub fn var_os(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())
@@ -49,4 +60,26 @@ pub fn profile_dir() -> Option<PathBuf> {
 
 pub fn tmpdir() -> Option<PathBuf> {
     path(TMPDIR)
+}
+
+/// A variable a profile names as a credential's source (`secret = "env:VAR"`).
+pub fn profile_var(name: &str) -> Option<OsString> {
+    var_os(name)
+}
+
+/// The D-Bus session bus's address, if this login has one.
+pub fn session_bus() -> Option<String> {
+    if let Some(addr) = var_os(DBUS_SESSION_BUS_ADDRESS) {
+        return Some(addr.to_string_lossy().into_owned());
+    }
+    let socket = path(XDG_RUNTIME_DIR)?.join("bus");
+    socket.exists().then(|| format!("unix:path={}", socket.display()))
+}
+
+/// The fingerprints of stored secrets the pre-commit hook looks for:
+/// `$XDG_DATA_HOME/ws/secret-fingerprints.json` or `~/.local/share/ws/secret-fingerprints.json`.
+pub fn secret_fingerprints_file() -> Option<PathBuf> {
+    path(XDG_DATA_HOME)
+        .or_else(|| home().map(|h| h.join(".local/share")))
+        .map(|d| d.join("ws/secret-fingerprints.json"))
 }

@@ -20,6 +20,13 @@ pub fn error(msg: &str, hint: Option<&str>) {
     }
 }
 
+/// A question on stderr, without a newline: the answer goes on the same line.
+pub fn prompt(msg: &str) {
+    let mut e = std::io::stderr().lock();
+    let _ = write!(e, "ws: {msg}");
+    let _ = e.flush();
+}
+
 pub fn progress_line(line: &str, tty: bool) {
     let mut e = std::io::stderr().lock();
     if tty {

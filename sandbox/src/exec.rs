@@ -37,6 +37,28 @@ pub struct LaunchSpec {
     /// The write recorder, run by init inside the PID namespace (root only).
     #[serde(default)]
     pub recorder: Option<crate::recorder::RecorderSpec>,
+    #[serde(default)]
+    pub net: NetSpec,
+}
+
+/// How the session's network is confined. Either way the proxy is the only
+/// way out.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NetSpec {
+    /// A network namespace of the session's own (needs [`NamespaceSpec`]).
+    pub namespace: Option<NetnsSpec>,
+    /// Where the session shares the host's network (no namespace, or it
+    /// could not be made): TCP connections only to these ports (the proxy's),
+    /// no UDP or raw sockets. Empty: no connections at all.
+    pub connect_ports: Vec<u16>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct NetnsSpec {
+    /// The proxy's port on the session's loopback.
+    pub port: u16,
+    /// The inherited end of [`crate::netns::channel`].
+    pub channel_fd: i32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -65,6 +87,10 @@ pub enum LaunchError {
     Mounts(#[source] crate::namespaces::NamespaceError),
     #[error("cannot enter the session's cgroup")]
     Cgroup(#[source] crate::cgroups::CgroupError),
+    #[error("cannot set up the session's network")]
+    Network(#[source] crate::netns::NetnsError),
+    #[error("cannot confine the session's network to its proxy")]
+    NetworkFilter(#[source] crate::landlock::LandlockError),
     #[error("cannot run {program}")]
     Exec { program: String, source: std::io::Error },
 }
@@ -73,21 +99,46 @@ fn required(spec: &LaunchSpec, layer: &str) -> bool {
     spec.require.iter().any(|r| r == layer) && !spec.allow_degraded
 }
 
-/// Applies Landlock and seccomp to this process.
-fn restrict(spec: &LaunchSpec) -> Result<(), LaunchError> {
-    if spec.landlock
-        && let Err(e) = crate::landlock::restrict(&spec.fs)
-        && required(spec, "landlock")
-    {
-        return Err(LaunchError::Landlock(e));
+/// Applies Landlock and seccomp to this process. `own_network`: the
+/// process is in the session's network namespace; otherwise TCP goes only
+/// to the proxy's port and other sockets are denied.
+fn restrict(spec: &LaunchSpec, own_network: bool) -> Result<(), LaunchError> {
+    let ports = (!own_network).then_some(spec.net.connect_ports.as_slice());
+    if spec.landlock {
+        match crate::landlock::restrict(&spec.fs, ports) {
+            Ok(_) => {}
+            Err(e @ crate::landlock::LandlockError::NoNetwork(_)) => {
+                if required(spec, "network") {
+                    return Err(LaunchError::NetworkFilter(e));
+                }
+                // Degraded on purpose: the filesystem rules still apply.
+                if let Err(e) = crate::landlock::restrict(&spec.fs, None)
+                    && required(spec, "landlock")
+                {
+                    return Err(LaunchError::Landlock(e));
+                }
+            }
+            Err(e) if required(spec, "landlock") => return Err(LaunchError::Landlock(e)),
+            Err(_) => {}
+        }
+    } else if !own_network && required(spec, "network") {
+        return Err(LaunchError::NetworkFilter(crate::landlock::LandlockError::NoNetwork(0)));
     }
     if spec.seccomp
-        && let Err(e) = crate::seccomp::install()
+        && let Err(e) = crate::seccomp::install(!own_network)
         && required(spec, "seccomp")
     {
         return Err(LaunchError::Seccomp(e));
     }
     Ok(())
+}
+
+/// In the launcher, inside the new network namespace: loopback up, the
+/// proxy's socket made and sent out.
+fn set_up_network(channel: &std::os::fd::OwnedFd, port: u16) -> Result<(), crate::netns::NetnsError> {
+    crate::netns::loopback_up()?;
+    let listener = crate::netns::proxy_listener(port)?;
+    crate::netns::send_listener(channel, &listener)
 }
 
 /// Keeps a supervising process alive through Ctrl-C and Ctrl-\ (the command
@@ -186,12 +237,21 @@ pub fn launch(
     degraded: &dyn Fn(&str, &dyn std::error::Error),
 ) -> Result<i32, LaunchError> {
     let spec: LaunchSpec = serde_json::from_str(spec_json)?;
+    // Closed on exec from here on: nothing the launcher runs inherits it.
+    let channel = match &spec.net.namespace {
+        Some(n) => Some(crate::netns::adopt_channel(n.channel_fd).map_err(LaunchError::Network)?),
+        None => None,
+    };
     // Into the cgroup before anything else exists, so every process of the
     // session is counted.
     crate::cgroups::join(&spec.cgroup_procs).map_err(LaunchError::Cgroup)?;
     if let Some(ns) = &spec.namespaces {
-        match crate::namespaces::unshare(ns.user_ns, ns.uid, ns.gid) {
+        match crate::namespaces::unshare(ns.user_ns, channel.is_some(), ns.uid, ns.gid) {
             Ok(()) => {
+                if let (Some(ch), Some(n)) = (&channel, &spec.net.namespace) {
+                    set_up_network(ch, n.port).map_err(LaunchError::Network)?;
+                }
+                drop(channel);
                 let me =
                     std::env::current_exe().map_err(|source| LaunchError::Exec { program: "ws".into(), source })?;
                 let mut init = Command::new(me)
@@ -210,9 +270,12 @@ pub fn launch(
             Err(e) => degraded("namespaces", &e),
         }
     }
+    // Without a namespace of its own the session shares the host's network;
+    // the supervisor sees the channel close and serves no proxy there.
+    drop(channel);
     // No PID namespace, so no recorder: the command must not inherit its pipe.
     crate::recorder::close_on_exec(spec.recorder.as_ref());
-    restrict(&spec)?;
+    restrict(&spec, false)?;
     let err = Command::new(program).args(args).exec();
     Err(LaunchError::Exec { program: program.to_string_lossy().into_owned(), source: err })
 }
@@ -232,7 +295,9 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
             crate::namespaces::become_user(ns.uid, ns.gid).map_err(LaunchError::Mounts)?;
         }
     }
-    restrict(&spec)?;
+    // init runs only where the launcher's unshare succeeded, which included
+    // the network namespace if the spec asked for one.
+    restrict(&spec, spec.net.namespace.is_some())?;
     let recorder = recorder.and_then(crate::recorder::Starting::ready);
     let relay = SignalRelay::install().map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
     let child = Command::new(program)

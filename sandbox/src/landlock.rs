@@ -13,8 +13,8 @@
 //!   rule can only ever allow.
 
 use landlock::{
-    ABI, Access, AccessFs, BitFlags, CompatLevel, Compatible, PathBeneath, PathFd, Ruleset, RulesetAttr,
-    RulesetCreatedAttr, RulesetStatus, Scope,
+    ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
+    RulesetAttr, RulesetCreatedAttr, RulesetStatus, Scope,
 };
 
 use crate::policy::FsPolicy;
@@ -30,6 +30,8 @@ pub enum LandlockError {
     NotEnforced,
     #[error("cannot set up the Landlock ruleset")]
     Ruleset(#[from] landlock::RulesetError),
+    #[error("this kernel's Landlock cannot restrict TCP connections (needs ABI 4, Linux 6.7+; it has ABI {0})")]
+    NoNetwork(i32),
 }
 
 /// What was enforced.
@@ -44,15 +46,25 @@ fn read() -> BitFlags<AccessFs> {
     AccessFs::ReadFile | AccessFs::ReadDir
 }
 
-/// Restricts the calling thread (and what it executes) to `policy`.
-pub fn restrict(policy: &FsPolicy) -> Result<Enforced, LandlockError> {
+/// Restricts the calling thread (and what it executes) to `policy`. With
+/// `connect_ports`, outgoing TCP connections are allowed to those ports only
+/// (the session's proxy); that part is never best-effort: without it the
+/// call fails.
+pub fn restrict(policy: &FsPolicy, connect_ports: Option<&[u16]>) -> Result<Enforced, LandlockError> {
     let all = AccessFs::from_all(WANTED);
     let write = all & !(read() | AccessFs::Execute);
-    let mut ruleset = Ruleset::default()
-        .set_compatibility(CompatLevel::BestEffort)
-        .handle_access(all)?
-        .scope(Scope::AbstractUnixSocket | Scope::Signal)?
-        .create()?;
+    let mut ruleset = Ruleset::default().set_compatibility(CompatLevel::BestEffort).handle_access(all)?;
+    if connect_ports.is_some() {
+        let abi = crate::probe::landlock_abi();
+        if abi < 4 {
+            return Err(LandlockError::NoNetwork(abi));
+        }
+        ruleset = ruleset.handle_access(AccessNet::ConnectTcp)?;
+    }
+    let mut ruleset = ruleset.scope(Scope::AbstractUnixSocket | Scope::Signal)?.create()?;
+    for port in connect_ports.unwrap_or_default() {
+        ruleset = ruleset.add_rule(NetPort::new(*port, AccessNet::ConnectTcp))?;
+    }
     let rules = [(&policy.read, read()), (&policy.write, read() | write), (&policy.exec, read() | AccessFs::Execute)];
     for (paths, access) in rules {
         for p in paths {

@@ -26,6 +26,7 @@ pub mod exec;
 pub mod fanotify;
 pub mod landlock;
 pub mod namespaces;
+pub mod netns;
 pub mod policy;
 pub mod probe;
 pub mod profile;

@@ -41,13 +41,17 @@ fn write_map(path: &str, content: &str) -> Result<(), NamespaceError> {
     std::fs::write(path, content).map_err(|source| NamespaceError::Map { path: path.to_owned(), source })
 }
 
-/// Moves this (single-threaded) process into new namespaces. Without root,
-/// a new user namespace makes that possible; `uid`/`gid` are mapped to 0.
+/// Moves this (single-threaded) process into new namespaces (with `net`, a
+/// network namespace too). Without root, a new user namespace makes that
+/// possible; `uid`/`gid` are mapped to 0.
 #[allow(unsafe_code)]
-pub fn unshare(user_ns: bool, uid: u32, gid: u32) -> Result<(), NamespaceError> {
+pub fn unshare(user_ns: bool, net: bool, uid: u32, gid: u32) -> Result<(), NamespaceError> {
     let mut flags = UnshareFlags::NEWNS | UnshareFlags::NEWPID;
     if user_ns {
         flags |= UnshareFlags::NEWUSER;
+    }
+    if net {
+        flags |= UnshareFlags::NEWNET;
     }
     // SAFETY: the only hazard rustix names is UnshareFlags::FILES (threads
     // seeing descriptors from another table); it is not passed. The callers

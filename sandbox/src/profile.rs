@@ -15,9 +15,28 @@
 //! [resources]                     # optional cgroup limits
 //! memory_max = "4G"
 //! pids_max = 1024
+//! [network]                       # deny by default; everything goes through the session's proxy
+//! hosts = ["github.com", "*.githubusercontent.com"]
+//! addresses = ["10.20.0.0/16"]    # non-public ranges the hosts may resolve to
+//! ca_files = ["$HOME/corp-ca.pem"] # trusted for credential upstreams, besides the system's roots
+//! [[network.http]]                # plain-HTTP method/path limits per host glob
+//! host = "registry.example"
+//! methods = ["GET"]
+//! paths = ["/v2/**"]
+//! [credentials.anthropic]         # the sandbox gets a phantom; the proxy injects the real key
+//! secret = "anthropic"            # a stored secret (`ws secret set`), or env:VAR, file:PATH, cmd:COMMAND
+//! upstream = "https://api.anthropic.com"
+//! header = "x-api-key"            # scheme = "Bearer" for `Authorization: Bearer …`
+//! env = "ANTHROPIC_API_KEY"       # gets the phantom token
+//! base_url_env = "ANTHROPIC_BASE_URL"  # gets http://127.0.0.1:PORT/anthropic
+//! prefix = "sk-ant-"              # optional: phantom starts with it, for clients that check formats
+//! methods = ["POST"]              # optional limits, paths relative to the upstream URL
+//! paths = ["/v1/**"]
+//! optional = true                 # a stored secret that is missing skips the route (default: refuse)
 //! ```
-//! A profile that extends another adds to its lists; `enforce.require`, when
-//! given, replaces the parent's. Checking reports every problem, each with its
+//! A profile that extends another adds to its lists (a credential route of
+//! the same name replaces the parent's); `enforce.require`, when given,
+//! replaces the parent's. Checking reports every problem, each with its
 //! line and key, not just the first.
 
 use std::collections::BTreeSet;
@@ -78,6 +97,50 @@ pub struct Profile {
     pub env_allow: Vec<String>,
     pub require: BTreeSet<Layer>,
     pub limits: crate::cgroups::Limits,
+    pub network: Network,
+    /// Credential routes, by name.
+    pub credentials: Vec<CredentialSpec>,
+}
+
+/// The `[network]` table: what the session's proxy lets through.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Network {
+    /// Host globs.
+    pub hosts: Vec<String>,
+    /// Non-public address ranges allowed anyway (`127.0.0.1`, `10.0.0.0/8`).
+    pub addresses: Vec<String>,
+    /// CA certificate files (PEM), with variables, for credential upstreams.
+    pub ca_files: Vec<String>,
+    pub http: Vec<HttpSpec>,
+}
+
+/// Plain-HTTP limits for one host glob.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HttpSpec {
+    pub host: String,
+    pub methods: Vec<String>,
+    pub paths: Vec<String>,
+}
+
+/// One `[credentials.NAME]` route.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CredentialSpec {
+    pub name: String,
+    /// Where the real secret comes from: a stored secret's name, or
+    /// `env:VAR`, `file:PATH`, `cmd:COMMAND`.
+    pub secret: String,
+    pub upstream: String,
+    /// Lower-case header name.
+    pub header: String,
+    pub scheme: Option<String>,
+    pub env: Option<String>,
+    pub base_url_env: Option<String>,
+    pub prefix: String,
+    pub methods: Vec<String>,
+    pub paths: Vec<String>,
+    /// A stored secret that does not exist skips the route (with a note)
+    /// instead of refusing the session.
+    pub optional: bool,
 }
 
 /// One problem in a profile file.
@@ -114,6 +177,8 @@ struct Layered {
     require: Option<BTreeSet<Layer>>,
     memory_max: Option<u64>,
     pids_max: Option<u64>,
+    network: Network,
+    credentials: Vec<CredentialSpec>,
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
@@ -254,17 +319,219 @@ fn parse(src: &str) -> Result<Layered, Vec<ProfileProblem>> {
                     }
                 }
             }
-            ("filesystem" | "environment" | "enforce", _) => problem(&mut problems, at, key, "must be a table".into()),
+            ("network", DeValue::Table(t)) => parse_network(src, t, &mut out.network, &mut problems),
+            ("credentials", DeValue::Table(t)) => {
+                for (k2, v2) in t.iter() {
+                    let name = k2.get_ref().to_string();
+                    let at2 = k2.span().start;
+                    let DeValue::Table(route) = v2.get_ref() else {
+                        problem(&mut problems, at2, &format!("credentials.{name}"), "must be a table".into());
+                        continue;
+                    };
+                    if let Some(c) = parse_credential(src, &name, at2, route, &mut problems) {
+                        out.credentials.push(c);
+                    }
+                }
+            }
+            ("filesystem" | "environment" | "enforce" | "network" | "credentials", _) => {
+                problem(&mut problems, at, key, "must be a table".into())
+            }
             _ => problem(
                 &mut problems,
                 at,
                 key,
-                "unknown key (known: extends, description, filesystem, environment, enforce)".into(),
+                "unknown key (known: extends, description, filesystem, environment, enforce, resources, network, credentials)"
+                    .into(),
             ),
         }
     }
     problems.sort_by_key(|p| p.line);
     if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+type Table<'a> = toml::de::DeTable<'a>;
+
+fn push(problems: &mut Vec<ProfileProblem>, src: &str, at: usize, key: &str, message: String) {
+    problems.push(ProfileProblem { line: line_of(src, at), key: key.to_owned(), message });
+}
+
+fn parse_network(src: &str, t: &Table, out: &mut Network, problems: &mut Vec<ProfileProblem>) {
+    for (k, v) in t.iter() {
+        let key = format!("network.{}", k.get_ref());
+        let at = k.span().start;
+        match key.as_str() {
+            "network.hosts" | "network.addresses" | "network.ca_files" => {
+                let Some(items) = strings(v.get_ref()) else {
+                    push(problems, src, at, &key, "must be an array of strings".into());
+                    continue;
+                };
+                for (item, at2) in &items {
+                    let bad = match key.as_str() {
+                        "network.hosts" => check_host_glob(item),
+                        "network.addresses" => check_cidr(item),
+                        _ => check_path(item, "filesystem.read").err(),
+                    };
+                    if let Some(msg) = bad {
+                        push(problems, src, *at2, &key, msg);
+                    }
+                }
+                let list = items.into_iter().map(|(s, _)| s);
+                match key.as_str() {
+                    "network.hosts" => out.hosts.extend(list),
+                    "network.addresses" => out.addresses.extend(list),
+                    _ => out.ca_files.extend(list),
+                }
+            }
+            "network.http" => {
+                let DeValue::Array(a) = v.get_ref() else {
+                    push(problems, src, at, &key, "must be an array of tables ([[network.http]])".into());
+                    continue;
+                };
+                for item in a.iter() {
+                    let DeValue::Table(rule) = item.get_ref() else {
+                        push(problems, src, item.span().start, &key, "must be a table".into());
+                        continue;
+                    };
+                    let mut spec = HttpSpec::default();
+                    for (k2, v2) in rule.iter() {
+                        let sub = format!("network.http.{}", k2.get_ref());
+                        let at2 = k2.span().start;
+                        match (sub.as_str(), v2.get_ref()) {
+                            ("network.http.host", DeValue::String(h)) => match check_host_glob(h) {
+                                Some(msg) => push(problems, src, at2, &sub, msg),
+                                None => spec.host = h.to_string(),
+                            },
+                            ("network.http.methods" | "network.http.paths", v) => match strings(v) {
+                                Some(items) if sub.ends_with("methods") => {
+                                    spec.methods = items.into_iter().map(|(s, _)| s.to_ascii_uppercase()).collect()
+                                }
+                                Some(items) => spec.paths = items.into_iter().map(|(s, _)| s).collect(),
+                                None => push(problems, src, at2, &sub, "must be an array of strings".into()),
+                            },
+                            _ => push(
+                                problems,
+                                src,
+                                at2,
+                                &sub,
+                                "unknown key or wrong type (known: host = \"…\", methods = […], paths = […])".into(),
+                            ),
+                        }
+                    }
+                    if spec.host.is_empty() {
+                        push(problems, src, item.span().start, &key, "needs host = \"…\"".into());
+                    } else {
+                        out.http.push(spec);
+                    }
+                }
+            }
+            _ => push(problems, src, at, &key, "unknown key (known: hosts, addresses, ca_files, http)".into()),
+        }
+    }
+}
+
+fn parse_credential(
+    src: &str,
+    name: &str,
+    at: usize,
+    t: &Table,
+    problems: &mut Vec<ProfileProblem>,
+) -> Option<CredentialSpec> {
+    let base = format!("credentials.{name}");
+    let before = problems.len();
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        push(problems, src, at, &base, "route names are letters, digits, `-` and `_` (they become a URL path)".into());
+    }
+    let mut c = CredentialSpec { name: name.to_owned(), ..CredentialSpec::default() };
+    for (k, v) in t.iter() {
+        let key = format!("{base}.{}", k.get_ref());
+        let field = k.get_ref().to_string();
+        let at2 = k.span().start;
+        match (field.as_str(), v.get_ref()) {
+            ("optional", DeValue::Boolean(b)) => c.optional = *b,
+            ("methods" | "paths", v) => match strings(v) {
+                Some(items) if field == "methods" => {
+                    c.methods = items.into_iter().map(|(s, _)| s.to_ascii_uppercase()).collect()
+                }
+                Some(items) => c.paths = items.into_iter().map(|(s, _)| s).collect(),
+                None => push(problems, src, at2, &key, "must be an array of strings".into()),
+            },
+            (
+                "secret" | "upstream" | "header" | "scheme" | "env" | "base_url_env" | "prefix",
+                DeValue::String(s),
+            ) => {
+                let s = s.to_string();
+                match field.as_str() {
+                    "secret" => c.secret = s,
+                    "upstream" => {
+                        if !(s.starts_with("https://") || s.starts_with("http://")) {
+                            push(problems, src, at2, &key, format!("`{s}` must be an https:// URL"));
+                        }
+                        c.upstream = s;
+                    }
+                    "header" => {
+                        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+                            push(problems, src, at2, &key, format!("`{s}` is not a header name"));
+                        }
+                        c.header = s.to_ascii_lowercase();
+                    }
+                    "scheme" => c.scheme = Some(s),
+                    "env" | "base_url_env" => {
+                        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                            push(problems, src, at2, &key, format!("`{s}` is not a variable name"));
+                        }
+                        if field == "env" { c.env = Some(s) } else { c.base_url_env = Some(s) }
+                    }
+                    _ => {
+                        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+                            push(problems, src, at2, &key, "must be printable ASCII".into());
+                        }
+                        c.prefix = s
+                    }
+                }
+            }
+            _ => push(
+                problems,
+                src,
+                at2,
+                &key,
+                "unknown key or wrong type (known: secret, upstream, header, scheme, env, base_url_env, prefix, methods, paths, optional)"
+                    .into(),
+            ),
+        }
+    }
+    for (missing, what) in
+        [(c.secret.is_empty(), "secret"), (c.upstream.is_empty(), "upstream"), (c.header.is_empty(), "header")]
+    {
+        if missing {
+            push(problems, src, at, &base, format!("needs {what} = \"…\""));
+        }
+    }
+    (problems.len() == before).then_some(c)
+}
+
+/// `None` if `h` is a usable host glob, else why not.
+fn check_host_glob(h: &str) -> Option<String> {
+    let ok = !h.is_empty()
+        && h.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.*:[]".contains(&b))
+        && !h.contains("://")
+        && !h.contains('/');
+    (!ok).then(|| {
+        format!("`{h}` is not a host name or glob (like \"github.com\" or \"*.example.com\"; no scheme, no path)")
+    })
+}
+
+/// `None` if `c` is an address or a CIDR range, else why not.
+fn check_cidr(c: &str) -> Option<String> {
+    let (addr, prefix) = c.split_once('/').map_or((c, None), |(a, p)| (a, Some(p)));
+    let Ok(ip) = addr.parse::<std::net::IpAddr>() else {
+        return Some(format!("`{c}` is not an address or range (like \"127.0.0.1\" or \"10.0.0.0/8\")"));
+    };
+    let max = if ip.is_ipv4() { 32 } else { 128 };
+    match prefix.map(|p| p.parse::<u8>()) {
+        None => None,
+        Some(Ok(p)) if p <= max => None,
+        _ => Some(format!("`{c}` has a bad prefix length (0 to {max})")),
+    }
 }
 
 fn strings(v: &DeValue) -> Option<Vec<(String, usize)>> {
@@ -336,6 +603,14 @@ pub fn resolve(name: &str, load: &dyn Fn(&str) -> Option<(String, String)>) -> R
         }
         p.limits.memory_max = l.memory_max.or(p.limits.memory_max);
         p.limits.pids_max = l.pids_max.or(p.limits.pids_max);
+        p.network.hosts.extend(l.network.hosts);
+        p.network.addresses.extend(l.network.addresses);
+        p.network.ca_files.extend(l.network.ca_files);
+        p.network.http.extend(l.network.http);
+        for c in l.credentials {
+            p.credentials.retain(|old| old.name != c.name);
+            p.credentials.push(c);
+        }
     }
     Ok(p)
 }
@@ -382,6 +657,11 @@ impl Profile {
             v
         };
         FsPolicy { read: list(&self.read), write: list(&self.write), exec: list(&self.exec) }
+    }
+
+    /// The CA files of `[network] ca_files`, variables expanded.
+    pub fn ca_files(&self, vars: &Vars) -> Vec<PathBuf> {
+        self.network.ca_files.iter().filter_map(|p| expand(p, vars)).collect()
     }
 }
 
@@ -443,6 +723,70 @@ mod tests {
         assert!(c.require.is_empty(), "a child's require replaces the parent's");
         assert!(c.write.contains(&"$WORKSPACE".to_owned()));
         assert!(matches!(resolve("nope", &load), Err(ProfileError::NotFound { .. })));
+    }
+
+    #[test]
+    fn network_and_credentials_parse_and_extend() {
+        let load = |n: &str| -> Option<(String, String)> {
+            match n {
+                "net" => Some((
+                    "net.toml".into(),
+                    r#"extends = "default"
+[network]
+hosts = ["github.com", "*.githubusercontent.com"]
+addresses = ["127.0.0.1", "10.0.0.0/8"]
+[[network.http]]
+host = "registry.example"
+methods = ["get"]
+paths = ["/v2/**"]
+[credentials.gh]
+secret = "env:GH_REAL"
+upstream = "https://api.github.com"
+header = "Authorization"
+scheme = "Bearer"
+env = "GITHUB_TOKEN"
+prefix = "ghp_"
+"#
+                    .into(),
+                )),
+                "child" => Some((
+                    "child.toml".into(),
+                    "extends = \"net\"\n[network]\nhosts = [\"example.org\"]\n[credentials.gh]\nsecret = \"gh\"\nupstream = \"https://ghe.example\"\nheader = \"authorization\"\n".into(),
+                )),
+                other => builtin(other),
+            }
+        };
+        let p = resolve("net", &load).unwrap();
+        assert_eq!(p.network.hosts, ["github.com", "*.githubusercontent.com"]);
+        assert_eq!(p.network.http[0].methods, ["GET"]);
+        let gh = &p.credentials[0];
+        assert_eq!(
+            (gh.header.as_str(), gh.scheme.as_deref(), gh.prefix.as_str()),
+            ("authorization", Some("Bearer"), "ghp_")
+        );
+        let c = resolve("child", &load).unwrap();
+        assert_eq!(c.network.hosts.len(), 3, "lists add up");
+        assert_eq!(c.credentials.len(), 1, "a route of the same name replaces the parent's");
+        assert_eq!(c.credentials[0].upstream, "https://ghe.example");
+    }
+
+    #[test]
+    fn bad_network_and_credentials_are_reported_with_lines() {
+        let src = "[network]\nhosts = [\"https://x.com/\"]\naddresses = [\"10.0.0.0/40\", \"nope\"]\ncolour = 1\n[[network.http]]\nmethods = [\"GET\"]\n[credentials.a]\nupstream = \"ftp://x\"\nheader = \"x api\"\n";
+        let got: Vec<(usize, String)> = check(src).into_iter().map(|p| (p.line, p.key)).collect();
+        assert_eq!(
+            got,
+            [
+                (2, "network.hosts".to_owned()),
+                (3, "network.addresses".to_owned()),
+                (3, "network.addresses".to_owned()),
+                (4, "network.colour".to_owned()),
+                (5, "network.http".to_owned()),
+                (7, "credentials.a".to_owned()),
+                (8, "credentials.a.upstream".to_owned()),
+                (9, "credentials.a.header".to_owned()),
+            ]
+        );
     }
 
     #[test]

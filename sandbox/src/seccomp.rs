@@ -73,8 +73,27 @@ pub fn denied_ioctls() -> Vec<(&'static str, u64)> {
     v
 }
 
+/// Sockets denied when the session shares the host's network (no namespace
+/// of its own): everything but TCP, so the only way out is the proxy's port,
+/// which Landlock enforces. `(domain, Some(type))` or `(domain, None)` for
+/// every type. Pure.
+pub fn denied_sockets(shared_network: bool) -> Vec<(&'static str, i32, Option<i32>)> {
+    if !shared_network {
+        return vec![];
+    }
+    vec![
+        ("UDP over IPv4 (DNS exfiltration)", libc::AF_INET, Some(libc::SOCK_DGRAM)),
+        ("UDP over IPv6", libc::AF_INET6, Some(libc::SOCK_DGRAM)),
+        ("raw IPv4", libc::AF_INET, Some(libc::SOCK_RAW)),
+        ("raw IPv6", libc::AF_INET6, Some(libc::SOCK_RAW)),
+        ("SCTP-style IPv4", libc::AF_INET, Some(libc::SOCK_SEQPACKET)),
+        ("SCTP-style IPv6", libc::AF_INET6, Some(libc::SOCK_SEQPACKET)),
+        ("packet sockets", libc::AF_PACKET, None),
+    ]
+}
+
 /// The compiled filter for this machine's architecture.
-pub fn program() -> Result<BpfProgram, SeccompError> {
+pub fn program(shared_network: bool) -> Result<BpfProgram, SeccompError> {
     let arch =
         TargetArch::try_from(std::env::consts::ARCH).map_err(|_| SeccompError::Arch(std::env::consts::ARCH.into()))?;
     let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
@@ -87,13 +106,28 @@ pub fn program() -> Result<BpfProgram, SeccompError> {
         })
         .collect::<Result<Vec<_>, _>>()?;
     rules.insert(libc::SYS_ioctl, ioctl_rules);
+    // The type argument carries SOCK_NONBLOCK/SOCK_CLOEXEC in its high bits;
+    // only the low four bits name the type.
+    let socket_rules = denied_sockets(shared_network)
+        .into_iter()
+        .map(|(_, domain, ty)| {
+            let mut c = vec![SeccompCondition::new(0, SeccompCmpArgLen::Dword, SeccompCmpOp::Eq, domain as u64)?];
+            if let Some(ty) = ty {
+                c.push(SeccompCondition::new(1, SeccompCmpArgLen::Dword, SeccompCmpOp::MaskedEq(0xf), ty as u64)?);
+            }
+            SeccompRule::new(c)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !socket_rules.is_empty() {
+        rules.insert(libc::SYS_socket, socket_rules);
+    }
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(libc::EPERM as u32), arch)?;
     Ok(filter.try_into()?)
 }
 
 /// Installs the filter on the calling thread.
-pub fn install() -> Result<(), SeccompError> {
-    let prog = program()?;
+pub fn install(shared_network: bool) -> Result<(), SeccompError> {
+    let prog = program(shared_network)?;
     seccompiler::apply_filter(&prog)?;
     Ok(())
 }
@@ -102,7 +136,8 @@ pub fn install() -> Result<(), SeccompError> {
 mod tests {
     #[test]
     fn the_filter_compiles_and_covers_the_keyring() {
-        let prog = super::program().unwrap();
+        let prog = super::program(false).unwrap();
+        assert!(super::program(true).unwrap().len() > prog.len());
         assert!(!prog.is_empty());
         let names: Vec<&str> = super::denied_syscalls().iter().map(|(n, _)| *n).collect();
         for must in

@@ -111,6 +111,9 @@ pub enum Event {
         /// The credential injected, by name (never its value).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         credential: Option<String>,
+        /// Why it was refused or failed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
     },
     /// The record stopped being complete here: events were lost.
     Incomplete {
@@ -662,6 +665,7 @@ mod tests {
                 bytes_up: 1,
                 bytes_down: 2,
                 credential: Some("anthropic".into()),
+                reason: None,
             },
             Event::Incomplete { what: "writes".into(), reason: "fanotify queue overflow".into() },
             Event::Write {

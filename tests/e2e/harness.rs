@@ -287,3 +287,57 @@ pub fn store_objects(stores: &Path) -> Vec<(PathBuf, u64)> {
     }
     found
 }
+
+/// A plain-HTTP server on the host's loopback that answers every request
+/// with 200 and the request line, and echoes the request's headers back as
+/// `x-echo-*` response headers. It remembers every request head it saw.
+pub struct Upstream {
+    pub port: u16,
+    pub seen: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Upstream {
+    pub fn start() -> Upstream {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind upstream");
+        let port = listener.local_addr().unwrap().port();
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = std::sync::Arc::clone(&seen);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let log = std::sync::Arc::clone(&log);
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut head = String::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        head.push_str(&line);
+                    }
+                    let request_line = head.lines().next().unwrap_or("").to_owned();
+                    let echo: String = head
+                        .lines()
+                        .skip(1)
+                        .filter_map(|l| l.split_once(": "))
+                        .map(|(k, v)| format!("x-echo-{}: {v}\r\n", k.to_ascii_lowercase()))
+                        .collect();
+                    log.lock().unwrap().push(head);
+                    let body = format!("upstream saw: {request_line}\n");
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\n{echo}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                });
+            }
+        });
+        Upstream { port, seen }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}

@@ -183,3 +183,66 @@ fn a_directory_you_cannot_write_is_refused() {
     assert_eq!(out.code, 2, "{out:?}");
     assert!(out.stderr.contains("is not writable by you") && out.stderr.contains("readonly"), "{}", out.stderr);
 }
+
+/// The network attack run in every mode: a control through the proxy, then
+/// a direct connection to a host service, a UDP datagram, and the proxy
+/// used without the session's credentials.
+fn network_probe(upstream: u16, udp: u16) -> String {
+    format!(
+        "curl -sS http://127.0.0.1:{upstream}/control; echo; \
+         curl -sS --noproxy '*' -m 3 http://127.0.0.1:{upstream}/bypass 2>&1; echo \"bypass-exit=$?\"; \
+         (echo exfil > /dev/udp/127.0.0.1/{udp} && echo UDP-SENT) 2>&1; \
+         bare=$(echo \"$HTTP_PROXY\" | sed 's|//.*@|//|'); \
+         curl -sS -o /dev/null -w 'no-token-status=%{{http_code}}\\n' -x \"$bare\" http://127.0.0.1:{upstream}/no-token 2>&1; true"
+    )
+}
+
+fn network_profile(u: &Unprivileged) -> String {
+    let p = u.env.dir("netprofile").join("loopback.toml");
+    write(&p, "extends = \"default\"\n[network]\nhosts = [\"127.0.0.1\"]\naddresses = [\"127.0.0.1\"]\n");
+    std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(p.parent().unwrap()).status().unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+fn assert_network_confined(out: &Out, upstream: &Upstream, udp: &std::net::UdpSocket) {
+    assert!(out.stdout.contains("upstream saw: GET /control"), "control through the proxy: {out:?}");
+    assert!(!out.stdout.contains("bypass-exit=0") && !out.stdout.contains("/bypass"), "{out:?}");
+    let seen: Vec<String> = upstream.requests().into_iter().filter(|r| !r.starts_with("GET /no-token ")).collect();
+    assert_eq!(seen.len(), 1, "only the control reached the upstream: {seen:?}");
+    let mut buf = [0u8; 16];
+    assert!(udp.recv_from(&mut buf).is_err(), "a UDP datagram left the session: {out:?}");
+}
+
+#[test]
+fn unprivileged_sessions_get_a_network_namespace() {
+    let u = unprivileged();
+    let upstream = Upstream::start();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
+    let p = network_profile(&u);
+    let probe = network_probe(upstream.port, udp.local_addr().unwrap().port());
+    let out = as_nobody(&u, &u.ws, &["session", "start", "--profile", &p, "--", "bash", "-c", &probe]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_network_confined(&out, &upstream, &udp);
+    // The proxy's socket lives in the session's namespace: nothing outside
+    // can reach it, so it needs no token.
+    assert!(out.stdout.contains("no-token-status=200"), "{out:?}");
+}
+
+#[test]
+fn without_user_namespaces_landlock_and_seccomp_confine_the_network() {
+    let u = unprivileged();
+    let upstream = Upstream::start();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
+    let p = network_profile(&u);
+    let probe = network_probe(upstream.port, udp.local_addr().unwrap().port());
+    let out = as_nobody_without_userns(&u, &["session", "start", "--profile", &p, "--", "bash", "-c", &probe]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_network_confined(&out, &upstream, &udp);
+    // Landlock refuses the direct connection; seccomp refuses the UDP socket;
+    // the proxy refuses a client without the session's token.
+    assert!(out.stdout.contains("Permission denied") || out.stdout.contains("Operation not permitted"), "{out:?}");
+    assert!(!out.stdout.contains("UDP-SENT"), "{out:?}");
+    assert!(out.stdout.contains("no-token-status=407"), "{out:?}");
+}

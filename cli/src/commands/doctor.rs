@@ -69,6 +69,15 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
             },
             enforced_by_ws: p.user_namespaces || p.root,
         },
+        Row {
+            layer: "network",
+            available: crate::network::Mode::choose(p.user_namespaces || p.root, p.landlock_abi).is_some(),
+            detail: match crate::network::Mode::choose(p.user_namespaces || p.root, p.landlock_abi) {
+                Some(m) => format!("{}; deny by default, every request through the session's proxy", m.name()),
+                None => "cannot be confined here: needs user namespaces, or Landlock ABI 4 (Linux 6.7+)".into(),
+            },
+            enforced_by_ws: crate::network::Mode::choose(p.user_namespaces || p.root, p.landlock_abi).is_some(),
+        },
         audit_row(p.landlock_abi, p.root),
         Row {
             layer: "fanotify",

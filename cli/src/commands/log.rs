@@ -144,7 +144,7 @@ pub(crate) fn describe(r: &Record) -> String {
             object.as_deref().unwrap_or("?"),
             who(*pid, exe)
         ),
-        Event::Net { method, host, path, decision, rule, status, bytes_up, bytes_down, credential } => {
+        Event::Net { method, host, path, decision, rule, status, bytes_up, bytes_down, credential, reason } => {
             let mut s = format!("{t}  net {decision:<8} {method} {host}{path}");
             if let Some(st) = status {
                 s.push_str(&format!(" -> {st}"));
@@ -155,6 +155,9 @@ pub(crate) fn describe(r: &Record) -> String {
             }
             if let Some(rule) = rule {
                 s.push_str(&format!(" rule {rule}"));
+            }
+            if let Some(r) = reason {
+                s.push_str(&format!(": {r}"));
             }
             s
         }

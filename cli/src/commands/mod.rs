@@ -4,9 +4,11 @@ mod approve;
 mod audit;
 mod diff;
 mod doctor;
+mod hooks;
 mod log;
 mod profile;
 mod rollback;
+pub(crate) mod secret;
 mod session;
 mod why;
 
@@ -43,11 +45,17 @@ enum Command {
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
     Doctor(doctor::DoctorArgs),
+    /// Store, list and remove the credentials that profiles inject.
+    #[command(subcommand)]
+    Secret(secret::SecretCommand),
     Why(why::WhyArgs),
     Log(log::LogArgs),
     /// Check a session's audit log.
     #[command(subcommand)]
     Audit(audit::AuditCommand),
+    /// Git hooks that refuse commits of unreviewed agent changes and of secrets.
+    #[command(subcommand)]
+    Hooks(hooks::HooksCommand),
 }
 
 pub fn run(cli: Cli) -> Result<i32, CliError> {
@@ -58,9 +66,11 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Rollback(a) => rollback::cmd_rollback(a),
         Command::Profile(c) => profile::run(c),
         Command::Doctor(a) => doctor::cmd_doctor(a),
+        Command::Secret(c) => secret::run(c),
         Command::Why(a) => why::cmd_why(a),
         Command::Log(a) => log::cmd_log(a),
         Command::Audit(c) => audit::run(c),
+        Command::Hooks(c) => hooks::run(c),
     }
 }
 

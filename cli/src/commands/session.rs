@@ -115,11 +115,19 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     let status = match spawned {
         Ok(mut child) => {
             relay.forward_to(child.id());
+            match sandbox.net.start() {
+                Ok(None) => {}
+                Ok(Some(warning)) => ui::warn(&warning),
+                // Nobody serves the session's proxy socket: its network is closed.
+                Err(e) => ui::warn(&format!("{}; the session runs with its network closed", e.message)),
+            }
             child.wait()
         }
         Err(e) => Err(e),
     };
     drop(relay);
+    let requests = sandbox.net.stop();
+    record.network(&requests);
     drop(sandbox); // removes the session's cgroup, now that its processes are gone
 
     let (exit_status, code) = match &status {
@@ -138,7 +146,28 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     let _lock = ws.lock()?;
     let changes = ws.finish_session(&mut session, Some(before), exit_status)?;
     summarize(&session, &changes, excluded);
+    summarize_network(&requests);
     Ok(code)
+}
+
+fn summarize_network(requests: &[ws_proxy::RequestEvent]) {
+    if requests.is_empty() {
+        return;
+    }
+    let refused: Vec<&ws_proxy::RequestEvent> = requests.iter().filter(|r| !r.allowed).collect();
+    let mut hosts: Vec<&str> = refused.iter().map(|r| r.host.as_str()).collect();
+    hosts.sort_unstable();
+    hosts.dedup();
+    let list = if hosts.is_empty() {
+        String::new()
+    } else {
+        let more = if hosts.len() > 5 { format!(" and {} more", hosts.len() - 5) } else { String::new() };
+        format!(
+            ": {}{more} — `ws why --host HOST` explains",
+            hosts.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+        )
+    };
+    ui::note(&format!("network: {} request(s), {} refused{list}", requests.len(), refused.len()));
 }
 
 /// How the command will be confined: decided, and refused if it cannot be
@@ -146,6 +175,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
 struct Sandbox {
     spec: ws_sandbox::exec::LaunchSpec,
     env: Vec<(OsString, OsString)>,
+    net: crate::network::SessionNetwork,
     /// Held for its `Drop`, which removes the session's cgroup.
     _cgroup: Option<ws_sandbox::cgroups::SessionCgroup>,
 }
@@ -156,7 +186,8 @@ impl Sandbox {
         let p = crate::profiles::resolve(profile)?;
         let (home, tmp) = (crate::env::home(), crate::env::tmpdir());
         let fs = p.fs_policy(&crate::profiles::vars(&ws.root, &home, &tmp));
-        let landlock = ws_sandbox::probe::landlock_abi() > 0;
+        let abi = ws_sandbox::probe::landlock_abi();
+        let landlock = abi > 0;
         let seccomp = ws_sandbox::probe::seccomp_available();
         let root = rustix::process::geteuid().is_root();
         let missing: Vec<&str> = p
@@ -183,6 +214,32 @@ impl Sandbox {
                 p.name
             ));
         }
+        let namespaces_possible = root || ws_sandbox::probe::user_namespaces();
+        let mode = match crate::network::Mode::choose(namespaces_possible, abi) {
+            Some(m) => m,
+            None if allow_degraded => {
+                ui::warn(
+                    "running with the network closed (--allow-degraded): this machine can neither give the session a network namespace nor filter TCP with Landlock",
+                );
+                crate::network::Mode::Filtered
+            }
+            None => {
+                return Err(CliError::usage(
+                    "this machine cannot confine the session's network: no user namespaces and Landlock below ABI 4 (Linux 6.7)",
+                )
+                .hint("`ws doctor` shows what is missing; pass --allow-degraded to run with the network closed"));
+            }
+        };
+        let vars = crate::profiles::vars(&ws.root, &home, &tmp);
+        let mut ca = Vec::new();
+        for f in p.ca_files(&vars) {
+            ca.push(fs_err::read(&f).map_err(|e| {
+                CliError::usage(format!("profile `{}`: cannot read CA file: {e}", p.name))
+                    .hint("fix or remove the path in [network] ca_files")
+            })?);
+        }
+        let routes = crate::network::routes(&p, &crate::network::resolve_secret)?;
+        let net = crate::network::SessionNetwork::prepare(mode, crate::network::rules(&p), routes, ca)?;
         let store = ws.store.root().to_path_buf();
         let namespaces = Some(ws_sandbox::exec::NamespaceSpec {
             protect: ws_sandbox::namespaces::protected_paths(&ws.root),
@@ -219,12 +276,16 @@ impl Sandbox {
             seccomp,
             namespaces,
             cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
-            require: p.require.iter().map(|l| l.name().to_owned()).collect(),
+            require: p.require.iter().map(|l| l.name().to_owned()).chain(["network".to_owned()]).collect(),
             allow_degraded,
             recorder: None,
+            net: net.spec.clone(),
         };
-        let env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
-        Ok(Sandbox { spec, env, _cgroup: cgroup })
+        let mut env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
+        // The session's proxy is the only way out; nothing bypasses it.
+        env.retain(|(k, _)| !k.eq_ignore_ascii_case("NO_PROXY") && !net.env.iter().any(|(n, _)| n == k));
+        env.extend(net.env.iter().cloned());
+        Ok(Sandbox { spec, env, net, _cgroup: cgroup })
     }
 
     /// `ws __sandbox-exec SPEC -- CMD…` with the scrubbed environment: the

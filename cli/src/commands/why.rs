@@ -9,15 +9,20 @@ use crate::error::{CliError, exit};
 use crate::workspace::Workspace;
 use crate::{env, out, profiles};
 
-/// Explain whether a session may read, write or execute PATH, and which
-/// profile rule decides it.
+/// Explain whether a session may read, write or execute PATH, or reach
+/// HOST through its proxy, and which profile rule decides it.
 ///
-/// Example: ws why ~/.ssh/id_ed25519 --op read --profile rust
+/// Examples: ws why ~/.ssh/id_ed25519 --op read --profile rust
+///           ws why --host api.github.com --profile claude-code
 #[derive(Debug, Args)]
 pub struct WhyArgs {
-    path: PathBuf,
+    #[arg(required_unless_present = "host", conflicts_with = "host")]
+    path: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "read")]
     op: Op,
+    /// A host name (or address) instead of a path.
+    #[arg(long)]
+    host: Option<String>,
     #[arg(long, default_value = "default")]
     profile: String,
 }
@@ -30,12 +35,15 @@ enum Op {
 }
 
 pub fn cmd_why(args: WhyArgs) -> Result<i32, CliError> {
-    let ws = Workspace::discover()?;
     let profile = profiles::resolve(&args.profile)?;
+    if let Some(host) = &args.host {
+        return why_host(&profile, host);
+    }
+    let ws = Workspace::discover()?;
     let (home, tmp) = (env::home(), env::tmpdir());
     let policy = profile.fs_policy(&profiles::vars(&ws.root, &home, &tmp));
     let cwd = std::env::current_dir()?;
-    let abs = cwd.join(&args.path);
+    let abs = cwd.join(args.path.as_deref().unwrap_or(std::path::Path::new(".")));
     // Landlock sees the resolved path: follow symlinks as the kernel would.
     let resolved = std::fs::canonicalize(&abs).unwrap_or(abs);
     let access = match args.op {
@@ -64,6 +72,37 @@ pub fn cmd_why(args: WhyArgs) -> Result<i32, CliError> {
                 access.name(),
                 profile.name
             );
+            Ok(exit::FAILURE)
+        }
+    }
+}
+
+fn why_host(profile: &ws_sandbox::Profile, host: &str) -> Result<i32, CliError> {
+    let rules = crate::network::rules(profile);
+    let host = host.trim().to_ascii_lowercase();
+    let route =
+        profile.credentials.iter().find(|c| ws_proxy::Upstream::parse(&c.upstream).is_ok_and(|u| u.host == host));
+    match rules.decide_host(&host) {
+        ws_proxy::Verdict::Allow { rule } => {
+            out!("allowed: {host} by {rule} (profile {})", profile.name);
+            if let Ok(ip) = host.parse::<std::net::IpAddr>()
+                && let Err(why) = rules.check_address(ip)
+            {
+                out!("but refused at connect time: {why}");
+                return Ok(exit::FAILURE);
+            }
+            out!(
+                "each address it resolves to is checked too: loopback, private and link-local ones need [network] addresses"
+            );
+            Ok(exit::OK)
+        }
+        ws_proxy::Verdict::Deny { reason, .. } => {
+            out!("denied: {reason} (deny by default)");
+            if let Some(c) = route {
+                out!("reachable only through the credential route `{}`: http://127.0.0.1:PORT/{}/…", c.name, c.name);
+            } else {
+                out!("to allow it, add to the profile:\n[network]\nhosts = [\"{host}\"]");
+            }
             Ok(exit::FAILURE)
         }
     }

@@ -1,0 +1,281 @@
+//! A session's network: how it is confined, its proxy, its phantom tokens,
+//! and the environment that points the sandbox at them.
+//!
+//! Two modes, chosen by what the machine allows:
+//! - **namespace** (root, or unprivileged user namespaces): the session gets a
+//!   network namespace with only loopback; the proxy's socket is created in
+//!   there by the launcher and served from outside;
+//! - **filtered** (no namespaces): the proxy listens on the host's loopback
+//!   and requires a per-session `Proxy-Authorization` token; Landlock lets
+//!   TCP reach only the proxy's port and seccomp denies UDP and raw sockets.
+
+use std::ffi::OsString;
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use ws_proxy::RequestEvent;
+use ws_sandbox::Profile;
+use ws_sandbox::exec::{NetSpec, NetnsSpec};
+
+use crate::error::CliError;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Namespace,
+    Filtered,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Namespace => "network namespace (only loopback; the proxy is the way out)",
+            Mode::Filtered => "Landlock TCP filter + seccomp (TCP to the proxy's port only; no UDP)",
+        }
+    }
+
+    /// Which mode this machine gives. Pure.
+    pub fn choose(namespaces: bool, landlock_abi: i32) -> Option<Mode> {
+        if namespaces {
+            Some(Mode::Namespace)
+        } else if landlock_abi >= 4 {
+            Some(Mode::Filtered)
+        } else {
+            None
+        }
+    }
+}
+
+pub type Events = Arc<Mutex<Vec<RequestEvent>>>;
+
+/// A credential route and the variables that tell the sandbox about it.
+#[derive(Debug)]
+pub struct RouteSetup {
+    pub route: ws_proxy::Route,
+    /// Gets the phantom token.
+    pub env: Option<String>,
+    /// Gets `http://127.0.0.1:PORT/<route>`.
+    pub base_url_env: Option<String>,
+}
+
+/// The profile's credential routes with fresh phantoms; `resolve` fetches
+/// each real secret (outside the sandbox).
+pub fn routes(
+    profile: &Profile,
+    resolve: &dyn Fn(&ws_sandbox::profile::CredentialSpec) -> Result<Option<Vec<u8>>, CliError>,
+) -> Result<Vec<RouteSetup>, CliError> {
+    let mut out = Vec::new();
+    for c in &profile.credentials {
+        let upstream = ws_proxy::Upstream::parse(&c.upstream).map_err(|e| {
+            CliError::usage(format!("profile `{}`: credentials.{}.upstream: {e}", profile.name, c.name))
+        })?;
+        let Some(secret) = resolve(c)? else { continue };
+        out.push(RouteSetup {
+            route: ws_proxy::Route {
+                name: c.name.clone(),
+                secret_name: c.secret.clone(),
+                upstream,
+                header: c.header.clone(),
+                scheme: c.scheme.clone(),
+                phantom: ws_proxy::route::phantom_token(&c.prefix),
+                secret: ws_proxy::Credential::new(secret),
+                limits: ws_proxy::HttpRule { host: String::new(), methods: c.methods.clone(), paths: c.paths.clone() },
+            },
+            env: c.env.clone(),
+            base_url_env: c.base_url_env.clone(),
+        });
+    }
+    Ok(out)
+}
+
+#[derive(Debug)]
+pub struct SessionNetwork {
+    pub mode: Mode,
+    pub port: u16,
+    /// Added to the sandbox's scrubbed environment.
+    pub env: Vec<(OsString, OsString)>,
+    pub spec: NetSpec,
+    /// Phantom tokens handed to the sandbox (for the pre-commit hook's scan).
+    pub phantoms: Vec<(String, String)>,
+    pub events: Events,
+    config: Option<ws_proxy::Config>,
+    host_listener: Option<TcpListener>,
+    channel: Option<OwnedFd>,
+    child_channel: Option<OwnedFd>,
+    proxy: Option<ws_proxy::Proxy>,
+}
+
+/// A random port in 40000..60000 for the proxy inside the session's own
+/// namespace (always free there; away from common dev-server ports).
+fn random_port() -> u16 {
+    let mut b = [0u8; 2];
+    let _ = rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::empty());
+    40_000 + u16::from_le_bytes(b) % 20_000
+}
+
+impl SessionNetwork {
+    /// Builds the proxy's configuration and the sandbox's environment for
+    /// `mode`. `routes` are the profile's credential routes, secrets resolved.
+    pub fn prepare(
+        mode: Mode,
+        rules: ws_proxy::NetRules,
+        routes: Vec<RouteSetup>,
+        extra_ca_pem: Vec<Vec<u8>>,
+    ) -> Result<SessionNetwork, CliError> {
+        let (port, spec, host_listener, channel, child_channel, auth_token) = match mode {
+            Mode::Namespace => {
+                let port = random_port();
+                let (ours, theirs) = ws_sandbox::netns::channel().map_err(|e| {
+                    CliError::failure(format!("cannot prepare the session's network: {}", crate::error::chain(&e)))
+                })?;
+                let spec = NetSpec {
+                    namespace: Some(NetnsSpec { port, channel_fd: theirs.as_raw_fd() }),
+                    connect_ports: vec![],
+                };
+                (port, spec, None, Some(ours), Some(theirs), None)
+            }
+            Mode::Filtered => {
+                let l = TcpListener::bind("127.0.0.1:0").map_err(|e| {
+                    CliError::failure(format!("cannot listen on 127.0.0.1 for the session's proxy: {e}"))
+                })?;
+                let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
+                let spec = NetSpec { namespace: None, connect_ports: vec![port] };
+                (port, spec, Some(l), None, None, Some(ws_proxy::route::phantom_token("")))
+            }
+        };
+        let proxy_url = match &auth_token {
+            Some(t) => format!("http://ws:{t}@127.0.0.1:{port}"),
+            None => format!("http://127.0.0.1:{port}"),
+        };
+        let mut env: Vec<(OsString, OsString)> = Vec::new();
+        for k in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
+            env.push((k.into(), proxy_url.clone().into()));
+        }
+        let mut phantoms = Vec::new();
+        for r in &routes {
+            phantoms.push((r.route.name.clone(), r.route.phantom.clone()));
+            if let Some(e) = &r.env {
+                env.push((e.into(), r.route.phantom.clone().into()));
+            }
+            if let Some(b) = &r.base_url_env {
+                env.push((b.into(), format!("http://127.0.0.1:{port}/{}", r.route.name).into()));
+            }
+        }
+        if let Some(t) = &auth_token {
+            phantoms.push(("proxy-authorization".into(), t.clone()));
+        }
+        let routes = routes.into_iter().map(|r| r.route).collect();
+        let config = ws_proxy::Config { rules, routes, auth_token, extra_ca_pem, port };
+        Ok(SessionNetwork {
+            mode,
+            port,
+            env,
+            spec,
+            phantoms,
+            events: Arc::default(),
+            config: Some(config),
+            host_listener,
+            channel,
+            child_channel,
+            proxy: None,
+        })
+    }
+
+    /// After the launcher is spawned: receive the socket from inside the
+    /// session (namespace mode) and start serving. Returns a warning when
+    /// the session runs without a proxy (its network is then closed).
+    pub fn start(&mut self) -> Result<Option<String>, CliError> {
+        drop(self.child_channel.take());
+        let listener = match (self.host_listener.take(), &self.channel) {
+            (Some(l), _) => Some(l),
+            (None, Some(ch)) => ws_sandbox::netns::receive_listener(ch, Duration::from_secs(30)).map_err(|e| {
+                CliError::failure(format!("cannot start the session's proxy: {}", crate::error::chain(&e)))
+            })?,
+            (None, None) => None,
+        };
+        self.channel = None;
+        let Some(listener) = listener else {
+            return Ok(Some("the session has no network namespace, so no proxy: its network is closed".into()));
+        };
+        let Some(config) = self.config.take() else { return Ok(None) };
+        let events = Arc::clone(&self.events);
+        let sink: ws_proxy::EventSink = Box::new(move |e| events.lock().unwrap_or_else(|p| p.into_inner()).push(e));
+        let proxy = ws_proxy::Proxy::start(config, listener, sink)
+            .map_err(|e| CliError::failure(format!("cannot start the session's proxy: {}", crate::error::chain(&e))))?;
+        self.proxy = Some(proxy);
+        Ok(None)
+    }
+
+    /// Stops the proxy (open tunnels are cut) and returns every request seen.
+    pub fn stop(&mut self) -> Vec<RequestEvent> {
+        drop(self.proxy.take());
+        std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// The profile's `[network]` as the proxy's rules; bad entries were refused
+/// when the profile was checked.
+pub fn rules(profile: &Profile) -> ws_proxy::NetRules {
+    ws_proxy::NetRules {
+        origin: format!("profile {}", profile.name),
+        hosts: profile.network.hosts.clone(),
+        addresses: profile.network.addresses.iter().filter_map(|a| ws_proxy::Cidr::parse(a)).collect(),
+        http: profile
+            .network
+            .http
+            .iter()
+            .map(|h| ws_proxy::HttpRule { host: h.host.clone(), methods: h.methods.clone(), paths: h.paths.clone() })
+            .collect(),
+    }
+}
+
+/// Fetches the real secret of a credential route, outside the sandbox: from
+/// the secret store (`ws secret set`), or the profile's `env:`, `file:` or
+/// `cmd:` source.
+/// `Ok(None)`: the route is optional and its stored secret does not exist
+/// (said in a note).
+pub fn resolve_secret(c: &ws_sandbox::profile::CredentialSpec) -> Result<Option<Vec<u8>>, CliError> {
+    use ws_proxy::secrets::{SecretError, SecretSource, StoreError};
+    let in_route = |mut e: CliError| {
+        e.message = format!("credential route `{}`: {}", c.name, e.message);
+        e
+    };
+    let source = SecretSource::parse(&c.secret).map_err(|e| {
+        in_route(CliError::usage(e.to_string()))
+            .hint("`secret` is a stored name (`ws secret set NAME`), `env:VAR`, `file:/ABS/PATH` or `cmd:COMMAND`")
+    })?;
+    let store = if source.needs_store() { Some(crate::commands::secret::open(None).map_err(in_route)?) } else { None };
+    let secret = match source.resolve(store.as_deref(), &crate::env::profile_var) {
+        Ok(s) => s,
+        Err(SecretError::Store { source: StoreError::NotFound { store: kind, name }, .. }) if c.optional => {
+            crate::ui::note(&format!(
+                "credential route `{}` is off: no secret `{name}` in the {kind} store (`ws secret set {name}` turns it on)",
+                c.name
+            ));
+            return Ok(None);
+        }
+        Err(SecretError::Store { source: StoreError::NotFound { store: kind, name }, .. }) => {
+            return Err(in_route(CliError::usage(format!("no secret `{name}` in the {kind} store")))
+                .hint(format!("store it with `ws secret set {name}` (the value on stdin)")));
+        }
+        Err(SecretError::Store { source, .. }) => {
+            let kind = store.as_ref().map_or(ws_proxy::secrets::StoreKind::Keyutils, |s| s.kind());
+            return Err(in_route(crate::commands::secret::store_error(source, kind)));
+        }
+        Err(other) => return Err(in_route(CliError::usage(crate::error::chain(&other)))),
+    };
+    Ok(Some(secret.expose().to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mode;
+
+    #[test]
+    fn the_mode_follows_the_machine() {
+        assert_eq!(Mode::choose(true, 0), Some(Mode::Namespace));
+        assert_eq!(Mode::choose(false, 4), Some(Mode::Filtered));
+        assert_eq!(Mode::choose(false, 3), None);
+    }
+}
