@@ -92,7 +92,6 @@ pub fn routes(
 #[derive(Debug)]
 pub struct SessionNetwork {
     pub mode: Mode,
-    pub port: u16,
     /// Added to the sandbox's scrubbed environment.
     pub env: Vec<(OsString, OsString)>,
     pub spec: NetSpec,
@@ -169,7 +168,6 @@ impl SessionNetwork {
         let config = ws_proxy::Config { rules, routes, auth_token, extra_ca_pem, port };
         Ok(SessionNetwork {
             mode,
-            port,
             env,
             spec,
             phantoms,
@@ -212,6 +210,38 @@ impl SessionNetwork {
         drop(self.proxy.take());
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
     }
+}
+
+/// Where a workspace's store keeps the fingerprints of the phantom tokens
+/// its sessions were given (for the pre-commit hook).
+pub fn phantom_file(store: &ws_snapshot::Store) -> std::path::PathBuf {
+    store.root().join("phantom-fingerprints.json")
+}
+
+/// How many phantom fingerprints a store keeps: the newest.
+const PHANTOMS_KEPT: usize = 500;
+
+/// Adds this session's phantom tokens to the store's fingerprint file. Call
+/// with the store locked.
+pub fn record_phantoms(
+    store: &ws_snapshot::Store,
+    session: &str,
+    phantoms: &[(String, String)],
+) -> Result<(), CliError> {
+    if phantoms.is_empty() {
+        return Ok(());
+    }
+    let path = phantom_file(store);
+    let mut file = ws_hooks::FingerprintFile::load(&path).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
+    for (what, token) in phantoms {
+        file.add(ws_hooks::Fingerprint::of(
+            &format!("the phantom token `{what}` of session {session}"),
+            token.as_bytes(),
+        ));
+    }
+    let excess = file.fingerprints.len().saturating_sub(PHANTOMS_KEPT);
+    file.fingerprints.drain(..excess);
+    file.save(&path).map_err(|e| CliError::failure(crate::error::chain(&e)))
 }
 
 /// The profile's `[network]` as the proxy's rules; bad entries were refused

@@ -349,3 +349,44 @@ fn a_stored_secret_reaches_the_upstream_and_never_the_session() {
     );
     assert!(refused.stderr.contains(&format!("ws secret set {name}")), "{refused:?}");
 }
+
+/// `ws secret set` teaches the pre-commit hook the secret's fingerprint
+/// (never the value); `ws secret rm` takes it back.
+#[test]
+fn a_stored_secret_is_refused_in_a_commit_until_removed() {
+    let env = Env::new();
+    let repo = env.dir("repo");
+    git_repo(&repo);
+    env.ws(&repo, &["hooks", "install"]).ok();
+    let name = unique("commit");
+    let value = "sk-e2e-COMMIT-91b4d07c3e";
+    with_stdin(env.command(&repo, &["secret", "set", &name]), value.as_bytes()).ok();
+    let fingerprints = std::fs::read_to_string(env.home.join(".local/share/ws/secret-fingerprints.json")).unwrap();
+    assert!(fingerprints.contains(&name) && !fingerprints.contains(value), "{fingerprints}");
+    let commit = |file: &str, content: &str| {
+        write(repo.join(file), content);
+        git(&repo, &["add", file]);
+        std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", file])
+            .current_dir(&repo)
+            .env("HOME", &env.home)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .output()
+            .unwrap()
+    };
+    let control = commit("plain.txt", "nothing secret\n");
+    assert!(control.status.success(), "control: {}", String::from_utf8_lossy(&control.stderr));
+    let leak = commit("config.env", &format!("API_KEY={value}\n"));
+    let stderr = String::from_utf8_lossy(&leak.stderr);
+    assert!(!leak.status.success() && stderr.contains(&name), "{stderr}");
+    assert!(!stderr.contains(value), "the refusal printed the secret: {stderr}");
+    env.ws(&repo, &["secret", "rm", &name]).ok();
+    let after = std::process::Command::new("git")
+        .args(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "after rm"])
+        .current_dir(&repo)
+        .env("HOME", &env.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .output()
+        .unwrap();
+    assert!(after.status.success(), "{}", String::from_utf8_lossy(&after.stderr));
+}

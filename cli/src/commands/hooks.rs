@@ -196,11 +196,15 @@ fn stored_fingerprints() -> Result<Vec<Fingerprint>, CliError> {
 
 /// The fingerprints of the phantom tokens sessions of these stores handed to
 /// their commands, which must never be committed either.
-// The session records do not hold phantom-token fingerprints yet: when the
-// proxy issues tokens, it stores `Fingerprint::of(..)` of each with the
-// session, and this returns them (for every session, open or closed).
-fn session_phantom_fingerprints(_stores: &[Served]) -> Vec<Fingerprint> {
-    Vec::new()
+fn session_phantom_fingerprints(stores: &[Served]) -> Vec<Fingerprint> {
+    let mut out = Vec::new();
+    for s in stores {
+        match FingerprintFile::load(&crate::network::phantom_file(&s.store)) {
+            Ok(f) => out.extend(f.fingerprints),
+            Err(e) => ui::warn(&chain(&e)),
+        }
+    }
+    out
 }
 
 /// The index git is committing from (a temporary one for `git commit -a` and

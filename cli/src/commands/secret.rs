@@ -111,13 +111,39 @@ fn cmd_secret_rm(args: RmArgs) -> Result<i32, CliError> {
     Ok(exit::OK)
 }
 
-/// Called after every successful `set` (with the new value) and `rm` (`None`).
-fn secrets_changed(_store: &dyn SecretStore, _name: &SecretName, _value: Option<&Secret>) {
-    // INTEGRATION POINT (issue 5, pre-commit refusal of stored secrets):
-    // update the secret fingerprint file here — add the hash of `_value`
-    // under `_name`, or drop `_name`'s entry on `rm` — so `ws hooks run
-    // pre-commit` can refuse staged content that contains a stored secret
-    // (compared by hash, never by value).
+/// Called after every successful `set` (with the new value) and `rm`
+/// (`None`): keeps the fingerprint file that `ws hooks run pre-commit` scans
+/// staged content with (a salted hash, never the value) in step.
+fn secrets_changed(store: &dyn SecretStore, name: &SecretName, value: Option<&Secret>) {
+    let Some(path) = env::secret_fingerprints_file() else {
+        ui::warn("no HOME or XDG_DATA_HOME: the pre-commit hook cannot learn this secret's fingerprint");
+        return;
+    };
+    let result = ws_hooks::FingerprintFile::load(&path).and_then(|mut file| {
+        match value {
+            Some(v) => {
+                let fp = ws_hooks::Fingerprint::of(name.as_str(), v.expose());
+                if !fp.scannable() {
+                    ui::warn(&format!(
+                        "secret {name} is too short for the pre-commit hook to look for in staged files"
+                    ));
+                }
+                file.add(fp);
+            }
+            None => {
+                file.remove(name.as_str());
+            }
+        }
+        file.save(&path)
+    });
+    if let Err(e) = result {
+        ui::warn(&format!(
+            "secret {name} is {} the {} store, but the pre-commit hook's list was not updated: {}",
+            if value.is_some() { "in" } else { "gone from" },
+            store.kind(),
+            crate::error::chain(&e)
+        ));
+    }
 }
 
 /// The store flag, else $WS_SECRET_STORE, else automatic.

@@ -101,6 +101,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
             recording: None,
         };
         ws.store.save_session(&session)?;
+        crate::network::record_phantoms(&ws.store, &session.id, &sandbox.net.phantoms)?;
         let excluded = report_excluded(&snap.manifest);
         (session, excluded, snap.manifest)
     };
