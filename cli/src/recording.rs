@@ -50,6 +50,7 @@ impl SessionRecord {
         session: &Session,
         profile: &str,
         spec: &mut ws_sandbox::exec::LaunchSpec,
+        network: &str,
     ) -> Result<SessionRecord, CliError> {
         let path = store.audit_log_path(&session.id);
         let log = AuditLog::create(&path, &session.id).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
@@ -88,7 +89,8 @@ impl SessionRecord {
                 layers.push(name.to_owned());
             }
         }
-        let not_enforced = spec.require.iter().filter(|r| !layers.contains(r)).cloned().collect();
+        let not_enforced = spec.require.iter().filter(|r| !layers.contains(r) && *r != "network").cloned().collect();
+        layers.push(format!("network: {network}"));
         log.append(
             crate::now_ms(),
             Event::SessionStart {

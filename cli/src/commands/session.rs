@@ -111,7 +111,9 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     let relay = ws_sandbox::exec::SignalRelay::install()
         .map_err(|e| CliError::failure(format!("cannot set up signal handling: {e}")))?;
     // The audit log and the recorders (recording.rs): started before the command.
-    let mut record = crate::recording::SessionRecord::start(&ws.store, &session, &args.profile, &mut sandbox.spec)?;
+    let network = sandbox.net.mode.name();
+    let mut record =
+        crate::recording::SessionRecord::start(&ws.store, &session, &args.profile, &mut sandbox.spec, network)?;
     let spawned = record.spawn(&mut sandbox.command(&args.command));
     let status = match spawned {
         Ok(mut child) => {
