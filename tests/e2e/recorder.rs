@@ -408,3 +408,34 @@ fn log_follow_shows_records_while_the_session_runs_and_ends_with_it() {
     assert!(text.contains("first.txt") && text.contains("last.txt"), "{text}");
     assert!(text.lines().last().unwrap_or_default().contains("end          exit 0"), "{text}");
 }
+
+#[test]
+fn proxy_requests_are_audit_records() {
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    let out = env.ws(
+        &ws,
+        &[
+            "session",
+            "start",
+            "--",
+            "sh",
+            "-c",
+            "echo ok > control.txt; curl -sS http://not-allowed.example/some/path 2>&1; true",
+        ],
+    );
+    out.ok();
+    assert!(ws.join("control.txt").exists(), "control: the session did not run");
+    let log = env.ws(&ws, &["log", "--json"]).ok();
+    let net: Vec<serde_json::Value> = log
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["type"] == "net")
+        .collect();
+    assert_eq!(net.len(), 1, "{}", log.stdout);
+    assert_eq!(net[0]["host"], "not-allowed.example");
+    assert_eq!(net[0]["path"], "/some/path");
+    assert_eq!(net[0]["decision"], "deny");
+    env.ws(&ws, &["audit", "verify"]).ok();
+}
