@@ -18,6 +18,7 @@ mod hooks;
 mod measure;
 mod mount;
 mod network;
+mod recorder;
 mod report;
 mod sandbox;
 mod tree;
@@ -34,20 +35,21 @@ use tree::TreeSpec;
 use util::{Env, Error, Result};
 
 const USAGE: &str = "\
-usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network]
+usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder]
 
   --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
   --out FILE     also write the results as JSON to FILE
   --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1;
                  at least 10 in the sandbox group)
-  --fs LIST      what to measure (default btrfs,ext4,sandbox,hooks,network): the filesystems, and
+  --fs LIST      what to measure (default btrfs,ext4,sandbox,hooks,network,recorder): the filesystems, and
                  `sandbox`, run once without an image: session start in an unchanged
                  200-file workspace and the launcher alone (added ms vs `true`), and
                  ws's peak RSS per /usr/bin/time (200 files and the tree's small files);
                  `hooks`, run once without an image: `git commit` of one file in a
                  repository of the tree's small files, ws's hooks installed vs none
                  (at least 10 runs); and `network`: the session proxy vs direct
-                 requests on loopback
+                 requests on loopback; `recorder`: tar -xf of 20,000 files inside a
+                 session vs outside, every create counted in `ws log`
 
 Runs as root (it makes and loop-mounts filesystem images under /var/tmp, or
 $WS_BENCH_TMPDIR; the sandbox and hooks groups' repositories go there too). The ws binary
@@ -65,11 +67,21 @@ struct Args {
     hooks: bool,
     /// Whether to run the network group.
     network: bool,
+    /// Whether to run the recorder group.
+    recorder: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
-    let mut args =
-        Args { quick: false, out: None, runs: None, fs: Fs::ALL.to_vec(), sandbox: true, hooks: true, network: true };
+    let mut args = Args {
+        quick: false,
+        out: None,
+        runs: None,
+        fs: Fs::ALL.to_vec(),
+        sandbox: true,
+        hooks: true,
+        network: true,
+        recorder: true,
+    };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         let arg = arg.to_str().ok_or_else(|| Error::new(format!("argument {arg:?} is not UTF-8")))?.to_string();
@@ -89,15 +101,17 @@ fn parse_args() -> Result<Option<Args>> {
                 args.sandbox = false;
                 args.hooks = false;
                 args.network = false;
+                args.recorder = false;
                 for s in v.split(',').map(str::trim) {
                     match Fs::parse(s) {
                         Some(fs) => args.fs.push(fs),
                         None if s == "sandbox" => args.sandbox = true,
                         None if s == "hooks" => args.hooks = true,
                         None if s == "network" => args.network = true,
+                        None if s == "recorder" => args.recorder = true,
                         None => {
                             return Err(Error::new(format!(
-                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network)"
+                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder)"
                             )));
                         }
                     }
@@ -194,6 +208,11 @@ fn real_main() -> Result<ExitCode> {
     }
     if args.network && util::check_interrupted().is_ok() {
         let (r, e) = network::bench(runs);
+        rows.extend(r);
+        errors.extend(e);
+    }
+    if args.recorder && util::check_interrupted().is_ok() {
+        let (r, e) = recorder::bench(&plan, &notes);
         rows.extend(r);
         errors.extend(e);
     }

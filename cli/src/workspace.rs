@@ -135,6 +135,7 @@ impl Workspace {
                 "session {} was interrupted (its supervisor, pid {}, is gone); taking its after-snapshot now",
                 session.id, session.supervisor_pid
             ));
+            session.recording = Some(crate::recording::close_orphaned(&self.store, session));
             return self.finish_session(session, None, None);
         }
         if session.state == SessionState::Running {

@@ -34,6 +34,9 @@ pub struct LaunchSpec {
     /// Layers that must be enforced (by name), or the command does not run.
     pub require: Vec<String>,
     pub allow_degraded: bool,
+    /// The write recorder, run by init inside the PID namespace (root only).
+    #[serde(default)]
+    pub recorder: Option<crate::recorder::RecorderSpec>,
     #[serde(default)]
     pub net: NetSpec,
 }
@@ -270,6 +273,8 @@ pub fn launch(
     // Without a namespace of its own the session shares the host's network;
     // the supervisor sees the channel close and serves no proxy there.
     drop(channel);
+    // No PID namespace, so no recorder: the command must not inherit its pipe.
+    crate::recorder::close_on_exec(spec.recorder.as_ref());
     restrict(&spec, false)?;
     let err = Command::new(program).args(args).exec();
     Err(LaunchError::Exec { program: program.to_string_lossy().into_owned(), source: err })
@@ -281,6 +286,9 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
     // If the launcher dies (killed with the supervisor), the session ends
     // gracefully: SIGTERM here is passed on to the command.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    // The write recorder places its mark while the mounts are set up; it
+    // needs CAP_SYS_ADMIN, so it starts before init restricts itself.
+    let recorder = spec.recorder.as_ref().and_then(crate::recorder::spawn);
     if let Some(ns) = &spec.namespaces {
         crate::namespaces::set_up_mounts(&ns.protect, &ns.hide).map_err(LaunchError::Mounts)?;
         if ns.user_ns {
@@ -290,6 +298,7 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
     // init runs only where the launcher's unshare succeeded, which included
     // the network namespace if the spec asked for one.
     restrict(&spec, spec.net.namespace.is_some())?;
+    let recorder = recorder.and_then(crate::recorder::Starting::ready);
     let relay = SignalRelay::install().map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
     let child = Command::new(program)
         .args(args)
@@ -298,19 +307,22 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
     let pid = child.id();
     relay.forward_to(pid);
     // As PID 1, reap every orphan until the command itself exits.
-    loop {
+    let code = loop {
         match rustix::process::wait(rustix::process::WaitOptions::empty()) {
             Ok(Some((p, status))) if p.as_raw_nonzero().get() as u32 == pid => {
-                let code = match (status.exit_status(), status.terminating_signal()) {
+                break match (status.exit_status(), status.terminating_signal()) {
                     (Some(c), _) => c,
                     (None, Some(sig)) => 128 + sig,
                     _ => 1,
                 };
-                return Ok(code);
             }
             Ok(_) => continue,
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return Ok(1),
+            Err(_) => break 1,
         }
+    };
+    if let Some(r) = recorder {
+        r.finish();
     }
+    Ok(code)
 }

@@ -73,6 +73,9 @@ pub fn restrict(policy: &FsPolicy, connect_ports: Option<&[u16]>) -> Result<Enfo
             ruleset = ruleset.add_rule(PathBeneath::new(fd, access))?;
         }
     }
+    // Denials of the command (run after an exec) reach the audit log too
+    // (ABI 7; ignored by older kernels).
+    let ruleset = ruleset.log_new_exec(true)?;
     let status = ruleset.restrict_self()?;
     match status.ruleset {
         RulesetStatus::FullyEnforced => Ok(Enforced::Fully),

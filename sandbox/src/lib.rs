@@ -19,15 +19,18 @@
 //! the kernel its Landlock ABI, and `unshare`. `landlock`, `seccompiler` and
 //! `rustix` offer safe calls for everything else.
 
+pub mod audit_netlink;
 pub mod cgroups;
 pub mod env;
 pub mod exec;
+pub mod fanotify;
 pub mod landlock;
 pub mod namespaces;
 pub mod netns;
 pub mod policy;
 pub mod probe;
 pub mod profile;
+pub mod recorder;
 pub mod seccomp;
 
 pub use policy::{Access, Decision, FsPolicy};

@@ -9,6 +9,7 @@
 //! This crate never prints, never reads the environment and never exits: the
 //! caller decides where the store lives and what to tell the user.
 
+pub mod audit;
 mod budget;
 mod changes;
 mod copy;

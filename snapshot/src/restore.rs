@@ -34,6 +34,9 @@ use crate::walk::RESTORE_TMP_PREFIX;
 pub struct RollbackOptions {
     /// Overwrite paths changed after the session ended.
     pub force: bool,
+    /// Changes to leave alone even when picked: those the session did not
+    /// make (a recorder saw someone else make them during it).
+    pub leave: HashSet<RelPath>,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +111,7 @@ pub fn rollback(
         store.clear_journal(&session.id)?;
     }
     let mut picked = select(session, changes, paths)?;
+    picked.retain(|&i| !opts.leave.contains(&changes[i].path));
     // A restored path needs its parent: pull in removed ancestors.
     let chosen: HashSet<RelPath> = picked.iter().map(|&i| changes[i].path.clone()).collect();
     let by_path: HashMap<&RelPath, usize> = changes.iter().enumerate().map(|(i, c)| (&c.path, i)).collect();

@@ -52,6 +52,9 @@ pub struct Session {
     /// How long the snapshot after it took.
     #[serde(default)]
     pub after_snapshot_ms: Option<u64>,
+    /// Which recorders ran and what they missed (absent in old records).
+    #[serde(default)]
+    pub recording: Option<crate::audit::Recording>,
 }
 
 /// The rollback under way: which changes (by index) and whether forced.

@@ -11,6 +11,7 @@ mod hooks;
 mod kinds;
 mod network;
 mod privilege;
+mod recorder;
 mod review;
 mod sandbox;
 mod secrets;

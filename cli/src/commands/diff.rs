@@ -9,6 +9,7 @@ use ws_snapshot::{Change, ChangeKind, ChangeState, Entry, EntryKind, Manifest, M
 
 use crate::commands::session::counts;
 use crate::error::{CliError, exit};
+use crate::recording::{Attribution, Origin};
 use crate::workspace::Workspace;
 use crate::{out, ui};
 
@@ -52,11 +53,15 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
         ws.session_changes(&mut session)?
     };
     let filter = ws.rel_paths(&args.paths)?;
+    let who = Attribution::load(&ws.store, &session);
     let selected: Vec<&Change> =
         changes.iter().filter(|c| filter.is_empty() || filter.iter().any(|p| c.path.starts_with(p))).collect();
     if args.json {
         let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
-        let list: Vec<ChangeJson> = selected.iter().map(|c| change_json(&ws.store, c)).collect();
+        let list: Vec<ChangeJson> = selected
+            .iter()
+            .map(|c| ChangeJson { by: origin_word(who.origin_of(&c.path)), ..change_json(&ws.store, c) })
+            .collect();
         #[derive(Serialize)]
         struct DiffJson<'a> {
             session: &'a str,
@@ -73,7 +78,10 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
     let color = ui::stdout_color();
     if args.name_status {
         for c in &pending {
-            out!("{}\t{}", status_letter(c), c.path);
+            match who.origin_of(&c.path) {
+                Origin::Session => out!("{}\t{}", status_letter(c), c.path),
+                o => out!("{}\t{}\t({})", status_letter(c), c.path, origin_note(o)),
+            }
         }
     } else if args.stat {
         let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
@@ -82,6 +90,24 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
         for c in &pending {
             print_patch(&ws.store, c, color)?;
         }
+    }
+    if !args.name_status {
+        let others: Vec<String> = pending
+            .iter()
+            .filter(|c| who.origin_of(&c.path) != Origin::Session)
+            .map(|c| format!("{} ({})", c.path, origin_note(who.origin_of(&c.path))))
+            .collect();
+        if !others.is_empty() {
+            ui::note(&format!(
+                "{} of these change{} not the session's: {}; `ws rollback` leaves changes made outside the session alone",
+                others.len(),
+                if others.len() == 1 { " is" } else { "s are" },
+                others.iter().take(10).cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+    }
+    if !who.recorded && session.recording.is_some() {
+        ui::note("no write recorder ran for this session (not root): every change counts as the session's");
     }
     if hidden > 0 && !args.git_internals {
         ui::note(&format!(
@@ -341,6 +367,25 @@ struct ChangeJson {
     insertions: Option<usize>,
     deletions: Option<usize>,
     git_internal: bool,
+    /// Who made the change: `session`, `outside` (another process during the
+    /// session), or `both`. Always `session` when no write recorder ran.
+    by: &'static str,
+}
+
+pub fn origin_word(o: Origin) -> &'static str {
+    match o {
+        Origin::Session => "session",
+        Origin::Outside => "outside",
+        Origin::Both => "both",
+    }
+}
+
+pub fn origin_note(o: Origin) -> &'static str {
+    match o {
+        Origin::Session => "by the session",
+        Origin::Outside => "changed outside the session",
+        Origin::Both => "changed by the session and outside it",
+    }
 }
 
 fn path_fields(p: &RelPath) -> (String, Option<String>) {
@@ -370,6 +415,7 @@ fn change_json(store: &Store, c: &Change) -> ChangeJson {
         insertions: lines.map(|l| l.0),
         deletions: lines.map(|l| l.1),
         git_internal: git_internal(&c.path),
+        by: "session",
     }
 }
 

@@ -78,17 +78,16 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
             },
             enforced_by_ws: crate::network::Mode::choose(p.user_namespaces || p.root, p.landlock_abi).is_some(),
         },
-        Row {
-            layer: "landlock audit",
-            available: p.landlock_abi >= 7,
-            detail: if p.landlock_abi >= 7 { "ABI 7 denial records (the denial recorder is not built yet)".into() } else { "needs Landlock ABI 7 (Linux 6.15+)".into() },
-            enforced_by_ws: false,
-        },
+        audit_row(p.landlock_abi, p.root),
         Row {
             layer: "fanotify",
             available: ws_sandbox::probe::fanotify(),
-            detail: if ws_sandbox::probe::fanotify() { "filesystem marks possible (the write recorder is not built yet; the snapshot diff is the record)".into() } else { "needs root (CAP_SYS_ADMIN); the snapshot diff is the record".into() },
-            enforced_by_ws: false,
+            detail: if ws_sandbox::probe::fanotify() {
+                "root sessions record every write (pid, executable, operation, path) in the audit log; `ws log` shows it".into()
+            } else {
+                "needs root (CAP_SYS_ADMIN): unprivileged sessions are recorded by the snapshot diff alone, every change counted as the session's".into()
+            },
+            enforced_by_ws: ws_sandbox::probe::fanotify(),
         },
         Row {
             layer: "cgroups",
@@ -134,6 +133,31 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
 }
 
 /// Whether snapshots of the workspace here are clones or copies.
+/// Whether Landlock denials reach the session's audit log, and how to make them.
+fn audit_row(abi: i32, root: bool) -> Row {
+    let status = ws_sandbox::audit_netlink::status();
+    let enabled = status.as_ref().is_ok_and(|s| s.enabled > 0);
+    let (available, detail) = if abi < 7 {
+        (false, "needs Landlock ABI 7 (Linux 6.15+): denials are not recorded".to_string())
+    } else if !root {
+        (false, "reading the kernel's audit records needs root (CAP_AUDIT_READ): denials are not recorded".into())
+    } else if !enabled {
+        (
+            false,
+            "kernel audit is disabled, so denials are not recorded: enable it with `auditctl -e 1` (package auditd), \
+             or boot with audit=1"
+                .into(),
+        )
+    } else {
+        let daemon = match status {
+            Ok(s) if s.pid != 0 => format!(" (alongside the audit daemon, pid {})", s.pid),
+            _ => String::new(),
+        };
+        (true, format!("Landlock denials are read from the audit log's multicast group{daemon}"))
+    };
+    Row { layer: "landlock audit", available, detail, enforced_by_ws: available }
+}
+
 fn clone_row() -> Row {
     let found = crate::workspace::Workspace::discover().ok().map(|ws| (ws.same_filesystem, ws.store.probe_clone()));
     let (available, detail) = match found {

@@ -1,9 +1,11 @@
 //! One module per command; this is the dispatcher.
 
 mod approve;
+mod audit;
 mod diff;
 mod doctor;
 mod hooks;
+mod log;
 mod profile;
 mod rollback;
 pub(crate) mod secret;
@@ -47,6 +49,10 @@ enum Command {
     #[command(subcommand)]
     Secret(secret::SecretCommand),
     Why(why::WhyArgs),
+    Log(log::LogArgs),
+    /// Check a session's audit log.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Git hooks that refuse commits of unreviewed agent changes and of secrets.
     #[command(subcommand)]
     Hooks(hooks::HooksCommand),
@@ -62,6 +68,8 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Doctor(a) => doctor::cmd_doctor(a),
         Command::Secret(c) => secret::run(c),
         Command::Why(a) => why::cmd_why(a),
+        Command::Log(a) => log::cmd_log(a),
+        Command::Audit(c) => audit::run(c),
         Command::Hooks(c) => hooks::run(c),
     }
 }

@@ -7,6 +7,7 @@ use ws_snapshot::{ManifestId, RollbackOptions};
 
 use crate::commands::session_and_paths;
 use crate::error::{CliError, exit};
+use crate::recording::{Attribution, Origin};
 use crate::ui;
 use crate::workspace::Workspace;
 
@@ -37,6 +38,22 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
     let (mut session, paths) = session_and_paths(&ws, args.targets)?;
     let mut changes = ws.session_changes(&mut session)?;
     let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
+    // Changes a recorder saw made only outside the session are not its to
+    // undo; those both made are conflicts unless --force.
+    let who = Attribution::load(&ws.store, &session);
+    let mut outside = Vec::new();
+    let mut both = Vec::new();
+    for c in changes.iter().filter(|c| c.state == ws_snapshot::ChangeState::Pending) {
+        match who.origin_of(&c.path) {
+            Origin::Session => {}
+            Origin::Outside => outside.push(c.path.clone()),
+            Origin::Both => both.push(c.path.clone()),
+        }
+    }
+    let mut leave: std::collections::HashSet<_> = outside.iter().cloned().collect();
+    if !args.force {
+        leave.extend(both.iter().cloned());
+    }
     let out = ws_snapshot::rollback(
         &ws.store,
         &ws.root,
@@ -44,7 +61,7 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
         &mut changes,
         &before,
         &paths,
-        &RollbackOptions { force: args.force },
+        &RollbackOptions { force: args.force, leave },
     )?;
     if out.resumed > 0 {
         ui::note(&format!("finished an interrupted rollback of {} paths", out.resumed));
@@ -67,15 +84,32 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
     for p in &out.unrestorable {
         ui::warn(&format!("{p} was excluded from the snapshot and cannot be restored"));
     }
-    if !out.conflicts.is_empty() {
-        for (p, why) in &out.conflicts {
+    let outside: Vec<_> =
+        outside.into_iter().filter(|p| paths.is_empty() || paths.iter().any(|q| p.starts_with(q))).collect();
+    if !outside.is_empty() {
+        ui::note(&format!(
+            "left {} path{} alone: changed during the session by a process outside it (e.g. your editor): {}",
+            outside.len(),
+            if outside.len() == 1 { "" } else { "s" },
+            list(&outside)
+        ));
+    }
+    let both: Vec<_> =
+        both.into_iter().filter(|p| paths.is_empty() || paths.iter().any(|q| p.starts_with(q))).collect();
+    let mut conflicts = out.conflicts.clone();
+    if !args.force {
+        conflicts
+            .extend(both.into_iter().map(|p| (p, "changed both by the session and by a process outside it".into())));
+    }
+    if !conflicts.is_empty() {
+        for (p, why) in &conflicts {
             ui::warn(&format!("conflict: {p}: {why}; left as it is"));
         }
         ui::error(
             &format!(
                 "{} path{} not rolled back",
-                out.conflicts.len(),
-                if out.conflicts.len() == 1 { " was" } else { "s were" }
+                conflicts.len(),
+                if conflicts.len() == 1 { " was" } else { "s were" }
             ),
             Some("inspect them, then `ws rollback --force PATH` to overwrite, or `ws approve PATH` to keep them"),
         );
@@ -85,4 +119,13 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
         ui::note(&format!("session {} is closed: every change is reviewed", session.id));
     }
     Ok(exit::OK)
+}
+
+/// The first few paths, for a message.
+fn list(paths: &[ws_snapshot::RelPath]) -> String {
+    let mut s: Vec<String> = paths.iter().take(5).map(ToString::to_string).collect();
+    if paths.len() > 5 {
+        s.push(format!("and {} more", paths.len() - 5));
+    }
+    s.join(", ")
 }

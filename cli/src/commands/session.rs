@@ -98,6 +98,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
             after: None,
             snapshot_ms: Some(snapshot_ms),
             after_snapshot_ms: None,
+            recording: None,
         };
         ws.store.save_session(&session)?;
         crate::network::record_phantoms(&ws.store, &session.id, &sandbox.net.phantoms)?;
@@ -109,7 +110,11 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     // group; ws only has to survive them to record the session.
     let relay = ws_sandbox::exec::SignalRelay::install()
         .map_err(|e| CliError::failure(format!("cannot set up signal handling: {e}")))?;
-    let spawned = sandbox.command(&args.command).spawn();
+    // The audit log and the recorders (recording.rs): started before the command.
+    let network = sandbox.net.mode.name();
+    let mut record =
+        crate::recording::SessionRecord::start(&ws.store, &session, &args.profile, &mut sandbox.spec, network)?;
+    let spawned = record.spawn(&mut sandbox.command(&args.command));
     let status = match spawned {
         Ok(mut child) => {
             relay.forward_to(child.id());
@@ -125,6 +130,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     };
     drop(relay);
     let requests = sandbox.net.stop();
+    record.network(&requests);
     drop(sandbox); // removes the session's cgroup, now that its processes are gone
 
     let (exit_status, code) = match &status {
@@ -137,6 +143,9 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
             (None, exit::NOT_STARTED)
         }
     };
+    let recording = record.finish(exit_status);
+    crate::recording::report(&ws.store, &session, &recording);
+    session.recording = Some(recording);
     let _lock = ws.lock()?;
     let changes = ws.finish_session(&mut session, Some(before), exit_status)?;
     summarize(&session, &changes, excluded);
@@ -272,6 +281,7 @@ impl Sandbox {
             cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
             require: p.require.iter().map(|l| l.name().to_owned()).chain(["network".to_owned()]).collect(),
             allow_degraded,
+            recorder: None,
             net: net.spec.clone(),
         };
         let mut env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
@@ -398,6 +408,10 @@ struct SessionJson<'a> {
     after_snapshot_ms: Option<u64>,
     rollback_interrupted: bool,
     changes: Option<Counts>,
+    /// Which recorders ran, what they could not record, and events lost.
+    recording: Option<&'a ws_snapshot::audit::Recording>,
+    /// Whether the record is complete (no recorder lost events).
+    record_complete: bool,
 }
 
 fn state_name(ws: &Workspace, s: &Session) -> &'static str {
@@ -429,6 +443,8 @@ fn session_json<'a>(ws: &Workspace, s: &'a Session, changes: Option<&[Change]>) 
         after_snapshot_ms: s.after_snapshot_ms,
         rollback_interrupted: ws.store.rollback_interrupted(&s.id),
         changes: changes.map(counts),
+        recording: s.recording.as_ref(),
+        record_complete: s.recording.as_ref().is_none_or(ws_snapshot::audit::Recording::complete),
     }
 }
 
@@ -528,6 +544,9 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
             n.rolled_back
         );
     }
+    if let Some(r) = &s.recording {
+        show_recording(&ws, &s, r, changes.as_deref());
+    }
     for e in before.excluded() {
         out!("excluded   {} (not in the snapshot; rollback cannot restore it)", ui::entry_name(e));
     }
@@ -535,6 +554,36 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
         out!("note       a rollback was interrupted; `ws rollback {}` finishes it", s.id);
     }
     Ok(exit::OK)
+}
+
+/// What was recorded, and whose the changes are.
+fn show_recording(ws: &Workspace, s: &Session, r: &ws_snapshot::audit::Recording, changes: Option<&[Change]>) {
+    use crate::recording::{Attribution, Origin};
+    out!("recorded   writes by {}, denials by {}", r.writes, r.denials);
+    for g in &r.gaps {
+        out!("gap        {g}");
+    }
+    if r.complete() {
+        out!("record     complete");
+    } else {
+        out!("record     INCOMPLETE: {}", r.lost.join("; "));
+    }
+    if let Some(changes) = changes {
+        let who = Attribution::load(&ws.store, s);
+        if who.recorded {
+            let (mut own, mut outside, mut both) = (0, 0, 0);
+            for c in changes {
+                match who.origin_of(&c.path) {
+                    Origin::Session => own += 1,
+                    Origin::Outside => outside += 1,
+                    Origin::Both => both += 1,
+                }
+            }
+            out!("by         {own} by the session, {outside} outside it (another process), {both} by both");
+        } else {
+            out!("by         every change counts as the session's (no write recorder ran)");
+        }
+    }
 }
 
 /// Local-independent UTC time, `YYYY-MM-DD HH:MM`.

@@ -1,0 +1,181 @@
+//! `ws log`: the audit log of a session, as a person reads it or as JSON lines.
+
+use std::io::{BufRead, Seek};
+use std::time::Duration;
+
+use clap::Args;
+use ws_snapshot::audit::{Event, Record};
+use ws_snapshot::{Session, SessionState};
+
+use crate::error::{CliError, exit};
+use crate::out;
+use crate::workspace::Workspace;
+
+/// Show what a session did: every write, denial and network request, in order.
+///
+/// Each line is one record of the session's audit log: its time (UTC), what
+/// happened, the path or host, and the process (pid inside the session, and
+/// its executable). `ws audit verify` checks the log has not been changed.
+///
+/// Examples: ws log · ws log 3fa2 --json · ws log --follow
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Session id (a unique prefix is enough) or name; default: the newest session.
+    id: Option<String>,
+    /// The records as they are stored: one JSON object per line (stable; see the README).
+    #[arg(long)]
+    json: bool,
+    /// Keep printing new records while the session runs.
+    #[arg(long, short)]
+    follow: bool,
+}
+
+/// The named session, else the newest one of any state.
+pub(crate) fn session_or_newest(ws: &Workspace, id: Option<&str>) -> Result<Session, CliError> {
+    match id {
+        Some(id) => Ok(ws.store.resolve_session(Some(id))?),
+        None => ws.store.sessions()?.into_iter().filter_map(Result::ok).next_back().ok_or_else(|| {
+            CliError::usage("this workspace has no sessions yet").hint("start one with `ws session start -- CMD`")
+        }),
+    }
+}
+
+pub fn cmd_log(args: LogArgs) -> Result<i32, CliError> {
+    let ws = Workspace::discover()?;
+    let session = session_or_newest(&ws, args.id.as_deref())?;
+    let path = ws.store.audit_log_path(&session.id);
+    let file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(CliError::usage(format!("session {} has no audit log", session.id)).hint(
+                "sessions started before ws kept audit logs have none; `ws session show` still shows their changes",
+            ));
+        }
+        Err(e) => return Err(CliError::failure(format!("cannot read {}: {e}", path.display()))),
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let mut pending = Vec::new();
+    let mut ended = false;
+    loop {
+        let mut line = Vec::new();
+        let n = reader.read_until(b'\n', &mut line)?;
+        if n > 0 {
+            pending.extend_from_slice(&line);
+            if pending.ends_with(b"\n") {
+                ended = show(&pending[..pending.len() - 1], args.json);
+                pending.clear();
+            }
+            continue;
+        }
+        if !args.follow || !still_running(&ws, &session.id) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        // Re-read from where we are: the writer appends.
+        let pos = reader.stream_position()?;
+        reader.seek(std::io::SeekFrom::Start(pos))?;
+    }
+    if !ended && !still_running(&ws, &session.id) {
+        crate::ui::warn(&format!(
+            "the log of session {} has no end record: its supervisor died, so the record is INCOMPLETE",
+            session.id
+        ));
+    }
+    Ok(exit::OK)
+}
+
+fn still_running(ws: &Workspace, id: &str) -> bool {
+    ws.store.load_session(id).is_ok_and(|s| s.state == SessionState::Running && !s.orphaned())
+}
+
+/// Prints one line; returns whether it was the session's end.
+fn show(line: &[u8], json: bool) -> bool {
+    let record = ws_snapshot::audit::parse_line(line);
+    let end = matches!(&record, Some(Record { event: Event::SessionEnd { .. }, .. }));
+    if json {
+        out!("{}", String::from_utf8_lossy(line));
+        return end;
+    }
+    match record {
+        Some(r) => out!("{}", describe(&r)),
+        None => out!("?             (a damaged record: `ws audit verify` says more)"),
+    }
+    end
+}
+
+/// One record as a line for people.
+pub(crate) fn describe(r: &Record) -> String {
+    let t = clock(r.time_ms);
+    let who = |pid: Option<u32>, exe: &Option<String>| match (pid, exe) {
+        (Some(p), Some(e)) => format!("  (pid {p} {e})"),
+        (Some(p), None) => format!("  (pid {p})"),
+        (None, Some(e)) => format!("  ({e})"),
+        (None, None) => String::new(),
+    };
+    match &r.event {
+        Event::SessionStart { session, profile, layers, not_enforced, recording, .. } => {
+            let mut s = format!(
+                "{t}  start        session {session}, profile {profile}; enforced: {}; writes recorded by {}, denials by {}",
+                if layers.is_empty() { "nothing".into() } else { layers.join(", ") },
+                recording.writes,
+                recording.denials
+            );
+            if !not_enforced.is_empty() {
+                s.push_str(&format!("; NOT enforced: {}", not_enforced.join(", ")));
+            }
+            for g in &recording.gaps {
+                s.push_str(&format!("\n{t}  gap          {g}"));
+            }
+            s
+        }
+        Event::Write { pid, exe, ops, path, to, dir } => {
+            let ops: Vec<&str> = ops.iter().map(|o| o.name()).collect();
+            let slash = if *dir { "/" } else { "" };
+            let target = match to {
+                Some(to) => format!("{path}{slash} -> {to}{slash}"),
+                None => format!("{path}{slash}"),
+            };
+            format!("{t}  {:<12} {target}{}", ops.join(","), who(Some(*pid), exe))
+        }
+        Event::OutsideWrite { path } => format!("{t}  (not session) {path}  changed by a process outside the session"),
+        Event::Denial { pid, exe, access, object, by } => format!(
+            "{t}  DENIED       {} {}  by {by}{}",
+            access.join(","),
+            object.as_deref().unwrap_or("?"),
+            who(*pid, exe)
+        ),
+        Event::Net { method, host, path, decision, rule, status, bytes_up, bytes_down, credential, reason } => {
+            let mut s = format!("{t}  net {decision:<8} {method} {host}{path}");
+            if let Some(st) = status {
+                s.push_str(&format!(" -> {st}"));
+            }
+            s.push_str(&format!(" ({bytes_up} B up, {bytes_down} B down)"));
+            if let Some(c) = credential {
+                s.push_str(&format!(" credential {c}"));
+            }
+            if let Some(rule) = rule {
+                s.push_str(&format!(" rule {rule}"));
+            }
+            if let Some(r) = reason {
+                s.push_str(&format!(": {r}"));
+            }
+            s
+        }
+        Event::Incomplete { what, reason } => format!("{t}  INCOMPLETE   {what} from here on: {reason}"),
+        Event::SessionEnd { exit_code, signal, complete } => {
+            let how = match (exit_code, signal) {
+                (Some(c), _) => format!("exit {c}"),
+                (_, Some(s)) => format!("killed by signal {s}"),
+                _ => "not started".into(),
+            };
+            let rec = if *complete { "record complete" } else { "record INCOMPLETE" };
+            format!("{t}  end          {how}; {rec}")
+        }
+    }
+}
+
+/// `HH:MM:SS.mmm`, UTC.
+fn clock(ms: u64) -> String {
+    let s = ms / 1000;
+    format!("{:02}:{:02}:{:02}.{:03}", (s / 3600) % 24, (s / 60) % 60, s % 60, ms % 1000)
+}

@@ -1,0 +1,536 @@
+//! The supervisor's side of a session's record: the audit log, and the
+//! recorders that feed it. The log is written by this process alone; other
+//! parts of the supervisor (the proxy) append through [`SessionRecord::log`].
+
+use std::collections::BTreeSet;
+use std::io::BufRead;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use ws_sandbox::recorder::{Message, Op};
+use ws_snapshot::audit::{AuditLog, Event, Recording, WriteOp};
+use ws_snapshot::{Session, Store};
+
+use crate::error::CliError;
+
+#[derive(Debug)]
+pub struct SessionRecord {
+    log: Arc<AuditLog>,
+    recording: Recording,
+    /// The write end of the recorder's pipe, until the launcher has it.
+    pipe: Option<OwnedFd>,
+    reader: Option<std::thread::JoinHandle<Stream>>,
+    read_end: Option<OwnedFd>,
+    denials: Option<Denials>,
+}
+
+/// The denial recorder: a thread reading Landlock's audit records.
+#[derive(Debug)]
+struct Denials {
+    launcher: Arc<AtomicU32>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Stream>,
+}
+
+/// What came out of the write recorder.
+#[derive(Debug, Default)]
+struct Stream {
+    ready: bool,
+    done: bool,
+    gaps: Vec<String>,
+    lost: Vec<String>,
+}
+
+impl SessionRecord {
+    /// Creates the session's audit log, decides which recorders run (adding
+    /// the write recorder to `spec`), and records the session's start.
+    pub fn start(
+        store: &Store,
+        session: &Session,
+        profile: &str,
+        spec: &mut ws_sandbox::exec::LaunchSpec,
+        network: &str,
+    ) -> Result<SessionRecord, CliError> {
+        let path = store.audit_log_path(&session.id);
+        let log = AuditLog::create(&path, &session.id).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
+        let mut recording = Recording { writes: "none".into(), denials: "none".into(), ..Recording::default() };
+        let (mut pipe, mut read_end) = (None, None);
+        let root = rustix::process::geteuid().is_root();
+        if !root {
+            recording.gaps.push(
+                "writes: not recorded as they happen (fanotify needs root); the snapshot diff is the record, \
+                 and every change in it counts as the session's"
+                    .into(),
+            );
+        } else if spec.namespaces.is_none() {
+            recording.gaps.push("writes: not recorded (no PID namespace to tell the session's writers apart)".into());
+        } else {
+            let (r, w) =
+                std::io::pipe().map_err(|e| CliError::failure(format!("cannot create the recorder's pipe: {e}")))?;
+            let (r, w) = (OwnedFd::from(r), OwnedFd::from(w));
+            spec.recorder = Some(ws_sandbox::recorder::RecorderSpec {
+                fd: std::os::fd::AsRawFd::as_raw_fd(&w),
+                workspace: std::path::PathBuf::from(&session.workspace),
+            });
+            recording.writes = "fanotify".into();
+            pipe = Some(w);
+            read_end = Some(r);
+        }
+        let denials = if spec.landlock { start_denials(&mut recording) } else { None };
+        let mut layers = Vec::new();
+        for (on, name) in [
+            (spec.landlock, "landlock"),
+            (spec.seccomp, "seccomp"),
+            (spec.namespaces.is_some(), "namespaces"),
+            (!spec.cgroup_procs.is_empty(), "cgroups"),
+        ] {
+            if on {
+                layers.push(name.to_owned());
+            }
+        }
+        let not_enforced = spec.require.iter().filter(|r| !layers.contains(r) && *r != "network").cloned().collect();
+        layers.push(format!("network: {network}"));
+        log.append(
+            crate::now_ms(),
+            Event::SessionStart {
+                session: session.id.clone(),
+                profile: profile.to_owned(),
+                command: session.command.clone(),
+                layers,
+                not_enforced,
+                recording: recording.clone(),
+            },
+        )
+        .and_then(|_| log.flush())
+        .map_err(|e| CliError::failure(crate::error::chain(&e)))?;
+        let log = Arc::new(log);
+        let denials = denials.map(|(reader, lost_before)| {
+            let launcher = Arc::new(AtomicU32::new(0));
+            let stop = Arc::new(AtomicBool::new(false));
+            let (l, st, lg) = (Arc::clone(&launcher), Arc::clone(&stop), Arc::clone(&log));
+            let thread = std::thread::spawn(move || read_denials(reader, lost_before, &l, &st, &lg));
+            Denials { launcher, stop, thread }
+        });
+        Ok(SessionRecord { log, recording, pipe, reader: None, read_end, denials })
+    }
+
+    /// The audit log, to append other records (network requests) to.
+    #[allow(dead_code)] // for the session's proxy
+    pub fn log(&self) -> Arc<AuditLog> {
+        Arc::clone(&self.log)
+    }
+
+    /// Appends the proxy's requests (allowed and refused) to the log.
+    pub fn network(&self, requests: &[ws_proxy::RequestEvent]) {
+        for r in requests {
+            let net = Event::Net {
+                method: r.method.clone(),
+                host: if matches!(r.port, 80 | 443) { r.host.clone() } else { format!("{}:{}", r.host, r.port) },
+                path: r.path.clone(),
+                decision: if r.allowed { "allow" } else { "deny" }.into(),
+                rule: (!r.rule.is_empty()).then(|| r.rule.clone()),
+                status: r.status,
+                bytes_up: r.bytes_up,
+                bytes_down: r.bytes_down,
+                credential: r.credential.clone(),
+                reason: r.reason.clone(),
+            };
+            if let Err(e) = self.log.append(r.time_ms, net) {
+                crate::ui::warn(&crate::error::chain(&e));
+                break;
+            }
+        }
+    }
+
+    /// Spawns the launcher so that it inherits the recorder's pipe (and
+    /// nothing else of ours), then starts reading the recorder's stream.
+    pub fn spawn(&mut self, cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
+        if let Some(w) = &self.pipe {
+            // Inherited across exec by the launcher only: it is closed here
+            // right after the spawn.
+            rustix::io::fcntl_setfd(w, rustix::io::FdFlags::empty())?;
+        }
+        let child = cmd.spawn();
+        drop(self.pipe.take());
+        if let (Some(d), Ok(c)) = (&self.denials, &child) {
+            d.launcher.store(c.id(), Ordering::Relaxed);
+        }
+        if let Some(r) = self.read_end.take() {
+            let log = Arc::clone(&self.log);
+            self.reader = Some(std::thread::spawn(move || read_stream(r, &log)));
+        }
+        child
+    }
+
+    /// Ends the record: waits for the recorder's stream to end, appends the
+    /// session's end, seals the log. Returns what ran and what was missed.
+    pub fn finish(mut self, exit: Option<ws_snapshot::ExitStatus>) -> Recording {
+        if let Some(t) = self.reader.take() {
+            let s = t.join().unwrap_or_else(|_| Stream {
+                lost: vec!["writes: the supervisor's reader of the recorder failed".into()],
+                ..Stream::default()
+            });
+            self.recording.gaps.extend(s.gaps);
+            self.recording.lost.extend(s.lost);
+            if !s.ready {
+                self.recording.writes = "none".into();
+            }
+        }
+        if let Some(d) = self.denials.take() {
+            d.stop.store(true, Ordering::Relaxed);
+            let s = d.thread.join().unwrap_or_else(|_| Stream {
+                lost: vec!["denials: the reader of the audit records failed".into()],
+                ..Stream::default()
+            });
+            self.recording.gaps.extend(s.gaps);
+            self.recording.lost.extend(s.lost);
+        }
+        let complete = self.recording.complete();
+        let end =
+            Event::SessionEnd { exit_code: exit.and_then(|e| e.code), signal: exit.and_then(|e| e.signal), complete };
+        let sealed = self.log.append(crate::now_ms(), end).and_then(|_| self.log.seal());
+        if let Err(e) = sealed {
+            self.recording.lost.push(format!("audit log: {}", crate::error::chain(&e)));
+        }
+        self.recording
+    }
+}
+
+/// Joins the audit log's multicast group, or says in `recording` why denials
+/// will not be recorded. Returns the reader and the kernel's lost-record count.
+fn start_denials(recording: &mut Recording) -> Option<(ws_sandbox::audit_netlink::Reader, u32)> {
+    let why = if !rustix::process::geteuid().is_root() {
+        "reading the kernel's audit records needs root".to_string()
+    } else if ws_sandbox::probe::landlock_abi() < 7 {
+        "Landlock audit needs ABI 7 (Linux 6.15+)".into()
+    } else {
+        match ws_sandbox::audit_netlink::status() {
+            Ok(st) if st.enabled == 0 => {
+                "kernel audit is disabled (enable it with `auditctl -e 1`; see `ws doctor`)".into()
+            }
+            Err(e) => format!("cannot ask the kernel's audit state: {e}"),
+            Ok(st) => match ws_sandbox::audit_netlink::Reader::open() {
+                Ok(r) => {
+                    recording.denials = "landlock-audit".into();
+                    return Some((r, st.lost));
+                }
+                Err(e) => format!("cannot join the audit log's multicast group: {e}"),
+            },
+        }
+    };
+    recording.gaps.push(format!("denials: not recorded: {why}"));
+    None
+}
+
+/// Whether the process that created a Landlock domain is the session's
+/// launcher or its init (the launcher's child).
+fn ours(creator: u32, launcher: u32) -> bool {
+    if launcher == 0 {
+        return false;
+    }
+    if creator == launcher {
+        return true;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{creator}/stat")).unwrap_or_default();
+    // pid (comm) state ppid …: comm may hold spaces and parentheses.
+    let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+    ppid == Some(launcher)
+}
+
+/// Reads Landlock denials until told to stop and the group has been quiet
+/// for a moment; appends those of the session's domain to the log.
+fn read_denials(
+    mut reader: ws_sandbox::audit_netlink::Reader,
+    lost_before: u32,
+    launcher: &AtomicU32,
+    stop: &AtomicBool,
+    log: &AuditLog,
+) -> Stream {
+    use std::collections::HashMap;
+    use ws_sandbox::audit_netlink as an;
+    let mut s = Stream::default();
+    // Domain id → its creator's pid if it is the session's domain, None if not.
+    let mut domains: HashMap<String, Option<u32>> = HashMap::new();
+    // Denials waiting for their domain's verdict or their SYSCALL record:
+    // (denial, exe, pid of the denied process).
+    let mut waiting: Vec<(an::Denial, Option<String>, Option<u32>)> = Vec::new();
+    let mut dropped = false;
+    let flush = |waiting: &mut Vec<(an::Denial, Option<String>, Option<u32>)>,
+                 domains: &HashMap<String, Option<u32>>,
+                 all: bool| {
+        waiting.retain(|(d, exe, pid)| match domains.get(&d.domain) {
+            // ws's own init (the domain's creator) is not the command: its
+            // one denial is its SIGSTOP not reaching the recorder, by design.
+            Some(Some(creator)) if pid.is_some() && *pid == Some(*creator) => false,
+            Some(Some(_)) if exe.is_some() || all => {
+                let _ = log.append(
+                    crate::now_ms(),
+                    Event::Denial {
+                        pid: None,
+                        exe: exe.clone(),
+                        access: d.blockers.clone(),
+                        object: d.object.clone(),
+                        by: "landlock".into(),
+                    },
+                );
+                false
+            }
+            Some(None) => false,
+            _ => !all,
+        });
+    };
+    loop {
+        // Short waits: once the session ends, a quiet 50 ms ends the reading
+        // (the kernel delivers audit records within milliseconds).
+        let recs = match reader.next(std::time::Duration::from_millis(50)) {
+            Ok(r) => r,
+            Err(e) if e.raw_os_error() == Some(105) => {
+                // ENOBUFS: the socket overflowed; records were dropped.
+                dropped = true;
+                continue;
+            }
+            Err(e) => {
+                s.lost.push(format!("denials: cannot read the audit records: {e}"));
+                break;
+            }
+        };
+        if recs.is_empty() && stop.load(Ordering::Relaxed) {
+            break;
+        }
+        for (kind, text) in recs {
+            match kind {
+                an::LANDLOCK_ACCESS => {
+                    if let Some(d) = an::parse_access(&text)
+                        && domains.get(&d.domain) != Some(&None)
+                    {
+                        waiting.push((d, None, None));
+                    }
+                }
+                an::LANDLOCK_DOMAIN => {
+                    if let Some(d) = an::parse_domain(&text)
+                        && let Some(pid) = d.allocated_by
+                    {
+                        domains.insert(d.domain, ours(pid, launcher.load(Ordering::Relaxed)).then_some(pid));
+                    }
+                }
+                an::SYSCALL => {
+                    let serial = an::serial(&text);
+                    for (_, exe, pid) in waiting.iter_mut().filter(|(d, ..)| d.serial.is_some() && d.serial == serial) {
+                        *exe = an::syscall_exe(&text);
+                        *pid = an::fields(&text).get("pid").and_then(|p| p.parse().ok());
+                    }
+                }
+                _ => {}
+            }
+        }
+        flush(&mut waiting, &domains, false);
+    }
+    flush(&mut waiting, &domains, true);
+    let lost_after = ws_sandbox::audit_netlink::status().map(|st| st.lost).unwrap_or(lost_before);
+    if dropped {
+        s.lost.push("denials: the audit socket overflowed; some records were dropped".into());
+    }
+    if lost_after > lost_before {
+        s.lost.push(format!(
+            "denials: the kernel dropped {} audit records during the session (some may be this session's)",
+            lost_after - lost_before
+        ));
+    }
+    let _ = log.flush();
+    s
+}
+
+/// Tells the user what the record holds once the session has ended, and
+/// warns when it is incomplete.
+pub fn report(store: &Store, session: &Session, recording: &Recording) {
+    let path = store.audit_log_path(&session.id);
+    match ws_snapshot::audit::verify(&path, &session.id) {
+        Ok(s) => {
+            let writes = if recording.writes == "none" {
+                "writes not recorded (see `ws session show`)".to_string()
+            } else {
+                format!("{} writes", crate::ui::count(s.writes))
+            };
+            let denials = if recording.denials == "none" {
+                "denials not recorded".to_string()
+            } else {
+                format!("{} denials", crate::ui::count(s.denials))
+            };
+            crate::ui::note(&format!("recorded {writes}, {denials}: `ws log {}` shows them", session.id));
+        }
+        Err(e) => crate::ui::warn(&crate::error::chain(&e)),
+    }
+    if !recording.complete() {
+        crate::ui::warn(&format!("the record of session {} is INCOMPLETE: {}", session.id, recording.lost.join("; ")));
+    }
+}
+
+/// Ends the record of a session whose supervisor died: says so in the log,
+/// seals it, and returns the session's recording marked incomplete.
+pub fn close_orphaned(store: &Store, session: &Session) -> Recording {
+    let path = store.audit_log_path(&session.id);
+    let started = ws_snapshot::audit::read(&path).ok().and_then(|rs| {
+        rs.into_iter().find_map(|r| match r.event {
+            Event::SessionStart { recording, .. } => Some(recording),
+            _ => None,
+        })
+    });
+    let mut recording =
+        started.unwrap_or_else(|| Recording { writes: "none".into(), denials: "none".into(), ..Recording::default() });
+    let reason = "the supervisor died before the session ended: what happened after is not recorded".to_string();
+    recording.lost.push(reason.clone());
+    if let Ok(log) = AuditLog::open(&path, &session.id) {
+        let _ = log.append(crate::now_ms(), Event::Incomplete { what: "all".into(), reason });
+        let _ = log.append(crate::now_ms(), Event::SessionEnd { exit_code: None, signal: None, complete: false });
+        let _ = log.seal();
+    }
+    recording
+}
+
+fn op(o: Op) -> WriteOp {
+    match o {
+        Op::Create => WriteOp::Create,
+        Op::Modify => WriteOp::Modify,
+        Op::CloseWrite => WriteOp::CloseWrite,
+        Op::Delete => WriteOp::Delete,
+        Op::Rename => WriteOp::Rename,
+        Op::Attrib => WriteOp::Attrib,
+    }
+}
+
+/// Copies the recorder's messages into the log until the stream ends.
+fn read_stream(pipe: OwnedFd, log: &AuditLog) -> Stream {
+    let mut s = Stream::default();
+    let lost = |s: &mut Stream, what: &str, reason: String| {
+        let _ = log.append(crate::now_ms(), Event::Incomplete { what: what.into(), reason: reason.clone() });
+        s.lost.push(format!("{what}: {reason}"));
+    };
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, std::fs::File::from(pipe));
+    loop {
+        // Flushed whenever the recorder has nothing more queued, so that
+        // `ws log --follow` keeps up and a crash loses little.
+        if reader.buffer().is_empty() {
+            let _ = log.flush();
+        }
+        let mut line = Vec::new();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        let Ok(m) = serde_json::from_slice::<Message>(&line) else {
+            lost(&mut s, "writes", "the recorder sent a line that is not a message".into());
+            continue;
+        };
+        let appended = match m {
+            Message::Ready => {
+                s.ready = true;
+                Ok(0)
+            }
+            Message::Unavailable { reason } => {
+                s.gaps.push(format!("writes: not recorded: {reason}"));
+                Ok(0)
+            }
+            Message::Write { time_ms, pid, exe, ops, path, to, dir } => {
+                log.append(time_ms, Event::Write { pid, exe, ops: ops.into_iter().map(op).collect(), path, to, dir })
+            }
+            Message::Outside { path } => log.append(crate::now_ms(), Event::OutsideWrite { path }),
+            Message::Lost { reason } => {
+                lost(&mut s, "writes", reason);
+                Ok(0)
+            }
+            Message::Done { .. } => {
+                s.done = true;
+                Ok(0)
+            }
+        };
+        if let Err(e) = appended {
+            s.lost.push(format!("audit log: {}", crate::error::chain(&e)));
+            break;
+        }
+    }
+    if s.ready && !s.done {
+        lost(&mut s, "writes", "the recorder stopped before the session ended (killed or crashed)".into());
+    } else if !s.ready && s.gaps.is_empty() {
+        s.gaps.push("writes: the recorder did not start".into());
+    }
+    let _ = log.flush();
+    s
+}
+
+/// Who changed what during a session, from its audit log.
+#[derive(Debug, Default)]
+pub struct Attribution {
+    /// Whether a write recorder ran; without one every change is the session's.
+    pub recorded: bool,
+    session: BTreeSet<String>,
+    /// Directories the session created, removed or moved: everything below is its doing.
+    session_dirs: BTreeSet<String>,
+    outside: BTreeSet<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Session,
+    Outside,
+    Both,
+}
+
+impl Attribution {
+    pub fn load(store: &Store, session: &Session) -> Attribution {
+        let mut a = Attribution {
+            recorded: session.recording.as_ref().is_some_and(|r| r.writes == "fanotify"),
+            ..Attribution::default()
+        };
+        if !a.recorded {
+            return a;
+        }
+        let Ok(records) = ws_snapshot::audit::read(&store.audit_log_path(&session.id)) else {
+            a.recorded = false;
+            return a;
+        };
+        for r in records {
+            match r.event {
+                Event::Write { path, to, dir, .. } => {
+                    if dir {
+                        a.session_dirs.insert(path.clone());
+                        a.session_dirs.extend(to.clone());
+                    }
+                    a.session.insert(path);
+                    a.session.extend(to);
+                }
+                Event::OutsideWrite { path } => {
+                    a.outside.insert(path);
+                }
+                _ => {}
+            }
+        }
+        a
+    }
+
+    pub fn origin_of(&self, path: &ws_snapshot::RelPath) -> Origin {
+        self.origin(&String::from_utf8_lossy(path.as_bytes()))
+    }
+
+    pub fn origin(&self, path: &str) -> Origin {
+        if !self.recorded {
+            return Origin::Session;
+        }
+        let by_session = self.session.contains(path)
+            || std::path::Path::new(path).ancestors().skip(1).any(|a| {
+                let a = a.to_string_lossy();
+                !a.is_empty() && self.session_dirs.contains(a.as_ref())
+            });
+        // Without evidence of an outside writer a change is the session's: the
+        // snapshot diff is the ground truth, and a write the recorder could
+        // not name (a hard link's other name) must still be rolled back.
+        match (by_session, self.outside.contains(path)) {
+            (true, true) => Origin::Both,
+            (false, true) => Origin::Outside,
+            (_, false) => Origin::Session,
+        }
+    }
+}

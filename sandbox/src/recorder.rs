@@ -1,0 +1,487 @@
+//! The write recorder: a process in the session's PID namespace that reads
+//! fanotify events for the workspace's filesystem and streams the session's
+//! writes to the supervisor.
+//!
+//! ```text
+//! supervisor ──pipe (fd in LaunchSpec)──▶ launcher ──▶ init (PID 1) ──spawns──▶ ws __sandbox-record
+//!     ▲                                                   │ stdin: closed = stop
+//!     └──────────── JSON lines (Message) on its stdout ───┘ stderr: "ready" once marked
+//! ```
+//! Attribution is race-free because fanotify reports each writer's pid as
+//! seen from the *reader's* PID namespace: writers outside the session (the
+//! user's editor, the supervisor writing the store) report pid 0. No `/proc`
+//! walk, no window in which a short-lived process is missed.
+//!
+//! # Security
+//! The recorder runs unconfined (it needs CAP_SYS_ADMIN for the mark and
+//! CAP_DAC_READ_SEARCH for `open_by_handle_at`) but it only reads: events,
+//! `/proc/PID/exe` links and directory handles. It is not dumpable, so a
+//! process of the session cannot open its fds through `/proc`, and Landlock
+//! keeps the session from ptracing or signalling processes outside its domain.
+//! The pipe to the supervisor is never inherited by the command: init hands
+//! it to the recorder and keeps no copy. A recorder that is killed ends its
+//! stream without [`Message::Done`], which the supervisor records as a gap.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use crate::fanotify;
+
+/// The hidden argument `ws` answers to as the recorder.
+pub const RECORDER_ARG: &str = "__sandbox-record";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecorderSpec {
+    /// The write end of the supervisor's pipe, inherited by the launcher and init.
+    pub fd: i32,
+    pub workspace: PathBuf,
+}
+
+/// What the recorder tells the supervisor, one JSON object per line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "m", rename_all = "snake_case")]
+pub enum Message {
+    /// The mark is in place; every later write is seen.
+    Ready,
+    /// No recording: the mark could not be placed.
+    Unavailable { reason: String },
+    /// A write by a process of the session; paths relative to the workspace.
+    Write {
+        time_ms: u64,
+        pid: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exe: Option<String>,
+        ops: Vec<Op>,
+        path: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        to: Option<String>,
+        #[serde(default)]
+        dir: bool,
+    },
+    /// A workspace path written by a process outside the session (reported once).
+    Outside { path: String },
+    /// Events were lost from here on.
+    Lost { reason: String },
+    /// The stream ended normally after draining every queued event.
+    Done { events: u64 },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    Create,
+    Modify,
+    CloseWrite,
+    Delete,
+    Rename,
+    Attrib,
+}
+
+/// The operations an event mask stands for, in a fixed order.
+pub fn ops(mask: u64) -> Vec<Op> {
+    [
+        (libc::FAN_CREATE, Op::Create),
+        (libc::FAN_MODIFY, Op::Modify),
+        (libc::FAN_CLOSE_WRITE, Op::CloseWrite),
+        (libc::FAN_DELETE, Op::Delete),
+        (libc::FAN_RENAME, Op::Rename),
+        (libc::FAN_ATTRIB, Op::Attrib),
+    ]
+    .into_iter()
+    .filter(|(bit, _)| mask & bit != 0)
+    .map(|(_, op)| op)
+    .collect()
+}
+
+/// In the launcher when it runs the command without a PID namespace: no
+/// recorder will run, and the command must not inherit the pipe.
+pub fn close_on_exec(spec: Option<&RecorderSpec>) {
+    if let Some(s) = spec {
+        let _ = take_fd(s.fd);
+    }
+}
+
+#[allow(unsafe_code)]
+fn take_fd(fd: i32) -> Option<OwnedFd> {
+    if rustix::io::fcntl_getfd(
+        // SAFETY: only asks whether `fd` is open; borrowed for this call alone.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
+    )
+    .is_err()
+    {
+        return None;
+    }
+    // SAFETY: the supervisor passed this fd number down for the recorder
+    // alone; nothing else in this process uses or closes it, so this becomes
+    // its only owner (dropping it closes it).
+    Some(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The recorder as init sees it.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    stop: Option<ChildStdin>,
+}
+
+/// The recorder while it places its mark.
+#[derive(Debug)]
+pub struct Starting {
+    child: Child,
+}
+
+/// In init, first of all: starts the recorder with the pipe as its stdout.
+/// It places its mark while init sets up the mounts; [`Starting::ready`]
+/// waits for it. `None` when it could not start (the supervisor then sees
+/// the stream end without a word and records that).
+pub fn spawn(spec: &RecorderSpec) -> Option<Starting> {
+    let out = take_fd(spec.fd)?;
+    let me = std::env::current_exe().ok()?;
+    let json = serde_json::to_string(spec).ok()?;
+    let child = Command::new(me)
+        .arg(RECORDER_ARG)
+        .arg(json)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(out))
+        .stderr(Stdio::piped())
+        .spawn()
+        .ok()?;
+    Some(Starting { child })
+}
+
+impl Starting {
+    /// Waits until the mark is in place (before the command starts). `None`
+    /// when the recorder could not place it (it has told the supervisor why).
+    pub fn ready(mut self) -> Option<Running> {
+        let mut status = String::new();
+        if let Some(err) = self.child.stderr.take() {
+            let _ = std::io::BufReader::new(err).read_line(&mut status);
+        }
+        if status.trim() != "ready" {
+            let _ = self.child.wait();
+            return None;
+        }
+        let stop = self.child.stdin.take();
+        Some(Running { child: self.child, stop })
+    }
+}
+
+impl Running {
+    /// In init once the command has exited: freezes what is left of the
+    /// session (so nothing writes unseen between the drain and the end),
+    /// lets the recorder drain every queued event, and waits for it.
+    #[allow(unsafe_code)]
+    pub fn finish(mut self) {
+        // SAFETY: kill(2) with pid -1 from PID 1 of a PID namespace signals
+        // every other process of that namespace; it touches no memory.
+        unsafe { libc::kill(-1, libc::SIGSTOP) };
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+        }
+        drop(self.stop.take());
+        let _ = self.child.wait();
+    }
+}
+
+/// The recorder process (`ws __sandbox-record SPEC`). Returns its exit code.
+pub fn run(spec_json: &str) -> i32 {
+    let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let mut status = std::io::stderr();
+    let started = serde_json::from_str::<RecorderSpec>(spec_json)
+        .map_err(|e| format!("bad recorder specification: {e}"))
+        .and_then(|spec| Recorder::new(&spec.workspace));
+    let mut rec = match started {
+        Ok(r) => r,
+        Err(reason) => {
+            send(&mut out, &Message::Unavailable { reason });
+            let _ = out.flush();
+            let _ = writeln!(status, "failed");
+            return 0;
+        }
+    };
+    send(&mut out, &Message::Ready);
+    let _ = out.flush();
+    let _ = writeln!(status, "ready");
+    let stdin = std::io::stdin();
+    let mut buf = vec![0u8; 256 << 10];
+    loop {
+        let (fan_ready, stop) = {
+            use rustix::event::{PollFd, PollFlags};
+            let mut fds =
+                [PollFd::new(&rec.group, PollFlags::IN), PollFd::from_borrowed_fd(stdin.as_fd(), PollFlags::IN)];
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => (!fds[0].revents().is_empty(), !fds[1].revents().is_empty()),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => {
+                    send(&mut out, &Message::Lost { reason: format!("cannot wait for events: {e}") });
+                    return 1;
+                }
+            }
+        };
+        if fan_ready && !stop {
+            // Let events gather: bigger batches cost fewer reads, and the
+            // kernel merges repeated events on a file (create, modify,
+            // close) that are still queued.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        if (fan_ready || stop)
+            && let Err(e) = rec.drain(&mut buf, &mut out)
+        {
+            send(&mut out, &Message::Lost { reason: format!("cannot read events: {e}") });
+            let _ = out.flush();
+            return 1;
+        }
+        if stop {
+            // The session's processes are stopped or gone: everything they
+            // wrote is queued, and was just drained.
+            send(&mut out, &Message::Done { events: rec.events });
+            let _ = out.flush();
+            return 0;
+        }
+    }
+}
+
+fn send(out: &mut impl Write, m: &Message) {
+    if let Ok(mut line) = serde_json::to_vec(m) {
+        line.push(b'\n');
+        let _ = out.write_all(&line);
+    }
+}
+
+struct Recorder {
+    group: fanotify::Group,
+    root: PathBuf,
+    mount: OwnedFd,
+    /// Directory handle → path relative to the workspace (`None`: outside it).
+    dirs: HashMap<fanotify::Handle, Option<PathBuf>>,
+    /// Outside writes already reported.
+    outside: HashSet<PathBuf>,
+    events: u64,
+}
+
+impl Recorder {
+    fn new(workspace: &Path) -> Result<Recorder, String> {
+        let group = fanotify::Group::new().map_err(|e| format!("fanotify_init: {e}"))?;
+        group.mark_filesystem(workspace, fanotify::WRITE_EVENTS).map_err(|e| match e.raw_os_error() {
+            Some(libc::EXDEV) => format!(
+                "{} is on a btrfs subvolume, which fanotify can only watch through the filesystem's top-level mount",
+                workspace.display()
+            ),
+            Some(libc::EPERM) => "watching a filesystem needs CAP_SYS_ADMIN (root)".to_owned(),
+            _ => format!("cannot watch the filesystem of {}: {e}", workspace.display()),
+        })?;
+        let mount = rustix::fs::open(
+            workspace,
+            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| format!("cannot open {}: {e}", workspace.display()))?;
+        let mut r = Recorder {
+            group,
+            root: workspace.to_path_buf(),
+            mount,
+            dirs: HashMap::new(),
+            outside: HashSet::new(),
+            events: 0,
+        };
+        r.seed();
+        Ok(r)
+    }
+
+    /// Learns the handle of every directory of the workspace now, so that
+    /// events in a directory deleted before they are read still resolve.
+    fn seed(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(dev) = std::fs::symlink_metadata(&self.root).map(|m| m.dev()) else { return };
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            let abs = self.root.join(&rel);
+            if let Ok(h) = fanotify::name_to_handle(&abs) {
+                self.dirs.insert(h, Some(rel.clone()));
+            }
+            let Ok(rd) = std::fs::read_dir(&abs) else { continue };
+            for e in rd.flatten() {
+                if let Ok(m) = e.metadata()
+                    && m.is_dir()
+                    && m.dev() == dev
+                {
+                    stack.push(rel.join(e.file_name()));
+                }
+            }
+        }
+    }
+
+    /// The workspace-relative path of a directory handle, asking the kernel
+    /// for handles not seen yet.
+    fn dir(&mut self, handle: &[u8]) -> Option<PathBuf> {
+        if let Some(p) = self.dirs.get(handle) {
+            return p.clone();
+        }
+        let found = fanotify::open_by_handle(self.mount.as_fd(), handle).ok().and_then(|fd| {
+            let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;
+            link.strip_prefix(&self.root).ok().map(Path::to_path_buf)
+        });
+        self.dirs.insert(handle.to_vec(), found.clone());
+        found
+    }
+
+    fn drain(&mut self, buf: &mut [u8], out: &mut impl Write) -> std::io::Result<()> {
+        loop {
+            let n = match self.group.read(buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0);
+            let mut exes: HashMap<i32, Option<String>> = HashMap::new();
+            let batch: Vec<fanotify::Event> = fanotify::events(&buf[..n]).collect();
+            for ev in batch {
+                if let Some(m) = self.message(&ev, now, &mut exes) {
+                    send(out, &m);
+                }
+            }
+            out.flush()?;
+        }
+        Ok(())
+    }
+
+    fn message(
+        &mut self,
+        ev: &fanotify::Event<'_>,
+        now: u64,
+        exes: &mut HashMap<i32, Option<String>>,
+    ) -> Option<Message> {
+        if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
+            return Some(Message::Lost { reason: "the fanotify event queue overflowed".into() });
+        }
+        let (dh, name) = ev.dir?;
+        if ev.pid == 0 {
+            // Not the session. Only directories already known are resolved:
+            // the mark sees the whole filesystem, most of it not ours.
+            let dir = self.dirs.get(dh)?.clone()?;
+            let path = join(&dir, name);
+            // A directory someone else creates: learn it, so that what they
+            // write inside is theirs too.
+            if ev.mask & libc::FAN_CREATE != 0
+                && ev.mask & libc::FAN_ONDIR != 0
+                && let Some(t) = ev.target
+            {
+                self.dirs.insert(t.to_vec(), Some(path.clone()));
+            }
+            return self.outside.insert(path.clone()).then(|| Message::Outside { path: lossy(&path) });
+        }
+        self.events += 1;
+        let is_dir = ev.mask & libc::FAN_ONDIR != 0;
+        let from = self.dir(dh).map(|d| join(&d, name));
+        let mut ops = ops(ev.mask);
+        let mut to = None;
+        if ev.mask & libc::FAN_RENAME != 0 {
+            let (nh, nname) = ev.new_dir?;
+            let dest = self.dir(nh).map(|d| join(&d, nname));
+            if is_dir {
+                self.moved(from.as_deref(), dest.as_deref(), ev.target);
+            }
+            match (&from, dest) {
+                (Some(_), Some(d)) => to = Some(d),
+                // Moved into or out of the workspace: a create or a delete here.
+                (None, Some(d)) => return self.write(ev, now, exes, vec![Op::Create], d, None, is_dir),
+                (Some(_), None) => ops = vec![Op::Delete],
+                (None, None) => return None,
+            }
+        }
+        let path = from?;
+        if is_dir
+            && ev.mask & libc::FAN_CREATE != 0
+            && let Some(t) = ev.target
+        {
+            self.dirs.insert(t.to_vec(), Some(path.clone()));
+        }
+        self.write(ev, now, exes, ops, path, to, is_dir)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn write(
+        &self,
+        ev: &fanotify::Event<'_>,
+        now: u64,
+        exes: &mut HashMap<i32, Option<String>>,
+        ops: Vec<Op>,
+        path: PathBuf,
+        to: Option<PathBuf>,
+        dir: bool,
+    ) -> Option<Message> {
+        let exe = exes
+            .entry(ev.pid)
+            .or_insert_with(|| std::fs::read_link(format!("/proc/{}/exe", ev.pid)).ok().map(|p| lossy(&p)))
+            .clone();
+        Some(Message::Write {
+            time_ms: now,
+            pid: ev.pid as u32,
+            exe,
+            ops,
+            path: lossy(&path),
+            to: to.map(|t| lossy(&t)),
+            dir,
+        })
+    }
+
+    /// A directory moved: the paths of it and everything known below it change.
+    fn moved(&mut self, from: Option<&Path>, to: Option<&Path>, target: Option<&[u8]>) {
+        if let Some(from) = from {
+            for p in self.dirs.values_mut().flatten() {
+                if let Ok(rest) = p.strip_prefix(from) {
+                    *p = match to {
+                        Some(to) => to.join(rest),
+                        None => continue,
+                    };
+                }
+            }
+        }
+        if let (Some(t), Some(to)) = (target, to) {
+            self.dirs.insert(t.to_vec(), Some(to.to_path_buf()));
+        }
+    }
+}
+
+fn join(dir: &Path, name: &[u8]) -> PathBuf {
+    if name == b"." || name.is_empty() {
+        dir.to_path_buf()
+    } else {
+        dir.join(OsString::from(std::ffi::OsStr::from_bytes(name)))
+    }
+}
+
+fn lossy(p: &Path) -> String {
+    String::from_utf8_lossy(p.as_os_str().as_bytes()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_map_to_ops_in_order() {
+        assert_eq!(ops(libc::FAN_CLOSE_WRITE | libc::FAN_MODIFY), vec![Op::Modify, Op::CloseWrite]);
+        assert_eq!(ops(libc::FAN_DELETE | libc::FAN_ONDIR), vec![Op::Delete]);
+        assert!(ops(libc::FAN_Q_OVERFLOW).is_empty());
+    }
+
+    #[test]
+    fn names_join_and_dot_means_the_directory() {
+        assert_eq!(join(Path::new("a"), b"."), PathBuf::from("a"));
+        assert_eq!(join(Path::new(""), b"f"), PathBuf::from("f"));
+        assert_eq!(join(Path::new("a/b"), b"c"), PathBuf::from("a/b/c"));
+    }
+}

@@ -1,0 +1,441 @@
+//! Recording: every write of a session in `ws log` with its path and
+//! operation (fanotify, root), nothing written by others attributed to it,
+//! and an audit log whose tampering `ws audit verify` names.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::harness::*;
+
+const TREE_DIRS: usize = 10;
+const TREE_FILES: usize = 100;
+
+/// The session's write records from `ws log --json`: (ops, path, to, pid).
+fn writes(env: &Env, ws: &Path) -> Vec<(Vec<String>, String, Option<String>, u64)> {
+    let log = env.ws(ws, &["log", "--json"]).ok();
+    log.stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["type"] == "write")
+        .map(|v| {
+            let ops = v["ops"].as_array().unwrap().iter().map(|o| o.as_str().unwrap().to_owned()).collect();
+            (
+                ops,
+                v["path"].as_str().unwrap().to_owned(),
+                v["to"].as_str().map(str::to_owned),
+                v["pid"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn has(w: &[(Vec<String>, String, Option<String>, u64)], op: &str, path: &str) -> bool {
+    w.iter().any(|(ops, p, _, _)| p == path && ops.iter().any(|o| o == op))
+}
+
+/// Creates, appends, truncates, renames across directories, chmods,
+/// symlinks, deletes and `rm -rf`s a tree of 1,000 files, from the shell,
+/// a forked subshell and exec'd grandchildren; checks every step is logged.
+fn every_step_is_logged(ws: &Path, env: &Env) {
+    write(ws.join("existing.txt"), "one\n");
+    write(ws.join("trunc.txt"), "some content\n");
+    write(ws.join("gone.txt"), "delete me\n");
+    write(ws.join("a/moving.txt"), "moving\n");
+    for d in 0..TREE_DIRS {
+        for f in 0..TREE_FILES {
+            write(ws.join(format!("tree/d{d}/f{f}")), "x");
+        }
+    }
+    let script = "set -e; echo new > created.txt; (echo two >> existing.txt); sh -c ': > trunc.txt'; \
+                  mkdir b; mv a/moving.txt b/moved.txt; sh -c 'chmod 600 created.txt; ln -s created.txt link'; \
+                  rm gone.txt; sh -c 'exec rm -rf tree'";
+    env.session(ws, script).ok();
+    let w = writes(env, ws);
+    assert!(has(&w, "create", "created.txt"), "create missing: {w:?}");
+    assert!(has(&w, "modify", "existing.txt"), "append missing");
+    assert!(has(&w, "modify", "trunc.txt"), "truncate missing");
+    assert!(has(&w, "create", "b"), "mkdir missing");
+    assert!(
+        w.iter()
+            .any(|(ops, p, to, _)| ops == &["rename"] && p == "a/moving.txt" && to.as_deref() == Some("b/moved.txt")),
+        "rename across directories missing: {w:?}"
+    );
+    assert!(has(&w, "attrib", "created.txt"), "chmod missing");
+    assert!(has(&w, "create", "link"), "symlink missing");
+    assert!(has(&w, "delete", "gone.txt"), "delete missing");
+    let deleted: BTreeSet<&str> =
+        w.iter().filter(|(ops, ..)| ops.iter().any(|o| o == "delete")).map(|(_, p, ..)| p.as_str()).collect();
+    for d in 0..TREE_DIRS {
+        assert!(deleted.contains(format!("tree/d{d}").as_str()), "rm -rf of tree/d{d} missing");
+        for f in 0..TREE_FILES {
+            assert!(deleted.contains(format!("tree/d{d}/f{f}").as_str()), "rm -rf of tree/d{d}/f{f} missing");
+        }
+    }
+    assert!(deleted.contains("tree"));
+    assert!(w.iter().all(|(.., pid)| *pid > 1), "every write has the writer's pid inside the session");
+    let show = env.ws(ws, &["session", "show"]).ok();
+    assert!(show.stdout.contains("writes by fanotify") && show.stdout.contains("record     complete"), "{show:?}");
+    let verify = env.ws(ws, &["audit", "verify"]).ok();
+    assert!(verify.stdout.contains("intact") && verify.stdout.contains("sealed"), "{verify:?}");
+}
+
+#[test]
+fn every_write_is_logged_on_ext4() {
+    assert!(is_root(), "fanotify filesystem marks need root (the README's test command runs as root)");
+    let env = Env::protected();
+    every_step_is_logged(&env.dir("ws"), &env);
+}
+
+#[test]
+fn every_write_is_logged_on_btrfs() {
+    let fs = LoopFs::new("btrfs");
+    let env = Env::protected();
+    every_step_is_logged(&fs.dir("ws"), &env);
+}
+
+#[test]
+fn every_write_is_logged_on_xfs() {
+    let fs = LoopFs::new("xfs");
+    let env = Env::protected();
+    every_step_is_logged(&fs.dir("ws"), &env);
+}
+
+#[test]
+fn writes_from_outside_the_session_are_not_its_and_are_not_rolled_back() {
+    assert!(is_root(), "fanotify filesystem marks need root");
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    write(ws.join("base.txt"), "base\n");
+    let started = ws.join("session-started");
+    let done = ws.join("outside-done");
+    // The outside writer waits until the session runs, writes 1,000 files,
+    // then lets the session finish.
+    let writer = {
+        let (ws, started, done) = (ws.clone(), started.clone(), done.clone());
+        std::thread::spawn(move || {
+            let t = std::time::Instant::now();
+            while !started.exists() {
+                assert!(t.elapsed().as_secs() < 60, "the session never started");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            for i in 0..1000 {
+                std::fs::write(ws.join(format!("editor-{i}.txt")), format!("{i}\n")).unwrap();
+            }
+            // A directory of its own, created during the session.
+            std::fs::create_dir(ws.join("editor-dir")).unwrap();
+            for i in 0..10 {
+                std::fs::write(ws.join(format!("editor-dir/{i}.txt")), "x").unwrap();
+            }
+            std::fs::write(&done, "").unwrap();
+        })
+    };
+    let out = env.session(
+        &ws,
+        "echo agent > agent.txt; : > session-started; while [ ! -e outside-done ]; do sleep 0.05; done; echo agent2 > agent2.txt",
+    );
+    writer.join().unwrap();
+    out.ok();
+    let w = writes(&env, &ws);
+    // Positive control: the session's own writes are there.
+    assert!(has(&w, "create", "agent.txt") && has(&w, "create", "agent2.txt"), "{w:?}");
+    let theirs: Vec<_> = w.iter().filter(|(_, p, ..)| p.starts_with("editor-") || p == "outside-done").collect();
+    assert!(
+        theirs.is_empty(),
+        "outside writes attributed to the session: {} of them, e.g. {:?}",
+        theirs.len(),
+        theirs.first()
+    );
+    let diff = env.ws(&ws, &["diff", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
+    let by = |p: &str| {
+        v["changes"].as_array().unwrap().iter().find(|c| c["path"] == p).map(|c| c["by"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(by("agent.txt").as_deref(), Some("session"));
+    assert_eq!(by("editor-7.txt").as_deref(), Some("outside"));
+    let rb = env.ws(&ws, &["rollback"]).ok();
+    // 1,000 files, the marker, the directory and its 10 files.
+    assert!(rb.stderr.contains("left 1012 paths alone"), "{rb:?}");
+    assert!(
+        !ws.join("agent.txt").exists() && !ws.join("agent2.txt").exists(),
+        "the session's files were not rolled back"
+    );
+    for i in 0..1000 {
+        assert!(ws.join(format!("editor-{i}.txt")).exists(), "editor-{i}.txt was rolled back");
+    }
+    assert!(ws.join("editor-dir/9.txt").exists(), "a directory made outside the session was rolled back");
+}
+
+fn log_file(env: &Env) -> PathBuf {
+    let stores = env.home.join(".local/share/ws/stores");
+    let mut stack = vec![stores];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.file_name().is_some_and(|n| n == "audit.jsonl") {
+                return p;
+            }
+        }
+    }
+    panic!("no audit log under {}", env.home.display());
+}
+
+#[test]
+fn a_tampered_log_fails_verification_at_the_record() {
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    env.session(&ws, "echo a > a.txt; echo b > b.txt; rm a.txt").ok();
+    // Positive control: the untouched log verifies.
+    env.ws(&ws, &["audit", "verify"]).ok();
+    let path = log_file(&env);
+    let original = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    assert!(lines.len() >= 3, "{original}");
+
+    // Edit the second record: reported at line 2.
+    let mut edited: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+    edited[1] = edited[1].replacen("\"time_ms\":", "\"time_ms\":1", 1);
+    std::fs::write(&path, edited.join("\n") + "\n").unwrap();
+    let out = env.ws(&ws, &["audit", "verify"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("record at line 2: was changed"), "{out:?}");
+
+    // Remove the second record.
+    let removed: Vec<&str> = lines.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, l)| *l).collect();
+    std::fs::write(&path, removed.join("\n") + "\n").unwrap();
+    let out = env.ws(&ws, &["audit", "verify"]);
+    assert!(out.code == 1 && out.stderr.contains("line 2") && out.stderr.contains("removed"), "{out:?}");
+
+    // Cut off the end.
+    std::fs::write(&path, lines[..lines.len() - 1].join("\n") + "\n").unwrap();
+    let out = env.ws(&ws, &["audit", "verify"]);
+    assert!(out.code == 1 && out.stderr.contains("were removed"), "{out:?}");
+
+    // Restored, it verifies again; `ws log` shows it.
+    std::fs::write(&path, &original).unwrap();
+    env.ws(&ws, &["audit", "verify"]).ok();
+    let log = env.ws(&ws, &["log"]).ok();
+    assert!(log.stdout.contains("start") && log.stdout.contains("end          exit 0"), "{log:?}");
+}
+
+#[test]
+fn unprivileged_sessions_say_no_write_recorder_ran() {
+    assert!(is_root(), "needs root to switch to an unprivileged user");
+    let env = Env::protected();
+    let home = env.dir("nobody-home");
+    let ws = env.dir("ws");
+    write(ws.join("f.txt"), "x\n");
+    for p in [env.tmp.path(), &home, &ws] {
+        std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(p).status().unwrap();
+    }
+    let nobody = |args: &[&str]| {
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(env!("CARGO_BIN_EXE_ws")).args(args);
+        c.current_dir(&ws).env_clear().env("PATH", "/usr/bin:/bin").env("HOME", &home).env("NO_COLOR", "1");
+        env.run(c)
+    };
+    nobody(&["session", "start", "--", "sh", "-c", "echo y > g.txt"]).ok();
+    let show = nobody(&["session", "show"]).ok();
+    assert!(show.stdout.contains("writes by none"), "{show:?}");
+    assert!(show.stdout.contains("every change counts as the session's"), "{show:?}");
+    nobody(&["audit", "verify"]).ok();
+}
+
+/// Kernel audit switched on for one test, and back off after if it was off.
+struct AuditOn {
+    was: u32,
+}
+
+impl AuditOn {
+    fn new() -> AuditOn {
+        let was = ws_sandbox::audit_netlink::status().expect("audit status").enabled;
+        if was == 0 {
+            ws_sandbox::audit_netlink::set_enabled(true).expect("enable audit");
+        }
+        AuditOn { was }
+    }
+}
+
+impl Drop for AuditOn {
+    fn drop(&mut self) {
+        if self.was == 0 {
+            let _ = ws_sandbox::audit_netlink::set_enabled(false);
+        }
+    }
+}
+
+#[test]
+fn a_denied_write_is_a_denial_record() {
+    assert!(is_root(), "reading the kernel's audit records needs root");
+    let _audit = AuditOn::new();
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    let outside = env.home.join("planted.txt");
+    let script = format!("echo ok > control.txt; echo x > {} 2>/dev/null; sh -c 'exec true'", outside.display());
+    env.session(&ws, &script).ok();
+    // Positive control: the session ran and its write was recorded.
+    assert_eq!(std::fs::read_to_string(ws.join("control.txt")).unwrap(), "ok\n");
+    assert!(!outside.exists(), "the write outside the workspace was not denied");
+    let log = env.ws(&ws, &["log", "--json"]).ok();
+    let records: Vec<serde_json::Value> = log.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(records.iter().any(|r| r["type"] == "write" && r["path"] == "control.txt"), "{}", log.stdout);
+    assert_eq!(records[0]["recording"]["denials"], "landlock-audit", "{}", log.stdout);
+    let denial = records.iter().find(|r| r["type"] == "denial").unwrap_or_else(|| panic!("no denial: {}", log.stdout));
+    assert_eq!(denial["by"], "landlock");
+    assert_eq!(denial["object"], env.home.to_str().unwrap(), "{denial}");
+    assert!(denial["access"].as_array().unwrap().iter().any(|a| a == "fs.make_reg"), "{denial}");
+    let denials = records.iter().filter(|r| r["type"] == "denial").count();
+    assert_eq!(denials, 1, "only the command's one denial, none of ws's own: {}", log.stdout);
+    let human = env.ws(&ws, &["log"]).ok();
+    assert!(human.stdout.contains("DENIED       fs.make_reg"), "{}", human.stdout);
+}
+
+/// The pid of the running `ws __sandbox-record` whose workspace is `ws`.
+fn recorder_pid(ws: &Path) -> Option<i32> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
+        let text = String::from_utf8_lossy(&cmdline);
+        (text.contains("__sandbox-record") && text.contains(ws.to_str()?)).then_some(pid)
+    })
+}
+
+#[test]
+fn a_recorder_that_dies_marks_the_record_incomplete() {
+    assert!(is_root(), "fanotify filesystem marks need root");
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    let child = env
+        .command(
+            &ws,
+            &[
+                "session",
+                "start",
+                "--",
+                "sh",
+                "-c",
+                "echo a > a.txt; while [ ! -e go ]; do sleep 0.05; done; echo b > b.txt",
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    let pid = loop {
+        if ws.join("a.txt").exists()
+            && let Some(p) = recorder_pid(&ws)
+        {
+            break p;
+        }
+        assert!(t.elapsed().as_secs() < 30, "no recorder found for the session");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    // The session ran (a.txt) and has its recorder: kill that, as a crash would.
+    std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    std::fs::write(ws.join("go"), "").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let show = env.ws(&ws, &["session", "show"]).ok();
+    assert!(show.stdout.contains("record     INCOMPLETE: writes: the recorder stopped"), "{}", show.stdout);
+    let log = env.ws(&ws, &["log"]).ok();
+    assert!(log.stdout.contains("INCOMPLETE   writes from here on"), "{}", log.stdout);
+    assert!(log.stdout.contains("record INCOMPLETE"), "{}", log.stdout);
+    let json = env.ws(&ws, &["session", "show", "--json"]).ok();
+    assert!(json.stdout.contains("\"record_complete\": false"), "{}", json.stdout);
+}
+
+#[test]
+fn a_supervisor_that_dies_leaves_an_incomplete_sealed_record() {
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    let mut child =
+        env.command(&ws, &["session", "start", "--", "sh", "-c", "echo a > a.txt; sleep 30"]).spawn().unwrap();
+    let t = std::time::Instant::now();
+    while !ws.join("a.txt").exists() {
+        assert!(t.elapsed().as_secs() < 30, "the session never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let show = env.ws(&ws, &["session", "show"]).ok();
+    assert!(show.stdout.contains("INCOMPLETE: the supervisor died"), "{}", show.stdout);
+    let log = env.ws(&ws, &["log"]).ok();
+    assert!(log.stdout.contains("record INCOMPLETE"), "{}", log.stdout);
+    env.ws(&ws, &["audit", "verify"]).ok();
+}
+
+#[test]
+fn log_follow_shows_records_while_the_session_runs_and_ends_with_it() {
+    assert!(is_root(), "fanotify filesystem marks need root");
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    let session = env
+        .command(
+            &ws,
+            &[
+                "session",
+                "start",
+                "--",
+                "sh",
+                "-c",
+                "echo a > first.txt; while [ ! -e go ]; do sleep 0.05; done; echo b > last.txt",
+            ],
+        )
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while !ws.join("first.txt").exists() {
+        assert!(t.elapsed().as_secs() < 30, "the session never ran");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let follow = env
+        .command(&ws, &["log", "--follow"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Give --follow time to print what is there and start waiting.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::write(ws.join("go"), "").unwrap();
+    let mut session = session;
+    assert!(session.wait().unwrap().success());
+    let out = follow.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("first.txt") && text.contains("last.txt"), "{text}");
+    assert!(text.lines().last().unwrap_or_default().contains("end          exit 0"), "{text}");
+}
+
+#[test]
+fn proxy_requests_are_audit_records() {
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    let out = env.ws(
+        &ws,
+        &[
+            "session",
+            "start",
+            "--",
+            "sh",
+            "-c",
+            "echo ok > control.txt; curl -sS http://not-allowed.example/some/path 2>&1; true",
+        ],
+    );
+    out.ok();
+    assert!(ws.join("control.txt").exists(), "control: the session did not run");
+    let log = env.ws(&ws, &["log", "--json"]).ok();
+    let net: Vec<serde_json::Value> = log
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|r| r["type"] == "net")
+        .collect();
+    assert_eq!(net.len(), 1, "{}", log.stdout);
+    assert_eq!(net[0]["host"], "not-allowed.example");
+    assert_eq!(net[0]["path"], "/some/path");
+    assert_eq!(net[0]["decision"], "deny");
+    env.ws(&ws, &["audit", "verify"]).ok();
+}
