@@ -180,7 +180,7 @@ impl SessionNetwork {
     /// After the launcher is spawned: receive the socket from inside the
     /// session (namespace mode) and start serving. Returns a warning when
     /// the session runs without a proxy (its network is then closed).
-    pub fn start(&mut self) -> Result<Option<String>, CliError> {
+    pub fn start(&mut self, log: Arc<ws_snapshot::audit::AuditLog>) -> Result<Option<String>, CliError> {
         drop(self.child_channel.take());
         let listener = match (self.host_listener.take(), &self.channel) {
             (Some(l), _) => Some(l),
@@ -194,8 +194,16 @@ impl SessionNetwork {
             return Ok(Some("the session has no network namespace, so no proxy: its network is closed".into()));
         };
         let Some(config) = self.config.take() else { return Ok(None) };
+        // Each request goes into the audit log as it ends (`ws log --follow`
+        // shows it live), and is kept for the session's summary.
         let events = Arc::clone(&self.events);
-        let sink: ws_proxy::EventSink = Box::new(move |e| events.lock().unwrap_or_else(|p| p.into_inner()).push(e));
+        let sink: ws_proxy::EventSink = Box::new(move |e| {
+            let logged = log.append(e.time_ms, crate::recording::net_event(&e)).and_then(|_| log.flush());
+            if let Err(err) = logged {
+                crate::ui::warn(&format!("a network request was not recorded: {}", crate::error::chain(&err)));
+            }
+            events.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+        });
         let proxy = ws_proxy::Proxy::start(config, listener, sink)
             .map_err(|e| CliError::failure(format!("cannot start the session's proxy: {}", crate::error::chain(&e))))?;
         self.proxy = Some(proxy);

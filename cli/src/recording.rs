@@ -122,27 +122,6 @@ impl SessionRecord {
     }
 
     /// Appends the proxy's requests (allowed and refused) to the log.
-    pub fn network(&self, requests: &[ws_proxy::RequestEvent]) {
-        for r in requests {
-            let net = Event::Net {
-                method: r.method.clone(),
-                host: if matches!(r.port, 80 | 443) { r.host.clone() } else { format!("{}:{}", r.host, r.port) },
-                path: r.path.clone(),
-                decision: if r.allowed { "allow" } else { "deny" }.into(),
-                rule: (!r.rule.is_empty()).then(|| r.rule.clone()),
-                status: r.status,
-                bytes_up: r.bytes_up,
-                bytes_down: r.bytes_down,
-                credential: r.credential.clone(),
-                reason: r.reason.clone(),
-            };
-            if let Err(e) = self.log.append(r.time_ms, net) {
-                crate::ui::warn(&crate::error::chain(&e));
-                break;
-            }
-        }
-    }
-
     /// Spawns the launcher so that it inherits the recorder's pipe (and
     /// nothing else of ours), then starts reading the recorder's stream.
     pub fn spawn(&mut self, cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
@@ -532,5 +511,21 @@ impl Attribution {
             (false, true) => Origin::Outside,
             (_, false) => Origin::Session,
         }
+    }
+}
+
+/// A proxy request as an audit record (never carries a secret's value).
+pub fn net_event(r: &ws_proxy::RequestEvent) -> Event {
+    Event::Net {
+        method: r.method.clone(),
+        host: if matches!(r.port, 80 | 443) { r.host.clone() } else { format!("{}:{}", r.host, r.port) },
+        path: r.path.clone(),
+        decision: if r.allowed { "allow" } else { "deny" }.into(),
+        rule: (!r.rule.is_empty()).then(|| r.rule.clone()),
+        status: r.status,
+        bytes_up: r.bytes_up,
+        bytes_down: r.bytes_down,
+        credential: r.credential.clone(),
+        reason: r.reason.clone(),
     }
 }

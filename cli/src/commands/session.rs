@@ -118,7 +118,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     let status = match spawned {
         Ok(mut child) => {
             relay.forward_to(child.id());
-            match sandbox.net.start() {
+            match sandbox.net.start(record.log()) {
                 Ok(None) => {}
                 Ok(Some(warning)) => ui::warn(&warning),
                 // Nobody serves the session's proxy socket: its network is closed.
@@ -130,7 +130,6 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     };
     drop(relay);
     let requests = sandbox.net.stop();
-    record.network(&requests);
     drop(sandbox); // removes the session's cgroup, now that its processes are gone
 
     let (exit_status, code) = match &status {
