@@ -104,7 +104,7 @@ fn proxy(upstream_allowed: bool) -> Result<(u16, ws_proxy::Proxy)> {
     let port = l.local_addr()?.port();
     let rules = ws_proxy::NetRules {
         origin: "the benchmark".into(),
-        hosts: if upstream_allowed { vec!["127.0.0.1".into()] } else { vec![] },
+        hosts: if upstream_allowed { vec!["127.0.0.1:*".into()] } else { vec![] },
         addresses: ws_proxy::Cidr::parse("127.0.0.1").into_iter().collect(),
         http: vec![],
     };

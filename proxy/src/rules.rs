@@ -147,6 +147,36 @@ fn host_glob(pattern: &str, host: &str) -> bool {
     glob(&pattern.to_ascii_lowercase(), &host.trim_end_matches('.').to_ascii_lowercase(), None)
 }
 
+/// Which ports a `network.hosts` entry allows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Ports {
+    /// No port given: the web's, 80 and 443.
+    Web,
+    Any,
+    One(u16),
+}
+
+/// Splits a `network.hosts` entry into its host glob and ports:
+/// `github.com`, `github.com:22`, `127.0.0.1:*`, `[::1]:8080`. Pure.
+fn host_entry(entry: &str) -> (&str, Ports) {
+    let port = |p: &str| match p {
+        "*" => Some(Ports::Any),
+        p => p.parse().ok().map(Ports::One),
+    };
+    if let Some(rest) = entry.strip_prefix('[')
+        && let Some((h, after)) = rest.split_once(']')
+    {
+        return (h, after.strip_prefix(':').and_then(port).unwrap_or(Ports::Web));
+    }
+    match entry.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') => match port(p) {
+            Some(ports) => (h, ports),
+            None => (entry, Ports::Web),
+        },
+        _ => (entry, Ports::Web),
+    }
+}
+
 /// Method and path limits for plain-HTTP requests to some hosts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct HttpRule {
@@ -200,10 +230,36 @@ impl Verdict {
 }
 
 impl NetRules {
-    /// May the session reach `host` at all? Pure.
-    pub fn decide_host(&self, host: &str) -> Verdict {
-        match self.hosts.iter().find(|g| host_glob(g, host)) {
-            Some(g) => Verdict::Allow { rule: format!("network.hosts \"{g}\"") },
+    /// May the session reach `host:port` at all? An entry without a port
+    /// allows 80 and 443 only (`host:22`, `host:*` for others). Pure.
+    pub fn decide_host(&self, host: &str, port: u16) -> Verdict {
+        let mut host_only = None;
+        for entry in &self.hosts {
+            let (glob, ports) = host_entry(entry);
+            if !host_glob(glob, host) {
+                continue;
+            }
+            let fits = match ports {
+                Ports::Web => port == 80 || port == 443,
+                Ports::Any => true,
+                Ports::One(p) => p == port,
+            };
+            if fits {
+                return Verdict::Allow { rule: format!("network.hosts \"{entry}\"") };
+            }
+            host_only.get_or_insert(entry);
+        }
+        match host_only {
+            Some(entry) => Verdict::Deny {
+                rule: format!("network.hosts \"{entry}\""),
+                reason: format!(
+                    "port {port} of {host} is not allowed: \"{entry}\" covers {} (write \"{host}:{port}\" to allow it)",
+                    match host_entry(entry).1 {
+                        Ports::One(p) => format!("port {p} only"),
+                        _ => "ports 80 and 443 only".into(),
+                    }
+                ),
+            },
             None => Verdict::Deny {
                 rule: "deny by default".into(),
                 reason: format!("{host} is not in network.hosts of {}", self.origin),
@@ -211,9 +267,9 @@ impl NetRules {
         }
     }
 
-    /// May the session send `method path` to `host` over plain HTTP? Pure.
-    pub fn decide_request(&self, host: &str, method: &str, path: &str) -> Verdict {
-        let v = self.decide_host(host);
+    /// May the session send `method path` to `host:port` over plain HTTP? Pure.
+    pub fn decide_request(&self, host: &str, port: u16, method: &str, path: &str) -> Verdict {
+        let v = self.decide_host(host, port);
         if let Verdict::Deny { .. } = v {
             return v;
         }
@@ -277,12 +333,12 @@ mod tests {
     #[test]
     fn hosts_are_denied_by_default_and_globs_allow() {
         let r = rules();
-        assert!(matches!(r.decide_host("api.example.com"), Verdict::Allow { .. }));
-        assert!(matches!(r.decide_host("API.Example.COM."), Verdict::Allow { .. }));
-        assert!(matches!(r.decide_host("codeload.github.com"), Verdict::Allow { .. }));
-        assert!(matches!(r.decide_host("a.b.github.com"), Verdict::Allow { .. }));
+        assert!(matches!(r.decide_host("api.example.com", 443), Verdict::Allow { .. }));
+        assert!(matches!(r.decide_host("API.Example.COM.", 80), Verdict::Allow { .. }));
+        assert!(matches!(r.decide_host("codeload.github.com", 443), Verdict::Allow { .. }));
+        assert!(matches!(r.decide_host("a.b.github.com", 443), Verdict::Allow { .. }));
         for h in ["github.com", "evil.example", "api.example.com.evil.net", "xgithub.com", "", "github.com.evil"] {
-            match r.decide_host(h) {
+            match r.decide_host(h, 443) {
                 Verdict::Deny { reason, rule } => {
                     assert_eq!(rule, "deny by default");
                     assert!(reason.contains("profile t"), "{reason}");
@@ -293,15 +349,33 @@ mod tests {
     }
 
     #[test]
+    fn ports_other_than_the_webs_must_be_named() {
+        let r = NetRules {
+            hosts: vec!["a.example".into(), "b.example:22".into(), "c.example:*".into(), "[::1]:8080".into()],
+            ..NetRules::default()
+        };
+        let allowed = |h: &str, p: u16| matches!(r.decide_host(h, p), Verdict::Allow { .. });
+        assert!(allowed("a.example", 443) && allowed("a.example", 80));
+        assert!(!allowed("a.example", 22) && !allowed("a.example", 8443));
+        assert!(allowed("b.example", 22) && !allowed("b.example", 443));
+        assert!(allowed("c.example", 1) && allowed("c.example", 65535));
+        assert!(allowed("::1", 8080) && !allowed("::1", 443));
+        match r.decide_host("a.example", 22) {
+            Verdict::Deny { reason, .. } => assert!(reason.contains("\"a.example:22\""), "{reason}"),
+            v => panic!("{v:?}"),
+        }
+    }
+
+    #[test]
     fn http_rules_limit_methods_and_paths() {
         let r = rules();
-        assert!(matches!(r.decide_request("api.example.com", "GET", "/v1/x/items?q=1"), Verdict::Allow { .. }));
-        assert!(matches!(r.decide_request("api.example.com", "GET", "/pub/a/b/c"), Verdict::Allow { .. }));
+        assert!(matches!(r.decide_request("api.example.com", 80, "GET", "/v1/x/items?q=1"), Verdict::Allow { .. }));
+        assert!(matches!(r.decide_request("api.example.com", 80, "GET", "/pub/a/b/c"), Verdict::Allow { .. }));
         for (m, p) in [("POST", "/v1/x/items"), ("GET", "/v1/x/y/items"), ("GET", "/v2"), ("GET", "/pubx")] {
-            assert!(matches!(r.decide_request("api.example.com", m, p), Verdict::Deny { .. }), "{m} {p}");
+            assert!(matches!(r.decide_request("api.example.com", 80, m, p), Verdict::Deny { .. }), "{m} {p}");
         }
         // Other hosts have no http rule.
-        assert!(matches!(r.decide_request("x.github.com", "DELETE", "/"), Verdict::Allow { .. }));
+        assert!(matches!(r.decide_request("x.github.com", 80, "DELETE", "/"), Verdict::Allow { .. }));
     }
 
     #[test]

@@ -354,7 +354,7 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBod
     if port == 0 {
         return p.refuse(&shared, StatusCode::BAD_REQUEST, "malformed", format!("`{authority}` is not host:port"));
     }
-    let rule = match shared.config.rules.decide_host(&host) {
+    let rule = match shared.config.rules.decide_host(&host, port) {
         Verdict::Allow { rule } => rule,
         Verdict::Deny { rule, reason } => return p.refuse(&shared, StatusCode::FORBIDDEN, &rule, reason),
     };
@@ -476,7 +476,7 @@ async fn forward_plain(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respo
             format!("only http:// URLs are proxied in the clear (got {uri}); use CONNECT for https"),
         );
     }
-    let rule = match shared.config.rules.decide_request(&host, req.method().as_str(), &path) {
+    let rule = match shared.config.rules.decide_request(&host, port, req.method().as_str(), &path) {
         Verdict::Allow { rule } => rule,
         Verdict::Deny { rule, reason } => return p.refuse(&shared, StatusCode::FORBIDDEN, &rule, reason),
     };

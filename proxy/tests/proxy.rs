@@ -154,7 +154,7 @@ fn wait_events(events: &Events, n: usize) -> Vec<RequestEvent> {
 #[test]
 fn plain_http_is_forwarded_only_to_allowed_hosts_and_addresses() {
     let up = echo_upstream(None);
-    let (port, events, _p) = start(config(rules(&["localhost", "127.0.0.1"], &["127.0.0.1"])));
+    let (port, events, _p) = start(config(rules(&["localhost:*", "127.0.0.1:*"], &["127.0.0.1"])));
     // Positive control: allowed host, allowed address.
     let ok = exchange(
         port,
@@ -174,7 +174,7 @@ fn plain_http_is_forwarded_only_to_allowed_hosts_and_addresses() {
 #[test]
 fn allowed_names_resolving_to_loopback_or_metadata_are_refused() {
     let up = echo_upstream(None);
-    let (port, events, _p) = start(config(rules(&["localhost", "169.254.169.254", "127.0.0.1"], &[])));
+    let (port, events, _p) = start(config(rules(&["localhost:*", "169.254.169.254", "127.0.0.1:*"], &[])));
     for target in [format!("localhost:{up}"), "169.254.169.254:80".to_owned(), format!("127.0.0.1:{up}")] {
         let r = exchange(port, &format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n"));
         assert!(r.starts_with("HTTP/1.1 403"), "{target}: {r}");
@@ -187,7 +187,7 @@ fn allowed_names_resolving_to_loopback_or_metadata_are_refused() {
 #[test]
 fn connect_tunnels_bytes_both_ways() {
     let up = echo_upstream(None);
-    let (port, events, p) = start(config(rules(&["localhost"], &["127.0.0.0/8", "::1"])));
+    let (port, events, p) = start(config(rules(&["localhost:*"], &["127.0.0.0/8", "::1"])));
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "CONNECT localhost:{up} HTTP/1.1\r\nHost: localhost:{up}\r\n\r\n").unwrap();
@@ -216,7 +216,7 @@ fn connect_tunnels_bytes_both_ways() {
 #[test]
 fn proxy_authorization_is_required_when_configured() {
     let up = echo_upstream(None);
-    let mut c = config(rules(&["127.0.0.1"], &["127.0.0.1"]));
+    let mut c = config(rules(&["127.0.0.1:*"], &["127.0.0.1"]));
     c.auth_token = Some("tok-1".into());
     let (port, _events, _p) = start(c);
     use base64::Engine;

@@ -40,7 +40,7 @@ fn the_proxy_is_the_only_way_out() {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     udp.set_read_timeout(Some(Duration::from_millis(300))).unwrap();
     let udp_port = udp.local_addr().unwrap().port();
-    let p = profile(&f, "loopback", "[network]\nhosts = [\"127.0.0.1\"]\naddresses = [\"127.0.0.1\"]\n");
+    let p = profile(&f, "loopback", "[network]\nhosts = [\"127.0.0.1:*\"]\naddresses = [\"127.0.0.1\"]\n");
     let script = format!(
         "curl -sS http://127.0.0.1:{up}/control; \
          echo; curl -sS http://not-allowed.example/ 2>&1; \
@@ -77,10 +77,10 @@ fn allowed_names_that_resolve_to_loopback_or_metadata_are_refused() {
     let f = fixture();
     let up = f.upstream.port;
     // Control first: with the address allowed, the same name goes through.
-    let open = profile(&f, "open", "[network]\nhosts = [\"localhost\"]\naddresses = [\"127.0.0.1\", \"::1\"]\n");
+    let open = profile(&f, "open", "[network]\nhosts = [\"localhost:*\"]\naddresses = [\"127.0.0.1\", \"::1\"]\n");
     let ok = session(&f, &open, &format!("curl -sS -p http://localhost:{up}/tunnel-control"));
     assert!(ok.stdout.contains("upstream saw: GET /tunnel-control"), "control: {ok:?}");
-    let strict = profile(&f, "strict", "[network]\nhosts = [\"localhost\", \"169.254.169.254\"]\n");
+    let strict = profile(&f, "strict", "[network]\nhosts = [\"localhost:*\", \"169.254.169.254\"]\n");
     let out = session(
         &f,
         &strict,

@@ -199,7 +199,7 @@ fn network_probe(upstream: u16, udp: u16) -> String {
 
 fn network_profile(u: &Unprivileged) -> String {
     let p = u.env.dir("netprofile").join("loopback.toml");
-    write(&p, "extends = \"default\"\n[network]\nhosts = [\"127.0.0.1\"]\naddresses = [\"127.0.0.1\"]\n");
+    write(&p, "extends = \"default\"\n[network]\nhosts = [\"127.0.0.1:*\"]\naddresses = [\"127.0.0.1\"]\n");
     std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(p.parent().unwrap()).status().unwrap();
     p.to_string_lossy().into_owned()
 }
@@ -245,4 +245,34 @@ fn without_user_namespaces_landlock_and_seccomp_confine_the_network() {
     assert!(out.stdout.contains("Permission denied") || out.stdout.contains("Operation not permitted"), "{out:?}");
     assert!(!out.stdout.contains("UDP-SENT"), "{out:?}");
     assert!(out.stdout.contains("no-token-status=407"), "{out:?}");
+}
+
+/// The user's runtime directory (D-Bus session bus with the Secret Service,
+/// keyring and agent sockets) is hidden from the session: a socket there
+/// answers the same user outside (control) and is unreachable inside.
+#[test]
+fn the_users_runtime_directory_is_hidden() {
+    use std::os::unix::net::{UnixListener, UnixStream};
+    let u = unprivileged();
+    let run = PathBuf::from(format!("/run/user/{NOBODY}"));
+    let created = !run.exists();
+    std::fs::create_dir_all(&run).unwrap();
+    std::process::Command::new("chown").arg(format!("{NOBODY}:{NOBODY}")).arg(&run).status().unwrap();
+    let sock = run.join(format!("ws-e2e-bus-{}", std::process::id()));
+    let listener = UnixListener::bind(&sock).unwrap();
+    std::process::Command::new("chown").arg(format!("{NOBODY}:{NOBODY}")).arg(&sock).status().unwrap();
+    UnixStream::connect(&sock).expect("control: the socket answers outside the session");
+    let probe = format!(
+        "cat mine.txt; perl -MSocket -e 'socket(my $s, PF_UNIX, SOCK_STREAM, 0) or die; \
+         print connect($s, pack_sockaddr_un(\"{}\")) ? \"bus=connected\\n\" : \"bus=failed\\n\"'",
+        sock.display()
+    );
+    let out = as_nobody(&u, &u.ws, &["session", "start", "--", "sh", "-c", &probe]);
+    drop(listener);
+    let _ = std::fs::remove_file(&sock);
+    if created {
+        let _ = std::fs::remove_dir(&run);
+    }
+    assert!(out.stdout.contains("workspace file"), "control inside: {out:?}");
+    assert!(out.stdout.contains("bus=failed"), "the runtime directory's socket was reachable: {out:?}");
 }

@@ -101,13 +101,13 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
         clone_row(),
         Row {
             layer: "keyring",
-            available: ws_sandbox::probe::keyutils() || crate::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some(),
+            available: ws_sandbox::probe::keyutils() || crate::env::session_bus().is_some(),
             detail: format!(
-                "kernel keyutils: {}; Secret Service (D-Bus session): {} (secrets come with the proxy, not built yet)",
+                "kernel keyutils: {}; Secret Service (D-Bus session bus): {} — where `ws secret set` keeps credentials; the sandbox cannot reach either (seccomp denies keyctl, no session bus inside)",
                 if ws_sandbox::probe::keyutils() { "yes" } else { "no" },
-                if crate::env::var_os("DBUS_SESSION_BUS_ADDRESS").is_some() { "yes" } else { "no" }
+                if crate::env::session_bus().is_some() { "yes" } else { "no" }
             ),
-            enforced_by_ws: false,
+            enforced_by_ws: ws_sandbox::probe::keyutils() || crate::env::session_bus().is_some(),
         },
     ];
     if args.json {

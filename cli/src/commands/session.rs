@@ -245,7 +245,17 @@ impl Sandbox {
         let store = ws.store.root().to_path_buf();
         let namespaces = Some(ws_sandbox::exec::NamespaceSpec {
             protect: ws_sandbox::namespaces::protected_paths(&ws.root),
-            hide: [Some(store.clone()), store.parent().map(Path::to_path_buf)].into_iter().flatten().collect(),
+            // The store, and the user's runtime directory: the D-Bus session
+            // bus (Secret Service), keyring and agent sockets live there, and
+            // Landlock cannot stop a connect to a socket by path.
+            hide: [
+                Some(store.clone()),
+                store.parent().map(Path::to_path_buf),
+                Some(std::path::PathBuf::from(format!("/run/user/{}", rustix::process::getuid().as_raw()))),
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
             user_ns: !root,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),

@@ -20,7 +20,7 @@ pub struct WhyArgs {
     path: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "read")]
     op: Op,
-    /// A host name (or address) instead of a path.
+    /// A host name or address (`host` or `host:port`; default port 443) instead of a path.
     #[arg(long)]
     host: Option<String>,
     #[arg(long, default_value = "default")]
@@ -79,12 +79,14 @@ pub fn cmd_why(args: WhyArgs) -> Result<i32, CliError> {
 
 fn why_host(profile: &ws_sandbox::Profile, host: &str) -> Result<i32, CliError> {
     let rules = crate::network::rules(profile);
-    let host = host.trim().to_ascii_lowercase();
+    let Some((host, port)) = ws_proxy::rules::split_authority(host.trim(), 443) else {
+        return Err(CliError::usage(format!("`{host}` is not a host or host:port")));
+    };
     let route =
         profile.credentials.iter().find(|c| ws_proxy::Upstream::parse(&c.upstream).is_ok_and(|u| u.host == host));
-    match rules.decide_host(&host) {
+    match rules.decide_host(&host, port) {
         ws_proxy::Verdict::Allow { rule } => {
-            out!("allowed: {host} by {rule} (profile {})", profile.name);
+            out!("allowed: {host}:{port} by {rule} (profile {})", profile.name);
             if let Ok(ip) = host.parse::<std::net::IpAddr>()
                 && let Err(why) = rules.check_address(ip)
             {
@@ -101,7 +103,8 @@ fn why_host(profile: &ws_sandbox::Profile, host: &str) -> Result<i32, CliError> 
             if let Some(c) = route {
                 out!("reachable only through the credential route `{}`: http://127.0.0.1:PORT/{}/…", c.name, c.name);
             } else {
-                out!("to allow it, add to the profile:\n[network]\nhosts = [\"{host}\"]");
+                let entry = if port == 443 || port == 80 { host.clone() } else { format!("{host}:{port}") };
+                out!("to allow it, add to the profile:\n[network]\nhosts = [\"{entry}\"]");
             }
             Ok(exit::FAILURE)
         }
