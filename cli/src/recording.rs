@@ -327,16 +327,16 @@ pub fn report(store: &Store, session: &Session, recording: &Recording) {
     match ws_snapshot::audit::verify(&path, &session.id) {
         Ok(s) => {
             let writes = if recording.writes == "none" {
-                "writes not recorded (see `ws session show`)".to_string()
+                "writes not recorded live (the snapshot diff is the record)".to_string()
             } else {
                 format!("{} writes", crate::ui::count(s.writes))
             };
             let denials = if recording.denials == "none" {
-                "denials not recorded".to_string()
+                "denials not captured (`ws session show` says why)".to_string()
             } else {
                 format!("{} denials", crate::ui::count(s.denials))
             };
-            crate::ui::note(&format!("recorded {writes}, {denials}: `ws log {}` shows them", session.id));
+            crate::ui::note(&format!("audit log: {writes}, {denials} — `ws log {}`", session.id));
         }
         Err(e) => crate::ui::warn(&crate::error::chain(&e)),
     }
