@@ -16,7 +16,7 @@ fn pump(src: &TcpStream, dst: &TcpStream) -> std::io::Result<u64> {
     let _ = rustix::pipe::fcntl_setpipe_size(&w, CHUNK);
     let mut total = 0u64;
     loop {
-        let n = match splice(src.as_fd(), None, &w, None, CHUNK, SpliceFlags::MOVE | SpliceFlags::MORE) {
+        let n = match splice(src.as_fd(), None, &w, None, CHUNK, SpliceFlags::MOVE) {
             Ok(n) => n,
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
@@ -27,7 +27,7 @@ fn pump(src: &TcpStream, dst: &TcpStream) -> std::io::Result<u64> {
         }
         let mut left = n;
         while left > 0 {
-            match splice(&r, None, dst.as_fd(), None, left, SpliceFlags::MOVE | SpliceFlags::MORE) {
+            match splice(&r, None, dst.as_fd(), None, left, SpliceFlags::MOVE) {
                 Ok(m) => left -= m,
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => return Err(e.into()),
