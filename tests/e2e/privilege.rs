@@ -204,6 +204,26 @@ fn network_profile(u: &Unprivileged) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// The unprivileged fixture, a loopback upstream and UDP listener outside,
+/// a profile that allows the upstream, and the probe that attacks them.
+struct NetworkAttack {
+    u: Unprivileged,
+    upstream: Upstream,
+    udp: std::net::UdpSocket,
+    profile: String,
+    probe: String,
+}
+
+fn network_attack() -> NetworkAttack {
+    let u = unprivileged();
+    let upstream = Upstream::start();
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
+    let profile = network_profile(&u);
+    let probe = network_probe(upstream.port, udp.local_addr().unwrap().port());
+    NetworkAttack { u, upstream, udp, profile, probe }
+}
+
 fn assert_network_confined(out: &Out, upstream: &Upstream, udp: &std::net::UdpSocket) {
     assert!(out.stdout.contains("upstream saw: GET /control"), "control through the proxy: {out:?}");
     assert!(!out.stdout.contains("bypass-exit=0") && !out.stdout.contains("/bypass"), "{out:?}");
@@ -215,12 +235,7 @@ fn assert_network_confined(out: &Out, upstream: &Upstream, udp: &std::net::UdpSo
 
 #[test]
 fn unprivileged_sessions_get_a_network_namespace() {
-    let u = unprivileged();
-    let upstream = Upstream::start();
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
-    let p = network_profile(&u);
-    let probe = network_probe(upstream.port, udp.local_addr().unwrap().port());
+    let NetworkAttack { u, upstream, udp, profile: p, probe } = network_attack();
     let out = as_nobody(&u, &u.ws, &["session", "start", "--profile", &p, "--", "bash", "-c", &probe]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_network_confined(&out, &upstream, &udp);
@@ -231,12 +246,7 @@ fn unprivileged_sessions_get_a_network_namespace() {
 
 #[test]
 fn without_user_namespaces_landlock_and_seccomp_confine_the_network() {
-    let u = unprivileged();
-    let upstream = Upstream::start();
-    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.set_read_timeout(Some(std::time::Duration::from_millis(300))).unwrap();
-    let p = network_profile(&u);
-    let probe = network_probe(upstream.port, udp.local_addr().unwrap().port());
+    let NetworkAttack { u, upstream, udp, profile: p, probe } = network_attack();
     let out = as_nobody_without_userns(&u, &["session", "start", "--profile", &p, "--", "bash", "-c", &probe]);
     assert_eq!(out.code, 0, "{out:?}");
     assert_network_confined(&out, &upstream, &udp);

@@ -301,27 +301,25 @@ fn recorder_pid(ws: &Path) -> Option<i32> {
     })
 }
 
+/// A session that writes `first`, waits until the test creates `go` in the
+/// workspace, then writes `last`.
+fn waiting_session(
+    env: &Env,
+    ws: &std::path::Path,
+    first: &str,
+    last: &str,
+    output: fn() -> std::process::Stdio,
+) -> std::process::Child {
+    let script = format!("echo a > {first}; while [ ! -e go ]; do sleep 0.05; done; echo b > {last}");
+    env.command(ws, &["session", "start", "--", "sh", "-c", &script]).stdout(output()).stderr(output()).spawn().unwrap()
+}
+
 #[test]
 fn a_recorder_that_dies_marks_the_record_incomplete() {
     assert!(is_root(), "fanotify filesystem marks need root");
     let env = Env::protected();
     let ws = env.dir("ws");
-    let child = env
-        .command(
-            &ws,
-            &[
-                "session",
-                "start",
-                "--",
-                "sh",
-                "-c",
-                "echo a > a.txt; while [ ! -e go ]; do sleep 0.05; done; echo b > b.txt",
-            ],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = waiting_session(&env, &ws, "a.txt", "b.txt", std::process::Stdio::piped);
     let t = std::time::Instant::now();
     let pid = loop {
         if ws.join("a.txt").exists()
@@ -371,22 +369,7 @@ fn log_follow_shows_records_while_the_session_runs_and_ends_with_it() {
     assert!(is_root(), "fanotify filesystem marks need root");
     let env = Env::protected();
     let ws = env.dir("ws");
-    let session = env
-        .command(
-            &ws,
-            &[
-                "session",
-                "start",
-                "--",
-                "sh",
-                "-c",
-                "echo a > first.txt; while [ ! -e go ]; do sleep 0.05; done; echo b > last.txt",
-            ],
-        )
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let session = waiting_session(&env, &ws, "first.txt", "last.txt", std::process::Stdio::null);
     let t = std::time::Instant::now();
     while !ws.join("first.txt").exists() {
         assert!(t.elapsed().as_secs() < 30, "the session never ran");
