@@ -94,7 +94,7 @@ pub struct SessionNetwork {
     pub spec: NetSpec,
     /// Phantom tokens handed to the sandbox (for the pre-commit hook's scan).
     pub phantoms: Vec<(String, String)>,
-    pub events: Events,
+    events: Events,
     config: Option<ws_proxy::Config>,
     host_listener: Option<TcpListener>,
     channel: Option<OwnedFd>,
@@ -210,7 +210,8 @@ impl SessionNetwork {
         Ok(None)
     }
 
-    /// Stops the proxy (open tunnels are cut) and returns every request seen.
+    /// Stops the proxy and returns every request seen (tunnels whose clients
+    /// are gone get a moment to end and report).
     pub fn stop(&mut self) -> Vec<RequestEvent> {
         drop(self.proxy.take());
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))

@@ -221,7 +221,7 @@ impl Sandbox {
             Some(m) => m,
             None if allow_degraded => {
                 ui::warn(
-                    "running with the network closed (--allow-degraded): this machine can neither give the session a network namespace nor filter TCP with Landlock",
+                    "running with the network NOT confined (--allow-degraded): this machine can neither give the session a network namespace nor filter TCP with Landlock; the proxy is offered but can be bypassed",
                 );
                 crate::network::Mode::Filtered
             }
@@ -229,7 +229,7 @@ impl Sandbox {
                 return Err(CliError::usage(
                     "this machine cannot confine the session's network: no user namespaces and Landlock below ABI 4 (Linux 6.7)",
                 )
-                .hint("`ws doctor` shows what is missing; pass --allow-degraded to run with the network closed"));
+                .hint("`ws doctor` shows what is missing; pass --allow-degraded to run with the network not confined"));
             }
         };
         let vars = crate::profiles::vars(&ws.root, &home, &tmp);
