@@ -95,6 +95,46 @@ fn allowed_names_that_resolve_to_loopback_or_metadata_are_refused() {
     assert_eq!(f.upstream.requests().len(), 1, "only the control arrived");
 }
 
+/// A DNS name the profile allows, which resolves to the metadata address
+/// (DNS rebinding, a poisoned resolver): ws runs in a mount namespace of the
+/// test's own where /etc/hosts says so, and the proxy's resolver believes it.
+#[test]
+fn an_allowed_name_resolving_to_the_metadata_address_is_refused() {
+    assert!(is_root(), "needs root for a private /etc/hosts");
+    let f = fixture();
+    let hosts = f.env.dir("etc").join("hosts");
+    write(&hosts, "127.0.0.1 localhost\n169.254.169.254 metadata.ws-test.example\n127.0.0.1 rebind.ws-test.example\n");
+    let p = profile(
+        &f,
+        "named",
+        "[network]\nhosts = [\"metadata.ws-test.example\", \"rebind.ws-test.example:*\"]\naddresses = []\n",
+    );
+    let up = f.upstream.port;
+    let script = format!(
+        "curl -sS -m 5 https://metadata.ws-test.example/latest/ 2>&1; echo; \
+         curl -sS -m 5 http://metadata.ws-test.example/latest/meta-data/ 2>&1; echo; \
+         curl -sS -m 5 http://rebind.ws-test.example:{up}/rebound 2>&1; true"
+    );
+    let ws_bin = env!("CARGO_BIN_EXE_ws");
+    let mut c = std::process::Command::new("unshare");
+    c.args(["-m", "sh", "-c", "mount --make-rprivate / && mount --bind \"$0\" /etc/hosts && exec \"$@\""])
+        .arg(&hosts)
+        .args([ws_bin, "session", "start", "--profile", &p, "--", "bash", "-c", &script])
+        .current_dir(&f.ws)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", &f.env.home)
+        .env("NO_COLOR", "1");
+    let out = f.env.run(c);
+    assert_eq!(out.code, 0, "{out:?}");
+    // The names resolved (else the refusal would say so), and every address
+    // was refused: the tunnel (curl shows only its status) and plain HTTP.
+    assert!(out.stdout.contains("CONNECT tunnel failed, response 403"), "{out:?}");
+    assert!(out.stdout.contains("169.254.169.254 is a link-local (cloud metadata lives here) address"), "{out:?}");
+    assert!(out.stdout.contains("127.0.0.1 is a loopback address"), "{out:?}");
+    assert!(f.upstream.requests().is_empty(), "{:?}", f.upstream.requests());
+}
+
 const REAL: &str = "sk-test-REAL-5f2a9c1e7b";
 
 #[test]
