@@ -16,8 +16,10 @@
 //!
 //! This crate is the only one of the workspace allowed `unsafe` (the workspace
 //! denies it; items here allow it, each block with a `SAFETY:` comment): asking
-//! the kernel its Landlock ABI, and `unshare`. `landlock`, `seccompiler` and
-//! `rustix` offer safe calls for everything else.
+//! the kernel its Landlock ABI, `unshare`, bringing up the session's loopback
+//! and adopting the descriptor the supervisor handed down ([`netns`]), and
+//! fanotify's calls and event records ([`fanotify`], [`recorder`]).
+//! `landlock`, `seccompiler` and `rustix` offer safe calls for everything else.
 
 pub mod audit_netlink;
 pub mod cgroups;
