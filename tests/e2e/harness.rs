@@ -80,6 +80,29 @@ impl Env {
         }
     }
 
+    /// git with this environment's HOME (so hooks find the stores `ws`
+    /// made), a hermetic configuration, and its result returned rather than
+    /// asserted.
+    pub fn git(&self, dir: &Path, args: &[&str]) -> Out {
+        let mut c = Command::new("git");
+        c.args(["-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
+            .args(["-c", "protocol.file.allow=always", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(dir)
+            .env_clear()
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+            .env("HOME", &self.home)
+            .env("LANG", "C.UTF-8")
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .stdin(Stdio::null());
+        self.run(c)
+    }
+
+    /// `git commit -q -m MSG` through whatever hooks are installed.
+    pub fn commit(&self, dir: &Path, msg: &str) -> Out {
+        self.git(dir, &["commit", "-q", "-m", msg])
+    }
+
     /// `ws session start -- sh -c SCRIPT` in `cwd`.
     pub fn session(&self, cwd: &Path, script: &str) -> Out {
         self.ws(cwd, &["session", "start", "--", "sh", "-c", script])

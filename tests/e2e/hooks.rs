@@ -3,34 +3,13 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use crate::harness::*;
 
-/// git with the test's HOME (so the hooks find the stores `ws` made), a
-/// hermetic configuration, and its result returned rather than asserted.
-fn git_out(env: &Env, dir: &Path, args: &[&str]) -> Out {
-    let mut c = Command::new("git");
-    c.args(["-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "init.defaultBranch=main"])
-        .args(["-c", "protocol.file.allow=always", "-c", "commit.gpgsign=false"])
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
-        .env("HOME", &env.home)
-        .env("LANG", "C.UTF-8")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .stdin(Stdio::null());
-    env.run(c)
-}
-
 #[track_caller]
 fn git_ok(env: &Env, dir: &Path, args: &[&str]) -> String {
-    git_out(env, dir, args).ok().stdout
-}
-
-fn commit(env: &Env, dir: &Path, msg: &str) -> Out {
-    git_out(env, dir, &["commit", "-q", "-m", msg])
+    env.git(dir, args).ok().stdout
 }
 
 fn repo(env: &Env, name: &str) -> PathBuf {
@@ -96,14 +75,14 @@ fn an_unapproved_agent_change_is_refused_and_committed_after_approve_with_a_trai
     // file goes through the hooks and is not refused.
     write(ws.join("mine.txt"), "mine\n");
     git_ok(&env, &ws, &["add", "mine.txt"]);
-    commit(&env, &ws, "mine").ok();
+    env.commit(&ws, "mine").ok();
     assert!(!message(&env, &ws).contains("Ws-Session"), "the user's commit carries no session");
     // pre-commit told prepare-commit-msg so, which used that up without starting ws.
     assert_eq!(std::fs::read(ws.join(".git/ws-trailers")).unwrap(), b"");
 
     git_ok(&env, &ws, &["add", "f"]);
     let before = head(&env, &ws);
-    let refused = commit(&env, &ws, "agent");
+    let refused = env.commit(&ws, "agent");
     assert_ne!(refused.code, 0, "{refused:?}");
     assert!(refused.stderr.contains(&format!("  f (session {id})")), "{}", refused.stderr);
     assert!(refused.stderr.contains("ws diff") && refused.stderr.contains("ws approve"), "{}", refused.stderr);
@@ -112,12 +91,12 @@ fn an_unapproved_agent_change_is_refused_and_committed_after_approve_with_a_trai
     // The user edits the agent's file before committing: still its work.
     write(ws.join("f"), "agent\nand mine\n");
     git_ok(&env, &ws, &["add", "f"]);
-    assert_ne!(commit(&env, &ws, "agent").code, 0);
+    assert_ne!(env.commit(&ws, "agent").code, 0);
     write(ws.join("f"), "agent\n");
     git_ok(&env, &ws, &["add", "f"]);
 
     env.ws(&ws, &["approve"]).ok();
-    commit(&env, &ws, "agent").ok();
+    env.commit(&ws, "agent").ok();
     let msg = message(&env, &ws);
     assert_eq!(msg.matches(&format!("Ws-Session: {id}")).count(), 1, "{msg}");
 
@@ -132,7 +111,7 @@ fn an_unapproved_agent_change_is_refused_and_committed_after_approve_with_a_trai
     // A later commit that changes the file again is not attributed.
     write(ws.join("f"), "rewritten by me\n");
     git_ok(&env, &ws, &["add", "f"]);
-    commit(&env, &ws, "mine again").ok();
+    env.commit(&ws, "mine again").ok();
     assert!(!message(&env, &ws).contains("Ws-Session"));
 }
 
@@ -143,13 +122,13 @@ fn a_deletion_by_the_agent_is_refused_and_restoring_the_file_passes() {
     env.ws(&ws, &["hooks", "install"]).ok();
     env.session(&ws, "rm base.txt").ok();
     git_ok(&env, &ws, &["add", "-A"]);
-    let refused = commit(&env, &ws, "agent deleted");
+    let refused = env.commit(&ws, "agent deleted");
     assert!(refused.code != 0 && refused.stderr.contains("  base.txt (session"), "{refused:?}");
     // Staging the version from before the session carries nothing of it.
     git_ok(&env, &ws, &["checkout", "HEAD", "--", "base.txt"]);
     write(ws.join("other.txt"), "x\n");
     git_ok(&env, &ws, &["add", "-A"]);
-    commit(&env, &ws, "other").ok();
+    env.commit(&ws, "other").ok();
 }
 
 #[test]
@@ -177,7 +156,7 @@ fn the_users_hooks_still_run_first_can_still_refuse_and_come_back_exactly() {
     // A clean commit: both of the user's hooks ran, and nothing of ws's state was made.
     write(ws.join("a.txt"), "a\n");
     git_ok(&env, &ws, &["add", "a.txt"]);
-    commit(&env, &ws, "a").ok();
+    env.commit(&ws, "a").ok();
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "user pre-commit 0\n");
     assert!(message(&env, &ws).contains("Signed-off-by: User"), "{}", message(&env, &ws));
     assert!(!stores(&env).exists(), "the hooks created a store in a repository that never used ws");
@@ -186,7 +165,7 @@ fn the_users_hooks_still_run_first_can_still_refuse_and_come_back_exactly() {
     std::fs::write(env.tmp.path().join("fail"), "").unwrap();
     write(ws.join("b.txt"), "b\n");
     git_ok(&env, &ws, &["add", "b.txt"]);
-    let refused = commit(&env, &ws, "b");
+    let refused = env.commit(&ws, "b");
     assert_ne!(refused.code, 0);
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 2, "the user's hook ran again");
     std::fs::remove_file(env.tmp.path().join("fail")).unwrap();
@@ -194,11 +173,11 @@ fn the_users_hooks_still_run_first_can_still_refuse_and_come_back_exactly() {
     // With a pending session: the user's hook runs, then ws refuses.
     let id = session_id(&env.session(&ws, "echo agent >> b.txt").ok());
     git_ok(&env, &ws, &["add", "b.txt"]);
-    let refused = commit(&env, &ws, "b");
+    let refused = env.commit(&ws, "b");
     assert!(refused.code != 0 && refused.stderr.contains("b.txt (session"), "{refused:?}");
     assert_eq!(std::fs::read_to_string(&log).unwrap().lines().count(), 3);
     env.ws(&ws, &["approve"]).ok();
-    commit(&env, &ws, "b").ok();
+    env.commit(&ws, "b").ok();
     // The user's line first, ws's trailer after it.
     let msg = message(&env, &ws);
     let (user, ours) = (msg.find("Signed-off-by: User").unwrap(), msg.find(&format!("Ws-Session: {id}")).unwrap());
@@ -224,13 +203,13 @@ fn core_hooks_path_is_where_the_hooks_go() {
     assert!(ws.join("tools/hooks/pre-commit").exists() && ws.join("tools/hooks/prepare-commit-msg").exists());
     assert!(!ws.join(".git/hooks/pre-commit").exists());
     git_ok(&env, &ws, &["add", "tools"]);
-    commit(&env, &ws, "hooks").ok();
+    env.commit(&ws, "hooks").ok();
 
     env.session(&ws, "echo agent > f").ok();
     git_ok(&env, &ws, &["add", "f"]);
-    assert_ne!(commit(&env, &ws, "agent").code, 0, "the hook in core.hooksPath ran and refused");
+    assert_ne!(env.commit(&ws, "agent").code, 0, "the hook in core.hooksPath ran and refused");
     env.ws(&ws, &["approve"]).ok();
-    commit(&env, &ws, "agent").ok();
+    env.commit(&ws, "agent").ok();
 
     env.ws(&ws, &["hooks", "uninstall"]).ok();
     assert_eq!(std::fs::read_dir(ws.join("tools/hooks")).unwrap().count(), 0);
@@ -247,13 +226,13 @@ fn a_linked_worktree_shares_the_hooks_and_has_its_own_sessions() {
 
     env.session(&wt, "echo agent > f").ok();
     git_ok(&env, &wt, &["add", "f"]);
-    let refused = commit(&env, &wt, "agent");
+    let refused = env.commit(&wt, "agent");
     assert!(refused.code != 0 && refused.stderr.contains("  f (session"), "{refused:?}");
 
     // The main checkout has no session: the same path commits there.
     write(main.join("f"), "agent\n");
     git_ok(&env, &main, &["add", "f"]);
-    commit(&env, &main, "in main").ok();
+    env.commit(&main, "in main").ok();
 
     // Approving does not touch the index; a commit that skips pre-commit
     // still gets its trailer from prepare-commit-msg.
@@ -278,12 +257,12 @@ fn a_running_session_holds_commits_until_it_ends() {
     while !ws.join("f").exists() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    let refused = commit(&env, &ws, "mine");
+    let refused = env.commit(&ws, "mine");
     assert!(refused.code != 0 && refused.stderr.contains("is still running"), "{refused:?}");
     std::fs::write(&go, "").unwrap();
     assert!(running.0.wait().unwrap().success());
     // Positive control: once it ended, the same commit goes through.
-    commit(&env, &ws, "mine").ok();
+    env.commit(&ws, "mine").ok();
 }
 
 /// Kills the session if the test fails before it ends.
@@ -314,10 +293,10 @@ fn a_submodule_commit_is_checked_against_the_superprojects_sessions() {
     // The session ran on the superproject and wrote into the submodule.
     let id = session_id(&env.session(&sup, "echo agent > sub/f").ok());
     git_ok(&env, &sub, &["add", "f"]);
-    let refused = commit(&env, &sub, "agent");
+    let refused = env.commit(&sub, "agent");
     assert!(refused.code != 0 && refused.stderr.contains("  f (session"), "{refused:?}");
     env.ws(&sup, &["approve"]).ok();
-    commit(&env, &sub, "agent").ok();
+    env.commit(&sub, "agent").ok();
     assert!(message(&env, &sub).contains(&format!("Ws-Session: {id}")), "{}", message(&env, &sub));
 }
 
@@ -336,24 +315,24 @@ fn a_staged_secret_is_refused_by_hash_and_never_printed() {
     // Positive control: the same file without the secret commits.
     write(ws.join("config.env"), "# settings\nMODEL=opus\nKEY=changeme\n");
     git_ok(&env, &ws, &["add", "config.env"]);
-    commit(&env, &ws, "config").ok();
+    env.commit(&ws, "config").ok();
 
     write(ws.join("config.env"), format!("# settings\nMODEL=opus\nKEY={secret}\n"));
     git_ok(&env, &ws, &["add", "config.env"]);
     let before = head(&env, &ws);
-    let refused = commit(&env, &ws, "leak");
+    let refused = env.commit(&ws, "leak");
     assert_ne!(refused.code, 0, "{refused:?}");
     assert!(refused.stderr.contains("config.env, line 3: the secret `ANTHROPIC_API_KEY`"), "{}", refused.stderr);
     assert!(!refused.stderr.contains(secret) && !refused.stdout.contains(secret));
     assert_eq!(head(&env, &ws), before);
     // Staged, then taken out of the work tree only: what is staged counts.
     write(ws.join("config.env"), "# settings\nMODEL=opus\nKEY=changeme\n");
-    let refused = commit(&env, &ws, "leak");
+    let refused = env.commit(&ws, "leak");
     assert!(refused.code != 0 && refused.stderr.contains("ANTHROPIC_API_KEY"), "{refused:?}");
     write(ws.join("config.env"), format!("# settings\nMODEL=opus\nKEY={secret}\n"));
     // `git commit -a` stages through a temporary index: still seen.
     git_ok(&env, &ws, &["reset", "-q"]);
-    assert_ne!(git_out(&env, &ws, &["commit", "-q", "-a", "-m", "leak"]).code, 0);
+    assert_ne!(env.git(&ws, &["commit", "-q", "-a", "-m", "leak"]).code, 0);
     assert!(!stores(&env).exists(), "checking secrets made no store");
 }
 
@@ -372,11 +351,11 @@ fn a_hook_whose_ws_binary_is_gone_says_so_and_refuses() {
     write(ws.join("a.txt"), "a\n");
     git_ok(&env, &ws, &["add", "a.txt"]);
     std::fs::remove_file(&bin).unwrap();
-    let refused = commit(&env, &ws, "a");
+    let refused = env.commit(&ws, "a");
     assert_ne!(refused.code, 0);
     assert!(refused.stderr.contains("which is not there any more"), "{}", refused.stderr);
     assert!(refused.stderr.contains("ws hooks install"), "{}", refused.stderr);
     // Installing with a ws that exists repairs it.
     env.ws(&ws, &["hooks", "install"]).ok();
-    commit(&env, &ws, "a").ok();
+    env.commit(&ws, "a").ok();
 }

@@ -183,23 +183,13 @@ fn credential_routes_swap_a_phantom_and_the_real_key_never_enters() {
     // The phantom the agent wrote down never reaches a commit either.
     f.env.ws(&f.ws, &["approve"]).ok();
     f.env.ws(&f.ws, &["hooks", "install"]).ok();
-    let commit = |msg: &str| {
-        std::process::Command::new("git")
-            .args(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", msg])
-            .current_dir(&f.ws)
-            .env("HOME", &f.env.home)
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .output()
-            .unwrap()
-    };
     write(f.ws.join("notes.txt"), "harmless\n");
     git(&f.ws, &["add", "notes.txt"]);
-    let control = commit("control");
-    assert!(control.status.success(), "control: {}", String::from_utf8_lossy(&control.stderr));
+    f.env.commit(&f.ws, "control").ok();
     git(&f.ws, &["add", "phantom.txt"]);
-    let commit = commit("leak");
-    let stderr = String::from_utf8_lossy(&commit.stderr);
-    assert!(!commit.status.success(), "a commit holding the phantom token went through: {stderr}");
+    let leak = f.env.commit(&f.ws, "leak");
+    let stderr = &leak.stderr;
+    assert_ne!(leak.code, 0, "a commit holding the phantom token went through: {stderr}");
     assert!(stderr.contains("phantom token `api`"), "{stderr}");
     assert!(!stderr.contains(&phantom), "the refusal must not print the token: {stderr}");
 }
