@@ -40,6 +40,16 @@ struct Stream {
     done: bool,
     gaps: Vec<String>,
     lost: Vec<String>,
+    learning: Option<Learning>,
+}
+
+/// What `ws learn`'s access recorder saw.
+#[derive(Debug, Default)]
+pub struct Learning {
+    /// Filesystems watched, and those that could not be (with the reason).
+    pub watched: Vec<String>,
+    pub skipped: Vec<String>,
+    pub accessed: Vec<ws_sandbox::learn::Observed>,
 }
 
 impl SessionRecord {
@@ -51,6 +61,7 @@ impl SessionRecord {
         profile: &str,
         spec: &mut ws_sandbox::exec::LaunchSpec,
         network: &str,
+        learn: bool,
     ) -> Result<SessionRecord, CliError> {
         let path = store.audit_log_path(&session.id);
         let log = AuditLog::create(&path, &session.id).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
@@ -72,6 +83,7 @@ impl SessionRecord {
             spec.recorder = Some(ws_sandbox::recorder::RecorderSpec {
                 fd: std::os::fd::AsRawFd::as_raw_fd(&w),
                 workspace: std::path::PathBuf::from(&session.workspace),
+                learn,
             });
             recording.writes = "fanotify".into();
             pipe = Some(w);
@@ -143,8 +155,10 @@ impl SessionRecord {
     }
 
     /// Ends the record: waits for the recorder's stream to end, appends the
-    /// session's end, seals the log. Returns what ran and what was missed.
-    pub fn finish(mut self, exit: Option<ws_snapshot::ExitStatus>) -> Recording {
+    /// session's end, seals the log. Returns what ran and what was missed,
+    /// and for `ws learn` what the access recorder saw.
+    pub fn finish(mut self, exit: Option<ws_snapshot::ExitStatus>) -> (Recording, Option<Learning>) {
+        let mut learning = None;
         if let Some(t) = self.reader.take() {
             let s = t.join().unwrap_or_else(|_| Stream {
                 lost: vec!["writes: the supervisor's reader of the recorder failed".into()],
@@ -155,6 +169,7 @@ impl SessionRecord {
             if !s.ready {
                 self.recording.writes = "none".into();
             }
+            learning = s.learning;
         }
         if let Some(d) = self.denials.take() {
             d.stop.store(true, Ordering::Relaxed);
@@ -172,7 +187,7 @@ impl SessionRecord {
         if let Err(e) = sealed {
             self.recording.lost.push(format!("audit log: {}", crate::error::chain(&e)));
         }
-        self.recording
+        (self.recording, learning)
     }
 }
 
@@ -423,6 +438,16 @@ fn read_stream(pipe: OwnedFd, log: &AuditLog) -> Stream {
             }
             Message::Done { .. } => {
                 s.done = true;
+                Ok(0)
+            }
+            Message::Watching { filesystems, skipped } => {
+                s.learning = Some(Learning { watched: filesystems, skipped, accessed: Vec::new() });
+                Ok(0)
+            }
+            Message::Accessed { path, access, count } => {
+                if let Some(l) = &mut s.learning {
+                    l.accessed.push(ws_sandbox::learn::Observed { path: path.into(), access, count });
+                }
                 Ok(0)
             }
         };

@@ -1,7 +1,7 @@
 //! Kernel enforcement for `ws` sessions.
 //!
 //! Policy is decided by pure functions over typed inputs ([`profile`],
-//! [`env`], [`policy`], [`seccomp::denied_syscalls`]); the code that applies
+//! [`env`], [`policy`], [`learn`], [`seccomp::denied_syscalls`]); the code that applies
 //! it ([`landlock`], [`seccomp`], [`exec`]) is thin and fails closed: when a
 //! layer the profile requires cannot be enforced, nothing runs.
 //!
@@ -27,6 +27,7 @@ pub mod env;
 pub mod exec;
 pub mod fanotify;
 pub mod landlock;
+pub mod learn;
 pub mod namespaces;
 pub mod netns;
 pub mod policy;

@@ -42,6 +42,10 @@ pub struct RecorderSpec {
     /// The write end of the supervisor's pipe, inherited by the launcher and init.
     pub fd: i32,
     pub workspace: PathBuf,
+    /// `ws learn`: also record every path the session opens for reading,
+    /// writing or executing, on every filesystem that can be watched.
+    #[serde(default)]
+    pub learn: bool,
 }
 
 /// What the recorder tells the supervisor, one JSON object per line.
@@ -69,6 +73,14 @@ pub enum Message {
     Outside { path: String },
     /// Events were lost from here on.
     Lost { reason: String },
+    /// `ws learn`: the filesystems whose accesses are recorded, and those
+    /// that cannot be (with the reason).
+    Watching { filesystems: Vec<String>, skipped: Vec<String> },
+    /// `ws learn`: how often the session accessed a path (absolute): opened
+    /// it for reading (a directory: listed it), executed it, or wrote it (a
+    /// file written, or a directory an entry was made in or removed from).
+    /// Sent once per path and access, before [`Message::Done`].
+    Accessed { path: String, access: crate::policy::Access, count: u64 },
     /// The stream ended normally after draining every queued event.
     Done { events: u64 },
 }
@@ -197,8 +209,8 @@ pub fn run(spec_json: &str) -> i32 {
     let mut status = std::io::stderr();
     let started = serde_json::from_str::<RecorderSpec>(spec_json)
         .map_err(|e| format!("bad recorder specification: {e}"))
-        .and_then(|spec| Recorder::new(&spec.workspace));
-    let mut rec = match started {
+        .and_then(|spec| Recorder::new(&spec.workspace).map(|r| (r, spec.learn)));
+    let (mut rec, learn) = match started {
         Ok(r) => r,
         Err(reason) => {
             send(&mut out, &Message::Unavailable { reason });
@@ -207,6 +219,10 @@ pub fn run(spec_json: &str) -> i32 {
             return 0;
         }
     };
+    let mut access = learn.then(Accesses::watch);
+    if let Some(a) = &access {
+        send(&mut out, &Message::Watching { filesystems: a.watched.clone(), skipped: a.skipped.clone() });
+    }
     send(&mut out, &Message::Ready);
     let _ = out.flush();
     let _ = writeln!(status, "ready");
@@ -215,10 +231,14 @@ pub fn run(spec_json: &str) -> i32 {
     loop {
         let (fan_ready, stop) = {
             use rustix::event::{PollFd, PollFlags};
-            let mut fds =
-                [PollFd::new(&rec.group, PollFlags::IN), PollFd::from_borrowed_fd(stdin.as_fd(), PollFlags::IN)];
+            let mut fds = vec![PollFd::new(&rec.group, PollFlags::IN)];
+            fds.extend(access.iter().flat_map(|a| a.groups.iter()).map(|g| PollFd::new(&g.group, PollFlags::IN)));
+            fds.push(PollFd::from_borrowed_fd(stdin.as_fd(), PollFlags::IN));
             match rustix::event::poll(&mut fds, None) {
-                Ok(_) => (!fds[0].revents().is_empty(), !fds[1].revents().is_empty()),
+                Ok(_) => {
+                    let (last, rest) = fds.split_last().expect("stdin is polled");
+                    (rest.iter().any(|f| !f.revents().is_empty()), !last.revents().is_empty())
+                }
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
                     send(&mut out, &Message::Lost { reason: format!("cannot wait for events: {e}") });
@@ -232,16 +252,25 @@ pub fn run(spec_json: &str) -> i32 {
             // close) that are still queued.
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        if (fan_ready || stop)
-            && let Err(e) = rec.drain(&mut buf, &mut out)
-        {
-            send(&mut out, &Message::Lost { reason: format!("cannot read events: {e}") });
-            let _ = out.flush();
-            return 1;
+        if fan_ready || stop {
+            let drained = rec.drain(&mut buf, &mut out).and_then(|_| match &mut access {
+                Some(a) => a.drain(&mut buf),
+                None => Ok(()),
+            });
+            if let Err(e) = drained {
+                send(&mut out, &Message::Lost { reason: format!("cannot read events: {e}") });
+                let _ = out.flush();
+                return 1;
+            }
         }
         if stop {
             // The session's processes are stopped or gone: everything they
             // wrote is queued, and was just drained.
+            if let Some(a) = access.take() {
+                for ((path, access), count) in a.counts {
+                    send(&mut out, &Message::Accessed { path: lossy(&path), access, count });
+                }
+            }
             send(&mut out, &Message::Done { events: rec.events });
             let _ = out.flush();
             return 0;
@@ -280,7 +309,7 @@ impl Recorder {
         })?;
         let mount = rustix::fs::open(
             workspace,
-            rustix::fs::OFlags::PATH | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::DIRECTORY,
             rustix::fs::Mode::empty(),
         )
         .map_err(|e| format!("cannot open {}: {e}", workspace.display()))?;
@@ -455,6 +484,205 @@ impl Recorder {
     }
 }
 
+/// Filesystem types with nothing a profile names (or that cannot be watched).
+const PSEUDO: &[&str] = &[
+    "proc",
+    "sysfs",
+    "cgroup",
+    "cgroup2",
+    "devpts",
+    "mqueue",
+    "bpf",
+    "tracefs",
+    "debugfs",
+    "securityfs",
+    "pstore",
+    "configfs",
+    "fusectl",
+    "hugetlbfs",
+    "autofs",
+    "binfmt_misc",
+    "nsfs",
+    "efivarfs",
+    "selinuxfs",
+    "rpc_pipefs",
+];
+
+/// Access events: what `ws learn` subscribes to on every filesystem.
+const ACCESS_EVENTS: u64 = libc::FAN_OPEN
+    | libc::FAN_OPEN_EXEC
+    | libc::FAN_CLOSE_WRITE
+    | libc::FAN_CREATE
+    | libc::FAN_DELETE
+    | libc::FAN_RENAME
+    | libc::FAN_ONDIR;
+
+/// `ws learn`'s access recorder: one group per watched filesystem, so that
+/// each group's handles are opened through that filesystem's mount.
+struct Accesses {
+    groups: Vec<AccessGroup>,
+    watched: Vec<String>,
+    skipped: Vec<String>,
+    counts: std::collections::BTreeMap<(PathBuf, crate::policy::Access), u64>,
+    me: i32,
+}
+
+struct AccessGroup {
+    group: fanotify::Group,
+    mount: OwnedFd,
+    dirs: HashMap<fanotify::Handle, Option<PathBuf>>,
+}
+
+impl Accesses {
+    /// Marks every filesystem mounted here (one mount of each: the one
+    /// showing its root, else the first), skipping pseudo filesystems.
+    fn watch() -> Accesses {
+        use std::os::unix::fs::MetadataExt;
+        let mut a = Accesses {
+            groups: Vec::new(),
+            watched: Vec::new(),
+            skipped: Vec::new(),
+            counts: Default::default(),
+            me: std::process::id() as i32,
+        };
+        let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mounts = mountinfo(&text);
+        // Whole-filesystem mounts first, so each device is watched through one.
+        mounts.sort_by_key(|m| m.root != Path::new("/"));
+        let mut seen = HashSet::new();
+        for m in mounts {
+            if PSEUDO.contains(&m.fstype.as_str()) {
+                continue;
+            }
+            let Ok(dev) = std::fs::metadata(&m.point).map(|md| md.dev()) else { continue };
+            if !seen.insert(dev) {
+                continue;
+            }
+            let shown = format!("{} ({})", m.point.display(), m.fstype);
+            let marked = fanotify::Group::new().and_then(|group| {
+                group.mark_filesystem(&m.point, ACCESS_EVENTS)?;
+                let mount = rustix::fs::open(
+                    &m.point,
+                    rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC | rustix::fs::OFlags::DIRECTORY,
+                    rustix::fs::Mode::empty(),
+                )?;
+                Ok(AccessGroup { group, mount, dirs: HashMap::new() })
+            });
+            match marked {
+                Ok(g) => {
+                    a.groups.push(g);
+                    a.watched.push(shown);
+                }
+                Err(e) => a.skipped.push(format!("{shown}: {e}")),
+            }
+        }
+        a
+    }
+
+    fn drain(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+        use crate::policy::Access;
+        for g in &mut self.groups {
+            loop {
+                let n = match g.group.read(buf) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                for ev in fanotify::events(&buf[..n]) {
+                    if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
+                        return Err(std::io::Error::other("the fanotify access queue overflowed"));
+                    }
+                    // Not the session (0), its init (1), or this recorder.
+                    if ev.pid <= 1 || ev.pid == self.me {
+                        continue;
+                    }
+                    let Some((dh, name)) = ev.dir else { continue };
+                    let Some(dir) = g.dir(dh) else { continue };
+                    let path = join(&dir, name);
+                    let mut hit = |p: PathBuf, acc: Access| *self.counts.entry((p, acc)).or_insert(0) += 1;
+                    if ev.mask & libc::FAN_OPEN_EXEC != 0 {
+                        hit(path.clone(), Access::Exec);
+                    }
+                    if ev.mask & libc::FAN_OPEN != 0 && ev.mask & libc::FAN_OPEN_EXEC == 0 {
+                        hit(path.clone(), Access::Read);
+                    }
+                    if ev.mask & libc::FAN_CLOSE_WRITE != 0 {
+                        hit(path.clone(), Access::Write);
+                    }
+                    if ev.mask & (libc::FAN_CREATE | libc::FAN_DELETE | libc::FAN_RENAME) != 0 {
+                        hit(dir.clone(), Access::Write);
+                    }
+                    if ev.mask & libc::FAN_RENAME != 0
+                        && let Some((nh, _)) = ev.new_dir
+                        && let Some(to) = g.dir(nh)
+                    {
+                        hit(to, Access::Write);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AccessGroup {
+    /// A directory handle's absolute path, as this process sees it.
+    fn dir(&mut self, handle: &[u8]) -> Option<PathBuf> {
+        if let Some(p) = self.dirs.get(handle) {
+            return p.clone();
+        }
+        let found = fanotify::open_by_handle(self.mount.as_fd(), handle).ok().and_then(|fd| {
+            let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;
+            // A directory removed since: its path is gone with it.
+            (!link.as_os_str().as_bytes().ends_with(b" (deleted)")).then_some(link)
+        });
+        self.dirs.insert(handle.to_vec(), found.clone());
+        found
+    }
+}
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Debug, PartialEq, Eq)]
+struct Mount {
+    root: PathBuf,
+    point: PathBuf,
+    fstype: String,
+}
+
+fn mountinfo(text: &str) -> Vec<Mount> {
+    // Spaces and other bytes in paths are written as octal escapes (`\040`).
+    fn unescape(s: &str) -> PathBuf {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            if b[i] == b'\\'
+                && let Some(oct) = b.get(i + 1..i + 4)
+                && let Ok(v) = u8::from_str_radix(std::str::from_utf8(oct).unwrap_or("x"), 8)
+            {
+                out.push(v);
+                i += 4;
+            } else {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+        PathBuf::from(OsString::from(std::ffi::OsStr::from_bytes(&out)))
+    }
+    text.lines()
+        .filter_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let f: Vec<&str> = left.split(' ').collect();
+            Some(Mount {
+                root: unescape(f.get(3)?),
+                point: unescape(f.get(4)?),
+                fstype: right.split(' ').next()?.to_owned(),
+            })
+        })
+        .collect()
+}
+
 fn join(dir: &Path, name: &[u8]) -> PathBuf {
     if name == b"." || name.is_empty() {
         dir.to_path_buf()
@@ -476,6 +704,17 @@ mod tests {
         assert_eq!(ops(libc::FAN_CLOSE_WRITE | libc::FAN_MODIFY), vec![Op::Modify, Op::CloseWrite]);
         assert_eq!(ops(libc::FAN_DELETE | libc::FAN_ONDIR), vec![Op::Delete]);
         assert!(ops(libc::FAN_Q_OVERFLOW).is_empty());
+    }
+
+    #[test]
+    fn mountinfo_lines_parse_with_escapes() {
+        let text = "36 35 98:0 / /mnt/my\\040disk rw,noatime master:1 - ext4 /dev/root rw\n\
+                    40 35 0:5 /sub /srv rw shared:2 - btrfs /dev/loop0 rw\n";
+        let m = mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].point, PathBuf::from("/mnt/my disk"));
+        assert_eq!(m[0].fstype, "ext4");
+        assert_eq!(m[1].root, PathBuf::from("/sub"));
     }
 
     #[test]

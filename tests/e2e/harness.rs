@@ -364,3 +364,34 @@ impl Upstream {
         self.seen.lock().unwrap().clone()
     }
 }
+
+/// Kernel audit switched on while any test holds one of these, and back off
+/// after the last if it was off (tests run in parallel).
+pub struct AuditOn;
+
+static AUDIT_USERS: std::sync::Mutex<(usize, u32)> = std::sync::Mutex::new((0, 1));
+
+impl AuditOn {
+    pub fn new() -> AuditOn {
+        let mut users = AUDIT_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        if users.0 == 0 {
+            let was = ws_sandbox::audit_netlink::status().expect("audit status").enabled;
+            if was == 0 {
+                ws_sandbox::audit_netlink::set_enabled(true).expect("enable audit");
+            }
+            users.1 = was;
+        }
+        users.0 += 1;
+        AuditOn
+    }
+}
+
+impl Drop for AuditOn {
+    fn drop(&mut self) {
+        let mut users = AUDIT_USERS.lock().unwrap_or_else(|e| e.into_inner());
+        users.0 -= 1;
+        if users.0 == 0 && users.1 == 0 {
+            let _ = ws_sandbox::audit_netlink::set_enabled(false);
+        }
+    }
+}

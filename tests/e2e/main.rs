@@ -9,6 +9,7 @@ mod git;
 mod harness;
 mod hooks;
 mod kinds;
+mod learn;
 mod network;
 mod privilege;
 mod recorder;

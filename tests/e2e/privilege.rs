@@ -286,3 +286,27 @@ fn the_users_runtime_directory_is_hidden() {
     assert!(out.stdout.contains("workspace file"), "control inside: {out:?}");
     assert!(out.stdout.contains("bus=failed"), "the runtime directory's socket was reachable: {out:?}");
 }
+
+/// Unprivileged, `ws learn` cannot see the files a command opens (fanotify
+/// needs root): it says so, in both unprivileged modes, and still learns
+/// the network, which its own proxy sees whole.
+#[test]
+fn unprivileged_learning_says_what_it_cannot_observe_and_learns_the_network() {
+    let u = unprivileged();
+    let server = Upstream::start();
+    let script = format!("cat mine.txt && curl -sf http://127.0.0.1:{}/learn > got.txt", server.port);
+    for (n, mode) in ["with user namespaces", "without user namespaces"].into_iter().enumerate() {
+        let file = u.env.tmp.path().join(format!("learned-{n}.toml"));
+        let args = ["learn", "--out", file.to_str().unwrap(), "--", "sh", "-c", &script];
+        let out = if n == 0 { as_nobody(&u, &u.ws, &args) } else { as_nobody_without_userns(&u, &args) };
+        assert_eq!(out.code, 0, "{mode}: {out:?}");
+        assert!(out.stdout.contains("workspace file"), "{mode}: control: {out:?}");
+        assert_eq!(std::fs::read_to_string(u.ws.join("got.txt")).unwrap(), "upstream saw: GET /learn HTTP/1.1\n");
+        assert!(out.stderr.contains("the files the command opens cannot be observed"), "{mode}: {out:?}");
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(text.contains("# Files opened: NOT observed (fanotify needs root)"), "{mode}:\n{text}");
+        assert!(text.contains(&format!("\"127.0.0.1:{}\",  # 1 request", server.port)), "{mode}:\n{text}");
+        assert!(text.contains("\"127.0.0.1\",  # 1 connection"), "{mode}:\n{text}");
+    }
+    assert_eq!(server.requests().len(), 2);
+}

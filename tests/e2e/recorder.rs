@@ -242,29 +242,6 @@ fn unprivileged_sessions_say_no_write_recorder_ran() {
     nobody(&["audit", "verify"]).ok();
 }
 
-/// Kernel audit switched on for one test, and back off after if it was off.
-struct AuditOn {
-    was: u32,
-}
-
-impl AuditOn {
-    fn new() -> AuditOn {
-        let was = ws_sandbox::audit_netlink::status().expect("audit status").enabled;
-        if was == 0 {
-            ws_sandbox::audit_netlink::set_enabled(true).expect("enable audit");
-        }
-        AuditOn { was }
-    }
-}
-
-impl Drop for AuditOn {
-    fn drop(&mut self) {
-        if self.was == 0 {
-            let _ = ws_sandbox::audit_netlink::set_enabled(false);
-        }
-    }
-}
-
 #[test]
 fn a_denied_write_is_a_denial_record() {
     assert!(is_root(), "reading the kernel's audit records needs root");

@@ -5,11 +5,12 @@ mod audit;
 mod diff;
 mod doctor;
 mod hooks;
+pub(crate) mod learn;
 mod log;
 mod profile;
 mod rollback;
 pub(crate) mod secret;
-mod session;
+pub(crate) mod session;
 mod why;
 
 use std::path::PathBuf;
@@ -48,6 +49,7 @@ enum Command {
     /// Store, list and remove the credentials that profiles inject.
     #[command(subcommand)]
     Secret(secret::SecretCommand),
+    Learn(learn::LearnArgs),
     Why(why::WhyArgs),
     Log(log::LogArgs),
     /// Check a session's audit log.
@@ -67,6 +69,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Profile(c) => profile::run(c),
         Command::Doctor(a) => doctor::cmd_doctor(a),
         Command::Secret(c) => secret::run(c),
+        Command::Learn(a) => learn::cmd_learn(a),
         Command::Why(a) => why::cmd_why(a),
         Command::Log(a) => log::cmd_log(a),
         Command::Audit(c) => audit::run(c),

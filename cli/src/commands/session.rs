@@ -74,10 +74,45 @@ pub fn run(c: SessionCommand) -> Result<i32, CliError> {
 }
 
 fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
-    let program = &args.command[0];
+    let run = Run {
+        name: args.name,
+        profile: &args.profile,
+        allow_degraded: args.allow_degraded,
+        command: &args.command,
+        learn: false,
+    };
+    Ok(run_session(run)?.code)
+}
+
+/// A session to run: what `ws session start` and `ws learn` share.
+pub struct Run<'a> {
+    pub name: Option<String>,
+    pub profile: &'a str,
+    pub allow_degraded: bool,
+    pub command: &'a [OsString],
+    /// `ws learn`: filesystem reads and the network open but recorded.
+    pub learn: bool,
+}
+
+/// A session that ran.
+pub struct Ran {
+    /// The exit code to pass on.
+    pub code: i32,
+    pub ws: Workspace,
+    pub session: Session,
+    /// The profile the session was started with (for `ws learn`, the base).
+    pub profile: ws_sandbox::Profile,
+    pub requests: Vec<ws_proxy::RequestEvent>,
+    pub learning: Option<crate::recording::Learning>,
+}
+
+/// Snapshots the workspace, runs the command in its sandbox with its
+/// recorders, and leaves the session pending review.
+pub fn run_session(run: Run) -> Result<Ran, CliError> {
+    let program = &run.command[0];
     check_runnable(program)?;
     let ws = Workspace::discover()?;
-    let mut sandbox = Sandbox::prepare(&ws, &args.profile, args.allow_degraded)?;
+    let mut sandbox = Sandbox::prepare(&ws, run.profile, run.allow_degraded, run.learn)?;
     let (mut session, excluded, before) = {
         let _lock = ws.lock()?;
         let previous = ws.latest_manifest();
@@ -86,9 +121,9 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
         let snapshot_ms = started.elapsed().as_millis() as u64;
         let session = Session {
             id: Session::new_id(),
-            name: args.name.clone(),
+            name: run.name.clone(),
             workspace: ws.root.display().to_string(),
-            command: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
+            command: run.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
             started_ms: crate::now_ms(),
             ended_ms: None,
             supervisor_pid: std::process::id(),
@@ -112,9 +147,16 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
         .map_err(|e| CliError::failure(format!("cannot set up signal handling: {e}")))?;
     // The audit log and the recorders (recording.rs): started before the command.
     let network = sandbox.net.mode.name();
-    let mut record =
-        crate::recording::SessionRecord::start(&ws.store, &session, &args.profile, &mut sandbox.spec, network)?;
-    let spawned = record.spawn(&mut sandbox.command(&args.command));
+    let profile_label = if run.learn { format!("{} (ws learn)", run.profile) } else { run.profile.to_owned() };
+    let mut record = crate::recording::SessionRecord::start(
+        &ws.store,
+        &session,
+        &profile_label,
+        &mut sandbox.spec,
+        network,
+        run.learn,
+    )?;
+    let spawned = record.spawn(&mut sandbox.command(run.command));
     let status = match spawned {
         Ok(mut child) => {
             relay.forward_to(child.id());
@@ -130,6 +172,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
     };
     drop(relay);
     let requests = sandbox.net.stop();
+    let profile = std::mem::take(&mut sandbox.profile);
     drop(sandbox); // removes the session's cgroup, now that its processes are gone
 
     let (exit_status, code) = match &status {
@@ -142,14 +185,16 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
             (None, exit::NOT_STARTED)
         }
     };
-    let recording = record.finish(exit_status);
+    let (recording, learning) = record.finish(exit_status);
     crate::recording::report(&ws.store, &session, &recording);
     session.recording = Some(recording);
-    let _lock = ws.lock()?;
-    let changes = ws.finish_session(&mut session, Some(before), exit_status)?;
+    let changes = {
+        let _lock = ws.lock()?;
+        ws.finish_session(&mut session, Some(before), exit_status)?
+    };
     summarize(&session, &changes, excluded);
     summarize_network(&requests);
-    Ok(code)
+    Ok(Ran { code, ws, session, profile, requests, learning })
 }
 
 fn summarize_network(requests: &[ws_proxy::RequestEvent]) {
@@ -175,6 +220,7 @@ fn summarize_network(requests: &[ws_proxy::RequestEvent]) {
 /// How the command will be confined: decided, and refused if it cannot be
 /// what the profile requires, before anything is snapshotted.
 struct Sandbox {
+    profile: ws_sandbox::Profile,
     spec: ws_sandbox::exec::LaunchSpec,
     env: Vec<(OsString, OsString)>,
     net: crate::network::SessionNetwork,
@@ -183,11 +229,16 @@ struct Sandbox {
 }
 
 impl Sandbox {
-    fn prepare(ws: &Workspace, profile: &str, allow_degraded: bool) -> Result<Sandbox, CliError> {
+    /// `learn`: reads, execution and the network open (and recorded),
+    /// writes open in the home and temporary directories too.
+    fn prepare(ws: &Workspace, profile: &str, allow_degraded: bool, learn: bool) -> Result<Sandbox, CliError> {
         use ws_sandbox::profile::Layer;
         let p = crate::profiles::resolve(profile)?;
         let (home, tmp) = (crate::env::home(), crate::env::tmpdir());
-        let fs = p.fs_policy(&crate::profiles::vars(&ws.root, &home, &tmp));
+        let mut fs = p.fs_policy(&crate::profiles::vars(&ws.root, &home, &tmp));
+        if learn {
+            fs = crate::commands::learn::open_policy(fs, &home, &tmp);
+        }
         let abi = ws_sandbox::probe::landlock_abi();
         let landlock = abi > 0;
         let seccomp = ws_sandbox::probe::seccomp_available();
@@ -241,7 +292,8 @@ impl Sandbox {
             })?);
         }
         let routes = crate::network::routes(&p)?;
-        let net = crate::network::SessionNetwork::prepare(mode, crate::network::rules(&p), routes, ca)?;
+        let rules = if learn { crate::commands::learn::open_rules() } else { crate::network::rules(&p) };
+        let net = crate::network::SessionNetwork::prepare(mode, rules, routes, ca)?;
         let store = ws.store.root().to_path_buf();
         let namespaces = Some(ws_sandbox::exec::NamespaceSpec {
             protect: ws_sandbox::namespaces::protected_paths(&ws.root),
@@ -297,7 +349,7 @@ impl Sandbox {
         // The session's proxy is the only way out; nothing bypasses it.
         env.retain(|(k, _)| !k.eq_ignore_ascii_case("NO_PROXY") && !net.env.iter().any(|(n, _)| n == k));
         env.extend(net.env.iter().cloned());
-        Ok(Sandbox { spec, env, net, _cgroup: cgroup })
+        Ok(Sandbox { profile: p, spec, env, net, _cgroup: cgroup })
     }
 
     /// `ws __sandbox-exec SPEC -- CMD…` with the scrubbed environment: the
@@ -492,19 +544,7 @@ fn cmd_list(args: ListArgs) -> Result<i32, CliError> {
 
 fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
     let ws = Workspace::discover()?;
-    let mut s = match &args.id {
-        Some(id) => ws.store.resolve_session(Some(id))?,
-        None => match ws.store.resolve_session(None) {
-            Ok(s) => s,
-            Err(_) => ws
-                .store
-                .sessions()?
-                .into_iter()
-                .filter_map(Result::ok)
-                .next_back()
-                .ok_or_else(|| CliError::usage("this workspace has no sessions yet"))?,
-        },
-    };
+    let mut s = pending_or_newest(&ws, args.id.as_deref())?;
     let changes = if s.state == SessionState::Running && !s.orphaned() {
         None
     } else {
@@ -512,16 +552,21 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
         Some(ws.session_changes(&mut s)?)
     };
     let before = ws.store.manifest(&ManifestId(s.before.clone()))?;
+    let denied = crate::commands::learn::denials(&ws.store, &s);
+    let suggestions = crate::commands::learn::suggestions(&denied, &ws.root);
     if args.json {
         #[derive(Serialize)]
         struct Show<'a> {
             #[serde(flatten)]
             session: SessionJson<'a>,
             excluded: Vec<crate::commands::diff::ExcludedJson>,
+            /// Each denial, with the profile line that would allow it.
+            denials: Vec<crate::commands::learn::Suggestion>,
         }
         let show = Show {
             session: session_json(&ws, &s, changes.as_deref()),
             excluded: crate::commands::diff::excluded_json(&before),
+            denials: suggestions,
         };
         out!("{}", serde_json::to_string_pretty(&show).unwrap_or_default());
         return Ok(exit::OK);
@@ -556,6 +601,13 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
     if let Some(r) = &s.recording {
         show_recording(&ws, &s, r, changes.as_deref());
     }
+    for d in &suggestions {
+        let times = if d.count > 1 { format!(" ({}×)", d.count) } else { String::new() };
+        out!("denied     {}{times} → {}", d.denied, crate::commands::learn::line(d));
+    }
+    if suggestions.iter().any(|d| d.key.is_some()) {
+        out!("suggest    `ws profile suggest {}` prints these lines as a patch to the session's profile", s.id);
+    }
     for e in before.excluded() {
         out!("excluded   {} (not in the snapshot; rollback cannot restore it)", ui::entry_name(e));
     }
@@ -563,6 +615,23 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
         out!("note       a rollback was interrupted; `ws rollback {}` finishes it", s.id);
     }
     Ok(exit::OK)
+}
+
+/// The session `id` names; without one, the newest pending session, else the newest.
+pub fn pending_or_newest(ws: &Workspace, id: Option<&str>) -> Result<Session, CliError> {
+    Ok(match id {
+        Some(id) => ws.store.resolve_session(Some(id))?,
+        None => match ws.store.resolve_session(None) {
+            Ok(s) => s,
+            Err(_) => ws
+                .store
+                .sessions()?
+                .into_iter()
+                .filter_map(Result::ok)
+                .next_back()
+                .ok_or_else(|| CliError::usage("this workspace has no sessions yet"))?,
+        },
+    })
 }
 
 /// What was recorded, and whose the changes are.
