@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::io::BufRead;
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ws_sandbox::recorder::{Message, Op};
 use ws_snapshot::audit::{AuditLog, Event, Recording, WriteOp};
@@ -14,21 +14,31 @@ use ws_snapshot::{Session, Store};
 
 use crate::error::CliError;
 
+/// A session's record while it runs: the audit log and the threads feeding it.
 #[derive(Debug)]
 pub struct SessionRecord {
     log: Arc<AuditLog>,
     recording: Recording,
+    reader: Option<std::thread::JoinHandle<Stream>>,
+    denials: Option<Denials>,
+}
+
+/// The recorders, decided and set up before the launcher starts (it must
+/// inherit the write recorder's pipe); they record once [`Recorders::start`]
+/// has the session's audit log.
+#[derive(Debug)]
+pub struct Recorders {
+    recording: Recording,
     /// The write end of the recorder's pipe, until the launcher has it.
     pipe: Option<OwnedFd>,
-    reader: Option<std::thread::JoinHandle<Stream>>,
     read_end: Option<OwnedFd>,
-    denials: Option<Denials>,
+    denials: Option<(ws_sandbox::audit_netlink::Reader, u32)>,
+    launcher: u32,
 }
 
 /// The denial recorder: a thread reading Landlock's audit records.
 #[derive(Debug)]
 struct Denials {
-    launcher: Arc<AtomicU32>,
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Stream>,
 }
@@ -52,19 +62,14 @@ pub struct Learning {
     pub accessed: Vec<ws_sandbox::learn::Observed>,
 }
 
-impl SessionRecord {
-    /// Creates the session's audit log, decides which recorders run (adding
-    /// the write recorder to `spec`), and records the session's start.
-    pub fn start(
-        store: &Store,
-        session: &Session,
-        profile: &str,
+impl Recorders {
+    /// Decides which recorders run, adding the write recorder to `spec`
+    /// (and with `learn`, its access recording).
+    pub fn prepare(
+        workspace: &std::path::Path,
         spec: &mut ws_sandbox::exec::LaunchSpec,
-        network: &str,
         learn: bool,
-    ) -> Result<SessionRecord, CliError> {
-        let path = store.audit_log_path(&session.id);
-        let log = AuditLog::create(&path, &session.id).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
+    ) -> Result<Recorders, CliError> {
         let mut recording = Recording { writes: "none".into(), denials: "none".into(), ..Recording::default() };
         let (mut pipe, mut read_end) = (None, None);
         let root = rustix::process::geteuid().is_root();
@@ -82,7 +87,7 @@ impl SessionRecord {
             let (r, w) = (OwnedFd::from(r), OwnedFd::from(w));
             spec.recorder = Some(ws_sandbox::recorder::RecorderSpec {
                 fd: std::os::fd::AsRawFd::as_raw_fd(&w),
-                workspace: std::path::PathBuf::from(&session.workspace),
+                workspace: workspace.to_path_buf(),
                 learn,
             });
             recording.writes = "fanotify".into();
@@ -90,6 +95,43 @@ impl SessionRecord {
             read_end = Some(r);
         }
         let denials = if spec.landlock { start_denials(&mut recording) } else { None };
+        Ok(Recorders { recording, pipe, read_end, denials, launcher: 0 })
+    }
+
+    /// Spawns the launcher so that it inherits the recorder's pipe and
+    /// `also` (and nothing else of ours); both are closed here after.
+    pub fn spawn(
+        &mut self,
+        cmd: &mut std::process::Command,
+        also: Option<OwnedFd>,
+    ) -> std::io::Result<std::process::Child> {
+        for fd in self.pipe.iter().chain(also.iter()) {
+            // Inherited across exec by the launcher only.
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+        }
+        let child = cmd.spawn();
+        drop(self.pipe.take());
+        drop(also);
+        if let Ok(c) = &child {
+            self.launcher = c.id();
+        }
+        child
+    }
+
+    /// Creates the session's audit log, records the session's start, and
+    /// starts copying what the recorders see into it.
+    pub fn start(
+        self,
+        store: &Store,
+        session: &Session,
+        profile: &str,
+        spec: &ws_sandbox::exec::LaunchSpec,
+        network: &str,
+    ) -> Result<SessionRecord, CliError> {
+        let Recorders { recording, pipe, read_end, denials, launcher } = self;
+        drop(pipe);
+        let path = store.audit_log_path(&session.id);
+        let log = AuditLog::create(&path, &session.id).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
         let mut layers = Vec::new();
         for (on, name) in [
             (spec.landlock, "landlock"),
@@ -118,40 +160,23 @@ impl SessionRecord {
         .map_err(|e| CliError::failure(crate::error::chain(&e)))?;
         let log = Arc::new(log);
         let denials = denials.map(|(reader, lost_before)| {
-            let launcher = Arc::new(AtomicU32::new(0));
             let stop = Arc::new(AtomicBool::new(false));
-            let (l, st, lg) = (Arc::clone(&launcher), Arc::clone(&stop), Arc::clone(&log));
-            let thread = std::thread::spawn(move || read_denials(reader, lost_before, &l, &st, &lg));
-            Denials { launcher, stop, thread }
+            let (st, lg) = (Arc::clone(&stop), Arc::clone(&log));
+            let thread = std::thread::spawn(move || read_denials(reader, lost_before, launcher, &st, &lg));
+            Denials { stop, thread }
         });
-        Ok(SessionRecord { log, recording, pipe, reader: None, read_end, denials })
+        let reader = read_end.map(|r| {
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || read_stream(r, &log))
+        });
+        Ok(SessionRecord { log, recording, reader, denials })
     }
+}
 
+impl SessionRecord {
     /// The audit log, to append other records (network requests) to.
-    #[allow(dead_code)] // for the session's proxy
     pub fn log(&self) -> Arc<AuditLog> {
         Arc::clone(&self.log)
-    }
-
-    /// Appends the proxy's requests (allowed and refused) to the log.
-    /// Spawns the launcher so that it inherits the recorder's pipe (and
-    /// nothing else of ours), then starts reading the recorder's stream.
-    pub fn spawn(&mut self, cmd: &mut std::process::Command) -> std::io::Result<std::process::Child> {
-        if let Some(w) = &self.pipe {
-            // Inherited across exec by the launcher only: it is closed here
-            // right after the spawn.
-            rustix::io::fcntl_setfd(w, rustix::io::FdFlags::empty())?;
-        }
-        let child = cmd.spawn();
-        drop(self.pipe.take());
-        if let (Some(d), Ok(c)) = (&self.denials, &child) {
-            d.launcher.store(c.id(), Ordering::Relaxed);
-        }
-        if let Some(r) = self.read_end.take() {
-            let log = Arc::clone(&self.log);
-            self.reader = Some(std::thread::spawn(move || read_stream(r, &log)));
-        }
-        child
     }
 
     /// Ends the record: waits for the recorder's stream to end, appends the
@@ -237,7 +262,7 @@ fn ours(creator: u32, launcher: u32) -> bool {
 fn read_denials(
     mut reader: ws_sandbox::audit_netlink::Reader,
     lost_before: u32,
-    launcher: &AtomicU32,
+    launcher: u32,
     stop: &AtomicBool,
     log: &AuditLog,
 ) -> Stream {
@@ -305,7 +330,7 @@ fn read_denials(
                     if let Some(d) = an::parse_domain(&text)
                         && let Some(pid) = d.allocated_by
                     {
-                        domains.insert(d.domain, ours(pid, launcher.load(Ordering::Relaxed)).then_some(pid));
+                        domains.insert(d.domain, ours(pid, launcher).then_some(pid));
                     }
                 }
                 an::SYSCALL => {

@@ -39,6 +39,122 @@ pub struct LaunchSpec {
     pub recorder: Option<crate::recorder::RecorderSpec>,
     #[serde(default)]
     pub net: NetSpec,
+    /// The session's end of [`Control::pair`], inherited by the launcher and
+    /// init.
+    #[serde(default)]
+    pub control_fd: Option<i32>,
+}
+
+/// The supervisor's hold on a session's start and end. The command starts
+/// only when the supervisor says so, after it has snapshotted the workspace
+/// with the write recorder already watching; after the command the session's
+/// processes stay frozen and the recorder keeps watching until the supervisor
+/// has taken the after-snapshot. So every write to the workspace between the
+/// two snapshots is seen by the recorder, and one by another process (another
+/// session in the same workspace) is known to be not this session's.
+///
+/// ```text
+/// session (init, or the launcher without one)     supervisor
+///   recorder ready ─────────── 'R' ───────────▶   snapshot
+///   start the command ◀─────── 'G' ────────────   (closed: do not start)
+///   command exited, rest frozen ── 'X' code signal ▶ after-snapshot
+///   recorder drains, exit ◀─── 'E' ────────────   (or closed)
+/// ```
+/// Without init the launcher becomes the command, so its end closes at
+/// `exec` and the supervisor learns the exit from the launcher's status.
+#[derive(Debug)]
+pub struct Control {
+    sock: std::os::unix::net::UnixStream,
+}
+
+impl Control {
+    /// The supervisor's end, and the session's (inheritable by the launcher;
+    /// close it once the launcher is spawned).
+    pub fn pair() -> std::io::Result<(Control, std::os::fd::OwnedFd)> {
+        let (a, b) = std::os::unix::net::UnixStream::pair()?;
+        let b = std::os::fd::OwnedFd::from(b);
+        rustix::io::fcntl_setfd(&b, rustix::io::FdFlags::empty())?;
+        Ok((Control { sock: a }, b))
+    }
+
+    fn adopt(fd: i32) -> Option<Control> {
+        let fd = crate::recorder::take_fd(fd)?;
+        // Nothing this process starts (recorder, command) may inherit it.
+        rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).ok()?;
+        Some(Control { sock: std::os::unix::net::UnixStream::from(fd) })
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> bool {
+        use std::io::Write as _;
+        self.sock.write_all(bytes).is_ok()
+    }
+
+    fn receive(&mut self, buf: &mut [u8]) -> bool {
+        use std::io::Read as _;
+        loop {
+            match self.sock.read_exact(buf) {
+                Ok(()) => return true,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Supervisor: waits until the session is ready to start the command.
+    /// `false`: its end closed first (the launcher failed; it said why).
+    pub fn wait_ready(&mut self) -> bool {
+        let mut b = [0u8];
+        self.receive(&mut b) && b[0] == b'R'
+    }
+
+    /// Supervisor: start the command.
+    pub fn go(&mut self) -> bool {
+        self.send(b"G")
+    }
+
+    /// Supervisor: waits until the command has exited and the rest of the
+    /// session is frozen: `(code, signal)`. `None`: the end closed instead
+    /// (no init: wait for the launcher, which became the command).
+    pub fn wait_exit(&mut self) -> Option<(Option<i32>, Option<i32>)> {
+        let mut b = [0u8; 9];
+        if !self.receive(&mut b) || b[0] != b'X' {
+            return None;
+        }
+        let word = |at: usize| i32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
+        let (code, signal) = (word(1), word(5));
+        Some(((signal == 0).then_some(code), (signal != 0).then_some(signal)))
+    }
+
+    /// Supervisor: the after-snapshot is taken; the session may end.
+    pub fn end(mut self) {
+        let _ = self.send(b"E");
+    }
+
+    /// Session: ready; waits for the go. `false`: the supervisor refused or is gone.
+    fn ready_wait_go(&mut self) -> bool {
+        let mut b = [0u8];
+        self.send(b"R") && self.receive(&mut b) && b[0] == b'G'
+    }
+
+    /// Session: the command exited; waits for the supervisor's end (or its death).
+    fn exited(mut self, code: i32, signal: i32) {
+        let mut msg = vec![b'X'];
+        msg.extend_from_slice(&code.to_le_bytes());
+        msg.extend_from_slice(&signal.to_le_bytes());
+        let mut b = [0u8];
+        if self.send(&msg) {
+            let _ = self.receive(&mut b);
+        }
+    }
+}
+
+/// The session did not start the command: the supervisor refused or went
+/// away before the go.
+fn not_started() -> LaunchError {
+    LaunchError::Exec {
+        program: "the command".into(),
+        source: std::io::Error::other("the supervisor did not give the go (it failed or was killed)"),
+    }
 }
 
 /// How the session's network is confined. Either way the proxy is the only
@@ -262,6 +378,9 @@ pub fn launch(
                     .args(args)
                     .spawn()
                     .map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
+                // init holds the control channel now; without this copy, its
+                // death closes it for the supervisor to see.
+                drop(spec.control_fd.and_then(crate::recorder::take_fd));
                 let status = wait_passing_signals(&mut init)
                     .map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
                 return Ok(status_code(status));
@@ -276,6 +395,13 @@ pub fn launch(
     // No PID namespace, so no recorder: the command must not inherit its pipe.
     crate::recorder::close_on_exec(spec.recorder.as_ref());
     restrict(&spec, false)?;
+    // The supervisor snapshots, then gives the go; the channel closes as
+    // this process becomes the command.
+    if let Some(mut c) = spec.control_fd.and_then(Control::adopt)
+        && !c.ready_wait_go()
+    {
+        return Err(not_started());
+    }
     let err = Command::new(program).args(args).exec();
     Err(LaunchError::Exec { program: program.to_string_lossy().into_owned(), source: err })
 }
@@ -286,6 +412,7 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
     // If the launcher dies (killed with the supervisor), the session ends
     // gracefully: SIGTERM here is passed on to the command.
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+    let control = spec.control_fd.and_then(Control::adopt);
     // The write recorder places its mark while the mounts are set up; it
     // needs CAP_SYS_ADMIN, so it starts before init restricts itself.
     let recorder = spec.recorder.as_ref().and_then(crate::recorder::spawn);
@@ -299,6 +426,15 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
     // the network namespace if the spec asked for one.
     restrict(&spec, spec.net.namespace.is_some())?;
     let recorder = recorder.and_then(crate::recorder::Starting::ready);
+    let mut control = control;
+    if let Some(c) = &mut control
+        && !c.ready_wait_go()
+    {
+        if let Some(r) = recorder {
+            r.finish();
+        }
+        return Err(not_started());
+    }
     let relay = SignalRelay::install().map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
     let child = Command::new(program)
         .args(args)
@@ -307,20 +443,29 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
     let pid = child.id();
     relay.forward_to(pid);
     // As PID 1, reap every orphan until the command itself exits.
-    let code = loop {
+    let (code, signal) = loop {
         match rustix::process::wait(rustix::process::WaitOptions::empty()) {
             Ok(Some((p, status))) if p.as_raw_nonzero().get() as u32 == pid => {
                 break match (status.exit_status(), status.terminating_signal()) {
-                    (Some(c), _) => c,
-                    (None, Some(sig)) => 128 + sig,
-                    _ => 1,
+                    (Some(c), _) => (c, 0),
+                    (None, Some(sig)) => (128 + sig, sig),
+                    _ => (1, 0),
                 };
             }
             Ok(_) => continue,
             Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => break 1,
+            Err(_) => break (1, 0),
         }
     };
+    if let Some(c) = control {
+        // Whatever is left of the session stays frozen while the supervisor
+        // takes its after-snapshot; the recorder keeps watching.
+        match &recorder {
+            Some(r) => r.freeze(),
+            None => crate::recorder::freeze_session(),
+        }
+        c.exited(code, signal);
+    }
     if let Some(r) = recorder {
         r.finish();
     }

@@ -121,7 +121,7 @@ pub fn close_on_exec(spec: Option<&RecorderSpec>) {
 }
 
 #[allow(unsafe_code)]
-fn take_fd(fd: i32) -> Option<OwnedFd> {
+pub(crate) fn take_fd(fd: i32) -> Option<OwnedFd> {
     if rustix::io::fcntl_getfd(
         // SAFETY: only asks whether `fd` is open; borrowed for this call alone.
         unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) },
@@ -189,17 +189,29 @@ impl Running {
     /// In init once the command has exited: freezes what is left of the
     /// session (so nothing writes unseen between the drain and the end),
     /// lets the recorder drain every queued event, and waits for it.
-    #[allow(unsafe_code)]
     pub fn finish(mut self) {
-        // SAFETY: kill(2) with pid -1 from PID 1 of a PID namespace signals
-        // every other process of that namespace; it touches no memory.
-        unsafe { libc::kill(-1, libc::SIGSTOP) };
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
-        }
+        self.freeze();
         drop(self.stop.take());
         let _ = self.child.wait();
     }
+
+    /// In init: stops every other process of the session (they may not
+    /// write while the supervisor looks), except the recorder.
+    pub fn freeze(&self) {
+        freeze_session();
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
+        }
+    }
+}
+
+/// In init (PID 1 of the session's PID namespace): stops every other
+/// process of the session.
+#[allow(unsafe_code)]
+pub fn freeze_session() {
+    // SAFETY: kill(2) with pid -1 from PID 1 of a PID namespace signals
+    // every other process of that namespace; it touches no memory.
+    unsafe { libc::kill(-1, libc::SIGSTOP) };
 }
 
 /// The recorder process (`ws __sandbox-record SPEC`). Returns its exit code.

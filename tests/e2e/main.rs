@@ -10,6 +10,7 @@ mod harness;
 mod hooks;
 mod kinds;
 mod learn;
+mod many;
 mod network;
 mod privilege;
 mod recorder;

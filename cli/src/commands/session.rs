@@ -113,7 +113,33 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     check_runnable(program)?;
     let ws = Workspace::discover()?;
     let mut sandbox = Sandbox::prepare(&ws, run.profile, run.allow_degraded, run.learn)?;
-    let (mut session, excluded, before) = {
+    // Ctrl-C and Ctrl-\ reach the command through the terminal's process
+    // group; ws only has to survive them to record the session.
+    let relay = ws_sandbox::exec::SignalRelay::install()
+        .map_err(|e| CliError::failure(format!("cannot set up signal handling: {e}")))?;
+
+    // The sandbox and its recorders start first and wait: the snapshot is
+    // taken with the write recorder already watching, and the command
+    // starts after it (ws_sandbox::exec::Control).
+    let mut recorders = crate::recording::Recorders::prepare(&ws.root, &mut sandbox.spec, run.learn)?;
+    let (mut control, session_end) = ws_sandbox::exec::Control::pair()
+        .map_err(|e| CliError::failure(format!("cannot create the session's control channel: {e}")))?;
+    sandbox.spec.control_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&session_end));
+    let mut child = recorders
+        .spawn(&mut sandbox.command(run.command), Some(session_end))
+        .map_err(|e| CliError::failure(format!("cannot start the sandbox: {e}")).code(exit::NOT_STARTED))?;
+    relay.forward_to(child.id());
+    if !control.wait_ready() {
+        // The launcher could not set the sandbox up, and said why; nothing
+        // was snapshotted, nothing ran.
+        let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(exit::NOT_STARTED);
+        return Err(CliError::failure(
+            "the session did not start: its sandbox could not be set up (the reason is above); nothing was snapshotted",
+        )
+        .code(code));
+    }
+
+    let snapped = (|| {
         let _lock = ws.lock()?;
         let previous = ws.latest_manifest();
         let started = std::time::Instant::now();
@@ -138,49 +164,56 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
         ws.store.save_session(&session)?;
         crate::network::record_phantoms(&ws.store, &session.id, &sandbox.net.phantoms)?;
         let excluded = report_excluded(&snap.manifest);
-        (session, excluded, snap.manifest)
+        Ok::<_, CliError>((session, excluded, snap.manifest))
+    })();
+    let (mut session, excluded, mut before) = match snapped {
+        Ok((s, e, b)) => (s, e, Some(b)),
+        Err(e) => {
+            // No go: the command never starts.
+            drop(control);
+            let _ = child.wait();
+            return Err(e);
+        }
     };
 
-    // Ctrl-C and Ctrl-\ reach the command through the terminal's process
-    // group; ws only has to survive them to record the session.
-    let relay = ws_sandbox::exec::SignalRelay::install()
-        .map_err(|e| CliError::failure(format!("cannot set up signal handling: {e}")))?;
-    // The audit log and the recorders (recording.rs): started before the command.
+    // The audit log and the recorders (recording.rs): recording before the command starts.
     let network = sandbox.net.mode.name();
     let profile_label = if run.learn { format!("{} (ws learn)", run.profile) } else { run.profile.to_owned() };
-    let mut record = crate::recording::SessionRecord::start(
-        &ws.store,
-        &session,
-        &profile_label,
-        &mut sandbox.spec,
-        network,
-        run.learn,
-    )?;
-    let spawned = record.spawn(&mut sandbox.command(run.command));
-    let status = match spawned {
-        Ok(mut child) => {
-            relay.forward_to(child.id());
-            match sandbox.net.start(record.log()) {
-                Ok(None) => {}
-                Ok(Some(warning)) => ui::warn(&warning),
-                // Nobody serves the session's proxy socket: its network is closed.
-                Err(e) => ui::warn(&format!("{}; the session runs with its network closed", e.message)),
-            }
-            child.wait()
+    let record = recorders.start(&ws.store, &session, &profile_label, &sandbox.spec, network)?;
+    let started = control.go();
+    if started {
+        match sandbox.net.start(record.log()) {
+            Ok(None) => {}
+            Ok(Some(warning)) => ui::warn(&warning),
+            // Nobody serves the session's proxy socket: its network is closed.
+            Err(e) => ui::warn(&format!("{}; the session runs with its network closed", e.message)),
         }
-        Err(e) => Err(e),
+    }
+    // With init, it says when the command has exited and holds the rest of
+    // the session frozen, the recorder watching, until the after-snapshot.
+    let held = control.wait_exit();
+    let after = if held.is_some() {
+        let _lock = ws.lock()?;
+        Some(ws.finish_session(&mut session, before.take(), held.map(|(code, signal)| ExitStatus { code, signal })))
+    } else {
+        None
     };
+    control.end();
+    let status = child.wait();
     drop(relay);
     let requests = sandbox.net.stop();
     let profile = std::mem::take(&mut sandbox.profile);
     drop(sandbox); // removes the session's cgroup, now that its processes are gone
 
-    let (exit_status, code) = match &status {
-        Ok(s) => (
+    let (exit_status, code) = match (held, &status) {
+        (Some((code, signal)), _) => {
+            (Some(ExitStatus { code, signal }), code.unwrap_or_else(|| 128 + signal.unwrap_or(0)))
+        }
+        (None, Ok(s)) => (
             Some(ExitStatus { code: s.code(), signal: s.signal() }),
             s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
         ),
-        Err(e) => {
+        (None, Err(e)) => {
             ui::error(&format!("cannot run {}: {e}", program.to_string_lossy()), None);
             (None, exit::NOT_STARTED)
         }
@@ -188,9 +221,16 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     let (recording, learning) = record.finish(exit_status);
     crate::recording::report(&ws.store, &session, &recording);
     session.recording = Some(recording);
-    let changes = {
-        let _lock = ws.lock()?;
-        ws.finish_session(&mut session, Some(before), exit_status)?
+    let changes = match after {
+        Some(changes) => {
+            let changes = changes?;
+            ws.store.save_session(&session)?;
+            changes
+        }
+        None => {
+            let _lock = ws.lock()?;
+            ws.finish_session(&mut session, before.take(), exit_status)?
+        }
     };
     summarize(&session, &changes, excluded);
     summarize_network(&requests);
@@ -344,6 +384,7 @@ impl Sandbox {
             allow_degraded,
             recorder: None,
             net: net.spec.clone(),
+            control_fd: None,
         };
         let mut env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
         // The session's proxy is the only way out; nothing bypasses it.
