@@ -108,7 +108,9 @@ pub fn rollback(
             j.indices.into_iter().filter(|&i| i < changes.len() && changes[i].state == ChangeState::Pending).collect();
         outcome.resumed = pending.len();
         Rollback::new(store, workspace, before, j.force, &mut outcome).run(changes, &pending)?;
+        sync_workspace(workspace);
         store.save_changes(&session.id, changes)?;
+        store.sync()?;
         store.clear_journal(&session.id)?;
     }
     let mut picked = select(session, changes, paths)?;
@@ -139,11 +141,16 @@ pub fn rollback(
     if !picked.is_empty() {
         store.write_journal(&session.id, &Journal { indices: picked.clone(), force: opts.force })?;
         let made = Rollback::new(store, workspace, before, opts.force, &mut outcome).run(changes, &picked)?;
+        // What was restored reaches the disk before the change set says so:
+        // after a power cut, a change marked rolled back must not have lost
+        // its files. The stat cache is refreshed meanwhile.
+        std::thread::scope(|s| {
+            s.spawn(|| sync_workspace(workspace));
+            refresh_stat_cache(store, workspace, changes, &picked, &made);
+        });
         store.save_changes(&session.id, changes)?;
         store.sync()?;
-        sync_workspace(workspace);
         store.clear_journal(&session.id)?;
-        refresh_stat_cache(store, workspace, changes, &picked, &made);
     }
     store.settle(session, changes)?;
     Ok(outcome)
