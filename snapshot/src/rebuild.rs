@@ -73,6 +73,11 @@ impl NewTrees {
         path.parent().is_some_and(|p| self.dirs.contains(&p))
     }
 
+    /// Whether `path` is a directory of a new tree (top or below).
+    pub(crate) fn has_dir(&self, path: &RelPath) -> bool {
+        self.dirs.contains(path)
+    }
+
     /// Marks the directory `path`, which [`Self::holds`], as one of a new tree.
     pub(crate) fn adopt(&mut self, path: RelPath) {
         self.dirs.insert(path);

@@ -438,7 +438,7 @@ impl<'a> Rollback<'a> {
         for i in done {
             changes[i].state = ChangeState::RolledBack;
         }
-        self.sweep_tmp(changes, picked);
+        self.sweep_tmp(changes, picked, &trees);
         Ok(made)
     }
 
@@ -628,9 +628,11 @@ impl<'a> Rollback<'a> {
     }
 
     /// Removes work files and unfinished new trees that an interrupted
-    /// rollback left in the directories it was working in.
-    fn sweep_tmp(&self, changes: &[Change], picked: &[usize]) {
-        let dirs: HashSet<RelPath> = picked.iter().filter_map(|&i| changes[i].path.parent()).collect();
+    /// rollback left in the directories it was working in; not in those of
+    /// this run's new trees, which did not exist before it.
+    fn sweep_tmp(&self, changes: &[Change], picked: &[usize], trees: &NewTrees) {
+        let dirs: HashSet<RelPath> =
+            picked.iter().filter_map(|&i| changes[i].path.parent()).filter(|d| !trees.has_dir(d)).collect();
         for d in dirs {
             let Ok(rd) = std::fs::read_dir(d.to_path(self.root)) else {
                 continue;
