@@ -164,17 +164,25 @@ fn fill_dir<'e>(store: &Store, at: &Path, children: &[(usize, &'e Entry)]) -> Re
                 Built::Made(None)
             }
             EntryKind::File { object, .. } => {
+                let perm = e.stat.perm();
                 let fd = rustix::fs::openat(
                     &dir,
                     name,
                     OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
+                    Mode::from_raw_mode(perm & 0o777),
                 )
                 .map_err(err(name))?;
                 let file = File::from(fd);
-                fill_file(store, &file, e, object)
+                fill_content(store, &file, e, object)
                     .map_err(|source| ReviewError::Restore { path: at.join(OsStr::from_bytes(name)), source })?;
-                Built::Made(Some(FileStat::from_stat(&rustix::fs::fstat(&file).map_err(err(name))?)))
+                let mut stat = FileStat::from_stat(&rustix::fs::fstat(&file).map_err(err(name))?);
+                // Made with the snapshot's mode, which the umask (or a default
+                // ACL) may have cut, and without setuid/setgid/sticky bits.
+                if stat.perm() != perm {
+                    rustix::fs::fchmod(&file, Mode::from_raw_mode(perm)).map_err(err(name))?;
+                    stat = FileStat::from_stat(&rustix::fs::fstat(&file).map_err(err(name))?);
+                }
+                Built::Made(Some(stat))
             }
             EntryKind::Symlink { target } => {
                 rustix::fs::symlinkat(target.as_slice(), &dir, name).map_err(err(name))?;
@@ -190,8 +198,13 @@ fn fill_dir<'e>(store: &Store, at: &Path, children: &[(usize, &'e Entry)]) -> Re
 
 /// Gives the new, empty file `dst` the content, mode and mtime of `e`.
 pub(crate) fn fill_file(store: &Store, dst: &File, e: &Entry, object: &ObjectId) -> io::Result<()> {
+    fill_content(store, dst, e, object)?;
+    dst.set_permissions(std::fs::Permissions::from_mode(e.stat.perm()))
+}
+
+/// Gives the new, empty file `dst` the content and mtime of `e`.
+fn fill_content(store: &Store, dst: &File, e: &Entry, object: &ObjectId) -> io::Result<()> {
     let src = store.open_object(object)?;
     store.fill(dst, &src, e.stat.size)?;
-    dst.set_permissions(std::fs::Permissions::from_mode(e.stat.perm()))?;
     dst.set_modified(UNIX_EPOCH + Duration::from_nanos(e.stat.mtime_ns.max(0) as u64))
 }
