@@ -12,9 +12,9 @@
 //! Nothing below a top has a workspace path before that rename, so a crash
 //! at any instant leaves either the complete tree in place or a work tree
 //! that the next rollback ignores, sweeps and builds again — never a partial
-//! entry under a workspace path. (Hard-linked files are the exception that
-//! keeps the rule: each needs its sibling's final path, so the ordinary step
-//! links them in after the rename, atomically, as a resumed rollback would.)
+//! entry under a workspace path. (Hard-linked files need their sibling's
+//! final path: the ordinary step links them in after the rename, so a crash
+//! in between leaves them missing, for the next rollback to restore.)
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;

@@ -6,7 +6,9 @@
 //! and left alone unless forced. Every step makes one path equal to its
 //! snapshot state with a single rename, and each step first checks whether
 //! that is already so — which is what lets a rollback interrupted at any
-//! instant (kill -9, power loss) be finished by running it again.
+//! instant (kill -9, power loss) be finished by running it again. A missing
+//! directory is one step for its whole tree: built under a work name, renamed
+//! in when complete (see `rebuild`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
