@@ -517,9 +517,15 @@ impl Attribution {
         if !a.recorded {
             return a;
         }
-        let Ok(records) = ws_snapshot::audit::read(&store.audit_log_path(&session.id)) else {
-            a.recorded = false;
-            return a;
+        // Only a write from outside can make a change anything but the
+        // session's: a log without one (the usual case) needs no parsing.
+        let records = match ws_snapshot::audit::read_if_any(&store.audit_log_path(&session.id), "outside_write") {
+            Ok(Some(records)) => records,
+            Ok(None) => return a,
+            Err(_) => {
+                a.recorded = false;
+                return a;
+            }
         };
         for r in records {
             match r.event {
@@ -545,7 +551,10 @@ impl Attribution {
     }
 
     pub fn origin(&self, path: &str) -> Origin {
-        if !self.recorded {
+        // Without evidence of an outside writer a change is the session's: the
+        // snapshot diff is the ground truth, and a write the recorder could
+        // not name (a hard link's other name) must still be rolled back.
+        if !self.recorded || !self.outside.contains(path) {
             return Origin::Session;
         }
         let by_session = self.session.contains(path)
@@ -553,14 +562,7 @@ impl Attribution {
                 let a = a.to_string_lossy();
                 !a.is_empty() && self.session_dirs.contains(a.as_ref())
             });
-        // Without evidence of an outside writer a change is the session's: the
-        // snapshot diff is the ground truth, and a write the recorder could
-        // not name (a hard link's other name) must still be rolled back.
-        match (by_session, self.outside.contains(path)) {
-            (true, true) => Origin::Both,
-            (false, true) => Origin::Outside,
-            (_, false) => Origin::Session,
-        }
+        if by_session { Origin::Both } else { Origin::Outside }
     }
 }
 

@@ -367,6 +367,20 @@ pub fn read(log: &Path) -> Result<Vec<Record>, AuditError> {
     Ok(bytes.split(|b| *b == b'\n').filter_map(parse_line).collect())
 }
 
+/// The records of a log, for reading, if it holds a record of type `kind`
+/// (`"outside_write"`); `None` if it holds none. The tag is looked for in the
+/// bytes first, which spares parsing a long log of writes to learn that it
+/// holds no record of that type: a record's tag is its one place where
+/// `"type":"…"` can occur, since JSON escapes every quote inside a string.
+pub fn read_if_any(log: &Path, kind: &str) -> Result<Option<Vec<Record>>, AuditError> {
+    let bytes = std::fs::read(log).map_err(|source| AuditError::Open { path: log.to_path_buf(), source })?;
+    let tag = format!("\"type\":\"{kind}\"");
+    if !bytes.windows(tag.len()).any(|w| w == tag.as_bytes()) {
+        return Ok(None);
+    }
+    Ok(Some(bytes.split(|b| *b == b'\n').filter_map(parse_line).collect()))
+}
+
 /// Checks the chain; returns the summary and the hash of the last line.
 fn walk(path: &Path, session: &str, seal: Option<&Seal>) -> Result<(Summary, Option<String>), AuditError> {
     let file = File::open(path).map_err(|source| AuditError::Open { path: path.to_path_buf(), source })?;

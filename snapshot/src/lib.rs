@@ -19,6 +19,7 @@ mod ignore_rules;
 mod manifest;
 mod path;
 mod place;
+mod rebuild;
 mod restore;
 mod session;
 mod snapshot;

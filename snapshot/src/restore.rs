@@ -6,7 +6,9 @@
 //! and left alone unless forced. Every step makes one path equal to its
 //! snapshot state with a single rename, and each step first checks whether
 //! that is already so — which is what lets a rollback interrupted at any
-//! instant (kill -9, power loss) be finished by running it again.
+//! instant (kill -9, power loss) be finished by running it again. A missing
+//! directory is one step for its whole tree: built under a work name, renamed
+//! in when complete (see `rebuild`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -15,7 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::changes::{Change, ChangeState, lstat, object_hash};
@@ -24,6 +26,7 @@ use crate::error::ReviewError;
 use crate::git::{GitClass, git_class};
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::path::RelPath;
+use crate::rebuild::{Built, NewTrees, fill_file};
 use crate::session::{Journal, Session};
 use crate::snapshot::fs_now;
 use crate::stat::FileStat;
@@ -107,7 +110,9 @@ pub fn rollback(
             j.indices.into_iter().filter(|&i| i < changes.len() && changes[i].state == ChangeState::Pending).collect();
         outcome.resumed = pending.len();
         Rollback::new(store, workspace, before, j.force, &mut outcome).run(changes, &pending)?;
+        sync_workspace(workspace);
         store.save_changes(&session.id, changes)?;
+        store.sync()?;
         store.clear_journal(&session.id)?;
     }
     let mut picked = select(session, changes, paths)?;
@@ -137,12 +142,17 @@ pub fn rollback(
     picked.dedup();
     if !picked.is_empty() {
         store.write_journal(&session.id, &Journal { indices: picked.clone(), force: opts.force })?;
-        Rollback::new(store, workspace, before, opts.force, &mut outcome).run(changes, &picked)?;
+        let made = Rollback::new(store, workspace, before, opts.force, &mut outcome).run(changes, &picked)?;
+        // What was restored reaches the disk before the change set says so:
+        // after a power cut, a change marked rolled back must not have lost
+        // its files. The stat cache is refreshed meanwhile.
+        std::thread::scope(|s| {
+            s.spawn(|| sync_workspace(workspace));
+            refresh_stat_cache(store, workspace, changes, &picked, &made);
+        });
         store.save_changes(&session.id, changes)?;
         store.sync()?;
-        sync_workspace(workspace);
         store.clear_journal(&session.id)?;
-        refresh_stat_cache(store, workspace, changes, &picked);
     }
     store.settle(session, changes)?;
     Ok(outcome)
@@ -152,8 +162,15 @@ pub fn rollback(
 /// trusts those files instead of copying them again (a restored file has a
 /// new inode and ctime). Best effort: on any failure the cache is merely
 /// colder. Waits for the filesystem clock to tick past the last restore so
-/// the refreshed entries are not racy.
-fn refresh_stat_cache(store: &Store, root: &Path, changes: &[Change], picked: &[usize]) {
+/// the refreshed entries are not racy. `made`: the stats rollback read as it
+/// made entries, which nothing has changed since (see [`Rollback::run`]).
+fn refresh_stat_cache(
+    store: &Store,
+    root: &Path,
+    changes: &[Change],
+    picked: &[usize],
+    made: &HashMap<usize, FileStat>,
+) {
     let Some(mut latest) = store.latest().and_then(|id| store.manifest(&id).ok()) else { return };
     let Ok(last_write) = fs_now(store) else { return };
     let mut now = last_write;
@@ -177,6 +194,9 @@ fn refresh_stat_cache(store: &Store, root: &Path, changes: &[Change], picked: &[
             continue;
         }
         let fresh = c.before.as_ref().filter(|b| !b.is_excluded()).and_then(|b| {
+            if let Some(&stat) = made.get(&i) {
+                return Some(Entry { stat, racy: stat.mtime_ns >= now || stat.ctime_ns >= now, ..b.clone() });
+            }
             let m = std::fs::symlink_metadata(c.path.to_path(root)).ok()?;
             let stat = FileStat::from_metadata(&m);
             let same_kind = match b.kind {
@@ -214,6 +234,8 @@ struct Rollback<'a> {
     out: &'a mut RollbackOutcome,
     /// Restored hard-link groups: (dev, ino) in the snapshot → a path now holding it.
     links: Mutex<HashMap<(u64, u64), PathBuf>>,
+    /// New trees begun by the current level of directories: (path, work path).
+    new_tops: Mutex<Vec<(RelPath, PathBuf)>>,
 }
 
 /// What rolling back one change came to.
@@ -279,10 +301,22 @@ fn category(e: &Entry) -> u8 {
 
 impl<'a> Rollback<'a> {
     fn new(store: &'a Store, root: &'a Path, before: &'a Manifest, force: bool, out: &'a mut RollbackOutcome) -> Self {
-        Rollback { store, root, before, force, out, links: Mutex::new(HashMap::new()) }
+        Rollback {
+            store,
+            root,
+            before,
+            force,
+            out,
+            links: Mutex::new(HashMap::new()),
+            new_tops: Mutex::new(Vec::new()),
+        }
     }
 
-    fn run(&mut self, changes: &mut [Change], picked: &[usize]) -> Result<(), ReviewError> {
+    /// Rolls back the changes `picked`. Returns the stats of the entries it
+    /// made in new trees, read right after each was complete: files and
+    /// symlinks, which nothing later touches (phase 3 changes directories;
+    /// putting a tree in place changes only its top).
+    fn run(&mut self, changes: &mut [Change], picked: &[usize]) -> Result<HashMap<usize, FileStat>, ReviewError> {
         let mut done: Vec<usize> = Vec::new();
         // Phase 1, deepest first: take away what the session created, or what
         // replaced an entry of another kind.
@@ -351,7 +385,8 @@ impl<'a> Rollback<'a> {
         // Phase 2: bring back snapshot entries. Directories first, shallowest
         // first, so every file has its parent; then files and symlinks, in
         // parallel (each is independent); hard links last, since each needs
-        // its already-restored sibling.
+        // its already-restored sibling. A missing directory comes back as a
+        // new tree (see [`NewTrees`]), put in place before the hard links.
         let mut restores: Vec<usize> =
             picked.iter().copied().filter(|&i| changes[i].before.is_some() && !blocked.contains(&i)).collect();
         restores.sort_by_key(|&i| changes[i].path.depth());
@@ -360,11 +395,16 @@ impl<'a> Rollback<'a> {
         let dirs: Vec<usize> = restores.iter().copied().filter(is_dir).collect();
         let links: Vec<usize> = restores.iter().copied().filter(linked).collect();
         let files: Vec<usize> = restores.iter().copied().filter(|i| !is_dir(i) && !linked(i)).collect();
-        let mut steps: Vec<(usize, Step)> = Vec::with_capacity(restores.len());
-        for level in dirs.chunk_by(|a, b| changes[*a].path.depth() == changes[*b].path.depth()) {
-            steps.extend(self.steps_in_parallel(changes, level)?);
-        }
-        steps.extend(self.steps_in_parallel(changes, &files)?);
+        let mut trees = NewTrees::default();
+        let mut made = HashMap::new();
+        let built = self.build(changes, (&dirs, &files), &mut trees, &mut made);
+        let mut steps = match built.and_then(|steps| trees.put_in_place().map(|()| steps)) {
+            Ok(steps) => steps,
+            Err(e) => {
+                trees.discard();
+                return Err(e);
+            }
+        };
         for &i in &links {
             steps.push((i, self.step(&changes[i])?));
         }
@@ -400,26 +440,59 @@ impl<'a> Rollback<'a> {
         for i in done {
             changes[i].state = ChangeState::RolledBack;
         }
-        self.sweep_tmp(changes, picked);
-        Ok(())
+        self.sweep_tmp(changes, picked, &trees);
+        Ok(made)
     }
 
-    /// Runs [`Self::step`] for independent changes on several threads.
-    fn steps_in_parallel(&self, changes: &[Change], picked: &[usize]) -> Result<Vec<(usize, Step)>, ReviewError> {
-        let threads = worker_threads();
-        let chunk = picked.len().div_ceil(threads).max(32);
-        let parts: Vec<Result<Vec<(usize, Step)>, ReviewError>> = std::thread::scope(|s| {
-            let handles: Vec<_> = picked
-                .chunks(chunk)
-                .map(|part| s.spawn(move || part.iter().map(|&i| Ok((i, self.step(&changes[i])?))).collect()))
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(panicked()))).collect()
-        });
-        let mut out = Vec::with_capacity(picked.len());
-        for part in parts {
-            out.extend(part?);
+    /// Phase 2 up to the hard links: the directories, level by level, then
+    /// the files and symlinks. What lies below a new tree's top is built by
+    /// [`NewTrees::build`], which reads the stats it adds to `made`; the
+    /// rest goes through [`Self::step`].
+    fn build(
+        &self,
+        changes: &[Change],
+        (dirs, files): (&[usize], &[usize]),
+        trees: &mut NewTrees,
+        made: &mut HashMap<usize, FileStat>,
+    ) -> Result<Vec<(usize, Step)>, ReviewError> {
+        let mut steps = Vec::with_capacity(dirs.len() + files.len());
+        let mut below: Vec<(usize, &Entry)> = Vec::new();
+        let mut others: Vec<usize> = Vec::new();
+        for level in dirs.chunk_by(|a, b| changes[*a].path.depth() == changes[*b].path.depth()) {
+            others.clear();
+            for &i in level {
+                match changes[i].before.as_ref().filter(|_| trees.holds(&changes[i].path)) {
+                    Some(b) => {
+                        trees.adopt(b.path.clone());
+                        below.push((i, b));
+                    }
+                    None => others.push(i),
+                }
+            }
+            steps.extend(in_parallel(&others, PER_THREAD, |&i| Ok((i, self.step(&changes[i])?)))?);
+            for (path, work) in lock(&self.new_tops).drain(..) {
+                let abs = path.to_path(self.root);
+                trees.add_top(path, work, abs);
+            }
         }
-        Ok(out)
+        others.clear();
+        for &i in files {
+            match changes[i].before.as_ref().filter(|_| trees.holds(&changes[i].path)) {
+                Some(b) => below.push((i, b)),
+                None => others.push(i),
+            }
+        }
+        for (i, built) in trees.build(self.store, &below)? {
+            match built {
+                Built::Made(stat) => {
+                    steps.push((i, Step::Restored));
+                    made.extend(stat.map(|s| (i, s)));
+                }
+                Built::Excluded => steps.push((i, Step::Unrestorable)),
+            }
+        }
+        steps.extend(in_parallel(&others, PER_THREAD, |&i| Ok((i, self.step(&changes[i])?)))?);
+        Ok(steps)
     }
 
     /// Decides and performs the rollback of one change with a snapshot side.
@@ -455,15 +528,15 @@ impl<'a> Rollback<'a> {
         match &e.kind {
             EntryKind::Dir => {
                 match lstat(abs).map_err(err)? {
-                    Some(m) if m.is_dir() => {}
-                    Some(_) => {
-                        std::fs::remove_file(abs).map_err(err)?;
-                        std::fs::DirBuilder::new().mode(0o700).create(abs).map_err(err)?;
-                    }
-                    None => std::fs::DirBuilder::new().mode(0o700).create(abs).map_err(err)?,
+                    Some(m) if m.is_dir() => return Ok(()),
+                    Some(_) => std::fs::remove_file(abs).map_err(err)?,
+                    None => {}
                 }
-                // Created writable; phase 3 sets the snapshot's mode after the
-                // children are back.
+                // The top of a new tree (see `rebuild`), made writable;
+                // phase 3 sets the snapshot's mode after the children are back.
+                let work = tmp_beside(abs);
+                std::fs::DirBuilder::new().mode(0o700).create(&work).map_err(err)?;
+                lock(&self.new_tops).push((e.path.clone(), work));
                 Ok(())
             }
             EntryKind::Symlink { target } => {
@@ -480,13 +553,7 @@ impl<'a> Rollback<'a> {
                 {
                     return self.place(&tmp, abs);
                 }
-                let fill = |dst: &File| -> io::Result<()> {
-                    let src = self.store.open_object(object)?;
-                    self.store.fill(dst, &src, e.stat.size)?;
-                    dst.set_permissions(std::fs::Permissions::from_mode(e.stat.perm()))?;
-                    let mtime = UNIX_EPOCH + Duration::from_nanos(e.stat.mtime_ns.max(0) as u64);
-                    dst.set_modified(mtime)
-                };
+                let fill = |dst: &File| fill_file(self.store, dst, e, object);
                 if absent && self.create_unnamed_then_link(abs, &fill).map_err(err)? {
                     if e.stat.nlink > 1 {
                         lock(&self.links).insert(key, abs.to_path_buf());
@@ -562,10 +629,12 @@ impl<'a> Rollback<'a> {
         })
     }
 
-    /// Removes work files that an interrupted rollback left in the
-    /// directories it was working in.
-    fn sweep_tmp(&self, changes: &[Change], picked: &[usize]) {
-        let dirs: HashSet<RelPath> = picked.iter().filter_map(|&i| changes[i].path.parent()).collect();
+    /// Removes work files and unfinished new trees that an interrupted
+    /// rollback left in the directories it was working in; not in those of
+    /// this run's new trees, which did not exist before it.
+    fn sweep_tmp(&self, changes: &[Change], picked: &[usize], trees: &NewTrees) {
+        let dirs: HashSet<RelPath> =
+            picked.iter().filter_map(|&i| changes[i].path.parent()).filter(|d| !trees.has_dir(d)).collect();
         for d in dirs {
             let Ok(rd) = std::fs::read_dir(d.to_path(self.root)) else {
                 continue;
@@ -575,8 +644,12 @@ impl<'a> Rollback<'a> {
                 let Some(rest) = name.as_bytes().strip_prefix(RESTORE_TMP_PREFIX) else {
                     continue;
                 };
-                let alive = owner_alive(rest);
-                if !alive {
+                if owner_alive(rest) {
+                    continue;
+                }
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir_all(e.path());
+                } else {
                     let _ = std::fs::remove_file(e.path());
                 }
             }
@@ -613,4 +686,48 @@ fn tmp_beside(abs: &Path) -> PathBuf {
     let pid = *PID.get_or_init(std::process::id);
     let name = format!("{}{pid}-{n}-{nanos}", String::from_utf8_lossy(RESTORE_TMP_PREFIX));
     abs.with_file_name(name)
+}
+
+/// Entries per restore thread at least: fewer are not worth a thread.
+const PER_THREAD: usize = 32;
+
+/// Runs `f` on every item on up to [`worker_threads`] threads, at least
+/// `per_thread` items each, every thread taking the next item not yet taken;
+/// results in no particular order. Stops at the first error.
+pub(crate) fn in_parallel<T: Sync, R: Send>(
+    items: &[T],
+    per_thread: usize,
+    f: impl Fn(&T) -> Result<R, ReviewError> + Sync,
+) -> Result<Vec<R>, ReviewError> {
+    let threads = worker_threads().min(items.len().div_ceil(per_thread.max(1)));
+    if threads < 2 {
+        return items.iter().map(&f).collect();
+    }
+    let next = AtomicUsize::new(0);
+    let parts: Vec<Result<Vec<R>, ReviewError>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut out = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(k) else { return Ok(out) };
+                        match f(item) {
+                            Ok(r) => out.push(r),
+                            Err(e) => {
+                                next.store(items.len(), Ordering::Relaxed);
+                                return Err(e);
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(panicked()))).collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for part in parts {
+        out.extend(part?);
+    }
+    Ok(out)
 }

@@ -61,9 +61,11 @@ impl ObjectId {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        s.push_str(&format!("{b:02x}"));
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0xf)]));
     }
     s
 }
@@ -381,4 +383,18 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// filesystem, so twice the cores.
 pub(crate) fn worker_threads() -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).saturating_mul(2).clamp(2, 16)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_ids_round_trip_through_hex() {
+        assert_eq!(hex(&[0x00, 0x0f, 0xa5, 0xff]), "000fa5ff");
+        for seed in 0..=255u8 {
+            let id = ObjectId(std::array::from_fn(|i| seed.wrapping_mul(31).wrapping_add(i as u8 * 17)));
+            assert_eq!(ObjectId::parse(&id.to_hex()), Some(id));
+        }
+    }
 }

@@ -1,5 +1,7 @@
 //! Crashes and races: nothing is lost, and ordinary `ws` commands recover.
 
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::time::Duration;
 
 use crate::harness::*;
@@ -37,6 +39,54 @@ fn rollback_killed_at_any_instant_is_finished_by_the_next_rollback() {
         assert_same_tree(&before, &capture(&ws, &no_skip));
     }
     assert!(interrupted > 0, "no rollback was actually interrupted; the test proved nothing");
+}
+
+/// A deleted tree comes back built under a work name and renamed into place
+/// when complete. `kill -9` while it is being built: its path shows nothing
+/// (no partial file under its name), only the work tree, which the next
+/// rollback ignores, sweeps and builds again.
+#[test]
+fn rollback_killed_while_rebuilding_a_deleted_tree_leaves_only_its_work_tree() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    for i in 0..3000 {
+        write(ws.join(format!("tree/d{}/f{i}", i % 60)), format!("content of file {i}\n").repeat(20));
+    }
+    write(ws.join("keep.txt"), "kept\n");
+    let before = capture(&ws, &no_skip);
+    let work_tree = |ws: &Path| {
+        std::fs::read_dir(ws)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().as_bytes().starts_with(b".ws-tmp-") && e.file_type().is_ok_and(|t| t.is_dir()))
+    };
+    let mut caught = None;
+    for _ in 0..10 {
+        env.session(&ws, "rm -rf tree").ok();
+        let mut child = env.command(&ws, &["rollback"]).spawn().unwrap();
+        let mut seen = None;
+        while seen.is_none() && child.try_wait().unwrap().is_none() {
+            // Partly filled: some directory below the top has files.
+            seen =
+                work_tree(&ws).filter(|w| std::fs::read_dir(w.path().join("d0")).is_ok_and(|mut d| d.next().is_some()));
+        }
+        let _ = child.kill();
+        let status = child.wait().unwrap();
+        if seen.is_some() && !status.success() && work_tree(&ws).is_some() {
+            caught = seen.map(|w| w.path());
+            break;
+        }
+        env.ws(&ws, &["rollback"]);
+    }
+    let work = caught.expect("no rollback was killed while a work tree was being built; the test proved nothing");
+    assert!(!ws.join("tree").exists(), "the tree's path shows a partial tree");
+    let names: Vec<_> = std::fs::read_dir(&ws).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(names.len(), 2, "only keep.txt and the work tree: {names:?}");
+    assert!(work.join("d0").is_dir());
+    let again = env.ws(&ws, &["rollback"]).ok();
+    assert!(again.stderr.contains("finished an interrupted rollback"), "{}", again.stderr);
+    // Also: the work tree is gone (capture lists every name).
+    assert_same_tree(&before, &capture(&ws, &no_skip));
 }
 
 /// The supervisor dies while the command runs: the session is not lost; the
