@@ -20,6 +20,18 @@ pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The index a commit is made from, set by git for its commit hooks.
 pub const GIT_INDEX_FILE: &str = "GIT_INDEX_FILE";
+/// The git directory, set by git for hooks in linked worktrees.
+pub const GIT_DIR: &str = "GIT_DIR";
+/// git's variables that move the work tree, object store or refs: a hook
+/// that sees one leaves reading the index and objects to git.
+pub const GIT_REDIRECTS: [&str; 6] = [
+    "GIT_WORK_TREE",
+    "GIT_COMMON_DIR",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_NAMESPACE",
+    "GIT_REPLACE_REF_BASE",
+];
 /// Set by the pre-commit framework for a prepare-commit-msg hook, to which it
 /// passes only the message file: git's other two arguments.
 pub const PRE_COMMIT_COMMIT_MSG_SOURCE: &str = "PRE_COMMIT_COMMIT_MSG_SOURCE";

@@ -1,7 +1,8 @@
-//! What the hooks ask git: where hooks go, what is staged, the staged bytes,
-//! and adding trailers. Every call runs the machine's `git` in the
-//! repository, with the environment git gave the hook (`GIT_INDEX_FILE` for
-//! `git commit -a` and partial commits, `GIT_DIR` in worktrees).
+//! What the hooks ask git: where hooks go, what is staged (where
+//! [`crate::staged`] cannot read it natively), the staged bytes, and adding
+//! trailers. Every call runs the machine's `git` in the repository, with the
+//! environment git gave the hook (`GIT_INDEX_FILE` for `git commit -a` and
+//! partial commits, `GIT_DIR` in worktrees).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::unix::ffi::OsStringExt;
@@ -122,7 +123,7 @@ pub fn staged_paths(top: &Path, base: Option<&str>) -> Result<Vec<StagedPath>, G
 }
 
 /// Parses `git diff --raw -z` output: `:OLDMODE NEWMODE OLD NEW STATUS\0PATH\0`.
-fn parse_raw(out: &[u8]) -> Result<Vec<StagedPath>, String> {
+pub(crate) fn parse_raw(out: &[u8]) -> Result<Vec<StagedPath>, String> {
     let mut fields = out.split(|&b| b == 0);
     let mut paths = Vec::new();
     while let Some(header) = fields.next() {

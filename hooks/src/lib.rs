@@ -3,9 +3,11 @@
 //! - [`install`] / [`uninstall`] put `pre-commit` and `prepare-commit-msg`
 //!   scripts into the repository's effective hooks directory ([`locate`]),
 //!   chaining a hook that was there and restoring it exactly.
-//! - [`staged_paths`] and [`read_blobs`] tell what a commit is about to
-//!   record; [`policy`] decides whether a staged version carries a session's
-//!   change.
+//! - [`staged_changes`] and [`read_staged`] tell what a commit is about to
+//!   record — read from the index, HEAD's trees and the work tree without
+//!   starting git wherever the repository allows, else from git
+//!   ([`staged_paths`], [`read_blobs`]); [`policy`] decides whether a staged
+//!   version carries a session's change.
 //! - [`Fingerprint`], [`FingerprintFile`] and [`scan`] find stored secrets
 //!   and phantom tokens in staged content without keeping them in clear.
 //!
@@ -15,8 +17,13 @@
 mod fingerprint;
 mod git;
 pub mod handoff;
+mod index;
 mod install;
+mod odb;
 pub mod policy;
+mod staged;
+#[cfg(test)]
+mod testing;
 
 pub use fingerprint::{Fingerprint, FingerprintFile, FingerprintFileError, Found, MIN_SCANNED_LEN, find, scan};
 pub use git::{
@@ -29,3 +36,4 @@ pub use install::{
     is_ours, uninstall,
 };
 pub use policy::Version;
+pub use staged::{GitEnv, staged_changes};

@@ -213,6 +213,15 @@ fn index_file() -> Option<PathBuf> {
     env::var_os(env::GIT_INDEX_FILE).map(PathBuf::from)
 }
 
+/// What git's environment says about the repository a hook commits to.
+fn git_env() -> ws_hooks::GitEnv {
+    ws_hooks::GitEnv {
+        git_dir: env::var_os(env::GIT_DIR).map(PathBuf::from),
+        index_file: index_file(),
+        redirected: env::GIT_REDIRECTS.iter().any(|v| env::var_os(v).is_some()),
+    }
+}
+
 fn pre_commit() -> Result<i32, CliError> {
     let top = repo_top()?;
     let stores = stores_serving(&top)?;
@@ -221,7 +230,7 @@ fn pre_commit() -> Result<i32, CliError> {
     if stores.is_empty() && fingerprints.is_empty() {
         return Ok(exit::OK);
     }
-    let staged = ws_hooks::staged_paths(&top, None).map_err(|e| failed(&e))?;
+    let staged = ws_hooks::staged_changes(&top, &git_env()).map_err(|e| failed(&e))?;
     let found = examine(&top, &stores, &staged, &fingerprints)?;
     let pass = found.unreviewed.is_empty() && found.blockers.is_empty() && found.secrets.is_empty();
     if let Some(index) = index_file().filter(|_| !stores.is_empty()) {
@@ -464,7 +473,11 @@ fn prepare_commit_msg(args: &[OsString]) -> Result<i32, CliError> {
             None => ws_hooks::empty_tree(&top).map_err(git)?,
         });
     }
-    let staged = ws_hooks::staged_paths(&top, base.as_deref()).map_err(git)?;
+    let staged = match base {
+        Some(base) => ws_hooks::staged_paths(&top, Some(&base)),
+        None => ws_hooks::staged_changes(&top, &git_env()),
+    }
+    .map_err(git)?;
     let found = examine(&top, &stores, &staged, &[])?;
     ws_hooks::add_trailers(&top, Path::new(message), &trailers(&found.trailers)).map_err(git)?;
     Ok(exit::OK)

@@ -1,0 +1,409 @@
+//! git's index file, read natively: the staged entries and the cache tree.
+//!
+//! Only what a commit hook needs, and only what this reader fully
+//! understands: versions 2 to 4 of a SHA-1 repository, one stage per path.
+//! Anything else — a split index (`link`), a sparse index (`sdir`), any
+//! other required extension, an unmerged or intent-to-add entry, a mode git
+//! does not stage — makes [`read`] answer `None`, and the caller asks git.
+//! The trailing checksum is not verified: git reads the same file to make
+//! the commit and refuses a damaged one itself. Paths stay in the file's
+//! bytes (version 4's are rebuilt into one buffer): a large index is read
+//! with a handful of allocations.
+
+use std::io;
+use std::path::Path;
+
+/// A SHA-1 object name.
+pub type Oid = [u8; 20];
+
+/// One staged path; [`Index::path`] spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IndexEntry {
+    name_start: usize,
+    name_end: usize,
+    /// 0o100644, 0o100755, 0o120000 or 0o160000.
+    pub mode: u32,
+    pub oid: Oid,
+}
+
+/// One directory of the cache tree, as stored: pre-order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct TreeNode {
+    name_start: usize,
+    name_end: usize,
+    valid: Option<(Oid, usize)>,
+    /// How many nodes that follow are below this one.
+    descendants: usize,
+}
+
+/// A directory of the cache tree (`TREE` extension): the tree object git
+/// knows the directory's entries make, while it still knows it.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheTree<'a> {
+    index: &'a Index,
+    at: usize,
+}
+
+impl<'a> CacheTree<'a> {
+    /// The tree's object name and how many index entries it covers; `None`
+    /// when an entry below changed since git last wrote the tree.
+    pub fn valid(&self) -> Option<(Oid, usize)> {
+        self.index.tree[self.at].valid
+    }
+
+    /// The subdirectory `name`, if the cache tree has it.
+    pub fn child(&self, name: &[u8]) -> Option<CacheTree<'a>> {
+        let nodes = &self.index.tree;
+        let end = self.at + 1 + nodes[self.at].descendants;
+        let mut k = self.at + 1;
+        while k < end {
+            let n = &nodes[k];
+            if &self.index.bytes[n.name_start..n.name_end] == name {
+                return Some(CacheTree { index: self.index, at: k });
+            }
+            k += 1 + n.descendants;
+        }
+        None
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Index {
+    /// In git's order (by path bytes).
+    pub entries: Vec<IndexEntry>,
+    /// The file: version 2 and 3 paths and the cache tree's names are read in place.
+    bytes: Vec<u8>,
+    /// Version 4's paths, rebuilt back to back.
+    rebuilt: Option<Vec<u8>>,
+    /// The cache tree's nodes (none when the index has no cache tree).
+    tree: Vec<TreeNode>,
+}
+
+impl Index {
+    pub fn path(&self, e: &IndexEntry) -> &[u8] {
+        &self.rebuilt.as_ref().unwrap_or(&self.bytes)[e.name_start..e.name_end]
+    }
+
+    /// The cache tree's root, if the index has one.
+    pub fn cache_tree(&self) -> Option<CacheTree<'_>> {
+        (!self.tree.is_empty()).then_some(CacheTree { index: self, at: 0 })
+    }
+}
+
+const HEADER_LEN: usize = 12;
+const CHECKSUM_LEN: usize = 20;
+/// ctime, mtime (seconds and nanoseconds), dev, ino, mode, uid, gid, size; oid; flags.
+const ENTRY_FIXED_LEN: usize = 40 + 20 + 2;
+
+const FLAG_EXTENDED: u16 = 0x4000;
+const FLAG_STAGE: u16 = 0x3000;
+const EXT_INTENT_TO_ADD: u16 = 0x2000;
+/// Extended flags this reader knows: skip-worktree (harmless to a commit) and intent-to-add.
+const EXT_KNOWN: u16 = 0x4000 | EXT_INTENT_TO_ADD;
+
+/// Reads the index at `path`: `Ok(None)` when it holds something this
+/// reader does not handle (then git must be asked).
+pub fn read(path: &Path) -> io::Result<Option<Index>> {
+    let bytes = std::fs::read(path)?;
+    Ok(parse(bytes))
+}
+
+/// Parses an index file's bytes; `None` for anything unsupported or damaged.
+pub fn parse(bytes: Vec<u8>) -> Option<Index> {
+    if bytes.len() < HEADER_LEN + CHECKSUM_LEN || &bytes[..4] != b"DIRC" {
+        return None;
+    }
+    let version = be32(&bytes, 4)?;
+    if !(2..=4).contains(&version) {
+        return None;
+    }
+    let count = usize::try_from(be32(&bytes, 8)?).ok()?;
+    let end = bytes.len() - CHECKSUM_LEN;
+    let mut pos = HEADER_LEN;
+    let mut entries: Vec<IndexEntry> = Vec::with_capacity(count.min(end / ENTRY_FIXED_LEN));
+    let mut rebuilt: Vec<u8> = Vec::new();
+    let mut previous = 0..0;
+    for _ in 0..count {
+        let start = pos;
+        let fixed = bytes.get(pos..pos + ENTRY_FIXED_LEN)?;
+        let mode = be32(fixed, 24)?;
+        let oid: Oid = fixed[40..60].try_into().ok()?;
+        let flags = u16::from_be_bytes([fixed[60], fixed[61]]);
+        pos += ENTRY_FIXED_LEN;
+        if flags & FLAG_EXTENDED != 0 {
+            if version < 3 {
+                return None;
+            }
+            let ext = u16::from_be_bytes(bytes.get(pos..pos + 2)?.try_into().ok()?);
+            if ext & !EXT_KNOWN != 0 || ext & EXT_INTENT_TO_ADD != 0 {
+                return None;
+            }
+            pos += 2;
+        }
+        if flags & FLAG_STAGE != 0 || !matches!(mode, 0o100644 | 0o100755 | 0o120000 | 0o160000) {
+            return None;
+        }
+        let name = if version == 4 {
+            // The path is the previous one less its last N bytes, plus a suffix.
+            let (strip, n) = varint(bytes.get(pos..end)?)?;
+            pos += n;
+            let keep = previous.len().checked_sub(usize::try_from(strip).ok()?)?;
+            let suffix_len = bytes.get(pos..end)?.iter().position(|&b| b == 0)?;
+            let name_start = rebuilt.len();
+            rebuilt.extend_from_within(previous.start..previous.start + keep);
+            rebuilt.extend_from_slice(&bytes[pos..pos + suffix_len]);
+            pos += suffix_len + 1;
+            name_start..rebuilt.len()
+        } else {
+            let name_len = bytes.get(pos..end)?.iter().position(|&b| b == 0)?;
+            let name = pos..pos + name_len;
+            // Padded with 1 to 8 NULs to a multiple of 8 bytes.
+            pos = start + (pos - start + name_len + 8) / 8 * 8;
+            name
+        };
+        let names = if version == 4 { &rebuilt } else { &bytes };
+        if name.is_empty() || (!entries.is_empty() && names[previous.clone()] >= names[name.clone()]) {
+            return None;
+        }
+        previous = name.clone();
+        entries.push(IndexEntry { name_start: name.start, name_end: name.end, mode, oid });
+    }
+    let mut tree = Vec::new();
+    while pos < end {
+        let header = bytes.get(pos..pos + 8)?;
+        let size = usize::try_from(be32(header, 4)?).ok()?;
+        let data_end = (pos + 8).checked_add(size).filter(|&e| e <= end)?;
+        match &header[..4] {
+            b"TREE" => tree = parse_cache_tree(&bytes[..data_end], pos + 8)?,
+            // Optional extensions (an upper-case first letter) do not change
+            // what is staged; required ones (split or sparse index) would.
+            [b'A'..=b'Z', ..] => {}
+            _ => return None,
+        }
+        pos = data_end;
+    }
+    if pos != end {
+        return None;
+    }
+    Some(Index { entries, bytes, rebuilt: (version == 4).then_some(rebuilt), tree })
+}
+
+fn be32(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// git's offset varint (index v4 and pack deltas' base offsets): the value and its length.
+pub(crate) fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut i = 0;
+    let mut c = *bytes.first()?;
+    let mut value = u64::from(c & 0x7f);
+    while c & 0x80 != 0 {
+        i += 1;
+        c = *bytes.get(i)?;
+        value = value.checked_add(1)?.checked_mul(128)? | u64::from(c & 0x7f);
+    }
+    Some((value, i + 1))
+}
+
+/// The `TREE` extension, from `start` to the end of `data`: pre-order nodes
+/// of `NAME\0COUNT SUBTREES\n[OID]`, COUNT being -1 for an invalidated tree
+/// (then no OID); the root's name is empty.
+fn parse_cache_tree(data: &[u8], start: usize) -> Option<Vec<TreeNode>> {
+    let mut nodes = Vec::new();
+    let mut pos = start;
+    cache_tree_node(data, &mut pos, &mut nodes, 0)?;
+    (nodes[0].name_start == nodes[0].name_end && pos == data.len()).then_some(nodes)
+}
+
+fn cache_tree_node(data: &[u8], pos: &mut usize, nodes: &mut Vec<TreeNode>, depth: usize) -> Option<()> {
+    if depth > 4096 {
+        return None;
+    }
+    let rest = data.get(*pos..)?;
+    let nul = rest.iter().position(|&b| b == 0)?;
+    let line_end = nul + 1 + rest.get(nul + 1..)?.iter().position(|&b| b == b'\n')?;
+    let line = std::str::from_utf8(&rest[nul + 1..line_end]).ok()?;
+    let (count, subtrees) = line.split_once(' ')?;
+    let count: i64 = count.parse().ok()?;
+    let subtrees: usize = subtrees.parse().ok()?;
+    let (name_start, name_end) = (*pos, *pos + nul);
+    *pos += line_end + 1;
+    let valid = if count >= 0 {
+        let oid: Oid = data.get(*pos..*pos + 20)?.try_into().ok()?;
+        *pos += 20;
+        Some((oid, usize::try_from(count).ok()?))
+    } else {
+        None
+    };
+    let at = nodes.len();
+    nodes.push(TreeNode { name_start, name_end, valid, descendants: 0 });
+    for _ in 0..subtrees {
+        cache_tree_node(data, pos, nodes, depth + 1)?;
+    }
+    nodes[at].descendants = nodes.len() - at - 1;
+    Some(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{Repo, hex};
+
+    fn oid_of(repo: &Repo, spec: &str) -> Oid {
+        crate::odb::parse_hex(repo.git(&["rev-parse", spec]).trim().as_bytes()).unwrap()
+    }
+
+    type Listed = (Vec<u8>, u32, Oid);
+
+    fn listed(index: &Index) -> Vec<Listed> {
+        index.entries.iter().map(|e| (index.path(e).to_vec(), e.mode, e.oid)).collect()
+    }
+
+    /// What `git ls-files -s` says.
+    fn ls_files(repo: &Repo) -> Vec<Listed> {
+        let out = repo.git_bytes(&["ls-files", "-s", "-z"]);
+        out.split(|&b| b == 0)
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let tab = l.iter().position(|&b| b == b'\t').unwrap();
+                let head = std::str::from_utf8(&l[..tab]).unwrap();
+                let mut f = head.split(' ');
+                let mode = u32::from_str_radix(f.next().unwrap(), 8).unwrap();
+                let oid = crate::odb::parse_hex(f.next().unwrap().as_bytes()).unwrap();
+                (l[tab + 1..].to_vec(), mode, oid)
+            })
+            .collect()
+    }
+
+    fn populate(repo: &Repo) {
+        repo.write("a.txt", "a\n");
+        repo.write("a-b/x", "x\n");
+        repo.write("a/b/c.txt", "c\n");
+        repo.write("a/b/d.txt", "d\n");
+        repo.write("a0", "zero\n");
+        repo.write("bin/run", "#!/bin/sh\n");
+        repo.chmod_x("bin/run");
+        repo.symlink("link", "a.txt");
+        repo.write("dir with spaces/ünïcode.txt", "u\n");
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-q", "-m", "one"]);
+    }
+
+    #[test]
+    fn entries_match_git_ls_files_in_every_index_version() {
+        let repo = Repo::new();
+        populate(&repo);
+        for version in ["2", "3", "4", "2"] {
+            repo.git(&["update-index", "--index-version", version]);
+            let index = read(&repo.index()).unwrap().expect("a supported index");
+            assert_eq!(listed(&index), ls_files(&repo), "version {version}");
+        }
+        // Version 3 on disk: an extended flag (skip-worktree) is set.
+        repo.git(&["update-index", "--skip-worktree", "a0"]);
+        let bytes = std::fs::read(repo.index()).unwrap();
+        assert_eq!(be32(&bytes, 4), Some(3));
+        assert_eq!(listed(&parse(bytes).unwrap()), ls_files(&repo));
+    }
+
+    #[test]
+    fn the_cache_tree_names_the_trees_git_wrote_and_forgets_changed_ones() {
+        let repo = Repo::new();
+        populate(&repo);
+        // A fresh cache tree: git write-tree fills it.
+        repo.git(&["read-tree", "HEAD"]);
+        repo.git(&["write-tree"]);
+        let index = read(&repo.index()).unwrap().unwrap();
+        let root = index.cache_tree().expect("a cache tree");
+        assert_eq!(root.valid(), Some((oid_of(&repo, "HEAD^{tree}"), index.entries.len())));
+        let b = root.child(b"a").unwrap().child(b"b").unwrap();
+        assert_eq!(b.valid(), Some((oid_of(&repo, "HEAD:a/b"), 2)));
+        assert!(root.child(b"b").is_none() && b.child(b"c.txt").is_none());
+        let spaced = root.child("dir with spaces".as_bytes()).unwrap();
+        assert_eq!(spaced.valid(), Some((oid_of(&repo, "HEAD:dir with spaces"), 1)));
+
+        repo.write("a/b/c.txt", "changed\n");
+        repo.git(&["add", "a/b/c.txt"]);
+        let index = read(&repo.index()).unwrap().unwrap();
+        let root = index.cache_tree().unwrap();
+        assert_eq!(root.valid(), None);
+        let a = root.child(b"a").unwrap();
+        assert_eq!(a.valid(), None);
+        assert_eq!(a.child(b"b").unwrap().valid(), None);
+        assert_eq!(root.child(b"bin").unwrap().valid(), Some((oid_of(&repo, "HEAD:bin"), 1)));
+        // The same in version 4, whose paths are rebuilt.
+        repo.git(&["update-index", "--index-version", "4"]);
+        let v4 = read(&repo.index()).unwrap().unwrap();
+        assert_eq!(listed(&v4), listed(&index));
+        assert_eq!(v4.cache_tree().unwrap().child(b"bin").unwrap().valid(), Some((oid_of(&repo, "HEAD:bin"), 1)));
+        assert!(hex(&oid_of(&repo, "HEAD:bin")).len() == 40);
+    }
+
+    #[test]
+    fn split_sparse_intent_to_add_and_unmerged_indexes_are_left_to_git() {
+        let repo = Repo::new();
+        populate(&repo);
+        assert!(read(&repo.index()).unwrap().is_some(), "positive control");
+
+        repo.write("new.txt", "new\n");
+        repo.git(&["add", "-N", "new.txt"]);
+        assert!(read(&repo.index()).unwrap().is_none(), "intent-to-add");
+        repo.git(&["rm", "-q", "--cached", "new.txt"]);
+        assert!(read(&repo.index()).unwrap().is_some());
+
+        repo.git(&["update-index", "--split-index"]);
+        assert!(read(&repo.index()).unwrap().is_none(), "split index");
+        repo.git(&["update-index", "--no-split-index"]);
+        assert!(read(&repo.index()).unwrap().is_some());
+
+        repo.git(&["sparse-checkout", "set", "--cone", "--sparse-index", "a"]);
+        assert!(read(&repo.index()).unwrap().is_none(), "sparse index");
+        repo.git(&["sparse-checkout", "disable"]);
+        assert!(read(&repo.index()).unwrap().is_some());
+
+        // An unmerged path: two stages of one file.
+        let base = repo.git(&["rev-parse", "HEAD"]);
+        repo.git(&["checkout", "-q", "-b", "other"]);
+        repo.write("a.txt", "other\n");
+        repo.git(&["commit", "-q", "-am", "other"]);
+        repo.git(&["checkout", "-q", base.trim()]);
+        repo.write("a.txt", "mine\n");
+        repo.git(&["commit", "-q", "-am", "mine"]);
+        let _ = repo.git_status(&["merge", "-q", "other"]);
+        assert!(!repo.git(&["ls-files", "-u"]).is_empty(), "a conflict");
+        assert!(read(&repo.index()).unwrap().is_none(), "unmerged");
+    }
+
+    #[test]
+    fn damaged_indexes_are_not_guessed_at() {
+        let repo = Repo::new();
+        populate(&repo);
+        let bytes = std::fs::read(repo.index()).unwrap();
+        assert!(parse(bytes.clone()).is_some());
+        for cut in [0, 4, 12, 40, bytes.len() / 2, bytes.len() - 21] {
+            assert!(parse(bytes[..cut].to_vec()).is_none(), "cut at {cut}");
+        }
+        let mut wrong = bytes.clone();
+        wrong[11] = 200;
+        assert!(parse(wrong).is_none(), "more entries than there are");
+        let mut wrong = bytes.clone();
+        wrong[7] = 9;
+        assert!(parse(wrong).is_none(), "version 9");
+        // An unknown required extension before the checksum.
+        let mut ext = bytes[..bytes.len() - 20].to_vec();
+        ext.extend_from_slice(b"zzzz\0\0\0\0");
+        ext.extend_from_slice(&[0; 20]);
+        assert!(parse(ext).is_none());
+        let mut optional = bytes[..bytes.len() - 20].to_vec();
+        optional.extend_from_slice(b"ZZZZ\0\0\0\0");
+        optional.extend_from_slice(&[0; 20]);
+        assert!(parse(optional).is_some());
+    }
+
+    #[test]
+    fn varints_decode_as_git_writes_them() {
+        assert_eq!(varint(&[0x05]), Some((5, 1)));
+        assert_eq!(varint(&[0x80, 0x00]), Some((128, 2)));
+        assert_eq!(varint(&[0xff, 0x7f]), Some((16511, 2)));
+        assert_eq!(varint(&[0x80]), None);
+    }
+}

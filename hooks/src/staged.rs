@@ -1,0 +1,528 @@
+//! What a commit changes, found without starting git when the repository
+//! allows: the index ([`crate::index`]) against HEAD's tree
+//! ([`crate::odb`]), skipping every directory whose cache-tree entry still
+//! names HEAD's tree for it — so a commit of one file in a large repository
+//! reads a handful of tree objects.
+//!
+//! The answer must be the one `git diff --cached` gives. Whatever this
+//! module does not fully understand — a variable of git's environment that
+//! moves the object store or refs, replace refs, another object format or
+//! ref storage, a symbolic ref outside `refs/heads/`, a changed submodule
+//! (git's `ignore` settings decide whether it counts), an index or object it
+//! cannot read — is handed to git instead ([`staged_changes`]).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::git::{GitError, Staged, StagedPath, staged_paths};
+use crate::index::{self, CacheTree, Index, IndexEntry, Oid};
+use crate::odb::{self, Kind, Odb, TREE_MODE, TreeEntry};
+
+/// What git's environment tells a hook about the repository it commits to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GitEnv {
+    /// `GIT_DIR` (git sets it in linked worktrees); relative to the top.
+    pub git_dir: Option<PathBuf>,
+    /// `GIT_INDEX_FILE`: the index the commit is made from; relative to the top.
+    pub index_file: Option<PathBuf>,
+    /// Whether another variable moves the work tree, object store or refs
+    /// (`GIT_WORK_TREE`, `GIT_COMMON_DIR`, `GIT_OBJECT_DIRECTORY`,
+    /// `GIT_ALTERNATE_OBJECT_DIRECTORIES`, `GIT_NAMESPACE`,
+    /// `GIT_REPLACE_REF_BASE`): then only git can tell.
+    pub redirected: bool,
+}
+
+const GITLINK: u32 = 0o160000;
+
+/// The paths whose staged version differs from HEAD's (nothing on an
+/// unborn branch), as `git diff --cached` tells them — read natively when
+/// the repository allows, else from git. Sorted by path.
+pub fn staged_changes(top: &Path, env: &GitEnv) -> Result<Vec<StagedPath>, GitError> {
+    if !env.redirected
+        && let Some(found) = native(top, env)
+    {
+        return Ok(found);
+    }
+    let mut found = staged_paths(top, None)?;
+    found.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(found)
+}
+
+/// The staged changes, or `None` where git must be asked.
+pub fn native(top: &Path, env: &GitEnv) -> Option<Vec<StagedPath>> {
+    let git_dir = match &env.git_dir {
+        Some(d) => top.join(d),
+        None => git_dir_of(top)?,
+    };
+    let common = match std::fs::read(git_dir.join("commondir")) {
+        Ok(text) => git_dir.join(Path::new(std::str::from_utf8(text.trim_ascii()).ok()?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => git_dir.clone(),
+        Err(_) => return None,
+    };
+    if !plain_repository(&common) {
+        return None;
+    }
+    let index_path = env.index_file.as_ref().map_or_else(|| git_dir.join("index"), |f| top.join(f));
+    let index = index::read(&index_path).ok()??;
+    let mut odb = Odb::new(&common.join("objects"));
+    let head_tree = match head_commit(&git_dir, &common)? {
+        Some(commit) => match odb.read(&commit).ok()?? {
+            (Kind::Commit, data) => Some(odb::commit_tree(&data)?),
+            _ => return None,
+        },
+        None => None,
+    };
+    let mut diff = Diff { odb, trees_left: MAX_TREES, out: Vec::new() };
+    diff.dir(&index, b"", &index.entries, head_tree.as_ref(), index.cache_tree())?;
+    let mut out = diff.out;
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Some(out)
+}
+
+/// The git directory of the work tree at `top`: `.git`, or where a `.git`
+/// file (a submodule's, a linked worktree's) points.
+fn git_dir_of(top: &Path) -> Option<PathBuf> {
+    let dot_git = top.join(".git");
+    let meta = std::fs::metadata(&dot_git).ok()?;
+    if meta.is_dir() {
+        return Some(dot_git);
+    }
+    let text = std::fs::read(&dot_git).ok()?;
+    let target = text.strip_prefix(b"gitdir: ")?.trim_ascii_end();
+    Some(top.join(Path::new(std::str::from_utf8(target).ok()?)))
+}
+
+/// A SHA-1 repository with files refs and no replace refs: what this module reads.
+fn plain_repository(common: &Path) -> bool {
+    let config = match std::fs::read(common.join("config")) {
+        Ok(c) => c.to_ascii_lowercase(),
+        Err(_) => return false,
+    };
+    let mentions = |word: &[u8]| config.windows(word.len()).any(|w| w == word);
+    if mentions(b"objectformat") || mentions(b"refstorage") {
+        return false;
+    }
+    let replace = common.join("refs/replace");
+    if std::fs::read_dir(&replace).is_ok_and(|mut d| d.next().is_some()) {
+        return false;
+    }
+    match std::fs::read(common.join("packed-refs")) {
+        Ok(packed) => !packed.windows(14).any(|w| w == b" refs/replace/"),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
+}
+
+/// HEAD's commit: `Some(None)` on an unborn branch, `None` when this module
+/// cannot tell.
+fn head_commit(git_dir: &Path, common: &Path) -> Option<Option<Oid>> {
+    let head = std::fs::read(git_dir.join("HEAD")).ok()?;
+    let head = head.trim_ascii_end();
+    let Some(name) = head.strip_prefix(b"ref: ") else {
+        return Some(Some(odb::parse_hex(head)?));
+    };
+    let name_str = std::str::from_utf8(name).ok()?;
+    if !name_str.starts_with("refs/heads/") || name_str.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+        return None;
+    }
+    match std::fs::read(common.join(name_str)) {
+        Ok(text) => return Some(Some(odb::parse_hex(text.trim_ascii_end())?)),
+        // Not there, or a directory (branches `x/y` beside an unborn `x`).
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory) => {}
+        Err(_) => return None,
+    }
+    let packed = match std::fs::read(common.join("packed-refs")) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(None),
+        Err(_) => return None,
+    };
+    for line in packed.split(|&b| b == b'\n') {
+        if let Some((oid, refname)) = line.split_first_chunk::<40>()
+            && refname.strip_prefix(b" ") == Some(name)
+        {
+            return Some(Some(odb::parse_hex(oid)?));
+        }
+    }
+    Some(None)
+}
+
+/// How many of HEAD's trees are read before leaving the rest to git: with a
+/// cache tree a commit reads a few per changed directory; without one (an
+/// index written entry by entry) every tree would be read, one delta chain
+/// at a time, where git is quicker.
+const MAX_TREES: usize = 256;
+
+struct Diff {
+    odb: Odb,
+    trees_left: usize,
+    out: Vec<StagedPath>,
+}
+
+impl Diff {
+    fn tree(&mut self, oid: &Oid) -> Option<Vec<TreeEntry>> {
+        self.trees_left = self.trees_left.checked_sub(1)?;
+        match self.odb.read(oid).ok()?? {
+            (Kind::Tree, data) => odb::parse_tree(&data),
+            _ => None,
+        }
+    }
+
+    /// Compares the index `entries` below `prefix` (empty, or ending in
+    /// `/`) with HEAD's tree `head` for that directory.
+    fn dir(
+        &mut self,
+        index: &Index,
+        prefix: &[u8],
+        entries: &[IndexEntry],
+        head: Option<&Oid>,
+        node: Option<CacheTree<'_>>,
+    ) -> Option<()> {
+        let Some(head) = head else { return self.added(index, entries) };
+        if node.and_then(|n| n.valid()) == Some((*head, entries.len())) {
+            return Some(());
+        }
+        let tree = self.tree(head)?;
+        let by_name: HashMap<&[u8], usize> = tree.iter().enumerate().map(|(k, t)| (&t.name[..], k)).collect();
+        let mut seen = vec![false; tree.len()];
+        let mut mark = |k: usize| !std::mem::replace(&mut seen[k], true);
+        let mut i = 0;
+        while i < entries.len() {
+            let e = &entries[i];
+            let path = index.path(e);
+            let rest = path.get(prefix.len()..).filter(|r| !r.is_empty())?;
+            let Some(slash) = rest.iter().position(|&b| b == b'/') else {
+                match by_name.get(rest) {
+                    Some(&k) if !mark(k) => return None,
+                    Some(&k) if tree[k].mode == TREE_MODE => {
+                        self.deleted_tree(path, &tree[k].oid)?;
+                        self.added(index, std::slice::from_ref(e))?;
+                    }
+                    Some(&k) if tree[k].mode != e.mode || tree[k].oid != e.oid => {
+                        if tree[k].mode == GITLINK || e.mode == GITLINK {
+                            return None;
+                        }
+                        self.out.push(staged(index, e));
+                    }
+                    Some(_) => {}
+                    None => self.added(index, std::slice::from_ref(e))?,
+                }
+                i += 1;
+                continue;
+            };
+            let name = &rest[..slash];
+            let sub = &path[..prefix.len() + slash + 1];
+            let end = i + entries[i..].partition_point(|x| index.path(x).starts_with(sub));
+            let child = node.and_then(|n| n.child(name));
+            match by_name.get(name) {
+                Some(&k) if !mark(k) => return None,
+                Some(&k) if tree[k].mode == TREE_MODE => {
+                    let oid = tree[k].oid;
+                    self.dir(index, sub, &entries[i..end], Some(&oid), child)?;
+                }
+                Some(&k) => {
+                    if tree[k].mode == GITLINK {
+                        return None;
+                    }
+                    self.out.push(StagedPath { path: sub[..sub.len() - 1].to_vec(), staged: Staged::Deleted });
+                    self.added(index, &entries[i..end])?;
+                }
+                None => self.added(index, &entries[i..end])?,
+            }
+            i = end;
+        }
+        for (t, _) in tree.iter().zip(&seen).filter(|(_, seen)| !**seen) {
+            let path = [prefix, &t.name].concat();
+            match t.mode {
+                TREE_MODE => self.deleted_tree(&path, &t.oid)?,
+                GITLINK => return None,
+                _ => self.out.push(StagedPath { path, staged: Staged::Deleted }),
+            }
+        }
+        Some(())
+    }
+
+    fn added(&mut self, index: &Index, entries: &[IndexEntry]) -> Option<()> {
+        for e in entries {
+            if e.mode == GITLINK {
+                return None;
+            }
+            self.out.push(staged(index, e));
+        }
+        Some(())
+    }
+
+    /// Every path below HEAD's tree `oid` at `path`, as deleted.
+    fn deleted_tree(&mut self, path: &[u8], oid: &Oid) -> Option<()> {
+        for t in self.tree(oid)? {
+            let sub = [path, b"/", &t.name].concat();
+            match t.mode {
+                TREE_MODE => self.deleted_tree(&sub, &t.oid)?,
+                GITLINK => return None,
+                _ => self.out.push(StagedPath { path: sub, staged: Staged::Deleted }),
+            }
+        }
+        Some(())
+    }
+}
+
+fn staged(index: &Index, e: &IndexEntry) -> StagedPath {
+    let blob = odb::hex(&e.oid);
+    let staged = match e.mode {
+        0o100755 => Staged::File { executable: true, blob },
+        0o120000 => Staged::Symlink { blob },
+        GITLINK => Staged::Submodule,
+        _ => Staged::File { executable: false, blob },
+    };
+    StagedPath { path: index.path(e).to_vec(), staged }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Repo;
+
+    /// What `git diff --cached` says in `dir`, with `vars` set, sorted.
+    fn git_says(repo: &Repo, dir: &Path, vars: &[(&str, &Path)]) -> Vec<StagedPath> {
+        let args = ["diff", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev", "--no-ext-diff", "--"];
+        let mut c = repo.command(dir, &args);
+        c.envs(vars.iter().copied());
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut found = crate::git::parse_raw(&out.stdout).unwrap();
+        found.sort_by(|a, b| a.path.cmp(&b.path));
+        found
+    }
+
+    /// The native answer, which must exist and agree with git's.
+    fn agrees(repo: &Repo, what: &str) -> Vec<StagedPath> {
+        let top = repo.path();
+        let got = native(&top, &GitEnv::default()).unwrap_or_else(|| panic!("{what}: left to git"));
+        assert_eq!(got, git_says(repo, &top, &[]), "{what}");
+        got
+    }
+
+    fn paths(found: &[StagedPath]) -> Vec<String> {
+        found.iter().map(|s| String::from_utf8_lossy(&s.path).into_owned()).collect()
+    }
+
+    fn populate(repo: &Repo) {
+        for d in 0..6 {
+            for s in 0..4 {
+                for f in 0..3 {
+                    repo.write(&format!("d{d}/s{s}/f{f}.txt"), &format!("{d} {s} {f}\n{}", "text\n".repeat(50)));
+                }
+            }
+        }
+        repo.write("top.txt", "top\n");
+        repo.write("a.txt", "a\n");
+        repo.write("a/x", "x\n");
+        repo.write("a0", "a0\n");
+        repo.write("run.sh", "#!/bin/sh\n");
+        repo.symlink("link", "top.txt");
+        repo.write("gone/deep/file", "gone\n");
+        repo.write("becomes-file/inner", "inner\n");
+        repo.write("becomes-dir", "plain\n");
+    }
+
+    fn every_kind_of_change(repo: &Repo) {
+        repo.write("d3/s2/f1.txt", "modified\n");
+        repo.write("d5/new/n.txt", "new in a new directory\n");
+        repo.write("new-top", "new\n");
+        repo.chmod_x("run.sh");
+        std::fs::remove_file(repo.path().join("link")).unwrap();
+        repo.symlink("link", "a.txt");
+        std::fs::remove_file(repo.path().join("d0/s0/f0.txt")).unwrap();
+        std::fs::remove_dir_all(repo.path().join("gone")).unwrap();
+        std::fs::remove_dir_all(repo.path().join("becomes-file")).unwrap();
+        repo.write("becomes-file", "now a file\n");
+        std::fs::remove_file(repo.path().join("becomes-dir")).unwrap();
+        repo.write("becomes-dir/inside", "now a directory\n");
+        repo.git(&["add", "-A"]);
+    }
+
+    #[test]
+    fn every_kind_of_change_agrees_with_git_loose_packed_and_in_index_v4() {
+        let repo = Repo::new();
+        populate(&repo);
+        repo.git(&["add", "-A"]);
+        let unborn = agrees(&repo, "unborn branch: everything is added");
+        assert!(unborn.len() > 70);
+        repo.git(&["commit", "-q", "-m", "one"]);
+        assert!(agrees(&repo, "nothing staged").is_empty());
+
+        every_kind_of_change(&repo);
+        let got = agrees(&repo, "loose objects");
+        let want = [
+            "a.txt", // untouched: not listed
+            "becomes-dir",
+            "becomes-dir/inside",
+            "becomes-file",
+            "becomes-file/inner",
+            "d0/s0/f0.txt",
+            "d3/s2/f1.txt",
+            "d5/new/n.txt",
+            "gone/deep/file",
+            "link",
+            "new-top",
+            "run.sh",
+        ];
+        assert_eq!(paths(&got), want[1..]);
+        assert_eq!(got[0].staged, Staged::Deleted, "becomes-dir was a file");
+        assert!(matches!(got[10].staged, Staged::File { executable: true, .. }), "run.sh is executable now");
+        assert!(matches!(got[8].staged, Staged::Symlink { .. }));
+
+        repo.git(&["gc", "-q", "--aggressive"]);
+        agrees(&repo, "packed objects");
+        repo.git(&["update-index", "--index-version", "4"]);
+        agrees(&repo, "index version 4");
+        repo.git(&["pack-refs", "--all"]);
+        assert!(!repo.path().join(".git/refs/heads/main").exists());
+        agrees(&repo, "packed refs");
+        let head = repo.git(&["rev-parse", "HEAD"]);
+        repo.git(&["checkout", "-q", "--detach"]);
+        assert_eq!(std::fs::read_to_string(repo.path().join(".git/HEAD")).unwrap(), head);
+        agrees(&repo, "detached HEAD");
+    }
+
+    #[test]
+    fn cache_trees_in_every_state_agree() {
+        let repo = Repo::new();
+        populate(&repo);
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-q", "-m", "one"]);
+        // A fully valid cache tree, then one file changed below it.
+        repo.git(&["read-tree", "HEAD"]);
+        repo.git(&["write-tree"]);
+        repo.write("d2/s1/f2.txt", "changed\n");
+        repo.git(&["add", "d2/s1/f2.txt"]);
+        assert_eq!(paths(&agrees(&repo, "one change")), ["d2/s1/f2.txt"]);
+        // The same change with no cache tree at all (an index git rebuilt
+        // entry by entry): every tree is read.
+        let listing = repo.git_bytes(&["ls-files", "-s", "-z"]);
+        std::fs::remove_file(repo.index()).unwrap();
+        repo.git_stdin(&["update-index", "-z", "--index-info"], &listing);
+        let index = index::read(&repo.index()).unwrap().unwrap();
+        assert!(index.cache_tree().is_none_or(|t| t.valid().is_none()), "no valid cache tree");
+        assert_eq!(paths(&agrees(&repo, "no cache tree")), ["d2/s1/f2.txt"]);
+        // A change staged and then undone: git may keep the tree invalid.
+        repo.git(&["reset", "-q"]);
+        repo.write("d2/s1/f2.txt", &format!("2 1 2\n{}", "text\n".repeat(50)));
+        repo.git(&["add", "-A"]);
+        assert!(agrees(&repo, "staged and restored").is_empty());
+    }
+
+    #[test]
+    fn without_a_cache_tree_a_large_tree_is_left_to_git() {
+        let repo = Repo::new();
+        for d in 0..MAX_TREES {
+            repo.write(&format!("many/{d}/f"), "f\n");
+        }
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-q", "-m", "many trees"]);
+        // `git add -A` re-adds racily clean files, invalidating their
+        // directories: a fresh cache tree, then one path added.
+        repo.git(&["read-tree", "HEAD"]);
+        repo.write("many/0/f", "changed\n");
+        repo.git(&["add", "many/0/f"]);
+        agrees(&repo, "many trees, with a cache tree");
+        let listing = repo.git_bytes(&["ls-files", "-s", "-z"]);
+        std::fs::remove_file(repo.index()).unwrap();
+        repo.git_stdin(&["update-index", "-z", "--index-info"], &listing);
+        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "over the budget");
+        let via_git = staged_changes(&repo.path(), &GitEnv::default()).unwrap();
+        assert_eq!(via_git, git_says(&repo, &repo.path(), &[]));
+        assert_eq!(paths(&via_git), ["many/0/f"]);
+    }
+
+    #[test]
+    fn a_temporary_index_and_a_linked_worktree_are_read_where_git_says() {
+        let repo = Repo::new();
+        populate(&repo);
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-q", "-m", "one"]);
+        // `git commit PATH` commits from a temporary index, named relative to the top.
+        repo.git(&["read-tree", "--index-output=.git/tmp-index", "HEAD"]);
+        repo.write("d1/s1/f1.txt", "only in the temporary index\n");
+        let tmp = Path::new(".git/tmp-index");
+        let mut c = repo.command(&repo.path(), &["add", "d1/s1/f1.txt"]);
+        assert!(c.env("GIT_INDEX_FILE", tmp).status().unwrap().success());
+        assert!(agrees(&repo, "the real index has nothing staged").is_empty());
+        let env = GitEnv { index_file: Some(tmp.to_path_buf()), ..GitEnv::default() };
+        let got = native(&repo.path(), &env).unwrap();
+        assert_eq!(got, git_says(&repo, &repo.path(), &[("GIT_INDEX_FILE", tmp)]));
+        assert_eq!(paths(&got), ["d1/s1/f1.txt"]);
+
+        let wt = repo.path().with_file_name("wt");
+        repo.git(&["worktree", "add", "-q", "-b", "side", wt.to_str().unwrap()]);
+        std::fs::write(wt.join("top.txt"), "changed in the worktree\n").unwrap();
+        repo.git_in(&wt, &["add", "top.txt"]);
+        let by_file = native(&wt, &GitEnv::default()).unwrap();
+        assert_eq!(by_file, git_says(&repo, &wt, &[]));
+        assert_eq!(paths(&by_file), ["top.txt"]);
+        let git_dir = repo.path().join(".git/worktrees/wt");
+        let env = GitEnv { git_dir: Some(git_dir.clone()), ..GitEnv::default() };
+        assert_eq!(native(&wt, &env).unwrap(), by_file, "GIT_DIR as git sets it for hooks");
+        assert!(agrees(&repo, "the main worktree has nothing staged").is_empty());
+    }
+
+    #[test]
+    fn submodules_are_read_inside_and_their_changes_are_left_to_git() {
+        let sub = Repo::new();
+        sub.write("s.txt", "s\n");
+        sub.git(&["add", "-A"]);
+        sub.git(&["commit", "-q", "-m", "sub"]);
+        let repo = Repo::new();
+        populate(&repo);
+        let url = sub.path();
+        repo.git(&["-c", "protocol.file.allow=always", "submodule", "add", "-q", url.to_str().unwrap(), "sub"]);
+        repo.git(&["commit", "-q", "-m", "with a submodule"]);
+
+        repo.write("top.txt", "changed\n");
+        repo.git(&["add", "top.txt"]);
+        assert_eq!(paths(&agrees(&repo, "an unchanged gitlink")), ["top.txt"]);
+
+        let inside = repo.path().join("sub");
+        std::fs::write(inside.join("s.txt"), "changed inside\n").unwrap();
+        repo.git_in(&inside, &["add", "s.txt"]);
+        let got = native(&inside, &GitEnv::default()).expect("inside the submodule");
+        assert_eq!(got, git_says(&repo, &inside, &[]));
+        assert_eq!(paths(&got), ["s.txt"]);
+
+        repo.git_in(&inside, &["commit", "-q", "-m", "moved"]);
+        repo.git(&["add", "sub"]);
+        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "a changed gitlink");
+        let via_git = staged_changes(&repo.path(), &GitEnv::default());
+        assert!(via_git.is_ok());
+    }
+
+    #[test]
+    fn what_only_git_can_tell_is_left_to_it() {
+        let repo = Repo::new();
+        populate(&repo);
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-q", "-m", "one"]);
+        repo.write("top.txt", "changed\n");
+        repo.git(&["add", "top.txt"]);
+        agrees(&repo, "positive control");
+
+        let redirected = GitEnv { redirected: true, ..GitEnv::default() };
+        assert!(staged_changes(&repo.path(), &redirected).is_ok(), "git answers");
+
+        let head = repo.git(&["rev-parse", "HEAD"]);
+        repo.git(&["replace", "-f", head.trim(), head.trim()]);
+        assert!(repo.path().join(".git/refs/replace").exists());
+        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "replace refs");
+        repo.git(&["replace", "-d", head.trim()]);
+        agrees(&repo, "replace refs gone");
+
+        repo.git(&["symbolic-ref", "HEAD", "refs/remotes/elsewhere"]);
+        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "HEAD outside refs/heads");
+        repo.git(&["symbolic-ref", "HEAD", "refs/heads/main"]);
+
+        repo.git(&["update-index", "--split-index"]);
+        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "split index");
+        repo.git(&["update-index", "--no-split-index"]);
+
+        repo.git(&["config", "extensions.objectFormat", "sha1"]);
+        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "an object format named");
+    }
+}
