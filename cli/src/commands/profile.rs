@@ -58,8 +58,8 @@ pub fn run(c: ProfileCommand) -> Result<i32, CliError> {
             Ok(exit::OK)
         }
         ProfileCommand::Check(a) => {
-            let text = fs_err::read_to_string(&a.file).map_err(CliError::from)?;
-            let problems = ws_sandbox::profile::check(&text);
+            let bytes = fs_err::read(&a.file).map_err(CliError::from)?;
+            let problems = ws_sandbox::profile::check_bytes(&bytes);
             if problems.is_empty() {
                 crate::ui::note(&format!("{}: no problems", a.file.display()));
                 return Ok(exit::OK);
