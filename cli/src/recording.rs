@@ -467,9 +467,15 @@ impl Attribution {
         if !a.recorded {
             return a;
         }
-        let Ok(records) = ws_snapshot::audit::read(&store.audit_log_path(&session.id)) else {
-            a.recorded = false;
-            return a;
+        let records = match ws_snapshot::audit::read(&store.audit_log_path(&session.id)) {
+            Ok(records) => records,
+            Err(e) => {
+                // Without the record, nothing proves a change was someone
+                // else's: every change counts as the session's.
+                crate::ui::warn(&format!("{}; every change counts as the session's", crate::error::chain(&e)));
+                a.recorded = false;
+                return a;
+            }
         };
         for r in records {
             match r.event {

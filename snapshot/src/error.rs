@@ -48,6 +48,8 @@ pub enum SessionError {
     NonePending,
     #[error("session record {path} is damaged: {what}")]
     Corrupt { path: PathBuf, what: String },
+    #[error("the journal of an interrupted rollback, {path}, is damaged: {what}")]
+    DamagedJournal { path: PathBuf, what: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -15,6 +15,8 @@ mod changes;
 mod copy;
 mod error;
 mod git;
+#[cfg(test)]
+mod hostile;
 mod ignore_rules;
 mod manifest;
 mod path;

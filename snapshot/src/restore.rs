@@ -102,7 +102,7 @@ pub fn rollback(
     opts: &RollbackOptions,
 ) -> Result<RollbackOutcome, ReviewError> {
     let mut outcome = RollbackOutcome::default();
-    if let Some(j) = store.read_journal(&session.id) {
+    if let Some(j) = store.read_journal(&session.id)? {
         let pending: Vec<usize> =
             j.indices.into_iter().filter(|&i| i < changes.len() && changes[i].state == ChangeState::Pending).collect();
         outcome.resumed = pending.len();
