@@ -69,3 +69,18 @@ pub enum ReviewError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+impl ReviewError {
+    /// The same error naming `path`: rollback works on a reachable form of
+    /// a path too long for one system call (`/proc/self/fd/N/NAME`), and the
+    /// user must see the workspace path instead.
+    pub(crate) fn shown_as(self, path: &std::path::Path) -> Self {
+        let path = path.to_path_buf();
+        match self {
+            ReviewError::Restore { source, .. } => ReviewError::Restore { path, source },
+            ReviewError::Remove { source, .. } => ReviewError::Remove { path, source },
+            ReviewError::Compare { source, .. } => ReviewError::Compare { path, source },
+            other => other,
+        }
+    }
+}

@@ -18,6 +18,7 @@ mod git;
 #[cfg(test)]
 mod hostile;
 mod ignore_rules;
+mod longpath;
 mod manifest;
 mod path;
 mod place;
