@@ -105,6 +105,10 @@ impl From<ws_snapshot::SessionError> for CliError {
             E::NonePending => {
                 from_chain(exit::USAGE, &e).hint("`ws session list` shows every session; name one by its id")
             }
+            E::DamagedJournal { path, .. } => from_chain(exit::FAILURE, &e).hint(format!(
+                "the changes it was rolling back are still pending: remove {} and run `ws rollback` without paths to roll back every pending change",
+                path.display()
+            )),
             _ => from_chain(exit::FAILURE, &e),
         }
     }

@@ -7,18 +7,19 @@ use ws_sandbox::profile::{self, Profile};
 use crate::env;
 use crate::error::CliError;
 
-/// Loads a profile's text by name: `NAME.toml` in the user's profile
+/// Loads a profile's bytes by name: `NAME.toml` in the user's profile
 /// directory first, then the built-ins. A name with a `/` or ending in
-/// `.toml` is a file path.
-pub fn load(name: &str) -> Option<(String, String)> {
+/// `.toml` is a file path. Bytes, not text: a file that is not UTF-8 is
+/// reported by the checker with its position, not mistaken for a missing one.
+pub fn load(name: &str) -> Option<(String, Vec<u8>)> {
     if name.contains('/') || name.ends_with(".toml") {
-        let text = fs_err::read_to_string(name).ok()?;
-        return Some((name.to_owned(), text));
+        let bytes = fs_err::read(name).ok()?;
+        return Some((name.to_owned(), bytes));
     }
     if let Some(dir) = env::profile_dir() {
         let p = dir.join(format!("{name}.toml"));
-        if let Ok(text) = std::fs::read_to_string(&p) {
-            return Some((p.display().to_string(), text));
+        if let Ok(bytes) = std::fs::read(&p) {
+            return Some((p.display().to_string(), bytes));
         }
     }
     profile::builtin(name)

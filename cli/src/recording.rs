@@ -522,7 +522,10 @@ impl Attribution {
         let records = match ws_snapshot::audit::read_if_any(&store.audit_log_path(&session.id), "outside_write") {
             Ok(Some(records)) => records,
             Ok(None) => return a,
-            Err(_) => {
+            Err(e) => {
+                // Without the record, nothing proves a change was someone
+                // else's: every change counts as the session's.
+                crate::ui::warn(&format!("{}; every change counts as the session's", crate::error::chain(&e)));
                 a.recorded = false;
                 return a;
             }

@@ -181,8 +181,23 @@ struct Layered {
     credentials: Vec<CredentialSpec>,
 }
 
+/// The 1-based line of byte `offset`. Counted on bytes: a parser's span may
+/// end inside a multi-byte character, where slicing the `str` would panic.
 fn line_of(src: &str, offset: usize) -> usize {
-    src[..offset.min(src.len())].bytes().filter(|b| *b == b'\n').count() + 1
+    let bytes = src.as_bytes();
+    bytes[..offset.min(bytes.len())].iter().filter(|b| **b == b'\n').count() + 1
+}
+
+/// A file that is not UTF-8 cannot be TOML: one problem, at the first bad byte.
+fn utf8(src: &[u8]) -> Result<&str, ProfileProblem> {
+    std::str::from_utf8(src).map_err(|e| {
+        let at = e.valid_up_to();
+        ProfileProblem {
+            line: src[..at].iter().filter(|b| **b == b'\n').count() + 1,
+            key: "(encoding)".into(),
+            message: format!("byte {at} is not UTF-8 (profiles are UTF-8 text)"),
+        }
+    })
 }
 
 /// Parses and checks one profile file's text. Every problem is collected.
@@ -197,9 +212,8 @@ fn parse(src: &str) -> Result<Layered, Vec<ProfileProblem>> {
         })
         .collect();
     let mut out = Layered::default();
-    let problem = |problems: &mut Vec<ProfileProblem>, at: usize, key: &str, msg: String| {
-        problems.push(ProfileProblem { line: line_of(src, at), key: key.to_owned(), message: msg })
-    };
+    let problem =
+        |problems: &mut Vec<ProfileProblem>, at: usize, key: &str, msg: String| push(problems, src, at, key, msg);
     for (k, v) in table.get_ref().iter() {
         let key = k.get_ref().as_ref();
         let at = k.span().start;
@@ -209,7 +223,7 @@ fn parse(src: &str) -> Result<Layered, Vec<ProfileProblem>> {
             ("extends" | "description", _) => problem(&mut problems, at, key, "must be a string".into()),
             ("resources", DeValue::Table(t)) => {
                 for (k2, v2) in t.iter() {
-                    let sub = format!("resources.{}", k2.get_ref());
+                    let sub = format!("resources.{}", shown(k2.get_ref()));
                     let at2 = k2.span().start;
                     match (sub.as_str(), v2.get_ref()) {
                         ("resources.memory_max", DeValue::String(v)) => match crate::cgroups::parse_size(v) {
@@ -242,7 +256,7 @@ fn parse(src: &str) -> Result<Layered, Vec<ProfileProblem>> {
             }
             ("filesystem" | "environment" | "enforce", DeValue::Table(t)) => {
                 for (k2, v2) in t.iter() {
-                    let sub = format!("{key}.{}", k2.get_ref());
+                    let sub = format!("{key}.{}", shown(k2.get_ref()));
                     let at2 = k2.span().start;
                     const KNOWN: &[&str] = &[
                         "filesystem.read",
@@ -351,13 +365,19 @@ fn parse(src: &str) -> Result<Layered, Vec<ProfileProblem>> {
 
 type Table<'a> = toml::de::DeTable<'a>;
 
+/// A key as a message shows it: an empty one (`"" = 1`, or `= 1` after a
+/// syntax error) as `""`, so that `network.""` does not read as `network.`.
+fn shown(key: &str) -> std::borrow::Cow<'_, str> {
+    if key.is_empty() { "\"\"".into() } else { key.into() }
+}
+
 fn push(problems: &mut Vec<ProfileProblem>, src: &str, at: usize, key: &str, message: String) {
-    problems.push(ProfileProblem { line: line_of(src, at), key: key.to_owned(), message });
+    problems.push(ProfileProblem { line: line_of(src, at), key: shown(key).into_owned(), message });
 }
 
 fn parse_network(src: &str, t: &Table, out: &mut Network, problems: &mut Vec<ProfileProblem>) {
     for (k, v) in t.iter() {
-        let key = format!("network.{}", k.get_ref());
+        let key = format!("network.{}", shown(k.get_ref()));
         let at = k.span().start;
         match key.as_str() {
             "network.hosts" | "network.addresses" | "network.ca_files" => {
@@ -394,7 +414,7 @@ fn parse_network(src: &str, t: &Table, out: &mut Network, problems: &mut Vec<Pro
                     };
                     let mut spec = HttpSpec::default();
                     for (k2, v2) in rule.iter() {
-                        let sub = format!("network.http.{}", k2.get_ref());
+                        let sub = format!("network.http.{}", shown(k2.get_ref()));
                         let at2 = k2.span().start;
                         match (sub.as_str(), v2.get_ref()) {
                             ("network.http.host", DeValue::String(h)) => match check_host_glob(h) {
@@ -436,14 +456,14 @@ fn parse_credential(
     t: &Table,
     problems: &mut Vec<ProfileProblem>,
 ) -> Option<CredentialSpec> {
-    let base = format!("credentials.{name}");
+    let base = format!("credentials.{}", shown(name));
     let before = problems.len();
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         push(problems, src, at, &base, "route names are letters, digits, `-` and `_` (they become a URL path)".into());
     }
     let mut c = CredentialSpec { name: name.to_owned(), ..CredentialSpec::default() };
     for (k, v) in t.iter() {
-        let key = format!("{base}.{}", k.get_ref());
+        let key = format!("{base}.{}", shown(k.get_ref()));
         let field = k.get_ref().to_string();
         let at2 = k.span().start;
         match (field.as_str(), v.get_ref()) {
@@ -574,10 +594,22 @@ pub fn check(src: &str) -> Vec<ProfileProblem> {
     parse(src).err().unwrap_or_default()
 }
 
+/// Checks a profile file's bytes: [`check`], after making sure they are UTF-8.
+pub fn check_bytes(src: &[u8]) -> Vec<ProfileProblem> {
+    match utf8(src) {
+        Ok(text) => check(text),
+        Err(p) => vec![p],
+    }
+}
+
+/// Finds a profile's bytes by name, with where they came from (a path, or
+/// `(built-in NAME)`) for messages.
+pub type Loader<'a> = dyn Fn(&str) -> Option<(String, Vec<u8>)> + 'a;
+
 /// Resolves profile `name`, following `extends`. `load` finds a profile's
-/// text by name (user profiles first, then [`BUILTIN`]) and says where it
+/// bytes by name (user profiles first, then [`BUILTIN`]) and says where it
 /// came from, for messages.
-pub fn resolve(name: &str, load: &dyn Fn(&str) -> Option<(String, String)>) -> Result<Profile, ProfileError> {
+pub fn resolve(name: &str, load: &Loader<'_>) -> Result<Profile, ProfileError> {
     let mut chain: Vec<(String, Layered)> = Vec::new();
     let mut next = Some(name.to_owned());
     while let Some(n) = next {
@@ -586,7 +618,10 @@ pub fn resolve(name: &str, load: &dyn Fn(&str) -> Option<(String, String)>) -> R
             return Err(ProfileError::Cycle { name: n, chain: names.join(" → ") });
         }
         let (origin, src) = load(&n).ok_or_else(|| ProfileError::NotFound { name: n.clone() })?;
-        let layered = parse(&src).map_err(|problems| ProfileError::Invalid { origin, problems })?;
+        let layered = utf8(&src)
+            .map_err(|p| vec![p])
+            .and_then(parse)
+            .map_err(|problems| ProfileError::Invalid { origin, problems })?;
         next = layered.extends.clone();
         chain.push((n, layered));
     }
@@ -616,8 +651,8 @@ pub fn resolve(name: &str, load: &dyn Fn(&str) -> Option<(String, String)>) -> R
 }
 
 /// Loads a built-in profile by name.
-pub fn builtin(name: &str) -> Option<(String, String)> {
-    BUILTIN.iter().find(|(n, _)| *n == name).map(|(n, src)| (format!("(built-in {n})"), (*src).to_owned()))
+pub fn builtin(name: &str) -> Option<(String, Vec<u8>)> {
+    BUILTIN.iter().find(|(n, _)| *n == name).map(|(n, src)| (format!("(built-in {n})"), src.as_bytes().to_vec()))
 }
 
 /// Where `$WORKSPACE`, `$HOME` and `$TMPDIR` point for one session.
@@ -710,7 +745,7 @@ mod tests {
 
     #[test]
     fn extends_adds_and_cycles_are_refused() {
-        let load = |n: &str| -> Option<(String, String)> {
+        let load = |n: &str| -> Option<(String, Vec<u8>)> {
             match n {
                 "a" => Some(("a.toml".into(), "extends = \"b\"\n[filesystem]\nread = [\"/a\"]\n".into())),
                 "b" => Some(("b.toml".into(), "extends = \"a\"\n".into())),
@@ -727,7 +762,7 @@ mod tests {
 
     #[test]
     fn network_and_credentials_parse_and_extend() {
-        let load = |n: &str| -> Option<(String, String)> {
+        let load = |n: &str| -> Option<(String, Vec<u8>)> {
             match n {
                 "net" => Some((
                     "net.toml".into(),

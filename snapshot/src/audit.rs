@@ -210,8 +210,11 @@ pub struct VerifyError {
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Tamper {
-    #[error("is not a valid record")]
-    NotARecord,
+    #[error("is not a valid record: {why}")]
+    NotARecord {
+        /// The parser's complaint, with the column where it stopped.
+        why: String,
+    },
     #[error("is cut short (no end of line)")]
     CutShort,
     #[error("does not start the chain of session {session} (edited, or the log of another session)")]
@@ -244,6 +247,10 @@ pub enum AuditError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("the audit log {path} is damaged")]
     Damaged { path: PathBuf, source: VerifyError },
+    #[error("cannot read the audit seal {path}")]
+    ReadSeal { path: PathBuf, source: std::io::Error },
+    #[error("the audit seal {path} is damaged: {what}")]
+    DamagedSeal { path: PathBuf, what: String },
 }
 
 /// `prev` of a session's first record.
@@ -346,25 +353,66 @@ impl AuditLog {
 
 /// Parses one line of a log (without its newline).
 pub fn parse_line(line: &[u8]) -> Option<Record> {
-    serde_json::from_slice(line).ok()
+    parse_record(line).ok()
 }
 
-/// Reads a log's seal, if it was sealed.
-pub fn read_seal(log: &Path) -> Option<Seal> {
-    let bytes = std::fs::read(log.with_file_name(SEAL_FILE)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+/// Parses one line, or says why it is not a record and at which column.
+fn parse_record(line: &[u8]) -> Result<Record, Tamper> {
+    serde_json::from_slice(line).map_err(|e| Tamper::NotARecord { why: json_problem(&e) })
+}
+
+/// serde_json's message with its position as a column: each record is one
+/// line, so its "line 1" would only mislead next to the log's line number.
+fn json_problem(e: &serde_json::Error) -> String {
+    let full = e.to_string();
+    let what = full.rsplit_once(" at line ").map_or(full.as_str(), |(what, _)| what);
+    // A type error found at the first character is reported at column 0.
+    format!("{what} at column {}", e.column().max(1))
+}
+
+/// Reads a log's seal: `None` if the log was never sealed (its session is
+/// running, or its supervisor died). A seal that exists but cannot be read
+/// or parsed is an error, never taken for an unsealed log: that would hide
+/// records cut off the end.
+pub fn read_seal(log: &Path) -> Result<Option<Seal>, AuditError> {
+    let path = log.with_file_name(SEAL_FILE);
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(AuditError::ReadSeal { path, source }),
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        let what = e.to_string();
+        AuditError::DamagedSeal { path, what }
+    })
 }
 
 /// Verifies the log at `log` (and its seal, if there is one) for `session`.
 pub fn verify(log: &Path, session: &str) -> Result<Summary, AuditError> {
-    let seal = read_seal(log);
+    let seal = read_seal(log)?;
     walk(log, session, seal.as_ref()).map(|(s, _)| s)
 }
 
-/// The records of a log, for reading (no verification).
+/// The records of a log, for reading (no verification of the chain). A line
+/// that is not a record is an error naming it; a last line without its
+/// newline is left out: a writer killed mid-append leaves one.
 pub fn read(log: &Path) -> Result<Vec<Record>, AuditError> {
     let bytes = std::fs::read(log).map_err(|source| AuditError::Open { path: log.to_path_buf(), source })?;
-    Ok(bytes.split(|b| *b == b'\n').filter_map(parse_line).collect())
+    records(log, &bytes)
+}
+
+/// Parses a log's lines; a damaged one is an error naming its line.
+fn records(log: &Path, bytes: &[u8]) -> Result<Vec<Record>, AuditError> {
+    let damaged = |i: usize, why| AuditError::Damaged {
+        path: log.to_path_buf(),
+        source: VerifyError { line: i as u64 + 1, why },
+    };
+    bytes
+        .split_inclusive(|b| *b == b'\n')
+        .enumerate()
+        .filter_map(|(i, raw)| raw.strip_suffix(b"\n").map(|line| (i, line)))
+        .map(|(i, line)| parse_record(line).map_err(|why| damaged(i, why)))
+        .collect()
 }
 
 /// The records of a log, for reading, if it holds a record of type `kind`
@@ -378,7 +426,7 @@ pub fn read_if_any(log: &Path, kind: &str) -> Result<Option<Vec<Record>>, AuditE
     if !bytes.windows(tag.len()).any(|w| w == tag.as_bytes()) {
         return Ok(None);
     }
-    Ok(Some(bytes.split(|b| *b == b'\n').filter_map(parse_line).collect()))
+    records(log, &bytes).map(Some)
 }
 
 /// Checks the chain; returns the summary and the hash of the last line.
@@ -405,7 +453,7 @@ fn check(lines: &[Vec<u8>], session: &str, seal: Option<&Seal>) -> Result<(Summa
     let mut records = Vec::with_capacity(lines.len());
     for (i, raw) in lines.iter().enumerate() {
         let Some(body) = raw.strip_suffix(b"\n") else { return Err(fail(i, Tamper::CutShort)) };
-        records.push(parse_line(body).ok_or_else(|| fail(i, Tamper::NotARecord))?);
+        records.push(parse_record(body).map_err(|why| fail(i, why))?);
     }
     let mut summary = Summary::default();
     let mut prev = genesis(session);
@@ -561,7 +609,9 @@ mod tests {
         let mut edited = lines.clone();
         edited[3][0] = b'[';
         rewrite(&path, &edited);
-        assert_eq!(failure(&path), VerifyError { line: 4, why: Tamper::NotARecord });
+        let e = failure(&path);
+        assert_eq!(e.line, 4);
+        assert!(matches!(&e.why, Tamper::NotARecord { why } if why.ends_with("at column 1")), "{e}");
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub enum SessionError {
     NonePending,
     #[error("session record {path} is damaged: {what}")]
     Corrupt { path: PathBuf, what: String },
+    #[error("the journal of an interrupted rollback, {path}, is damaged: {what}")]
+    DamagedJournal { path: PathBuf, what: String },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -66,4 +68,19 @@ pub enum ReviewError {
     Session(#[from] SessionError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ReviewError {
+    /// The same error naming `path`: rollback works on a reachable form of
+    /// a path too long for one system call (`/proc/self/fd/N/NAME`), and the
+    /// user must see the workspace path instead.
+    pub(crate) fn shown_as(self, path: &std::path::Path) -> Self {
+        let path = path.to_path_buf();
+        match self {
+            ReviewError::Restore { source, .. } => ReviewError::Restore { path, source },
+            ReviewError::Remove { source, .. } => ReviewError::Remove { path, source },
+            ReviewError::Compare { source, .. } => ReviewError::Compare { path, source },
+            other => other,
+        }
+    }
 }

@@ -15,7 +15,10 @@ mod changes;
 mod copy;
 mod error;
 mod git;
+#[cfg(test)]
+mod hostile;
 mod ignore_rules;
+mod longpath;
 mod manifest;
 mod path;
 mod place;

@@ -24,6 +24,7 @@ use crate::changes::{Change, ChangeState, lstat, object_hash};
 use crate::copy::hash_file;
 use crate::error::ReviewError;
 use crate::git::{GitClass, git_class};
+use crate::longpath::Reachable;
 use crate::manifest::{Entry, EntryKind, Manifest};
 use crate::path::RelPath;
 use crate::rebuild::{Built, NewTrees, fill_file};
@@ -105,7 +106,7 @@ pub fn rollback(
     opts: &RollbackOptions,
 ) -> Result<RollbackOutcome, ReviewError> {
     let mut outcome = RollbackOutcome::default();
-    if let Some(j) = store.read_journal(&session.id) {
+    if let Some(j) = store.read_journal(&session.id)? {
         let pending: Vec<usize> =
             j.indices.into_iter().filter(|&i| i < changes.len() && changes[i].state == ChangeState::Pending).collect();
         outcome.resumed = pending.len();
@@ -121,14 +122,17 @@ pub fn rollback(
     let chosen: HashSet<RelPath> = picked.iter().map(|&i| changes[i].path.clone()).collect();
     let by_path: HashMap<&RelPath, usize> = changes.iter().enumerate().map(|(i, c)| (&c.path, i)).collect();
     let mut extra = Vec::new();
+    // Each ancestor is looked at once: the walk up stops at one that is
+    // picked or already seen, whose own walk covers the rest. Without that,
+    // a tree 10,000 deep costs 10,000² lookups of paths 20,000 bytes long.
+    let mut seen: HashSet<RelPath> = HashSet::new();
     for &i in &picked {
         let mut p = changes[i].path.parent();
         while let Some(anc) = p {
-            if anc.is_root() {
+            if anc.is_root() || chosen.contains(&anc) || !seen.insert(anc.clone()) {
                 break;
             }
-            if !chosen.contains(&anc)
-                && let Some(&k) = by_path.get(&anc)
+            if let Some(&k) = by_path.get(&anc)
                 && changes[k].state == ChangeState::Pending
                 && changes[k].before.as_ref().is_some_and(Entry::is_dir)
             {
@@ -197,7 +201,8 @@ fn refresh_stat_cache(
             if let Some(&stat) = made.get(&i) {
                 return Some(Entry { stat, racy: stat.mtime_ns >= now || stat.ctime_ns >= now, ..b.clone() });
             }
-            let m = std::fs::symlink_metadata(c.path.to_path(root)).ok()?;
+            let reach = Reachable::new(&c.path.to_path(root)).ok()?;
+            let m = std::fs::symlink_metadata(&*reach).ok()?;
             let stat = FileStat::from_metadata(&m);
             let same_kind = match b.kind {
                 EntryKind::File { .. } => m.is_file(),
@@ -332,25 +337,29 @@ impl<'a> Rollback<'a> {
                 }
             })
             .collect();
-        removals.sort_by_key(|&i| std::cmp::Reverse(changes[i].path.depth()));
+        removals.sort_by_cached_key(|&i| std::cmp::Reverse(changes[i].path.depth()));
         let mut blocked: HashSet<usize> = HashSet::new();
         for &i in &removals {
             let c = &changes[i];
-            let abs = c.path.to_path(self.root);
             if c.before.is_none() && git_class(&c.path) == GitClass::Objects {
                 self.out.kept_git += 1;
                 done.push(i);
                 continue;
             }
-            let cur = lstat(&abs).map_err(|source| ReviewError::Compare { path: abs.clone(), source })?;
+            let shown = c.path.to_path(self.root);
+            let reach =
+                Reachable::new(&shown).map_err(|source| ReviewError::Compare { path: shown.clone(), source })?;
+            let abs: &Path = &reach;
+            let cur = lstat(abs).map_err(|source| ReviewError::Compare { path: shown.clone(), source })?;
             if cur.is_none() {
                 if c.before.is_none() {
                     done.push(i);
                 }
                 continue;
             }
-            if !self.force && !matches_now(self.store, &abs, cur.as_ref(), c.after.as_ref())? {
-                if c.before.is_some() && matches_now(self.store, &abs, cur.as_ref(), c.before.as_ref())? {
+            let now_is = |want| matches_now(self.store, abs, cur.as_ref(), want).map_err(|e| e.shown_as(&shown));
+            if !self.force && !now_is(c.after.as_ref())? {
+                if c.before.is_some() && now_is(c.before.as_ref())? {
                     continue; // already restored by an earlier, interrupted run
                 }
                 self.out.conflicts.push((c.path.clone(), "changed after the session ended".into()));
@@ -358,7 +367,7 @@ impl<'a> Rollback<'a> {
                 continue;
             }
             let r = match c.after.as_ref().map(|a| &a.kind) {
-                Some(EntryKind::Dir) => match std::fs::remove_dir(&abs) {
+                Some(EntryKind::Dir) => match std::fs::remove_dir(abs) {
                     Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty => {
                         self.out
                             .conflicts
@@ -368,13 +377,13 @@ impl<'a> Rollback<'a> {
                     }
                     r => r,
                 },
-                Some(EntryKind::Excluded { .. }) => remove_any(&abs),
-                _ => std::fs::remove_file(&abs),
+                Some(EntryKind::Excluded { .. }) => remove_any(abs),
+                _ => std::fs::remove_file(abs),
             };
             match r {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(source) => return Err(ReviewError::Remove { path: abs, source }),
+                Err(source) => return Err(ReviewError::Remove { path: shown, source }),
             }
             if c.before.is_none() {
                 self.out.restored.push(c.path.clone());
@@ -389,7 +398,7 @@ impl<'a> Rollback<'a> {
         // new tree (see [`NewTrees`]), put in place before the hard links.
         let mut restores: Vec<usize> =
             picked.iter().copied().filter(|&i| changes[i].before.is_some() && !blocked.contains(&i)).collect();
-        restores.sort_by_key(|&i| changes[i].path.depth());
+        restores.sort_by_cached_key(|&i| changes[i].path.depth());
         let is_dir = |i: &usize| changes[*i].before.as_ref().is_some_and(Entry::is_dir);
         let linked = |i: &usize| changes[*i].before.as_ref().is_some_and(|b| b.stat.nlink > 1 && !b.is_dir());
         let dirs: Vec<usize> = restores.iter().copied().filter(is_dir).collect();
@@ -434,7 +443,8 @@ impl<'a> Rollback<'a> {
         // directory does not stop its own children from coming back.
         dir_modes.sort_by_key(|d| std::cmp::Reverse(d.2));
         for (abs, perm, _) in dir_modes {
-            std::fs::set_permissions(&abs, std::fs::Permissions::from_mode(perm))
+            Reachable::new(&abs)
+                .and_then(|reach| std::fs::set_permissions(&*reach, std::fs::Permissions::from_mode(perm)))
                 .map_err(|source| ReviewError::Restore { path: abs.clone(), source })?;
         }
         for i in done {
@@ -501,29 +511,36 @@ impl<'a> Rollback<'a> {
         if before.is_excluded() {
             return Ok(Step::Unrestorable);
         }
-        let abs = c.path.to_path(self.root);
+        let shown = c.path.to_path(self.root);
+        let reach = Reachable::new(&shown).map_err(|source| ReviewError::Compare { path: shown.clone(), source })?;
+        self.step_at(c, before, &shown, &reach).map_err(|e| e.shown_as(&shown))
+    }
+
+    /// [`Self::step`] on `abs`, a form of `shown` that system calls accept.
+    fn step_at(&self, c: &Change, before: &Entry, shown: &Path, abs: &Path) -> Result<Step, ReviewError> {
         let class = git_class(&c.path);
-        let cur = lstat(&abs).map_err(|source| ReviewError::Compare { path: abs.clone(), source })?;
-        if matches_now(self.store, &abs, cur.as_ref(), Some(before))? {
+        let cur = lstat(abs).map_err(|source| ReviewError::Compare { path: abs.to_path_buf(), source })?;
+        if matches_now(self.store, abs, cur.as_ref(), Some(before))? {
             return Ok(Step::AlreadyDone);
         }
-        if class == GitClass::Reflog && appended_to(self.store, &abs, before)? {
+        if class == GitClass::Reflog && appended_to(self.store, abs, before)? {
             return Ok(Step::KeptGit);
         }
         let replaced_kind = c.after.as_ref().is_some_and(|a| category(a) != category(before));
-        let as_left = replaced_kind || matches_now(self.store, &abs, cur.as_ref(), c.after.as_ref())?;
+        let as_left = replaced_kind || matches_now(self.store, abs, cur.as_ref(), c.after.as_ref())?;
         let step = match (as_left, class == GitClass::Index || self.force) {
             (true, _) => Step::Restored,
             (false, true) => Step::Overwritten,
             (false, false) => return Ok(Step::Conflict),
         };
-        self.restore(&abs, before, cur.is_none())?;
+        self.restore(shown, abs, before, cur.is_none())?;
         Ok(step)
     }
 
-    /// Makes `abs` equal to the snapshot entry `e`, atomically per path.
-    /// `absent`: the path did not exist when the step looked (saves a stat).
-    fn restore(&self, abs: &Path, e: &Entry, absent: bool) -> Result<(), ReviewError> {
+    /// Makes `abs` (a reachable form of `shown`) equal to the snapshot entry
+    /// `e`, atomically per path. `absent`: the path did not exist when the
+    /// step looked (saves a stat).
+    fn restore(&self, shown: &Path, abs: &Path, e: &Entry, absent: bool) -> Result<(), ReviewError> {
         let err = |source| ReviewError::Restore { path: abs.to_path_buf(), source };
         match &e.kind {
             EntryKind::Dir => {
@@ -549,14 +566,14 @@ impl<'a> Rollback<'a> {
                 let key = (e.stat.dev, e.stat.ino);
                 if e.stat.nlink > 1
                     && let Some(sibling) = self.hard_link_sibling(key, &e.path)
-                    && std::fs::hard_link(&sibling, &tmp).is_ok()
+                    && Reachable::new(&sibling).and_then(|s| std::fs::hard_link(&*s, &tmp)).is_ok()
                 {
                     return self.place(&tmp, abs);
                 }
                 let fill = |dst: &File| fill_file(self.store, dst, e, object);
                 if absent && self.create_unnamed_then_link(abs, &fill).map_err(err)? {
                     if e.stat.nlink > 1 {
-                        lock(&self.links).insert(key, abs.to_path_buf());
+                        lock(&self.links).insert(key, shown.to_path_buf());
                     }
                     return Ok(());
                 }
@@ -567,7 +584,7 @@ impl<'a> Rollback<'a> {
                 }
                 self.place(&tmp, abs)?;
                 if e.stat.nlink > 1 {
-                    lock(&self.links).insert(key, abs.to_path_buf());
+                    lock(&self.links).insert(key, shown.to_path_buf());
                 }
                 Ok(())
             }
@@ -615,7 +632,7 @@ impl<'a> Rollback<'a> {
                 o.path != *path && (o.stat.dev, o.stat.ino) == key && matches!(o.kind, EntryKind::File { .. })
             })?;
         let abs = sib.path.to_path(self.root);
-        let m = std::fs::symlink_metadata(&abs).ok()?;
+        let m = std::fs::symlink_metadata(&*Reachable::new(&abs).ok()?).ok()?;
         (m.ino() == sib.stat.ino
             && m.dev() == sib.stat.dev
             && FileStat::from_metadata(&m).ctime_ns == sib.stat.ctime_ns)
@@ -636,7 +653,10 @@ impl<'a> Rollback<'a> {
         let dirs: HashSet<RelPath> =
             picked.iter().filter_map(|&i| changes[i].path.parent()).filter(|d| !trees.has_dir(d)).collect();
         for d in dirs {
-            let Ok(rd) = std::fs::read_dir(d.to_path(self.root)) else {
+            let Ok(reach) = Reachable::new(&d.to_path(self.root)) else {
+                continue;
+            };
+            let Ok(rd) = std::fs::read_dir(&*reach) else {
                 continue;
             };
             for e in rd.flatten() {

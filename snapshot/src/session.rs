@@ -151,9 +151,17 @@ impl Store {
         self.write_atomic(&path, &json)
     }
 
-    pub(crate) fn read_journal(&self, id: &str) -> Option<Journal> {
-        let bytes = std::fs::read(self.session_dir(id).join("rollback.journal")).ok()?;
-        serde_json::from_slice(&bytes).ok()
+    /// The journal of an interrupted rollback, if there is one. A damaged
+    /// journal is an error, not "no rollback under way": taking it for
+    /// none would leave the interrupted rollback half done.
+    pub(crate) fn read_journal(&self, id: &str) -> Result<Option<Journal>, SessionError> {
+        let path = self.session_dir(id).join("rollback.journal");
+        let bytes = match fs_err::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => return Err(StoreError::Io { path, source }.into()),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| SessionError::DamagedJournal { path, what: e.to_string() })
     }
 
     pub(crate) fn clear_journal(&self, id: &str) -> Result<(), StoreError> {

@@ -178,7 +178,10 @@ impl Walk<'_> {
         // O_NOFOLLOW: a directory swapped for a symlink since we saw it is
         // not entered. Entries are then examined relative to this descriptor.
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let dir_fd = match rustix::fs::openat(rustix::fs::CWD, &job.abs, flags, Mode0::empty()) {
+        // Reached piece by piece past PATH_MAX: a tree may nest deeper than
+        // one system call can name.
+        let opened = crate::longpath::at(&job.abs, |dir, name| rustix::fs::openat(dir, name, flags, Mode0::empty()));
+        let dir_fd = match opened {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => return Ok(()),
             Err(e) => return Err(walk_err(&job.abs, e)),

@@ -8,6 +8,7 @@ mod faults;
 mod git;
 mod harness;
 mod hooks;
+mod hostile;
 mod kinds;
 mod learn;
 mod many;

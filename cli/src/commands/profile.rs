@@ -81,8 +81,8 @@ pub fn run(c: ProfileCommand) -> Result<i32, CliError> {
             Ok(exit::OK)
         }
         ProfileCommand::Check(a) => {
-            let text = fs_err::read_to_string(&a.file).map_err(CliError::from)?;
-            let problems = ws_sandbox::profile::check(&text);
+            let bytes = fs_err::read(&a.file).map_err(CliError::from)?;
+            let problems = ws_sandbox::profile::check_bytes(&bytes);
             if problems.is_empty() {
                 crate::ui::note(&format!("{}: no problems", a.file.display()));
                 return Ok(exit::OK);
@@ -125,6 +125,9 @@ fn suggest(a: SuggestArgs) -> Result<i32, CliError> {
             (path, format!("extends = \"{name}\"\n"))
         }
     } else {
+        let text = String::from_utf8(text).map_err(|_| {
+            CliError::usage(format!("profile {origin} is not UTF-8")).hint(format!("see `ws profile check {origin}`"))
+        })?;
         (std::path::PathBuf::from(&origin), text)
     };
     let new = learn::add_lines(&old, &lines).map_err(|e| {

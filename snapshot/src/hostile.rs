@@ -1,0 +1,440 @@
+//! Hostile store files: manifests, change sets, rollback journals, audit
+//! logs and seals that are random bytes, truncated, flipped, or re-sealed
+//! after a mutation (so that the decoder behind the checksum is reached).
+//! No reader may panic, and every error must name the file and a position
+//! inside it (a byte offset, or a line).
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+
+use proptest::prelude::*;
+
+use crate::audit::{self, AuditError, AuditLog, Event, Recording, WriteOp};
+use crate::changes::{Change, ChangeState, decode_changes, encode_changes};
+use crate::error::{ManifestError, SessionError, StoreError};
+use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest};
+use crate::path::RelPath;
+use crate::stat::FileStat;
+use crate::store::{ObjectId, Store};
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+/// A path component: any bytes but NUL and `/`, never `.` or `..`.
+fn component() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>().prop_filter("no NUL or /", |b| *b != 0 && *b != b'/'), 1..12)
+        .prop_filter("not . or ..", |c| c != b"." && c != b"..")
+}
+
+fn rel_path() -> impl Strategy<Value = RelPath> {
+    prop::collection::vec(component(), 1..4).prop_map(|cs| RelPath::from_bytes(&cs.join(&b'/')).unwrap())
+}
+
+fn entry_kind() -> impl Strategy<Value = EntryKind> {
+    prop_oneof![
+        (any::<[u8; 16]>(), any::<Option<[u8; 32]>>())
+            .prop_map(|(o, hash)| EntryKind::File { object: ObjectId::from_bytes(o), hash }),
+        prop::collection::vec(any::<u8>(), 0..40).prop_map(|target| EntryKind::Symlink { target }),
+        Just(EntryKind::Dir),
+        (0..3u8, any::<u64>(), any::<u64>()).prop_map(|(r, files, bytes)| EntryKind::Excluded {
+            reason: [ExcludeReason::OverBudget, ExcludeReason::Special, ExcludeReason::Unreadable][r as usize],
+            files,
+            bytes,
+        }),
+    ]
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    (rel_path(), entry_kind(), any::<(u64, u64, u32, u64, u64, i64, i64)>(), any::<bool>()).prop_map(
+        |(path, kind, (dev, ino, mode, nlink, size, mtime_ns, ctime_ns), racy)| Entry {
+            path,
+            kind,
+            stat: FileStat { dev, ino, mode, nlink, size, mtime_ns, ctime_ns },
+            racy,
+        },
+    )
+}
+
+fn manifest() -> impl Strategy<Value = Manifest> {
+    (any::<i64>(), prop::collection::vec(entry(), 0..12)).prop_map(|(started_ns, entries)| {
+        let mut m = Manifest { started_ns, entries, id: None };
+        m.sort();
+        m.entries.dedup_by(|a, b| a.path == b.path);
+        m
+    })
+}
+
+fn changes() -> impl Strategy<Value = Vec<Change>> {
+    let change = (entry(), 0..3u8, 0..3u8, entry_kind()).prop_map(|(e, sides, state, other)| {
+        let after = Entry { kind: other, ..e.clone() };
+        let (before, after) = match sides {
+            0 => (Some(e), None),
+            1 => (None, Some(after)),
+            _ => (Some(e), Some(after)),
+        };
+        let path = before.as_ref().or(after.as_ref()).unwrap().path.clone();
+        let state = [ChangeState::Pending, ChangeState::Approved, ChangeState::RolledBack][state as usize];
+        Change { path, before, after, state }
+    });
+    prop::collection::vec(change, 0..8)
+}
+
+/// What an attacker with write access to the store can do to a file:
+/// replace bytes, cut it, insert bytes, or splice a copy of a piece of it.
+#[derive(Clone, Debug)]
+enum Damage {
+    Set(prop::sample::Index, u8),
+    Truncate(prop::sample::Index),
+    Insert(prop::sample::Index, Vec<u8>),
+    Duplicate(prop::sample::Index, prop::sample::Index),
+}
+
+fn damage() -> impl Strategy<Value = Vec<Damage>> {
+    let one = prop_oneof![
+        4 => (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Damage::Set(i, b)),
+        1 => any::<prop::sample::Index>().prop_map(Damage::Truncate),
+        1 => (any::<prop::sample::Index>(), prop::collection::vec(any::<u8>(), 1..9)).prop_map(|(i, b)| Damage::Insert(i, b)),
+        1 => (any::<prop::sample::Index>(), any::<prop::sample::Index>()).prop_map(|(a, b)| Damage::Duplicate(a, b)),
+    ];
+    prop::collection::vec(one, 1..4)
+}
+
+fn apply(bytes: &mut Vec<u8>, damage: &[Damage]) {
+    for d in damage {
+        if bytes.is_empty() {
+            return;
+        }
+        match d {
+            Damage::Set(i, b) => {
+                let i = i.index(bytes.len());
+                bytes[i] = *b;
+            }
+            Damage::Truncate(i) => bytes.truncate(i.index(bytes.len())),
+            Damage::Insert(i, b) => {
+                let i = i.index(bytes.len());
+                bytes.splice(i..i, b.iter().copied());
+            }
+            Damage::Duplicate(a, b) => {
+                let (x, y) = (a.index(bytes.len()), b.index(bytes.len()));
+                let piece = bytes[x.min(y)..x.max(y)].to_vec();
+                bytes.splice(x..x, piece);
+            }
+        }
+    }
+}
+
+/// Replaces the trailing BLAKE3 with the hash of the (damaged) body, as
+/// someone who knows the format would: the checksum no longer stops the
+/// damage, the decoder has to.
+fn reseal(bytes: &mut [u8]) {
+    if bytes.len() < 32 {
+        return;
+    }
+    let body = bytes.len() - 32;
+    let sum = *blake3::hash(&bytes[..body]).as_bytes();
+    bytes[body..].copy_from_slice(&sum);
+}
+
+#[track_caller]
+fn assert_names_file_and_byte(e: &ManifestError, origin: &Path, len: usize) {
+    let ManifestError::Corrupt { path, offset, .. } = e else { panic!("{e}") };
+    assert_eq!(path, origin);
+    assert!(*offset <= len, "offset {offset} past the end ({len}): {e}");
+    let msg = e.to_string();
+    assert!(msg.contains(&origin.display().to_string()) && msg.contains(&format!("byte {offset}")), "{msg}");
+}
+
+/// Decodes hostile bytes as a manifest: an error naming file and byte, or a
+/// manifest that keeps the type's promises (sorted, valid relative paths).
+fn decode_manifest(bytes: &[u8]) {
+    let origin = Path::new("/store/manifests/hostile");
+    match Manifest::decode(bytes, origin) {
+        Err(e) => assert_names_file_and_byte(&e, origin, bytes.len()),
+        Ok(m) => {
+            assert!(m.entries.windows(2).all(|w| w[0].path < w[1].path));
+            for e in &m.entries {
+                assert!(!e.path.is_root() && RelPath::from_bytes(e.path.as_bytes()).as_ref() == Some(&e.path));
+            }
+        }
+    }
+}
+
+fn decode_change_set(bytes: &[u8]) {
+    let origin = Path::new("/store/sessions/s/changes");
+    match decode_changes(bytes, origin) {
+        Err(e) => assert_names_file_and_byte(&e, origin, bytes.len()),
+        Ok(cs) => {
+            for c in cs {
+                assert!(c.before.is_some() || c.after.is_some());
+                for side in [&c.before, &c.after].into_iter().flatten() {
+                    assert_eq!(side.path, c.path);
+                }
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn manifests_round_trip(m in manifest()) {
+        prop_assert_eq!(Manifest::decode(&m.encode(), Path::new("m")).unwrap(), m);
+    }
+
+    #[test]
+    fn random_bytes_are_no_manifest_and_no_change_set(mut bytes in prop::collection::vec(any::<u8>(), 0..300), magic in any::<bool>()) {
+        if magic {
+            // Past the magic number, so the length fields are what is random.
+            bytes.splice(0..0, b"WSMANIF2".iter().copied());
+        }
+        decode_manifest(&bytes);
+        reseal(&mut bytes);
+        decode_manifest(&bytes);
+        decode_change_set(&bytes);
+    }
+
+    #[test]
+    fn damaged_manifests_are_errors_naming_file_and_byte(m in manifest(), d in damage()) {
+        let mut bytes = m.encode();
+        apply(&mut bytes, &d);
+        decode_manifest(&bytes);
+        reseal(&mut bytes);
+        decode_manifest(&bytes);
+    }
+
+    #[test]
+    fn damaged_change_sets_are_errors_naming_file_and_byte(cs in changes(), d in damage()) {
+        let mut bytes = encode_changes(&cs);
+        prop_assert_eq!(&decode_changes(&bytes, Path::new("c")).unwrap(), &cs);
+        apply(&mut bytes, &d);
+        decode_change_set(&bytes);
+        reseal(&mut bytes);
+        decode_change_set(&bytes);
+    }
+}
+
+/// A store with one session directory, for the readers that take a store.
+fn store_with_session(dir: &Path) -> (Store, PathBuf) {
+    let ws = dir.join("ws");
+    std::fs::create_dir_all(&ws).unwrap();
+    let store = Store::open_or_create(&dir.join("store"), &ws).unwrap();
+    let session = store.sessions_dir().join("s1");
+    std::fs::create_dir_all(&session).unwrap();
+    (store, session)
+}
+
+fn journal_text() -> impl Strategy<Value = Vec<u8>> {
+    let valid = (prop::collection::vec(any::<usize>(), 0..6), any::<bool>())
+        .prop_map(|(i, f)| serde_json::to_vec(&crate::session::Journal { indices: i, force: f }).unwrap());
+    prop_oneof![
+        2 => (valid, damage()).prop_map(|(mut b, d)| {
+            apply(&mut b, &d);
+            b
+        }),
+        1 => prop::collection::vec(any::<u8>(), 0..60),
+        1 => "\\{\"indices\": ?\\[[-0-9e., ]{0,20}\\]?, ?\"force\": ?(true|false|null|1)\\}?".prop_map(String::into_bytes),
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn damaged_journals_are_errors_naming_file_and_line(text in journal_text()) {
+        let d = tempfile::tempdir().unwrap();
+        let (store, session) = store_with_session(d.path());
+        let path = session.join("rollback.journal");
+        std::fs::write(&path, &text).unwrap();
+        match store.read_journal("s1") {
+            Ok(j) => prop_assert!(j.is_some()),
+            Err(SessionError::DamagedJournal { path: p, what }) => {
+                prop_assert_eq!(&p, &path);
+                prop_assert!(what.contains(" at line ") || what.contains("EOF"), "{}", what);
+                let msg = SessionError::DamagedJournal { path: p, what }.to_string();
+                prop_assert!(msg.contains(&path.display().to_string()));
+            }
+            Err(e) => prop_assert!(false, "{}", e),
+        }
+    }
+}
+
+#[test]
+fn a_journal_that_cannot_be_read_is_an_error_and_none_is_no_rollback() {
+    let d = tempfile::tempdir().unwrap();
+    let (store, session) = store_with_session(d.path());
+    assert!(store.read_journal("s1").unwrap().is_none());
+    std::fs::create_dir(session.join("rollback.journal")).unwrap();
+    match store.read_journal("s1") {
+        Err(SessionError::Store(StoreError::Io { path, .. })) => assert_eq!(path, session.join("rollback.journal")),
+        other => panic!("{other:?}"),
+    }
+}
+
+const SID: &str = "5e5510a1";
+
+/// A sealed log of `n` records of every event type.
+fn sealed_log(dir: &Path, n: u64) -> PathBuf {
+    let path = dir.join(audit::LOG_FILE);
+    let log = AuditLog::create(&path, SID).unwrap();
+    let recording = Recording { writes: "fanotify".into(), denials: "none".into(), ..Recording::default() };
+    let start = Event::SessionStart {
+        session: SID.into(),
+        profile: "default".into(),
+        command: vec!["sh".into(), "-c".into(), "x\ny".into()],
+        layers: vec!["landlock".into()],
+        not_enforced: vec![],
+        recording,
+    };
+    log.append(1, start).unwrap();
+    for i in 1..n {
+        let event = match i % 4 {
+            0 => Event::Write {
+                pid: 2,
+                exe: Some("/bin/sh".into()),
+                ops: vec![WriteOp::Create, WriteOp::CloseWrite],
+                path: format!("dir/f\u{e9}{i}"),
+                to: None,
+                dir: false,
+            },
+            1 => Event::Denial {
+                pid: None,
+                exe: None,
+                access: vec!["fs.read".into()],
+                object: None,
+                by: "landlock".into(),
+            },
+            2 => Event::OutsideWrite { path: format!("o{i}") },
+            _ => Event::Net {
+                method: "GET".into(),
+                host: "example.com".into(),
+                path: "/".into(),
+                decision: "deny".into(),
+                rule: None,
+                status: Some(403),
+                bytes_up: 0,
+                bytes_down: 0,
+                credential: None,
+                reason: Some("not allowed".into()),
+            },
+        };
+        log.append(1 + i, event).unwrap();
+    }
+    log.append(n + 1, Event::SessionEnd { exit_code: Some(0), signal: None, complete: true }).unwrap();
+    log.seal().unwrap();
+    path
+}
+
+/// An error with its sources, as the CLI prints it.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        cur = s.source();
+    }
+    msg
+}
+
+/// Verifies and reads a damaged log: intact, or an error naming the log and
+/// a line that exists; never a panic.
+fn check_log(path: &Path, lines: u64) {
+    let named = |e: &AuditError| {
+        let msg = chain(e);
+        assert!(msg.contains(&path.display().to_string()) || msg.contains(audit::SEAL_FILE), "{msg}");
+    };
+    match audit::verify(path, SID) {
+        Ok(s) => assert!(s.records <= lines + 1),
+        Err(e @ AuditError::Damaged { .. }) => {
+            named(&e);
+            let AuditError::Damaged { source, .. } = &e else { unreachable!() };
+            assert!((1..=lines.max(1)).contains(&source.line), "line {} of {lines}: {e}", source.line);
+        }
+        Err(e @ AuditError::DamagedSeal { .. }) => {
+            named(&e);
+            assert!(e.to_string().contains(" at line "), "{e}");
+        }
+        Err(e) => panic!("{e}"),
+    }
+    match audit::read(path) {
+        Ok(_) => {}
+        Err(e @ AuditError::Damaged { .. }) => named(&e),
+        Err(e) => panic!("{e}"),
+    }
+    // Reopening to append verifies first: never appends to a damaged chain.
+    let _ = AuditLog::open(path, SID);
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn damaged_audit_logs_are_named_by_line(n in 1..12u64, d in damage(), seal_damage in prop::option::weighted(0.2, damage())) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = sealed_log(dir.path(), n);
+        let mut bytes = std::fs::read(&path).unwrap();
+        apply(&mut bytes, &d);
+        std::fs::write(&path, &bytes).unwrap();
+        if let Some(sd) = seal_damage {
+            let seal = path.with_file_name(audit::SEAL_FILE);
+            let mut s = std::fs::read(&seal).unwrap();
+            apply(&mut s, &sd);
+            std::fs::write(&seal, &s).unwrap();
+        }
+        let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        check_log(&path, lines);
+    }
+
+    #[test]
+    fn random_bytes_are_no_audit_log(bytes in prop::collection::vec(any::<u8>(), 0..400)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(audit::LOG_FILE);
+        std::fs::write(&path, &bytes).unwrap();
+        let lines = bytes.iter().filter(|b| **b == b'\n').count() as u64 + 1;
+        check_log(&path, lines);
+    }
+}
+
+#[test]
+fn a_damaged_seal_is_an_error_not_an_unsealed_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sealed_log(dir.path(), 4);
+    let seal = path.with_file_name(audit::SEAL_FILE);
+    // Records cut off the end, and the seal that would say so made unreadable as JSON.
+    let bytes = std::fs::read(&path).unwrap();
+    let first_two: usize = bytes.split_inclusive(|b| *b == b'\n').take(2).map(<[u8]>::len).sum();
+    std::fs::write(&path, &bytes[..first_two]).unwrap();
+    std::fs::write(&seal, b"{\"records\":5,\"last\":").unwrap();
+    match audit::verify(&path, SID) {
+        Err(AuditError::DamagedSeal { path: p, what }) => {
+            assert_eq!(p, seal);
+            assert!(what.contains("line 1 column 20"), "{what}");
+        }
+        other => panic!("a damaged seal let the cut log through: {other:?}"),
+    }
+}
+
+#[test]
+fn reading_names_a_damaged_line_and_tolerates_a_cut_last_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = sealed_log(dir.path(), 4);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // A writer killed mid-append leaves a last line without its newline.
+    bytes.extend_from_slice(b"{\"seq\":6,\"ti");
+    std::fs::write(&path, &bytes).unwrap();
+    assert_eq!(audit::read(&path).unwrap().len(), 5);
+    // A complete line that is not a record is named, with its column.
+    let third = bytes.split_inclusive(|b| *b == b'\n').take(2).map(<[u8]>::len).sum::<usize>();
+    bytes[third + 1] = b'!';
+    std::fs::write(&path, &bytes).unwrap();
+    match audit::read(&path) {
+        Err(AuditError::Damaged { path: p, source }) => {
+            assert_eq!((p, source.line), (path.clone(), 3));
+            assert!(source.to_string().ends_with("at column 2"), "{source}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
