@@ -26,6 +26,7 @@ command -v dbus-send  >/dev/null || need+=(dbus-bin)
 command -v gnome-keyring-daemon >/dev/null || need+=(gnome-keyring)
 command -v curl       >/dev/null || need+=(curl ca-certificates)
 command -v bash       >/dev/null || need+=(bash)
+command -v patch      >/dev/null || need+=(patch)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   apt-get update -qq

@@ -269,20 +269,15 @@ fn read_denials(
     use std::collections::HashMap;
     use ws_sandbox::audit_netlink as an;
     let mut s = Stream::default();
-    // Domain id → its creator's pid if it is the session's domain, None if not.
-    let mut domains: HashMap<String, Option<u32>> = HashMap::new();
+    // Domain id → whether it is the session's domain.
+    let mut domains: HashMap<String, bool> = HashMap::new();
     // Denials waiting for their domain's verdict or their SYSCALL record:
-    // (denial, exe, pid of the denied process).
-    let mut waiting: Vec<(an::Denial, Option<String>, Option<u32>)> = Vec::new();
+    // (denial, exe of the denied process).
+    let mut waiting: Vec<(an::Denial, Option<String>)> = Vec::new();
     let mut dropped = false;
-    let flush = |waiting: &mut Vec<(an::Denial, Option<String>, Option<u32>)>,
-                 domains: &HashMap<String, Option<u32>>,
-                 all: bool| {
-        waiting.retain(|(d, exe, pid)| match domains.get(&d.domain) {
-            // ws's own init (the domain's creator) is not the command: its
-            // one denial is its SIGSTOP not reaching the recorder, by design.
-            Some(Some(creator)) if pid.is_some() && *pid == Some(*creator) => false,
-            Some(Some(_)) if exe.is_some() || all => {
+    let flush = |waiting: &mut Vec<(an::Denial, Option<String>)>, domains: &HashMap<String, bool>, all: bool| {
+        waiting.retain(|(d, exe)| match domains.get(&d.domain) {
+            Some(true) if exe.is_some() || all => {
                 let _ = log.append(
                     crate::now_ms(),
                     Event::Denial {
@@ -295,7 +290,7 @@ fn read_denials(
                 );
                 false
             }
-            Some(None) => false,
+            Some(false) => false,
             _ => !all,
         });
     };
@@ -321,23 +316,22 @@ fn read_denials(
             match kind {
                 an::LANDLOCK_ACCESS => {
                     if let Some(d) = an::parse_access(&text)
-                        && domains.get(&d.domain) != Some(&None)
+                        && domains.get(&d.domain) != Some(&false)
                     {
-                        waiting.push((d, None, None));
+                        waiting.push((d, None));
                     }
                 }
                 an::LANDLOCK_DOMAIN => {
                     if let Some(d) = an::parse_domain(&text)
                         && let Some(pid) = d.allocated_by
                     {
-                        domains.insert(d.domain, ours(pid, launcher).then_some(pid));
+                        domains.insert(d.domain, ours(pid, launcher));
                     }
                 }
                 an::SYSCALL => {
                     let serial = an::serial(&text);
-                    for (_, exe, pid) in waiting.iter_mut().filter(|(d, ..)| d.serial.is_some() && d.serial == serial) {
+                    for (_, exe) in waiting.iter_mut().filter(|(d, _)| d.serial.is_some() && d.serial == serial) {
                         *exe = an::syscall_exe(&text);
-                        *pid = an::fields(&text).get("pid").and_then(|p| p.parse().ok());
                     }
                 }
                 _ => {}
@@ -352,7 +346,8 @@ fn read_denials(
     }
     if lost_after > lost_before {
         s.lost.push(format!(
-            "denials: the kernel dropped {} audit records during the session (some may be this session's)",
+            "denials: the kernel dropped {} audit records during the session (some may be this session's; \
+             `auditctl -b 8192` gives its audit queue room for bursts)",
             lost_after - lost_before
         ));
     }

@@ -32,6 +32,7 @@ const NLMSG_ERROR: u16 = 2;
 const NLM_F_REQUEST: u16 = 1;
 const NLM_F_ACK: u16 = 4;
 const AUDIT_STATUS_ENABLED: u32 = 1;
+const AUDIT_STATUS_BACKLOG_LIMIT: u32 = 4;
 
 /// The kernel's audit state (`struct audit_status`, the fields used here).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,6 +43,9 @@ pub struct Status {
     pub pid: u32,
     /// Records the kernel dropped since boot.
     pub lost: u32,
+    /// How many records may wait for delivery before the kernel drops new
+    /// ones (`auditctl -b`; 0: no limit).
+    pub backlog_limit: u32,
 }
 
 fn socket() -> io::Result<OwnedFd> {
@@ -79,6 +83,7 @@ pub fn status() -> io::Result<Status> {
                         enabled: u32_at(body, 4).unwrap_or(0),
                         pid: u32_at(body, 12).unwrap_or(0),
                         lost: u32_at(body, 24).unwrap_or(0),
+                        backlog_limit: u32_at(body, 20).unwrap_or(0),
                     });
                 }
                 NLMSG_ERROR => {
@@ -96,10 +101,21 @@ pub fn status() -> io::Result<Status> {
 
 /// Turns audit on or off (what `auditctl -e` does). Needs CAP_AUDIT_CONTROL.
 pub fn set_enabled(on: bool) -> io::Result<()> {
+    set(AUDIT_STATUS_ENABLED, 4, u32::from(on))
+}
+
+/// Sets how many records may wait for delivery before the kernel drops new
+/// ones (what `auditctl -b` does). Needs CAP_AUDIT_CONTROL.
+pub fn set_backlog_limit(limit: u32) -> io::Result<()> {
+    set(AUDIT_STATUS_BACKLOG_LIMIT, 20, limit)
+}
+
+/// One field of `struct audit_status`, named by its mask bit and offset.
+fn set(mask: u32, offset: usize, value: u32) -> io::Result<()> {
     let fd = socket()?;
     let mut status = [0u8; 40];
-    status[..4].copy_from_slice(&AUDIT_STATUS_ENABLED.to_ne_bytes());
-    status[4..8].copy_from_slice(&u32::from(on).to_ne_bytes());
+    status[..4].copy_from_slice(&mask.to_ne_bytes());
+    status[offset..offset + 4].copy_from_slice(&value.to_ne_bytes());
     rustix::net::sendto(
         &fd,
         &request(AUDIT_SET, NLM_F_ACK, &status),
@@ -150,8 +166,13 @@ impl Reader {
     pub fn open() -> io::Result<Reader> {
         let fd = socket()?;
         rustix::net::bind(&fd, &SocketAddrNetlink::new(0, AUDIT_NLGRP_READLOG))?;
-        // Room for bursts: a denial storm must not overflow the socket.
-        let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 8 << 20);
+        // Room for bursts: a denial storm (or many sessions ending at once,
+        // every reader getting every record) must not overflow the socket.
+        // Root may pass the system's cap (`net.core.rmem_max`, 208 KiB by
+        // default, a few hundred records); the capped size otherwise.
+        if rustix::net::sockopt::set_socket_recv_buffer_size_force(&fd, 8 << 20).is_err() {
+            let _ = rustix::net::sockopt::set_socket_recv_buffer_size(&fd, 8 << 20);
+        }
         Ok(Reader { fd, buf: vec![0u8; 64 << 10] })
     }
 

@@ -462,7 +462,7 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
         // takes its after-snapshot; the recorder keeps watching.
         match &recorder {
             Some(r) => r.freeze(),
-            None => crate::recorder::freeze_session(),
+            None => crate::recorder::freeze_session(None),
         }
         c.exited(code, signal);
     }

@@ -198,20 +198,36 @@ impl Running {
     /// In init: stops every other process of the session (they may not
     /// write while the supervisor looks), except the recorder.
     pub fn freeze(&self) {
-        freeze_session();
-        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::CONT);
-        }
+        freeze_session(Some(self.child.id()));
     }
 }
 
-/// In init (PID 1 of the session's PID namespace): stops every other
-/// process of the session.
-#[allow(unsafe_code)]
-pub fn freeze_session() {
-    // SAFETY: kill(2) with pid -1 from PID 1 of a PID namespace signals
-    // every other process of that namespace; it touches no memory.
-    unsafe { libc::kill(-1, libc::SIGSTOP) };
+/// In init (PID 1 of the session's PID namespace, with the namespace's own
+/// `/proc`): stops every other process of the session but `spare` (the
+/// recorder). Each is signalled by pid, never with `kill(-1)`: the recorder
+/// is outside the session's Landlock domain, so a signal reaching for it is
+/// a denial the kernel would log for every session. Listed again until a
+/// pass finds no new process, so a child forked meanwhile is stopped too.
+pub fn freeze_session(spare: Option<u32>) {
+    use rustix::process::{Pid, Signal, kill_process};
+    let mut stopped: HashSet<u32> = HashSet::new();
+    loop {
+        let Ok(dir) = std::fs::read_dir("/proc") else { return };
+        let pids: Vec<u32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|&p| p != 1 && Some(p) != spare && !stopped.contains(&p))
+            .collect();
+        if pids.is_empty() {
+            return;
+        }
+        for p in pids {
+            if let Some(pid) = Pid::from_raw(p as i32) {
+                let _ = kill_process(pid, Signal::STOP);
+            }
+            stopped.insert(p);
+        }
+    }
 }
 
 /// The recorder process (`ws __sandbox-record SPEC`). Returns its exit code.

@@ -28,6 +28,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use rustix::fs::{AtFlags, Mode, OFlags};
 
 use crate::error::ReviewError;
+use crate::longpath::Reachable;
 use crate::manifest::{Entry, EntryKind};
 use crate::path::RelPath;
 use crate::restore::in_parallel;
@@ -115,11 +116,14 @@ impl NewTrees {
     pub(crate) fn put_in_place(&mut self) -> Result<(), ReviewError> {
         use rustix::fs::{CWD, RenameFlags};
         while let Some(top) = self.tops.pop() {
-            let placed = match rustix::fs::renameat_with(CWD, &top.work, CWD, &top.abs, RenameFlags::NOREPLACE) {
-                // A filesystem without RENAME_NOREPLACE.
-                Err(rustix::io::Errno::INVAL) => std::fs::rename(&top.work, &top.abs),
-                r => r.map_err(io::Error::from),
-            };
+            let placed = Reachable::new(&top.work).and_then(|work| {
+                let abs = Reachable::new(&top.abs)?;
+                match rustix::fs::renameat_with(CWD, &*work, CWD, &*abs, RenameFlags::NOREPLACE) {
+                    // A filesystem without RENAME_NOREPLACE.
+                    Err(rustix::io::Errno::INVAL) => std::fs::rename(&*work, &*abs),
+                    r => r.map_err(io::Error::from),
+                }
+            });
             if let Err(source) = placed {
                 let path = top.abs.clone();
                 self.tops.push(top);
@@ -133,7 +137,7 @@ impl NewTrees {
     /// next rollback sweeps what is left, as after a crash.
     pub(crate) fn discard(&mut self) {
         for top in self.tops.drain(..) {
-            let _ = std::fs::remove_dir_all(&top.work);
+            let _ = Reachable::new(&top.work).and_then(|work| std::fs::remove_dir_all(&*work));
         }
     }
 }
@@ -151,8 +155,11 @@ fn fill_dir<'e>(store: &Store, at: &Path, children: &[(usize, &'e Entry)]) -> Re
         let path = at.join(OsStr::from_bytes(name));
         move |e: rustix::io::Errno| ReviewError::Restore { path, source: e.into() }
     };
-    let dir =
-        rustix::fs::open(at, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty()).map_err(err(b""))?;
+    // The tree may be deeper than one system call reaches (`PATH_MAX`).
+    let dir = crate::longpath::at(at, |base, p| {
+        rustix::fs::openat(base, p, OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+    })
+    .map_err(err(b""))?;
     let mut built = Vec::with_capacity(children.len());
     let mut subdirs = Vec::new();
     for &(i, e) in children {

@@ -365,21 +365,31 @@ impl Upstream {
     }
 }
 
-/// Kernel audit switched on while any test holds one of these, and back off
-/// after the last if it was off (tests run in parallel).
+/// Kernel audit switched on, with room for bursts in its backlog, while any
+/// test holds one of these; as it was after the last (tests run in parallel).
 pub struct AuditOn;
 
-static AUDIT_USERS: std::sync::Mutex<(usize, u32)> = std::sync::Mutex::new((0, 1));
+/// (users, the audit state before the first).
+static AUDIT_USERS: std::sync::Mutex<(usize, Option<ws_sandbox::audit_netlink::Status>)> =
+    std::sync::Mutex::new((0, None));
+
+/// The backlog the tests give the kernel's audit queue, as `ws doctor`
+/// advises: tests deny in bursts, in parallel, and a record dropped while a
+/// session runs makes its record incomplete.
+const AUDIT_BACKLOG: u32 = 8192;
 
 impl AuditOn {
     pub fn new() -> AuditOn {
         let mut users = AUDIT_USERS.lock().unwrap_or_else(|e| e.into_inner());
         if users.0 == 0 {
-            let was = ws_sandbox::audit_netlink::status().expect("audit status").enabled;
-            if was == 0 {
+            let was = ws_sandbox::audit_netlink::status().expect("audit status");
+            if was.enabled == 0 {
                 ws_sandbox::audit_netlink::set_enabled(true).expect("enable audit");
             }
-            users.1 = was;
+            if was.backlog_limit != 0 && was.backlog_limit < AUDIT_BACKLOG {
+                ws_sandbox::audit_netlink::set_backlog_limit(AUDIT_BACKLOG).expect("raise the audit backlog");
+            }
+            users.1 = Some(was);
         }
         users.0 += 1;
         AuditOn
@@ -390,8 +400,13 @@ impl Drop for AuditOn {
     fn drop(&mut self) {
         let mut users = AUDIT_USERS.lock().unwrap_or_else(|e| e.into_inner());
         users.0 -= 1;
-        if users.0 == 0 && users.1 == 0 {
-            let _ = ws_sandbox::audit_netlink::set_enabled(false);
+        if users.0 == 0
+            && let Some(was) = users.1.take()
+        {
+            if was.enabled == 0 {
+                let _ = ws_sandbox::audit_netlink::set_enabled(false);
+            }
+            let _ = ws_sandbox::audit_netlink::set_backlog_limit(was.backlog_limit);
         }
     }
 }

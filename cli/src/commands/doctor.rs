@@ -149,11 +149,19 @@ fn audit_row(abi: i32, root: bool) -> Row {
                 .into(),
         )
     } else {
-        let daemon = match status {
+        let daemon = match &status {
             Ok(s) if s.pid != 0 => format!(" (alongside the audit daemon, pid {})", s.pid),
             _ => String::new(),
         };
-        (true, format!("Landlock denials are read from the audit log's multicast group{daemon}"))
+        let backlog = match &status {
+            Ok(s) if s.backlog_limit != 0 && s.backlog_limit < 1024 => format!(
+                "; the kernel's audit backlog holds only {} records, so a burst of denials past it is dropped and \
+                 the sessions running then are marked incomplete: raise it with `auditctl -b 8192`",
+                s.backlog_limit
+            ),
+            _ => String::new(),
+        };
+        (true, format!("Landlock denials are read from the audit log's multicast group{daemon}{backlog}"))
     };
     Row { layer: "landlock audit", available, detail, enforced_by_ws: available }
 }

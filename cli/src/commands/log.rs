@@ -67,7 +67,7 @@ pub fn cmd_log(args: LogArgs) -> Result<i32, CliError> {
             }
             continue;
         }
-        if !args.follow || !still_running(&ws, &session.id) {
+        if ended || !args.follow || !still_writing(&ws, &session.id) {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -75,7 +75,7 @@ pub fn cmd_log(args: LogArgs) -> Result<i32, CliError> {
         let pos = reader.stream_position()?;
         reader.seek(std::io::SeekFrom::Start(pos))?;
     }
-    if !ended && !still_running(&ws, &session.id) {
+    if !ended && !still_writing(&ws, &session.id) {
         crate::ui::warn(&format!(
             "the log of session {} has no end record: its supervisor died, so the record is INCOMPLETE",
             session.id
@@ -84,8 +84,15 @@ pub fn cmd_log(args: LogArgs) -> Result<i32, CliError> {
     Ok(exit::OK)
 }
 
-fn still_running(ws: &Workspace, id: &str) -> bool {
-    ws.store.load_session(id).is_ok_and(|s| s.state == SessionState::Running && !s.orphaned())
+/// Whether the session's supervisor may still append to its log: while the
+/// session runs, and for a moment after its changes are recorded (the end
+/// record comes once the recorders have drained), if the supervisor lives.
+fn still_writing(ws: &Workspace, id: &str) -> bool {
+    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
+    ws.store.load_session(id).is_ok_and(|s| match s.state {
+        SessionState::Running => !s.orphaned(),
+        _ => alive(s.supervisor_pid) && s.ended_ms.is_some_and(|t| crate::now_ms().saturating_sub(t) < 60_000),
+    })
 }
 
 /// Prints one line; returns whether it was the session's end.
