@@ -3,9 +3,11 @@
 //! same tree (`cp -a --reflink=auto`, `git status`), on fresh btrfs and ext4
 //! loop images; then, once, the `sandbox` group (see [`sandbox`]): what
 //! confinement adds to a session in a small workspace, the launcher alone,
-//! and the supervisor's peak RSS. `--fs` picks among `btrfs`, `ext4` and
-//! `sandbox` (default: all three, then `hooks`: what ws's git hooks add to a
-//! `git commit`, see [`hooks`]). Run as root:
+//! and the supervisor's peak RSS; then `hooks` (what ws's git hooks add to a
+//! `git commit`), `network` (the session proxy vs direct requests),
+//! `recorder` (recording every write) and `many` (100 sessions at once).
+//! `--fs` picks among them (default: all). One table of ratios for the
+//! whole project. Run as root:
 //!
 //! ```text
 //! cargo build --release -p ws && cargo run --release -p ws-bench -- [--quick] [--out FILE] [--fs sandbox]
@@ -15,6 +17,7 @@
 //! is missed, non-zero only when something failed.
 
 mod hooks;
+mod many;
 mod measure;
 mod mount;
 mod network;
@@ -35,13 +38,13 @@ use tree::TreeSpec;
 use util::{Env, Error, Result};
 
 const USAGE: &str = "\
-usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder]
+usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder,many]
 
   --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
   --out FILE     also write the results as JSON to FILE
   --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1;
                  at least 10 in the sandbox group)
-  --fs LIST      what to measure (default btrfs,ext4,sandbox,hooks,network,recorder): the filesystems, and
+  --fs LIST      what to measure (default all of btrfs,ext4,sandbox,hooks,network,recorder,many): the filesystems, and
                  `sandbox`, run once without an image: session start in an unchanged
                  200-file workspace and the launcher alone (added ms vs `true`), and
                  ws's peak RSS per /usr/bin/time (200 files and the tree's small files);
@@ -49,7 +52,10 @@ usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks
                  repository of the tree's small files, ws's hooks installed vs none
                  (at least 10 runs); and `network`: the session proxy vs direct
                  requests on loopback; `recorder`: tar -xf of 20,000 files inside a
-                 session vs outside, every create counted in `ws log`
+                 session vs outside, every create counted in `ws log`; `many`: 100 sessions
+                 at once (20 with --quick), 100 files and 10 proxied requests each, in a
+                 workspace each and in one shared workspace, vs the same scripts without ws,
+                 and the PSS of every ws process per session while all are alive
 
 Runs as root (it makes and loop-mounts filesystem images under /var/tmp, or
 $WS_BENCH_TMPDIR; the sandbox and hooks groups' repositories go there too). The ws binary
@@ -69,6 +75,8 @@ struct Args {
     network: bool,
     /// Whether to run the recorder group.
     recorder: bool,
+    /// Whether to run the many group.
+    many: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -81,6 +89,7 @@ fn parse_args() -> Result<Option<Args>> {
         hooks: true,
         network: true,
         recorder: true,
+        many: true,
     };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
@@ -102,6 +111,7 @@ fn parse_args() -> Result<Option<Args>> {
                 args.hooks = false;
                 args.network = false;
                 args.recorder = false;
+                args.many = false;
                 for s in v.split(',').map(str::trim) {
                     match Fs::parse(s) {
                         Some(fs) => args.fs.push(fs),
@@ -109,9 +119,10 @@ fn parse_args() -> Result<Option<Args>> {
                         None if s == "hooks" => args.hooks = true,
                         None if s == "network" => args.network = true,
                         None if s == "recorder" => args.recorder = true,
+                        None if s == "many" => args.many = true,
                         None => {
                             return Err(Error::new(format!(
-                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder)"
+                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder, many)"
                             )));
                         }
                     }
@@ -213,6 +224,11 @@ fn real_main() -> Result<ExitCode> {
     }
     if args.recorder && util::check_interrupted().is_ok() {
         let (r, e) = recorder::bench(&plan, &notes);
+        rows.extend(r);
+        errors.extend(e);
+    }
+    if args.many && util::check_interrupted().is_ok() {
+        let (r, e) = many::bench(&plan, args.quick);
         rows.extend(r);
         errors.extend(e);
     }

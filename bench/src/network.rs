@@ -52,7 +52,7 @@ pub fn bench(runs: usize) -> (Vec<Row>, Vec<String>) {
 
 /// An HTTP/1.1 server on loopback: keep-alive, answers every request with a
 /// 2-byte body; `/big` streams [`DOWNLOAD`] bytes.
-fn upstream() -> Result<u16> {
+pub(crate) fn upstream() -> Result<u16> {
     let l = TcpListener::bind("127.0.0.1:0")?;
     let port = l.local_addr()?.port();
     std::thread::spawn(move || {
