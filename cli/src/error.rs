@@ -122,6 +122,10 @@ impl From<ws_snapshot::ReviewError> for CliError {
                 from_chain(exit::USAGE, &e).hint("`ws diff --name-status` lists the paths the session changed")
             }
             E::Session(s) => s.into(),
+            E::Object { ref object, .. } => from_chain(exit::FAILURE, &e).hint(format!(
+                "the snapshot store is damaged there and this path was left as the session left it: make {} a readable file again (e.g. from a backup), then run `ws rollback` again to finish",
+                object.display()
+            )),
             _ => {
                 let err = from_chain(exit::FAILURE, &e);
                 if disk_full(&e) {

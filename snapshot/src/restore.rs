@@ -541,7 +541,7 @@ impl<'a> Rollback<'a> {
     /// `e`, atomically per path. `absent`: the path did not exist when the
     /// step looked (saves a stat).
     fn restore(&self, shown: &Path, abs: &Path, e: &Entry, absent: bool) -> Result<(), ReviewError> {
-        let err = |source| ReviewError::Restore { path: abs.to_path_buf(), source };
+        let err = |source| ReviewError::restore(abs.to_path_buf(), source);
         match &e.kind {
             EntryKind::Dir => {
                 match lstat(abs).map_err(err)? {
@@ -580,7 +580,7 @@ impl<'a> Rollback<'a> {
                 let filled = File::options().write(true).create_new(true).mode(0o600).open(&tmp).and_then(|f| fill(&f));
                 if let Err(source) = filled {
                     let _ = std::fs::remove_file(&tmp);
-                    return Err(ReviewError::Restore { path: abs.to_path_buf(), source });
+                    return Err(ReviewError::restore(abs.to_path_buf(), source));
                 }
                 self.place(&tmp, abs)?;
                 if e.stat.nlink > 1 {
