@@ -14,6 +14,8 @@ pub enum StoreError {
     WrongWorkspace { path: PathBuf, other: String },
     #[error("I/O error on {path}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}, an object of the snapshot store")]
+    Object { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::changes::{Change, ChangeState, lstat, object_hash};
 use crate::copy::hash_file;
-use crate::error::ReviewError;
+use crate::error::{ReviewError, StoreError};
 use crate::git::{GitClass, git_class};
 use crate::longpath::Reachable;
 use crate::manifest::{Entry, EntryKind, Manifest};
@@ -686,7 +686,7 @@ fn appended_to(store: &Store, abs: &Path, before: &Entry) -> Result<bool, Review
         return Ok(false);
     };
     let path = store.object_path(object);
-    let then = std::fs::read(&path).map_err(|source| ReviewError::Compare { path, source })?;
+    let then = std::fs::read(&path).map_err(|source| StoreError::Object { path, source })?;
     Ok(now.len() > then.len() && now.starts_with(&then))
 }
 

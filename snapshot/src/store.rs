@@ -373,7 +373,7 @@ impl Store {
     /// The content of an object, for showing diffs.
     pub fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
         let path = self.object_path(id);
-        fs_err::read(&path).map_err(|source| StoreError::Io { path, source })
+        fs_err::read(&path).map_err(|source| StoreError::Object { path, source })
     }
 }
 

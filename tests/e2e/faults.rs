@@ -229,11 +229,14 @@ fn sessions(env: &Env, ws: &Path) -> Vec<serde_json::Value> {
 /// and its rollback work.
 #[test]
 fn supervisor_killed_during_the_snapshot_leaves_workspace_and_store_usable() {
+    // A filesystem of its own: the snapshot's syncfs then waits for this
+    // test's writes only, not for whatever else the machine is doing.
+    let fs = LoopFs::new("ext4-many-files");
     let env = Env::new();
-    let ws = env.dir("proj");
+    let ws = fs.dir("proj");
     let script = "rm -rf d1*; echo x >> d42/f42; echo junk > new";
     let mut landed = 0;
-    for seed in 0..6u64 {
+    for seed in 0..8u64 {
         // New content every round: the stat cache vouches for nothing.
         for i in 0..4000 {
             write(ws.join(format!("d{}/f{i}", i % 80)), format!("round {seed}: content of file {i}\n").repeat(20));
@@ -248,10 +251,12 @@ fn supervisor_killed_during_the_snapshot_leaves_workspace_and_store_usable() {
         {
             std::thread::sleep(Duration::from_millis(1));
         }
-        // Spread over the snapshot's first 400 ms, deterministically per
-        // seed. The lock is taken again for the after-snapshot: a kill
-        // counts as during the snapshot only if it was never let go.
-        let deadline = Instant::now() + Duration::from_micros(seed.wrapping_mul(7919 * 37) % 400_000);
+        // Spread over the snapshot's first 150 ms (about its length here),
+        // deterministically per seed. The lock is taken again for the
+        // after-snapshot: a kill counts as during the snapshot only if the
+        // lock was never let go.
+        let delay = Duration::from_micros(seed * 18_000 + seed.wrapping_mul(7919) % 9_000);
+        let deadline = Instant::now() + delay;
         let mut released = false;
         while Instant::now() < deadline {
             released |= !holds_lock(child.id());
@@ -491,4 +496,45 @@ fn unreadable_store_object_fails_the_rollback_by_name_and_the_repaired_store_fin
         env.ws(&ws, &["rollback"]).ok();
         assert_same_tree(&before, &capture(&ws, &no_skip));
     }
+}
+
+/// The store's objects directory unreadable to the user `ws` runs as
+/// (permissions do not bind root, so as `nobody`): rollback fails naming
+/// the object, the workspace is no worse, and once the directory is
+/// readable again `ws rollback` finishes exactly.
+#[test]
+fn unreadable_objects_directory_fails_an_unprivileged_rollback_by_name() {
+    use crate::privilege::{as_nobody, unprivileged};
+    use std::os::unix::fs::PermissionsExt;
+    let u = unprivileged();
+    write(u.ws.join("precious"), "precious\n");
+    write(u.ws.join("tree/f"), "in a tree\n");
+    std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(&u.ws).status().unwrap();
+    let before = capture(&u.ws, &no_skip);
+    let out = as_nobody(&u, &u.ws, &["session", "start", "--", "sh", "-c", "rm -r precious tree; echo new > new"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    let after = capture(&u.ws, &no_skip);
+    let stores = u.home.join(".local/share/ws/stores");
+    let (object, _) = store_objects(&stores).into_iter().next().expect("the session stored objects");
+    let objects = object.parent().and_then(Path::parent).unwrap().to_path_buf();
+    std::fs::set_permissions(&objects, std::fs::Permissions::from_mode(0o000)).unwrap();
+
+    let out = as_nobody(&u, &u.ws, &["rollback"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    let shown = objects.display().to_string();
+    assert!(out.stderr.contains(&shown) && out.stderr.contains("Permission denied"), "{}", out.stderr);
+    assert!(out.stderr.contains("readable again") && out.stderr.contains("`ws rollback` again"), "{}", out.stderr);
+    let now = capture(&u.ws, &no_skip);
+    for (path, node) in &now.nodes {
+        let name = String::from_utf8_lossy(path);
+        assert!(
+            before.nodes.get(path) == Some(node) || after.nodes.get(path) == Some(node) || name.starts_with(".ws-tmp-"),
+            "{name} is neither as before nor as after the session"
+        );
+    }
+
+    std::fs::set_permissions(&objects, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = as_nobody(&u, &u.ws, &["rollback"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_same_tree(&before, &capture(&u.ws, &no_skip));
 }
