@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use crate::harness::*;
 
 fn big_workspace(env: &Env) -> PathBuf {
-    let ws = env.dir("proj");
+    fill_big_workspace(env.dir("proj"))
+}
+
+fn fill_big_workspace(ws: PathBuf) -> PathBuf {
     for i in 0..4000 {
         write(ws.join(format!("d{}/f{i}", i % 80)), format!("content of file {i}\n").repeat(20));
     }
@@ -296,8 +299,10 @@ fn supervisor_killed_during_the_snapshot_leaves_workspace_and_store_usable() {
 /// `ws rollback` restores exactly the state before it.
 #[test]
 fn supervisor_killed_at_any_instant_of_the_session_is_rolled_back_exactly() {
+    // A filesystem of its own, so that syncfs waits for this test only.
+    let fs = LoopFs::new("ext4-many-files");
     let env = Env::new();
-    let ws = big_workspace(&env);
+    let ws = fill_big_workspace(fs.dir("proj"));
     let before = capture(&ws, &no_skip);
     // Forever, until the session ends: writes, appends, deletions, new trees.
     let script = "rm -rf d7; i=0; while :; do i=$((i+1)); echo $i >> d4/f4; echo $i > new$((i % 5)); \
@@ -386,14 +391,16 @@ fn full_disk_during_rollback_fails_cleanly_and_the_next_rollback_finishes() {
     let fs = LoopFs::new("small-ext4");
     let env = Env::new();
     let ws = fs.dir("proj");
+    // Files restored one by one, and a deleted tree rebuilt under a work name.
     for i in 0..6u32 {
         let data: Vec<u8> =
             (0..(1 << 20)).map(|j: u32| (j.wrapping_mul(2654435761).wrapping_add(i) >> 13) as u8).collect();
-        write(ws.join(format!("blob{i}")), data);
-        write(ws.join(format!("small/s{i}")), format!("small {i}\n"));
+        let dir = if i % 2 == 0 { "" } else { "tree/" };
+        write(ws.join(format!("{dir}blob{i}")), data);
+        write(ws.join(format!("tree/small/s{i}")), format!("small {i}\n"));
     }
     let before = capture(&ws, &no_skip);
-    env.session(&ws, "rm blob* && rm -r small && echo new > new").ok();
+    env.session(&ws, "rm blob* && rm -r tree && echo new > new").ok();
     // Fill the disk from outside the session, leaving room for the store's
     // journal but not for a megabyte file.
     let filler_path = fs.mnt.join("filler");
