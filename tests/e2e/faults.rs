@@ -327,6 +327,59 @@ fn supervisor_killed_at_any_instant_of_the_session_is_rolled_back_exactly() {
     }
 }
 
+/// `kill -9` of `ws session start` at many instants of its after-snapshot
+/// (the command appended to every file, so every file is copied): the
+/// session is left interrupted, and `ws rollback` takes the after-snapshot
+/// again and restores exactly the state before the session.
+#[test]
+fn supervisor_killed_during_the_after_snapshot_is_rolled_back_exactly() {
+    let fs = LoopFs::new("ext4-many-files");
+    let env = Env::new();
+    let ws = fill_big_workspace(fs.dir("proj"));
+    let before = capture(&ws, &no_skip);
+    let mut landed = 0;
+    for seed in 0..5u64 {
+        let mut child = env
+            .command(&ws, &["session", "start", "--", "sh", "-c", "for f in d*/f*; do echo more >> $f; done"])
+            .spawn()
+            .unwrap();
+        // The lock is held for the snapshot, let go while the command runs,
+        // and taken again for the after-snapshot.
+        let start = Instant::now();
+        let mut phase = 0; // 0: not yet locked, 1: snapshot, 2: command, 3: after-snapshot
+        while phase < 3 && child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(30) {
+            let held = holds_lock(child.id());
+            phase = match (phase, held) {
+                (0, true) => 1,
+                (1, false) => 2,
+                (2, true) => 3,
+                (p, _) => p,
+            };
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let deadline = Instant::now() + Duration::from_micros(seed * 25_000 + seed.wrapping_mul(7919) % 10_000);
+        let mut released = false;
+        while Instant::now() < deadline {
+            released |= !holds_lock(child.id());
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let during = phase == 3 && !released && holds_lock(child.id());
+        let session_processes = descendants(child.id());
+        let _ = child.kill();
+        child.wait().unwrap();
+        wait_ended(&session_processes, Duration::from_secs(10));
+        if during {
+            landed += 1;
+            let listed = sessions(&env, &ws);
+            assert_eq!(listed.last().unwrap()["state"], "interrupted", "seed {seed}: {listed:?}");
+        }
+        let out = env.ws(&ws, &["rollback"]).ok();
+        assert!(!during || out.stderr.contains("was interrupted"), "{}", out.stderr);
+        assert_same_tree(&before, &capture(&ws, &no_skip));
+    }
+    assert!(landed > 0, "no kill landed during an after-snapshot; the test proved nothing");
+}
+
 /// The command dies of a signal (its own `kill -KILL $$`, a SIGSEGV, or a
 /// SIGKILL from outside by pid): `ws` exits 128+N, the session is pending
 /// review with its changes and the signal, and rollback restores exactly.
