@@ -91,8 +91,20 @@ impl From<ws_snapshot::SnapshotError> for CliError {
 
 impl From<ws_snapshot::StoreError> for CliError {
     fn from(e: ws_snapshot::StoreError) -> Self {
-        from_chain(exit::FAILURE, &e)
+        match &e {
+            ws_snapshot::StoreError::Object { path, .. } => from_chain(exit::FAILURE, &e)
+                .hint(format!("the snapshot store is damaged: {}", repair_object(path, "run the command again"))),
+            _ => from_chain(exit::FAILURE, &e),
+        }
     }
+}
+
+/// What to do about a store object that cannot be read.
+fn repair_object(object: &std::path::Path, then: &str) -> String {
+    format!(
+        "make {} (and the directories above it) readable again, or put it back from a backup, then {then}",
+        object.display()
+    )
 }
 
 impl From<ws_snapshot::SessionError> for CliError {
@@ -122,6 +134,14 @@ impl From<ws_snapshot::ReviewError> for CliError {
                 from_chain(exit::USAGE, &e).hint("`ws diff --name-status` lists the paths the session changed")
             }
             E::Session(s) => s.into(),
+            E::Object { ref object, .. } => from_chain(exit::FAILURE, &e).hint(format!(
+                "the snapshot store is damaged there and this path was left as the session left it: {}",
+                repair_object(object, "run `ws rollback` again to finish")
+            )),
+            E::Store(ws_snapshot::StoreError::Object { ref path, .. }) => from_chain(exit::FAILURE, &e).hint(format!(
+                "the snapshot store is damaged: {}",
+                repair_object(path, "run `ws rollback` again to finish")
+            )),
             _ => {
                 let err = from_chain(exit::FAILURE, &e);
                 if disk_full(&e) {

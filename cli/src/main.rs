@@ -58,6 +58,9 @@ fn sandboxed(args: &[std::ffi::OsString], init: bool) -> i32 {
     };
     match result {
         Ok(code) => code,
+        // The supervisor refused and says why (a full disk during the
+        // snapshot…), or was killed: a word from here would only mislead.
+        Err(ws_sandbox::exec::LaunchError::NotStarted) => exit::NOT_STARTED,
         Err(e) => {
             ui::error(
                 &error::chain(&e),

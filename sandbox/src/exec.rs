@@ -151,10 +151,7 @@ impl Control {
 /// The session did not start the command: the supervisor refused or went
 /// away before the go.
 fn not_started() -> LaunchError {
-    LaunchError::Exec {
-        program: "the command".into(),
-        source: std::io::Error::other("the supervisor did not give the go (it failed or was killed)"),
-    }
+    LaunchError::NotStarted
 }
 
 /// How the session's network is confined. Either way the proxy is the only
@@ -209,6 +206,10 @@ pub enum LaunchError {
     NetworkFilter(#[source] crate::landlock::LandlockError),
     #[error("cannot run {program}")]
     Exec { program: String, source: std::io::Error },
+    /// The supervisor gave no go: it refused (and says why itself) or was
+    /// killed. Nothing ran.
+    #[error("the command did not run: the supervisor did not give the go (it failed or was killed)")]
+    NotStarted,
 }
 
 fn required(spec: &LaunchSpec, layer: &str) -> bool {
@@ -353,6 +354,11 @@ pub fn launch(
     degraded: &dyn Fn(&str, &dyn std::error::Error),
 ) -> Result<i32, LaunchError> {
     let spec: LaunchSpec = serde_json::from_str(spec_json)?;
+    // The session ends with its supervisor (kill -9 of `ws`): unsupervised,
+    // its writes would go on after the next `ws rollback` took the session's
+    // after-snapshot. SIGTERM reaches init (which passes it on) or, without
+    // one, the command this process becomes (the setting survives exec).
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     // Closed on exec from here on: nothing the launcher runs inherits it.
     let channel = match &spec.net.namespace {
         Some(n) => Some(crate::netns::adopt_channel(n.channel_fd).map_err(LaunchError::Network)?),

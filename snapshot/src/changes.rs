@@ -115,7 +115,7 @@ pub(crate) fn object_hash(store: &Store, e: &mut Entry) -> Result<[u8; 32], Stor
     let path = store.object_path(object);
     let h = std::fs::File::open(&path)
         .and_then(|f| hash_file(&f, size))
-        .map_err(|source| StoreError::Io { path, source })?;
+        .map_err(|source| StoreError::Object { path, source })?;
     *hash = Some(h);
     Ok(h)
 }

@@ -14,6 +14,8 @@ pub enum StoreError {
     WrongWorkspace { path: PathBuf, other: String },
     #[error("I/O error on {path}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("cannot read {path}, an object of the snapshot store")]
+    Object { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Manifest(#[from] ManifestError),
 }
@@ -60,6 +62,8 @@ pub enum ReviewError {
     NotChanged { session: String, path: String },
     #[error("cannot restore {path}")]
     Restore { path: PathBuf, source: io::Error },
+    #[error("cannot read {object}, the snapshot store's copy of {path}")]
+    Object { object: PathBuf, path: PathBuf, source: io::Error },
     #[error("cannot remove {path}")]
     Remove { path: PathBuf, source: io::Error },
     #[error("cannot read {path} to compare it with the snapshot")]
@@ -70,7 +74,32 @@ pub enum ReviewError {
     Store(#[from] StoreError),
 }
 
+/// An object of the store that cannot be read, carried inside the
+/// `io::Error` of the copy that needed it, so that the path being restored
+/// and the object it needed are both named.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read {object}")]
+pub(crate) struct UnreadableObject {
+    pub object: PathBuf,
+    pub source: io::Error,
+}
+
 impl ReviewError {
+    /// Restoring `path` failed: names the store object when that was what
+    /// could not be read.
+    pub(crate) fn restore(path: PathBuf, source: io::Error) -> Self {
+        if !source.get_ref().is_some_and(|e| e.is::<UnreadableObject>()) {
+            return ReviewError::Restore { path, source };
+        }
+        let kind = source.kind();
+        match source.into_inner().map(|e| e.downcast::<UnreadableObject>()) {
+            Some(Ok(u)) => ReviewError::Object { object: u.object, path, source: u.source },
+            // Not taken: checked above.
+            Some(Err(other)) => ReviewError::Restore { path, source: io::Error::new(kind, other) },
+            None => ReviewError::Restore { path, source: kind.into() },
+        }
+    }
+
     /// The same error naming `path`: rollback works on a reachable form of
     /// a path too long for one system call (`/proc/self/fd/N/NAME`), and the
     /// user must see the workspace path instead.
@@ -78,6 +107,7 @@ impl ReviewError {
         let path = path.to_path_buf();
         match self {
             ReviewError::Restore { source, .. } => ReviewError::Restore { path, source },
+            ReviewError::Object { object, source, .. } => ReviewError::Object { object, path, source },
             ReviewError::Remove { source, .. } => ReviewError::Remove { path, source },
             ReviewError::Compare { source, .. } => ReviewError::Compare { path, source },
             other => other,

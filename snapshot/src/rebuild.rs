@@ -181,7 +181,7 @@ fn fill_dir<'e>(store: &Store, at: &Path, children: &[(usize, &'e Entry)]) -> Re
                 .map_err(err(name))?;
                 let file = File::from(fd);
                 fill_content(store, &file, e, object)
-                    .map_err(|source| ReviewError::Restore { path: at.join(OsStr::from_bytes(name)), source })?;
+                    .map_err(|source| ReviewError::restore(at.join(OsStr::from_bytes(name)), source))?;
                 let mut stat = FileStat::from_stat(&rustix::fs::fstat(&file).map_err(err(name))?);
                 // Made with the snapshot's mode, which the umask (or a default
                 // ACL) may have cut, and without setuid/setgid/sticky bits.

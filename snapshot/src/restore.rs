@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::changes::{Change, ChangeState, lstat, object_hash};
 use crate::copy::hash_file;
-use crate::error::ReviewError;
+use crate::error::{ReviewError, StoreError};
 use crate::git::{GitClass, git_class};
 use crate::longpath::Reachable;
 use crate::manifest::{Entry, EntryKind, Manifest};
@@ -541,7 +541,7 @@ impl<'a> Rollback<'a> {
     /// `e`, atomically per path. `absent`: the path did not exist when the
     /// step looked (saves a stat).
     fn restore(&self, shown: &Path, abs: &Path, e: &Entry, absent: bool) -> Result<(), ReviewError> {
-        let err = |source| ReviewError::Restore { path: abs.to_path_buf(), source };
+        let err = |source| ReviewError::restore(abs.to_path_buf(), source);
         match &e.kind {
             EntryKind::Dir => {
                 match lstat(abs).map_err(err)? {
@@ -580,7 +580,7 @@ impl<'a> Rollback<'a> {
                 let filled = File::options().write(true).create_new(true).mode(0o600).open(&tmp).and_then(|f| fill(&f));
                 if let Err(source) = filled {
                     let _ = std::fs::remove_file(&tmp);
-                    return Err(ReviewError::Restore { path: abs.to_path_buf(), source });
+                    return Err(ReviewError::restore(abs.to_path_buf(), source));
                 }
                 self.place(&tmp, abs)?;
                 if e.stat.nlink > 1 {
@@ -686,7 +686,7 @@ fn appended_to(store: &Store, abs: &Path, before: &Entry) -> Result<bool, Review
         return Ok(false);
     };
     let path = store.object_path(object);
-    let then = std::fs::read(&path).map_err(|source| ReviewError::Compare { path, source })?;
+    let then = std::fs::read(&path).map_err(|source| StoreError::Object { path, source })?;
     Ok(now.len() > then.len() && now.starts_with(&then))
 }
 

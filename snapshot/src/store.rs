@@ -291,8 +291,19 @@ impl Store {
         }
     }
 
+    /// Opens an object to read it; an error says which object (see
+    /// [`ReviewError::restore`](crate::error::ReviewError)).
     pub(crate) fn open_object(&self, id: &ObjectId) -> io::Result<File> {
-        File::open(self.object_path(id))
+        let object = self.object_path(id);
+        let opened = File::open(&object).and_then(|f| {
+            // A directory opens too; reading it would fail later, unnamed.
+            if f.metadata()?.is_file() {
+                Ok(f)
+            } else {
+                Err(io::Error::new(io::ErrorKind::InvalidData, "not a regular file"))
+            }
+        });
+        opened.map_err(|source| io::Error::new(source.kind(), crate::error::UnreadableObject { object, source }))
     }
 
     pub fn put_manifest(&self, m: &Manifest) -> Result<ManifestId, StoreError> {
@@ -362,7 +373,7 @@ impl Store {
     /// The content of an object, for showing diffs.
     pub fn read_object(&self, id: &ObjectId) -> Result<Vec<u8>, StoreError> {
         let path = self.object_path(id);
-        fs_err::read(&path).map_err(|source| StoreError::Io { path, source })
+        fs_err::read(&path).map_err(|source| StoreError::Object { path, source })
     }
 }
 

@@ -265,6 +265,8 @@ impl LoopFs {
             "btrfs" => vec!["mkfs.btrfs", "-q", "-f"],
             "xfs" => vec!["mkfs.xfs", "-q", "-f", "-m", "reflink=1"],
             "ext4" | "small-ext4" => vec!["mkfs.ext4", "-q", "-F"],
+            // An inode per 4 KiB: room for many small files and their copies.
+            "ext4-many-files" => vec!["mkfs.ext4", "-q", "-F", "-i", "4096"],
             other => panic!("unknown filesystem {other}"),
         };
         let st = Command::new(mkfs[0])

@@ -12,13 +12,13 @@ use crate::harness::*;
 
 const NOBODY: u32 = 65534;
 
-struct Unprivileged {
-    env: Env,
-    home: PathBuf,
-    ws: PathBuf,
+pub(crate) struct Unprivileged {
+    pub env: Env,
+    pub home: PathBuf,
+    pub ws: PathBuf,
 }
 
-fn unprivileged() -> Unprivileged {
+pub(crate) fn unprivileged() -> Unprivileged {
     assert!(is_root(), "needs root to switch to an unprivileged user (the README's test command runs as root)");
     let env = Env::protected();
     let home = env.dir("nobody-home");
@@ -32,7 +32,7 @@ fn unprivileged() -> Unprivileged {
     Unprivileged { env, home, ws }
 }
 
-fn as_nobody(u: &Unprivileged, cwd: &Path, args: &[&str]) -> Out {
+pub(crate) fn as_nobody(u: &Unprivileged, cwd: &Path, args: &[&str]) -> Out {
     let mut wrapped = std::process::Command::new("setpriv");
     wrapped.args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into(), "--".into()]);
     wrapped.arg(env!("CARGO_BIN_EXE_ws")).args(args);
