@@ -306,11 +306,21 @@ impl Drop for SignalRelay {
     }
 }
 
+/// How long a session has to end after its supervisor died (init passes the
+/// SIGTERM on to the command) before the launcher kills its init, and with
+/// it every process of the session's PID namespace.
+const ORPHAN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Waits for `child` while passing SIGTERM and SIGHUP on to it and surviving
 /// Ctrl-C. After `unshare(CLONE_NEWPID)` this process may not create threads,
 /// so instead of a signal thread: flag-setting handlers, and `poll` on a pidfd,
-/// which a signal always interrupts (poll is never restarted).
-fn wait_passing_signals(child: &mut std::process::Child) -> std::io::Result<std::process::ExitStatus> {
+/// which a signal always interrupts (poll is never restarted). Once `parent`
+/// (the supervisor) is gone, the child (init) gets [`ORPHAN_GRACE`], then
+/// SIGKILL: a command that ignores SIGTERM must not go on writing unwatched.
+fn wait_passing_signals(
+    child: &mut std::process::Child,
+    parent: Option<rustix::process::Pid>,
+) -> std::io::Result<std::process::ExitStatus> {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -325,16 +335,27 @@ fn wait_passing_signals(child: &mut std::process::Child) -> std::io::Result<std:
     let pid =
         rustix::process::Pid::from_raw(child.id() as i32).ok_or_else(|| std::io::Error::other("child has no pid"))?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty())?;
+    let mut deadline: Option<std::time::Instant> = None;
     loop {
         for (flag, sig) in [(&term, rustix::process::Signal::TERM), (&hup, rustix::process::Signal::HUP)] {
             if flag.swap(false, Ordering::Relaxed) {
                 let _ = rustix::process::kill_process(pid, sig);
             }
         }
+        if deadline.is_none() && rustix::process::getppid() != parent {
+            deadline = Some(std::time::Instant::now() + ORPHAN_GRACE);
+        }
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        if left == Some(std::time::Duration::ZERO) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+        let timeout = left
+            .filter(|l| !l.is_zero())
+            .map(|l| rustix::event::Timespec { tv_sec: l.as_secs() as i64, tv_nsec: i64::from(l.subsec_nanos()) });
         let mut fds = [rustix::event::PollFd::new(&pidfd, rustix::event::PollFlags::IN)];
-        match rustix::event::poll(&mut fds, None) {
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(0) | Err(rustix::io::Errno::INTR) => continue,
             Ok(_) => return child.wait(),
-            Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -354,10 +375,12 @@ pub fn launch(
     degraded: &dyn Fn(&str, &dyn std::error::Error),
 ) -> Result<i32, LaunchError> {
     let spec: LaunchSpec = serde_json::from_str(spec_json)?;
+    let supervisor = rustix::process::getppid();
     // The session ends with its supervisor (kill -9 of `ws`): unsupervised,
     // its writes would go on after the next `ws rollback` took the session's
-    // after-snapshot. SIGTERM reaches init (which passes it on) or, without
-    // one, the command this process becomes (the setting survives exec).
+    // after-snapshot. SIGTERM reaches init (which passes it on; a session
+    // that ignores it is killed whole after ORPHAN_GRACE) or, without init,
+    // the command this process becomes (the setting survives exec).
     let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
     // Closed on exec from here on: nothing the launcher runs inherits it.
     let channel = match &spec.net.namespace {
@@ -387,7 +410,7 @@ pub fn launch(
                 // init holds the control channel now; without this copy, its
                 // death closes it for the supervisor to see.
                 drop(spec.control_fd.and_then(crate::recorder::take_fd));
-                let status = wait_passing_signals(&mut init)
+                let status = wait_passing_signals(&mut init, supervisor)
                     .map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
                 return Ok(status_code(status));
             }

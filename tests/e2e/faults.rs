@@ -327,6 +327,35 @@ fn supervisor_killed_at_any_instant_of_the_session_is_rolled_back_exactly() {
     }
 }
 
+/// A command that ignores SIGTERM does not outlive its supervisor either:
+/// the session gets a few seconds, then its PID namespace is killed whole,
+/// and `ws rollback` restores exactly.
+#[test]
+fn a_command_ignoring_sigterm_ends_soon_after_its_supervisor() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("a"), "a\n");
+    let before = capture(&ws, &no_skip);
+    let script = "trap '' TERM; echo up > started; while :; do echo x >> a; sleep 0.05; done";
+    let mut child = env.command(&ws, &["session", "start", "--", "sh", "-c", script]).spawn().unwrap();
+    let start = Instant::now();
+    while !ws.join("started").exists() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(ws.join("started").exists(), "the session never ran");
+    let session_processes = descendants(child.id());
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let killed = Instant::now();
+    wait_ended(&session_processes, Duration::from_secs(20));
+    // Positive control: SIGTERM alone did not stop it (the trap held), so
+    // what ended it was the launcher's escalation.
+    assert!(killed.elapsed() >= Duration::from_secs(3), "ended after {:?}: the trap did not hold", killed.elapsed());
+    let out = env.ws(&ws, &["rollback"]).ok();
+    assert!(out.stderr.contains("was interrupted"), "{}", out.stderr);
+    assert_same_tree(&before, &capture(&ws, &no_skip));
+}
+
 /// `kill -9` of `ws session start` at many instants of its after-snapshot
 /// (the command appended to every file, so every file is copied): the
 /// session is left interrupted, and `ws rollback` takes the after-snapshot
