@@ -160,10 +160,11 @@ impl Workspace {
         // The newest manifest is the better stat cache: where sessions share
         // the workspace, it knows the files the others wrote meanwhile, which
         // `before` does not (each would be read and stored again).
-        let latest = (self.store.latest().as_ref() != before.id.as_ref())
-            .then(|| self.latest_manifest())
-            .flatten()
-            .filter(|m| m.id.is_some() && m.id != before.id);
+        let latest = self
+            .store
+            .latest()
+            .filter(|id| before.id.as_ref() != Some(id))
+            .and_then(|id| self.store.manifest(&id).ok());
         let after = self.snapshot(Some(latest.as_ref().unwrap_or(&before)), "after-snapshot")?;
         session.after_snapshot_ms = Some(started.elapsed().as_millis() as u64);
         let changes = ws_snapshot::compute_changes(&self.store, &before, &after.manifest)?;
