@@ -52,18 +52,25 @@ impl<'a> CacheTree<'a> {
     }
 
     /// The subdirectory `name`, if the cache tree has it.
+    #[cfg(test)]
     pub fn child(&self, name: &[u8]) -> Option<CacheTree<'a>> {
-        let nodes = &self.index.tree;
-        let end = self.at + 1 + nodes[self.at].descendants;
+        self.children().find(|(n, _)| *n == name).map(|(_, c)| c)
+    }
+
+    /// The subdirectories the cache tree has here, by name (in git's order
+    /// for them: shorter names first).
+    pub fn children(&self) -> impl Iterator<Item = (&'a [u8], CacheTree<'a>)> + use<'a> {
+        let index = self.index;
+        let end = self.at + 1 + index.tree[self.at].descendants;
         let mut k = self.at + 1;
-        while k < end {
-            let n = &nodes[k];
-            if &self.index.bytes[n.name_start..n.name_end] == name {
-                return Some(CacheTree { index: self.index, at: k });
-            }
-            k += 1 + n.descendants;
-        }
-        None
+        std::iter::from_fn(move || {
+            (k < end).then(|| {
+                let n = &index.tree[k];
+                let found = (&index.bytes[n.name_start..n.name_end], CacheTree { index, at: k });
+                k += 1 + n.descendants;
+                found
+            })
+        })
     }
 }
 

@@ -183,6 +183,9 @@ impl Diff {
         let tree = self.tree(head)?;
         let by_name: HashMap<&[u8], usize> = tree.iter().enumerate().map(|(k, t)| (&t.name[..], k)).collect();
         let mut seen = vec![false; tree.len()];
+        // Looked up once per subdirectory: a linear search of the cache
+        // tree's children each time costs quadratic time in a wide directory.
+        let children: HashMap<&[u8], CacheTree<'_>> = node.map(|n| n.children().collect()).unwrap_or_default();
         let mut mark = |k: usize| !std::mem::replace(&mut seen[k], true);
         let mut i = 0;
         while i < entries.len() {
@@ -211,7 +214,7 @@ impl Diff {
             let name = &rest[..slash];
             let sub = &path[..prefix.len() + slash + 1];
             let end = i + entries[i..].partition_point(|x| index.path(x).starts_with(sub));
-            let child = node.and_then(|n| n.child(name));
+            let child = children.get(name).copied();
             match by_name.get(name) {
                 Some(&k) if !mark(k) => return None,
                 Some(&k) if tree[k].mode == TREE_MODE => {
