@@ -274,11 +274,16 @@ pub fn run(spec_json: &str) -> i32 {
                 }
             }
         };
+        let mut stop = stop;
         if fan_ready && !stop {
             // Let events gather: bigger batches cost fewer reads, and the
             // kernel merges repeated events on a file (create, modify,
-            // close) that are still queued.
-            std::thread::sleep(std::time::Duration::from_millis(10));
+            // close) that are still queued. A stop cuts the wait short: the
+            // session's end waits for this process.
+            use rustix::event::{PollFd, PollFlags, Timespec};
+            let mut fds = [PollFd::from_borrowed_fd(stdin.as_fd(), PollFlags::IN)];
+            let gather = Timespec { tv_sec: 0, tv_nsec: 10_000_000 };
+            stop = matches!(rustix::event::poll(&mut fds, Some(&gather)), Ok(n) if n > 0);
         }
         if fan_ready || stop {
             let drained = rec.drain(&mut buf, &mut out).and_then(|_| match &mut access {
@@ -366,8 +371,10 @@ impl Recorder {
             }
             let Ok(rd) = std::fs::read_dir(&abs) else { continue };
             for e in rd.flatten() {
-                if let Ok(m) = e.metadata()
-                    && m.is_dir()
+                // The entry's type comes with the directory listing; only
+                // directories cost a stat (for the device: mounts stay out).
+                if e.file_type().is_ok_and(|t| t.is_dir())
+                    && let Ok(m) = e.metadata()
                     && m.dev() == dev
                 {
                     stack.push(rel.join(e.file_name()));

@@ -101,9 +101,29 @@ pub struct Manifest {
     pub id: Option<ManifestId>,
 }
 
+/// The entry for `path` in `entries`, sorted by path (a whole manifest or a
+/// run of it from [`Manifest::below`]).
+pub fn find<'a>(entries: &'a [Entry], path: &RelPath) -> Option<&'a Entry> {
+    entries.binary_search_by(|e| e.path.cmp(path)).ok().map(|i| &entries[i])
+}
+
 impl Manifest {
     pub fn get(&self, path: &RelPath) -> Option<&Entry> {
-        self.entries.binary_search_by(|e| e.path.cmp(path)).ok().map(|i| &self.entries[i])
+        find(&self.entries, path)
+    }
+
+    /// The entries below directory `dir` (every entry for the root): a
+    /// contiguous run, as entries sort by their paths' bytes and every path
+    /// that starts with `dir/` sorts together. Looking a directory's children
+    /// up in it costs a few comparisons instead of a search of everything.
+    pub fn below(&self, dir: &RelPath) -> &[Entry] {
+        if dir.is_root() {
+            return &self.entries;
+        }
+        let prefix = [dir.as_bytes(), b"/"].concat();
+        let start = self.entries.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
+        let len = self.entries[start..].partition_point(|e| e.path.as_bytes().starts_with(&prefix));
+        &self.entries[start..start + len]
     }
 
     pub fn sort(&mut self) {
@@ -341,6 +361,34 @@ mod tests {
                 },
             ],
         }
+    }
+
+    #[test]
+    fn below_a_directory_is_every_path_under_it_and_nothing_else() {
+        let stat = FileStat { dev: 1, ino: 2, mode: 0o40755, nlink: 1, size: 0, mtime_ns: 0, ctime_ns: 0 };
+        // Names that sort between `d` and `d/…` (`-` and `.` are below `/`)
+        // or after it (`0`), and a deeper path.
+        let names: [&[u8]; 9] = [b"c", b"d", b"d-x", b"d.y", b"d/a", b"d/a/b", b"d/z", b"d0", b"e"];
+        let mut m = Manifest {
+            id: None,
+            started_ns: 0,
+            entries: names
+                .iter()
+                .map(|n| Entry { path: RelPath::from_bytes(n).unwrap(), kind: EntryKind::Dir, stat, racy: false })
+                .collect(),
+        };
+        m.sort();
+        let paths = |dir: &[u8]| -> Vec<Vec<u8>> {
+            let dir = if dir.is_empty() { RelPath::root() } else { RelPath::from_bytes(dir).unwrap() };
+            m.below(&dir).iter().map(|e| e.path.as_bytes().to_vec()).collect()
+        };
+        assert_eq!(paths(b"d"), [b"d/a".to_vec(), b"d/a/b".to_vec(), b"d/z".to_vec()]);
+        assert_eq!(paths(b"d/a"), [b"d/a/b".to_vec()]);
+        assert!(paths(b"c").is_empty() && paths(b"nowhere").is_empty());
+        assert_eq!(paths(b"").len(), names.len());
+        let d = RelPath::from_bytes(b"d").unwrap();
+        assert!(find(m.below(&d), &RelPath::from_bytes(b"d/z").unwrap()).is_some());
+        assert!(find(m.below(&d), &RelPath::from_bytes(b"d0").unwrap()).is_none());
     }
 
     #[test]

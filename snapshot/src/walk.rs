@@ -22,7 +22,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use crate::budget::Budget;
 use crate::error::SnapshotError;
 use crate::ignore_rules::{IgnoreRules, IgnoreStack};
-use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest};
+use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest, find};
 use crate::path::RelPath;
 use crate::snapshot::Progress;
 use crate::stat::FileStat;
@@ -196,6 +196,9 @@ impl Walk<'_> {
             }
         }
         let dir_fd = dir.fd().map_err(|e| walk_err(&job.abs, e))?;
+        // The previous snapshot's entries below this directory: where the
+        // stat cache looks its children up.
+        let previous = self.previous.map_or(&[][..], |m| m.below(&job.rel));
         let mut ignores = job.ignores.clone();
         if job.mode == Mode::Normal && names.iter().any(|n| n == b".gitignore") {
             ignores = IgnoreRules::push(ignores, &job.abs.join(".gitignore"));
@@ -228,7 +231,7 @@ impl Walk<'_> {
                     // Once excluded, a path stays excluded while it exists: a
                     // session that shrinks `target/` below the budget must not
                     // make it look created, and rollback cannot restore it.
-                    let was_excluded = self.previous.and_then(|m| m.get(&rel)).is_some_and(Entry::is_excluded);
+                    let was_excluded = find(previous, &rel).is_some_and(Entry::is_excluded);
                     let over_budget =
                         |files, bytes| EntryKind::Excluded { reason: ExcludeReason::OverBudget, files, bytes };
                     if is_dir {
@@ -257,7 +260,7 @@ impl Walk<'_> {
                     };
                     out.push(self.entry(rel, EntryKind::Symlink { target }, stat));
                 }
-                FileType::RegularFile => match self.file_kind(dir_fd, &name, &rel, stat) {
+                FileType::RegularFile => match self.file_kind(dir_fd, &name, find(previous, &rel), stat) {
                     Ok(Some((kind, stat))) => out.push(self.entry(rel, kind, stat)),
                     Ok(None) => {}
                     Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
@@ -282,16 +285,16 @@ impl Walk<'_> {
     }
 
     /// The object for a regular file: the previous snapshot's if the stat
-    /// cache vouches for it, else a fresh clone or copy. `None` when the file
-    /// vanished meanwhile.
+    /// cache vouches for it (`previous`: its entry there), else a fresh clone
+    /// or copy. `None` when the file vanished meanwhile.
     fn file_kind(
         &self,
         dir_fd: BorrowedFd<'_>,
         name: &[u8],
-        rel: &RelPath,
+        previous: Option<&Entry>,
         stat: FileStat,
     ) -> io::Result<Option<(EntryKind, FileStat)>> {
-        if let Some(prev) = self.previous.and_then(|m| m.get(rel))
+        if let Some(prev) = previous
             && let EntryKind::File { object, hash } = &prev.kind
             && !prev.racy
             && prev.stat.unchanged(&stat)

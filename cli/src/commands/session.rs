@@ -129,6 +129,10 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
         .spawn(&mut sandbox.command(run.command), Some(session_end))
         .map_err(|e| CliError::failure(format!("cannot start the sandbox: {e}")).code(exit::NOT_STARTED))?;
     relay.forward_to(child.id());
+    // Read while the sandbox starts: the before-snapshot's stat cache. Any
+    // stored manifest serves (the walk checks every entry against the file's
+    // stat data), so this one need not be read under the workspace's lock.
+    let previous = ws.latest_manifest();
     if !control.wait_ready() {
         // The launcher could not set the sandbox up, and said why; nothing
         // was snapshotted, nothing ran.
@@ -141,7 +145,7 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
 
     let snapped = (|| {
         let _lock = ws.lock()?;
-        let previous = ws.latest_manifest();
+        let previous = previous; // moved in: freed once the snapshot is taken
         let started = std::time::Instant::now();
         let snap = ws.snapshot(previous.as_ref(), "snapshot")?;
         let snapshot_ms = started.elapsed().as_millis() as u64;
