@@ -257,7 +257,7 @@ pub fn run(spec_json: &str) -> i32 {
     let stdin = std::io::stdin();
     let mut buf = vec![0u8; 256 << 10];
     loop {
-        let (fan_ready, stop) = {
+        let (fan_ready, mut stop) = {
             use rustix::event::{PollFd, PollFlags};
             let mut fds = vec![PollFd::new(&rec.group, PollFlags::IN)];
             fds.extend(access.iter().flat_map(|a| a.groups.iter()).map(|g| PollFd::new(&g.group, PollFlags::IN)));
@@ -274,7 +274,6 @@ pub fn run(spec_json: &str) -> i32 {
                 }
             }
         };
-        let mut stop = stop;
         if fan_ready && !stop {
             // Let events gather: bigger batches cost fewer reads, and the
             // kernel merges repeated events on a file (create, modify,
