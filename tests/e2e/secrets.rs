@@ -218,9 +218,26 @@ struct SecretServiceBus {
 }
 
 impl SecretServiceBus {
+    /// A session bus that activates nothing, and GNOME Keyring on it with its
+    /// login collection unlocked. Returns once the keyring owns its name.
+    ///
+    /// `--unlock` forks and returns before the daemon has claimed
+    /// `org.freedesktop.secrets`. On a bus with the system's service files, a
+    /// request sent in that window activates a second daemon
+    /// (`--start`, no password) that wins the name and has no login
+    /// collection; hence no service directories, and the wait.
     fn start(home: &Path) -> SecretServiceBus {
+        let config = home.join("session-bus.conf");
+        std::fs::write(
+            &config,
+            "<busconfig><type>session</type><listen>unix:tmpdir=/tmp</listen><auth>EXTERNAL</auth>\
+             <policy context=\"default\"><allow send_destination=\"*\" eavesdrop=\"true\"/>\
+             <allow eavesdrop=\"true\"/><allow own=\"*\"/></policy></busconfig>\n",
+        )
+        .unwrap();
         let mut daemon = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
+            .arg(format!("--config-file={}", config.display()))
+            .args(["--nofork", "--print-address=1"])
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", home)
@@ -235,12 +252,13 @@ impl SecretServiceBus {
             address.push(byte[0] as char);
         }
         assert!(address.starts_with("unix:"), "dbus-daemon printed no address: {address:?}");
+        let bus = SecretServiceBus { daemon, address };
         let mut keyring = Command::new("gnome-keyring-daemon")
             .args(["--unlock", "--components=secrets"])
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", home)
-            .env("DBUS_SESSION_BUS_ADDRESS", &address)
+            .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -248,7 +266,25 @@ impl SecretServiceBus {
             .expect("gnome-keyring-daemon (Debian package gnome-keyring; test.sh installs it)");
         keyring.stdin.take().unwrap().write_all(b"e2e-keyring-password").unwrap();
         assert!(keyring.wait().unwrap().success(), "gnome-keyring-daemon --unlock failed");
-        SecretServiceBus { daemon, address }
+        // The daemon unlocks (or creates) the login collection before it
+        // takes its name, so an owned name means a usable default collection.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let owned = Command::new("dbus-send")
+                .args(["--session", "--dest=org.freedesktop.DBus", "--print-reply", "/org/freedesktop/DBus"])
+                .args(["org.freedesktop.DBus.NameHasOwner", "string:org.freedesktop.secrets"])
+                .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
+                .output()
+                .expect("dbus-send (Debian package dbus-bin)");
+            if String::from_utf8_lossy(&owned.stdout).contains("boolean true") {
+                return bus;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "GNOME Keyring never took org.freedesktop.secrets: {owned:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 }
 
