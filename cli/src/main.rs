@@ -24,6 +24,8 @@ fn main() {
     match args.get(1).and_then(|a| a.to_str()) {
         Some(ws_sandbox::exec::LAUNCHER_ARG) => std::process::exit(sandboxed(&args[2..], false)),
         Some(ws_sandbox::exec::INIT_ARG) => std::process::exit(sandboxed(&args[2..], true)),
+        // Exiting closes what `recorder::release` handed over.
+        Some(ws_sandbox::recorder::RELEASE_ARG) => std::process::exit(0),
         Some(ws_sandbox::recorder::RECORDER_ARG) => {
             std::process::exit(ws_sandbox::recorder::run(&args.get(2).map(|a| a.to_string_lossy()).unwrap_or_default()))
         }

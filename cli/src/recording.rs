@@ -21,6 +21,8 @@ pub struct SessionRecord {
     recording: Recording,
     reader: Option<std::thread::JoinHandle<Stream>>,
     denials: Option<Denials>,
+    /// The write recorder's fanotify group, released once it is done.
+    group: Option<OwnedFd>,
 }
 
 /// The recorders, decided and set up before the launcher starts (it must
@@ -29,9 +31,12 @@ pub struct SessionRecord {
 #[derive(Debug)]
 pub struct Recorders {
     recording: Recording,
-    /// The write end of the recorder's pipe, until the launcher has it.
-    pipe: Option<OwnedFd>,
+    /// The write end of the recorder's pipe and a copy of its fanotify
+    /// group, until the launcher has them.
+    inherited: Vec<OwnedFd>,
     read_end: Option<OwnedFd>,
+    /// The supervisor's own copy of the group (see `RecorderSpec::group`).
+    group: Option<OwnedFd>,
     denials: Option<(ws_sandbox::audit_netlink::Reader, u32)>,
     launcher: u32,
 }
@@ -71,7 +76,7 @@ impl Recorders {
         learn: bool,
     ) -> Result<Recorders, CliError> {
         let mut recording = Recording { writes: "none".into(), denials: "none".into(), ..Recording::default() };
-        let (mut pipe, mut read_end) = (None, None);
+        let (mut inherited, mut read_end, mut group) = (Vec::new(), None, None);
         let root = rustix::process::geteuid().is_root();
         if !root {
             recording.gaps.push(
@@ -85,32 +90,38 @@ impl Recorders {
             let (r, w) =
                 std::io::pipe().map_err(|e| CliError::failure(format!("cannot create the recorder's pipe: {e}")))?;
             let (r, w) = (OwnedFd::from(r), OwnedFd::from(w));
+            // Should this fail, the recorder makes its own group and says
+            // why if that fails too.
+            group = ws_sandbox::recorder::new_group().ok();
+            let copy = group.as_ref().and_then(|g| g.try_clone().ok());
             spec.recorder = Some(ws_sandbox::recorder::RecorderSpec {
                 fd: std::os::fd::AsRawFd::as_raw_fd(&w),
                 workspace: workspace.to_path_buf(),
+                group: copy.as_ref().map(std::os::fd::AsRawFd::as_raw_fd),
                 learn,
             });
             recording.writes = "fanotify".into();
-            pipe = Some(w);
+            inherited.push(w);
+            inherited.extend(copy);
             read_end = Some(r);
         }
         let denials = if spec.landlock { start_denials(&mut recording) } else { None };
-        Ok(Recorders { recording, pipe, read_end, denials, launcher: 0 })
+        Ok(Recorders { recording, inherited, read_end, group, denials, launcher: 0 })
     }
 
-    /// Spawns the launcher so that it inherits the recorder's pipe and
-    /// `also` (and nothing else of ours); both are closed here after.
+    /// Spawns the launcher so that it inherits the recorder's pipe and group
+    /// and `also` (and nothing else of ours); they are closed here after.
     pub fn spawn(
         &mut self,
         cmd: &mut std::process::Command,
         also: Option<OwnedFd>,
     ) -> std::io::Result<std::process::Child> {
-        for fd in self.pipe.iter().chain(also.iter()) {
+        for fd in self.inherited.iter().chain(also.iter()) {
             // Inherited across exec by the launcher only.
             rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
         }
         let child = cmd.spawn();
-        drop(self.pipe.take());
+        self.inherited.clear();
         drop(also);
         if let Ok(c) = &child {
             self.launcher = c.id();
@@ -128,8 +139,8 @@ impl Recorders {
         spec: &ws_sandbox::exec::LaunchSpec,
         network: &str,
     ) -> Result<SessionRecord, CliError> {
-        let Recorders { recording, pipe, read_end, denials, launcher } = self;
-        drop(pipe);
+        let Recorders { recording, inherited, read_end, group, denials, launcher } = self;
+        drop(inherited);
         let path = store.audit_log_path(&session.id);
         let log = AuditLog::create(&path, &session.id).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
         let mut layers = Vec::new();
@@ -169,7 +180,7 @@ impl Recorders {
             let log = Arc::clone(&log);
             std::thread::spawn(move || read_stream(r, &log))
         });
-        Ok(SessionRecord { log, recording, reader, denials })
+        Ok(SessionRecord { log, recording, reader, denials, group })
     }
 }
 
@@ -195,6 +206,10 @@ impl SessionRecord {
                 self.recording.writes = "none".into();
             }
             learning = s.learning;
+        }
+        // The recorder has removed its mark and exited (or never started).
+        if let Some(g) = self.group.take() {
+            ws_sandbox::recorder::release(g);
         }
         if let Some(d) = self.denials.take() {
             d.stop.store(true, Ordering::Relaxed);

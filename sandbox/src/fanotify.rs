@@ -53,20 +53,30 @@ impl Group {
         Ok(Group { fd: unsafe { OwnedFd::from_raw_fd(fd) } })
     }
 
+    /// A group made by [`Group::new`] in another process and inherited.
+    pub fn from_fd(fd: OwnedFd) -> Group {
+        Group { fd }
+    }
+
     /// Marks the whole filesystem that holds `path` for `mask`.
-    #[allow(unsafe_code)]
     pub fn mark_filesystem(&self, path: &Path, mask: u64) -> io::Result<()> {
+        self.filesystem_mark(libc::FAN_MARK_ADD, path, mask)
+    }
+
+    /// Removes the mark [`Group::mark_filesystem`] placed. The kernel frees
+    /// it later, off this thread; a group's last close instead waits for
+    /// every mark being freed (an SRCU grace period, up to tens of ms).
+    pub fn unmark_filesystem(&self, path: &Path, mask: u64) -> io::Result<()> {
+        self.filesystem_mark(libc::FAN_MARK_REMOVE, path, mask)
+    }
+
+    #[allow(unsafe_code)]
+    fn filesystem_mark(&self, op: u32, path: &Path, mask: u64) -> io::Result<()> {
         let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
         // SAFETY: `c` is a NUL-terminated string that outlives the call; the
         // group fd is valid for the lifetime of `self`.
         let r = unsafe {
-            libc::fanotify_mark(
-                self.fd.as_raw_fd(),
-                libc::FAN_MARK_ADD | libc::FAN_MARK_FILESYSTEM,
-                mask,
-                libc::AT_FDCWD,
-                c.as_ptr(),
-            )
+            libc::fanotify_mark(self.fd.as_raw_fd(), op | libc::FAN_MARK_FILESYSTEM, mask, libc::AT_FDCWD, c.as_ptr())
         };
         if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
     }
@@ -74,6 +84,12 @@ impl Group {
     /// Reads queued events into `buf`; `WouldBlock` when there are none.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
         rustix::io::read(&self.fd, buf).map_err(io::Error::from)
+    }
+}
+
+impl From<Group> for OwnedFd {
+    fn from(g: Group) -> OwnedFd {
+        g.fd
     }
 }
 

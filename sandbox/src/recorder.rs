@@ -37,11 +37,19 @@ use crate::fanotify;
 /// The hidden argument `ws` answers to as the recorder.
 pub const RECORDER_ARG: &str = "__sandbox-record";
 
+/// The hidden argument of [`release`]'s helper, which exits at once.
+pub const RELEASE_ARG: &str = "__sandbox-release";
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RecorderSpec {
     /// The write end of the supervisor's pipe, inherited by the launcher and init.
     pub fd: i32,
     pub workspace: PathBuf,
+    /// The fanotify group the supervisor made ([`new_group`]), inherited
+    /// like `fd`. The supervisor keeps a copy, so the recorder's exit is not
+    /// the group's last close, which waits for the kernel to free its mark.
+    #[serde(default)]
+    pub group: Option<i32>,
     /// `ws learn`: also record every path the session opens for reading,
     /// writing or executing, on every filesystem that can be watched.
     #[serde(default)]
@@ -113,11 +121,38 @@ pub fn ops(mask: u64) -> Vec<Op> {
 }
 
 /// In the launcher when it runs the command without a PID namespace: no
-/// recorder will run, and the command must not inherit the pipe.
+/// recorder will run, and the command must not inherit the pipe or the group.
 pub fn close_on_exec(spec: Option<&RecorderSpec>) {
     if let Some(s) = spec {
         let _ = take_fd(s.fd);
+        let _ = s.group.and_then(take_fd);
     }
+}
+
+/// In the supervisor: the write recorder's fanotify group, made here so that
+/// this process holds it too (see [`RecorderSpec::group`]). Creating it
+/// needs CAP_SYS_ADMIN, as marking it does.
+pub fn new_group() -> std::io::Result<OwnedFd> {
+    fanotify::Group::new().map(OwnedFd::from)
+}
+
+/// In the supervisor once the recorder is done: closes its copy of the group
+/// in a helper process nobody waits for. The group's last close waits for
+/// the kernel to free the mark the recorder removed (an SRCU grace period,
+/// up to tens of ms), which would otherwise delay the end of `ws`. Closes it
+/// here when the helper cannot start.
+pub fn release(group: OwnedFd) {
+    let Ok(me) = std::env::current_exe() else { return };
+    if rustix::io::fcntl_setfd(&group, rustix::io::FdFlags::empty()).is_err() {
+        return;
+    }
+    // Inherited by the helper alone: no other thread of the supervisor
+    // starts processes once the session has ended.
+    let helper =
+        Command::new(me).arg(RELEASE_ARG).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+    drop(group);
+    // Not waited for: it exits at once, and is reaped with this process.
+    drop(helper);
 }
 
 #[allow(unsafe_code)]
@@ -154,6 +189,9 @@ pub struct Starting {
 /// waits for it. `None` when it could not start (the supervisor then sees
 /// the stream end without a word and records that).
 pub fn spawn(spec: &RecorderSpec) -> Option<Starting> {
+    // init's copy of the group closes when this returns: only the recorder
+    // inherits it, never the command.
+    let group = spec.group.and_then(take_fd);
     let out = take_fd(spec.fd)?;
     let me = std::env::current_exe().ok()?;
     let json = serde_json::to_string(spec).ok()?;
@@ -165,6 +203,7 @@ pub fn spawn(spec: &RecorderSpec) -> Option<Starting> {
         .stderr(Stdio::piped())
         .spawn()
         .ok()?;
+    drop(group);
     Some(Starting { child })
 }
 
@@ -237,7 +276,7 @@ pub fn run(spec_json: &str) -> i32 {
     let mut status = std::io::stderr();
     let started = serde_json::from_str::<RecorderSpec>(spec_json)
         .map_err(|e| format!("bad recorder specification: {e}"))
-        .and_then(|spec| Recorder::new(&spec.workspace).map(|r| (r, spec.learn)));
+        .and_then(|spec| Recorder::new(&spec.workspace, spec.group.and_then(take_fd)).map(|r| (r, spec.learn)));
     let (mut rec, learn) = match started {
         Ok(r) => r,
         Err(reason) => {
@@ -303,6 +342,9 @@ pub fn run(spec_json: &str) -> i32 {
                     send(&mut out, &Message::Accessed { path: lossy(&path), access, count });
                 }
             }
+            // The group outlives this process in the supervisor; without its
+            // mark, the kernel frees the mark off every critical path.
+            let _ = rec.group.unmark_filesystem(&rec.root, fanotify::WRITE_EVENTS);
             send(&mut out, &Message::Done { events: rec.events });
             let _ = out.flush();
             return 0;
@@ -329,8 +371,14 @@ struct Recorder {
 }
 
 impl Recorder {
-    fn new(workspace: &Path) -> Result<Recorder, String> {
-        let group = fanotify::Group::new().map_err(|e| format!("fanotify_init: {e}"))?;
+    fn new(workspace: &Path, inherited: Option<OwnedFd>) -> Result<Recorder, String> {
+        let group = match inherited {
+            // Close-on-exec again: nothing the recorder starts may have it.
+            Some(fd) => rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC)
+                .map(|_| fanotify::Group::from_fd(fd))
+                .map_err(|e| format!("the inherited fanotify group: {e}"))?,
+            None => fanotify::Group::new().map_err(|e| format!("fanotify_init: {e}"))?,
+        };
         group.mark_filesystem(workspace, fanotify::WRITE_EVENTS).map_err(|e| match e.raw_os_error() {
             Some(libc::EXDEV) => format!(
                 "{} is on a btrfs subvolume, which fanotify can only watch through the filesystem's top-level mount",

@@ -100,6 +100,40 @@ fn every_write_is_logged_on_xfs() {
     every_step_is_logged(&fs.dir("ws"), &env);
 }
 
+/// An agent that finds a descriptor of ws's in its process could read the
+/// fanotify group (every write on the filesystem) or write forged records
+/// into the recorder's pipe. The session's command holds exactly the
+/// descriptors its caller passed, as the same listing outside ws shows.
+#[test]
+fn the_session_inherits_no_descriptor_of_ws() {
+    assert!(is_root(), "fanotify filesystem marks need root (the README's test command runs as root)");
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    let list = "echo written > proof.txt; cd /proc/$$/fd && for f in *; do printf '%s %s\\n' \"$f\" \"$(readlink \"$f\")\"; done";
+    let fds = |out: &str| -> BTreeSet<(u32, String)> {
+        out.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, target)| (n.parse().unwrap(), target.to_owned()))
+            .collect()
+    };
+    let outside = env.run({
+        let mut c = std::process::Command::new("sh");
+        c.args(["-c", list]).current_dir(&ws).stdin(std::process::Stdio::null());
+        c
+    });
+    std::fs::remove_file(ws.join("proof.txt")).unwrap();
+    let inside = env.session(&ws, list).ok();
+    // Control: the recorder ran, holding its pipe and group, and saw the write.
+    assert!(has(&writes(&env, &ws), "create", "proof.txt"), "the recorder saw no write: {inside:?}");
+    let (outside, inside) = (fds(&outside.stdout), fds(&inside.stdout));
+    assert!(outside.iter().any(|(n, _)| *n == 1), "the listing works: {outside:?}");
+    for (n, target) in &inside {
+        assert!(!target.contains("fanotify") && !target.starts_with("socket:"), "fd {n} is ws's: {target}");
+    }
+    let numbers = |s: &BTreeSet<(u32, String)>| s.iter().map(|(n, _)| *n).collect::<BTreeSet<_>>();
+    assert_eq!(numbers(&inside), numbers(&outside), "inside: {inside:?}, outside: {outside:?}");
+}
+
 #[test]
 fn writes_from_outside_the_session_are_not_its_and_are_not_rolled_back() {
     assert!(is_root(), "fanotify filesystem marks need root");
