@@ -63,6 +63,28 @@ pub(crate) struct Walk<'a> {
 
 pub(crate) type StoredObject = (ObjectId, Option<[u8; 32]>);
 
+/// Entries a worker gathers before adding them to the shared list.
+const BATCH: usize = 512;
+
+/// A worker's entries not yet in [`Shared::entries`].
+struct Batch<'s> {
+    entries: Vec<Entry>,
+    all: &'s Mutex<Vec<Entry>>,
+}
+
+impl Batch<'_> {
+    fn push(&mut self, e: Entry) {
+        if self.entries.len() == BATCH {
+            self.flush();
+        }
+        self.entries.push(e);
+    }
+
+    fn flush(&mut self) {
+        lock(self.all).append(&mut self.entries);
+    }
+}
+
 struct Shared {
     queue: Mutex<Queue>,
     ready: Condvar,
@@ -71,6 +93,10 @@ struct Shared {
     threads: usize,
     failed: AtomicBool,
     error: Mutex<Option<SnapshotError>>,
+    /// Every entry found, in no order. Sized from the previous snapshot so
+    /// that it does not grow: the walk's memory is this list and a batch
+    /// per worker (merging per-worker lists had both at once).
+    entries: Mutex<Vec<Entry>>,
 }
 
 struct Queue {
@@ -90,10 +116,14 @@ impl Walk<'_> {
             threads,
             failed: AtomicBool::new(false),
             error: Mutex::new(None),
+            entries: Mutex::new(Vec::with_capacity(
+                self.previous.map_or(0, |m| m.entries.len() + m.entries.len() / 16),
+            )),
         };
-        let results: Vec<Vec<Entry>> = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads).map(|_| s.spawn(|| self.worker(&shared))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| self.worker(&shared));
+            }
         });
         if let Some(e) = lock(&shared.error).take() {
             return Err(e);
@@ -104,13 +134,7 @@ impl Walk<'_> {
                 source: io::Error::other("a walker thread panicked"),
             });
         }
-        // Move the per-thread lists into one, freeing each as it goes, so the
-        // peak is one list, not two.
-        let mut all = Vec::with_capacity(results.iter().map(Vec::len).sum());
-        for mut part in results {
-            all.append(&mut part);
-        }
-        Ok(all)
+        Ok(shared.entries.into_inner().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// Takes a job from the shared queue, waiting while others may still
@@ -139,13 +163,14 @@ impl Walk<'_> {
 
     /// Each worker walks depth-first from its own stack and hands half of it
     /// to the shared queue only when another worker is idle, so the lock is
-    /// taken rarely.
-    fn worker(&self, shared: &Shared) -> Vec<Entry> {
-        let mut out = Vec::new();
+    /// taken rarely. Its entries go to the shared list a [`BATCH`] at a time.
+    fn worker(&self, shared: &Shared) {
+        let mut out = Batch { entries: Vec::with_capacity(BATCH), all: &shared.entries };
         let mut local: Vec<Job> = Vec::new();
         loop {
             let Some(job) = local.pop().or_else(|| self.next_shared(shared)) else {
-                return out;
+                out.flush();
+                return;
             };
             let result =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.visit(job, &mut local, &mut out)));
@@ -161,7 +186,7 @@ impl Walk<'_> {
                 shared.failed.store(true, Ordering::Relaxed);
                 let _q = lock(&shared.queue);
                 shared.ready.notify_all();
-                return out;
+                return;
             }
             if local.len() > 1 && shared.idle.load(Ordering::Relaxed) > 0 {
                 let give = local.split_off(local.len() / 2);
@@ -172,7 +197,7 @@ impl Walk<'_> {
         }
     }
 
-    fn visit(&self, job: Job, local: &mut Vec<Job>, out: &mut Vec<Entry>) -> Result<(), SnapshotError> {
+    fn visit(&self, job: Job, local: &mut Vec<Job>, out: &mut Batch<'_>) -> Result<(), SnapshotError> {
         let walk_err =
             |path: &Path, e: rustix::io::Errno| SnapshotError::Walk { path: path.to_path_buf(), source: e.into() };
         // O_NOFOLLOW: a directory swapped for a symlink since we saw it is
