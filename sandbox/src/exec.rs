@@ -250,6 +250,28 @@ fn restrict(spec: &LaunchSpec, own_network: bool) -> Result<(), LaunchError> {
     Ok(())
 }
 
+/// Marks every descriptor but stdin, stdout and stderr close-on-exec, so the
+/// command inherits none of them: neither one of ws's, nor one the caller of
+/// `ws` left open. Landlock checks a file when it is opened; a descriptor
+/// opened before (say, for writing to a file outside the workspace) would
+/// carry its access past the sandbox.
+#[allow(unsafe_code)]
+fn inherit_only_stdio() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC closes nothing; it sets a
+    // flag on open descriptors, which no Rust object's validity depends on.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) };
+    if r == 0 {
+        return;
+    }
+    // Before Linux 5.11: every descriptor number up to the limit, one by one.
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(1 << 20);
+    for fd in 3..limit.min(1 << 20) as i32 {
+        // SAFETY: F_SETFD on a number that may not be open: EBADF at worst;
+        // it only sets the close-on-exec flag.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
 /// In the launcher, inside the new network namespace: loopback up, the
 /// proxy's socket made and sent out.
 fn set_up_network(channel: &std::os::fd::OwnedFd, port: u16) -> Result<(), crate::netns::NetnsError> {
@@ -431,6 +453,7 @@ pub fn launch(
     {
         return Err(not_started());
     }
+    inherit_only_stdio();
     let err = Command::new(program).args(args).exec();
     Err(LaunchError::Exec { program: program.to_string_lossy().into_owned(), source: err })
 }
@@ -465,6 +488,7 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
         return Err(not_started());
     }
     let relay = SignalRelay::install().map_err(|source| LaunchError::Exec { program: "ws init".into(), source })?;
+    inherit_only_stdio();
     let child = Command::new(program)
         .args(args)
         .spawn()

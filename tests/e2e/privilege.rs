@@ -92,10 +92,16 @@ fn unprivileged_with_user_namespaces_gets_every_layer() {
 /// other: the test (root outside) maps uids 0 and 65534 into it, the shell in
 /// it (root there) sets `user.max_user_namespaces` to 0, then drops to nobody.
 fn as_nobody_without_userns(u: &Unprivileged, args: &[&str]) -> Out {
+    as_nobody_without_userns_after(u, "", args)
+}
+
+/// [`as_nobody_without_userns`], with the shell running `prelude` first
+/// (as root in the namespace, before it drops to nobody).
+fn as_nobody_without_userns_after(u: &Unprivileged, prelude: &str, args: &[&str]) -> Out {
     let ws_bin = env!("CARGO_BIN_EXE_ws");
     let quoted: Vec<String> = args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
     let inner = format!(
-        "echo 0 > /proc/sys/user/max_user_namespaces || exit 90; \
+        "echo 0 > /proc/sys/user/max_user_namespaces || exit 90; {prelude}\
          exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- {ws_bin} {}",
         quoted.join(" ")
     );
@@ -309,4 +315,38 @@ fn unprivileged_learning_says_what_it_cannot_observe_and_learns_the_network() {
         assert!(text.contains("\"127.0.0.1\",  # 1 connection"), "{mode}:\n{text}");
     }
     assert_eq!(server.requests().len(), 2);
+}
+
+/// Without namespaces the launcher becomes the command: it too passes on
+/// no descriptor but stdin, stdout and stderr, even one its caller left
+/// open for writing outside the workspace (see
+/// `recorder::the_session_holds_no_descriptor_but_stdio` for the other modes).
+#[test]
+fn unprivileged_without_user_namespaces_passes_on_no_descriptor() {
+    use crate::recorder::{FD_PROBE, fds_listed};
+    let u = unprivileged();
+    let outside = u.env.dir("outside").join("log");
+    write(&outside, "before\n");
+    let prelude = format!("exec 7>>'{}'; ", outside.display());
+    // Control: a plain child of the same shell (nobody, no ws) has fd 7 and writes through it.
+    let plain = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("{prelude}exec setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups -- sh -c \"$0\""),
+        ])
+        .arg(FD_PROBE)
+        .current_dir(&u.ws)
+        .output()
+        .unwrap();
+    let plain = String::from_utf8_lossy(&plain.stdout).into_owned();
+    assert!(fds_listed(&plain).contains(&7), "the caller's fd reaches a plain child: {plain}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "before\npwned\n");
+    write(&outside, "before\n");
+    std::fs::remove_file(u.ws.join("proof.txt")).unwrap();
+
+    let out = as_nobody_without_userns_after(&u, &prelude, &["session", "start", "--", "sh", "-c", FD_PROBE]);
+    assert!(out.stderr.contains("running without namespaces"), "the launcher path: {out:?}");
+    assert!(u.ws.join("proof.txt").exists(), "control: the command ran: {out:?}");
+    assert_eq!(fds_listed(&out.stdout), std::collections::BTreeSet::from([0, 1, 2]), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "before\n", "written through fd 7: {out:?}");
 }

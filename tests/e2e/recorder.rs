@@ -100,38 +100,53 @@ fn every_write_is_logged_on_xfs() {
     every_step_is_logged(&fs.dir("ws"), &env);
 }
 
-/// An agent that finds a descriptor of ws's in its process could read the
-/// fanotify group (every write on the filesystem) or write forged records
-/// into the recorder's pipe. The session's command holds exactly the
-/// descriptors its caller passed, as the same listing outside ws shows.
+/// What the script run in a session tries with a descriptor it did not open
+/// (fd 7); then `ls -l` lists the shell's descriptors, on the shell's own
+/// stdout (a redirection would add one to the shell while it lists).
+pub(crate) const FD_PROBE: &str = "echo written > proof.txt; echo pwned >&7; ls -l /proc/$$/fd";
+
+/// The descriptor numbers in [`FD_PROBE`]'s output (`… N -> TARGET` lines).
+pub(crate) fn fds_listed(out: &str) -> BTreeSet<u32> {
+    out.lines().filter_map(|l| l.split_once(" -> ")?.0.rsplit(' ').next()?.parse().ok()).collect()
+}
+
+/// An agent that finds a descriptor it did not open could use it past the
+/// sandbox: the recorder's fanotify group (every write on the filesystem),
+/// its pipe to the supervisor (forged records), or one the caller of `ws`
+/// left open, here for appending to a file outside the workspace (Landlock
+/// checks a file when it is opened, not when it is written). The command
+/// holds stdin, stdout and stderr, nothing else.
 #[test]
-fn the_session_inherits_no_descriptor_of_ws() {
+fn the_session_holds_no_descriptor_but_stdio() {
     assert!(is_root(), "fanotify filesystem marks need root (the README's test command runs as root)");
     let env = Env::protected();
     let ws = env.dir("ws");
-    let list = "echo written > proof.txt; cd /proc/$$/fd && for f in *; do printf '%s %s\\n' \"$f\" \"$(readlink \"$f\")\"; done";
-    let fds = |out: &str| -> BTreeSet<(u32, String)> {
-        out.lines()
-            .filter_map(|l| l.split_once(' '))
-            .map(|(n, target)| (n.parse().unwrap(), target.to_owned()))
-            .collect()
-    };
-    let outside = env.run({
+    let outside = env.dir("outside").join("log");
+    write(&outside, "before\n");
+    // The caller's shell opens fd 7 on the outside file, then runs `inner`.
+    let with_fd7 = |inner: &std::process::Command| {
         let mut c = std::process::Command::new("sh");
-        c.args(["-c", list]).current_dir(&ws).stdin(std::process::Stdio::null());
-        c
-    });
+        c.args(["-c", "exec 7>>\"$0\"; exec \"$@\""]).arg(&outside).arg(inner.get_program()).args(inner.get_args());
+        c.current_dir(&ws).env_clear().stdin(std::process::Stdio::null());
+        for (k, v) in inner.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        env.run(c)
+    };
+    // Control: without ws, the script has fd 7 and writes through it.
+    let direct = with_fd7(std::process::Command::new("sh").args(["-c", FD_PROBE]).env("PATH", "/usr/bin:/bin"));
+    assert!(fds_listed(&direct.stdout).contains(&7), "the caller's fd reaches a plain child: {direct:?}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "before\npwned\n");
+    write(&outside, "before\n");
     std::fs::remove_file(ws.join("proof.txt")).unwrap();
-    let inside = env.session(&ws, list).ok();
+
+    let inside = with_fd7(&env.command(&ws, &["session", "start", "--", "sh", "-c", FD_PROBE]));
     // Control: the recorder ran, holding its pipe and group, and saw the write.
     assert!(has(&writes(&env, &ws), "create", "proof.txt"), "the recorder saw no write: {inside:?}");
-    let (outside, inside) = (fds(&outside.stdout), fds(&inside.stdout));
-    assert!(outside.iter().any(|(n, _)| *n == 1), "the listing works: {outside:?}");
-    for (n, target) in &inside {
-        assert!(!target.contains("fanotify") && !target.starts_with("socket:"), "fd {n} is ws's: {target}");
-    }
-    let numbers = |s: &BTreeSet<(u32, String)>| s.iter().map(|(n, _)| *n).collect::<BTreeSet<_>>();
-    assert_eq!(numbers(&inside), numbers(&outside), "inside: {inside:?}, outside: {outside:?}");
+    assert_eq!(fds_listed(&inside.stdout), BTreeSet::from([0, 1, 2]), "{inside:?}");
+    assert_eq!(std::fs::read_to_string(&outside).unwrap(), "before\n", "written through fd 7: {inside:?}");
 }
 
 #[test]
