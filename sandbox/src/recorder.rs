@@ -151,7 +151,8 @@ pub fn release(group: OwnedFd) {
     let helper =
         Command::new(me).arg(RELEASE_ARG).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
     drop(group);
-    // Not waited for: it exits at once, and is reaped with this process.
+    // Not waited for (its exit is the wait): should this process end first,
+    // it is reaped as an orphan, by init or the nearest subreaper.
     drop(helper);
 }
 
