@@ -270,12 +270,12 @@ impl SecretServiceBus {
         // takes its name, so an owned name means a usable default collection.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
-            let owned = Command::new("dbus-send")
-                .args(["--session", "--dest=org.freedesktop.DBus", "--print-reply", "/org/freedesktop/DBus"])
-                .args(["org.freedesktop.DBus.NameHasOwner", "string:org.freedesktop.secrets"])
-                .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-                .output()
-                .expect("dbus-send (Debian package dbus-bin)");
+            let owned = bus.send(
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus.NameHasOwner",
+                "string:org.freedesktop.secrets",
+            );
             if String::from_utf8_lossy(&owned.stdout).contains("boolean true") {
                 return bus;
             }
@@ -285,6 +285,15 @@ impl SecretServiceBus {
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    /// `dbus-send` of one method call with one argument on this bus.
+    fn send(&self, dest: &str, path: &str, method: &str, arg: &str) -> std::process::Output {
+        Command::new("dbus-send")
+            .args(["--session", &format!("--dest={dest}"), "--print-reply", path, method, arg])
+            .env("DBUS_SESSION_BUS_ADDRESS", &self.address)
+            .output()
+            .expect("dbus-send (Debian package dbus-bin)")
     }
 }
 
@@ -327,12 +336,12 @@ fn secret_service_store_under_a_real_gnome_keyring() {
     assert!(gone.stderr.contains("in the secret-service store"), "{gone:?}");
 
     // A locked keyring is reported with what to do, not prompted for.
-    let lock = Command::new("dbus-send")
-        .args(["--session", "--dest=org.freedesktop.secrets", "--print-reply", "/org/freedesktop/secrets"])
-        .args(["org.freedesktop.Secret.Service.Lock", "array:objpath:/org/freedesktop/secrets/collection/login"])
-        .env("DBUS_SESSION_BUS_ADDRESS", &bus.address)
-        .output()
-        .expect("dbus-send (Debian package dbus-bin)");
+    let lock = bus.send(
+        "org.freedesktop.secrets",
+        "/org/freedesktop/secrets",
+        "org.freedesktop.Secret.Service.Lock",
+        "array:objpath:/org/freedesktop/secrets/collection/login",
+    );
     assert!(lock.status.success(), "{lock:?}");
     let locked = env.run(ws(&["secret", "list"]));
     assert_eq!(locked.code, 1, "{locked:?}");
