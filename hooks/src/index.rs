@@ -6,11 +6,15 @@
 //! other required extension, an unmerged or intent-to-add entry, a mode git
 //! does not stage — makes [`read`] answer `None`, and the caller asks git.
 //! The trailing checksum is not verified: git reads the same file to make
-//! the commit and refuses a damaged one itself. Paths stay in the file's
-//! bytes (version 4's are rebuilt into one buffer): a large index is read
-//! with a handful of allocations.
+//! the commit and refuses a damaged one itself.
+//!
+//! The file is read through one small buffer, not whole: a commit hook runs
+//! on every commit, and a 20,000-file index read into fresh memory spent
+//! more time faulting its pages in (and unmapping them) than parsing. What
+//! is kept is the paths, back to back, an entry record each, and the cache
+//! tree's bytes.
 
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 
 /// A SHA-1 object name.
@@ -19,8 +23,8 @@ pub type Oid = [u8; 20];
 /// One staged path; [`Index::path`] spells it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IndexEntry {
-    name_start: usize,
-    name_end: usize,
+    name_start: u32,
+    name_end: u32,
     /// 0o100644, 0o100755, 0o120000 or 0o160000.
     pub mode: u32,
     pub oid: Oid,
@@ -66,7 +70,7 @@ impl<'a> CacheTree<'a> {
         std::iter::from_fn(move || {
             (k < end).then(|| {
                 let n = &index.tree[k];
-                let found = (&index.bytes[n.name_start..n.name_end], CacheTree { index, at: k });
+                let found = (&index.tree_bytes[n.name_start..n.name_end], CacheTree { index, at: k });
                 k += 1 + n.descendants;
                 found
             })
@@ -78,17 +82,17 @@ impl<'a> CacheTree<'a> {
 pub struct Index {
     /// In git's order (by path bytes).
     pub entries: Vec<IndexEntry>,
-    /// The file: version 2 and 3 paths and the cache tree's names are read in place.
-    bytes: Vec<u8>,
-    /// Version 4's paths, rebuilt back to back.
-    rebuilt: Option<Vec<u8>>,
+    /// Every entry's path, back to back.
+    names: Vec<u8>,
+    /// The `TREE` extension's bytes, which [`TreeNode`]s name into.
+    tree_bytes: Vec<u8>,
     /// The cache tree's nodes (none when the index has no cache tree).
     tree: Vec<TreeNode>,
 }
 
 impl Index {
     pub fn path(&self, e: &IndexEntry) -> &[u8] {
-        &self.rebuilt.as_ref().unwrap_or(&self.bytes)[e.name_start..e.name_end]
+        &self.names[e.name_start as usize..e.name_end as usize]
     }
 
     /// The cache tree's root, if the index has one.
@@ -101,6 +105,11 @@ const HEADER_LEN: usize = 12;
 const CHECKSUM_LEN: usize = 20;
 /// ctime, mtime (seconds and nanoseconds), dev, ino, mode, uid, gid, size; oid; flags.
 const ENTRY_FIXED_LEN: usize = 40 + 20 + 2;
+/// Longer than any path git writes (its own limit is 4095 bytes in the
+/// flags, PATH_MAX in practice): a longer name is a damaged file.
+const MAX_NAME_LEN: usize = 1 << 16;
+/// What is read from the file at a time.
+const CHUNK: usize = 128 << 10;
 
 const FLAG_EXTENDED: u16 = 0x4000;
 const FLAG_STAGE: u16 = 0x3000;
@@ -111,88 +120,221 @@ const EXT_KNOWN: u16 = 0x4000 | EXT_INTENT_TO_ADD;
 /// Reads the index at `path`: `Ok(None)` when it holds something this
 /// reader does not handle (then git must be asked).
 pub fn read(path: &Path) -> io::Result<Option<Index>> {
-    let bytes = std::fs::read(path)?;
-    Ok(parse(bytes))
+    let file = fs_err::File::open(path)?;
+    let len = file.metadata()?.len();
+    parse_from(file, len)
 }
 
 /// Parses an index file's bytes; `None` for anything unsupported or damaged.
+#[cfg(test)]
 pub fn parse(bytes: Vec<u8>) -> Option<Index> {
-    if bytes.len() < HEADER_LEN + CHECKSUM_LEN || &bytes[..4] != b"DIRC" {
-        return None;
+    parse_from(&bytes[..], bytes.len() as u64).ok().flatten()
+}
+
+/// A reader's bytes through one buffer, in windows as long as the parser
+/// asks for.
+struct Window<R> {
+    src: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    eof: bool,
+}
+
+impl<R: Read> Window<R> {
+    fn new(src: R) -> Window<R> {
+        Window { src, buf: vec![0; CHUNK], start: 0, end: 0, eof: false }
     }
-    let version = be32(&bytes, 4)?;
+
+    /// The next `n` bytes (or fewer, up to the end of the file) and what is
+    /// buffered behind them, without consuming them.
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        if self.end - self.start < n && !self.eof {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+            if self.buf.len() < n {
+                self.buf.resize(n, 0);
+            }
+            while self.end < n {
+                match self.src.read(&mut self.buf[self.end..]) {
+                    Ok(0) => {
+                        self.eof = true;
+                        break;
+                    }
+                    Ok(k) => self.end += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(&self.buf[self.start..self.end])
+    }
+
+    /// Exactly the next `n` bytes, or `None` at the end of the file.
+    fn exact(&mut self, n: usize) -> io::Result<Option<&[u8]>> {
+        let got = self.peek(n)?;
+        Ok((got.len() >= n).then(|| &got[..n]))
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.start += n;
+    }
+
+    /// How far after `from` the next NUL is, looking no further than
+    /// [`MAX_NAME_LEN`].
+    fn find_nul(&mut self, from: usize) -> io::Result<Option<usize>> {
+        let mut want = from + 64;
+        loop {
+            let got = self.peek(want)?;
+            if let Some(at) = got.get(from..).and_then(|rest| rest.iter().position(|&b| b == 0)) {
+                return Ok(Some(at));
+            }
+            if got.len() < want || want > from + MAX_NAME_LEN {
+                return Ok(None);
+            }
+            want = from + (want - from) * 4;
+        }
+    }
+}
+
+/// Parses an index file read from `src`, `len` bytes long as far as its
+/// size says: `Ok(None)` for anything unsupported or damaged, `Err` when
+/// reading fails.
+fn parse_from(src: impl Read, len: u64) -> io::Result<Option<Index>> {
+    let mut w = Window::new(src);
+    let Some(header) = w.exact(HEADER_LEN)? else { return Ok(None) };
+    if &header[..4] != b"DIRC" {
+        return Ok(None);
+    }
+    let (Some(version), Some(count)) = (be32(header, 4), be32(header, 8)) else { return Ok(None) };
     if !(2..=4).contains(&version) {
-        return None;
+        return Ok(None);
     }
-    let count = usize::try_from(be32(&bytes, 8)?).ok()?;
-    let end = bytes.len() - CHECKSUM_LEN;
-    let mut pos = HEADER_LEN;
-    let mut entries: Vec<IndexEntry> = Vec::with_capacity(count.min(end / ENTRY_FIXED_LEN));
-    let mut rebuilt: Vec<u8> = Vec::new();
+    w.consume(HEADER_LEN);
+    let count = count as usize;
+    // No more than the file could hold, however many it claims (an entry
+    // takes 64 bytes at least). Paths are shorter than the file but in
+    // version 4: room never written is never touched, so never paid for.
+    let len = usize::try_from(len).unwrap_or(usize::MAX);
+    let mut entries: Vec<IndexEntry> = Vec::with_capacity(count.min(len / 64));
+    let mut names: Vec<u8> = Vec::with_capacity(len);
     let mut previous = 0..0;
     for _ in 0..count {
-        let start = pos;
-        let fixed = bytes.get(pos..pos + ENTRY_FIXED_LEN)?;
-        let mode = be32(fixed, 24)?;
-        let oid: Oid = fixed[40..60].try_into().ok()?;
-        let flags = u16::from_be_bytes([fixed[60], fixed[61]]);
-        pos += ENTRY_FIXED_LEN;
-        if flags & FLAG_EXTENDED != 0 {
-            if version < 3 {
-                return None;
-            }
-            let ext = u16::from_be_bytes(bytes.get(pos..pos + 2)?.try_into().ok()?);
-            if ext & !EXT_KNOWN != 0 || ext & EXT_INTENT_TO_ADD != 0 {
-                return None;
-            }
-            pos += 2;
-        }
-        if flags & FLAG_STAGE != 0 || !matches!(mode, 0o100644 | 0o100755 | 0o120000 | 0o160000) {
-            return None;
-        }
-        let name = if version == 4 {
-            // The path is the previous one less its last N bytes, plus a suffix.
-            let (strip, n) = varint(bytes.get(pos..end)?)?;
-            pos += n;
-            let keep = previous.len().checked_sub(usize::try_from(strip).ok()?)?;
-            let suffix_len = bytes.get(pos..end)?.iter().position(|&b| b == 0)?;
-            let name_start = rebuilt.len();
-            rebuilt.extend_from_within(previous.start..previous.start + keep);
-            rebuilt.extend_from_slice(&bytes[pos..pos + suffix_len]);
-            pos += suffix_len + 1;
-            name_start..rebuilt.len()
-        } else {
-            let name_len = bytes.get(pos..end)?.iter().position(|&b| b == 0)?;
-            let name = pos..pos + name_len;
-            // Padded with 1 to 8 NULs to a multiple of 8 bytes.
-            pos = start + (pos - start + name_len + 8) / 8 * 8;
-            name
-        };
-        let names = if version == 4 { &rebuilt } else { &bytes };
+        let Some(entry) = read_entry(&mut w, version, &mut names, previous.clone())? else { return Ok(None) };
+        let name = entry.name_start as usize..entry.name_end as usize;
         if name.is_empty() || (!entries.is_empty() && names[previous.clone()] >= names[name.clone()]) {
-            return None;
+            return Ok(None);
         }
-        previous = name.clone();
-        entries.push(IndexEntry { name_start: name.start, name_end: name.end, mode, oid });
+        previous = name;
+        entries.push(entry);
     }
+    let mut tree_bytes = Vec::new();
     let mut tree = Vec::new();
-    while pos < end {
-        let header = bytes.get(pos..pos + 8)?;
-        let size = usize::try_from(be32(header, 4)?).ok()?;
-        let data_end = (pos + 8).checked_add(size).filter(|&e| e <= end)?;
-        match &header[..4] {
-            b"TREE" => tree = parse_cache_tree(&bytes[..data_end], pos + 8)?,
+    loop {
+        // What is left: extensions (8-byte header, then data), then the checksum.
+        // (Fewer bytes than asked for only at the end of the file.)
+        let left = w.peek(8 + CHECKSUM_LEN)?;
+        if left.len() == CHECKSUM_LEN {
+            break;
+        }
+        if left.len() < 8 + CHECKSUM_LEN {
+            return Ok(None);
+        }
+        let signature: [u8; 4] = [left[0], left[1], left[2], left[3]];
+        let Some(size) = be32(left, 4) else { return Ok(None) };
+        let size = size as usize;
+        w.consume(8);
+        match &signature {
+            b"TREE" => {
+                tree_bytes.clear();
+                if !copy_exact(&mut w, size, Some(&mut tree_bytes))? {
+                    return Ok(None);
+                }
+                let Some(nodes) = parse_cache_tree(&tree_bytes) else { return Ok(None) };
+                tree = nodes;
+            }
             // Optional extensions (an upper-case first letter) do not change
             // what is staged; required ones (split or sparse index) would.
-            [b'A'..=b'Z', ..] => {}
-            _ => return None,
+            [b'A'..=b'Z', ..] => {
+                if !copy_exact(&mut w, size, None)? {
+                    return Ok(None);
+                }
+            }
+            _ => return Ok(None),
         }
-        pos = data_end;
     }
-    if pos != end {
-        return None;
+    Ok(Some(Index { entries, names, tree_bytes, tree }))
+}
+
+/// One entry, its path appended to `names`; `None` when it is damaged or
+/// not what this reader handles. `previous` is the last entry's path in
+/// `names` (version 4 compresses a path against it).
+fn read_entry<R: Read>(
+    w: &mut Window<R>,
+    version: u32,
+    names: &mut Vec<u8>,
+    previous: std::ops::Range<usize>,
+) -> io::Result<Option<IndexEntry>> {
+    let Some(fixed) = w.exact(ENTRY_FIXED_LEN + 2)? else { return Ok(None) };
+    let (Some(mode), Ok(oid)) = (be32(fixed, 24), <Oid>::try_from(&fixed[40..60])) else { return Ok(None) };
+    let flags = u16::from_be_bytes([fixed[60], fixed[61]]);
+    let mut head = ENTRY_FIXED_LEN;
+    if flags & FLAG_EXTENDED != 0 {
+        let ext = u16::from_be_bytes([fixed[62], fixed[63]]);
+        if version < 3 || ext & !EXT_KNOWN != 0 || ext & EXT_INTENT_TO_ADD != 0 {
+            return Ok(None);
+        }
+        head += 2;
     }
-    Some(Index { entries, bytes, rebuilt: (version == 4).then_some(rebuilt), tree })
+    if flags & FLAG_STAGE != 0 || !matches!(mode, 0o100644 | 0o100755 | 0o120000 | 0o160000) {
+        return Ok(None);
+    }
+    let name_start = names.len();
+    if version == 4 {
+        // The path is the previous one less its last N bytes, plus a suffix.
+        let Some((strip, n)) = w.peek(head + 16)?.get(head..).and_then(varint) else { return Ok(None) };
+        let Some(keep) = usize::try_from(strip).ok().and_then(|s| previous.len().checked_sub(s)) else {
+            return Ok(None);
+        };
+        let Some(suffix_len) = w.find_nul(head + n)? else { return Ok(None) };
+        names.extend_from_within(previous.start..previous.start + keep);
+        let suffix_at = w.start + head + n;
+        names.extend_from_slice(&w.buf[suffix_at..suffix_at + suffix_len]);
+        w.consume(head + n + suffix_len + 1);
+    } else {
+        let Some(name_len) = w.find_nul(head)? else { return Ok(None) };
+        let name_at = w.start + head;
+        names.extend_from_slice(&w.buf[name_at..name_at + name_len]);
+        // Padded with 1 to 8 NULs to a multiple of 8 bytes.
+        let len = (head + name_len + 8) / 8 * 8;
+        if w.exact(len)?.is_none() {
+            return Ok(None);
+        }
+        w.consume(len);
+    }
+    let (Ok(name_start), Ok(name_end)) = (u32::try_from(name_start), u32::try_from(names.len())) else {
+        return Ok(None);
+    };
+    Ok(Some(IndexEntry { name_start, name_end, mode, oid }))
+}
+
+/// Moves the next `n` bytes of `w` into `out` (or past them); `false` when
+/// the file ends first.
+fn copy_exact<R: Read>(w: &mut Window<R>, mut n: usize, mut out: Option<&mut Vec<u8>>) -> io::Result<bool> {
+    while n > 0 {
+        let got = w.peek(n.min(CHUNK))?;
+        let k = got.len().min(n);
+        if k == 0 {
+            return Ok(false);
+        }
+        if let Some(out) = out.as_deref_mut() {
+            out.extend_from_slice(&got[..k]);
+        }
+        w.consume(k);
+        n -= k;
+    }
+    Ok(true)
 }
 
 fn be32(bytes: &[u8], at: usize) -> Option<u32> {
@@ -212,12 +354,12 @@ pub(crate) fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
     Some((value, i + 1))
 }
 
-/// The `TREE` extension, from `start` to the end of `data`: pre-order nodes
+/// The `TREE` extension's `data`: pre-order nodes
 /// of `NAME\0COUNT SUBTREES\n[OID]`, COUNT being -1 for an invalidated tree
 /// (then no OID); the root's name is empty.
-fn parse_cache_tree(data: &[u8], start: usize) -> Option<Vec<TreeNode>> {
+fn parse_cache_tree(data: &[u8]) -> Option<Vec<TreeNode>> {
     let mut nodes = Vec::new();
-    let mut pos = start;
+    let mut pos = 0;
     cache_tree_node(data, &mut pos, &mut nodes, 0)?;
     (nodes[0].name_start == nodes[0].name_end && pos == data.len()).then_some(nodes)
 }
@@ -310,6 +452,59 @@ mod tests {
         let bytes = std::fs::read(repo.index()).unwrap();
         assert_eq!(be32(&bytes, 4), Some(3));
         assert_eq!(listed(&parse(bytes).unwrap()), ls_files(&repo));
+    }
+
+    /// A reader that hands out a few bytes per call, as a pipe or a slow
+    /// disk may: every entry and extension then straddles a refill.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let n = self.1.min(buf.len()).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn an_index_larger_than_the_buffer_reads_the_same_in_any_slicing() {
+        let repo = Repo::new();
+        // ~3,000 entries with long paths (one longer than the first look
+        // for its end): several buffers' worth in every version.
+        for d in 0..30 {
+            for f in 0..100 {
+                repo.write(
+                    &format!("directory-number-{d:03}/a-rather-long-file-name-to-fill-the-index-{f:04}.txt"),
+                    "x\n",
+                );
+            }
+        }
+        let segments: Vec<String> = (0..40).map(|i| format!("segment-{i:02}")).collect();
+        let long = format!("deep/{}/end.txt", segments.join("/"));
+        repo.write(&long, "long\n");
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-q", "-m", "many"]);
+        let expected = ls_files(&repo);
+        assert_eq!(expected.len(), 3001);
+        for version in ["2", "3", "4"] {
+            repo.git(&["update-index", "--index-version", version]);
+            if version == "3" {
+                repo.git(&["update-index", "--skip-worktree", &long]);
+            }
+            // Fills the cache tree again (the flag's change emptied it).
+            repo.git(&["write-tree"]);
+            let bytes = std::fs::read(repo.index()).unwrap();
+            assert!(bytes.len() > CHUNK || version == "4", "version {version}: {} bytes", bytes.len());
+            let whole = read(&repo.index()).unwrap().expect("a supported index");
+            assert_eq!(listed(&whole), expected, "version {version}");
+            for step in [1, 7, 4096] {
+                let sliced = parse_from(Trickle(&bytes, step), bytes.len() as u64).unwrap().unwrap();
+                assert_eq!(sliced, whole, "version {version}, {step} bytes a read");
+            }
+            let root = whole.cache_tree().expect("a cache tree");
+            assert_eq!(root.valid(), Some((oid_of(&repo, "HEAD^{tree}"), 3001)), "version {version}");
+        }
     }
 
     #[test]
