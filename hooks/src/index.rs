@@ -112,6 +112,9 @@ const MAX_NAME_LEN: usize = 1 << 16;
 const CHUNK: usize = 128 << 10;
 
 const FLAG_EXTENDED: u16 = 0x4000;
+const NAME_MASK: u16 = 0x0fff;
+/// In the name-length bits: 4095 bytes or longer; the NUL ends it.
+const NAME_MASK_LONG: usize = 0x0fff;
 const FLAG_STAGE: u16 = 0x3000;
 const EXT_INTENT_TO_ADD: u16 = 0x2000;
 /// Extended flags this reader knows: skip-worktree (harmless to a commit) and intent-to-add.
@@ -148,27 +151,36 @@ impl<R: Read> Window<R> {
 
     /// The next `n` bytes (or fewer, up to the end of the file) and what is
     /// buffered behind them, without consuming them.
+    #[inline]
     fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
         if self.end - self.start < n && !self.eof {
-            self.buf.copy_within(self.start..self.end, 0);
-            self.end -= self.start;
-            self.start = 0;
-            if self.buf.len() < n {
-                self.buf.resize(n, 0);
-            }
-            while self.end < n {
-                match self.src.read(&mut self.buf[self.end..]) {
-                    Ok(0) => {
-                        self.eof = true;
-                        break;
-                    }
-                    Ok(k) => self.end += k,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
+            self.refill(n)?;
         }
         Ok(&self.buf[self.start..self.end])
+    }
+
+    /// Moves what is buffered to the front and reads until `n` bytes are,
+    /// or the file ends.
+    #[cold]
+    fn refill(&mut self, n: usize) -> io::Result<()> {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        if self.buf.len() < n {
+            self.buf.resize(n, 0);
+        }
+        while self.end < n {
+            match self.src.read(&mut self.buf[self.end..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    break;
+                }
+                Ok(k) => self.end += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Exactly the next `n` bytes, or `None` at the end of the file.
@@ -303,14 +315,21 @@ fn read_entry<R: Read>(
         names.extend_from_slice(&w.buf[suffix_at..suffix_at + suffix_len]);
         w.consume(head + n + suffix_len + 1);
     } else {
-        let Some(name_len) = w.find_nul(head)? else { return Ok(None) };
-        let name_at = w.start + head;
-        names.extend_from_slice(&w.buf[name_at..name_at + name_len]);
+        // The flags hold the path's length when it is under 4095 bytes.
+        let name_len = match usize::from(flags & NAME_MASK) {
+            NAME_MASK_LONG => match w.find_nul(head)? {
+                Some(n) => n,
+                None => return Ok(None),
+            },
+            n => n,
+        };
         // Padded with 1 to 8 NULs to a multiple of 8 bytes.
         let len = (head + name_len + 8) / 8 * 8;
-        if w.exact(len)?.is_none() {
+        if w.exact(len)?.is_none_or(|e| e[head + name_len] != 0) {
             return Ok(None);
         }
+        let name_at = w.start + head;
+        names.extend_from_slice(&w.buf[name_at..name_at + name_len]);
         w.consume(len);
     }
     let (Ok(name_start), Ok(name_end)) = (u32::try_from(name_start), u32::try_from(names.len())) else {
@@ -370,13 +389,11 @@ fn cache_tree_node(data: &[u8], pos: &mut usize, nodes: &mut Vec<TreeNode>, dept
     }
     let rest = data.get(*pos..)?;
     let nul = rest.iter().position(|&b| b == 0)?;
-    let line_end = nul + 1 + rest.get(nul + 1..)?.iter().position(|&b| b == b'\n')?;
-    let line = std::str::from_utf8(&rest[nul + 1..line_end]).ok()?;
-    let (count, subtrees) = line.split_once(' ')?;
-    let count: i64 = count.parse().ok()?;
-    let subtrees: usize = subtrees.parse().ok()?;
+    let (count, count_len) = decimal(rest.get(nul + 1..)?, b' ')?;
+    let (subtrees, subtrees_len) = decimal(rest.get(nul + 1 + count_len..)?, b'\n')?;
+    let subtrees = usize::try_from(subtrees).ok()?;
     let (name_start, name_end) = (*pos, *pos + nul);
-    *pos += line_end + 1;
+    *pos += nul + 1 + count_len + subtrees_len;
     let valid = if count >= 0 {
         let oid: Oid = data.get(*pos..*pos + 20)?.try_into().ok()?;
         *pos += 20;
@@ -391,6 +408,22 @@ fn cache_tree_node(data: &[u8], pos: &mut usize, nodes: &mut Vec<TreeNode>, dept
     }
     nodes[at].descendants = nodes.len() - at - 1;
     Some(())
+}
+
+/// A decimal number (`-` allowed first) ended by `end`, at the start of
+/// `bytes`: its value and the bytes it took, `end` included.
+fn decimal(bytes: &[u8], end: u8) -> Option<(i64, usize)> {
+    let negative = bytes.first() == Some(&b'-');
+    let first = usize::from(negative);
+    let mut value: i64 = 0;
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
+        match b {
+            b'0'..=b'9' => value = value.checked_mul(10)?.checked_add(i64::from(b - b'0'))?,
+            _ if b == end && i > first => return Some((if negative { -value } else { value }, i + 1)),
+            _ => return None,
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -599,6 +632,16 @@ mod tests {
         optional.extend_from_slice(b"ZZZZ\0\0\0\0");
         optional.extend_from_slice(&[0; 20]);
         assert!(parse(optional).is_some());
+    }
+
+    #[test]
+    fn the_cache_tree_counts_are_decimals_ended_where_git_ends_them() {
+        assert_eq!(decimal(b"12 3\n", b' '), Some((12, 3)));
+        assert_eq!(decimal(b"-1 0\n", b' '), Some((-1, 3)));
+        assert_eq!(decimal(b"0\n", b'\n'), Some((0, 2)));
+        for bad in [&b" 1"[..], b"-", b"- ", b"1x ", b"12", b"", b"99999999999999999999 "] {
+            assert_eq!(decimal(bad, b' '), None, "{:?}", String::from_utf8_lossy(bad));
+        }
     }
 
     #[test]
