@@ -112,9 +112,9 @@ const MAX_NAME_LEN: usize = 1 << 16;
 const CHUNK: usize = 128 << 10;
 
 const FLAG_EXTENDED: u16 = 0x4000;
+/// The flags' bits for the path's length, which all set mean 4095 bytes
+/// or more: then the NUL ends it.
 const NAME_MASK: u16 = 0x0fff;
-/// In the name-length bits: 4095 bytes or longer; the NUL ends it.
-const NAME_MASK_LONG: usize = 0x0fff;
 const FLAG_STAGE: u16 = 0x3000;
 const EXT_INTENT_TO_ADD: u16 = 0x2000;
 /// Extended flags this reader knows: skip-worktree (harmless to a commit) and intent-to-add.
@@ -316,12 +316,12 @@ fn read_entry<R: Read>(
         w.consume(head + n + suffix_len + 1);
     } else {
         // The flags hold the path's length when it is under 4095 bytes.
-        let name_len = match usize::from(flags & NAME_MASK) {
-            NAME_MASK_LONG => match w.find_nul(head)? {
+        let name_len = match flags & NAME_MASK {
+            NAME_MASK => match w.find_nul(head)? {
                 Some(n) => n,
                 None => return Ok(None),
             },
-            n => n,
+            n => usize::from(n),
         };
         // Padded with 1 to 8 NULs to a multiple of 8 bytes.
         let len = (head + name_len + 8) / 8 * 8;
@@ -537,6 +537,25 @@ mod tests {
             }
             let root = whole.cache_tree().expect("a cache tree");
             assert_eq!(root.valid(), Some((oid_of(&repo, "HEAD^{tree}"), 3001)), "version {version}");
+        }
+    }
+
+    #[test]
+    fn a_path_longer_than_its_flags_can_say_is_read_to_its_nul() {
+        let repo = Repo::new();
+        populate(&repo);
+        // 5,000 bytes: the flags say 4095 ("or more"), and no file system
+        // would take it, so it is staged without a file.
+        let blob = repo.git_stdin(&["hash-object", "-w", "--stdin"], b"deep\n");
+        let segments: Vec<String> = (0..20).map(|i| format!("{i:02}{}", "x".repeat(248))).collect();
+        let long = format!("{}/end", segments.join("/"));
+        assert!(long.len() > 5000);
+        repo.git(&["update-index", "--add", "--cacheinfo", &format!("100644,{},{long}", blob.trim())]);
+        for version in ["2", "4"] {
+            repo.git(&["update-index", "--index-version", version]);
+            let index = read(&repo.index()).unwrap().expect("a supported index");
+            assert_eq!(listed(&index), ls_files(&repo), "version {version}");
+            assert!(index.entries.iter().any(|e| index.path(e) == long.as_bytes()));
         }
     }
 
