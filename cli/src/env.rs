@@ -16,6 +16,8 @@ pub const WS_SECRET_STORE: &str = "WS_SECRET_STORE";
 /// Where the Secret Service is reached; else `$XDG_RUNTIME_DIR/bus`.
 pub const DBUS_SESSION_BUS_ADDRESS: &str = "DBUS_SESSION_BUS_ADDRESS";
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
+/// Set by `sudo`: the user `ws` then acts for (see `user.rs`).
+pub const SUDO_UID: &str = "SUDO_UID";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The index a commit is made from, set by git for its commit hooks.
@@ -45,20 +47,32 @@ pub fn path(name: &str) -> Option<PathBuf> {
     var_os(name).map(PathBuf::from).filter(|p| p.is_absolute())
 }
 
+/// A per-user directory variable: acting for a user as root, the
+/// environment is root's (or whatever sudo kept), so these come from the
+/// user's home instead.
+fn user_path(name: &str) -> Option<PathBuf> {
+    if crate::user::acting_for().is_some() { None } else { path(name) }
+}
+
+/// The home directory: the password database's for a user `ws` acts for as
+/// root, else `$HOME`.
 pub fn home() -> Option<PathBuf> {
-    path(HOME)
+    match crate::user::acting_for() {
+        Some(u) => Some(u.home.clone()),
+        None => path(HOME),
+    }
 }
 
 /// Where stores go unless the workspace's filesystem needs one of its own.
 pub fn store_parent() -> Option<PathBuf> {
     path(WS_STORE_DIR)
-        .or_else(|| path(XDG_DATA_HOME).map(|d| d.join("ws/stores")))
+        .or_else(|| user_path(XDG_DATA_HOME).map(|d| d.join("ws/stores")))
         .or_else(|| home().map(|h| h.join(".local/share/ws/stores")))
 }
 
 /// git's default global excludes file when `core.excludesFile` is unset.
 pub fn default_global_excludes() -> Option<PathBuf> {
-    path(XDG_CONFIG_HOME).map(|d| d.join("git/ignore")).or_else(|| home().map(|h| h.join(".config/git/ignore")))
+    user_path(XDG_CONFIG_HOME).map(|d| d.join("git/ignore")).or_else(|| home().map(|h| h.join(".config/git/ignore")))
 }
 
 pub fn no_color() -> bool {
@@ -67,7 +81,7 @@ pub fn no_color() -> bool {
 
 /// Where user profiles live: `$XDG_CONFIG_HOME/ws/profiles` or `~/.config/ws/profiles`.
 pub fn profile_dir() -> Option<PathBuf> {
-    path(XDG_CONFIG_HOME).map(|d| d.join("ws/profiles")).or_else(|| home().map(|h| h.join(".config/ws/profiles")))
+    user_path(XDG_CONFIG_HOME).map(|d| d.join("ws/profiles")).or_else(|| home().map(|h| h.join(".config/ws/profiles")))
 }
 
 pub fn tmpdir() -> Option<PathBuf> {
@@ -84,14 +98,18 @@ pub fn session_bus() -> Option<String> {
     if let Some(addr) = var_os(DBUS_SESSION_BUS_ADDRESS) {
         return Some(addr.to_string_lossy().into_owned());
     }
-    let socket = path(XDG_RUNTIME_DIR)?.join("bus");
+    let runtime = match crate::user::acting_for() {
+        Some(u) => PathBuf::from(format!("/run/user/{}", u.uid)),
+        None => path(XDG_RUNTIME_DIR)?,
+    };
+    let socket = runtime.join("bus");
     socket.exists().then(|| format!("unix:path={}", socket.display()))
 }
 
 /// The fingerprints of stored secrets the pre-commit hook looks for:
 /// `$XDG_DATA_HOME/ws/secret-fingerprints.json` or `~/.local/share/ws/secret-fingerprints.json`.
 pub fn secret_fingerprints_file() -> Option<PathBuf> {
-    path(XDG_DATA_HOME)
+    user_path(XDG_DATA_HOME)
         .or_else(|| home().map(|h| h.join(".local/share")))
         .map(|d| d.join("ws/secret-fingerprints.json"))
 }

@@ -9,6 +9,7 @@ mod network;
 mod profiles;
 mod recording;
 mod ui;
+mod user;
 mod workspace;
 
 use clap::Parser;
@@ -32,7 +33,7 @@ fn main() {
         _ => {}
     }
     let cli = commands::Cli::parse();
-    let code = match commands::run(cli) {
+    let code = match user::adopt(cli.user()).and_then(|()| commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
             ui::error(&e.message, e.hint.as_deref());

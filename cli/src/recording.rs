@@ -77,7 +77,7 @@ impl Recorders {
     ) -> Result<Recorders, CliError> {
         let mut recording = Recording { writes: "none".into(), denials: "none".into(), ..Recording::default() };
         let (mut inherited, mut read_end, mut group) = (Vec::new(), None, None);
-        let root = rustix::process::geteuid().is_root();
+        let root = ws_sandbox::privilege::root_available();
         if !root {
             recording.gaps.push(
                 "writes: not recorded as they happen (fanotify needs root); the snapshot diff is the record, \
@@ -234,7 +234,7 @@ impl SessionRecord {
 /// Joins the audit log's multicast group, or says in `recording` why denials
 /// will not be recorded. Returns the reader and the kernel's lost-record count.
 fn start_denials(recording: &mut Recording) -> Option<(ws_sandbox::audit_netlink::Reader, u32)> {
-    let why = if !rustix::process::geteuid().is_root() {
+    let why = if !ws_sandbox::privilege::root_available() {
         "reading the kernel's audit records needs root".to_string()
     } else if ws_sandbox::probe::landlock_abi() < 7 {
         "Landlock audit needs ABI 7 (Linux 6.15+)".into()

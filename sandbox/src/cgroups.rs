@@ -85,7 +85,7 @@ pub fn describe() -> Option<String> {
         }
     }
     let v1: Vec<&str> = ["memory", "pids"].into_iter().filter(|c| v1_dir(c).is_some()).collect();
-    (!v1.is_empty() && rustix::process::geteuid().is_root()).then(|| format!("cgroup v1 ({})", v1.join(", ")))
+    (!v1.is_empty() && crate::privilege::root_available()).then(|| format!("cgroup v1 ({})", v1.join(", ")))
 }
 
 fn write(path: &Path, value: &str) -> Result<(), CgroupError> {

@@ -43,6 +43,26 @@ pub struct LaunchSpec {
     /// init.
     #[serde(default)]
     pub control_fd: Option<i32>,
+    /// The user the command runs as when `ws` runs as root for one
+    /// (`sudo ws`): init (or the launcher without one) switches to them for
+    /// good after the mounts and the recorder, before it restricts itself.
+    #[serde(default)]
+    pub run_as: Option<RunAs>,
+}
+
+/// A user's ids, for [`LaunchSpec::run_as`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunAs {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
+impl RunAs {
+    fn switch(&self) -> Result<(), LaunchError> {
+        crate::privilege::drop_to(self.uid, self.gid, &self.groups)
+            .map_err(|source| LaunchError::User { uid: self.uid, source })
+    }
 }
 
 /// The supervisor's hold on a session's start and end. The command starts
@@ -204,6 +224,8 @@ pub enum LaunchError {
     Network(#[source] crate::netns::NetnsError),
     #[error("cannot confine the session's network to its proxy")]
     NetworkFilter(#[source] crate::landlock::LandlockError),
+    #[error("cannot switch to uid {uid} to run the command")]
+    User { uid: u32, source: std::io::Error },
     #[error("cannot run {program}")]
     Exec { program: String, source: std::io::Error },
     /// The supervisor gave no go: it refused (and says why itself) or was
@@ -445,6 +467,9 @@ pub fn launch(
     drop(channel);
     // No PID namespace, so no recorder: the command must not inherit its pipe.
     crate::recorder::close_on_exec(spec.recorder.as_ref());
+    if let Some(user) = &spec.run_as {
+        user.switch()?;
+    }
     restrict(&spec, false)?;
     // The supervisor snapshots, then gives the go; the channel closes as
     // this process becomes the command.
@@ -473,6 +498,11 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
         if ns.user_ns {
             crate::namespaces::become_user(ns.uid, ns.gid).map_err(LaunchError::Mounts)?;
         }
+    }
+    // Root was for the mounts and the recorder (started above); the rest of
+    // the session, init included, is the user's.
+    if let Some(user) = &spec.run_as {
+        user.switch()?;
     }
     // init runs only where the launcher's unshare succeeded, which included
     // the network namespace if the spec asked for one.

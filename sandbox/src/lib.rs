@@ -31,6 +31,7 @@ pub mod learn;
 pub mod namespaces;
 pub mod netns;
 pub mod policy;
+pub mod privilege;
 pub mod probe;
 pub mod profile;
 pub mod recorder;

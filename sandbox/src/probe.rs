@@ -62,13 +62,13 @@ pub fn probe() -> Probe {
         landlock_abi: landlock_abi(),
         seccomp: seccomp_available(),
         user_namespaces: user_namespaces(),
-        root: rustix::process::geteuid().is_root(),
+        root: crate::privilege::root_available(),
     }
 }
 
 /// Whether fanotify filesystem marks can be used (they need CAP_SYS_ADMIN).
 pub fn fanotify() -> bool {
-    rustix::process::geteuid().is_root() && std::path::Path::new("/proc/sys/fs/fanotify").exists()
+    crate::privilege::root_available() && std::path::Path::new("/proc/sys/fs/fanotify").exists()
 }
 
 /// The kernel keyring (keyutils) is present.

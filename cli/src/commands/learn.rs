@@ -87,7 +87,7 @@ pub fn cmd_learn(args: LearnArgs) -> Result<i32, CliError> {
         return Err(CliError::usage(format!("{} exists; ws learn does not overwrite it", out.display()))
             .hint("pass --force to replace it, or choose another --out"));
     }
-    let root = rustix::process::geteuid().is_root();
+    let root = ws_sandbox::privilege::root_available();
     if !root {
         ui::warn(
             "not root: the files the command opens cannot be observed (fanotify needs root); \

@@ -30,8 +30,19 @@ use crate::workspace::Workspace;
 #[derive(Debug, Parser)]
 #[command(name = "ws", version, max_term_width = 100)]
 pub struct Cli {
+    /// Run by root: act for this user — their home, profiles and store, and
+    /// the session's command run as them (root kept only for recording,
+    /// namespaces and cgroups). `sudo ws …` implies the user who ran sudo.
+    #[arg(long, global = true, value_name = "NAME")]
+    user: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -121,13 +121,20 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     // The sandbox and its recorders start first and wait: the snapshot is
     // taken with the write recorder already watching, and the command
     // starts after it (ws_sandbox::exec::Control).
-    let mut recorders = crate::recording::Recorders::prepare(&ws.root, &mut sandbox.spec, run.learn)?;
+    let mut recorders = {
+        let _root = crate::user::as_root("set up the session's recorders")?;
+        crate::recording::Recorders::prepare(&ws.root, &mut sandbox.spec, run.learn)?
+    };
     let (mut control, session_end) = ws_sandbox::exec::Control::pair()
         .map_err(|e| CliError::failure(format!("cannot create the session's control channel: {e}")))?;
     sandbox.spec.control_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&session_end));
-    let mut child = recorders
-        .spawn(&mut sandbox.command(run.command), Some(session_end))
-        .map_err(|e| CliError::failure(format!("cannot start the sandbox: {e}")).code(exit::NOT_STARTED))?;
+    let mut child = {
+        // The launcher needs root for the namespaces and the recorder; it
+        // runs the command as the user (`LaunchSpec::run_as`).
+        let _root = crate::user::as_root("start the sandbox")?;
+        recorders.spawn(&mut sandbox.command(run.command), Some(session_end))
+    }
+    .map_err(|e| CliError::failure(format!("cannot start the sandbox: {e}")).code(exit::NOT_STARTED))?;
     relay.forward_to(child.id());
     // Read while the sandbox starts: the before-snapshot's stat cache. Any
     // stored manifest serves (the walk checks every entry against the file's
@@ -211,7 +218,10 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     drop(relay);
     let requests = sandbox.net.stop();
     let profile = std::mem::take(&mut sandbox.profile);
-    drop(sandbox); // removes the session's cgroup, now that its processes are gone
+    {
+        let _root = crate::user::as_root("remove the session's cgroup")?;
+        drop(sandbox); // removes the session's cgroup, now that its processes are gone
+    }
 
     let (exit_status, code) = match (held, &status) {
         (Some((code, signal)), _) => {
@@ -290,7 +300,7 @@ impl Sandbox {
         let abi = ws_sandbox::probe::landlock_abi();
         let landlock = abi > 0;
         let seccomp = ws_sandbox::probe::seccomp_available();
-        let root = rustix::process::geteuid().is_root();
+        let root = ws_sandbox::privilege::root_available();
         let missing: Vec<&str> = p
             .require
             .iter()
@@ -363,7 +373,11 @@ impl Sandbox {
         let cgroup = if p.limits.is_empty() {
             None
         } else {
-            match ws_sandbox::cgroups::create(&format!("ws-session-{}", std::process::id()), p.limits) {
+            let made = {
+                let _root = crate::user::as_root("create the session's cgroup")?;
+                ws_sandbox::cgroups::create(&format!("ws-session-{}", std::process::id()), p.limits)
+            };
+            match made {
                 Ok(cg) => Some(cg),
                 Err(e) if allow_degraded => {
                     ui::warn(&format!(
@@ -393,6 +407,11 @@ impl Sandbox {
             recorder: None,
             net: net.spec.clone(),
             control_fd: None,
+            run_as: crate::user::acting_for().map(|u| ws_sandbox::exec::RunAs {
+                uid: u.uid,
+                gid: u.gid,
+                groups: u.groups.clone(),
+            }),
         };
         let mut env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
         // The session's proxy is the only way out; nothing bypasses it.
