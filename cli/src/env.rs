@@ -18,6 +18,11 @@ pub const DBUS_SESSION_BUS_ADDRESS: &str = "DBUS_SESSION_BUS_ADDRESS";
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 /// Set by `sudo`: the user `ws` then acts for (see `user.rs`).
 pub const SUDO_UID: &str = "SUDO_UID";
+/// The recorder service's socket (`ws recorder serve`); default `/run/ws/recorder.sock`.
+pub const WS_RECORDER_SOCKET: &str = "WS_RECORDER_SOCKET";
+/// Socket activation (`sd_listen_fds`): the listening socket is fd 3.
+pub const LISTEN_PID: &str = "LISTEN_PID";
+pub const LISTEN_FDS: &str = "LISTEN_FDS";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The index a commit is made from, set by git for its commit hooks.

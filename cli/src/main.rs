@@ -8,6 +8,7 @@ mod error;
 mod network;
 mod profiles;
 mod recording;
+mod service;
 mod ui;
 mod user;
 mod workspace;

@@ -23,6 +23,10 @@ pub struct SessionRecord {
     denials: Option<Denials>,
     /// The write recorder's fanotify group, released once it is done.
     group: Option<OwnedFd>,
+    /// The recorder service's link, shut down to end the record.
+    link: Option<std::os::unix::net::UnixStream>,
+    /// The write stream, once ended early ([`SessionRecord::end_service`]).
+    ended: Option<Stream>,
 }
 
 /// The recorders, decided and set up before the launcher starts (it must
@@ -39,6 +43,12 @@ pub struct Recorders {
     group: Option<OwnedFd>,
     denials: Option<(ws_sandbox::audit_netlink::Reader, u32)>,
     launcher: u32,
+    /// Not root: the recorder service's socket, until [`Recorders::attach_service`].
+    service: Option<std::path::PathBuf>,
+    /// The link to the service: shut down to end the record.
+    link: Option<std::os::unix::net::UnixStream>,
+    /// Messages read before the stream's reader started.
+    first: Vec<Message>,
 }
 
 /// The denial recorder: a thread reading Landlock's audit records.
@@ -52,6 +62,8 @@ struct Denials {
 #[derive(Debug, Default)]
 struct Stream {
     ready: bool,
+    /// The recorder service could not record denials (it said why in `gaps`).
+    no_denials: bool,
     done: bool,
     gaps: Vec<String>,
     lost: Vec<String>,
@@ -78,7 +90,15 @@ impl Recorders {
         let mut recording = Recording { writes: "none".into(), denials: "none".into(), ..Recording::default() };
         let (mut inherited, mut read_end, mut group) = (Vec::new(), None, None);
         let root = ws_sandbox::privilege::root_available();
-        if !root {
+        let socket = crate::service::socket_path();
+        let mut service = None;
+        if !root && spec.namespaces.is_some() && socket.exists() {
+            // Recorded by the service once the session's init is up.
+            recording.writes = "fanotify".into();
+            recording.denials = "landlock-audit".into();
+            recording.via = Some(format!("recorder service {}", socket.display()));
+            service = Some(socket);
+        } else if !root {
             recording.gaps.push(
                 "writes: not recorded as they happen (fanotify needs root); the snapshot diff is the record, \
                  and every change in it counts as the session's"
@@ -105,8 +125,44 @@ impl Recorders {
             inherited.extend(copy);
             read_end = Some(r);
         }
-        let denials = if spec.landlock { start_denials(&mut recording) } else { None };
-        Ok(Recorders { recording, inherited, read_end, group, denials, launcher: 0 })
+        let denials = if spec.landlock && service.is_none() { start_denials(&mut recording) } else { None };
+        Ok(Recorders {
+            recording,
+            inherited,
+            read_end,
+            group,
+            denials,
+            launcher: 0,
+            service,
+            link: None,
+            first: Vec::new(),
+        })
+    }
+
+    /// Not root, with the recorder service: asks it to record the session,
+    /// whose init is up (and waiting for the go). Says in the record why
+    /// not, if it will not.
+    pub fn attach_service(&mut self, workspace: &std::path::Path, learn: bool) {
+        let Some(socket) = self.service.take() else { return };
+        match crate::service::attach(&socket, workspace, self.launcher, learn) {
+            Ok(link) => match link.stream.try_clone() {
+                Ok(copy) => {
+                    self.read_end = Some(OwnedFd::from(copy));
+                    self.link = Some(link.stream);
+                    self.first.push(link.first);
+                }
+                Err(e) => self.not_served(&format!("cannot keep the link to the recorder service: {e}")),
+            },
+            Err(why) => self.not_served(&why),
+        }
+    }
+
+    fn not_served(&mut self, why: &str) {
+        let r = &mut self.recording;
+        r.writes = "none".into();
+        r.denials = "none".into();
+        r.via = None;
+        r.gaps.push(format!("writes and denials: not recorded: {why}"));
     }
 
     /// Spawns the launcher so that it inherits the recorder's pipe and group
@@ -139,7 +195,7 @@ impl Recorders {
         spec: &ws_sandbox::exec::LaunchSpec,
         network: &str,
     ) -> Result<SessionRecord, CliError> {
-        let Recorders { recording, inherited, read_end, group, denials, launcher } = self;
+        let Recorders { recording, inherited, read_end, group, denials, launcher, service: _, link, first } = self;
         drop(inherited);
         let path = store.audit_log_path(&session.id);
         let log = AuditLog::create(&path, &session.id).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
@@ -173,14 +229,28 @@ impl Recorders {
         let denials = denials.map(|(reader, lost_before)| {
             let stop = Arc::new(AtomicBool::new(false));
             let (st, lg) = (Arc::clone(&stop), Arc::clone(&log));
-            let thread = std::thread::spawn(move || read_denials(reader, lost_before, launcher, &st, &lg));
+            let thread = std::thread::spawn(move || {
+                let mut emit = |d: Denied| {
+                    let denial = Event::Denial {
+                        pid: None,
+                        exe: d.exe,
+                        access: d.access,
+                        object: d.object,
+                        by: "landlock".into(),
+                    };
+                    let _ = lg.append(crate::now_ms(), denial);
+                };
+                let lost = read_denials(reader, lost_before, &|creator| ours(creator, launcher), &st, &mut emit);
+                let _ = lg.flush();
+                Stream { lost: lost.into_iter().map(|l| format!("denials: {l}")).collect(), ..Stream::default() }
+            });
             Denials { stop, thread }
         });
         let reader = read_end.map(|r| {
             let log = Arc::clone(&log);
-            std::thread::spawn(move || read_stream(r, &log))
+            std::thread::spawn(move || read_stream(first, r, &log))
         });
-        Ok(SessionRecord { log, recording, reader, denials, group })
+        Ok(SessionRecord { log, recording, reader, denials, group, link, ended: None })
     }
 }
 
@@ -190,20 +260,34 @@ impl SessionRecord {
         Arc::clone(&self.log)
     }
 
+    /// With the recorder service: has it drain and end its recorder now,
+    /// while the session's init still holds the session's PID namespace
+    /// open (its end kills every process there, the recorder too), and
+    /// waits for the stream's end.
+    pub fn end_service(&mut self) {
+        let Some(link) = self.link.take() else { return };
+        let _ = link.shutdown(std::net::Shutdown::Write);
+        if let Some(t) = self.reader.take() {
+            self.ended = Some(t.join().unwrap_or_else(|_| reader_failed()));
+        }
+    }
+
     /// Ends the record: waits for the recorder's stream to end, appends the
     /// session's end, seals the log. Returns what ran and what was missed,
     /// and for `ws learn` what the access recorder saw.
     pub fn finish(mut self, exit: Option<ws_snapshot::ExitStatus>) -> (Recording, Option<Learning>) {
         let mut learning = None;
-        if let Some(t) = self.reader.take() {
-            let s = t.join().unwrap_or_else(|_| Stream {
-                lost: vec!["writes: the supervisor's reader of the recorder failed".into()],
-                ..Stream::default()
-            });
+        self.end_service();
+        let stream =
+            self.ended.take().or_else(|| self.reader.take().map(|t| t.join().unwrap_or_else(|_| reader_failed())));
+        if let Some(s) = stream {
             self.recording.gaps.extend(s.gaps);
             self.recording.lost.extend(s.lost);
             if !s.ready {
                 self.recording.writes = "none".into();
+            }
+            if s.no_denials {
+                self.recording.denials = "none".into();
             }
             learning = s.learning;
         }
@@ -229,6 +313,10 @@ impl SessionRecord {
         }
         (self.recording, learning)
     }
+}
+
+fn reader_failed() -> Stream {
+    Stream { lost: vec!["writes: the supervisor's reader of the recorder failed".into()], ..Stream::default() }
 }
 
 /// Joins the audit log's multicast group, or says in `recording` why denials
@@ -274,35 +362,26 @@ fn ours(creator: u32, launcher: u32) -> bool {
 
 /// Reads Landlock denials until told to stop and the group has been quiet
 /// for a moment; appends those of the session's domain to the log.
-fn read_denials(
+pub fn read_denials(
     mut reader: ws_sandbox::audit_netlink::Reader,
     lost_before: u32,
-    launcher: u32,
+    is_ours: &dyn Fn(u32) -> bool,
     stop: &AtomicBool,
-    log: &AuditLog,
-) -> Stream {
+    emit: &mut dyn FnMut(Denied),
+) -> Vec<String> {
     use std::collections::HashMap;
     use ws_sandbox::audit_netlink as an;
-    let mut s = Stream::default();
+    let mut lost = Vec::new();
     // Domain id → whether it is the session's domain.
     let mut domains: HashMap<String, bool> = HashMap::new();
     // Denials waiting for their domain's verdict or their SYSCALL record:
     // (denial, exe of the denied process).
     let mut waiting: Vec<(an::Denial, Option<String>)> = Vec::new();
     let mut dropped = false;
-    let flush = |waiting: &mut Vec<(an::Denial, Option<String>)>, domains: &HashMap<String, bool>, all: bool| {
+    let mut flush = |waiting: &mut Vec<(an::Denial, Option<String>)>, domains: &HashMap<String, bool>, all: bool| {
         waiting.retain(|(d, exe)| match domains.get(&d.domain) {
             Some(true) if exe.is_some() || all => {
-                let _ = log.append(
-                    crate::now_ms(),
-                    Event::Denial {
-                        pid: None,
-                        exe: exe.clone(),
-                        access: d.blockers.clone(),
-                        object: d.object.clone(),
-                        by: "landlock".into(),
-                    },
-                );
+                emit(Denied { exe: exe.clone(), access: d.blockers.clone(), object: d.object.clone() });
                 false
             }
             Some(false) => false,
@@ -320,7 +399,7 @@ fn read_denials(
                 continue;
             }
             Err(e) => {
-                s.lost.push(format!("denials: cannot read the audit records: {e}"));
+                lost.push(format!("cannot read the audit records: {e}"));
                 break;
             }
         };
@@ -340,7 +419,7 @@ fn read_denials(
                     if let Some(d) = an::parse_domain(&text)
                         && let Some(pid) = d.allocated_by
                     {
-                        domains.insert(d.domain, ours(pid, launcher));
+                        domains.insert(d.domain, is_ours(pid));
                     }
                 }
                 an::SYSCALL => {
@@ -357,17 +436,24 @@ fn read_denials(
     flush(&mut waiting, &domains, true);
     let lost_after = ws_sandbox::audit_netlink::status().map(|st| st.lost).unwrap_or(lost_before);
     if dropped {
-        s.lost.push("denials: the audit socket overflowed; some records were dropped".into());
+        lost.push("the audit socket overflowed; some records were dropped".into());
     }
     if lost_after > lost_before {
-        s.lost.push(format!(
-            "denials: the kernel dropped {} audit records during the session (some may be this session's; \
+        lost.push(format!(
+            "the kernel dropped {} audit records during the session (some may be this session's; \
              `auditctl -b 8192` gives its audit queue room for bursts)",
             lost_after - lost_before
         ));
     }
-    let _ = log.flush();
-    s
+    lost
+}
+
+/// A Landlock denial of the session's, as [`read_denials`] finds it.
+#[derive(Debug)]
+pub struct Denied {
+    pub exe: Option<String>,
+    pub access: Vec<String>,
+    pub object: Option<String>,
 }
 
 /// Tells the user what the record holds once the session has ended, and
@@ -429,47 +515,59 @@ fn op(o: Op) -> WriteOp {
 }
 
 /// Copies the recorder's messages into the log until the stream ends.
-fn read_stream(pipe: OwnedFd, log: &AuditLog) -> Stream {
+fn read_stream(first: Vec<Message>, pipe: OwnedFd, log: &AuditLog) -> Stream {
     let mut s = Stream::default();
     let lost = |s: &mut Stream, what: &str, reason: String| {
         let _ = log.append(crate::now_ms(), Event::Incomplete { what: what.into(), reason: reason.clone() });
         s.lost.push(format!("{what}: {reason}"));
     };
     let mut reader = std::io::BufReader::with_capacity(1 << 16, std::fs::File::from(pipe));
+    let mut first = first.into_iter();
     loop {
         // Flushed whenever the recorder has nothing more queued, so that
         // `ws log --follow` keeps up and a crash loses little.
         if reader.buffer().is_empty() {
             let _ = log.flush();
         }
-        let mut line = Vec::new();
-        match reader.read_until(b'\n', &mut line) {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        }
-        let Ok(m) = serde_json::from_slice::<Message>(&line) else {
-            lost(&mut s, "writes", "the recorder sent a line that is not a message".into());
-            continue;
+        let m = match first.next() {
+            Some(m) => m,
+            None => {
+                let mut line = Vec::new();
+                match reader.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {}
+                }
+                if line.last() == Some(&b'\n') {
+                    line.pop();
+                }
+                let Ok(m) = serde_json::from_slice::<Message>(&line) else {
+                    lost(&mut s, "writes", "the recorder sent a line that is not a message".into());
+                    continue;
+                };
+                m
+            }
         };
         let appended = match m {
             Message::Ready => {
                 s.ready = true;
                 Ok(0)
             }
-            Message::Unavailable { reason } => {
-                s.gaps.push(format!("writes: not recorded: {reason}"));
+            Message::Unavailable { what, reason } => {
+                let what = what.unwrap_or_else(|| "writes".into());
+                s.no_denials |= what == "denials";
+                s.gaps.push(format!("{what}: not recorded: {reason}"));
                 Ok(0)
             }
             Message::Write { time_ms, pid, exe, ops, path, to, dir } => {
                 log.append(time_ms, Event::Write { pid, exe, ops: ops.into_iter().map(op).collect(), path, to, dir })
             }
             Message::Outside { path } => log.append(crate::now_ms(), Event::OutsideWrite { path }),
-            Message::Lost { reason } => {
-                lost(&mut s, "writes", reason);
+            Message::Lost { what, reason } => {
+                lost(&mut s, what.as_deref().unwrap_or("writes"), reason);
                 Ok(0)
+            }
+            Message::Denial { exe, access, object } => {
+                log.append(crate::now_ms(), Event::Denial { pid: None, exe, access, object, by: "landlock".into() })
             }
             Message::Done { .. } => {
                 s.done = true;

@@ -36,6 +36,7 @@ pub mod probe;
 pub mod profile;
 pub mod recorder;
 pub mod seccomp;
+pub mod service;
 
 pub use policy::{Access, Decision, FsPolicy};
 pub use profile::{Profile, ProfileError, ProfileProblem};

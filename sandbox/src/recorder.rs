@@ -62,8 +62,13 @@ pub struct RecorderSpec {
 pub enum Message {
     /// The mark is in place; every later write is seen.
     Ready,
-    /// No recording: the mark could not be placed.
-    Unavailable { reason: String },
+    /// No recording: the mark could not be placed (`what`: `writes` unless
+    /// said; the recorder service says so of `denials` too).
+    Unavailable {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        what: Option<String>,
+        reason: String,
+    },
     /// A write by a process of the session; paths relative to the workspace.
     Write {
         time_ms: u64,
@@ -79,8 +84,21 @@ pub enum Message {
     },
     /// A workspace path written by a process outside the session (reported once).
     Outside { path: String },
-    /// Events were lost from here on.
-    Lost { reason: String },
+    /// Events were lost from here on (`what`: `writes` unless said).
+    Lost {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        what: Option<String>,
+        reason: String,
+    },
+    /// A Landlock denial of the session's (from the recorder service, which
+    /// reads the kernel's audit records for sessions not run as root).
+    Denial {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        exe: Option<String>,
+        access: Vec<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        object: Option<String>,
+    },
     /// `ws learn`: the filesystems whose accesses are recorded, and those
     /// that cannot be (with the reason).
     Watching { filesystems: Vec<String>, skipped: Vec<String> },
@@ -256,7 +274,7 @@ pub fn freeze_session(spare: Option<u32>) {
         let pids: Vec<u32> = dir
             .flatten()
             .filter_map(|e| e.file_name().to_str()?.parse().ok())
-            .filter(|&p| p != 1 && Some(p) != spare && !stopped.contains(&p))
+            .filter(|&p| p != 1 && Some(p) != spare && !stopped.contains(&p) && !entered_from_outside(p))
             .collect();
         if pids.is_empty() {
             return;
@@ -270,6 +288,17 @@ pub fn freeze_session(spare: Option<u32>) {
     }
 }
 
+/// Whether a process of the session's PID namespace was put there from
+/// outside (the recorder service's recorder): its parent is outside the
+/// namespace, so it has none here. Every process of the session descends
+/// from init (PID 1), which adopts orphans.
+fn entered_from_outside(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // pid (comm) state ppid …: comm may hold spaces and parentheses.
+    let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+    ppid == Some(0)
+}
+
 /// The recorder process (`ws __sandbox-record SPEC`). Returns its exit code.
 pub fn run(spec_json: &str) -> i32 {
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
@@ -281,7 +310,7 @@ pub fn run(spec_json: &str) -> i32 {
     let (mut rec, learn) = match started {
         Ok(r) => r,
         Err(reason) => {
-            send(&mut out, &Message::Unavailable { reason });
+            send(&mut out, &Message::Unavailable { what: None, reason });
             let _ = out.flush();
             let _ = writeln!(status, "failed");
             return 0;
@@ -309,7 +338,7 @@ pub fn run(spec_json: &str) -> i32 {
                 }
                 Err(rustix::io::Errno::INTR) => continue,
                 Err(e) => {
-                    send(&mut out, &Message::Lost { reason: format!("cannot wait for events: {e}") });
+                    send(&mut out, &Message::Lost { what: None, reason: format!("cannot wait for events: {e}") });
                     return 1;
                 }
             }
@@ -330,7 +359,7 @@ pub fn run(spec_json: &str) -> i32 {
                 None => Ok(()),
             });
             if let Err(e) = drained {
-                send(&mut out, &Message::Lost { reason: format!("cannot read events: {e}") });
+                send(&mut out, &Message::Lost { what: None, reason: format!("cannot read events: {e}") });
                 let _ = out.flush();
                 return 1;
             }
@@ -476,7 +505,7 @@ impl Recorder {
         exes: &mut HashMap<i32, Option<String>>,
     ) -> Option<Message> {
         if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
-            return Some(Message::Lost { reason: "the fanotify event queue overflowed".into() });
+            return Some(Message::Lost { what: None, reason: "the fanotify event queue overflowed".into() });
         }
         let (dh, name) = ev.dir?;
         if ev.pid == 0 {

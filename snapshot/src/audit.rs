@@ -164,6 +164,10 @@ pub struct Recording {
     pub writes: String,
     /// The denial recorder: `landlock-audit`, or `none`.
     pub denials: String,
+    /// Where both come from when not from the session itself: the recorder
+    /// service (`recorder service /run/ws/recorder.sock`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
     /// What is not recorded and why (a recorder that could not run).
     #[serde(default)]
     pub gaps: Vec<String>,

@@ -15,6 +15,7 @@ mod many;
 mod network;
 mod privilege;
 mod recorder;
+mod recorder_service;
 mod review;
 mod sandbox;
 mod secrets;

@@ -14,11 +14,11 @@ use crate::harness::*;
 const USER: &str = "ws-e2e-sudo";
 const EXTRA_GROUP: &str = "ws-e2e-extra";
 
-struct TestUser {
-    uid: u32,
-    gid: u32,
-    extra_gid: u32,
-    home: PathBuf,
+pub(crate) struct TestUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub extra_gid: u32,
+    pub home: PathBuf,
 }
 
 fn id(args: &[&str]) -> u32 {
@@ -27,7 +27,7 @@ fn id(args: &[&str]) -> u32 {
 }
 
 /// The test user, made once per machine (kept: other runs reuse it).
-fn test_user() -> TestUser {
+pub(crate) fn test_user() -> TestUser {
     static MADE: std::sync::Once = std::sync::Once::new();
     assert!(is_root(), "needs root (the README's test command runs as root)");
     MADE.call_once(|| {

@@ -24,6 +24,8 @@ struct Row {
 }
 
 pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
+    // Acting for a user under sudo: probe with root's eyes, as a session would.
+    let _root = crate::user::as_root("probe the kernel")?;
     let p = ws_sandbox::probe::probe();
     let rows = vec![
         Row {
@@ -89,6 +91,7 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
             },
             enforced_by_ws: ws_sandbox::probe::fanotify(),
         },
+        recorder_row(p.root),
         Row {
             layer: "cgroups",
             available: ws_sandbox::cgroups::describe().is_some(),
@@ -133,6 +136,30 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
 }
 
 /// Whether snapshots of the workspace here are clones or copies.
+/// Which recorder a session started now gets.
+fn recorder_row(root: bool) -> Row {
+    let socket = crate::service::socket_path();
+    let (available, detail) = if root {
+        let who = match crate::user::acting_for() {
+            Some(u) => format!("ws itself, as root for {} (sudo): the command runs as {}", u.name, u.name),
+            None => "ws itself, as root".into(),
+        };
+        (true, format!("{who}; writes by fanotify, denials by Landlock audit"))
+    } else if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+        (true, format!("the recorder service at {}: writes and denials, as for root", socket.display()))
+    } else {
+        (
+            false,
+            format!(
+                "none for sessions not run as root: no recorder service at {} — `sudo ws recorder install` (systemd), \
+                 or run `sudo ws recorder serve`; or start sessions with `sudo ws`, which runs the command as you",
+                socket.display()
+            ),
+        )
+    };
+    Row { layer: "recorder", available, detail, enforced_by_ws: available }
+}
+
 /// Whether Landlock denials reach the session's audit log, and how to make them.
 fn audit_row(abi: i32, root: bool) -> Row {
     let status = ws_sandbox::audit_netlink::status();

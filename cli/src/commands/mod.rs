@@ -8,6 +8,7 @@ mod hooks;
 pub(crate) mod learn;
 mod log;
 mod profile;
+mod recorder;
 mod rollback;
 pub(crate) mod secret;
 pub(crate) mod session;
@@ -69,6 +70,9 @@ enum Command {
     /// Git hooks that refuse commits of unreviewed agent changes and of secrets.
     #[command(subcommand)]
     Hooks(hooks::HooksCommand),
+    /// The recorder service: full recording for sessions of users who are not root.
+    #[command(subcommand)]
+    Recorder(recorder::RecorderCommand),
 }
 
 pub fn run(cli: Cli) -> Result<i32, CliError> {
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Log(a) => log::cmd_log(a),
         Command::Audit(c) => audit::run(c),
         Command::Hooks(c) => hooks::run(c),
+        Command::Recorder(c) => recorder::run(c),
     }
 }
 

@@ -151,6 +151,8 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
         )
         .code(code));
     }
+    // Not root: the recorder service watches from here on, before the snapshot.
+    recorders.attach_service(&ws.root, run.learn);
 
     let snapped = (|| {
         let _lock = ws.lock()?;
@@ -194,7 +196,7 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     // The audit log and the recorders (recording.rs): recording before the command starts.
     let network = sandbox.net.mode.name();
     let profile_label = if run.learn { format!("{} (ws learn)", run.profile) } else { run.profile.to_owned() };
-    let record = recorders.start(&ws.store, &session, &profile_label, &sandbox.spec, network)?;
+    let mut record = recorders.start(&ws.store, &session, &profile_label, &sandbox.spec, network)?;
     let started = control.go();
     if started {
         match sandbox.net.start(record.log()) {
@@ -213,6 +215,7 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     } else {
         None
     };
+    record.end_service();
     control.end();
     let status = child.wait();
     drop(relay);

@@ -1,0 +1,415 @@
+//! The recorder service (`ws recorder serve`): root records sessions that
+//! are not root's — their writes (fanotify, attributed by the session's PID
+//! namespace, as the in-session recorder does) and their Landlock denials
+//! (audit) — and streams each session only its own record.
+//!
+//! Access control ([`admit`], pure): a request names a workspace (an open
+//! directory) and a session (a pidfd of its init, PID 1 of a PID namespace
+//! of its own). Both must be the peer's (`SO_PEERCRED`): the directory
+//! owned by it, the process running as it. The recorder then watches that
+//! workspace from inside that session's namespaces: paths outside the
+//! workspace are dropped, writers outside the session are pid 0 and
+//! reported by path only. Nothing but JSON lines goes back: never a
+//! descriptor, a file handle, or a name outside the workspace (with `ws
+//! learn`: the paths the session's own processes opened).
+
+use std::io::{BufRead, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use ws_sandbox::recorder::Message;
+use ws_sandbox::service::{DirFacts, Peer, ProcessFacts};
+
+/// Where clients find the service unless `$WS_RECORDER_SOCKET` says.
+pub const DEFAULT_SOCKET: &str = "/run/ws/recorder.sock";
+
+/// Connections served at once, in all and per user: a user cannot take
+/// every slot.
+const MAX_CONNECTIONS: usize = 512;
+const MAX_PER_USER: usize = 64;
+/// How long a client has to send its request.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+pub fn socket_path() -> PathBuf {
+    crate::env::path(crate::env::WS_RECORDER_SOCKET).unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
+}
+
+/// A client's request body (the descriptors travel beside it).
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RequestBody {
+    pub version: u32,
+    /// `ws learn`: also every path the session's processes open.
+    #[serde(default)]
+    pub learn: bool,
+}
+
+const VERSION: u32 = 1;
+
+/// Why a request is refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("the workspace descriptor is not a directory")]
+    NotADirectory,
+    #[error("the workspace belongs to uid {owner}, not to you (uid {peer})")]
+    WorkspaceNotYours { owner: u32, peer: u32 },
+    #[error("the session's process runs as uid {uid}, not as you (uid {peer})")]
+    ProcessNotYours { uid: u32, peer: u32 },
+    #[error("the process is not in a PID namespace of its own, so its writes cannot be told from others'")]
+    SharedPidNamespace,
+    #[error("the process is not its PID namespace's init (pid 1 there)")]
+    NotInit,
+}
+
+/// Whether `peer` may have the record of the session `process` in
+/// `workspace`. Pure. Root may ask for any.
+pub fn admit(peer: &Peer, workspace: &DirFacts, process: &ProcessFacts) -> Result<(), Refusal> {
+    if !workspace.is_dir {
+        return Err(Refusal::NotADirectory);
+    }
+    if peer.uid != 0 && workspace.owner != peer.uid {
+        return Err(Refusal::WorkspaceNotYours { owner: workspace.owner, peer: peer.uid });
+    }
+    if peer.uid != 0 && process.uid != peer.uid {
+        return Err(Refusal::ProcessNotYours { uid: process.uid, peer: peer.uid });
+    }
+    if process.ns_pids.len() < 2 {
+        return Err(Refusal::SharedPidNamespace);
+    }
+    if process.ns_pids.last() != Some(&1) {
+        return Err(Refusal::NotInit);
+    }
+    Ok(())
+}
+
+/// Connection slots, in all and per uid.
+#[derive(Debug, Default)]
+struct Slots {
+    by_uid: Mutex<std::collections::HashMap<u32, usize>>,
+}
+
+impl Slots {
+    fn take(&self, uid: u32) -> bool {
+        let mut m = self.by_uid.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = m.values().sum();
+        let mine = m.entry(uid).or_default();
+        if total >= MAX_CONNECTIONS || *mine >= MAX_PER_USER {
+            return false;
+        }
+        *mine += 1;
+        true
+    }
+
+    fn give_back(&self, uid: u32) {
+        let mut m = self.by_uid.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&uid) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&uid);
+            }
+        }
+    }
+}
+
+/// What the service reports of its work (the binary prints it).
+pub trait Journal: Sync {
+    fn note(&self, line: &str);
+}
+
+/// Serves until the listener fails. Each connection gets a thread.
+pub fn serve(listener: UnixListener, journal: &'static dyn Journal) -> std::io::Result<()> {
+    let slots: &'static Slots = Box::leak(Box::default());
+    for conn in listener.incoming() {
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) if e.raw_os_error() == Some(libc_emfile()) => {
+                // Out of descriptors: let some sessions end before accepting more.
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let Ok(peer) = ws_sandbox::service::peer(&conn) else { continue };
+        if !slots.take(peer.uid) {
+            refuse(&conn, "the recorder service is serving as many sessions as it may; try again later");
+            continue;
+        }
+        let spawned = std::thread::Builder::new().stack_size(256 << 10).spawn(move || {
+            if let Err(why) = handle(&conn, &peer, journal) {
+                refuse(&conn, &why);
+                journal.note(&format!("refused uid {} (pid {}): {why}", peer.uid, peer.pid));
+            }
+            slots.give_back(peer.uid);
+        });
+        if spawned.is_err() {
+            slots.give_back(peer.uid);
+        }
+    }
+    Ok(())
+}
+
+fn libc_emfile() -> i32 {
+    24
+}
+
+fn send(conn: &UnixStream, m: &Message) {
+    if let Ok(mut line) = serde_json::to_vec(m) {
+        line.push(b'\n');
+        let _ = (&*conn).write_all(&line);
+    }
+}
+
+fn refuse(conn: &UnixStream, why: &str) {
+    send(conn, &Message::Unavailable { what: None, reason: format!("the recorder service refused: {why}") });
+}
+
+/// One session: check the request, start its recorders, stream their
+/// lines until the client says stop (or goes away).
+fn handle(conn: &UnixStream, peer: &Peer, journal: &dyn Journal) -> Result<(), String> {
+    conn.set_read_timeout(Some(REQUEST_DEADLINE)).map_err(|e| e.to_string())?;
+    let req = ws_sandbox::service::recv_request(conn).map_err(|e| crate::error::chain(&e))?;
+    let body: RequestBody =
+        serde_json::from_slice(&req.body).map_err(|e| format!("the request is not a ws recorder request: {e}"))?;
+    if body.version != VERSION {
+        return Err(format!("request version {} (this service speaks {VERSION}): upgrade ws", body.version));
+    }
+    let [workspace, pidfd]: [OwnedFd; 2] = req.fds.try_into().map_err(|_| "two descriptors expected".to_string())?;
+    let dir =
+        ws_sandbox::service::dir_facts(workspace.as_fd()).map_err(|e| format!("the workspace descriptor: {e}"))?;
+    let process = ws_sandbox::service::process_facts(pidfd.as_fd())
+        .ok_or("the second descriptor is not a pidfd of a running process")?;
+    admit(peer, &dir, &process).map_err(|e| e.to_string())?;
+    conn.set_read_timeout(None).map_err(|e| e.to_string())?;
+    journal.note(&format!("recording {} for uid {} (session init pid {})", dir.path.display(), peer.uid, process.pid));
+
+    let spec =
+        ws_sandbox::recorder::RecorderSpec { fd: -1, workspace: dir.path.clone(), group: None, learn: body.learn };
+    let spec = serde_json::to_string(&spec).map_err(|e| e.to_string())?;
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg(ws_sandbox::recorder::RECORDER_ARG)
+        .arg(spec)
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut recorder = ws_sandbox::service::spawn_in_session(pidfd.as_fd(), &mut cmd)
+        .map_err(|e| format!("cannot start a recorder in the session: {e}"))?;
+    drop(pidfd);
+
+    // Lines from the recorder and the denial reader, written by one thread.
+    let (tx, rx) = mpsc::channel::<Vec<u8>>();
+    let out = conn.try_clone().map_err(|e| e.to_string())?;
+    let writer = std::thread::Builder::new().stack_size(128 << 10).spawn(move || {
+        for line in rx {
+            if (&out).write_all(&line).is_err() {
+                break;
+            }
+        }
+    });
+    let stop_recorder = recorder.stdin.take();
+    let copy_tx = tx.clone();
+    // Reaps the recorder as soon as it ends: the session's init cannot
+    // finish exiting while a process of its namespace is left unreaped.
+    let copier = std::thread::Builder::new().stack_size(128 << 10).spawn(move || {
+        if let Some(stdout) = recorder.stdout.take() {
+            let mut r = std::io::BufReader::new(stdout);
+            loop {
+                let mut line = Vec::new();
+                match r.read_until(b'\n', &mut line) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) => {
+                        if copy_tx.send(line).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        let _ = recorder.wait();
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let denials = start_denials(process.pid, Arc::clone(&stop), tx.clone());
+    drop(tx);
+
+    // The client shuts its writing side down (or dies) to end the session's record.
+    let mut b = [0u8; 64];
+    loop {
+        match std::io::Read::read(&mut &*conn, &mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => continue,
+        }
+    }
+    drop(stop_recorder); // the recorder's stop: it drains and says Done
+    if let Ok(c) = copier {
+        let _ = c.join();
+    }
+    stop.store(true, Ordering::Relaxed);
+    if let Some(d) = denials {
+        let _ = d.join();
+    }
+    if let Ok(w) = writer {
+        let _ = w.join();
+    }
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+    Ok(())
+}
+
+/// The session's Landlock denials, from the kernel's audit records: those
+/// of domains its init created.
+fn start_denials(init: u32, stop: Arc<AtomicBool>, tx: mpsc::Sender<Vec<u8>>) -> Option<std::thread::JoinHandle<()>> {
+    let line = |m: &Message| {
+        let mut l = serde_json::to_vec(m).unwrap_or_default();
+        l.push(b'\n');
+        l
+    };
+    let why = if ws_sandbox::probe::landlock_abi() < 7 {
+        Some("Landlock audit needs ABI 7 (Linux 6.15+)".to_string())
+    } else {
+        match ws_sandbox::audit_netlink::status() {
+            Ok(st) if st.enabled == 0 => {
+                Some("kernel audit is disabled (enable it with `auditctl -e 1`; see `ws doctor`)".into())
+            }
+            Err(e) => Some(format!("cannot ask the kernel's audit state: {e}")),
+            Ok(st) => match ws_sandbox::audit_netlink::Reader::open() {
+                Ok(reader) => {
+                    let lost_before = st.lost;
+                    return std::thread::Builder::new()
+                        .stack_size(256 << 10)
+                        .spawn(move || {
+                            let mut emit = |d: crate::recording::Denied| {
+                                let _ =
+                                    tx.send(line(&Message::Denial { exe: d.exe, access: d.access, object: d.object }));
+                            };
+                            let lost = crate::recording::read_denials(
+                                reader,
+                                lost_before,
+                                &|creator| creator == init,
+                                &stop,
+                                &mut emit,
+                            );
+                            for reason in lost {
+                                let _ = tx.send(line(&Message::Lost { what: Some("denials".into()), reason }));
+                            }
+                        })
+                        .ok();
+                }
+                Err(e) => Some(format!("cannot join the audit log's multicast group: {e}")),
+            },
+        }
+    };
+    if let Some(why) = why {
+        let _ = tx.send(line(&Message::Unavailable { what: Some("denials".into()), reason: why }));
+    }
+    None
+}
+
+/// A client's link to the service for one session: the stream of its
+/// record, and the message that said the recorder watches (read here, so
+/// the stream's reader takes it first).
+#[derive(Debug)]
+pub struct Link {
+    pub stream: UnixStream,
+    pub first: Message,
+}
+
+/// Asks the service at `socket` to record the session whose init is the
+/// child of `launcher`, in `workspace`. Returns once the recorder is
+/// watching (or has said why it cannot).
+pub fn attach(socket: &Path, workspace: &Path, launcher: u32, learn: bool) -> Result<Link, String> {
+    let init = ws_sandbox::service::children(launcher)
+        .first()
+        .copied()
+        .ok_or("the session has no init process (no PID namespace of its own)")?;
+    let pidfd = ws_sandbox::service::pidfd(init).map_err(|e| format!("pidfd of the session's init: {e}"))?;
+    let dir = fs_err::File::open(workspace).map_err(|e| e.to_string())?;
+    let stream = UnixStream::connect(socket).map_err(|e| format!("cannot reach {}: {e}", socket.display()))?;
+    let body = serde_json::to_vec(&RequestBody { version: VERSION, learn }).map_err(|e| e.to_string())?;
+    ws_sandbox::service::send_request(&stream, &body, dir.file().as_fd(), pidfd.as_fd())
+        .map_err(|e| format!("cannot send the request to {}: {e}", socket.display()))?;
+    // The first line says whether the recorder watches: read it alone, so
+    // nothing after it is taken from the stream the record is read from.
+    stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let mut first = Vec::new();
+    let mut b = [0u8; 1];
+    while first.len() < 64 << 10 {
+        match std::io::Read::read(&mut &stream, &mut b) {
+            Ok(1) if b[0] == b'\n' => break,
+            Ok(1) => first.push(b[0]),
+            Ok(_) => return Err("the recorder service closed the connection".into()),
+            Err(e) => return Err(format!("no answer from the recorder service: {e}")),
+        }
+    }
+    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+    match serde_json::from_slice::<Message>(&first) {
+        // `ws learn`: Watching comes first, once the mark is in place.
+        Ok(m @ (Message::Ready | Message::Watching { .. })) => Ok(Link { stream, first: m }),
+        Ok(Message::Unavailable { reason, .. }) => Err(reason),
+        _ => Err("the recorder service answered something that is not a recorder message".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(uid: u32) -> Peer {
+        Peer { uid, gid: uid, pid: 4242 }
+    }
+    fn dir(owner: u32) -> DirFacts {
+        DirFacts { is_dir: true, owner, path: "/home/me/project".into() }
+    }
+    fn init(uid: u32) -> ProcessFacts {
+        ProcessFacts { pid: 5000, uid, ns_pids: vec![5000, 1] }
+    }
+
+    #[test]
+    fn a_user_may_record_their_own_session_in_their_own_workspace() {
+        assert_eq!(admit(&peer(1000), &dir(1000), &init(1000)), Ok(()));
+        assert_eq!(admit(&peer(0), &dir(1000), &init(1000)), Ok(()), "root may ask for any");
+    }
+
+    #[test]
+    fn anything_not_the_peers_is_refused() {
+        assert_eq!(
+            admit(&peer(1000), &dir(1001), &init(1000)),
+            Err(Refusal::WorkspaceNotYours { owner: 1001, peer: 1000 })
+        );
+        assert_eq!(admit(&peer(1000), &dir(1000), &init(0)), Err(Refusal::ProcessNotYours { uid: 0, peer: 1000 }));
+        let mut file = dir(1000);
+        file.is_dir = false;
+        assert_eq!(admit(&peer(1000), &file, &init(1000)), Err(Refusal::NotADirectory));
+    }
+
+    #[test]
+    fn only_the_init_of_a_pid_namespace_of_its_own_is_a_session() {
+        let shared = ProcessFacts { pid: 5000, uid: 1000, ns_pids: vec![5000] };
+        assert_eq!(admit(&peer(1000), &dir(1000), &shared), Err(Refusal::SharedPidNamespace));
+        let child = ProcessFacts { pid: 5001, uid: 1000, ns_pids: vec![5001, 7] };
+        assert_eq!(admit(&peer(1000), &dir(1000), &child), Err(Refusal::NotInit));
+        let nested = ProcessFacts { pid: 5002, uid: 1000, ns_pids: vec![5002, 9, 1] };
+        assert_eq!(admit(&peer(1000), &dir(1000), &nested), Ok(()));
+    }
+
+    #[test]
+    fn connection_slots_are_bounded_per_user_and_in_all() {
+        let s = Slots::default();
+        for _ in 0..MAX_PER_USER {
+            assert!(s.take(1000));
+        }
+        assert!(!s.take(1000), "one user cannot take more");
+        assert!(s.take(1001), "another user still can");
+        s.give_back(1000);
+        assert!(s.take(1000));
+    }
+
+    #[test]
+    fn a_request_body_with_unknown_keys_is_refused() {
+        assert!(serde_json::from_slice::<RequestBody>(br#"{"version":1,"learn":true}"#).is_ok());
+        assert!(serde_json::from_slice::<RequestBody>(br#"{"version":1,"workspace":"/etc"}"#).is_err());
+    }
+}

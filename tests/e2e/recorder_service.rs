@@ -1,0 +1,411 @@
+//! The recorder service (`ws recorder serve`): full recording for sessions
+//! of users who are not root. The tests run the real service as root on a
+//! socket of their own, sessions as `nobody` and as a second user (both at
+//! once), and hostile clients as `nobody` (a small Python client that sends
+//! what `ws` would not: garbage, a huge length, descriptors it does not own).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+use crate::privilege::{Unprivileged, unprivileged};
+
+const NOBODY: u32 = 65534;
+
+/// `ws recorder serve` on a socket of the test's own, killed when dropped.
+struct Service {
+    child: Child,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Service {
+    fn start() -> Service {
+        let dir = tempfile::Builder::new().prefix("ws-e2e-svc-").tempdir_in("/var/tmp").unwrap();
+        std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let socket = dir.path().join("recorder.sock");
+        let child = Command::new(env!("CARGO_BIN_EXE_ws"))
+            .args(["recorder", "serve", "--socket"])
+            .arg(&socket)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for(|| socket.exists(), "the service's socket");
+        Service { child, socket, _dir: dir }
+    }
+
+    fn alive(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool, what: &str) {
+    let until = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ws ARGS` as `uid` (with its groups), HOME `home`, reaching the service.
+fn ws_as(uid: u32, home: &Path, cwd: &Path, socket: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--init-groups".into(), "--".into()]);
+    if uid == NOBODY {
+        c = Command::new("setpriv");
+        c.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), "--".into()]);
+    }
+    c.arg(env!("CARGO_BIN_EXE_ws")).args(args).current_dir(cwd).env_clear();
+    c.env("PATH", "/usr/bin:/bin").env("HOME", home).env("NO_COLOR", "1").env("LANG", "C.UTF-8");
+    c.env("WS_RECORDER_SOCKET", socket);
+    c
+}
+
+fn run(env: &Env, c: Command) -> Out {
+    env.run(c)
+}
+
+fn log_records(out: &Out) -> Vec<serde_json::Value> {
+    out.stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
+
+/// A session script: many files written by grandchildren, a denied read,
+/// and a pause (a marker, then waiting for `go`) in which root writes too.
+const WRITER: &str = "d=out-$(id -u); mkdir $d; for i in $(seq 1 60); do sh -c \"sh -c 'echo $i > $d/f$i'\"; done; \
+                      cat \"$HOME/secret.txt\" 2>/dev/null; touch paused; \
+                      while [ ! -e go ]; do sleep 0.02; done; echo after > $d/after";
+
+struct Workspace {
+    uid: u32,
+    home: PathBuf,
+    ws: PathBuf,
+    _env: Option<Env>,
+    _keep: Option<tempfile::TempDir>,
+}
+
+fn nobody_workspace(u: &Unprivileged) -> Workspace {
+    write(u.home.join("secret.txt"), "NOBODY-SECRET\n");
+    Command::new("chown").args(["65534:65534"]).arg(u.home.join("secret.txt")).status().unwrap();
+    Workspace { uid: NOBODY, home: u.home.clone(), ws: u.ws.clone(), _env: None, _keep: None }
+}
+
+fn second_user_workspace() -> Workspace {
+    let u = crate::sudo::test_user();
+    let dir = tempfile::Builder::new().prefix("ws-e2e-svc-").tempdir_in(&u.home).unwrap();
+    git_repo(dir.path());
+    write(dir.path().join("mine.txt"), "second user's file\n");
+    write(u.home.join("secret.txt"), "SECOND-SECRET\n");
+    for p in [dir.path().to_path_buf(), u.home.join("secret.txt")] {
+        Command::new("chown").arg("-R").arg(format!("{}:{}", u.uid, u.gid)).arg(p).status().unwrap();
+    }
+    Workspace { uid: u.uid, home: u.home.clone(), ws: dir.path().to_path_buf(), _env: None, _keep: Some(dir) }
+}
+
+#[test]
+fn two_users_at_once_get_every_write_of_their_own_session_and_nothing_else() {
+    let _audit = AuditOn::new();
+    let svc = Service::start();
+    let u = unprivileged();
+    let a = nobody_workspace(&u);
+    let b = second_user_workspace();
+    let env = Env::new();
+
+    let start = |w: &Workspace| {
+        let mut c = ws_as(w.uid, &w.home, &w.ws, &svc.socket, &["session", "start", "--", "sh", "-c", WRITER]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().unwrap()
+    };
+    let (ca, cb) = (start(&a), start(&b));
+    for w in [&a, &b] {
+        wait_for(|| w.ws.join("paused").exists(), "the session's pause");
+        // Root writes in the workspace during the session: not the session's.
+        write(w.ws.join("by-root.txt"), "root was here\n");
+        write(w.ws.join("go"), "");
+    }
+    for (w, c) in [(&a, ca), (&b, cb)] {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let show = run(&env, ws_as(w.uid, &w.home, &w.ws, &svc.socket, &["session", "show", "--json"])).ok();
+        let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+        assert_eq!(v["recording"]["writes"], "fanotify", "{v}");
+        assert_eq!(v["recording"]["denials"], "landlock-audit", "{v}");
+        assert!(v["recording"]["via"].as_str().unwrap().contains("recorder service"), "{v}");
+        assert_eq!(v["record_complete"], true, "{v}");
+
+        let log = run(&env, ws_as(w.uid, &w.home, &w.ws, &svc.socket, &["log", "--json"])).ok();
+        let records = log_records(&log);
+        let written =
+            |p: &str| records.iter().any(|r| r["type"] == "write" && r["path"] == p && r["pid"].as_u64() > Some(0));
+        let dir = format!("out-{}", w.uid);
+        for i in 1..=60 {
+            assert!(written(&format!("{dir}/f{i}")), "{dir}/f{i} by a grandchild is in its log");
+        }
+        assert!(written(&format!("{dir}/after")));
+        // Root's writes are someone else's: by path, never as the session's.
+        assert!(!records.iter().any(|r| r["type"] == "write" && r["path"] == "by-root.txt"), "{}", log.stdout);
+        assert!(records.iter().any(|r| r["type"] == "outside_write" && r["path"] == "by-root.txt"), "{}", log.stdout);
+        // Nothing of the other session's.
+        let other = if w.uid == a.uid { b.uid } else { a.uid };
+        assert!(!log.stdout.contains(&format!("out-{other}")), "{}", log.stdout);
+        assert!(
+            records
+                .iter()
+                .any(|r| r["type"] == "denial" && r["object"].as_str().is_some_and(|o| o.ends_with("secret.txt"))),
+            "the denied read is recorded: {}",
+            log.stdout
+        );
+        // Rollback takes back the session's writes and leaves root's alone.
+        run(&env, ws_as(w.uid, &w.home, &w.ws, &svc.socket, &["rollback"])).ok();
+        assert!(!w.ws.join(&dir).exists());
+        assert_eq!(std::fs::read_to_string(w.ws.join("by-root.txt")).unwrap(), "root was here\n");
+    }
+}
+
+/// A hostile client, run as `nobody` with Python: `MODE ARGS…`; prints what
+/// the service answered (or `closed`).
+const CLIENT: &str = r#"
+import os, socket, struct, sys, time, json
+path, mode = sys.argv[1], sys.argv[2]
+def connect():
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(path)
+    return s
+def answer(s):
+    s.settimeout(15)
+    data = b''
+    try:
+        while not data.endswith(b'\n'):
+            b = s.recv(65536)
+            if not b:
+                break
+            data += b
+    except Exception as e:
+        return 'error ' + str(e)
+    return data.decode(errors='replace').strip() or 'closed'
+def request(s, body, fds):
+    frame = struct.pack('<I', len(body)) + body
+    s.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack('%di' % len(fds), *fds))] if fds else [])
+if mode == 'garbage':
+    s = connect(); s.sendall(b'GET / HTTP/1.1\r\n\r\n' * 10); print(answer(s))
+elif mode == 'huge':
+    s = connect()
+    ws = os.open(sys.argv[3], os.O_RDONLY | os.O_DIRECTORY)
+    pid = os.pidfd_open(os.getpid())
+    s.sendmsg([struct.pack('<I', 1 << 30)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack('2i', ws, pid))])
+    print(answer(s))
+elif mode == 'session':
+    s = connect()
+    ws = os.open(sys.argv[3], os.O_RDONLY | os.O_DIRECTORY)
+    pid = os.pidfd_open(int(sys.argv[4]))
+    request(s, json.dumps({'version': 1}).encode(), [ws, pid])
+    print(answer(s))
+elif mode == 'nofds':
+    s = connect(); request(s, json.dumps({'version': 1}).encode(), []); print(answer(s))
+elif mode == 'hold':
+    import resource
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    held, refused = [], 0
+    for i in range(int(sys.argv[3])):
+        try:
+            held.append(connect())
+        except Exception:
+            refused += 1
+    time.sleep(float(sys.argv[4]))
+    print('held', len(held), 'refused', refused)
+"#;
+
+fn client(svc: &Service, args: &[&str]) -> String {
+    let o = Command::new("setpriv")
+        .args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into(), "--".into()])
+        .args(["/usr/bin/python3", "-c", CLIENT])
+        .arg(&svc.socket)
+        .args(args)
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "client {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A process as `uid` in a PID namespace of its own (its init is `sleep`),
+/// or in none: its pid as the host sees it.
+fn sleeper(uid: u32, own_pid_ns: bool) -> (Child, u32) {
+    let mut c = Command::new("setpriv");
+    c.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), "--".into()]);
+    if own_pid_ns {
+        c.args(["unshare", "--user", "--map-root-user", "--pid", "--fork", "sleep", "30"]);
+    } else {
+        c.args(["sleep", "30"]);
+    }
+    let child = c.spawn().unwrap();
+    let pid = if own_pid_ns {
+        let parent = child.id();
+        let mut found = 0;
+        wait_for(
+            || {
+                found = std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+                    .unwrap_or_default()
+                    .split_whitespace()
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or(0);
+                found != 0
+            },
+            "the namespace's init",
+        );
+        found
+    } else {
+        child.id()
+    };
+    (child, pid)
+}
+
+#[test]
+fn hostile_clients_are_refused_and_the_service_keeps_serving_others() {
+    let mut svc = Service::start();
+    let u = unprivileged();
+    let ws = u.ws.to_str().unwrap().to_owned();
+    // Positive control: a well-formed request for nobody's own namespace init is served.
+    let (mut own, own_pid) = sleeper(NOBODY, true);
+    let served = client(&svc, &["session", &ws, &own_pid.to_string()]);
+    assert!(served.contains("\"m\":\"ready\""), "{served}");
+
+    let refused = |answer: &str, why: &str| {
+        assert!(answer.contains("recorder service refused") && answer.contains(why), "want {why:?}: {answer}")
+    };
+    refused(&client(&svc, &["garbage"]), "");
+    refused(&client(&svc, &["huge", &ws]), "at most 4096");
+    refused(&client(&svc, &["nofds"]), "exactly two");
+    // A workspace that is not nobody's.
+    refused(&client(&svc, &["session", "/etc", &own_pid.to_string()]), "belongs to uid 0");
+    // nobody's own process, but in no PID namespace of its own.
+    let (mut shared, shared_pid) = sleeper(NOBODY, false);
+    refused(&client(&svc, &["session", &ws, &shared_pid.to_string()]), "not in a PID namespace of its own");
+    // Root's namespace init, passed by nobody.
+    let (mut roots, roots_pid) = sleeper(0, true);
+    refused(&client(&svc, &["session", &ws, &roots_pid.to_string()]), "runs as uid 0");
+    for c in [&mut own, &mut shared, &mut roots] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+
+    // A thousand connections from nobody: it gets its share, the rest is refused
+    // at once; meanwhile another user's session is recorded in full.
+    let flood = Command::new("setpriv")
+        .args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into(), "--".into()])
+        .args(["/usr/bin/python3", "-c", CLIENT])
+        .arg(&svc.socket)
+        .args(["hold", "1000", "3"])
+        .env_clear()
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let b = second_user_workspace();
+    let env = Env::new();
+    let out = run(
+        &env,
+        ws_as(b.uid, &b.home, &b.ws, &svc.socket, &["session", "start", "--", "sh", "-c", "echo x > during-flood"]),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let show = run(&env, ws_as(b.uid, &b.home, &b.ws, &svc.socket, &["session", "show", "--json"])).ok();
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(v["recording"]["writes"], "fanotify", "the other user is served during the flood: {v}");
+    assert_eq!(v["record_complete"], true, "{v}");
+    let flooded = flood.wait_with_output().unwrap();
+    assert!(String::from_utf8_lossy(&flooded.stdout).contains("held"), "{flooded:?}");
+    assert!(svc.alive(), "the service survived every client");
+}
+
+#[test]
+fn a_service_killed_mid_session_leaves_an_incomplete_record_and_a_session_that_rolls_back() {
+    let mut svc = Service::start();
+    let u = unprivileged();
+    let env = Env::new();
+    let script = "echo one > one.txt; touch paused; while [ ! -e go ]; do sleep 0.02; done; echo two > two.txt";
+    let mut c = ws_as(NOBODY, &u.home, &u.ws, &svc.socket, &["session", "start", "--", "sh", "-c", script]);
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let session = c.spawn().unwrap();
+    wait_for(|| u.ws.join("paused").exists(), "the session's pause");
+    let _ = svc.child.kill();
+    let _ = svc.child.wait();
+    write(u.ws.join("go"), "");
+    let o = session.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "the session itself finishes: {stderr}");
+    assert!(stderr.contains("INCOMPLETE"), "{stderr}");
+    let show = run(&env, ws_as(NOBODY, &u.home, &u.ws, &svc.socket, &["session", "show", "--json"])).ok();
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(v["record_complete"], false, "{v}");
+    assert!(v["recording"]["lost"].to_string().contains("recorder stopped"), "{v}");
+    run(&env, ws_as(NOBODY, &u.home, &u.ws, &svc.socket, &["rollback"])).ok();
+    assert!(!u.ws.join("one.txt").exists() && !u.ws.join("two.txt").exists());
+    assert_eq!(std::fs::read_to_string(u.ws.join("mine.txt")).unwrap(), "workspace file\n");
+}
+
+#[test]
+fn socket_activation_serves_and_the_installed_units_verify() {
+    let dir = tempfile::Builder::new().prefix("ws-e2e-act-").tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let socket = dir.path().join("recorder.sock");
+    let mut activator = Command::new("systemd-socket-activate")
+        .arg("-l")
+        .arg(&socket)
+        .arg(env!("CARGO_BIN_EXE_ws"))
+        .args(["recorder", "serve"])
+        .env_clear()
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(|| socket.exists(), "the activation socket");
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666)).unwrap();
+    let u = unprivileged();
+    let env = Env::new();
+    let out = run(
+        &env,
+        ws_as(NOBODY, &u.home, &u.ws, &socket, &["session", "start", "--", "sh", "-c", "echo a > activated"]),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    let log = run(&env, ws_as(NOBODY, &u.home, &u.ws, &socket, &["log", "--json"])).ok();
+    assert!(log_records(&log).iter().any(|r| r["type"] == "write" && r["path"] == "activated"), "{}", log.stdout);
+    let _ = activator.kill();
+    let _ = activator.wait();
+
+    let units = tempfile::tempdir().unwrap();
+    env.ws(dir.path(), &["recorder", "install", "--no-start", "--unit-dir", units.path().to_str().unwrap()]).ok();
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(units.path().join("ws-recorder.socket"))
+        .arg(units.path().join("ws-recorder.service"))
+        .output()
+        .unwrap();
+    assert!(verify.status.success(), "{}", String::from_utf8_lossy(&verify.stderr));
+    assert!(verify.stderr.is_empty(), "systemd-analyze warns: {}", String::from_utf8_lossy(&verify.stderr));
+    env.ws(dir.path(), &["recorder", "uninstall", "--no-start", "--unit-dir", units.path().to_str().unwrap()]).ok();
+    assert!(!units.path().join("ws-recorder.service").exists());
+}
+
+#[test]
+fn without_a_service_an_unprivileged_session_says_how_to_get_one() {
+    let u = unprivileged();
+    let env = Env::new();
+    let missing = u.env.tmp.path().join("no-such.sock");
+    let out = run(&env, ws_as(NOBODY, &u.home, &u.ws, &missing, &["session", "start", "--", "true"]));
+    assert_eq!(out.code, 0, "{out:?}");
+    let doctor = run(&env, ws_as(NOBODY, &u.home, &u.ws, &missing, &["doctor"])).ok();
+    assert!(doctor.stdout.contains("sudo ws recorder install"), "{}", doctor.stdout);
+}
