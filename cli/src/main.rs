@@ -3,6 +3,7 @@
 //! back, all of it or path by path.
 
 mod commands;
+mod display;
 mod env;
 mod error;
 mod network;

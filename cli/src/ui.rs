@@ -1,33 +1,39 @@
 //! Everything `ws` says to a person goes through here: messages on stderr,
 //! data on stdout, colour only on a terminal and never with NO_COLOR.
+//! Every message passes through [`display::message`] on its way out: a name
+//! or a piece of content the caller forgot to render cannot drive the
+//! terminal (see `display`).
 
 #![allow(clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
 
+use crate::display;
+
 pub fn note(msg: &str) {
-    eprintln!("ws: {msg}");
+    eprintln!("ws: {}", display::message(msg));
 }
 
 pub fn warn(msg: &str) {
-    eprintln!("ws: warning: {msg}");
+    eprintln!("ws: warning: {}", display::message(msg));
 }
 
 pub fn error(msg: &str, hint: Option<&str>) {
-    eprintln!("ws: error: {msg}");
+    eprintln!("ws: error: {}", display::message(msg));
     if let Some(h) = hint {
-        eprintln!("ws: hint: {h}");
+        eprintln!("ws: hint: {}", display::message(h));
     }
 }
 
 /// A question on stderr, without a newline: the answer goes on the same line.
 pub fn prompt(msg: &str) {
     let mut e = std::io::stderr().lock();
-    let _ = write!(e, "ws: {msg}");
+    let _ = write!(e, "ws: {}", display::message(msg));
     let _ = e.flush();
 }
 
 pub fn progress_line(line: &str, tty: bool) {
+    let line = display::message(line);
     let mut e = std::io::stderr().lock();
     if tty {
         let _ = write!(e, "\r\x1b[2K{line}");
@@ -71,9 +77,14 @@ pub fn bytes(n: u64) -> String {
     if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
 }
 
-/// A manifest entry's path as shown to people: directories end in `/`.
+/// A manifest entry's path as shown to people (`display::name`):
+/// directories end in `/`.
 pub fn entry_name(e: &ws_snapshot::Entry) -> String {
-    if e.stat.mode & 0o170000 == 0o040000 { format!("{}/", e.path) } else { e.path.to_string() }
+    if e.stat.mode & 0o170000 == 0o040000 {
+        display::name(&[e.path.as_bytes(), b"/"].concat())
+    } else {
+        display::name(e.path.as_bytes())
+    }
 }
 
 #[cfg(test)]

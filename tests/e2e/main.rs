@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod bad_input;
+mod display;
 mod faults;
 mod git;
 mod harness;

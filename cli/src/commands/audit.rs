@@ -49,7 +49,7 @@ fn cmd_verify(args: VerifyArgs) -> Result<i32, CliError> {
                 s.net
             );
             for gap in &s.incomplete {
-                out!("incomplete: {gap}");
+                out!("incomplete: {}", crate::display::text(gap.as_bytes()));
             }
             Ok(exit::OK)
         }

@@ -11,7 +11,7 @@ use crate::commands::session::counts;
 use crate::error::{CliError, exit};
 use crate::recording::{Attribution, Origin};
 use crate::workspace::Workspace;
-use crate::{out, ui};
+use crate::{display, out, ui};
 
 /// Files larger than this are summarized, not diffed line by line.
 const MAX_TEXT_DIFF: u64 = 8 << 20;
@@ -79,8 +79,8 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
     if args.name_status {
         for c in &pending {
             match who.origin_of(&c.path) {
-                Origin::Session => out!("{}\t{}", status_letter(c), c.path),
-                o => out!("{}\t{}\t({})", status_letter(c), c.path, origin_note(o)),
+                Origin::Session => out!("{}\t{}", status_letter(c), display::name(c.path.as_bytes())),
+                o => out!("{}\t{}\t({})", status_letter(c), display::name(c.path.as_bytes()), origin_note(o)),
             }
         }
     } else if args.stat {
@@ -95,7 +95,7 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
         let others: Vec<String> = pending
             .iter()
             .filter(|c| who.origin_of(&c.path) != Origin::Session)
-            .map(|c| format!("{} ({})", c.path, origin_note(who.origin_of(&c.path))))
+            .map(|c| format!("{} ({})", display::name(c.path.as_bytes()), origin_note(who.origin_of(&c.path))))
             .collect();
         if !others.is_empty() {
             ui::note(&format!(
@@ -190,9 +190,11 @@ fn paint(s: &str, code: &str, color: bool) -> String {
     if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() }
 }
 
+/// Names, and every line of content, rendered by `display`: the agent wrote
+/// them, and they must not drive the reviewer's terminal.
 fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
-    let p = c.path.display();
-    out!("{}", paint(&format!("diff --ws a/{p} b/{p}"), "1", color));
+    let (a, b) = (display::prefixed("a/", c.path.as_bytes()), display::prefixed("b/", c.path.as_bytes()));
+    out!("{}", paint(&format!("diff --ws {a} {b}"), "1", color));
     match (&c.before, &c.after) {
         (None, Some(a)) => match a.kind {
             EntryKind::Dir => {
@@ -237,14 +239,14 @@ fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
         };
         let large = matches!(old, Side::TooLarge(_)) || matches!(new, Side::TooLarge(_));
         let what = if large { "Large files" } else { "Binary files" };
-        out!("{what} a/{p} and b/{p} differ ({} -> {})", ui::bytes(size(&old)), ui::bytes(size(&new)));
+        out!("{what} {a} and {b} differ ({} -> {})", ui::bytes(size(&old)), ui::bytes(size(&new)));
         return Ok(());
     };
     if o == n {
         return Ok(());
     }
-    let a_name = if c.before.is_some() { format!("a/{p}") } else { "/dev/null".into() };
-    let b_name = if c.after.is_some() { format!("b/{p}") } else { "/dev/null".into() };
+    let a_name = if c.before.is_some() { a.clone() } else { "/dev/null".into() };
+    let b_name = if c.after.is_some() { b.clone() } else { "/dev/null".into() };
     out!("{}", paint(&format!("--- {a_name}"), "1", color));
     out!("{}", paint(&format!("+++ {b_name}"), "1", color));
     let diff = TextDiff::from_lines(o, n);
@@ -264,7 +266,7 @@ fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
                     ChangeTag::Equal => (' ', ""),
                 };
                 let value = ch.value();
-                let line = String::from_utf8_lossy(value.strip_suffix(b"\n").unwrap_or(value));
+                let line = display::text(value.strip_suffix(b"\n").unwrap_or(value));
                 let s = format!("{sign}{line}");
                 if code.is_empty() {
                     out!("{s}")
@@ -309,10 +311,10 @@ fn line_counts(store: &Store, c: &Change) -> Option<(usize, usize)> {
 fn print_stat(store: &Store, pending: &[&Change], before: &Manifest, color: bool) {
     let files: Vec<&&Change> =
         pending.iter().filter(|c| !c.before.as_ref().or(c.after.as_ref()).is_some_and(Entry::is_dir)).collect();
-    let width = files.iter().map(|c| c.path.display().chars().count()).max().unwrap_or(0).min(60);
+    let width = files.iter().map(|c| display::name(c.path.as_bytes()).chars().count()).max().unwrap_or(0).min(60);
     let (mut total_ins, mut total_del) = (0, 0);
     for c in &files {
-        let name = c.path.display();
+        let name = display::name(c.path.as_bytes());
         let detail = match line_counts(store, c) {
             Some((ins, del)) => {
                 total_ins += ins;

@@ -17,7 +17,7 @@ use ws_snapshot::{ChangeState, Entry, EntryKind, SessionState, Store};
 
 use crate::env;
 use crate::error::{CliError, chain, exit};
-use crate::ui;
+use crate::{display, ui};
 
 #[derive(Debug, Subcommand)]
 pub enum HooksCommand {
@@ -264,8 +264,11 @@ fn report(found: &Findings) {
         }
     }
     if !found.unreviewed.is_empty() {
-        let lines: Vec<String> =
-            found.unreviewed.iter().map(|u| format!("  {} (session {})", u.path, u.session)).collect();
+        let lines: Vec<String> = found
+            .unreviewed
+            .iter()
+            .map(|u| format!("  {} (session {})", display::name(u.path.as_bytes()), u.session))
+            .collect();
         let mut ids: Vec<&str> = found.unreviewed.iter().map(|u| u.session.as_str()).collect();
         ids.dedup();
         let id = if ids.len() == 1 { ids[0] } else { "ID" };
@@ -281,8 +284,11 @@ fn report(found: &Findings) {
         );
     }
     if !found.secrets.is_empty() {
-        let lines: Vec<String> =
-            found.secrets.iter().map(|s| format!("  {}, line {}: the secret `{}`", s.path, s.line, s.name)).collect();
+        let lines: Vec<String> = found
+            .secrets
+            .iter()
+            .map(|s| format!("  {}, line {}: the secret `{}`", display::name(s.path.as_bytes()), s.line, s.name))
+            .collect();
         ui::error(
             &format!("refusing the commit: staged content contains a secret:\n{}", lines.join("\n")),
             Some(

@@ -116,7 +116,13 @@ pub fn cmd_learn(args: LearnArgs) -> Result<i32, CliError> {
                 out.display()
             ));
         }
-        None => crate::out!("{}", text.trim_end()),
+        // On stdout it is for reading: a character a terminal would obey or
+        // hide is shown (`display`); --out writes the exact bytes.
+        None => {
+            for line in text.trim_end().lines() {
+                crate::out!("{}", crate::display::text(line.as_bytes()));
+            }
+        }
     }
     Ok(ran.code)
 }

@@ -8,8 +8,8 @@ use ws_snapshot::audit::{Event, Record};
 use ws_snapshot::{Session, SessionState};
 
 use crate::error::{CliError, exit};
-use crate::out;
 use crate::workspace::Workspace;
+use crate::{display, out};
 
 /// Show what a session did: every write, denial and network request, in order.
 ///
@@ -110,28 +110,36 @@ fn show(line: &[u8], json: bool) -> bool {
     end
 }
 
-/// One record as a line for people.
+/// One record as a line for people (or, for a session's start with gaps,
+/// a line each). Paths, executables and denied objects are names
+/// (`display::name`: quoted when unusual, never two lines); hosts, request
+/// paths and every other word a session could have chosen are `display::text`.
 pub(crate) fn describe(r: &Record) -> String {
     let t = clock(r.time_ms);
-    let who = |pid: Option<u32>, exe: &Option<String>| match (pid, exe) {
+    let txt = |s: &str| display::text(s.as_bytes());
+    let name = |s: &str| display::name(s.as_bytes());
+    let who = |pid: Option<u32>, exe: &Option<String>| match (pid, exe.as_deref().map(name)) {
         (Some(p), Some(e)) => format!("  (pid {p} {e})"),
         (Some(p), None) => format!("  (pid {p})"),
         (None, Some(e)) => format!("  ({e})"),
         (None, None) => String::new(),
     };
+    let list = |l: &[String]| l.iter().map(|s| txt(s)).collect::<Vec<_>>().join(", ");
     match &r.event {
         Event::SessionStart { session, profile, layers, not_enforced, recording, .. } => {
             let mut s = format!(
-                "{t}  start        session {session}, profile {profile}; enforced: {}; writes recorded by {}, denials by {}",
-                if layers.is_empty() { "nothing".into() } else { layers.join(", ") },
-                recording.writes,
-                recording.denials
+                "{t}  start        session {}, profile {}; enforced: {}; writes recorded by {}, denials by {}",
+                txt(session),
+                txt(profile),
+                if layers.is_empty() { "nothing".into() } else { list(layers) },
+                txt(&recording.writes),
+                txt(&recording.denials)
             );
             if !not_enforced.is_empty() {
-                s.push_str(&format!("; NOT enforced: {}", not_enforced.join(", ")));
+                s.push_str(&format!("; NOT enforced: {}", list(not_enforced)));
             }
             for g in &recording.gaps {
-                s.push_str(&format!("\n{t}  gap          {g}"));
+                s.push_str(&format!("\n{t}  gap          {}", txt(g)));
             }
             s
         }
@@ -139,36 +147,41 @@ pub(crate) fn describe(r: &Record) -> String {
             let ops: Vec<&str> = ops.iter().map(|o| o.name()).collect();
             let slash = if *dir { "/" } else { "" };
             let target = match to {
-                Some(to) => format!("{path}{slash} -> {to}{slash}"),
-                None => format!("{path}{slash}"),
+                Some(to) => format!("{} -> {}", name(&format!("{path}{slash}")), name(&format!("{to}{slash}"))),
+                None => name(&format!("{path}{slash}")),
             };
             format!("{t}  {:<12} {target}{}", ops.join(","), who(Some(*pid), exe))
         }
-        Event::OutsideWrite { path } => format!("{t}  (not session) {path}  changed by a process outside the session"),
+        Event::OutsideWrite { path } => {
+            format!("{t}  (not session) {}  changed by a process outside the session", name(path))
+        }
         Event::Denial { pid, exe, access, object, by } => format!(
-            "{t}  DENIED       {} {}  by {by}{}",
-            access.join(","),
-            object.as_deref().unwrap_or("?"),
+            "{t}  DENIED       {} {}  by {}{}",
+            txt(&access.join(",")),
+            object.as_deref().map_or_else(|| "?".to_owned(), name),
+            txt(by),
             who(*pid, exe)
         ),
         Event::Net { method, host, path, decision, rule, status, bytes_up, bytes_down, credential, reason } => {
-            let mut s = format!("{t}  net {decision:<8} {method} {host}{path}");
+            let mut s = format!("{t}  net {:<8} {} {}{}", txt(decision), txt(method), txt(host), txt(path));
             if let Some(st) = status {
                 s.push_str(&format!(" -> {st}"));
             }
             s.push_str(&format!(" ({bytes_up} B up, {bytes_down} B down)"));
             if let Some(c) = credential {
-                s.push_str(&format!(" credential {c}"));
+                s.push_str(&format!(" credential {}", txt(c)));
             }
             if let Some(rule) = rule {
-                s.push_str(&format!(" rule {rule}"));
+                s.push_str(&format!(" rule {}", txt(rule)));
             }
             if let Some(r) = reason {
-                s.push_str(&format!(": {r}"));
+                s.push_str(&format!(": {}", txt(r)));
             }
             s
         }
-        Event::Incomplete { what, reason } => format!("{t}  INCOMPLETE   {what} from here on: {reason}"),
+        Event::Incomplete { what, reason } => {
+            format!("{t}  INCOMPLETE   {} from here on: {}", txt(what), txt(reason))
+        }
         Event::SessionEnd { exit_code, signal, complete } => {
             let how = match (exit_code, signal) {
                 (Some(c), _) => format!("exit {c}"),

@@ -3,7 +3,7 @@
 use clap::{Args, Subcommand};
 
 use crate::error::{CliError, exit};
-use crate::{out, profiles};
+use crate::{display, out, profiles};
 
 #[derive(Debug, Subcommand)]
 pub enum ProfileCommand {
@@ -104,7 +104,11 @@ fn suggest(a: SuggestArgs) -> Result<i32, CliError> {
     let lines: Vec<(String, String)> =
         suggestions.iter().filter_map(|s| Some((s.key.clone()?, s.value.clone()?))).collect();
     for s in suggestions.iter().filter(|s| s.key.is_none()) {
-        crate::ui::note(&format!("denied {}: {}", s.denied, learn::line(s)));
+        crate::ui::note(&format!(
+            "denied {}: {}",
+            display::text(s.denied.as_bytes()),
+            display::text(learn::line(s).as_bytes())
+        ));
     }
     if lines.is_empty() {
         crate::ui::note(&format!("session {}: no denial that a profile line would allow", session.id));
@@ -148,12 +152,19 @@ fn suggest(a: SuggestArgs) -> Result<i32, CliError> {
     let diff = similar::TextDiff::from_lines(old.as_str(), new.as_str());
     let from = if existed { format!("a/{file}") } else { "/dev/null".to_owned() };
     let patch = diff.unified_diff().context_radius(3).header(&from, &format!("b/{file}")).to_string();
-    if !existed {
+    let patch = if existed {
+        patch
+    } else {
         // A new file: every line is added.
         let body: String = new.lines().map(|l| format!("+{l}\n")).collect();
-        out!("--- /dev/null\n+++ b/{file}\n@@ -0,0 +1,{} @@\n{}", new.lines().count(), body.trim_end());
-    } else {
-        out!("{}", patch.trim_end());
+        format!("--- /dev/null\n+++ b/{file}\n@@ -0,0 +1,{} @@\n{body}", new.lines().count())
+    };
+    // The values come from what the session was denied: its words. TOML has
+    // already escaped their control bytes; `display` shows any bidirectional
+    // or invisible character left (the line then no longer parses, which
+    // `ws profile check` reports: a person must look at it).
+    for line in patch.trim_end().lines() {
+        out!("{}", display::text(line.as_bytes()));
     }
     let dir = path.parent().map(|d| d.display().to_string()).unwrap_or_default();
     crate::ui::note(&format!(

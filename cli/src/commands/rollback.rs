@@ -79,9 +79,11 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
         ));
     }
     for p in &out.overwritten {
+        let p = crate::display::name(p.as_bytes());
         ui::warn(&format!("{p} had changed after the session; overwritten with the snapshot's version"));
     }
     for p in &out.unrestorable {
+        let p = crate::display::name(p.as_bytes());
         ui::warn(&format!("{p} was excluded from the snapshot and cannot be restored"));
     }
     let outside: Vec<_> =
@@ -103,7 +105,7 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
     }
     if !conflicts.is_empty() {
         for (p, why) in &conflicts {
-            ui::warn(&format!("conflict: {p}: {why}; left as it is"));
+            ui::warn(&format!("conflict: {}: {why}; left as it is", crate::display::name(p.as_bytes())));
         }
         ui::error(
             &format!(
@@ -123,7 +125,7 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
 
 /// The first few paths, for a message.
 fn list(paths: &[ws_snapshot::RelPath]) -> String {
-    let mut s: Vec<String> = paths.iter().take(5).map(ToString::to_string).collect();
+    let mut s: Vec<String> = paths.iter().take(5).map(|p| crate::display::name(p.as_bytes())).collect();
     if paths.len() > 5 {
         s.push(format!("and {} more", paths.len() - 5));
     }

@@ -13,7 +13,7 @@ use ws_snapshot::{
 
 use crate::error::{CliError, exit};
 use crate::workspace::Workspace;
-use crate::{out, ui};
+use crate::{display, out, ui};
 
 #[derive(Debug, Subcommand)]
 pub enum SessionCommand {
@@ -263,7 +263,8 @@ fn summarize_network(requests: &[ws_proxy::RequestEvent]) {
         return;
     }
     let refused: Vec<&ws_proxy::RequestEvent> = requests.iter().filter(|r| !r.allowed).collect();
-    let mut hosts: Vec<&str> = refused.iter().map(|r| r.host.as_str()).collect();
+    // Host names are the session's words: rendered, never raw.
+    let mut hosts: Vec<String> = refused.iter().map(|r| display::text(r.host.as_bytes())).collect();
     hosts.sort_unstable();
     hosts.dedup();
     let list = if hosts.is_empty() {
@@ -272,7 +273,7 @@ fn summarize_network(requests: &[ws_proxy::RequestEvent]) {
         let more = if hosts.len() > 5 { format!(" and {} more", hosts.len() - 5) } else { String::new() };
         format!(
             ": {}{more} — `ws why --host HOST` explains",
-            hosts.iter().take(5).copied().collect::<Vec<_>>().join(", ")
+            hosts.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
         )
     };
     ui::note(&format!("network: {} request(s), {} refused{list}", requests.len(), refused.len()));
@@ -605,8 +606,8 @@ fn cmd_list(args: ListArgs) -> Result<i32, CliError> {
     for (s, c) in &rows {
         let pending = c.as_deref().map(|c| counts(c).pending.to_string()).unwrap_or_else(|| "-".into());
         let label = match &s.name {
-            Some(n) => format!("[{n}] {}", s.command.join(" ")),
-            None => s.command.join(" "),
+            Some(n) => format!("[{}] {}", display::text(n.as_bytes()), command_line(&s.command)),
+            None => command_line(&s.command),
         };
         out!("{:<9} {:<20} {:<17} {:>8}  {}", s.id, state_name(&ws, s), time(s.started_ms), pending, label);
     }
@@ -642,10 +643,13 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
         out!("{}", serde_json::to_string_pretty(&show).unwrap_or_default());
         return Ok(exit::OK);
     }
-    out!("session    {}{}", s.id, s.name.as_ref().map(|n| format!(" [{n}]")).unwrap_or_default());
+    // Everything below that a session or its command chose goes through
+    // `display`: names quoted, other text with its control bytes shown.
+    let txt = |s: &str| display::text(s.as_bytes());
+    out!("session    {}{}", s.id, s.name.as_ref().map(|n| format!(" [{}]", txt(n))).unwrap_or_default());
     out!("state      {}", state_name(&ws, &s));
-    out!("workspace  {}", s.workspace);
-    out!("command    {}", s.command.join(" "));
+    out!("workspace  {}", display::name(s.workspace.as_bytes()));
+    out!("command    {}", command_line(&s.command));
     out!("started    {}", time(s.started_ms));
     if let Some(e) = s.ended_ms {
         out!("ended      {}", time(e));
@@ -674,7 +678,7 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
     }
     for d in &suggestions {
         let times = if d.count > 1 { format!(" ({}×)", d.count) } else { String::new() };
-        out!("denied     {}{times} → {}", d.denied, crate::commands::learn::line(d));
+        out!("denied     {}{times} → {}", txt(&d.denied), txt(&crate::commands::learn::line(d)));
     }
     if suggestions.iter().any(|d| d.key.is_some()) {
         out!("suggest    `ws profile suggest {}` prints these lines as a patch to the session's profile", s.id);
@@ -686,6 +690,12 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
         out!("note       a rollback was interrupted; `ws rollback {}` finishes it", s.id);
     }
     Ok(exit::OK)
+}
+
+/// A command and its arguments for a line of text: each argument rendered
+/// (`display::text`), joined by spaces.
+fn command_line(command: &[String]) -> String {
+    command.iter().map(|a| display::text(a.as_bytes())).collect::<Vec<_>>().join(" ")
 }
 
 /// The session `id` names; without one, the newest pending session, else the newest.
@@ -708,14 +718,15 @@ pub fn pending_or_newest(ws: &Workspace, id: Option<&str>) -> Result<Session, Cl
 /// What was recorded, and whose the changes are.
 fn show_recording(ws: &Workspace, s: &Session, r: &ws_snapshot::audit::Recording, changes: Option<&[Change]>) {
     use crate::recording::{Attribution, Origin};
-    out!("recorded   writes by {}, denials by {}", r.writes, r.denials);
+    let txt = |s: &str| display::text(s.as_bytes());
+    out!("recorded   writes by {}, denials by {}", txt(&r.writes), txt(&r.denials));
     for g in &r.gaps {
-        out!("gap        {g}");
+        out!("gap        {}", txt(g));
     }
     if r.complete() {
         out!("record     complete");
     } else {
-        out!("record     INCOMPLETE: {}", r.lost.join("; "));
+        out!("record     INCOMPLETE: {}", txt(&r.lost.join("; ")));
     }
     if let Some(changes) = changes {
         let who = Attribution::load(&ws.store, s);

@@ -7,7 +7,7 @@ use ws_sandbox::Access;
 
 use crate::error::{CliError, exit};
 use crate::workspace::Workspace;
-use crate::{env, out, profiles};
+use crate::{display, env, out, profiles};
 
 /// Explain whether a session may read, write or execute PATH, or reach
 /// HOST through its proxy, and which profile rule decides it.
@@ -57,7 +57,7 @@ pub fn cmd_why(args: WhyArgs) -> Result<i32, CliError> {
             out!(
                 "allowed: {} {} by filesystem.{} = {:?} (profile {})",
                 access.name(),
-                resolved.display(),
+                display::path(&resolved),
                 kind.name(),
                 rule.display().to_string(),
                 profile.name
@@ -68,7 +68,7 @@ pub fn cmd_why(args: WhyArgs) -> Result<i32, CliError> {
             out!(
                 "denied: {} {}: no filesystem.{} rule of profile {} covers it",
                 access.name(),
-                resolved.display(),
+                display::path(&resolved),
                 access.name(),
                 profile.name
             );
@@ -86,7 +86,7 @@ fn why_host(profile: &ws_sandbox::Profile, host: &str) -> Result<i32, CliError> 
         profile.credentials.iter().find(|c| ws_proxy::Upstream::parse(&c.upstream).is_ok_and(|u| u.host == host));
     match rules.decide_host(&host, port) {
         ws_proxy::Verdict::Allow { rule } => {
-            out!("allowed: {host}:{port} by {rule} (profile {})", profile.name);
+            out!("allowed: {}:{port} by {rule} (profile {})", display::text(host.as_bytes()), profile.name);
             if let Ok(ip) = host.parse::<std::net::IpAddr>()
                 && let Err(why) = rules.check_address(ip)
             {
@@ -99,12 +99,12 @@ fn why_host(profile: &ws_sandbox::Profile, host: &str) -> Result<i32, CliError> 
             Ok(exit::OK)
         }
         ws_proxy::Verdict::Deny { reason, .. } => {
-            out!("denied: {reason} (deny by default)");
+            out!("denied: {} (deny by default)", display::text(reason.as_bytes()));
             if let Some(c) = route {
                 out!("reachable only through the credential route `{}`: http://127.0.0.1:PORT/{}/…", c.name, c.name);
             } else {
                 let entry = if port == 443 || port == 80 { host.clone() } else { format!("{host}:{port}") };
-                out!("to allow it, add to the profile:\n[network]\nhosts = [\"{entry}\"]");
+                out!("to allow it, add to the profile:\n[network]\nhosts = [\"{}\"]", display::text(entry.as_bytes()));
             }
             Ok(exit::FAILURE)
         }
