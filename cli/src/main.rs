@@ -5,6 +5,7 @@
 mod commands;
 mod env;
 mod error;
+mod git_guard;
 mod network;
 mod profiles;
 mod recording;

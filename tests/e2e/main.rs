@@ -6,6 +6,7 @@
 mod bad_input;
 mod faults;
 mod git;
+mod git_redirect;
 mod harness;
 mod hooks;
 mod hostile;

@@ -168,6 +168,10 @@ pub(crate) fn describe(r: &Record) -> String {
             }
             s
         }
+        Event::GitGuard { path, change, restored } => {
+            let done = if *restored { "restored as before the session" } else { "NOT restored: do not run git here" };
+            format!("{t}  GIT GUARD    {path}  {change} by the session (git's control surface); {done}")
+        }
         Event::Incomplete { what, reason } => format!("{t}  INCOMPLETE   {what} from here on: {reason}"),
         Event::SessionEnd { exit_code, signal, complete } => {
             let how = match (exit_code, signal) {
