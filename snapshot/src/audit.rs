@@ -121,6 +121,17 @@ pub enum Event {
         what: String,
         reason: String,
     },
+    /// A path on git's control surface the session created, changed or
+    /// deleted (or its git directory, replaced), which ws put back as the
+    /// before-snapshot had it when the session ended (see `git_guard`).
+    GitGuard {
+        /// Workspace-relative path.
+        path: String,
+        /// `created`, `modified`, `deleted` or `replaced`.
+        change: String,
+        /// Whether ws restored it; `false`: it is still as the session left it.
+        restored: bool,
+    },
     SessionEnd {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         exit_code: Option<i32>,
@@ -488,7 +499,8 @@ fn check(lines: &[Vec<u8>], session: &str, seal: Option<&Seal>) -> Result<(Summa
         prev = line_hash(&lines[i][..lines[i].len() - 1]);
         match &r.event {
             Event::Write { .. } => summary.writes += 1,
-            Event::Denial { .. } => summary.denials += 1,
+            // A change to git's control surface undone is a refusal too.
+            Event::Denial { .. } | Event::GitGuard { .. } => summary.denials += 1,
             Event::Net { .. } => summary.net += 1,
             Event::Incomplete { what, reason } => summary.incomplete.push(format!("{what}: {reason}")),
             Event::SessionStart { .. } | Event::SessionEnd { .. } | Event::OutsideWrite { .. } => {}

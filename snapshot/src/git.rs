@@ -12,7 +12,7 @@ use crate::path::RelPath;
 pub enum GitClass {
     /// An ordinary workspace path, or git state that rolls back like one.
     Normal,
-    /// `.git/objects/**`: immutable, content-addressed. Objects the session
+    /// `.git/objects/XX/…` and `.git/objects/pack/…`: immutable, content-addressed. Objects the session
     /// created are kept on rollback (the reflog may point at them); deleted
     /// ones are restored.
     Objects,
@@ -33,11 +33,16 @@ pub fn git_class(path: &RelPath) -> GitClass {
         return GitClass::Normal;
     };
     match comps.get(git + 1).copied() {
-        Some(b"objects") if comps.len() > git + 2 => GitClass::Objects,
+        // Loose objects and packs; not `objects/info/` (alternates, caches).
+        Some(b"objects") if comps.len() > git + 2 && loose_or_pack(comps[git + 2]) => GitClass::Objects,
         Some(b"logs") if comps.len() > git + 2 => GitClass::Reflog,
         Some(b"index") if comps.len() == git + 2 => GitClass::Index,
         _ => GitClass::Normal,
     }
+}
+
+fn loose_or_pack(dir: &[u8]) -> bool {
+    dir == b"pack" || (dir.len() == 2 && dir.iter().all(u8::is_ascii_hexdigit))
 }
 
 #[cfg(test)]
@@ -57,6 +62,8 @@ mod tests {
         assert_eq!(class(".git/config"), GitClass::Normal);
         assert_eq!(class(".git/objects/ab/cdef"), GitClass::Objects);
         assert_eq!(class(".git/objects"), GitClass::Normal);
+        assert_eq!(class(".git/objects/pack/pack-1.pack"), GitClass::Objects);
+        assert_eq!(class(".git/objects/info/alternates"), GitClass::Normal);
         assert_eq!(class(".git/logs/HEAD"), GitClass::Reflog);
         assert_eq!(class(".git/index"), GitClass::Index);
         assert_eq!(class("sub/.git/index"), GitClass::Index);

@@ -15,6 +15,7 @@ mod changes;
 mod copy;
 mod error;
 mod git;
+pub mod git_guard;
 #[cfg(test)]
 mod hostile;
 mod ignore_rules;

@@ -7,6 +7,7 @@ mod bad_input;
 mod display;
 mod faults;
 mod git;
+mod git_redirect;
 mod harness;
 mod hooks;
 mod hostile;

@@ -91,7 +91,7 @@ fn unprivileged_with_user_namespaces_gets_every_layer() {
 /// Runs `ws ARGS` as nobody inside a user namespace that may not create any
 /// other: the test (root outside) maps uids 0 and 65534 into it, the shell in
 /// it (root there) sets `user.max_user_namespaces` to 0, then drops to nobody.
-fn as_nobody_without_userns(u: &Unprivileged, args: &[&str]) -> Out {
+pub(crate) fn as_nobody_without_userns(u: &Unprivileged, args: &[&str]) -> Out {
     as_nobody_without_userns_after(u, "", args)
 }
 

@@ -197,6 +197,7 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     let network = sandbox.net.mode.name();
     let profile_label = if run.learn { format!("{} (ws learn)", run.profile) } else { run.profile.to_owned() };
     let mut record = recorders.start(&ws.store, &session, &profile_label, &sandbox.spec, network)?;
+    let git_guard = crate::git_guard::GitGuard::start(&ws.root);
     let started = control.go();
     if started {
         match sandbox.net.start(record.log()) {
@@ -239,20 +240,19 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
             (None, exit::NOT_STARTED)
         }
     };
+    // Without init the after-snapshot comes now, the log still open: no
+    // process of the session is left in its PID namespace (or, without one,
+    // the command has exited) when git's control surface is put back.
+    let mut after = after
+        .unwrap_or_else(|| ws.lock().and_then(|_lock| ws.finish_session(&mut session, before.take(), exit_status)));
+    if let Ok(changes) = &mut after {
+        git_guard.finish(&ws, &mut session, changes, &record.log());
+    }
     let (recording, learning) = record.finish(exit_status);
     crate::recording::report(&ws.store, &session, &recording);
     session.recording = Some(recording);
-    let changes = match after {
-        Some(changes) => {
-            let changes = changes?;
-            ws.store.save_session(&session)?;
-            changes
-        }
-        None => {
-            let _lock = ws.lock()?;
-            ws.finish_session(&mut session, before.take(), exit_status)?
-        }
-    };
+    let changes = after?;
+    ws.store.save_session(&session)?;
     summarize(&session, &changes, excluded);
     summarize_network(&requests);
     Ok(Ran { code, ws, session, profile, requests, learning })
