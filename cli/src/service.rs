@@ -39,6 +39,11 @@ pub fn socket_path() -> PathBuf {
     crate::env::path(crate::env::WS_RECORDER_SOCKET).unwrap_or_else(|| PathBuf::from(DEFAULT_SOCKET))
 }
 
+/// Whether a recorder service answers at [`socket_path`].
+pub fn reachable() -> bool {
+    UnixStream::connect(socket_path()).is_ok()
+}
+
 /// A client's request body (the descriptors travel beside it).
 #[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

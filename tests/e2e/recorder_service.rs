@@ -409,3 +409,19 @@ fn without_a_service_an_unprivileged_session_says_how_to_get_one() {
     let doctor = run(&env, ws_as(NOBODY, &u.home, &u.ws, &missing, &["doctor"])).ok();
     assert!(doctor.stdout.contains("sudo ws recorder install"), "{}", doctor.stdout);
 }
+
+#[test]
+fn unprivileged_learn_through_the_service_learns_the_files_the_command_opened() {
+    let svc = Service::start();
+    let u = unprivileged();
+    let env = Env::new();
+    write(u.home.join("notes/n.txt"), "a note\n");
+    Command::new("chown").args(["-R", "65534:65534"]).arg(u.home.join("notes")).status().unwrap();
+    let out = run(
+        &env,
+        ws_as(NOBODY, &u.home, &u.ws, &svc.socket, &["learn", "--", "sh", "-c", "cat \"$HOME/notes/n.txt\""]),
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(!out.stderr.contains("cannot be observed"), "{}", out.stderr);
+    assert!(out.stdout.contains("\"$HOME/notes/n.txt\""), "the read is learned: {}", out.stdout);
+}

@@ -145,7 +145,7 @@ fn recorder_row(root: bool) -> Row {
             None => "ws itself, as root".into(),
         };
         (true, format!("{who}; writes by fanotify, denials by Landlock audit"))
-    } else if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
+    } else if crate::service::reachable() {
         (true, format!("the recorder service at {}: writes and denials, as for root", socket.display()))
     } else {
         (

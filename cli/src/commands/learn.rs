@@ -88,11 +88,13 @@ pub fn cmd_learn(args: LearnArgs) -> Result<i32, CliError> {
             .hint("pass --force to replace it, or choose another --out"));
     }
     let root = ws_sandbox::privilege::root_available();
-    if !root {
-        ui::warn(
-            "not root: the files the command opens cannot be observed (fanotify needs root); \
-             only its network use is learned — run `sudo -E ws learn …` for a complete profile",
-        );
+    if !root && !crate::service::reachable() {
+        ui::warn(&format!(
+            "not root and no recorder service at {}: the files the command opens cannot be observed \
+             (fanotify needs root); only its network use is learned — run `sudo ws learn …`, or start the \
+             service (`sudo ws recorder install`), for a complete profile",
+            crate::service::socket_path().display()
+        ));
     }
     let run = Run {
         name: args.name.clone(),
