@@ -97,7 +97,7 @@ pub(crate) fn as_nobody_without_userns(u: &Unprivileged, args: &[&str]) -> Out {
 
 /// [`as_nobody_without_userns`], with the shell running `prelude` first
 /// (as root in the namespace, before it drops to nobody).
-fn as_nobody_without_userns_after(u: &Unprivileged, prelude: &str, args: &[&str]) -> Out {
+pub(crate) fn as_nobody_without_userns_after(u: &Unprivileged, prelude: &str, args: &[&str]) -> Out {
     let ws_bin = env!("CARGO_BIN_EXE_ws");
     let quoted: Vec<String> = args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
     let inner = format!(

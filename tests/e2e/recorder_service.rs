@@ -425,3 +425,22 @@ fn unprivileged_learn_through_the_service_learns_the_files_the_command_opened() 
     assert!(!out.stderr.contains("cannot be observed"), "{}", out.stderr);
     assert!(out.stdout.contains("\"$HOME/notes/n.txt\""), "the read is learned: {}", out.stdout);
 }
+
+#[test]
+fn without_user_namespaces_the_service_cannot_tell_the_session_apart_and_the_record_says_why() {
+    let svc = Service::start();
+    let u = unprivileged();
+    let prelude = format!("export WS_RECORDER_SOCKET='{}'; ", svc.socket.display());
+    let out = crate::privilege::as_nobody_without_userns_after(
+        &u,
+        &prelude,
+        &["session", "start", "--", "sh", "-c", "echo x > made.txt"],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(u.ws.join("made.txt").exists(), "positive control: the command ran");
+    let show = crate::privilege::as_nobody_without_userns_after(&u, &prelude, &["session", "show", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(v["recording"]["writes"], "none", "{v}");
+    assert!(v["recording"]["gaps"].to_string().contains("no PID namespace"), "the gap says why: {v}");
+    assert_eq!(v["changes"]["created"], 1, "the snapshot diff is still the record: {v}");
+}
