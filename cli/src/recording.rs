@@ -231,14 +231,7 @@ impl Recorders {
             let (st, lg) = (Arc::clone(&stop), Arc::clone(&log));
             let thread = std::thread::spawn(move || {
                 let mut emit = |d: Denied| {
-                    let denial = Event::Denial {
-                        pid: None,
-                        exe: d.exe,
-                        access: d.access,
-                        object: d.object,
-                        by: "landlock".into(),
-                    };
-                    let _ = lg.append(crate::now_ms(), denial);
+                    let _ = lg.append(crate::now_ms(), d.event());
                 };
                 let lost = read_denials(reader, lost_before, &|creator| ours(creator, launcher), &st, &mut emit);
                 let _ = lg.flush();
@@ -456,6 +449,12 @@ pub struct Denied {
     pub object: Option<String>,
 }
 
+impl Denied {
+    fn event(self) -> Event {
+        Event::Denial { pid: None, exe: self.exe, access: self.access, object: self.object, by: "landlock".into() }
+    }
+}
+
 /// Tells the user what the record holds once the session has ended, and
 /// warns when it is incomplete.
 pub fn report(store: &Store, session: &Session, recording: &Recording) {
@@ -567,7 +566,7 @@ fn read_stream(first: Vec<Message>, pipe: OwnedFd, log: &AuditLog) -> Stream {
                 Ok(0)
             }
             Message::Denial { exe, access, object } => {
-                log.append(crate::now_ms(), Event::Denial { pid: None, exe, access, object, by: "landlock".into() })
+                log.append(crate::now_ms(), Denied { exe, access, object }.event())
             }
             Message::Done { .. } => {
                 s.done = true;

@@ -132,7 +132,7 @@ pub fn serve(listener: UnixListener, journal: &'static dyn Journal) -> std::io::
     for conn in listener.incoming() {
         let conn = match conn {
             Ok(c) => c,
-            Err(e) if e.raw_os_error() == Some(libc_emfile()) => {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::MFILE.raw_os_error()) => {
                 // Out of descriptors: let some sessions end before accepting more.
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
@@ -156,10 +156,6 @@ pub fn serve(listener: UnixListener, journal: &'static dyn Journal) -> std::io::
         }
     }
     Ok(())
-}
-
-fn libc_emfile() -> i32 {
-    24
 }
 
 fn send(conn: &UnixStream, m: &Message) {
