@@ -143,6 +143,8 @@ fn two_users_at_once_get_every_write_of_their_own_session_and_nothing_else() {
         assert_eq!(v["recording"]["denials"], "landlock-audit", "{v}");
         assert!(v["recording"]["via"].as_str().unwrap().contains("recorder service"), "{v}");
         assert_eq!(v["record_complete"], true, "{v}");
+        let human = run(&env, ws_as(w.uid, &w.home, &w.ws, &svc.socket, &["session", "show"])).ok();
+        assert!(human.stdout.contains("through the recorder service"), "{}", human.stdout);
 
         let log = run(&env, ws_as(w.uid, &w.home, &w.ws, &svc.socket, &["log", "--json"])).ok();
         let records = log_records(&log);

@@ -135,6 +135,9 @@ pub(crate) fn describe(r: &Record) -> String {
                 txt(&recording.writes),
                 txt(&recording.denials)
             );
+            if let Some(via) = &recording.via {
+                s.push_str(&format!(" (through the {})", txt(via)));
+            }
             if !not_enforced.is_empty() {
                 s.push_str(&format!("; NOT enforced: {}", list(not_enforced)));
             }

@@ -719,7 +719,8 @@ pub fn pending_or_newest(ws: &Workspace, id: Option<&str>) -> Result<Session, Cl
 fn show_recording(ws: &Workspace, s: &Session, r: &ws_snapshot::audit::Recording, changes: Option<&[Change]>) {
     use crate::recording::{Attribution, Origin};
     let txt = |s: &str| display::text(s.as_bytes());
-    out!("recorded   writes by {}, denials by {}", txt(&r.writes), txt(&r.denials));
+    let via = r.via.as_deref().map(|v| format!(" (through the {})", txt(v))).unwrap_or_default();
+    out!("recorded   writes by {}, denials by {}{via}", txt(&r.writes), txt(&r.denials));
     for g in &r.gaps {
         out!("gap        {}", txt(g));
     }
