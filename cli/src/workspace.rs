@@ -108,6 +108,9 @@ impl Workspace {
         if !self.same_filesystem && outcome.stored_files > 0 {
             self.notice_copy_once();
         }
+        for bad in &outcome.bad_ignore_files {
+            ui::warn(&bad.to_string());
+        }
         Ok(outcome)
     }
 

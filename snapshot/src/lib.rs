@@ -34,6 +34,7 @@ pub use budget::Budget;
 pub use changes::{Change, ChangeKind, ChangeState, compute_changes};
 pub use error::{ManifestError, ReviewError, SessionError, SnapshotError, StoreError};
 pub use git::{GitClass, git_class};
+pub use ignore_rules::{BadIgnoreFile, IGNORE_FILE_MAX, IgnoreFileProblem};
 pub use manifest::{Entry, EntryKind, ExcludeReason, Manifest, ManifestId};
 pub use path::RelPath;
 pub use place::{StorePlacement, choose_store_dir, existing_store_dir, workspace_key};

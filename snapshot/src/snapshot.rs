@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::budget::Budget;
 use crate::error::SnapshotError;
-use crate::ignore_rules::IgnoreRules;
+use crate::ignore_rules::{BadIgnoreFile, IgnoreRules};
 use crate::manifest::{Manifest, ManifestId};
 use crate::store::{CloneSupport, Store};
 use crate::walk::Walk;
@@ -41,6 +41,10 @@ pub struct SnapshotOutcome {
     pub stored_files: u64,
     pub stored_bytes: u64,
     pub clone: CloneSupport,
+    /// Ignore files whose rules were not applied because they could not be
+    /// read safely (a FIFO, a device, a symbolic link in the work tree, too
+    /// large): the snapshot holds what they would have excluded.
+    pub bad_ignore_files: Vec<BadIgnoreFile>,
 }
 
 /// Snapshots the workspace into the store and makes it the latest manifest.
@@ -53,7 +57,7 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
     }
     let started_ns = fs_now(store)?;
     let excludes: Vec<&Path> = opts.exclude_files.iter().map(PathBuf::as_path).collect();
-    let rules = IgnoreRules::new(root, &excludes);
+    let (rules, mut bad_ignore_files) = IgnoreRules::new(root, &excludes);
     let own = Progress::default();
     let progress = opts.progress.unwrap_or(&own);
     let before_files = progress.stored_files.load(Ordering::Relaxed);
@@ -74,8 +78,11 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
         progress,
         skip,
         links: Default::default(),
+        bad_ignores: Default::default(),
     };
     let entries = walk.run()?;
+    bad_ignore_files.append(&mut walk.bad_ignores.into_inner().unwrap_or_else(|p| p.into_inner()));
+    bad_ignore_files.sort_by(|a, b| a.path.cmp(&b.path));
     let mut manifest = Manifest { started_ns, entries, id: None };
     manifest.sort();
     // An unchanged workspace yields the same entries: that is the previous
@@ -103,6 +110,7 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
         stored_files,
         stored_bytes: load(&progress.stored_bytes) - before_bytes,
         clone: store.clone_support(),
+        bad_ignore_files,
     })
 }
 

@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::budget::Budget;
 use crate::error::SnapshotError;
-use crate::ignore_rules::{IgnoreRules, IgnoreStack};
+use crate::ignore_rules::{BadIgnoreFile, IgnoreRules, IgnoreStack};
 use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest, find};
 use crate::path::RelPath;
 use crate::snapshot::Progress;
@@ -59,6 +59,8 @@ pub(crate) struct Walk<'a> {
     pub skip: Vec<(u64, u64)>,
     /// Objects of multiply-linked inodes seen so far, so each inode is stored once.
     pub links: Mutex<HashMap<(u64, u64), StoredObject>>,
+    /// `.gitignore` files whose rules could not be read safely.
+    pub bad_ignores: Mutex<Vec<BadIgnoreFile>>,
 }
 
 pub(crate) type StoredObject = (ObjectId, Option<[u8; 32]>);
@@ -226,7 +228,9 @@ impl Walk<'_> {
         let previous = self.previous.map_or(&[][..], |m| m.below(&job.rel));
         let mut ignores = job.ignores.clone();
         if job.mode == Mode::Normal && names.iter().any(|n| n == b".gitignore") {
-            ignores = IgnoreRules::push(ignores, &job.abs.join(".gitignore"));
+            let (pushed, bad) = IgnoreRules::push(ignores, dir_fd, &job.abs);
+            ignores = pushed;
+            lock(&self.bad_ignores).extend(bad);
         }
         for name in names {
             if name.starts_with(RESTORE_TMP_PREFIX) {

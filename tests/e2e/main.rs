@@ -18,3 +18,4 @@ mod recorder;
 mod review;
 mod sandbox;
 mod secrets;
+mod snapshot_attacks;

@@ -1,0 +1,88 @@
+//! What the agent leaves for the snapshot engine to read: ignore files that
+//! are FIFOs or links to `/dev/zero`, names that look like ws's own work
+//! files, sparse giants, hard links leading out of the workspace. Each attack
+//! runs inside a real `ws session start`; the host-side commands after it
+//! (the after-snapshot, `ws diff`, `ws rollback`, the next session) must
+//! finish, see everything, and put everything back.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::harness::*;
+
+/// Runs `ws ARGS` in `cwd` and fails, rather than hangs, if it has not
+/// finished within `secs`: the attacks here are about blocking forever.
+fn ws_within(env: &Env, cwd: &Path, args: &[&str], secs: u64) -> Out {
+    let out = env.tmp.path().join("out");
+    let err = env.tmp.path().join("err");
+    let mut c = env.command(cwd, args);
+    c.stdout(Stdio::from(std::fs::File::create(&out).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&err).unwrap()));
+    let mut child = c.spawn().unwrap();
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`ws {}` did not finish within {secs} s; stderr so far:\n{}",
+                args.join(" "),
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    Out {
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&out).unwrap(),
+        stderr: std::fs::read_to_string(&err).unwrap(),
+    }
+}
+
+fn repo(env: &Env) -> std::path::PathBuf {
+    let ws = env.dir("ws");
+    git_repo(&ws);
+    write(ws.join("app.py"), "print('hi')\n");
+    write(ws.join(".gitignore"), "*.log\n");
+    write(ws.join("sub/.gitignore"), "*.tmp\n");
+    commit_all(&ws, "init");
+    ws
+}
+
+#[test]
+fn gitignore_fifo_and_exclude_linked_to_dev_zero_block_no_host_command() {
+    let env = Env::new();
+    let ws = repo(&env);
+    let before = capture(&ws, &skip_git_internals);
+    // The agent: a FIFO for the top `.gitignore` (which would hold every
+    // snapshot's read forever), a link to /dev/zero for a nested one and for
+    // `.git/info/exclude` (read without end), and a file to hide.
+    let script = "rm .gitignore && mkfifo .gitignore && rm sub/.gitignore && ln -s /dev/zero sub/.gitignore \
+                  && mkdir -p .git/info && ln -sf /dev/zero .git/info/exclude; echo evil > payload.log; \
+                  echo ran > ran";
+    let s = ws_within(&env, &ws, &["session", "start", "--", "sh", "-c", script], 120);
+    assert_eq!(s.code, 0, "{s:?}");
+    assert!(ws.join("ran").exists(), "the session did not run");
+    let fifo = std::fs::symlink_metadata(ws.join(".gitignore")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()), "the agent could not make the FIFO");
+    assert!(s.stderr.contains(".gitignore is a FIFO"), "the bad ignore file was not reported: {}", s.stderr);
+    assert!(s.stderr.contains("sub/.gitignore is a symbolic link"), "{}", s.stderr);
+
+    // The review sees the file the FIFO's old rules would have hidden.
+    let diff = ws_within(&env, &ws, &["diff", "--json"], 60).ok();
+    let v: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
+    let paths: Vec<&str> = v["changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    for p in ["payload.log", ".gitignore", "sub/.gitignore", "ran"] {
+        assert!(paths.contains(&p), "{p} missing from ws diff: {paths:?}");
+    }
+
+    ws_within(&env, &ws, &["rollback"], 60).ok();
+    assert_same_tree(&before, &capture(&ws, &skip_git_internals));
+    // And the next session's snapshots finish too.
+    let next = ws_within(&env, &ws, &["session", "start", "--", "true"], 60);
+    assert_eq!(next.code, 0, "{next:?}");
+}
