@@ -78,6 +78,7 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
         progress,
         skip,
         links: Default::default(),
+        work_prefixes: store.work_prefixes(),
         bad_ignores: Default::default(),
     };
     let entries = walk.run()?;

@@ -28,9 +28,6 @@ use crate::snapshot::Progress;
 use crate::stat::FileStat;
 use crate::store::{ObjectId, Store, lock, worker_threads};
 
-/// Work files of an interrupted restore; never part of a snapshot.
-pub(crate) const RESTORE_TMP_PREFIX: &[u8] = b".ws-tmp-";
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
     /// Ordinary workspace directory: ignore rules apply.
@@ -59,6 +56,9 @@ pub(crate) struct Walk<'a> {
     pub skip: Vec<(u64, u64)>,
     /// Objects of multiply-linked inodes seen so far, so each inode is stored once.
     pub links: Mutex<HashMap<(u64, u64), StoredObject>>,
+    /// Name prefixes of the work files of rollbacks under way (interrupted):
+    /// those names alone are left out. See [`crate::store::WorkToken`].
+    pub work_prefixes: Vec<Vec<u8>>,
     /// `.gitignore` files whose rules could not be read safely.
     pub bad_ignores: Mutex<Vec<BadIgnoreFile>>,
 }
@@ -233,7 +233,7 @@ impl Walk<'_> {
             lock(&self.bad_ignores).extend(bad);
         }
         for name in names {
-            if name.starts_with(RESTORE_TMP_PREFIX) {
+            if !self.work_prefixes.is_empty() && self.work_prefixes.iter().any(|p| name.starts_with(p)) {
                 continue;
             }
             // The full path is only needed for ignore rules, subdirectories and
@@ -462,5 +462,31 @@ mod tests {
         let old = m.get(&RelPath::from_bytes(b"old").unwrap()).unwrap();
         assert!(!old.racy, "a file older than the walk was marked racy");
         assert!(old.stat.mtime_ns < m.started_ns);
+    }
+
+    /// An agent cannot hide a file by naming it like ws's work files: only
+    /// names carrying the token of a rollback under way are left out.
+    #[test]
+    fn ws_tmp_names_without_a_live_work_token_are_snapshotted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store_dir) = (dir.path().join("ws"), dir.path().join("store"));
+        std::fs::create_dir_all(root.join(".ws-tmp-dir")).unwrap();
+        std::fs::write(root.join(".ws-tmp-1-2-3"), "hidden?").unwrap();
+        std::fs::write(root.join(".ws-tmp-dir/inside"), "hidden?").unwrap();
+        let store = Store::open_or_create(&store_dir, &root).unwrap();
+        let token = store.begin_work().unwrap();
+        let ours = format!(".ws-tmp-{token}-1-2-3");
+        std::fs::write(root.join(&ours), "work file").unwrap();
+        // A forged token: right shape, not registered.
+        let forged = format!(".ws-tmp-{}-1-2-3", "0".repeat(32));
+        std::fs::write(root.join(&forged), "hidden?").unwrap();
+        let m = snap(&store, &root, None);
+        let has = |p: &str| m.get(&RelPath::from_bytes(p.as_bytes()).unwrap()).is_some();
+        assert!(has(".ws-tmp-1-2-3") && has(".ws-tmp-dir/inside") && has(&forged));
+        assert!(!has(&ours), "a live rollback's work file was snapshotted");
+        // Once the rollback is over, its names are ordinary names.
+        store.end_work(&token).unwrap();
+        let m = snap(&store, &root, None);
+        assert!(m.get(&RelPath::from_bytes(ours.as_bytes()).unwrap()).is_some());
     }
 }

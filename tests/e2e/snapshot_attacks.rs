@@ -86,3 +86,28 @@ fn gitignore_fifo_and_exclude_linked_to_dev_zero_block_no_host_command() {
     let next = ws_within(&env, &ws, &["session", "start", "--", "true"], 60);
     assert_eq!(next.code, 0, "{next:?}");
 }
+
+#[test]
+fn files_named_like_ws_work_files_are_reviewed_and_rolled_back() {
+    let env = Env::new();
+    let ws = repo(&env);
+    let before = capture(&ws, &skip_git_internals);
+    // The old exemption was the prefix alone; a forged token has the shape
+    // of a real one.
+    let forged = format!(".ws-tmp-{}-1-2-3", "a".repeat(32));
+    let script = format!(
+        "echo payload > .ws-tmp-1-2-3 && mkdir -p .ws-tmp-tree/deep && echo payload > .ws-tmp-tree/deep/x \
+         && echo payload > sub/.ws-tmp-9 && echo payload > {forged} && echo ran > ran"
+    );
+    env.session(&ws, &script).ok();
+    assert!(ws.join("ran").exists() && ws.join(".ws-tmp-1-2-3").exists(), "the session did not run");
+
+    let diff = env.ws(&ws, &["diff", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
+    let paths: Vec<&str> = v["changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    for p in [".ws-tmp-1-2-3", ".ws-tmp-tree/deep/x", "sub/.ws-tmp-9", forged.as_str(), "ran"] {
+        assert!(paths.contains(&p), "{p} is hidden from ws diff: {paths:?}");
+    }
+    env.ws(&ws, &["rollback"]).ok();
+    assert_same_tree(&before, &capture(&ws, &skip_git_internals));
+}
