@@ -701,16 +701,43 @@ impl<'a> Rollback<'a> {
 }
 
 /// Whether the reflog at `abs` is the snapshot's with entries appended.
+/// The agent may have made it anything: it is opened without following a
+/// link or blocking on a FIFO, must be a regular file longer than the
+/// snapshot's, and only the snapshot's length of it is read, a piece at a
+/// time — never the whole of a 1 TiB file.
 fn appended_to(store: &Store, abs: &Path, before: &Entry) -> Result<bool, ReviewError> {
+    use std::io::Read;
     let EntryKind::File { object, .. } = &before.kind else {
         return Ok(false);
     };
-    let Ok(now) = std::fs::read(abs) else {
+    let flags = rustix::fs::OFlags::RDONLY
+        | rustix::fs::OFlags::NOFOLLOW
+        | rustix::fs::OFlags::NONBLOCK
+        | rustix::fs::OFlags::NOCTTY
+        | rustix::fs::OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::open(abs, flags, rustix::fs::Mode::empty()) else {
         return Ok(false);
     };
+    let now = File::from(fd);
+    let Ok(meta) = now.metadata() else { return Ok(false) };
     let path = store.object_path(object);
-    let then = std::fs::read(&path).map_err(|source| StoreError::Object { path, source })?;
-    Ok(now.len() > then.len() && now.starts_with(&then))
+    let obj_err = |source| StoreError::Object { path: path.clone(), source };
+    let then = File::open(&path).map_err(obj_err)?;
+    let then_len = then.metadata().map_err(obj_err)?.len();
+    if !meta.is_file() || meta.len() <= then_len {
+        return Ok(false);
+    }
+    let (mut a, mut b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    let (mut now, mut then) = ((&now).take(then_len), (&then).take(then_len));
+    loop {
+        let n = then.read(&mut a).map_err(obj_err)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if now.read_exact(&mut b[..n]).is_err() || a[..n] != b[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 fn remove_any(abs: &Path) -> io::Result<()> {

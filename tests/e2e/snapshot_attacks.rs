@@ -111,3 +111,49 @@ fn files_named_like_ws_work_files_are_reviewed_and_rolled_back() {
     env.ws(&ws, &["rollback"]).ok();
     assert_same_tree(&before, &capture(&ws, &skip_git_internals));
 }
+
+#[test]
+fn a_one_tib_sparse_file_costs_its_data_at_session_end_diff_and_rollback() {
+    let env = Env::new();
+    let ws = repo(&env);
+    // The user's 1 TiB file of holes; the agent changes one byte of it, so
+    // the review must compare two 1 TiB versions of the same size.
+    let f = std::fs::File::create(ws.join("huge.img")).unwrap();
+    f.set_len(1 << 40).unwrap();
+    drop(f);
+    let before = capture_sizes(&ws);
+    let script = "printf x | dd of=huge.img bs=1 seek=123456789 conv=notrunc status=none && echo ran > ran";
+    let s = ws_within(&env, &ws, &["session", "start", "--", "sh", "-c", script], 60);
+    assert_eq!(s.code, 0, "{s:?}");
+    assert!(ws.join("ran").exists(), "the session did not run");
+    let diff = ws_within(&env, &ws, &["diff", "--stat"], 60).ok();
+    assert!(diff.stdout.contains("huge.img"), "{}", diff.stdout);
+    ws_within(&env, &ws, &["rollback"], 60).ok();
+    assert_eq!(capture_sizes(&ws), before);
+    // The byte is gone: the data of the file is holes again.
+    let mut byte = [1u8];
+    std::os::unix::fs::FileExt::read_exact_at(&std::fs::File::open(ws.join("huge.img")).unwrap(), &mut byte, 123456789)
+        .unwrap();
+    assert_eq!(byte, [0]);
+}
+
+/// Paths and sizes under `root` outside `.git` (a 1 TiB file cannot be
+/// hashed by `capture`: that is the point).
+fn capture_sizes(root: &Path) -> Vec<(std::path::PathBuf, u64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let m = e.metadata().unwrap();
+            if e.file_name() == ".git" {
+                continue;
+            }
+            if m.is_dir() {
+                stack.push(e.path());
+            }
+            out.push((e.path(), if m.is_dir() { 0 } else { m.len() }));
+        }
+    }
+    out.sort();
+    out
+}
