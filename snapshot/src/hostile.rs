@@ -38,8 +38,13 @@ fn entry_kind() -> impl Strategy<Value = EntryKind> {
             .prop_map(|(o, hash)| EntryKind::File { object: ObjectId::from_bytes(o), hash }),
         prop::collection::vec(any::<u8>(), 0..40).prop_map(|target| EntryKind::Symlink { target }),
         Just(EntryKind::Dir),
-        (0..3u8, any::<u64>(), any::<u64>()).prop_map(|(r, files, bytes)| EntryKind::Excluded {
-            reason: [ExcludeReason::OverBudget, ExcludeReason::Special, ExcludeReason::Unreadable][r as usize],
+        (0..4u8, any::<u64>(), any::<u64>()).prop_map(|(r, files, bytes)| EntryKind::Excluded {
+            reason: [
+                ExcludeReason::OverBudget,
+                ExcludeReason::Special,
+                ExcludeReason::Unreadable,
+                ExcludeReason::NoSpace
+            ][r as usize],
             files,
             bytes,
         }),

@@ -59,6 +59,13 @@ pub(crate) struct Walk<'a> {
     /// Name prefixes of the work files of rollbacks under way (interrupted):
     /// those names alone are left out. See [`crate::store::WorkToken`].
     pub work_prefixes: Vec<Vec<u8>>,
+    /// False for [`crate::walk_unstored`]: nothing is written to the store;
+    /// a file the stat cache cannot vouch for is compared with its previous
+    /// object by content, and is `Excluded { NoSpace }` if it differs.
+    pub store_content: bool,
+    /// Objects this walk stored: removed again if the snapshot fails, so a
+    /// full disk gets its space back (no manifest names them).
+    pub created: Mutex<Vec<ObjectId>>,
     /// `.gitignore` files whose rules could not be read safely.
     pub bad_ignores: Mutex<Vec<BadIgnoreFile>>,
 }
@@ -342,11 +349,15 @@ impl Walk<'_> {
             Err(rustix::io::Errno::NOENT) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        if !self.store_content {
+            return self.file_kind_unstored(&src, previous, stat).map(Some);
+        }
         // A file being written while we copy it: copy again until its stat
         // data holds still across the copy, so the object is never torn.
         let mut stat = stat;
         for attempt in 0.. {
             let object = self.store.put_object(&src, stat.size)?;
+            lock(&self.created).push(object);
             let hash = None;
             self.progress.stored_files.fetch_add(1, Ordering::Relaxed);
             self.progress.stored_bytes.fetch_add(stat.size, Ordering::Relaxed);
@@ -362,6 +373,27 @@ impl Walk<'_> {
             stat = after;
         }
         unreachable!()
+    }
+
+    /// [`Walk::file_kind`] without writing: the previous object if the
+    /// content is still its content, else "changed, not stored".
+    fn file_kind_unstored(
+        &self,
+        src: &File,
+        previous: Option<&Entry>,
+        stat: FileStat,
+    ) -> io::Result<(EntryKind, FileStat)> {
+        if let Some(prev) = previous
+            && let EntryKind::File { object, hash } = &prev.kind
+            && prev.stat.size == stat.size
+        {
+            let mut prev = prev.clone();
+            let then = crate::changes::object_hash(self.store, &mut prev).map_err(io::Error::other)?;
+            if crate::copy::hash_file(src, stat.size)? == then {
+                return Ok((EntryKind::File { object: *object, hash: hash.or(Some(then)) }, stat));
+            }
+        }
+        Ok((EntryKind::Excluded { reason: ExcludeReason::NoSpace, files: 1, bytes: stat.size }, stat))
     }
 
     /// Counts an ignored directory until it exceeds the budget.
@@ -488,5 +520,51 @@ mod tests {
         store.end_work(&token).unwrap();
         let m = snap(&store, &root, None);
         assert!(m.get(&RelPath::from_bytes(ours.as_bytes()).unwrap()).is_some());
+    }
+
+    /// The description of a workspace on a full disk: what the stat cache or
+    /// the content vouches for keeps its object, anything else is listed as
+    /// not stored, and nothing is written to the store.
+    #[test]
+    fn an_unstored_walk_writes_nothing_and_marks_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store_dir) = (dir.path().join("ws"), dir.path().join("store"));
+        std::fs::create_dir(&root).unwrap();
+        for f in ["same", "touched", "changed"] {
+            std::fs::write(root.join(f), f).unwrap();
+        }
+        let store = Store::open_or_create(&store_dir, &root).unwrap();
+        let first = snap(&store, &root, None);
+        let objects = || {
+            std::fs::read_dir(store_dir.join("objects"))
+                .unwrap()
+                .flatten()
+                .map(|d| std::fs::read_dir(d.path()).map_or(0, |r| r.count()))
+                .sum::<usize>()
+        };
+        let stored = objects();
+        std::fs::write(root.join("touched"), "touched").unwrap(); // same bytes, new mtime
+        std::fs::write(root.join("changed"), "CHANGED").unwrap();
+        std::fs::write(root.join("new"), "new").unwrap();
+        let opts = SnapshotOptions {
+            workspace: &root,
+            budget: Budget::default(),
+            exclude_files: vec![],
+            previous: Some(&first),
+            progress: None,
+        };
+        let (m, _) = crate::walk_unstored(&store, &opts).unwrap();
+        assert_eq!(objects(), stored, "the unstored walk wrote objects");
+        assert!(m.id.is_none());
+        let kind = |p: &str| m.get(&RelPath::from_bytes(p.as_bytes()).unwrap()).unwrap().kind.clone();
+        assert_eq!(object(&m, "same"), object(&first, "same"));
+        assert_eq!(object(&m, "touched"), object(&first, "touched"));
+        for p in ["changed", "new"] {
+            assert!(
+                matches!(kind(p), EntryKind::Excluded { reason: crate::ExcludeReason::NoSpace, .. }),
+                "{p}: {:?}",
+                kind(p)
+            );
+        }
     }
 }

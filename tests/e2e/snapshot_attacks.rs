@@ -157,3 +157,33 @@ fn capture_sizes(root: &Path) -> Vec<(std::path::PathBuf, u64)> {
     out.sort();
     out
 }
+
+/// The agent fills the disk the store shares with the workspace: the
+/// after-snapshot cannot store its files. The session must still be
+/// reviewable and rolled back without the user freeing space by hand.
+#[test]
+fn full_disk_during_the_after_snapshot_leaves_a_session_diff_and_rollback_can_handle() {
+    let fs = LoopFs::new("small-ext4");
+    let env = Env::new();
+    let ws = fs.dir("proj");
+    write(ws.join("app.py"), "print('hi')\n");
+    write(ws.join("keep.txt"), "kept\n");
+    let before = capture(&ws, &no_skip);
+    // 14 MiB of fresh data on a 24 MiB filesystem: its copy cannot fit too.
+    let script = "head -c 7340032 /dev/urandom > big1 && head -c 7340032 /dev/urandom > big2 \
+                  && echo \"print('evil')\" > app.py && echo ran > ran";
+    let s = ws_within(&env, &ws, &["session", "start", "--", "sh", "-c", script], 120);
+    assert!(ws.join("ran").exists(), "the session did not run: {s:?}");
+    assert_eq!(s.code, 0, "{s:?}");
+    assert!(s.stderr.contains("is full"), "the full disk was not reported: {}", s.stderr);
+
+    let diff = ws_within(&env, &ws, &["diff", "--json"], 60).ok();
+    let v: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
+    let paths: Vec<&str> = v["changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    for p in ["big1", "big2", "app.py", "ran"] {
+        assert!(paths.contains(&p), "{p} missing from ws diff: {paths:?}");
+    }
+    ws_within(&env, &ws, &["diff"], 60).ok();
+    ws_within(&env, &ws, &["rollback"], 60).ok();
+    assert_same_tree(&before, &capture(&ws, &no_skip));
+}

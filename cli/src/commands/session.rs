@@ -450,6 +450,7 @@ fn report_excluded(m: &Manifest) -> usize {
                 ws_snapshot::ExcludeReason::OverBudget => format!("{name} ({})", ui::bytes(*bytes)),
                 ws_snapshot::ExcludeReason::Special => format!("{name} (special file)"),
                 ws_snapshot::ExcludeReason::Unreadable => format!("{name} (unreadable)"),
+                ws_snapshot::ExcludeReason::NoSpace => format!("{name} (not stored: the disk was full)"),
             });
         }
     }
