@@ -203,6 +203,9 @@ impl Workspace {
         };
         session.after_snapshot_ms = Some(started.elapsed().as_millis() as u64);
         let changes = ws_snapshot::compute_changes(&self.store, &before, &after)?;
+        for link in ws_snapshot::outside_links(&before, &changes, |_| true) {
+            ui::warn(&link.to_string());
+        }
         self.store.save_changes(&session.id, &changes)?;
         session.after = after_id.map(|id| id.0);
         session.ended_ms = Some(crate::now_ms());

@@ -31,7 +31,7 @@ mod store;
 mod walk;
 
 pub use budget::Budget;
-pub use changes::{Change, ChangeKind, ChangeState, compute_changes};
+pub use changes::{Change, ChangeKind, ChangeState, OutsideLink, compute_changes, outside_links};
 pub use error::{ManifestError, ReviewError, SessionError, SnapshotError, StoreError};
 pub use git::{GitClass, git_class};
 pub use ignore_rules::{BadIgnoreFile, IGNORE_FILE_MAX, IgnoreFileProblem};

@@ -187,3 +187,32 @@ fn full_disk_during_the_after_snapshot_leaves_a_session_diff_and_rollback_can_ha
     ws_within(&env, &ws, &["rollback"], 60).ok();
     assert_same_tree(&before, &capture(&ws, &no_skip));
 }
+
+/// The user keeps a hard link to a workspace file elsewhere; the agent
+/// writes the file in place, which changes the outside name too. Rollback
+/// cannot restore that name: the session end and the rollback say so,
+/// naming the path and the link count.
+#[test]
+fn a_write_through_a_hard_link_to_outside_is_reported_at_session_end_and_rollback() {
+    let env = Env::new();
+    let ws = env.dir("ws");
+    let elsewhere = env.dir("elsewhere");
+    write(ws.join("settings.conf"), "safe=1\n");
+    write(ws.join("app.py"), "print('hi')\n");
+    std::fs::hard_link(ws.join("settings.conf"), elsewhere.join("settings.conf")).unwrap();
+    let before = capture(&ws, &no_skip);
+    let s = env.session(&ws, "echo safe=0 > settings.conf && echo ran > ran").ok();
+    assert!(ws.join("ran").exists(), "the session did not run");
+    // The attack worked: the outside name shows the agent's write.
+    assert_eq!(std::fs::read_to_string(elsewhere.join("settings.conf")).unwrap(), "safe=0\n");
+    let warned =
+        |stderr: &str| stderr.contains("settings.conf is a hard link") && stderr.contains("2 names, 1 of them outside");
+    assert!(warned(&s.stderr), "the session end said nothing: {}", s.stderr);
+    let r = env.ws(&ws, &["rollback"]).ok();
+    assert!(warned(&r.stderr), "the rollback said nothing: {}", r.stderr);
+    assert_same_tree(&before, &capture(&ws, &no_skip));
+    // An ordinary rollback reports no link.
+    env.session(&ws, "echo x >> app.py").ok();
+    let r = env.ws(&ws, &["rollback"]).ok();
+    assert!(!r.stderr.contains("hard link"), "{}", r.stderr);
+}

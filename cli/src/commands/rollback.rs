@@ -78,6 +78,10 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
             out.kept_git
         ));
     }
+    let restored: std::collections::HashSet<_> = out.restored.iter().collect();
+    for link in ws_snapshot::outside_links(&before, &changes, |c| restored.contains(&c.path)) {
+        ui::warn(&link.to_string());
+    }
     for p in &out.overwritten {
         ui::warn(&format!("{p} had changed after the session; overwritten with the snapshot's version"));
     }
