@@ -14,6 +14,7 @@ mod budget;
 mod changes;
 mod copy;
 mod error;
+mod gc;
 mod git;
 #[cfg(test)]
 mod hostile;
@@ -33,6 +34,7 @@ mod walk;
 pub use budget::Budget;
 pub use changes::{Change, ChangeKind, ChangeState, OutsideLink, compute_changes, outside_links};
 pub use error::{ManifestError, ReviewError, SessionError, SnapshotError, StoreError};
+pub use gc::{GcOptions, GcOutcome, gc, gc_done, gc_due};
 pub use git::{GitClass, git_class};
 pub use ignore_rules::{BadIgnoreFile, IGNORE_FILE_MAX, IgnoreFileProblem};
 pub use manifest::{Entry, EntryKind, ExcludeReason, Manifest, ManifestId};

@@ -164,6 +164,7 @@ fn walk(
         links: Default::default(),
         work_prefixes: store.work_prefixes(),
         store_content: created.is_some(),
+        verify_cache: opts.previous.is_some_and(|p| p.id.is_none() || p.id != store.latest()),
         created: Default::default(),
         bad_ignores: Default::default(),
     };

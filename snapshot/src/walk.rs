@@ -63,6 +63,10 @@ pub(crate) struct Walk<'a> {
     /// a file the stat cache cannot vouch for is compared with its previous
     /// object by content, and is `Excluded { NoSpace }` if it differs.
     pub store_content: bool,
+    /// The stat cache is not the latest manifest (read before the lock, and
+    /// another snapshot became the latest meanwhile): `ws gc` may have
+    /// freed its objects since, so each one it vouches for is checked.
+    pub verify_cache: bool,
     /// Objects this walk stored: removed again if the snapshot fails, so a
     /// full disk gets its space back (no manifest names them).
     pub created: Mutex<Vec<ObjectId>>,
@@ -334,6 +338,7 @@ impl Walk<'_> {
             && let EntryKind::File { object, hash } = &prev.kind
             && !prev.racy
             && prev.stat.unchanged(&stat)
+            && (!self.verify_cache || self.store.object_path(object).exists())
         {
             return Ok(Some((EntryKind::File { object: *object, hash: *hash }, stat)));
         }

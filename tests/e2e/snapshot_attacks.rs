@@ -216,3 +216,63 @@ fn a_write_through_a_hard_link_to_outside_is_reported_at_session_end_and_rollbac
     let r = env.ws(&ws, &["rollback"]).ok();
     assert!(!r.stderr.contains("hard link"), "{}", r.stderr);
 }
+
+/// Whether some store object holds exactly `content`.
+fn stored(env: &Env, content: &[u8]) -> bool {
+    store_objects(&env.home.join(".local/share/ws/stores"))
+        .iter()
+        .any(|(p, size)| *size == content.len() as u64 && std::fs::read(p).unwrap() == content)
+}
+
+/// Repeated sessions used to keep every object forever. `ws gc` frees a
+/// closed session's content and keeps what a pending session needs: the
+/// pending one still diffs and rolls back exactly after it.
+#[test]
+fn ws_gc_frees_closed_sessions_and_keeps_what_pending_ones_need() {
+    let env = Env::new();
+    let ws = repo(&env);
+    let before = capture(&ws, &skip_git_internals);
+    env.session(&ws, "echo closed-session-content > closed.txt").ok();
+    env.ws(&ws, &["rollback"]).ok();
+    env.session(&ws, "echo pending-session-content > pending.txt && echo more >> app.py").ok();
+    assert!(stored(&env, b"closed-session-content\n") && stored(&env, b"pending-session-content\n"));
+
+    let dry = env.ws(&ws, &["gc", "--dry-run", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&dry.stdout).unwrap();
+    assert!(v["freed_objects"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v["pending_sessions"], 1, "{v}");
+    assert!(stored(&env, b"closed-session-content\n"), "a dry run removed objects");
+
+    let gc = env.ws(&ws, &["gc"]).ok();
+    assert!(gc.stdout.starts_with("freed "), "{}", gc.stdout);
+    assert!(!stored(&env, b"closed-session-content\n"), "the closed session's content was kept");
+    assert!(stored(&env, b"pending-session-content\n"), "the pending session's content was freed");
+    let again: serde_json::Value = serde_json::from_str(&env.ws(&ws, &["gc", "--json"]).ok().stdout).unwrap();
+    assert_eq!(again["freed_objects"], 0, "{again}");
+
+    // The pending session is whole: its diff shows content, rollback is exact.
+    let diff = env.ws(&ws, &["diff"]).ok();
+    assert!(diff.stdout.contains("+more"), "{}", diff.stdout);
+    env.ws(&ws, &["rollback"]).ok();
+    assert_same_tree(&before, &capture(&ws, &skip_git_internals));
+    // And the stat cache still serves: the next session snapshots and rolls back.
+    env.session(&ws, "echo x > y").ok();
+    env.ws(&ws, &["rollback"]).ok();
+    assert_same_tree(&before, &capture(&ws, &skip_git_internals));
+}
+
+#[test]
+fn closed_sessions_are_collected_by_themselves_every_ten() {
+    let env = Env::new();
+    let ws = repo(&env);
+    for i in 0..10 {
+        env.session(&ws, &format!("echo auto-gc-{i} > f{i}")).ok();
+        env.ws(&ws, &["rollback"]).ok();
+        if i == 0 {
+            assert!(stored(&env, b"auto-gc-0\n"), "the session stored nothing");
+        }
+    }
+    for i in 0..10 {
+        assert!(!stored(&env, format!("auto-gc-{i}\n").as_bytes()), "session {i}'s content is still stored");
+    }
+}

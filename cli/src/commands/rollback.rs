@@ -34,7 +34,7 @@ pub struct RollbackArgs {
 
 pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
     let ws = Workspace::discover()?;
-    let _lock = ws.lock()?;
+    let lock = ws.lock()?;
     let (mut session, paths) = session_and_paths(&ws, args.targets)?;
     let mut changes = ws.session_changes(&mut session)?;
     let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
@@ -120,6 +120,7 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
         return Ok(exit::CONFLICT);
     }
     if session.state == ws_snapshot::SessionState::Closed {
+        crate::commands::gc::auto(&ws, &lock);
         ui::note(&format!("session {} is closed: every change is reviewed", session.id));
     }
     Ok(exit::OK)
