@@ -89,14 +89,26 @@ impl Workspace {
 
     /// Takes a snapshot, showing progress on stderr when it takes a while.
     pub fn snapshot(&self, previous: Option<&Manifest>, what: &str) -> Result<SnapshotOutcome, CliError> {
-        let progress = Progress::default();
-        let opts = SnapshotOptions {
+        Ok(self.try_snapshot(previous, what)?)
+    }
+
+    fn snapshot_options<'a>(&'a self, previous: Option<&'a Manifest>, progress: &'a Progress) -> SnapshotOptions<'a> {
+        SnapshotOptions {
             workspace: &self.root,
             budget: Budget::default(),
             exclude_files: self.exclude_files().to_vec(),
             previous,
-            progress: Some(&progress),
-        };
+            progress: Some(progress),
+        }
+    }
+
+    fn try_snapshot(
+        &self,
+        previous: Option<&Manifest>,
+        what: &str,
+    ) -> Result<SnapshotOutcome, ws_snapshot::SnapshotError> {
+        let progress = Progress::default();
+        let opts = self.snapshot_options(previous, &progress);
         let (done, finished) = mpsc::channel::<()>();
         let outcome = std::thread::scope(|s| {
             let shown = &progress;
@@ -107,6 +119,9 @@ impl Workspace {
         })?;
         if !self.same_filesystem && outcome.stored_files > 0 {
             self.notice_copy_once();
+        }
+        for bad in &outcome.bad_ignore_files {
+            ui::warn(&bad.to_string());
         }
         Ok(outcome)
     }
@@ -165,11 +180,34 @@ impl Workspace {
             .latest()
             .filter(|id| before.id.as_ref() != Some(id))
             .and_then(|id| self.store.manifest(&id).ok());
-        let after = self.snapshot(Some(latest.as_ref().unwrap_or(&before)), "after-snapshot")?;
+        let previous = latest.as_ref().unwrap_or(&before);
+        let (after_id, after) = match self.try_snapshot(Some(previous), "after-snapshot") {
+            Ok(after) => (Some(after.id), after.manifest),
+            // A full disk must not leave the session unreviewable: the
+            // workspace is described without storing, every changed path is
+            // listed, and rollback can put each back from the before-snapshot.
+            Err(e) if e.is_no_space() => {
+                ui::warn(&format!(
+                    "the disk of the snapshot store {} is full: the after-snapshot of session {} cannot keep the \
+                     session's new content. `ws diff` lists every path it changed (its new content: not stored) \
+                     and `ws rollback` puts them back; `ws approve` keeps them",
+                    self.store.root().display(),
+                    session.id
+                ));
+                let progress = Progress::default();
+                let (m, _) =
+                    ws_snapshot::walk_unstored(&self.store, &self.snapshot_options(Some(previous), &progress))?;
+                (None, m)
+            }
+            Err(e) => return Err(e.into()),
+        };
         session.after_snapshot_ms = Some(started.elapsed().as_millis() as u64);
-        let changes = ws_snapshot::compute_changes(&self.store, &before, &after.manifest)?;
+        let changes = ws_snapshot::compute_changes(&self.store, &before, &after)?;
+        for link in ws_snapshot::outside_links(&before, &changes, |_| true) {
+            ui::warn(&link.to_string());
+        }
         self.store.save_changes(&session.id, &changes)?;
-        session.after = Some(after.id.0.clone());
+        session.after = after_id.map(|id| id.0);
         session.ended_ms = Some(crate::now_ms());
         session.exit = exit;
         session.state = SessionState::Pending;

@@ -201,3 +201,107 @@ pub(crate) fn lstat(path: &Path) -> io::Result<Option<std::fs::Metadata>> {
         Err(e) => Err(e),
     }
 }
+
+/// A changed file that had hard links outside the workspace: the session's
+/// write in place changed the file under those names too, and a rollback
+/// restores only the workspace's name — as a new inode, no longer linked to
+/// them. Nothing in the workspace can restore the outside names; the user
+/// must be told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutsideLink {
+    pub path: RelPath,
+    /// Names the inode had when the before-snapshot was taken.
+    pub links: u64,
+    /// How many of them are in the workspace.
+    pub inside: u64,
+}
+
+impl std::fmt::Display for OutsideLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let outside = self.links - self.inside;
+        write!(
+            f,
+            "{} is a hard link: its file had {} names, {outside} of them outside the workspace. The session's \
+             write may have changed the file under {} too, which rollback cannot restore, and rollback gives \
+             this name a new file no longer linked to {} (find them with `find / -xdev -samefile`)",
+            self.path,
+            self.links,
+            if outside == 1 { "that name" } else { "those names" },
+            if outside == 1 { "it" } else { "them" },
+        )
+    }
+}
+
+/// The changes (of `changes`, those `pick` selects) whose before-snapshot
+/// file had more hard links than the snapshot holds names for it.
+pub fn outside_links(before: &Manifest, changes: &[Change], pick: impl Fn(&Change) -> bool) -> Vec<OutsideLink> {
+    let linked: Vec<&Change> = changes
+        .iter()
+        .filter(|c| pick(c))
+        .filter(|c| c.before.as_ref().is_some_and(|b| matches!(b.kind, EntryKind::File { .. }) && b.stat.nlink > 1))
+        .collect();
+    if linked.is_empty() {
+        return Vec::new();
+    }
+    let mut inside: std::collections::HashMap<(u64, u64), u64> = std::collections::HashMap::new();
+    for e in &before.entries {
+        if e.stat.nlink > 1 && matches!(e.kind, EntryKind::File { .. }) {
+            *inside.entry((e.stat.dev, e.stat.ino)).or_default() += 1;
+        }
+    }
+    linked
+        .into_iter()
+        .filter_map(|c| {
+            let b = c.before.as_ref()?;
+            let n = inside.get(&(b.stat.dev, b.stat.ino)).copied().unwrap_or(0);
+            (n < b.stat.nlink).then(|| OutsideLink { path: c.path.clone(), links: b.stat.nlink, inside: n })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod outside_link_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::snapshot::{SnapshotOptions, take_snapshot};
+    use crate::{Budget, Store};
+
+    #[test]
+    fn a_changed_file_linked_from_outside_is_named_with_its_link_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store_dir, outside) = (dir.path().join("ws"), dir.path().join("store"), dir.path().join("out"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        for f in ["shared", "inner1", "plain"] {
+            std::fs::write(root.join(f), f).unwrap();
+        }
+        std::fs::hard_link(root.join("shared"), outside.join("shared")).unwrap();
+        std::fs::hard_link(root.join("shared"), outside.join("shared2")).unwrap();
+        // Linked, but every name inside: nothing to report.
+        std::fs::hard_link(root.join("inner1"), root.join("inner2")).unwrap();
+        let store = Store::open_or_create(&store_dir, &root).unwrap();
+        let snap = |previous| {
+            let opts = SnapshotOptions {
+                workspace: &root,
+                budget: Budget::default(),
+                exclude_files: vec![],
+                previous,
+                progress: None,
+            };
+            take_snapshot(&store, &opts).unwrap().manifest
+        };
+        let before = snap(None);
+        for f in ["shared", "inner1", "plain"] {
+            std::fs::write(root.join(f), "changed").unwrap();
+        }
+        let after = snap(Some(&before));
+        let changes = compute_changes(&store, &before, &after).unwrap();
+        assert!(changes.len() >= 4, "{changes:?}");
+        let found = outside_links(&before, &changes, |_| true);
+        assert_eq!(found, [OutsideLink { path: RelPath::from_bytes(b"shared").unwrap(), links: 3, inside: 1 }]);
+        let msg = found[0].to_string();
+        assert!(msg.contains("shared is a hard link") && msg.contains("3 names, 2 of them outside"), "{msg}");
+        assert!(outside_links(&before, &changes, |c| c.path.as_bytes() != b"shared").is_empty());
+    }
+}

@@ -40,6 +40,23 @@ pub enum SnapshotError {
     NotADirectory { path: PathBuf },
 }
 
+impl SnapshotError {
+    /// Whether the store's disk (or the user's quota) was full: the case
+    /// where [`crate::walk_unstored`] can still describe the workspace.
+    pub fn is_no_space(&self) -> bool {
+        let io = match self {
+            SnapshotError::Store { source, .. } => Some(source),
+            SnapshotError::StoreState(StoreError::Io { source, .. } | StoreError::Create { source, .. }) => {
+                Some(source)
+            }
+            _ => None,
+        };
+        io.and_then(io::Error::raw_os_error).is_some_and(|e| {
+            e == rustix::io::Errno::NOSPC.raw_os_error() || e == rustix::io::Errno::DQUOT.raw_os_error()
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
     #[error("no session matches `{id}` in this workspace")]

@@ -38,8 +38,13 @@ fn entry_kind() -> impl Strategy<Value = EntryKind> {
             .prop_map(|(o, hash)| EntryKind::File { object: ObjectId::from_bytes(o), hash }),
         prop::collection::vec(any::<u8>(), 0..40).prop_map(|target| EntryKind::Symlink { target }),
         Just(EntryKind::Dir),
-        (0..3u8, any::<u64>(), any::<u64>()).prop_map(|(r, files, bytes)| EntryKind::Excluded {
-            reason: [ExcludeReason::OverBudget, ExcludeReason::Special, ExcludeReason::Unreadable][r as usize],
+        (0..4u8, any::<u64>(), any::<u64>()).prop_map(|(r, files, bytes)| EntryKind::Excluded {
+            reason: [
+                ExcludeReason::OverBudget,
+                ExcludeReason::Special,
+                ExcludeReason::Unreadable,
+                ExcludeReason::NoSpace
+            ][r as usize],
             files,
             bytes,
         }),
@@ -227,8 +232,9 @@ fn store_with_session(dir: &Path) -> (Store, PathBuf) {
 }
 
 fn journal_text() -> impl Strategy<Value = Vec<u8>> {
-    let valid = (prop::collection::vec(any::<usize>(), 0..6), any::<bool>())
-        .prop_map(|(i, f)| serde_json::to_vec(&crate::session::Journal { indices: i, force: f }).unwrap());
+    let work = prop_oneof![Just(String::new()), "[0-9a-f]{32}", "[0-9a-f./]{0,34}", any::<String>()];
+    let valid = (prop::collection::vec(any::<usize>(), 0..6), any::<bool>(), work)
+        .prop_map(|(i, f, work)| serde_json::to_vec(&crate::session::Journal { indices: i, force: f, work }).unwrap());
     prop_oneof![
         2 => (valid, damage()).prop_map(|(mut b, d)| {
             apply(&mut b, &d);
@@ -249,7 +255,10 @@ proptest! {
         let path = session.join("rollback.journal");
         std::fs::write(&path, &text).unwrap();
         match store.read_journal("s1") {
-            Ok(j) => prop_assert!(j.is_some()),
+            Ok(j) => {
+                let j = j.unwrap();
+                prop_assert!(j.work.is_empty() || crate::store::is_work_token(&j.work), "{:?}", j.work);
+            }
             Err(SessionError::DamagedJournal { path: p, what }) => {
                 prop_assert_eq!(&p, &path);
                 prop_assert!(what.contains(" at line ") || what.contains("EOF"), "{}", what);

@@ -14,6 +14,7 @@ mod budget;
 mod changes;
 mod copy;
 mod error;
+mod gc;
 mod git;
 pub mod git_guard;
 #[cfg(test)]
@@ -32,14 +33,16 @@ mod store;
 mod walk;
 
 pub use budget::Budget;
-pub use changes::{Change, ChangeKind, ChangeState, compute_changes};
+pub use changes::{Change, ChangeKind, ChangeState, OutsideLink, compute_changes, outside_links};
 pub use error::{ManifestError, ReviewError, SessionError, SnapshotError, StoreError};
+pub use gc::{GcOptions, GcOutcome, gc, gc_done, gc_due};
 pub use git::{GitClass, git_class};
+pub use ignore_rules::{BadIgnoreFile, IGNORE_FILE_MAX, IgnoreFileProblem};
 pub use manifest::{Entry, EntryKind, ExcludeReason, Manifest, ManifestId};
 pub use path::RelPath;
 pub use place::{StorePlacement, choose_store_dir, existing_store_dir, workspace_key};
 pub use restore::{RollbackOptions, RollbackOutcome, approve, rollback};
 pub use session::{ExitStatus, Session, SessionId, SessionState};
-pub use snapshot::{Progress, SnapshotOptions, SnapshotOutcome, take_snapshot};
+pub use snapshot::{Progress, SnapshotOptions, SnapshotOutcome, take_snapshot, walk_unstored};
 pub use stat::FileStat;
 pub use store::{CloneSupport, ObjectId, Store, StoreLock};

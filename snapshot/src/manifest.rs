@@ -26,6 +26,9 @@ pub enum ExcludeReason {
     Special,
     /// The walk could not read it (permission denied).
     Unreadable,
+    /// Changed, but its content could not be stored: the disk was full
+    /// (a snapshot taken by [`crate::walk_unstored`]).
+    NoSpace,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -210,6 +213,7 @@ pub(crate) fn encode_entry(w: &mut Writer, e: &Entry) {
                 ExcludeReason::OverBudget => 0,
                 ExcludeReason::Special => 1,
                 ExcludeReason::Unreadable => 2,
+                ExcludeReason::NoSpace => 3,
             });
             w.u64(*files);
             w.u64(*bytes);
@@ -253,6 +257,7 @@ pub(crate) fn decode_entry(r: &mut Reader) -> DecodeResult<Entry> {
                 0 => ExcludeReason::OverBudget,
                 1 => ExcludeReason::Special,
                 2 => ExcludeReason::Unreadable,
+                3 => ExcludeReason::NoSpace,
                 _ => return Err((r.pos - 1, "invalid exclusion reason")),
             };
             EntryKind::Excluded { reason, files: r.u64()?, bytes: r.u64()? }

@@ -4,7 +4,7 @@
 //! check first, then an unnamed inode linked in, or a work file renamed in.
 //! A directory that is missing altogether — the common case after `rm -rf` —
 //! does not need that for what lies below it. Its top is made under a work
-//! name beside its place (a `.ws-tmp-PID-…` name: never snapshotted, swept as
+//! name beside its place (a `.ws-tmp-TOKEN-PID-…` name, see `store::WorkToken`: never snapshotted, swept as
 //! debris by the next rollback once its process is gone), everything below is
 //! made there directly under its own name, relative to its directory's
 //! descriptor (`mkdirat`, `openat(O_CREAT|O_EXCL)`, `symlinkat`: the calls cp

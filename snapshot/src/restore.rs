@@ -31,8 +31,7 @@ use crate::rebuild::{Built, NewTrees, fill_file};
 use crate::session::{Journal, Session};
 use crate::snapshot::fs_now;
 use crate::stat::FileStat;
-use crate::store::{Store, lock, owner_alive, worker_threads};
-use crate::walk::RESTORE_TMP_PREFIX;
+use crate::store::{Store, lock, owner_alive, work_prefix, worker_threads};
 
 #[derive(Debug, Default)]
 pub struct RollbackOptions {
@@ -110,11 +109,20 @@ pub fn rollback(
         let pending: Vec<usize> =
             j.indices.into_iter().filter(|&i| i < changes.len() && changes[i].state == ChangeState::Pending).collect();
         outcome.resumed = pending.len();
-        Rollback::new(store, workspace, before, j.force, &mut outcome).run(changes, &pending)?;
+        // The interrupted run's work names carry its token: registered again
+        // (in case its marker was lost) so that they stay out of snapshots
+        // until swept.
+        if !j.work.is_empty() {
+            store.register_work(&j.work)?;
+        }
+        Rollback::new(store, workspace, before, j.force, &j.work, &mut outcome).run(changes, &pending)?;
         sync_workspace(workspace);
         store.save_changes(&session.id, changes)?;
         store.sync()?;
         store.clear_journal(&session.id)?;
+        if !j.work.is_empty() {
+            store.end_work(&j.work)?;
+        }
     }
     let mut picked = select(session, changes, paths)?;
     picked.retain(|&i| !opts.leave.contains(&changes[i].path));
@@ -145,8 +153,10 @@ pub fn rollback(
     picked.sort_unstable();
     picked.dedup();
     if !picked.is_empty() {
-        store.write_journal(&session.id, &Journal { indices: picked.clone(), force: opts.force })?;
-        let made = Rollback::new(store, workspace, before, opts.force, &mut outcome).run(changes, &picked)?;
+        let work = store.begin_work()?;
+        store
+            .write_journal(&session.id, &Journal { indices: picked.clone(), force: opts.force, work: work.clone() })?;
+        let made = Rollback::new(store, workspace, before, opts.force, &work, &mut outcome).run(changes, &picked)?;
         // What was restored reaches the disk before the change set says so:
         // after a power cut, a change marked rolled back must not have lost
         // its files. The stat cache is refreshed meanwhile.
@@ -157,6 +167,7 @@ pub fn rollback(
         store.save_changes(&session.id, changes)?;
         store.sync()?;
         store.clear_journal(&session.id)?;
+        store.end_work(&work)?;
     }
     store.settle(session, changes)?;
     Ok(outcome)
@@ -241,6 +252,8 @@ struct Rollback<'a> {
     links: Mutex<HashMap<(u64, u64), PathBuf>>,
     /// New trees begun by the current level of directories: (path, work path).
     new_tops: Mutex<Vec<(RelPath, PathBuf)>>,
+    /// `.ws-tmp-TOKEN-`: what this rollback's work names begin with.
+    work_prefix: Vec<u8>,
 }
 
 /// What rolling back one change came to.
@@ -305,8 +318,18 @@ fn category(e: &Entry) -> u8 {
 }
 
 impl<'a> Rollback<'a> {
-    fn new(store: &'a Store, root: &'a Path, before: &'a Manifest, force: bool, out: &'a mut RollbackOutcome) -> Self {
+    fn new(
+        store: &'a Store,
+        root: &'a Path,
+        before: &'a Manifest,
+        force: bool,
+        work: &str,
+        out: &'a mut RollbackOutcome,
+    ) -> Self {
+        // A journal from before work tokens: its work names had none.
+        let work_prefix = if work.is_empty() { b".ws-tmp-".to_vec() } else { work_prefix(work) };
         Rollback {
+            work_prefix,
             store,
             root,
             before,
@@ -551,18 +574,18 @@ impl<'a> Rollback<'a> {
                 }
                 // The top of a new tree (see `rebuild`), made writable;
                 // phase 3 sets the snapshot's mode after the children are back.
-                let work = tmp_beside(abs);
+                let work = tmp_beside(&self.work_prefix, abs);
                 std::fs::DirBuilder::new().mode(0o700).create(&work).map_err(err)?;
                 lock(&self.new_tops).push((e.path.clone(), work));
                 Ok(())
             }
             EntryKind::Symlink { target } => {
-                let tmp = tmp_beside(abs);
+                let tmp = tmp_beside(&self.work_prefix, abs);
                 std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(target), &tmp).map_err(err)?;
                 self.place(&tmp, abs)
             }
             EntryKind::File { object, .. } => {
-                let tmp = tmp_beside(abs);
+                let tmp = tmp_beside(&self.work_prefix, abs);
                 let key = (e.stat.dev, e.stat.ino);
                 if e.stat.nlink > 1
                     && let Some(sibling) = self.hard_link_sibling(key, &e.path)
@@ -661,7 +684,7 @@ impl<'a> Rollback<'a> {
             };
             for e in rd.flatten() {
                 let name = e.file_name();
-                let Some(rest) = name.as_bytes().strip_prefix(RESTORE_TMP_PREFIX) else {
+                let Some(rest) = name.as_bytes().strip_prefix(self.work_prefix.as_slice()) else {
                     continue;
                 };
                 if owner_alive(rest) {
@@ -678,16 +701,43 @@ impl<'a> Rollback<'a> {
 }
 
 /// Whether the reflog at `abs` is the snapshot's with entries appended.
+/// The agent may have made it anything: it is opened without following a
+/// link or blocking on a FIFO, must be a regular file longer than the
+/// snapshot's, and only the snapshot's length of it is read, a piece at a
+/// time — never the whole of a 1 TiB file.
 fn appended_to(store: &Store, abs: &Path, before: &Entry) -> Result<bool, ReviewError> {
+    use std::io::Read;
     let EntryKind::File { object, .. } = &before.kind else {
         return Ok(false);
     };
-    let Ok(now) = std::fs::read(abs) else {
+    let flags = rustix::fs::OFlags::RDONLY
+        | rustix::fs::OFlags::NOFOLLOW
+        | rustix::fs::OFlags::NONBLOCK
+        | rustix::fs::OFlags::NOCTTY
+        | rustix::fs::OFlags::CLOEXEC;
+    let Ok(fd) = rustix::fs::open(abs, flags, rustix::fs::Mode::empty()) else {
         return Ok(false);
     };
+    let now = File::from(fd);
+    let Ok(meta) = now.metadata() else { return Ok(false) };
     let path = store.object_path(object);
-    let then = std::fs::read(&path).map_err(|source| StoreError::Object { path, source })?;
-    Ok(now.len() > then.len() && now.starts_with(&then))
+    let obj_err = |source| StoreError::Object { path: path.clone(), source };
+    let then = File::open(&path).map_err(obj_err)?;
+    let then_len = then.metadata().map_err(obj_err)?.len();
+    if !meta.is_file() || meta.len() <= then_len {
+        return Ok(false);
+    }
+    let (mut a, mut b) = (vec![0u8; 64 * 1024], vec![0u8; 64 * 1024]);
+    let (mut now, mut then) = ((&now).take(then_len), (&then).take(then_len));
+    loop {
+        let n = then.read(&mut a).map_err(obj_err)?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if now.read_exact(&mut b[..n]).is_err() || a[..n] != b[..n] {
+            return Ok(false);
+        }
+    }
 }
 
 fn remove_any(abs: &Path) -> io::Result<()> {
@@ -698,13 +748,15 @@ fn remove_any(abs: &Path) -> io::Result<()> {
     }
 }
 
-fn tmp_beside(abs: &Path) -> PathBuf {
+/// A work name beside `abs`: `prefix` (`.ws-tmp-TOKEN-`) then the owner's
+/// pid (for the sweep) and what makes it unique.
+fn tmp_beside(prefix: &[u8], abs: &Path) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     static PID: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
     let pid = *PID.get_or_init(std::process::id);
-    let name = format!("{}{pid}-{n}-{nanos}", String::from_utf8_lossy(RESTORE_TMP_PREFIX));
+    let name = format!("{}{pid}-{n}-{nanos}", String::from_utf8_lossy(prefix));
     abs.with_file_name(name)
 }
 

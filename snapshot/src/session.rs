@@ -57,11 +57,26 @@ pub struct Session {
     pub recording: Option<crate::audit::Recording>,
 }
 
-/// The rollback under way: which changes (by index) and whether forced.
+/// The rollback under way: which changes (by index), whether forced, and
+/// the work token its work names carry (see [`crate::store::WorkToken`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Journal {
     pub indices: Vec<usize>,
     pub force: bool,
+    /// Empty in journals written before work tokens. It becomes a file name
+    /// in the store and a prefix of names in the workspace: anything but 32
+    /// hex digits makes the journal damaged.
+    #[serde(default, deserialize_with = "work_token")]
+    pub work: String,
+}
+
+fn work_token<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.is_empty() || crate::store::is_work_token(&s) {
+        Ok(s)
+    } else {
+        Err(serde::de::Error::custom("the work token is not 32 lowercase hex digits"))
+    }
 }
 
 impl Session {

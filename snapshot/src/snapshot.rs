@@ -3,11 +3,12 @@
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::budget::Budget;
 use crate::error::SnapshotError;
-use crate::ignore_rules::IgnoreRules;
+use crate::ignore_rules::{BadIgnoreFile, IgnoreRules};
 use crate::manifest::{Manifest, ManifestId};
 use crate::store::{CloneSupport, Store};
 use crate::walk::Walk;
@@ -41,23 +42,110 @@ pub struct SnapshotOutcome {
     pub stored_files: u64,
     pub stored_bytes: u64,
     pub clone: CloneSupport,
+    /// Ignore files whose rules were not applied because they could not be
+    /// read safely (a FIFO, a device, a symbolic link in the work tree, too
+    /// large): the snapshot holds what they would have excluded.
+    pub bad_ignore_files: Vec<BadIgnoreFile>,
 }
 
 /// Snapshots the workspace into the store and makes it the latest manifest.
 /// Never writes to the workspace.
 pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOutcome, SnapshotError> {
+    let started_ns = fs_now(store)?;
+    let own = Progress::default();
+    let progress = opts.progress.unwrap_or(&own);
+    let before_files = progress.stored_files.load(Ordering::Relaxed);
+    let before_bytes = progress.stored_bytes.load(Ordering::Relaxed);
+    let created = Mutex::new(Vec::new());
+    // Until a manifest names them, the objects this snapshot stored are
+    // nobody's: on failure (a full disk, most often) they are removed, so
+    // the space is there again for the review that follows.
+    let written = walk(store, opts, started_ns, progress, Some(&created))
+        .and_then(|(entries, bad)| put_manifest(store, opts, started_ns, entries).map(|m| (m, bad)));
+    let created = created.into_inner().unwrap_or_else(|p| p.into_inner());
+    let (manifest, bad_ignore_files) = match written {
+        Ok(w) => w,
+        Err(e) => {
+            for id in &created {
+                let _ = std::fs::remove_file(store.object_path(id));
+            }
+            return Err(e);
+        }
+    };
+    let id = manifest.id.clone().unwrap_or_else(|| unreachable!("put_manifest sets the id"));
+    if !created.is_empty() {
+        // Objects are written without fsync each; one syncfs makes them all
+        // durable before the manifest that names them becomes the latest.
+        store.sync()?;
+    }
+    store.set_latest(&id)?;
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    Ok(SnapshotOutcome {
+        id,
+        manifest,
+        stored_files: load(&progress.stored_files) - before_files,
+        stored_bytes: load(&progress.stored_bytes) - before_bytes,
+        clone: store.clone_support(),
+        bad_ignore_files,
+    })
+}
+
+/// The manifest of a walk's entries, stored (unless the previous one is the
+/// same), with its id set.
+fn put_manifest(
+    store: &Store,
+    opts: &SnapshotOptions,
+    started_ns: i64,
+    entries: Vec<crate::manifest::Entry>,
+) -> Result<Manifest, SnapshotError> {
+    let mut manifest = Manifest { started_ns, entries, id: None };
+    manifest.sort();
+    // An unchanged workspace yields the same entries: that is the previous
+    // manifest, already stored; nothing to encode or write.
+    let unchanged = opts.previous.filter(|prev| prev.id.is_some() && prev.entries == manifest.entries);
+    let id = match unchanged {
+        Some(prev) => {
+            manifest.started_ns = prev.started_ns;
+            prev.id.clone().unwrap_or_else(|| unreachable!("filtered on id"))
+        }
+        None => store.put_manifest(&manifest)?,
+    };
+    manifest.id = Some(id);
+    Ok(manifest)
+}
+
+/// Describes the workspace as a snapshot would, writing nothing to the store:
+/// for when the store's disk is full ([`SnapshotError::is_no_space`]). Files
+/// the stat cache (`opts.previous`) vouches for, or whose content is still
+/// their previous object's, keep that object; any other file is
+/// `Excluded { NoSpace }`, so that a change set against the before-snapshot
+/// still lists every changed path and rollback can put each back. The
+/// manifest is not stored (`id` is `None`).
+pub fn walk_unstored(store: &Store, opts: &SnapshotOptions) -> Result<(Manifest, Vec<BadIgnoreFile>), SnapshotError> {
+    let started_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    let own = Progress::default();
+    let (entries, bad) = walk(store, opts, started_ns, opts.progress.unwrap_or(&own), None)?;
+    let mut manifest = Manifest { started_ns, entries, id: None };
+    manifest.sort();
+    Ok((manifest, bad))
+}
+
+fn walk(
+    store: &Store,
+    opts: &SnapshotOptions,
+    started_ns: i64,
+    progress: &Progress,
+    created: Option<&Mutex<Vec<crate::store::ObjectId>>>,
+) -> Result<(Vec<crate::manifest::Entry>, Vec<BadIgnoreFile>), SnapshotError> {
     let root = opts.workspace;
     let meta = std::fs::metadata(root).map_err(|source| SnapshotError::Walk { path: root.to_path_buf(), source })?;
     if !meta.is_dir() {
         return Err(SnapshotError::NotADirectory { path: root.to_path_buf() });
     }
-    let started_ns = fs_now(store)?;
     let excludes: Vec<&Path> = opts.exclude_files.iter().map(PathBuf::as_path).collect();
-    let rules = IgnoreRules::new(root, &excludes);
-    let own = Progress::default();
-    let progress = opts.progress.unwrap_or(&own);
-    let before_files = progress.stored_files.load(Ordering::Relaxed);
-    let before_bytes = progress.stored_bytes.load(Ordering::Relaxed);
+    let (rules, mut bad_ignore_files) = IgnoreRules::new(root, &excludes);
     let mut skip = Vec::new();
     for dir in [Some(store.root()), store.root().parent()].into_iter().flatten() {
         if let Ok(m) = std::fs::metadata(dir) {
@@ -74,36 +162,20 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
         progress,
         skip,
         links: Default::default(),
+        work_prefixes: store.work_prefixes(),
+        store_content: created.is_some(),
+        verify_cache: opts.previous.is_some_and(|p| p.id.is_none() || p.id != store.latest()),
+        created: Default::default(),
+        bad_ignores: Default::default(),
     };
-    let entries = walk.run()?;
-    let mut manifest = Manifest { started_ns, entries, id: None };
-    manifest.sort();
-    // An unchanged workspace yields the same entries: that is the previous
-    // manifest, already stored; nothing to encode or write.
-    let unchanged = opts.previous.filter(|prev| prev.id.is_some() && prev.entries == manifest.entries);
-    let id = match unchanged {
-        Some(prev) => {
-            manifest.started_ns = prev.started_ns;
-            prev.id.clone().unwrap_or_else(|| unreachable!("filtered on id"))
-        }
-        None => store.put_manifest(&manifest)?,
-    };
-    manifest.id = Some(id.clone());
-    let stored_files = progress.stored_files.load(Ordering::Relaxed) - before_files;
-    if stored_files > 0 {
-        // Objects are written without fsync each; one syncfs makes them all
-        // durable before the manifest that names them becomes the latest.
-        store.sync()?;
+    let entries = walk.run();
+    if let Some(c) = created {
+        crate::store::lock(c).append(&mut crate::store::lock(&walk.created));
     }
-    store.set_latest(&id)?;
-    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    Ok(SnapshotOutcome {
-        id,
-        manifest,
-        stored_files,
-        stored_bytes: load(&progress.stored_bytes) - before_bytes,
-        clone: store.clone_support(),
-    })
+    let entries = entries?;
+    bad_ignore_files.append(&mut walk.bad_ignores.into_inner().unwrap_or_else(|p| p.into_inner()));
+    bad_ignore_files.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok((entries, bad_ignore_files))
 }
 
 /// The filesystem's idea of "now": the mtime of a file created in the store.

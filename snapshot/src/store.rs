@@ -8,6 +8,7 @@
 //! latest                id of the newest manifest: the stat cache
 //! sessions/SID/…        session records, change sets, rollback journals
 //! tmp/PID-N             work files of live processes; others are debris
+//! work/TOKEN            the work token of each rollback under way
 //! ```
 //! Every state file is written to `tmp/` and renamed into place, so a crash at
 //! any instant leaves the old or the new version, never a mix.
@@ -106,7 +107,7 @@ impl Store {
                 .map_err(|source| StoreError::Create { path: p.to_path_buf(), source })
         };
         create(root)?;
-        for sub in ["objects", "manifests", "sessions", "tmp"] {
+        for sub in ["objects", "manifests", "sessions", "tmp", "work"] {
             create(&root.join(sub))?;
         }
         let ident_path = root.join("STORE");
@@ -367,6 +368,75 @@ fn write_atomic_in(root: &Path, path: &Path, bytes: &[u8]) -> Result<(), StoreEr
         let _ = std::fs::remove_file(&tmp);
         io_err(e)
     })
+}
+
+/// The secret in the names of a rollback's work files in the workspace
+/// (`.ws-tmp-TOKEN-PID-…`): 128 random bits, kept in the store (which the
+/// sandbox can neither read nor write) for as long as the rollback is under
+/// way. Only such names are left out of snapshots: any other name, however
+/// it begins, is the workspace's — an agent cannot hide a file from review
+/// by calling it `.ws-tmp-…`.
+pub(crate) type WorkToken = String;
+
+impl Store {
+    fn work_dir(&self) -> PathBuf {
+        self.root.join("work")
+    }
+
+    /// A fresh work token, registered (durably) before any name carrying it
+    /// is made in the workspace.
+    pub(crate) fn begin_work(&self) -> Result<WorkToken, StoreError> {
+        let mut rnd = [0u8; 16];
+        rustix::rand::getrandom(&mut rnd, rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| StoreError::Io { path: self.work_dir(), source: e.into() })?;
+        let token = hex(&rnd);
+        self.register_work(&token)?;
+        Ok(token)
+    }
+
+    /// Registers `token` again (a resumed rollback whose marker was lost).
+    pub(crate) fn register_work(&self, token: &str) -> Result<(), StoreError> {
+        let dir = self.work_dir();
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|source| StoreError::Io { path: dir.clone(), source })?;
+        self.write_atomic(&dir.join(token), b"")
+    }
+
+    /// Unregisters `token`: names carrying it are ordinary names again.
+    pub(crate) fn end_work(&self, token: &str) -> Result<(), StoreError> {
+        let path = self.work_dir().join(token);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { path, source }),
+        }
+    }
+
+    /// The name prefixes (`.ws-tmp-TOKEN-`) of the rollbacks under way:
+    /// usually none.
+    pub(crate) fn work_prefixes(&self) -> Vec<Vec<u8>> {
+        let Ok(dir) = std::fs::read_dir(self.work_dir()) else {
+            return Vec::new();
+        };
+        dir.flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                is_work_token(&name).then(|| work_prefix(&name))
+            })
+            .collect()
+    }
+}
+
+pub(crate) fn is_work_token(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The prefix of the work names carrying `token`.
+pub(crate) fn work_prefix(token: &str) -> Vec<u8> {
+    format!(".ws-tmp-{token}-").into_bytes()
 }
 
 impl Store {

@@ -21,15 +21,12 @@ use std::sync::{Arc, Condvar, Mutex};
 
 use crate::budget::Budget;
 use crate::error::SnapshotError;
-use crate::ignore_rules::{IgnoreRules, IgnoreStack};
+use crate::ignore_rules::{BadIgnoreFile, IgnoreRules, IgnoreStack};
 use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest, find};
 use crate::path::RelPath;
 use crate::snapshot::Progress;
 use crate::stat::FileStat;
 use crate::store::{ObjectId, Store, lock, worker_threads};
-
-/// Work files of an interrupted restore; never part of a snapshot.
-pub(crate) const RESTORE_TMP_PREFIX: &[u8] = b".ws-tmp-";
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -59,6 +56,22 @@ pub(crate) struct Walk<'a> {
     pub skip: Vec<(u64, u64)>,
     /// Objects of multiply-linked inodes seen so far, so each inode is stored once.
     pub links: Mutex<HashMap<(u64, u64), StoredObject>>,
+    /// Name prefixes of the work files of rollbacks under way (interrupted):
+    /// those names alone are left out. See [`crate::store::WorkToken`].
+    pub work_prefixes: Vec<Vec<u8>>,
+    /// False for [`crate::walk_unstored`]: nothing is written to the store;
+    /// a file the stat cache cannot vouch for is compared with its previous
+    /// object by content, and is `Excluded { NoSpace }` if it differs.
+    pub store_content: bool,
+    /// The stat cache is not the latest manifest (read before the lock, and
+    /// another snapshot became the latest meanwhile): `ws gc` may have
+    /// freed its objects since, so each one it vouches for is checked.
+    pub verify_cache: bool,
+    /// Objects this walk stored: removed again if the snapshot fails, so a
+    /// full disk gets its space back (no manifest names them).
+    pub created: Mutex<Vec<ObjectId>>,
+    /// `.gitignore` files whose rules could not be read safely.
+    pub bad_ignores: Mutex<Vec<BadIgnoreFile>>,
 }
 
 pub(crate) type StoredObject = (ObjectId, Option<[u8; 32]>);
@@ -226,10 +239,12 @@ impl Walk<'_> {
         let previous = self.previous.map_or(&[][..], |m| m.below(&job.rel));
         let mut ignores = job.ignores.clone();
         if job.mode == Mode::Normal && names.iter().any(|n| n == b".gitignore") {
-            ignores = IgnoreRules::push(ignores, &job.abs.join(".gitignore"));
+            let (pushed, bad) = IgnoreRules::push(ignores, dir_fd, &job.abs);
+            ignores = pushed;
+            lock(&self.bad_ignores).extend(bad);
         }
         for name in names {
-            if name.starts_with(RESTORE_TMP_PREFIX) {
+            if !self.work_prefixes.is_empty() && self.work_prefixes.iter().any(|p| name.starts_with(p)) {
                 continue;
             }
             // The full path is only needed for ignore rules, subdirectories and
@@ -323,6 +338,7 @@ impl Walk<'_> {
             && let EntryKind::File { object, hash } = &prev.kind
             && !prev.racy
             && prev.stat.unchanged(&stat)
+            && (!self.verify_cache || self.store.object_path(object).exists())
         {
             return Ok(Some((EntryKind::File { object: *object, hash: *hash }, stat)));
         }
@@ -338,11 +354,15 @@ impl Walk<'_> {
             Err(rustix::io::Errno::NOENT) => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        if !self.store_content {
+            return self.file_kind_unstored(&src, previous, stat).map(Some);
+        }
         // A file being written while we copy it: copy again until its stat
         // data holds still across the copy, so the object is never torn.
         let mut stat = stat;
         for attempt in 0.. {
             let object = self.store.put_object(&src, stat.size)?;
+            lock(&self.created).push(object);
             let hash = None;
             self.progress.stored_files.fetch_add(1, Ordering::Relaxed);
             self.progress.stored_bytes.fetch_add(stat.size, Ordering::Relaxed);
@@ -358,6 +378,27 @@ impl Walk<'_> {
             stat = after;
         }
         unreachable!()
+    }
+
+    /// [`Walk::file_kind`] without writing: the previous object if the
+    /// content is still its content, else "changed, not stored".
+    fn file_kind_unstored(
+        &self,
+        src: &File,
+        previous: Option<&Entry>,
+        stat: FileStat,
+    ) -> io::Result<(EntryKind, FileStat)> {
+        if let Some(prev) = previous
+            && let EntryKind::File { object, hash } = &prev.kind
+            && prev.stat.size == stat.size
+        {
+            let mut prev = prev.clone();
+            let then = crate::changes::object_hash(self.store, &mut prev).map_err(io::Error::other)?;
+            if crate::copy::hash_file(src, stat.size)? == then {
+                return Ok((EntryKind::File { object: *object, hash: hash.or(Some(then)) }, stat));
+            }
+        }
+        Ok((EntryKind::Excluded { reason: ExcludeReason::NoSpace, files: 1, bytes: stat.size }, stat))
     }
 
     /// Counts an ignored directory until it exceeds the budget.
@@ -458,5 +499,77 @@ mod tests {
         let old = m.get(&RelPath::from_bytes(b"old").unwrap()).unwrap();
         assert!(!old.racy, "a file older than the walk was marked racy");
         assert!(old.stat.mtime_ns < m.started_ns);
+    }
+
+    /// An agent cannot hide a file by naming it like ws's work files: only
+    /// names carrying the token of a rollback under way are left out.
+    #[test]
+    fn ws_tmp_names_without_a_live_work_token_are_snapshotted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store_dir) = (dir.path().join("ws"), dir.path().join("store"));
+        std::fs::create_dir_all(root.join(".ws-tmp-dir")).unwrap();
+        std::fs::write(root.join(".ws-tmp-1-2-3"), "hidden?").unwrap();
+        std::fs::write(root.join(".ws-tmp-dir/inside"), "hidden?").unwrap();
+        let store = Store::open_or_create(&store_dir, &root).unwrap();
+        let token = store.begin_work().unwrap();
+        let ours = format!(".ws-tmp-{token}-1-2-3");
+        std::fs::write(root.join(&ours), "work file").unwrap();
+        // A forged token: right shape, not registered.
+        let forged = format!(".ws-tmp-{}-1-2-3", "0".repeat(32));
+        std::fs::write(root.join(&forged), "hidden?").unwrap();
+        let m = snap(&store, &root, None);
+        let has = |p: &str| m.get(&RelPath::from_bytes(p.as_bytes()).unwrap()).is_some();
+        assert!(has(".ws-tmp-1-2-3") && has(".ws-tmp-dir/inside") && has(&forged));
+        assert!(!has(&ours), "a live rollback's work file was snapshotted");
+        // Once the rollback is over, its names are ordinary names.
+        store.end_work(&token).unwrap();
+        let m = snap(&store, &root, None);
+        assert!(m.get(&RelPath::from_bytes(ours.as_bytes()).unwrap()).is_some());
+    }
+
+    /// The description of a workspace on a full disk: what the stat cache or
+    /// the content vouches for keeps its object, anything else is listed as
+    /// not stored, and nothing is written to the store.
+    #[test]
+    fn an_unstored_walk_writes_nothing_and_marks_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store_dir) = (dir.path().join("ws"), dir.path().join("store"));
+        std::fs::create_dir(&root).unwrap();
+        for f in ["same", "touched", "changed"] {
+            std::fs::write(root.join(f), f).unwrap();
+        }
+        let store = Store::open_or_create(&store_dir, &root).unwrap();
+        let first = snap(&store, &root, None);
+        let objects = || {
+            std::fs::read_dir(store_dir.join("objects"))
+                .unwrap()
+                .flatten()
+                .map(|d| std::fs::read_dir(d.path()).map_or(0, |r| r.count()))
+                .sum::<usize>()
+        };
+        let stored = objects();
+        std::fs::write(root.join("touched"), "touched").unwrap(); // same bytes, new mtime
+        std::fs::write(root.join("changed"), "CHANGED").unwrap();
+        std::fs::write(root.join("new"), "new").unwrap();
+        let opts = SnapshotOptions {
+            workspace: &root,
+            budget: Budget::default(),
+            exclude_files: vec![],
+            previous: Some(&first),
+            progress: None,
+        };
+        let (m, _) = crate::walk_unstored(&store, &opts).unwrap();
+        assert_eq!(objects(), stored, "the unstored walk wrote objects");
+        assert!(m.id.is_none());
+        let kind = |p: &str| m.get(&RelPath::from_bytes(p.as_bytes()).unwrap()).unwrap().kind.clone();
+        assert_eq!(object(&m, "same"), object(&first, "same"));
+        assert_eq!(object(&m, "touched"), object(&first, "touched"));
+        for p in ["changed", "new"] {
+            assert!(
+                matches!(kind(p), EntryKind::Excluded { reason: crate::ExcludeReason::NoSpace, .. }),
+                "{p}: {:?}",
+                kind(p)
+            );
+        }
     }
 }

@@ -21,4 +21,5 @@ mod recorder_service;
 mod review;
 mod sandbox;
 mod secrets;
+mod snapshot_attacks;
 mod sudo;

@@ -445,6 +445,7 @@ pub fn excluded_json(m: &Manifest) -> Vec<ExcludedJson> {
                     ws_snapshot::ExcludeReason::OverBudget => "over_budget",
                     ws_snapshot::ExcludeReason::Special => "special_file",
                     ws_snapshot::ExcludeReason::Unreadable => "unreadable",
+                    ws_snapshot::ExcludeReason::NoSpace => "no_space",
                 },
                 files_at_least: files,
                 bytes_at_least: bytes,

@@ -4,6 +4,7 @@ mod approve;
 mod audit;
 mod diff;
 mod doctor;
+mod gc;
 mod hooks;
 pub(crate) mod learn;
 mod log;
@@ -54,6 +55,7 @@ enum Command {
     Diff(diff::DiffArgs),
     Approve(approve::ApproveArgs),
     Rollback(rollback::RollbackArgs),
+    Gc(gc::GcArgs),
     /// List, show and check sandbox profiles.
     #[command(subcommand)]
     Profile(profile::ProfileCommand),
@@ -81,6 +83,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Diff(a) => diff::cmd_diff(a),
         Command::Approve(a) => approve::cmd_approve(a),
         Command::Rollback(a) => rollback::cmd_rollback(a),
+        Command::Gc(a) => gc::cmd_gc(a),
         Command::Profile(c) => profile::run(c),
         Command::Doctor(a) => doctor::cmd_doctor(a),
         Command::Secret(c) => secret::run(c),

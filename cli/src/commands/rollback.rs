@@ -34,7 +34,7 @@ pub struct RollbackArgs {
 
 pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
     let ws = Workspace::discover()?;
-    let _lock = ws.lock()?;
+    let lock = ws.lock()?;
     let (mut session, paths) = session_and_paths(&ws, args.targets)?;
     let mut changes = ws.session_changes(&mut session)?;
     let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
@@ -78,6 +78,10 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
             out.kept_git
         ));
     }
+    let restored: std::collections::HashSet<_> = out.restored.iter().collect();
+    for link in ws_snapshot::outside_links(&before, &changes, |c| restored.contains(&c.path)) {
+        ui::warn(&link.to_string());
+    }
     for p in &out.overwritten {
         let p = crate::display::name(p.as_bytes());
         ui::warn(&format!("{p} had changed after the session; overwritten with the snapshot's version"));
@@ -118,6 +122,7 @@ pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
         return Ok(exit::CONFLICT);
     }
     if session.state == ws_snapshot::SessionState::Closed {
+        crate::commands::gc::auto(&ws, &lock);
         ui::note(&format!("session {} is closed: every change is reviewed", session.id));
     }
     Ok(exit::OK)

@@ -211,8 +211,11 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     // the session frozen, the recorder watching, until the after-snapshot.
     let held = control.wait_exit();
     let after = if held.is_some() {
-        let _lock = ws.lock()?;
-        Some(ws.finish_session(&mut session, before.take(), held.map(|(code, signal)| ExitStatus { code, signal })))
+        let lock = ws.lock()?;
+        let after =
+            ws.finish_session(&mut session, before.take(), held.map(|(code, signal)| ExitStatus { code, signal }));
+        crate::commands::gc::auto(&ws, &lock);
+        Some(after)
     } else {
         None
     };
@@ -473,6 +476,7 @@ fn report_excluded(m: &Manifest) -> usize {
                 ws_snapshot::ExcludeReason::OverBudget => format!("{name} ({})", ui::bytes(*bytes)),
                 ws_snapshot::ExcludeReason::Special => format!("{name} (special file)"),
                 ws_snapshot::ExcludeReason::Unreadable => format!("{name} (unreadable)"),
+                ws_snapshot::ExcludeReason::NoSpace => format!("{name} (not stored: the disk was full)"),
             });
         }
     }
