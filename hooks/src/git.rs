@@ -5,7 +5,6 @@
 //! partial commits, `GIT_DIR` in worktrees).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -29,6 +28,10 @@ pub enum GitError {
     Output { args: String, dir: PathBuf, source: io::Error },
     #[error("`git {args}` in {dir} printed something unexpected: {what}")]
     Unexpected { args: String, dir: PathBuf, what: String },
+    /// The repository holds what neither ws nor git should read (a FIFO
+    /// where a file belongs, a delta chain that loops, a forged tree).
+    #[error("the repository is not safe to read: {0}")]
+    Unsafe(String),
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
@@ -118,6 +121,21 @@ pub fn staged_paths(top: &Path, base: Option<&str>) -> Result<Vec<StagedPath>, G
     let mut args = vec!["diff", "--cached", "--raw", "-z", "--no-renames", "--no-abbrev", "--no-ext-diff"];
     args.extend(base);
     args.push("--");
+    let out = git(top, &args)?;
+    parse_raw(&out).map_err(|what| unexpected(top, &args, what))
+}
+
+/// What git will commit, as git tells it: `git write-tree` names the tree
+/// (the cache tree where it is valid, the index entries elsewhere — what
+/// `git commit` records), `git diff-tree` compares it with HEAD's tree.
+pub fn committed_tree_paths(top: &Path) -> Result<Vec<StagedPath>, GitError> {
+    let out = git(top, &["write-tree"])?;
+    let tree = String::from_utf8_lossy(&out).trim().to_owned();
+    let base = match resolve(top, "HEAD")? {
+        Some(head) => head,
+        None => empty_tree(top)?,
+    };
+    let args = ["diff-tree", "-r", "-z", "--no-renames", "--no-abbrev", &base, &tree];
     let out = git(top, &args)?;
     parse_raw(&out).map_err(|what| unexpected(top, &args, what))
 }
@@ -241,16 +259,19 @@ pub fn blob_id_sha1(content: &[u8]) -> String {
 /// the bytes come from there and git is not started; the rest come from one
 /// `git cat-file --batch`.
 pub fn read_staged(top: &Path, entries: &[&StagedPath], mut each: impl FnMut(usize, &[u8])) -> Result<(), GitError> {
-    use std::os::unix::ffi::OsStrExt;
+    use crate::safe::{Found, Tree};
     let mut rest: Vec<usize> = Vec::new();
+    // Paths are resolved below the top without following a symlink, as git
+    // stages them; a FIFO, a device or a file over the bound is left to git,
+    // which reads the staged blob from its store.
+    let tree = Tree::open(top).ok();
     for (k, e) in entries.iter().enumerate() {
         let Some(blob) = e.staged.blob() else { continue };
-        let path = top.join(std::ffi::OsStr::from_bytes(&e.path));
-        let bytes = match e.staged {
-            Staged::File { .. } => {
-                std::fs::symlink_metadata(&path).ok().filter(|m| m.is_file()).and_then(|_| std::fs::read(&path).ok())
-            }
-            _ => std::fs::read_link(&path).ok().map(|t| t.into_os_string().into_vec()),
+        let found = tree.as_ref().map(|t| t.read(&e.path, MAX_WORK_TREE_READ));
+        let bytes = match (&e.staged, found) {
+            (Staged::File { .. }, Some(Ok(Found::File(b)))) => Some(b),
+            (Staged::Symlink { .. }, Some(Ok(Found::Symlink(b)))) => Some(b),
+            _ => None,
         };
         match bytes {
             // Object names of SHA-256 repositories are 64 digits: git reads those.
@@ -261,6 +282,9 @@ pub fn read_staged(top: &Path, entries: &[&StagedPath], mut each: impl FnMut(usi
     let blobs: Vec<&str> = rest.iter().filter_map(|&k| entries[k].staged.blob()).collect();
     read_blobs(top, &blobs, |j, bytes| each(rest[j], bytes))
 }
+
+/// The largest work-tree file read in place of its blob.
+const MAX_WORK_TREE_READ: u64 = 256 << 20;
 
 /// Streams the content of `blobs` (in order) to `each`, through one
 /// `git cat-file --batch`.

@@ -21,6 +21,7 @@ mod index;
 mod install;
 mod odb;
 pub mod policy;
+mod safe;
 mod staged;
 #[cfg(test)]
 mod testing;
