@@ -32,6 +32,11 @@ pub enum GitError {
     /// where a file belongs, a delta chain that loops, a forged tree).
     #[error("the repository is not safe to read: {0}")]
     Unsafe(String),
+    /// The tree git would commit has a version of `path` that the index
+    /// entries (what `git diff --cached` and `git status` show) do not:
+    /// the index's cache tree was written by something other than git.
+    #[error("the index's cache tree would commit {path} in a version that is not staged")]
+    ForgedCacheTree { path: String },
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
@@ -123,6 +128,25 @@ pub fn staged_paths(top: &Path, base: Option<&str>) -> Result<Vec<StagedPath>, G
     args.push("--");
     let out = git(top, &args)?;
     parse_raw(&out).map_err(|what| unexpected(top, &args, what))
+}
+
+/// Checks that every change in `committed` (what git will commit) is a
+/// change the index entries stage, `entry` telling what they stage for a path.
+pub(crate) fn committed_as_staged(
+    committed: &[StagedPath],
+    entry: impl Fn(&[u8]) -> Option<Staged>,
+) -> Result<(), GitError> {
+    for c in committed {
+        let agrees = match (&c.staged, entry(&c.path)) {
+            (Staged::Deleted, None | Some(Staged::Deleted)) => true,
+            (s, Some(e)) => *s == e,
+            (_, None) => false,
+        };
+        if !agrees {
+            return Err(GitError::ForgedCacheTree { path: String::from_utf8_lossy(&c.path).into_owned() });
+        }
+    }
+    Ok(())
 }
 
 /// What git will commit, as git tells it: `git write-tree` names the tree

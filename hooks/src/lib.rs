@@ -17,6 +17,8 @@
 mod fingerprint;
 mod git;
 pub mod handoff;
+#[cfg(test)]
+mod hostile;
 mod index;
 mod install;
 mod odb;

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::git::{GitError, Staged, StagedPath, committed_tree_paths};
+use crate::git::{GitError, Staged, StagedPath, committed_as_staged, committed_tree_paths, staged_paths};
 use crate::index::{self, CacheTree, Index, IndexEntry, Oid};
 use crate::odb::{self, Kind, Odb, OdbError, TREE_MODE, TreeEntry};
 use crate::safe;
@@ -62,6 +62,11 @@ pub fn staged_changes(top: &Path, env: &GitEnv) -> Result<Vec<StagedPath>, GitEr
     }
     let mut found = committed_tree_paths(top)?;
     found.sort_by(|a, b| a.path.cmp(&b.path));
+    // A path the entries leave as HEAD has it is not listed by `git diff
+    // --cached`: then it must not be in the committed tree's changes either.
+    let entries = staged_paths(top, None)?;
+    let by_path: HashMap<&[u8], &Staged> = entries.iter().map(|e| (&e.path[..], &e.staged)).collect();
+    committed_as_staged(&found, |p| by_path.get(p).map(|&s| s.clone()))?;
     Ok(found)
 }
 
@@ -130,6 +135,13 @@ pub fn native(top: &Path, env: &GitEnv) -> Result<Option<Vec<StagedPath>>, GitEr
     ask_git!(done);
     let mut out = diff.out;
     out.sort_by(|a, b| a.path.cmp(&b.path));
+    // Every change git will commit is one the entries stage (and so one the
+    // user sees in `git diff --cached`): a cache tree naming other trees
+    // was not written by git.
+    committed_as_staged(&out, |p| {
+        let k = index.entries.binary_search_by(|e| index.path(e).cmp(p)).ok()?;
+        Some(staged_as(index.entries[k].mode, &index.entries[k].oid))
+    })?;
     Ok(Some(out))
 }
 

@@ -83,6 +83,10 @@ fn git_failed(e: &ws_hooks::GitError) -> CliError {
             "a session may have left this in the repository: remove what it names (`git fsck` lists damaged \
              objects), then commit again",
         ),
+        ws_hooks::GitError::ForgedCacheTree { .. } => failed(e).hint(
+            "a session may have forged it to commit content you never staged: `git reset -q` rebuilds the index \
+             from HEAD (your work tree is kept); `git add` what you meant to commit, then commit again",
+        ),
         _ => failed(e),
     }
 }

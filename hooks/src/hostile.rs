@@ -1,0 +1,452 @@
+//! The hook's readers against a repository an agent wrote: attack fixtures
+//! (delta cycles, impossible sizes, a zlib bomb, a FIFO pack, a forged cache
+//! tree), generated here so that the corpus is the code, and fuzzing of
+//! every reader of git's bytes (index, loose objects, packs, deltas) with
+//! random, truncated and mutated inputs: never a panic, an abort or a hang,
+//! and never more memory than the bounds say.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use proptest::prelude::*;
+
+use crate::index::{self, Oid};
+use crate::odb::{self, Kind, Odb, OdbError};
+use crate::staged::{GitEnv, native};
+use crate::testing::{Repo, hex};
+
+fn config(cases: u32) -> ProptestConfig {
+    ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
+}
+
+/// A pack entry's type-and-size header.
+pub(crate) fn entry_header(kind: u8, size: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut c = (kind << 4) | (size & 0x0f) as u8;
+    let mut rest = size >> 4;
+    while rest > 0 {
+        out.push(c | 0x80);
+        c = (rest & 0x7f) as u8;
+        rest >>= 7;
+    }
+    out.push(c);
+    out
+}
+
+fn zlib(data: &[u8]) -> Vec<u8> {
+    miniz_oxide::deflate::compress_to_vec_zlib(data, 6)
+}
+
+/// git's offset encoding of an OFS_DELTA's distance back to its base.
+fn ofs(back: u64) -> Vec<u8> {
+    let mut out = vec![(back & 0x7f) as u8];
+    let mut v = back >> 7;
+    while v > 0 {
+        v -= 1;
+        out.insert(0, 0x80 | (v & 0x7f) as u8);
+        v >>= 7;
+    }
+    out
+}
+
+/// A delta turning `base_len` bytes into `literal`.
+fn delta(base_len: usize, literal: &[u8]) -> Vec<u8> {
+    assert!(base_len < 128 && literal.len() < 128);
+    let mut d = vec![base_len as u8, literal.len() as u8, literal.len() as u8];
+    d.extend_from_slice(literal);
+    d
+}
+
+/// Writes `objects/pack/pack-NAME.{pack,idx}` with `entries` (object name,
+/// the entry's bytes) laid out in order after the pack header. Checksums
+/// are zeros: the reader does not check them (git does, when it indexes).
+pub(crate) fn write_pack(objects: &Path, name: &str, entries: &[(Oid, Vec<u8>)]) -> (PathBuf, PathBuf) {
+    let dir = objects.join("pack");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut pack = b"PACK\0\0\0\x02".to_vec();
+    pack.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+    let mut at = Vec::new();
+    for (oid, bytes) in entries {
+        at.push((*oid, pack.len() as u32));
+        pack.extend_from_slice(bytes);
+    }
+    pack.extend_from_slice(&[0; 20]);
+    at.sort();
+    let mut idx = vec![0xff, b't', b'O', b'c', 0, 0, 0, 2];
+    for b in 0..256usize {
+        let n = at.iter().filter(|(o, _)| usize::from(o[0]) <= b).count() as u32;
+        idx.extend_from_slice(&n.to_be_bytes());
+    }
+    for (o, _) in &at {
+        idx.extend_from_slice(o);
+    }
+    idx.extend(std::iter::repeat_n(0u8, at.len() * 4));
+    for (_, off) in &at {
+        idx.extend_from_slice(&off.to_be_bytes());
+    }
+    idx.extend_from_slice(&[0; 40]);
+    let (p, i) = (dir.join(format!("pack-{name}.pack")), dir.join(format!("pack-{name}.idx")));
+    std::fs::write(&p, pack).unwrap();
+    std::fs::write(&i, idx).unwrap();
+    (p, i)
+}
+
+/// The pack with a REF_DELTA naming itself (`x`), two naming each other
+/// (`y`, `z`) and an OFS_DELTA pointing at its own offset (`w`).
+pub(crate) fn cycle_pack(objects: &Path) -> [Oid; 4] {
+    let (x, y, z, w) = ([0x11; 20], [0x22; 20], [0x33; 20], [0x44; 20]);
+    let d = zlib(&delta(5, b"hello"));
+    let ref_delta = |base: Oid| [entry_header(7, 8), base.to_vec(), d.clone()].concat();
+    let ofs_self = [entry_header(6, 8), ofs(0), d.clone()].concat();
+    write_pack(objects, "cycles", &[(x, ref_delta(x)), (y, ref_delta(z)), (z, ref_delta(y)), (w, ofs_self)]);
+    [x, y, z, w]
+}
+
+fn damage_of(r: Result<Option<(Kind, Vec<u8>)>, OdbError>) -> String {
+    match r {
+        Err(OdbError::Damaged { what, .. }) => what,
+        other => panic!("not damage: {other:?}"),
+    }
+}
+
+#[test]
+fn delta_cycles_and_self_references_are_damage_not_an_abort() {
+    let dir = tempfile::tempdir().unwrap();
+    let [x, y, z, w] = cycle_pack(dir.path());
+    let mut odb = Odb::new(dir.path());
+    let started = Instant::now();
+    assert!(damage_of(odb.read(&x)).contains("loops"));
+    assert!(damage_of(odb.read(&y)).contains("loops"));
+    assert!(damage_of(odb.read(&z)).contains("loops"));
+    assert!(damage_of(odb.read(&w)).contains("damaged pack entry"));
+    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+}
+
+#[test]
+fn a_chain_deeper_than_git_writes_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    // A blob, then 5,000 offset deltas each on the one before: small bytes,
+    // a deep chain.
+    let mut entries = vec![([0x01; 20], [entry_header(3, 5), zlib(b"hello")].concat())];
+    let d = zlib(&delta(5, b"hello"));
+    let mut sizes = vec![entries[0].1.len() as u64];
+    for i in 1..5000u32 {
+        let mut oid = [0x02; 20];
+        oid[16..].copy_from_slice(&i.to_be_bytes());
+        let back = *sizes.last().unwrap();
+        let bytes = [entry_header(6, 8), ofs(back), d.clone()].concat();
+        sizes.push(bytes.len() as u64);
+        entries.push((oid, bytes));
+    }
+    write_pack(dir.path(), "deep", &entries);
+    let mut odb = Odb::new(dir.path());
+    let shallow = entries[100].0;
+    assert_eq!(odb.read(&shallow).unwrap().unwrap(), (Kind::Blob, b"hello".to_vec()), "positive control");
+    let deep = entries[4999].0;
+    assert!(damage_of(odb.read(&deep)).contains("deeper"));
+}
+
+#[test]
+fn sizes_no_reader_could_allocate_are_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let huge = 1u64 << 50;
+    let whole = [entry_header(1, huge), zlib(b"tree x")].concat();
+    // A delta on a real base whose result claims 2^50 bytes.
+    let base = [entry_header(3, 5), zlib(b"hello")].concat();
+    let mut big_delta = vec![5u8];
+    let mut v = huge;
+    while v >= 0x80 {
+        big_delta.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    big_delta.push(v as u8);
+    let d = zlib(&big_delta);
+    let delta_entry = [entry_header(6, big_delta.len() as u64), ofs(base.len() as u64), d].concat();
+    let [a, b, c] = [[0x0a; 20], [0x0b; 20], [0x0c; 20]];
+    write_pack(dir.path(), "huge", &[(a, whole), (b, base), (c, delta_entry)]);
+    let mut odb = Odb::new(dir.path());
+    assert!(matches!(odb.read(&a), Err(OdbError::Unread(_))), "left to git");
+    assert_eq!(odb.read(&b).unwrap().unwrap().1, b"hello", "positive control");
+    assert!(damage_of(odb.read(&c)).contains("claiming"));
+}
+
+/// A loose object whose header says 10 bytes and which inflates to 8 MiB.
+pub(crate) fn zlib_bomb() -> Vec<u8> {
+    let mut body = b"blob 10\0".to_vec();
+    body.resize(8 << 20, 0);
+    zlib(&body)
+}
+
+#[test]
+fn a_loose_zlib_bomb_stops_at_its_declared_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let bomb = zlib_bomb();
+    assert!(bomb.len() < 64 << 10, "{} bytes", bomb.len());
+    let oid = [0x5a; 20];
+    let name = hex(&oid);
+    std::fs::create_dir_all(dir.path().join(&name[..2])).unwrap();
+    std::fs::write(dir.path().join(&name[..2]).join(&name[2..]), &bomb).unwrap();
+    let mut odb = Odb::new(dir.path());
+    assert!(damage_of(odb.read(&oid)).contains("longer than its header"));
+    // One claiming more than is read natively is refused unallocated.
+    let claim = zlib(b"tree 1099511627776\0");
+    assert!(odb::inflate_loose(&claim).unwrap_err().contains("claiming"));
+    assert_eq!(odb::inflate_loose(&zlib(b"blob 2\0hi")).unwrap(), (Kind::Blob, b"hi".to_vec()), "positive control");
+}
+
+#[test]
+fn a_fifo_in_place_of_a_pack_is_damage_without_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let (pack, _) = write_pack(dir.path(), "fifo", &[([0x01; 20], [entry_header(3, 5), zlib(b"hello")].concat())]);
+    let mut odb = Odb::new(dir.path());
+    assert!(odb.read(&[0x01; 20]).unwrap().is_some(), "positive control");
+    std::fs::remove_file(&pack).unwrap();
+    rustix::fs::mknodat(rustix::fs::CWD, &pack, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0)
+        .unwrap();
+    let mut odb = Odb::new(dir.path());
+    assert!(damage_of(odb.read(&[0x01; 20])).contains("FIFO"));
+}
+
+/// `index` with the cache-tree node of directory `dir` naming `tree`, and
+/// its checksum made right again: what an agent able to write `.git/index`
+/// can do.
+pub(crate) fn forge_cache_tree(index: &[u8], dir: &[u8], tree: &Oid) -> Vec<u8> {
+    let body = &index[..index.len() - 20];
+    let ext = body.windows(4).rposition(|w| w == b"TREE").expect("a cache tree");
+    let needle = [dir, b"\0"].concat();
+    let at = ext + body[ext..].windows(needle.len()).position(|w| w == needle).expect("the node");
+    let oid_at = at + body[at..].iter().position(|&b| b == b'\n').unwrap() + 1;
+    let mut out = body.to_vec();
+    out[oid_at..oid_at + 20].copy_from_slice(tree);
+    let sum = sha1_smol::Sha1::from(&out).digest().bytes();
+    out.extend_from_slice(&sum);
+    out
+}
+
+fn oid(repo: &Repo, spec: &str) -> Oid {
+    odb::parse_hex(repo.git(&["rev-parse", spec]).trim().as_bytes()).unwrap()
+}
+
+#[test]
+fn a_forged_cache_tree_committing_unstaged_content_is_refused() {
+    let repo = Repo::new();
+    repo.write("src/app.txt", "good\n");
+    repo.write("base.txt", "base\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "one"]);
+    // The agent's tree for src/, written to the store, then the index put back.
+    repo.write("src/app.txt", "evil\n");
+    repo.git(&["add", "-A"]);
+    let evil_root = repo.git(&["write-tree"]);
+    let evil_src = oid(&repo, &format!("{}:src", evil_root.trim()));
+    repo.write("src/app.txt", "good\n");
+    repo.git(&["read-tree", "HEAD"]);
+    let index_bytes = std::fs::read(repo.index()).unwrap();
+    std::fs::write(repo.index(), forge_cache_tree(&index_bytes, b"src", &evil_src)).unwrap();
+    // The user stages a change of their own elsewhere.
+    repo.write("mine.txt", "mine\n");
+    repo.git(&["add", "mine.txt"]);
+    // Positive control: git would commit the agent's src/app.txt, which
+    // `git diff --cached` does not show.
+    let committed = repo.git(&["write-tree"]);
+    assert_eq!(oid(&repo, &format!("{}:src", committed.trim())), evil_src, "git trusts the cache tree");
+    assert!(!repo.git(&["diff", "--cached", "--name-only"]).contains("src/app.txt"));
+    let e = native(&repo.path(), &GitEnv::default()).unwrap_err();
+    assert!(e.to_string().contains("src/app.txt"), "{e}");
+    // Through git (the fallback) too.
+    let redirected = GitEnv { redirected: true, ..GitEnv::default() };
+    let e = crate::staged_changes(&repo.path(), &redirected).unwrap_err();
+    assert!(e.to_string().contains("src/app.txt"), "{e}");
+    // An honest index passes both ways.
+    repo.git(&["read-tree", "HEAD"]);
+    repo.git(&["add", "mine.txt"]);
+    assert_eq!(native(&repo.path(), &GitEnv::default()).unwrap().unwrap().len(), 1);
+    assert_eq!(crate::staged_changes(&repo.path(), &redirected).unwrap().len(), 1);
+}
+
+#[test]
+fn a_delta_cycle_behind_head_refuses_the_commit_with_its_path() {
+    let repo = Repo::new();
+    repo.write("a.txt", "a\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "one"]);
+    repo.write("b.txt", "b\n");
+    repo.git(&["add", "b.txt"]);
+    assert!(native(&repo.path(), &GitEnv::default()).unwrap().is_some(), "positive control");
+    // HEAD's commit object replaced by a pack entry that is a delta on itself.
+    let head = oid(&repo, "HEAD");
+    let name = hex(&head);
+    std::fs::remove_file(repo.path().join(".git/objects").join(&name[..2]).join(&name[2..])).unwrap();
+    let d = zlib(&delta(5, b"hello"));
+    write_pack(&repo.path().join(".git/objects"), "evil", &[(head, [entry_header(7, 8), head.to_vec(), d].concat())]);
+    let e = native(&repo.path(), &GitEnv::default()).unwrap_err();
+    assert!(e.to_string().contains("loops") && e.to_string().contains("pack-evil.pack"), "{e}");
+}
+
+/// What an attacker does to a file: replace bytes, cut it, insert bytes,
+/// splice a copy of a piece of it.
+#[derive(Clone, Debug)]
+enum Damage {
+    Set(prop::sample::Index, u8),
+    Truncate(prop::sample::Index),
+    Insert(prop::sample::Index, Vec<u8>),
+    Duplicate(prop::sample::Index, prop::sample::Index),
+}
+
+fn damage() -> impl Strategy<Value = Vec<Damage>> {
+    let one = prop_oneof![
+        4 => (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Damage::Set(i, b)),
+        1 => any::<prop::sample::Index>().prop_map(Damage::Truncate),
+        1 => (any::<prop::sample::Index>(), prop::collection::vec(any::<u8>(), 1..9)).prop_map(|(i, b)| Damage::Insert(i, b)),
+        1 => (any::<prop::sample::Index>(), any::<prop::sample::Index>()).prop_map(|(a, b)| Damage::Duplicate(a, b)),
+    ];
+    prop::collection::vec(one, 1..4)
+}
+
+fn apply(bytes: &mut Vec<u8>, damage: &[Damage]) {
+    for d in damage {
+        if bytes.is_empty() {
+            return;
+        }
+        match d {
+            Damage::Set(i, b) => {
+                let i = i.index(bytes.len());
+                bytes[i] = *b;
+            }
+            Damage::Truncate(i) => bytes.truncate(i.index(bytes.len())),
+            Damage::Insert(i, b) => {
+                let i = i.index(bytes.len());
+                bytes.splice(i..i, b.iter().copied());
+            }
+            Damage::Duplicate(a, b) => {
+                let (x, y) = (a.index(bytes.len()), b.index(bytes.len()));
+                let piece = bytes[x.min(y)..x.max(y)].to_vec();
+                bytes.splice(x..x, piece);
+            }
+        }
+    }
+}
+
+/// A real repository's bytes to mutate: its index (version 2 and 4), a
+/// loose tree and a pack with deltas, made once.
+struct Seeds {
+    index_v2: Vec<u8>,
+    index_v4: Vec<u8>,
+    loose: Vec<u8>,
+    pack: Vec<u8>,
+    idx: Vec<u8>,
+    packed: Vec<Oid>,
+}
+
+fn seeds() -> &'static Seeds {
+    static SEEDS: OnceLock<Seeds> = OnceLock::new();
+    SEEDS.get_or_init(|| {
+        let repo = Repo::new();
+        for i in 0..6 {
+            repo.write(&format!("d{}/f{i}.txt", i % 2), &format!("{}\n{i}\n", "text ".repeat(40)));
+            repo.git(&["add", "-A"]);
+            repo.git(&["commit", "-q", "-m", &format!("c{i}")]);
+        }
+        let tree = oid(&repo, "HEAD^{tree}");
+        let name = hex(&tree);
+        let loose = std::fs::read(repo.path().join(".git/objects").join(&name[..2]).join(&name[2..])).unwrap();
+        let index_v2 = std::fs::read(repo.index()).unwrap();
+        repo.git(&["update-index", "--index-version", "4"]);
+        let index_v4 = std::fs::read(repo.index()).unwrap();
+        repo.git(&["gc", "-q", "--aggressive"]);
+        let dir = repo.path().join(".git/objects/pack");
+        let find = |ext: &str| {
+            let p = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .find(|p| p.extension() == Some(ext.as_ref()));
+            std::fs::read(p.unwrap()).unwrap()
+        };
+        let list = repo.git(&["rev-list", "--objects", "--all"]);
+        let packed = list.lines().map(|l| odb::parse_hex(&l.as_bytes()[..40]).unwrap()).collect();
+        Seeds { index_v2, index_v4, loose, pack: find("pack"), idx: find("idx"), packed }
+    })
+}
+
+proptest! {
+    #![proptest_config(config(256))]
+
+    #[test]
+    fn random_bytes_never_crash_the_index_reader(bytes in prop::collection::vec(any::<u8>(), 0..600), magic in any::<bool>()) {
+        let mut bytes = bytes;
+        if magic && bytes.len() >= 12 {
+            bytes[..8].copy_from_slice(b"DIRC\0\0\0\x02");
+        }
+        let _ = index::parse(bytes);
+    }
+
+    #[test]
+    fn damaged_indexes_never_crash_the_reader(v4 in any::<bool>(), d in damage()) {
+        let s = seeds();
+        let mut bytes = if v4 { s.index_v4.clone() } else { s.index_v2.clone() };
+        apply(&mut bytes, &d);
+        if let Some(index) = index::parse(bytes) {
+            for e in &index.entries {
+                prop_assert!(!index.path(e).is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn damaged_loose_objects_never_crash_the_reader(d in damage(), random in prop::collection::vec(any::<u8>(), 0..200)) {
+        let mut bytes = seeds().loose.clone();
+        apply(&mut bytes, &d);
+        if let Ok((_, data)) = odb::inflate_loose(&bytes) {
+            prop_assert!(data.len() <= odb::MAX_OBJECT);
+        }
+        let _ = odb::inflate_loose(&random);
+        let _ = odb::inflate_loose(&zlib(&random));
+    }
+
+    #[test]
+    fn random_deltas_never_crash_or_outgrow_what_they_declare(
+        base in prop::collection::vec(any::<u8>(), 0..64),
+        delta in prop::collection::vec(any::<u8>(), 0..64),
+        sized in any::<bool>(),
+    ) {
+        let mut delta = delta;
+        if sized && !delta.is_empty() {
+            delta[0] = base.len().min(127) as u8;
+        }
+        let mut budget = 1 << 20;
+        if let Ok(out) = odb::apply_delta(&base, &delta, &mut budget) {
+            prop_assert!(out.len() <= 64 * 0x10000);
+        }
+    }
+}
+
+proptest! {
+    // Each case writes a pack and reads every object: fewer, larger cases.
+    #![proptest_config(config(48))]
+
+    #[test]
+    fn damaged_packs_and_pack_indexes_never_crash_or_hang_the_reader(dp in damage(), di in damage(), which in 0..3u8) {
+        let s = seeds();
+        let dir = tempfile::tempdir().unwrap();
+        let packs = dir.path().join("pack");
+        std::fs::create_dir(&packs).unwrap();
+        let (mut pack, mut idx) = (s.pack.clone(), s.idx.clone());
+        if which != 1 {
+            apply(&mut pack, &dp);
+        }
+        if which != 0 {
+            apply(&mut idx, &di);
+        }
+        std::fs::write(packs.join("pack-x.pack"), pack).unwrap();
+        std::fs::write(packs.join("pack-x.idx"), idx).unwrap();
+        let mut odb = Odb::new(dir.path());
+        let started = Instant::now();
+        for oid in &s.packed {
+            if let Ok(Some((_, data))) = odb.read(oid) {
+                prop_assert!(data.len() <= odb::MAX_OBJECT);
+            }
+        }
+        prop_assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}
