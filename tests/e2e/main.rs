@@ -7,6 +7,7 @@ mod bad_input;
 mod faults;
 mod git;
 mod harness;
+mod hook_attacks;
 mod hooks;
 mod hostile;
 mod kinds;
