@@ -84,8 +84,9 @@ fn git_failed(e: &ws_hooks::GitError) -> CliError {
              objects), then commit again",
         ),
         ws_hooks::GitError::ForgedCacheTree { .. } => failed(e).hint(
-            "a session may have forged it to commit content you never staged: `git reset -q` rebuilds the index \
-             from HEAD (your work tree is kept); `git add` what you meant to commit, then commit again",
+            "a session may have forged it to commit content you never staged: `git read-tree HEAD` rebuilds the \
+             index and its cache tree from HEAD (your work tree is kept; `git reset` keeps the forged tree); `git \
+             add` what you meant to commit, then commit again",
         ),
         _ => failed(e),
     }
