@@ -54,12 +54,27 @@ fn kind_name(t: FileType) -> &'static str {
 
 const READ: OFlags = OFlags::RDONLY.union(OFlags::CLOEXEC).union(OFlags::NONBLOCK).union(OFlags::NOCTTY);
 
-/// Checks that `fd` is a regular file: its length.
+/// The file systems whose "regular files" are the kernel's: reading one
+/// may block (`/proc/kmsg`) or consume something (the kernel log).
+const KERNEL_FS: [(u64, &str); 6] = [
+    (0x9fa0, "/proc"),
+    (0x6265_6572, "/sys"),
+    (0x6462_6720, "debugfs"),
+    (0x7472_6163, "tracefs"),
+    (0x7363_6673, "securityfs"),
+    (0x6367_7270, "cgroup2"),
+];
+
+/// Checks that `fd` is a regular file, and not one of the kernel's: its length.
 fn regular(fd: &OwnedFd, path: &Path) -> io::Result<u64> {
     let st = rfs::fstat(fd)?;
     let t = FileType::from_raw_mode(st.st_mode);
     if t != FileType::RegularFile {
         return Err(unsafe_err(path, kind_name(t)));
+    }
+    let fs_type = rfs::fstatfs(fd)?.f_type as u64;
+    if let Some((_, name)) = KERNEL_FS.iter().find(|(magic, _)| *magic == fs_type) {
+        return Err(unsafe_err(path, format!("a file of {name}")));
     }
     Ok(u64::try_from(st.st_size).unwrap_or(0))
 }
@@ -93,7 +108,11 @@ fn read_all(file: File, len: u64, max: u64, path: &Path) -> io::Result<Vec<u8>> 
         return Err(unsafe_err(path, format!("{len} bytes long, more than the {max} read here")));
     }
     let mut out = Vec::with_capacity(len as usize);
-    file.take(max + 1).read_to_end(&mut out)?;
+    // O_NONBLOCK: a file that would block says so instead.
+    file.take(max + 1).read_to_end(&mut out).map_err(|e| match e.kind() {
+        io::ErrorKind::WouldBlock => unsafe_err(path, "a file whose reads block"),
+        _ => e,
+    })?;
     if out.len() as u64 > max {
         return Err(unsafe_err(path, format!("longer than the {max} bytes read here")));
     }
@@ -199,9 +218,13 @@ mod tests {
         assert_eq!(unsafe_file(&e).unwrap().what, "a symbolic link to a FIFO");
         symlink("/dev/zero", dir.path().join("zero")).unwrap();
         assert!(unsafe_file(&read_bounded(&dir.path().join("zero"), 100).unwrap_err()).is_some());
-        // A file that says it is empty and is not: /proc's.
-        let e = read_bounded(Path::new("/proc/self/maps"), 16).unwrap_err();
-        assert!(unsafe_file(&e).unwrap().what.contains("longer than"), "{e}");
+        // The kernel's files (one says it is empty and is not, one blocks
+        // and consumes the kernel log), directly or through a symlink.
+        let e = read_bounded(Path::new("/proc/self/maps"), 1 << 20).unwrap_err();
+        assert_eq!(unsafe_file(&e).unwrap().what, "a file of /proc", "{e}");
+        symlink("/proc/kmsg", dir.path().join("kmsg")).unwrap();
+        let e = read_bounded(&dir.path().join("kmsg"), 1 << 20).unwrap_err();
+        assert!(unsafe_file(&e).is_some(), "{e}");
         // Positive control: a regular file, and a symlink to one.
         std::fs::write(dir.path().join("f"), b"bytes").unwrap();
         symlink("f", dir.path().join("to-f")).unwrap();

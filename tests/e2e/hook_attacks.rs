@@ -230,3 +230,80 @@ fn a_delta_cycle_pack_makes_the_hook_refuse_promptly_not_abort() {
     let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
     assert!(out.code == 1 && out.stderr.contains("agent.txt (session"), "{out:?}");
 }
+
+/// `git commit` with the environment's git settings, killed (its whole
+/// process group, hooks included) if it has not finished within `limit`.
+fn commit_within(env: &Env, dir: &Path, msg: &str, limit: Duration) -> Option<Out> {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new("git");
+    c.args(["-c", "user.name=Test", "-c", "user.email=test@example.com", "-c", "commit.gpgsign=false"])
+        .args(["commit", "-q", "-m", msg])
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin")
+        .env("HOME", &env.home)
+        .env("LANG", "C.UTF-8")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .process_group(0);
+    let mut child = c.spawn().unwrap();
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if child.try_wait().unwrap().is_some() {
+            let o = child.wait_with_output().unwrap();
+            return Some(Out {
+                code: o.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::process::Command::new("kill").args(["-KILL", &format!("-{}", child.id())]).status();
+    let _ = child.wait();
+    None
+}
+
+fn with_stdin(mut c: std::process::Command, input: &[u8]) -> Out {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let _ = child.stdin.take().unwrap().write_all(input);
+    let o = child.wait_with_output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+/// The secret scan reads every staged file; a staged `lnk/kmsg` below a
+/// work-tree symlink `lnk -> /proc` is not `/proc/kmsg` (git does not
+/// follow `lnk` either), so the hook reads the staged blob instead of
+/// blocking on the kernel's log.
+#[test]
+fn a_staged_path_below_a_symlink_to_proc_does_not_block_the_hook() {
+    let env = Env::new();
+    let ws = repo(&env, "repo");
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    let name = format!("e2e-kmsg-{}-{nonce}", std::process::id());
+    let value = "sk-e2e-KMSG-5d1e0c9a77";
+    with_stdin(env.command(&ws, &["secret", "set", &name]), value.as_bytes()).ok();
+    let script = "ln -s /proc lnk && blob=$(git hash-object -w --stdin < /dev/null) && \
+                  git update-index --add --cacheinfo 100644,$blob,lnk/kmsg";
+    env.session(&ws, script).ok();
+    assert!(git_ok(&env, &ws, &["diff", "--cached", "--name-only"]).contains("lnk/kmsg"), "staged");
+    // Positive control: the scan reads staged files (a leak is refused).
+    write(ws.join("leak.txt"), format!("KEY={value}\n"));
+    git_ok(&env, &ws, &["add", "leak.txt"]);
+    let leak = commit_within(&env, &ws, "leak", Duration::from_secs(30)).expect("the hook answered");
+    assert!(leak.code != 0 && leak.stderr.contains(&name), "{leak:?}");
+    git_ok(&env, &ws, &["rm", "-q", "--cached", "leak.txt"]);
+
+    let out = commit_within(&env, &ws, "kmsg", Duration::from_secs(30)).expect("the hook did not block");
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(git_ok(&env, &ws, &["show", "HEAD:lnk/kmsg"]), "", "the staged blob, not the kernel's log");
+    env.ws(&ws, &["secret", "rm", &name]).ok();
+}
