@@ -128,21 +128,19 @@ fn a_chain_deeper_than_git_writes_is_damage() {
     let dir = tempfile::tempdir().unwrap();
     // A blob, then 5,000 offset deltas each on the one before: small bytes,
     // a deep chain.
-    let mut entries = vec![([0x01; 20], [entry_header(3, 5), zlib(b"hello")].concat())];
-    let d = zlib(&delta(5, b"hello"));
+    let mut entries = vec![(odb::object_id(Kind::Blob, b"hello"), [entry_header(3, 5), zlib(b"hello")].concat())];
     let mut sizes = vec![entries[0].1.len() as u64];
     for i in 1..5000u32 {
-        let mut oid = [0x02; 20];
-        oid[16..].copy_from_slice(&i.to_be_bytes());
+        let content = format!("h{i:04}");
         let back = *sizes.last().unwrap();
-        let bytes = [entry_header(6, 8), ofs(back), d.clone()].concat();
+        let bytes = [entry_header(6, 8), ofs(back), zlib(&delta(5, content.as_bytes()))].concat();
         sizes.push(bytes.len() as u64);
-        entries.push((oid, bytes));
+        entries.push((odb::object_id(Kind::Blob, content.as_bytes()), bytes));
     }
     write_pack(dir.path(), "deep", &entries);
     let mut odb = Odb::new(dir.path());
     let shallow = entries[100].0;
-    assert_eq!(odb.read(&shallow).unwrap().unwrap(), (Kind::Blob, b"hello".to_vec()), "positive control");
+    assert_eq!(odb.read(&shallow).unwrap().unwrap(), (Kind::Blob, b"h0100".to_vec()), "positive control");
     let deep = entries[4999].0;
     assert!(damage_of(odb.read(&deep)).contains("deeper"));
 }
@@ -163,7 +161,7 @@ fn sizes_no_reader_could_allocate_are_refused_before_allocating() {
     big_delta.push(v as u8);
     let d = zlib(&big_delta);
     let delta_entry = [entry_header(6, big_delta.len() as u64), ofs(base.len() as u64), d].concat();
-    let [a, b, c] = [[0x0a; 20], [0x0b; 20], [0x0c; 20]];
+    let [a, b, c] = [[0x0a; 20], odb::object_id(Kind::Blob, b"hello"), [0x0c; 20]];
     write_pack(dir.path(), "huge", &[(a, whole), (b, base), (c, delta_entry)]);
     let mut odb = Odb::new(dir.path());
     assert!(matches!(odb.read(&a), Err(OdbError::Unread(_))), "left to git");
@@ -196,16 +194,35 @@ fn a_loose_zlib_bomb_stops_at_its_declared_size() {
 }
 
 #[test]
+fn an_object_whose_content_has_another_name_is_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = b"tree 0\0".to_vec();
+    let oid = odb::object_id(Kind::Tree, b"");
+    let name = hex(&oid);
+    std::fs::create_dir_all(dir.path().join(&name[..2])).unwrap();
+    let path = dir.path().join(&name[..2]).join(&name[2..]);
+    std::fs::write(&path, zlib(&good)).unwrap();
+    assert_eq!(Odb::new(dir.path()).read(&oid).unwrap().unwrap(), (Kind::Tree, Vec::new()), "positive control");
+    // The empty tree's name over a tree with an entry: what git, which
+    // does not check, would read as that tree.
+    let mut evil = b"tree 29\x00100644 x\x00".to_vec();
+    evil.extend_from_slice(&[0x42; 20]);
+    std::fs::write(&path, zlib(&evil)).unwrap();
+    assert!(damage_of(Odb::new(dir.path()).read(&oid)).contains("another name"));
+}
+
+#[test]
 fn a_fifo_in_place_of_a_pack_is_damage_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
-    let (pack, _) = write_pack(dir.path(), "fifo", &[([0x01; 20], [entry_header(3, 5), zlib(b"hello")].concat())]);
+    let hello = odb::object_id(Kind::Blob, b"hello");
+    let (pack, _) = write_pack(dir.path(), "fifo", &[(hello, [entry_header(3, 5), zlib(b"hello")].concat())]);
     let mut odb = Odb::new(dir.path());
-    assert!(odb.read(&[0x01; 20]).unwrap().is_some(), "positive control");
+    assert!(odb.read(&hello).unwrap().is_some(), "positive control");
     std::fs::remove_file(&pack).unwrap();
     rustix::fs::mknodat(rustix::fs::CWD, &pack, rustix::fs::FileType::Fifo, rustix::fs::Mode::from_raw_mode(0o600), 0)
         .unwrap();
     let mut odb = Odb::new(dir.path());
-    assert!(damage_of(odb.read(&[0x01; 20])).contains("FIFO"));
+    assert!(damage_of(odb.read(&hello)).contains("FIFO"));
 }
 
 /// `index` with the cache-tree node of directory `dir` naming `tree`, and

@@ -242,6 +242,12 @@ impl Odb {
         for delta in deltas.iter().rev() {
             data = apply_delta(&data, delta, &mut budget).map_err(|what| damaged(&self.objects, what))?;
         }
+        // git does not check an object against its name when it reads it,
+        // and which copy it reads (two packs may hold one name) is its
+        // business: only the content that has this name is taken.
+        if object_id(kind, &data) != *oid {
+            return Err(damaged(&self.objects, format!("an object {} whose content has another name", hex(oid))));
+        }
         Ok(Some((kind, data)))
     }
 
@@ -311,6 +317,20 @@ impl Odb {
 enum Entry {
     Whole(Kind, Vec<u8>),
     Delta(Vec<u8>, Step),
+}
+
+/// git's SHA-1 object name of `data` as a `kind` object.
+pub fn object_id(kind: Kind, data: &[u8]) -> Oid {
+    let name = match kind {
+        Kind::Commit => "commit",
+        Kind::Tree => "tree",
+        Kind::Blob => "blob",
+        Kind::Tag => "tag",
+    };
+    let mut h = sha1_smol::Sha1::new();
+    h.update(format!("{name} {}\0", data.len()).as_bytes());
+    h.update(data);
+    h.digest().bytes()
 }
 
 /// Counts `n` bytes of work against `budget`.

@@ -247,11 +247,12 @@ impl Diff {
         }
     }
 
-    /// A tree's entries: `Some(None)` when the store does not have it.
-    fn tree_if_present(&mut self, oid: &Oid) -> Option<Option<Vec<TreeEntry>>> {
+    /// A tree's entries: `None` to stop (and ask git, unless `refused` is
+    /// set), also when the store does not have it.
+    fn tree(&mut self, oid: &Oid) -> Option<Vec<TreeEntry>> {
         self.trees_left = self.trees_left.checked_sub(1)?;
         match self.object(oid)? {
-            Some((Kind::Tree, data)) => odb::parse_tree(&data).map(Some),
+            Some((Kind::Tree, data)) => odb::parse_tree(&data),
             Some(_) => {
                 self.refused = Some(GitError::Unsafe(format!(
                     "the cache tree or a tree names {}, which is not a tree",
@@ -259,12 +260,8 @@ impl Diff {
                 )));
                 None
             }
-            None => Some(None),
+            None => None,
         }
-    }
-
-    fn tree(&mut self, oid: &Oid) -> Option<Vec<TreeEntry>> {
-        self.tree_if_present(oid)?
     }
 
     /// Compares what git will commit for the directory `prefix` (empty, or
@@ -287,14 +284,15 @@ impl Diff {
             if Some(&tree) == head {
                 return Some(());
             }
-            // git uses the node only if its tree object exists.
-            if let Some(new) = self.tree_if_present(&tree)? {
-                let old = match head {
-                    Some(h) => self.tree(h)?,
-                    None => Vec::new(),
-                };
-                return self.trees(prefix, new, old);
-            }
+            // git uses the node only if its tree object exists, and may
+            // find it where this module does not look (a multi-pack index,
+            // a pack index of another version): then git is asked.
+            let new = self.tree(&tree)?;
+            let old = match head {
+                Some(h) => self.tree(h)?,
+                None => Vec::new(),
+            };
+            return self.trees(prefix, new, old);
         }
         let tree = match head {
             Some(h) => self.tree(h)?,
