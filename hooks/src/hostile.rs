@@ -169,6 +169,27 @@ fn sizes_no_reader_could_allocate_are_refused_before_allocating() {
     assert!(damage_of(odb.read(&c)).contains("claiming"));
 }
 
+#[test]
+fn a_sparse_pack_index_claiming_billions_of_objects_in_one_bucket_is_searched_not_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let hello = odb::object_id(Kind::Blob, b"hello");
+    let (_, idx) = write_pack(dir.path(), "sparse", &[(hello, [entry_header(3, 5), zlib(b"hello")].concat())]);
+    // 2^31 objects, all in the last bucket; the file as long as they need
+    // (sparse: it costs no blocks).
+    let total: u64 = 1 << 31;
+    let mut head = vec![0xff, b't', b'O', b'c', 0, 0, 0, 2];
+    for b in 0..256u32 {
+        head.extend_from_slice(&(if b == 255 { total as u32 } else { 0 }).to_be_bytes());
+    }
+    let f = std::fs::File::create(&idx).unwrap();
+    f.set_len(8 + 1024 + total * 28 + 40).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &head, 0).unwrap();
+    let started = Instant::now();
+    let mut odb = Odb::new(dir.path());
+    assert!(matches!(odb.read(&[0xff; 20]), Ok(None)), "zeros all the way: not found");
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
 /// A loose object whose header says 10 bytes and which inflates to 8 MiB.
 pub(crate) fn zlib_bomb() -> Vec<u8> {
     let mut body = b"blob 10\0".to_vec();

@@ -135,10 +135,22 @@ impl Pack {
             return Ok(None);
         }
         let names_at = IDX_HEADER_LEN + FANOUT_LEN;
-        let mut names = vec![0u8; (hi - lo) as usize * 20];
-        self.idx.read_exact_at(&mut names, names_at + u64::from(lo) * 20)?;
-        let Ok(k) = names.chunks_exact(20).collect::<Vec<_>>().binary_search(&&oid[..]) else { return Ok(None) };
-        let n = u64::from(lo) + k as u64;
+        // A name at a time: the fan-out may put every object of a sparse,
+        // terabyte-long index in one bucket, which is never read whole.
+        let (mut a, mut b) = (u64::from(lo), u64::from(hi));
+        let mut name = [0u8; 20];
+        let n = loop {
+            if a >= b {
+                return Ok(None);
+            }
+            let mid = a + (b - a) / 2;
+            self.idx.read_exact_at(&mut name, names_at + mid * 20)?;
+            match name.cmp(oid) {
+                std::cmp::Ordering::Less => a = mid + 1,
+                std::cmp::Ordering::Greater => b = mid,
+                std::cmp::Ordering::Equal => break mid,
+            }
+        };
         // After the names: a CRC-32 per object, then 4-byte offsets; an
         // offset with the top bit set indexes the table of 8-byte ones.
         let offsets_at = names_at + total * 20 + total * 4;
