@@ -192,6 +192,24 @@ pub(crate) fn parse_raw(out: &[u8]) -> Result<Vec<StagedPath>, String> {
     Ok(paths)
 }
 
+/// A staged version's bytes: whole up to [`MAX_WHOLE`], else a stream.
+pub enum Content<'a> {
+    Whole(&'a [u8]),
+    Stream(&'a mut dyn Read),
+}
+
+impl std::fmt::Debug for Content<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Content::Whole(b) => write!(f, "Whole({} bytes)", b.len()),
+            Content::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// The most bytes of one staged version held in memory at once.
+pub const MAX_WHOLE: usize = 64 << 20;
+
 /// A `git cat-file --batch` of the repository, started before it is needed
 /// so that its start overlaps other work.
 #[derive(Debug)]
@@ -216,7 +234,11 @@ impl BlobReader {
     }
 
     /// Streams the content of `blobs` (in order) to `each`.
-    pub fn read(mut self, blobs: &[&str], mut each: impl FnMut(usize, &[u8])) -> Result<(), GitError> {
+    pub fn read(
+        mut self,
+        blobs: &[&str],
+        mut each: impl FnMut(usize, Content<'_>) -> io::Result<()>,
+    ) -> Result<(), GitError> {
         let top = self.top.clone();
         let output_err = |source| GitError::Output { args: CAT_FILE.join(" "), dir: top.clone(), source };
         let (Some(mut stdin), Some(stdout)) = (self.child.stdin.take(), self.child.stdout.take()) else {
@@ -235,16 +257,31 @@ impl BlobReader {
                 reader.read_line(&mut line).map_err(output_err)?;
                 let header: Vec<&str> = line.trim_end().split(' ').collect();
                 let size = match header[..] {
-                    [name, "blob", size] if name == *blob => size.parse::<usize>().ok(),
+                    [name, "blob", size] if name == *blob => size.parse::<u64>().ok(),
                     _ => None,
                 };
                 let Some(size) = size else {
                     return Err(unexpected(&top, &CAT_FILE, format!("{:?} for blob {blob}", line.trim_end())));
                 };
-                buf.clear();
-                buf.resize(size + 1, 0);
-                reader.read_exact(&mut buf).map_err(output_err)?;
-                each(i, &buf[..size]);
+                // A large blob is handed over as a stream: a 3 GiB staged
+                // file never lands in memory.
+                match usize::try_from(size).ok().filter(|&s| s <= MAX_WHOLE) {
+                    Some(size) => {
+                        buf.clear();
+                        buf.resize(size + 1, 0);
+                        reader.read_exact(&mut buf).map_err(output_err)?;
+                        each(i, Content::Whole(&buf[..size])).map_err(output_err)?;
+                    }
+                    None => {
+                        let mut stream = (&mut reader).take(size);
+                        each(i, Content::Stream(&mut stream)).map_err(output_err)?;
+                        io::copy(&mut stream, &mut io::sink()).map_err(output_err)?;
+                        if stream.limit() > 0 {
+                            return Err(output_err(io::ErrorKind::UnexpectedEof.into()));
+                        }
+                        reader.read_exact(&mut [0u8; 1]).map_err(output_err)?;
+                    }
+                }
             }
             writer.join().unwrap_or_else(|_| Err(io::Error::other("writer thread panicked"))).map_err(output_err)
         });
@@ -282,16 +319,21 @@ pub fn blob_id_sha1(content: &[u8]) -> String {
 /// work tree holds exactly the staged blob — its git object name says so —
 /// the bytes come from there and git is not started; the rest come from one
 /// `git cat-file --batch`.
-pub fn read_staged(top: &Path, entries: &[&StagedPath], mut each: impl FnMut(usize, &[u8])) -> Result<(), GitError> {
+pub fn read_staged(
+    top: &Path,
+    entries: &[&StagedPath],
+    mut each: impl FnMut(usize, Content<'_>) -> io::Result<()>,
+) -> Result<(), GitError> {
     use crate::safe::{Found, Tree};
     let mut rest: Vec<usize> = Vec::new();
     // Paths are resolved below the top without following a symlink, as git
     // stages them; a FIFO, a device or a file over the bound is left to git,
     // which reads the staged blob from its store.
     let tree = Tree::open(top).ok();
+    let output_err = |source| GitError::Output { args: "(work tree)".into(), dir: top.to_path_buf(), source };
     for (k, e) in entries.iter().enumerate() {
         let Some(blob) = e.staged.blob() else { continue };
-        let found = tree.as_ref().map(|t| t.read(&e.path, MAX_WORK_TREE_READ));
+        let found = tree.as_ref().map(|t| t.read(&e.path, MAX_WHOLE as u64));
         let bytes = match (&e.staged, found) {
             (Staged::File { .. }, Some(Ok(Found::File(b)))) => Some(b),
             (Staged::Symlink { .. }, Some(Ok(Found::Symlink(b)))) => Some(b),
@@ -299,24 +341,77 @@ pub fn read_staged(top: &Path, entries: &[&StagedPath], mut each: impl FnMut(usi
         };
         match bytes {
             // Object names of SHA-256 repositories are 64 digits: git reads those.
-            Some(b) if blob.len() == 40 && blob_id_sha1(&b) == blob => each(k, &b),
+            Some(b) if blob.len() == 40 && blob_id_sha1(&b) == blob => {
+                each(k, Content::Whole(&b)).map_err(output_err)?
+            }
             _ => rest.push(k),
         }
     }
     let blobs: Vec<&str> = rest.iter().filter_map(|&k| entries[k].staged.blob()).collect();
-    read_blobs(top, &blobs, |j, bytes| each(rest[j], bytes))
+    read_blobs(top, &blobs, |j, content| each(rest[j], content))
 }
-
-/// The largest work-tree file read in place of its blob.
-const MAX_WORK_TREE_READ: u64 = 256 << 20;
 
 /// Streams the content of `blobs` (in order) to `each`, through one
 /// `git cat-file --batch`.
-pub fn read_blobs(top: &Path, blobs: &[&str], each: impl FnMut(usize, &[u8])) -> Result<(), GitError> {
+pub fn read_blobs(
+    top: &Path,
+    blobs: &[&str],
+    each: impl FnMut(usize, Content<'_>) -> io::Result<()>,
+) -> Result<(), GitError> {
     if blobs.is_empty() {
         return Ok(());
     }
     BlobReader::spawn(top)?.read(blobs, each)
+}
+
+/// What one staged version holds: its BLAKE3 and the stored secrets in it,
+/// each with the line it first occurs on.
+#[derive(Debug)]
+pub struct Examined<'a> {
+    pub blake3: [u8; 32],
+    pub secrets: Vec<(&'a crate::Fingerprint, usize)>,
+}
+
+/// Reads the staged bytes of `entries` (see [`read_staged`]) and tells
+/// `each`, by index, what each holds — a large one in pieces, never whole.
+pub fn examine_staged<'a>(
+    top: &Path,
+    entries: &[&StagedPath],
+    fps: &'a [crate::Fingerprint],
+    mut each: impl FnMut(usize, Examined<'a>),
+) -> Result<(), GitError> {
+    read_staged(top, entries, |k, content| {
+        each(k, examine(content, fps)?);
+        Ok(())
+    })
+}
+
+fn examine<'a>(content: Content<'_>, fps: &'a [crate::Fingerprint]) -> io::Result<Examined<'a>> {
+    match content {
+        Content::Whole(bytes) => {
+            let secrets = crate::find(bytes, fps)
+                .into_iter()
+                .map(|f| (f.fingerprint, bytes[..f.offset].iter().filter(|&&b| b == b'\n').count() + 1))
+                .collect();
+            Ok(Examined { blake3: *blake3::hash(bytes).as_bytes(), secrets })
+        }
+        Content::Stream(read) => {
+            let mut hasher = blake3::Hasher::new();
+            let mut scanner = crate::fingerprint::Scanner::new(fps);
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = match read.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                hasher.update(&buf[..n]);
+                scanner.feed(&buf[..n]);
+            }
+            Ok(Examined { blake3: *hasher.finalize().as_bytes(), secrets: scanner.finish() })
+        }
+    }
 }
 
 /// Adds `Key: value` trailers to the message file, each unless the message

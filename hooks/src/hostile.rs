@@ -488,3 +488,68 @@ proptest! {
         prop_assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
+
+fn test_fingerprint(name: &str, secret: &[u8]) -> crate::Fingerprint {
+    crate::Fingerprint::of(name, secret)
+}
+
+proptest! {
+    #![proptest_config(config(128))]
+
+    #[test]
+    fn secrets_found_in_pieces_are_the_ones_found_whole(
+        filler in prop::collection::vec(prop_oneof![Just(b'\n'), Just(b'a'), any::<u8>()], 0..400),
+        at in prop::collection::vec(any::<prop::sample::Index>(), 0..3),
+        pieces in prop::collection::vec(1usize..50, 1..20),
+    ) {
+        let secrets: [&[u8]; 3] = [b"sk-secret-one-1234", b"another-token-xyz", b"short123"];
+        let fps: Vec<crate::Fingerprint> =
+            secrets.iter().enumerate().map(|(i, s)| test_fingerprint(&format!("s{i}"), s)).collect();
+        let mut content = filler;
+        for (k, i) in at.iter().enumerate() {
+            let pos = i.index(content.len() + 1);
+            content.splice(pos..pos, secrets[k].iter().copied());
+        }
+        let whole: Vec<(String, usize)> = crate::find(&content, &fps)
+            .into_iter()
+            .map(|f| (f.fingerprint.name.clone(), content[..f.offset].iter().filter(|&&b| b == b'\n').count() + 1))
+            .collect();
+        let mut scanner = crate::fingerprint::Scanner::new(&fps);
+        let mut rest = &content[..];
+        for n in pieces.iter().cycle() {
+            if rest.is_empty() {
+                break;
+            }
+            let (piece, tail) = rest.split_at((*n).min(rest.len()));
+            scanner.feed(piece);
+            rest = tail;
+        }
+        let mut streamed: Vec<(String, usize)> = scanner.finish().into_iter().map(|(f, l)| (f.name.clone(), l)).collect();
+        let mut whole = whole;
+        whole.sort();
+        streamed.sort();
+        prop_assert_eq!(streamed, whole);
+    }
+}
+
+#[test]
+fn a_staged_blob_larger_than_is_held_whole_is_examined_in_pieces() {
+    let repo = Repo::new();
+    let secret = b"sk-large-file-secret-0042";
+    let mut content = vec![b'x'; crate::MAX_WHOLE + 1000];
+    content[10] = b'\n';
+    content.extend_from_slice(b"\nKEY=");
+    content.extend_from_slice(secret);
+    std::fs::write(repo.path().join("big.bin"), &content).unwrap();
+    repo.git(&["add", "big.bin"]);
+    let blob = repo.git(&["rev-parse", ":big.bin"]).trim().to_owned();
+    let staged =
+        crate::StagedPath { path: b"big.bin".to_vec(), staged: crate::Staged::File { executable: false, blob } };
+    let fps = [test_fingerprint("big", secret)];
+    let mut got = Vec::new();
+    crate::examine_staged(&repo.path(), &[&staged], &fps, |k, e| {
+        got.push((k, e.blake3, e.secrets.len(), e.secrets.first().map(|s| s.1)))
+    })
+    .unwrap();
+    assert_eq!(got, [(0, *blake3::hash(&content).as_bytes(), 1, Some(3))]);
+}

@@ -440,17 +440,17 @@ fn examine(top: &Path, stores: &[Served], staged: &[StagedPath], fps: &[Fingerpr
         (0..staged.len()).filter(|&i| staged[i].staged.blob().is_some()).collect()
     };
     let entries: Vec<&StagedPath> = read.iter().map(|&i| &staged[i]).collect();
-    ws_hooks::read_staged(top, &entries, |k, bytes| {
+    // A large staged file is examined in pieces, never held whole.
+    ws_hooks::examine_staged(top, &entries, fps, |k, examined| {
         let i = read[k];
-        for f in ws_hooks::find(bytes, fps) {
-            let line = bytes[..f.offset].iter().filter(|&&b| b == b'\n').count() + 1;
+        for (fp, line) in examined.secrets {
             let path = String::from_utf8_lossy(&staged[i].path).into_owned();
-            found.secrets.push(SecretHit { path, line, name: f.fingerprint.name.clone() });
+            found.secrets.push(SecretHit { path, line, name: fp.name.clone() });
         }
         if wanted.contains(&i) {
             let v = match staged[i].staged {
-                Staged::File { executable, .. } => Version::file(executable, bytes),
-                _ => Version::symlink(bytes),
+                Staged::File { executable, .. } => Version::File { executable, blake3: examined.blake3 },
+                _ => Version::Symlink { blake3: examined.blake3 },
             };
             versions.insert(i, v);
         }
