@@ -443,6 +443,23 @@ proptest! {
     }
 
     #[test]
+    fn random_and_damaged_trees_and_commits_never_crash_their_parsers(
+        bytes in prop::collection::vec(any::<u8>(), 0..300),
+        d in damage(),
+    ) {
+        let _ = odb::parse_tree(&bytes);
+        let _ = odb::commit_tree(&bytes);
+        let mut tree = b"100644 a\x00".to_vec();
+        tree.extend_from_slice(&[7; 20]);
+        tree.extend_from_slice(b"40000 dir\x00");
+        tree.extend_from_slice(&[8; 20]);
+        apply(&mut tree, &d);
+        if let Some(entries) = odb::parse_tree(&tree) {
+            prop_assert!(entries.len() <= tree.len() / 22 + 1);
+        }
+    }
+
+    #[test]
     fn random_deltas_never_crash_or_outgrow_what_they_declare(
         base in prop::collection::vec(any::<u8>(), 0..64),
         delta in prop::collection::vec(any::<u8>(), 0..64),
