@@ -145,6 +145,45 @@ pub fn find<'a>(content: &[u8], fps: &'a [Fingerprint]) -> Vec<Found<'a>> {
     found.into_iter().map(|(_, f)| f).collect()
 }
 
+/// [`find`] over content that arrives in pieces: the same secrets, each
+/// with the line it first occurs on, holding only a piece and the longest
+/// secret's length of what came before.
+pub(crate) struct Scanner<'a> {
+    fps: &'a [Fingerprint],
+    keep: usize,
+    window: Vec<u8>,
+    newlines_before: usize,
+    found: Vec<(&'a Fingerprint, usize)>,
+}
+
+impl<'a> Scanner<'a> {
+    pub(crate) fn new(fps: &'a [Fingerprint]) -> Scanner<'a> {
+        let longest = fps.iter().filter(|f| f.scannable()).map(|f| f.len).max().unwrap_or(1);
+        Scanner { fps, keep: longest - 1, window: Vec::new(), newlines_before: 0, found: Vec::new() }
+    }
+
+    pub(crate) fn feed(&mut self, piece: &[u8]) {
+        if self.fps.is_empty() {
+            return;
+        }
+        self.window.extend_from_slice(piece);
+        for f in find(&self.window, self.fps) {
+            if !self.found.iter().any(|(fp, _)| std::ptr::eq(*fp, f.fingerprint)) {
+                let line = self.newlines_before + self.window[..f.offset].iter().filter(|&&b| b == b'\n').count() + 1;
+                self.found.push((f.fingerprint, line));
+            }
+        }
+        // Any occurrence not yet seen ends in what is kept.
+        let drop = self.window.len().saturating_sub(self.keep);
+        self.newlines_before += self.window[..drop].iter().filter(|&&b| b == b'\n').count();
+        self.window.drain(..drop);
+    }
+
+    pub(crate) fn finish(self) -> Vec<(&'a Fingerprint, usize)> {
+        self.found
+    }
+}
+
 /// The fingerprints of stored secrets, as kept on disk (JSON, mode 0600).
 /// The caller chooses the path.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

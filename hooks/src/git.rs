@@ -5,7 +5,6 @@
 //! partial commits, `GIT_DIR` in worktrees).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -29,6 +28,15 @@ pub enum GitError {
     Output { args: String, dir: PathBuf, source: io::Error },
     #[error("`git {args}` in {dir} printed something unexpected: {what}")]
     Unexpected { args: String, dir: PathBuf, what: String },
+    /// The repository holds what neither ws nor git should read (a FIFO
+    /// where a file belongs, a delta chain that loops, a forged tree).
+    #[error("the repository is not safe to read: {0}")]
+    Unsafe(String),
+    /// The tree git would commit has a version of `path` that the index
+    /// entries (what `git diff --cached` and `git status` show) do not:
+    /// the index's cache tree was written by something other than git.
+    #[error("the index's cache tree would commit {path} in a version that is not staged")]
+    ForgedCacheTree { path: String },
 }
 
 fn git(dir: &Path, args: &[&str]) -> Result<Vec<u8>, GitError> {
@@ -122,6 +130,40 @@ pub fn staged_paths(top: &Path, base: Option<&str>) -> Result<Vec<StagedPath>, G
     parse_raw(&out).map_err(|what| unexpected(top, &args, what))
 }
 
+/// Checks that every change in `committed` (what git will commit) is a
+/// change the index entries stage, `entry` telling what they stage for a path.
+pub(crate) fn committed_as_staged(
+    committed: &[StagedPath],
+    entry: impl Fn(&[u8]) -> Option<Staged>,
+) -> Result<(), GitError> {
+    for c in committed {
+        let agrees = match (&c.staged, entry(&c.path)) {
+            (Staged::Deleted, None | Some(Staged::Deleted)) => true,
+            (s, Some(e)) => *s == e,
+            (_, None) => false,
+        };
+        if !agrees {
+            return Err(GitError::ForgedCacheTree { path: String::from_utf8_lossy(&c.path).into_owned() });
+        }
+    }
+    Ok(())
+}
+
+/// What git will commit, as git tells it: `git write-tree` names the tree
+/// (the cache tree where it is valid, the index entries elsewhere — what
+/// `git commit` records), `git diff-tree` compares it with HEAD's tree.
+pub fn committed_tree_paths(top: &Path) -> Result<Vec<StagedPath>, GitError> {
+    let out = git(top, &["write-tree"])?;
+    let tree = String::from_utf8_lossy(&out).trim().to_owned();
+    let base = match resolve(top, "HEAD")? {
+        Some(head) => head,
+        None => empty_tree(top)?,
+    };
+    let args = ["diff-tree", "-r", "-z", "--no-renames", "--no-abbrev", &base, &tree];
+    let out = git(top, &args)?;
+    parse_raw(&out).map_err(|what| unexpected(top, &args, what))
+}
+
 /// Parses `git diff --raw -z` output: `:OLDMODE NEWMODE OLD NEW STATUS\0PATH\0`.
 pub(crate) fn parse_raw(out: &[u8]) -> Result<Vec<StagedPath>, String> {
     let mut fields = out.split(|&b| b == 0);
@@ -150,6 +192,24 @@ pub(crate) fn parse_raw(out: &[u8]) -> Result<Vec<StagedPath>, String> {
     Ok(paths)
 }
 
+/// A staged version's bytes: whole up to [`MAX_WHOLE`], else a stream.
+pub enum Content<'a> {
+    Whole(&'a [u8]),
+    Stream(&'a mut dyn Read),
+}
+
+impl std::fmt::Debug for Content<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Content::Whole(b) => write!(f, "Whole({} bytes)", b.len()),
+            Content::Stream(_) => f.write_str("Stream"),
+        }
+    }
+}
+
+/// The most bytes of one staged version held in memory at once.
+pub const MAX_WHOLE: usize = 64 << 20;
+
 /// A `git cat-file --batch` of the repository, started before it is needed
 /// so that its start overlaps other work.
 #[derive(Debug)]
@@ -174,7 +234,11 @@ impl BlobReader {
     }
 
     /// Streams the content of `blobs` (in order) to `each`.
-    pub fn read(mut self, blobs: &[&str], mut each: impl FnMut(usize, &[u8])) -> Result<(), GitError> {
+    pub fn read(
+        mut self,
+        blobs: &[&str],
+        mut each: impl FnMut(usize, Content<'_>) -> io::Result<()>,
+    ) -> Result<(), GitError> {
         let top = self.top.clone();
         let output_err = |source| GitError::Output { args: CAT_FILE.join(" "), dir: top.clone(), source };
         let (Some(mut stdin), Some(stdout)) = (self.child.stdin.take(), self.child.stdout.take()) else {
@@ -193,16 +257,31 @@ impl BlobReader {
                 reader.read_line(&mut line).map_err(output_err)?;
                 let header: Vec<&str> = line.trim_end().split(' ').collect();
                 let size = match header[..] {
-                    [name, "blob", size] if name == *blob => size.parse::<usize>().ok(),
+                    [name, "blob", size] if name == *blob => size.parse::<u64>().ok(),
                     _ => None,
                 };
                 let Some(size) = size else {
                     return Err(unexpected(&top, &CAT_FILE, format!("{:?} for blob {blob}", line.trim_end())));
                 };
-                buf.clear();
-                buf.resize(size + 1, 0);
-                reader.read_exact(&mut buf).map_err(output_err)?;
-                each(i, &buf[..size]);
+                // A large blob is handed over as a stream: a 3 GiB staged
+                // file never lands in memory.
+                match usize::try_from(size).ok().filter(|&s| s <= MAX_WHOLE) {
+                    Some(size) => {
+                        buf.clear();
+                        buf.resize(size + 1, 0);
+                        reader.read_exact(&mut buf).map_err(output_err)?;
+                        each(i, Content::Whole(&buf[..size])).map_err(output_err)?;
+                    }
+                    None => {
+                        let mut stream = (&mut reader).take(size);
+                        each(i, Content::Stream(&mut stream)).map_err(output_err)?;
+                        io::copy(&mut stream, &mut io::sink()).map_err(output_err)?;
+                        if stream.limit() > 0 {
+                            return Err(output_err(io::ErrorKind::UnexpectedEof.into()));
+                        }
+                        reader.read_exact(&mut [0u8; 1]).map_err(output_err)?;
+                    }
+                }
             }
             writer.join().unwrap_or_else(|_| Err(io::Error::other("writer thread panicked"))).map_err(output_err)
         });
@@ -240,35 +319,99 @@ pub fn blob_id_sha1(content: &[u8]) -> String {
 /// work tree holds exactly the staged blob — its git object name says so —
 /// the bytes come from there and git is not started; the rest come from one
 /// `git cat-file --batch`.
-pub fn read_staged(top: &Path, entries: &[&StagedPath], mut each: impl FnMut(usize, &[u8])) -> Result<(), GitError> {
-    use std::os::unix::ffi::OsStrExt;
+pub fn read_staged(
+    top: &Path,
+    entries: &[&StagedPath],
+    mut each: impl FnMut(usize, Content<'_>) -> io::Result<()>,
+) -> Result<(), GitError> {
+    use crate::safe::{Found, Tree};
     let mut rest: Vec<usize> = Vec::new();
+    // Paths are resolved below the top without following a symlink, as git
+    // stages them; a FIFO, a device or a file over the bound is left to git,
+    // which reads the staged blob from its store.
+    let tree = Tree::open(top).ok();
+    let output_err = |source| GitError::Output { args: "(work tree)".into(), dir: top.to_path_buf(), source };
     for (k, e) in entries.iter().enumerate() {
         let Some(blob) = e.staged.blob() else { continue };
-        let path = top.join(std::ffi::OsStr::from_bytes(&e.path));
-        let bytes = match e.staged {
-            Staged::File { .. } => {
-                std::fs::symlink_metadata(&path).ok().filter(|m| m.is_file()).and_then(|_| std::fs::read(&path).ok())
-            }
-            _ => std::fs::read_link(&path).ok().map(|t| t.into_os_string().into_vec()),
+        let found = tree.as_ref().map(|t| t.read(&e.path, MAX_WHOLE as u64));
+        let bytes = match (&e.staged, found) {
+            (Staged::File { .. }, Some(Ok(Found::File(b)))) => Some(b),
+            (Staged::Symlink { .. }, Some(Ok(Found::Symlink(b)))) => Some(b),
+            _ => None,
         };
         match bytes {
             // Object names of SHA-256 repositories are 64 digits: git reads those.
-            Some(b) if blob.len() == 40 && blob_id_sha1(&b) == blob => each(k, &b),
+            Some(b) if blob.len() == 40 && blob_id_sha1(&b) == blob => {
+                each(k, Content::Whole(&b)).map_err(output_err)?
+            }
             _ => rest.push(k),
         }
     }
     let blobs: Vec<&str> = rest.iter().filter_map(|&k| entries[k].staged.blob()).collect();
-    read_blobs(top, &blobs, |j, bytes| each(rest[j], bytes))
+    read_blobs(top, &blobs, |j, content| each(rest[j], content))
 }
 
 /// Streams the content of `blobs` (in order) to `each`, through one
 /// `git cat-file --batch`.
-pub fn read_blobs(top: &Path, blobs: &[&str], each: impl FnMut(usize, &[u8])) -> Result<(), GitError> {
+pub fn read_blobs(
+    top: &Path,
+    blobs: &[&str],
+    each: impl FnMut(usize, Content<'_>) -> io::Result<()>,
+) -> Result<(), GitError> {
     if blobs.is_empty() {
         return Ok(());
     }
     BlobReader::spawn(top)?.read(blobs, each)
+}
+
+/// What one staged version holds: its BLAKE3 and the stored secrets in it,
+/// each with the line it first occurs on.
+#[derive(Debug)]
+pub struct Examined<'a> {
+    pub blake3: [u8; 32],
+    pub secrets: Vec<(&'a crate::Fingerprint, usize)>,
+}
+
+/// Reads the staged bytes of `entries` (see [`read_staged`]) and tells
+/// `each`, by index, what each holds — a large one in pieces, never whole.
+pub fn examine_staged<'a>(
+    top: &Path,
+    entries: &[&StagedPath],
+    fps: &'a [crate::Fingerprint],
+    mut each: impl FnMut(usize, Examined<'a>),
+) -> Result<(), GitError> {
+    read_staged(top, entries, |k, content| {
+        each(k, examine(content, fps)?);
+        Ok(())
+    })
+}
+
+fn examine<'a>(content: Content<'_>, fps: &'a [crate::Fingerprint]) -> io::Result<Examined<'a>> {
+    match content {
+        Content::Whole(bytes) => {
+            let secrets = crate::find(bytes, fps)
+                .into_iter()
+                .map(|f| (f.fingerprint, bytes[..f.offset].iter().filter(|&&b| b == b'\n').count() + 1))
+                .collect();
+            Ok(Examined { blake3: *blake3::hash(bytes).as_bytes(), secrets })
+        }
+        Content::Stream(read) => {
+            let mut hasher = blake3::Hasher::new();
+            let mut scanner = crate::fingerprint::Scanner::new(fps);
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = match read.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                hasher.update(&buf[..n]);
+                scanner.feed(&buf[..n]);
+            }
+            Ok(Examined { blake3: *hasher.finalize().as_bytes(), secrets: scanner.finish() })
+        }
+    }
 }
 
 /// Adds `Key: value` trailers to the message file, each unless the message

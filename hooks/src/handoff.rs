@@ -9,8 +9,12 @@
 //! older than the index, is ignored: a commit that skipped pre-commit
 //! (`--no-verify`) is examined in full.
 
-use std::io::{self, Write};
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
 /// The file's name, beside the index (the hook script spells it too).
 pub const HANDOFF_NAME: &str = "ws-trailers";
@@ -25,42 +29,85 @@ pub fn handoff_path(index: &Path) -> Option<PathBuf> {
 /// What the file says when the commit carries no session's change.
 const NONE: &str = "none";
 
+/// More than any list of trailers: a larger file was not written by ws.
+const MAX_LEN: u64 = 64 << 10;
+
+/// The directory the index is in, opened once: every name below is
+/// created, read and removed relative to it, never through a symlink.
+fn open_dir(index: &Path) -> io::Result<Option<OwnedFd>> {
+    let Some(dir) = index.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(None) };
+    Ok(Some(rfs::open(dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())?))
+}
+
 /// Saves `trailers` for the commit from `index` (replacing what was there).
+///
+/// The file is written under a fresh name created exclusively (`O_EXCL`,
+/// `O_NOFOLLOW`: whatever a session planted under a name it guessed is
+/// never opened) and renamed into place, which replaces a planted symlink
+/// itself rather than what it points at.
 pub fn save_trailers(index: &Path, trailers: &[String]) -> io::Result<()> {
-    let Some(path) = handoff_path(index) else { return Ok(()) };
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    let write = || -> io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        if trailers.is_empty() {
-            writeln!(f, "{NONE}")?;
+    let Some(dir) = open_dir(index)? else { return Ok(()) };
+    let mut text = String::new();
+    if trailers.is_empty() {
+        text.push_str(NONE);
+        text.push('\n');
+    }
+    for t in trailers {
+        text.push_str(t);
+        text.push('\n');
+    }
+    let create = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    for _ in 0..16 {
+        let mut salt = [0u8; 8];
+        rustix::rand::getrandom(&mut salt, rustix::rand::GetRandomFlags::empty())?;
+        let tmp = format!("{HANDOFF_NAME}.tmp-{}-{:016x}", std::process::id(), u64::from_ne_bytes(salt));
+        let fd = match rfs::openat(&dir, tmp.as_str(), create, Mode::from_raw_mode(0o600)) {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::EXIST) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        let written = File::from(fd)
+            .write_all(text.as_bytes())
+            .and_then(|()| Ok(rfs::renameat(&dir, tmp.as_str(), &dir, HANDOFF_NAME)?));
+        if written.is_err() {
+            let _ = rfs::unlinkat(&dir, tmp.as_str(), AtFlags::empty());
         }
-        for t in trailers {
-            writeln!(f, "{t}")?;
-        }
-        std::fs::rename(&tmp, &path)
-    };
-    write().inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+        return written;
+    }
+    Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free temporary name beside the index"))
 }
 
 /// Removes what a previous pre-commit saved for `index`.
 pub fn discard_trailers(index: &Path) {
-    if let Some(path) = handoff_path(index) {
-        let _ = std::fs::remove_file(path);
+    if let Ok(Some(dir)) = open_dir(index) {
+        let _ = rfs::unlinkat(&dir, HANDOFF_NAME, AtFlags::empty());
     }
 }
 
 /// The trailers pre-commit saved for `index`, if it saved them after the
-/// index was last written; the file is removed either way.
+/// index was last written; the file is removed either way. Anything but a
+/// regular file of a sensible size under that name is removed unread.
 pub fn take_trailers(index: &Path) -> Option<Vec<String>> {
-    let path = handoff_path(index)?;
-    let saved = std::fs::metadata(&path).and_then(|m| m.modified()).ok()?;
+    let dir = open_dir(index).ok()??;
+    let read = || -> Option<(std::time::SystemTime, String)> {
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC | OFlags::NOCTTY;
+        let fd = rfs::openat(&dir, HANDOFF_NAME, flags, Mode::empty()).ok()?;
+        let st = rfs::fstat(&fd).ok()?;
+        if FileType::from_raw_mode(st.st_mode) != FileType::RegularFile || st.st_size as u64 > MAX_LEN {
+            return None;
+        }
+        let file = File::from(fd);
+        let saved = file.metadata().and_then(|m| m.modified()).ok()?;
+        let mut text = String::new();
+        file.take(MAX_LEN).read_to_string(&mut text).ok()?;
+        Some((saved, text))
+    };
+    let found = read();
+    let _ = rfs::unlinkat(&dir, HANDOFF_NAME, AtFlags::empty());
+    let (saved, text) = found?;
     let written = std::fs::metadata(index).and_then(|m| m.modified()).ok();
-    let text = std::fs::read_to_string(&path).ok();
-    let _ = std::fs::remove_file(&path);
     let fresh = written.is_some_and(|w| saved >= w);
-    let text = text.filter(|t| fresh && !t.trim().is_empty())?;
+    let text = Some(text).filter(|t| fresh && !t.trim().is_empty())?;
     Some(text.lines().filter(|l| !l.is_empty() && *l != NONE).map(str::to_owned).collect())
 }
 
@@ -97,6 +144,37 @@ mod tests {
         std::fs::File::options().write(true).open(&index).unwrap().set_modified(later).unwrap();
         assert_eq!(take_trailers(&index), None);
         assert!(!dir.path().join(HANDOFF_NAME).exists(), "a stale file is removed");
+    }
+
+    #[test]
+    fn planted_symlinks_beside_the_index_are_never_written_through() {
+        let dir = tempfile::tempdir().unwrap();
+        let git = dir.path().join("git");
+        std::fs::create_dir(&git).unwrap();
+        let index = git.join("index");
+        std::fs::write(&index, b"index").unwrap();
+        let outside = dir.path().join("outside");
+        std::fs::write(&outside, b"precious").unwrap();
+        // Every name the old code could have used, and the final one.
+        let pid = std::process::id();
+        for p in pid.saturating_sub(3)..pid + 3 {
+            std::os::unix::fs::symlink(&outside, git.join(format!("{HANDOFF_NAME}.tmp-{p}"))).unwrap();
+        }
+        std::os::unix::fs::symlink(&outside, git.join(HANDOFF_NAME)).unwrap();
+        assert_eq!(take_trailers(&index), None, "a symlink is not read");
+        assert!(std::fs::symlink_metadata(git.join(HANDOFF_NAME)).is_err(), "but removed");
+        std::os::unix::fs::symlink(&outside, git.join(HANDOFF_NAME)).unwrap();
+        save_trailers(&index, &["Ws-Session: a".into()]).unwrap();
+        assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+        assert!(std::fs::symlink_metadata(git.join(HANDOFF_NAME)).unwrap().is_file(), "replaced, not followed");
+        assert_eq!(take_trailers(&index).unwrap(), ["Ws-Session: a"]);
+        // A FIFO under the name: taken without blocking, and removed.
+        rustix::fs::mknodat(rustix::fs::CWD, git.join(HANDOFF_NAME), FileType::Fifo, Mode::from_raw_mode(0o600), 0)
+            .unwrap();
+        assert_eq!(take_trailers(&index), None);
+        assert!(std::fs::symlink_metadata(git.join(HANDOFF_NAME)).is_err());
+        discard_trailers(&index);
+        assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
     }
 
     #[test]

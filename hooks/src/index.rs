@@ -122,10 +122,12 @@ const EXT_KNOWN: u16 = 0x4000 | EXT_INTENT_TO_ADD;
 
 /// Reads the index at `path`: `Ok(None)` when it holds something this
 /// reader does not handle (then git must be asked).
+///
+/// Opened as [`crate::safe`] opens files (never a FIFO or a device) and read
+/// no further than the file's length says, whatever the entries claim.
 pub fn read(path: &Path) -> io::Result<Option<Index>> {
-    let file = fs_err::File::open(path)?;
-    let len = file.metadata()?.len();
-    parse_from(file, len)
+    let (file, len) = crate::safe::open_regular(path)?;
+    parse_from(file.take(len), len)
 }
 
 /// Parses an index file's bytes; `None` for anything unsupported or damaged.

@@ -103,10 +103,12 @@ fn shell_quote(s: &str) -> String {
 /// pre-commit left word beside the index that this commit carries no
 /// session's change (see [`crate::handoff`]): ws need not start. The word is
 /// used up here, so it serves one commit. Amending (`$2` = commit) always asks
-/// ws, which looks at the amended commit's parent.
+/// ws, which looks at the amended commit's parent. Only a regular file is
+/// read or emptied (`-f` and not `-L`): a session may have left a symlink or
+/// a FIFO under that name, and then ws starts, which removes it unread.
 const PREPARE_FAST_PATH: &str = r#"if [ "$2" != commit ] && [ -n "$GIT_INDEX_FILE" ]; then
 	handoff="${GIT_INDEX_FILE%/*}/HANDOFF"
-	if [ -f "$handoff" ] && [ ! "$GIT_INDEX_FILE" -nt "$handoff" ] && read -r found < "$handoff" && [ "$found" = none ]; then
+	if [ ! -L "$handoff" ] && [ -f "$handoff" ] && [ ! "$GIT_INDEX_FILE" -nt "$handoff" ] && read -r found < "$handoff" && [ "$found" = none ]; then
 		: > "$handoff"
 		exit 0
 	fi

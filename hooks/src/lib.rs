@@ -17,18 +17,21 @@
 mod fingerprint;
 mod git;
 pub mod handoff;
+#[cfg(test)]
+mod hostile;
 mod index;
 mod install;
 mod odb;
 pub mod policy;
+mod safe;
 mod staged;
 #[cfg(test)]
 mod testing;
 
 pub use fingerprint::{Fingerprint, FingerprintFile, FingerprintFileError, Found, MIN_SCANNED_LEN, find, scan};
 pub use git::{
-    BlobReader, GitError, Repo, Staged, StagedPath, add_trailers, blob_id_sha1, empty_tree, locate, read_blobs,
-    read_staged, resolve, staged_paths,
+    BlobReader, Content, Examined, GitError, MAX_WHOLE, Repo, Staged, StagedPath, add_trailers, blob_id_sha1,
+    empty_tree, examine_staged, locate, read_blobs, read_staged, resolve, staged_paths,
 };
 pub use handoff::{HANDOFF_NAME, discard_trailers, handoff_path, save_trailers, take_trailers};
 pub use install::{

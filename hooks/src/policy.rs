@@ -54,6 +54,14 @@ pub fn carries_approved(staged: &Version, after: &Version) -> bool {
     staged.same(after)
 }
 
+/// Whether a staged version is the agent's side of a change the reviewer
+/// rolled back (`after`, when it differs from `before`): the rollback put
+/// the work tree back, but a version the agent staged in the index (or a
+/// `git add` run before the rollback) would still be committed.
+pub fn carries_rolled_back(staged: &Version, before: &Version, after: &Version) -> bool {
+    staged.same(after) && !after.same(before)
+}
+
 /// A workspace path as a path of the repository whose top is `prefix` below
 /// the workspace (`b""` when the workspace is the repository): a session run
 /// on a superproject changes `sub/f`, which a commit in submodule `sub`
@@ -99,6 +107,20 @@ mod tests {
         assert!(!carries_approved(&file(true, 2), &file(false, 2)));
         assert!(carries_approved(&Version::Absent, &Version::Absent));
         assert!(!carries_approved(&Version::Other, &Version::Other));
+    }
+
+    #[test]
+    fn rolled_back_changes_are_carried_only_in_the_agents_version() {
+        let (before, agents) = (file(false, 1), file(false, 2));
+        assert!(carries_rolled_back(&agents, &before, &agents));
+        assert!(!carries_rolled_back(&before, &before, &agents), "the restored version");
+        assert!(!carries_rolled_back(&file(false, 3), &before, &agents), "the user's own edit");
+        // The agent deleted the file; the deletion is still staged.
+        assert!(carries_rolled_back(&Version::Absent, &before, &Version::Absent));
+        // The agent created a file that the rollback removed; it is staged.
+        assert!(carries_rolled_back(&agents, &Version::Absent, &agents));
+        assert!(!carries_rolled_back(&before, &before, &before), "no change at all");
+        assert!(!carries_rolled_back(&Version::Other, &before, &Version::Other));
     }
 
     #[test]

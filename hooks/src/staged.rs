@@ -1,22 +1,34 @@
 //! What a commit changes, found without starting git when the repository
-//! allows: the index ([`crate::index`]) against HEAD's tree
-//! ([`crate::odb`]), skipping every directory whose cache-tree entry still
-//! names HEAD's tree for it — so a commit of one file in a large repository
-//! reads a handful of tree objects.
+//! allows: the tree git will commit against HEAD's tree ([`crate::odb`]).
 //!
-//! The answer must be the one `git diff --cached` gives. Whatever this
-//! module does not fully understand — a variable of git's environment that
-//! moves the object store or refs, replace refs, another object format or
-//! ref storage, a symbolic ref outside `refs/heads/`, a changed submodule
-//! (git's `ignore` settings decide whether it counts), an index or object it
-//! cannot read — is handed to git instead ([`staged_changes`]).
+//! git commits the cache tree (the index's `TREE` extension): a directory
+//! whose node is valid and whose tree object exists is committed as that
+//! tree, whatever the index entries below it say; only the others are built
+//! from the entries. An agent can write the index, so the cache tree is
+//! read as git will use it: a valid node is compared with HEAD's tree for
+//! that directory tree by tree (skipped when it names HEAD's own), and the
+//! entries count only where git builds from them. A commit of one file in a
+//! large repository still reads a handful of tree objects.
+//!
+//! The answer must be the one git commits. Whatever this module does not
+//! fully understand — a variable of git's environment that moves the object
+//! store or refs, alternates, replace refs, another object format or ref
+//! storage, a symbolic ref outside `refs/heads/`, a changed submodule (git's
+//! `ignore` settings decide whether it counts), a cache tree whose counts
+//! disagree with the entries, an index or object it cannot read — is handed
+//! to git instead ([`staged_changes`]): `git write-tree` names the tree git
+//! will commit and `git diff-tree` compares it with HEAD's. What no reader
+//! should touch (a FIFO or a device where a file belongs, a delta chain that
+//! loops) is refused ([`GitError::Unsafe`]).
 
 use std::collections::HashMap;
+use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::git::{GitError, Staged, StagedPath, staged_paths};
+use crate::git::{GitError, Staged, StagedPath, committed_as_staged, committed_tree_paths, staged_paths};
 use crate::index::{self, CacheTree, Index, IndexEntry, Oid};
-use crate::odb::{self, Kind, Odb, TREE_MODE, TreeEntry};
+use crate::odb::{self, Kind, Odb, OdbError, TREE_MODE, TreeEntry};
+use crate::safe;
 
 /// What git's environment tells a hook about the repository it commits to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -34,140 +46,228 @@ pub struct GitEnv {
 
 const GITLINK: u32 = 0o160000;
 
-/// The paths whose staged version differs from HEAD's (nothing on an
-/// unborn branch), as `git diff --cached` tells them — read natively when
-/// the repository allows, else from git. Sorted by path.
+/// The bound on the small files of `.git` read here (HEAD, refs, `commondir`).
+const MAX_SMALL: u64 = 64 << 10;
+/// The bound on `config` and `packed-refs`.
+const MAX_LIST: u64 = 64 << 20;
+
+/// The paths whose version in the tree git will commit differs from
+/// HEAD's (everything on an unborn branch), sorted by path: read natively
+/// when the repository allows, else from git.
 pub fn staged_changes(top: &Path, env: &GitEnv) -> Result<Vec<StagedPath>, GitError> {
     if !env.redirected
-        && let Some(found) = native(top, env)
+        && let Some(found) = native(top, env)?
     {
         return Ok(found);
     }
-    let mut found = staged_paths(top, None)?;
+    let mut found = committed_tree_paths(top)?;
     found.sort_by(|a, b| a.path.cmp(&b.path));
+    // A path the entries leave as HEAD has it is not listed by `git diff
+    // --cached`: then it must not be in the committed tree's changes either.
+    let entries = staged_paths(top, None)?;
+    let by_path: HashMap<&[u8], &Staged> = entries.iter().map(|e| (&e.path[..], &e.staged)).collect();
+    committed_as_staged(&found, |p| by_path.get(p).map(|&s| s.clone()))?;
     Ok(found)
 }
 
-/// The staged changes, or `None` where git must be asked.
-pub fn native(top: &Path, env: &GitEnv) -> Option<Vec<StagedPath>> {
+fn refusal(path: &Path, what: &str) -> GitError {
+    GitError::Unsafe(format!("{} {what}", path.display()))
+}
+
+/// A read's result: the value, `None` where git must be asked, an error
+/// where nobody should read on.
+fn checked<T>(r: io::Result<T>) -> Result<Option<T>, GitError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) => match safe::unsafe_file(&e) {
+            Some(u) => Err(refusal(&u.path, &format!("is {}", u.what))),
+            None => Ok(None),
+        },
+    }
+}
+
+/// A small file of `.git`: `Some(None)` when it is not there.
+fn read_small(path: &Path, max: u64) -> Result<Option<Option<Vec<u8>>>, GitError> {
+    match safe::read_bounded(path, max) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Some(None)),
+        r => Ok(checked(r)?.map(Some)),
+    }
+}
+
+macro_rules! ask_git {
+    ($e:expr) => {
+        match $e {
+            Some(v) => v,
+            None => return Ok(None),
+        }
+    };
+}
+
+/// The changes git will commit, `Ok(None)` where git must be asked.
+pub fn native(top: &Path, env: &GitEnv) -> Result<Option<Vec<StagedPath>>, GitError> {
     let git_dir = match &env.git_dir {
         Some(d) => top.join(d),
-        None => git_dir_of(top)?,
+        None => ask_git!(git_dir_of(top)?),
     };
-    let common = match std::fs::read(git_dir.join("commondir")) {
-        Ok(text) => git_dir.join(Path::new(std::str::from_utf8(text.trim_ascii()).ok()?)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => git_dir.clone(),
-        Err(_) => return None,
+    let common = match ask_git!(read_small(&git_dir.join("commondir"), MAX_SMALL)?) {
+        Some(text) => git_dir.join(Path::new(ask_git!(std::str::from_utf8(text.trim_ascii()).ok()))),
+        None => git_dir.clone(),
     };
-    if !plain_repository(&common) {
-        return None;
+    if !plain_repository(&common)? {
+        return Ok(None);
     }
     let index_path = env.index_file.as_ref().map_or_else(|| git_dir.join("index"), |f| top.join(f));
-    let index = index::read(&index_path).ok()??;
-    let mut odb = Odb::new(&common.join("objects"));
+    let index = ask_git!(ask_git!(checked(index::read(&index_path))?));
+    let odb = Odb::new(&common.join("objects"));
+    let mut diff = Diff { odb, trees_left: MAX_TREES, out: Vec::new(), refused: None };
     let head_tree = match head_commit(&git_dir, &common)? {
-        Some(commit) => match odb.read(&commit).ok()?? {
-            (Kind::Commit, data) => Some(odb::commit_tree(&data)?),
-            _ => return None,
+        Some(Some(commit)) => match diff.object(&commit) {
+            Some(Some((Kind::Commit, data))) => Some(ask_git!(odb::commit_tree(&data))),
+            _ => return diff.refused.map_or(Ok(None), Err),
         },
-        None => None,
+        Some(None) => None,
+        None => return Ok(None),
     };
-    let mut diff = Diff { odb, trees_left: MAX_TREES, out: Vec::new() };
-    diff.dir(&index, b"", &index.entries, head_tree.as_ref(), index.cache_tree())?;
+    let done = diff.dir(&index, b"", &index.entries, head_tree.as_ref(), index.cache_tree());
+    if let Some(e) = diff.refused {
+        return Err(e);
+    }
+    ask_git!(done);
     let mut out = diff.out;
     out.sort_by(|a, b| a.path.cmp(&b.path));
-    Some(out)
+    // Every change git will commit is one the entries stage (and so one the
+    // user sees in `git diff --cached`): a cache tree naming other trees
+    // was not written by git.
+    committed_as_staged(&out, |p| {
+        let k = index.entries.binary_search_by(|e| index.path(e).cmp(p)).ok()?;
+        Some(staged_as(index.entries[k].mode, &index.entries[k].oid))
+    })?;
+    Ok(Some(out))
 }
 
 /// The git directory of the work tree at `top`: `.git`, or where a `.git`
 /// file (a submodule's, a linked worktree's) points.
-fn git_dir_of(top: &Path) -> Option<PathBuf> {
+fn git_dir_of(top: &Path) -> Result<Option<PathBuf>, GitError> {
     let dot_git = top.join(".git");
-    let meta = std::fs::metadata(&dot_git).ok()?;
+    let Ok(meta) = std::fs::metadata(&dot_git) else { return Ok(None) };
     if meta.is_dir() {
-        return Some(dot_git);
+        return Ok(Some(dot_git));
     }
-    let text = std::fs::read(&dot_git).ok()?;
-    let target = text.strip_prefix(b"gitdir: ")?.trim_ascii_end();
-    Some(top.join(Path::new(std::str::from_utf8(target).ok()?)))
+    let Some(Some(text)) = read_small(&dot_git, MAX_SMALL)? else { return Ok(None) };
+    let Some(target) = text.strip_prefix(b"gitdir: ").map(<[u8]>::trim_ascii_end) else { return Ok(None) };
+    Ok(std::str::from_utf8(target).ok().map(|t| top.join(Path::new(t))))
 }
 
-/// A SHA-1 repository with files refs and no replace refs: what this module reads.
-fn plain_repository(common: &Path) -> bool {
-    let config = match std::fs::read(common.join("config")) {
-        Ok(c) => c.to_ascii_lowercase(),
-        Err(_) => return false,
-    };
+/// A SHA-1 repository with files refs, no alternates and no replace refs:
+/// what this module reads.
+fn plain_repository(common: &Path) -> Result<bool, GitError> {
+    let Some(Some(config)) = read_small(&common.join("config"), MAX_LIST)? else { return Ok(false) };
+    let config = config.to_ascii_lowercase();
     let mentions = |word: &[u8]| config.windows(word.len()).any(|w| w == word);
     if mentions(b"objectformat") || mentions(b"refstorage") {
-        return false;
+        return Ok(false);
+    }
+    // Objects found elsewhere: git would see trees this module cannot.
+    if std::fs::symlink_metadata(common.join("objects/info/alternates")).is_ok() {
+        return Ok(false);
     }
     let replace = common.join("refs/replace");
     if std::fs::read_dir(&replace).is_ok_and(|mut d| d.next().is_some()) {
-        return false;
+        return Ok(false);
     }
-    match std::fs::read(common.join("packed-refs")) {
-        Ok(packed) => !packed.windows(14).any(|w| w == b" refs/replace/"),
-        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
-    }
+    Ok(match read_small(&common.join("packed-refs"), MAX_LIST)? {
+        Some(Some(packed)) => !packed.windows(14).any(|w| w == b" refs/replace/"),
+        Some(None) => true,
+        None => false,
+    })
 }
 
 /// HEAD's commit: `Some(None)` on an unborn branch, `None` when this module
 /// cannot tell.
-fn head_commit(git_dir: &Path, common: &Path) -> Option<Option<Oid>> {
-    let head = std::fs::read(git_dir.join("HEAD")).ok()?;
+fn head_commit(git_dir: &Path, common: &Path) -> Result<Option<Option<Oid>>, GitError> {
+    let Some(Some(head)) = read_small(&git_dir.join("HEAD"), MAX_SMALL)? else { return Ok(None) };
     let head = head.trim_ascii_end();
     let Some(name) = head.strip_prefix(b"ref: ") else {
-        return Some(Some(odb::parse_hex(head)?));
+        return Ok(odb::parse_hex(head).map(Some));
     };
-    let name_str = std::str::from_utf8(name).ok()?;
+    let Ok(name_str) = std::str::from_utf8(name) else { return Ok(None) };
     if !name_str.starts_with("refs/heads/") || name_str.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
-        return None;
+        return Ok(None);
     }
-    match std::fs::read(common.join(name_str)) {
-        Ok(text) => return Some(Some(odb::parse_hex(text.trim_ascii_end())?)),
+    match safe::read_bounded(&common.join(name_str), MAX_SMALL) {
+        Ok(text) => return Ok(odb::parse_hex(text.trim_ascii_end()).map(Some)),
         // Not there, or a directory (branches `x/y` beside an unborn `x`).
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::IsADirectory) => {}
-        Err(_) => return None,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) if safe::unsafe_file(&e).is_some_and(|u| u.what == "a directory") => {}
+        Err(e) => {
+            checked::<()>(Err(e))?;
+            return Ok(None);
+        }
     }
-    let packed = match std::fs::read(common.join("packed-refs")) {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Some(None),
-        Err(_) => return None,
+    let packed = match read_small(&common.join("packed-refs"), MAX_LIST)? {
+        Some(Some(p)) => p,
+        Some(None) => return Ok(Some(None)),
+        None => return Ok(None),
     };
     for line in packed.split(|&b| b == b'\n') {
         if let Some((oid, refname)) = line.split_first_chunk::<40>()
             && refname.strip_prefix(b" ") == Some(name)
         {
-            return Some(Some(odb::parse_hex(oid)?));
+            return Ok(odb::parse_hex(oid).map(Some));
         }
     }
-    Some(None)
+    Ok(Some(None))
 }
 
-/// How many of HEAD's trees are read before leaving the rest to git: with a
-/// cache tree a commit reads a few per changed directory; without one (an
-/// index written entry by entry) every tree would be read, one delta chain
-/// at a time, where git is quicker.
+/// How many trees are read before leaving the rest to git: with a cache
+/// tree a commit reads a few per changed directory; without one (an index
+/// written entry by entry) every tree would be read, one delta chain at a
+/// time, where git is quicker.
 const MAX_TREES: usize = 256;
 
 struct Diff {
     odb: Odb,
     trees_left: usize,
     out: Vec<StagedPath>,
+    /// Set when the store holds what no reader should go on with.
+    refused: Option<GitError>,
 }
 
 impl Diff {
-    fn tree(&mut self, oid: &Oid) -> Option<Vec<TreeEntry>> {
-        self.trees_left = self.trees_left.checked_sub(1)?;
-        match self.odb.read(oid).ok()?? {
-            (Kind::Tree, data) => odb::parse_tree(&data),
-            _ => None,
+    /// An object: `None` to stop (and ask git, unless `refused` is set),
+    /// `Some(None)` when the store does not have it.
+    fn object(&mut self, oid: &Oid) -> Option<Option<(Kind, Vec<u8>)>> {
+        match self.odb.read(oid) {
+            Ok(found) => Some(found),
+            Err(OdbError::Unread(_)) => None,
+            Err(OdbError::Damaged { path, what }) => {
+                self.refused = Some(refusal(&path, &format!("holds {what}")));
+                None
+            }
         }
     }
 
-    /// Compares the index `entries` below `prefix` (empty, or ending in
-    /// `/`) with HEAD's tree `head` for that directory.
+    /// A tree's entries: `None` to stop (and ask git, unless `refused` is
+    /// set), also when the store does not have it.
+    fn tree(&mut self, oid: &Oid) -> Option<Vec<TreeEntry>> {
+        self.trees_left = self.trees_left.checked_sub(1)?;
+        match self.object(oid)? {
+            Some((Kind::Tree, data)) => odb::parse_tree(&data),
+            Some(_) => {
+                self.refused = Some(GitError::Unsafe(format!(
+                    "the cache tree or a tree names {}, which is not a tree",
+                    odb::hex(oid)
+                )));
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Compares what git will commit for the directory `prefix` (empty, or
+    /// ending in `/`) — the cache tree's `node` if it is valid and its tree
+    /// exists, else the index `entries` below it — with HEAD's tree `head`
+    /// for that directory.
     fn dir(
         &mut self,
         index: &Index,
@@ -176,11 +276,28 @@ impl Diff {
         head: Option<&Oid>,
         node: Option<CacheTree<'_>>,
     ) -> Option<()> {
-        let Some(head) = head else { return self.added(index, entries) };
-        if node.and_then(|n| n.valid()) == Some((*head, entries.len())) {
-            return Some(());
+        if let Some((tree, count)) = node.and_then(|n| n.valid()) {
+            // git keeps the count exact: another one is not git's.
+            if count != entries.len() {
+                return None;
+            }
+            if Some(&tree) == head {
+                return Some(());
+            }
+            // git uses the node only if its tree object exists, and may
+            // find it where this module does not look (a multi-pack index,
+            // a pack index of another version): then git is asked.
+            let new = self.tree(&tree)?;
+            let old = match head {
+                Some(h) => self.tree(h)?,
+                None => Vec::new(),
+            };
+            return self.trees(prefix, new, old);
         }
-        let tree = self.tree(head)?;
+        let tree = match head {
+            Some(h) => self.tree(h)?,
+            None => Vec::new(),
+        };
         let by_name: HashMap<&[u8], usize> = tree.iter().enumerate().map(|(k, t)| (&t.name[..], k)).collect();
         let mut seen = vec![false; tree.len()];
         // Looked up once per subdirectory: a linear search of the cache
@@ -226,13 +343,77 @@ impl Diff {
                         return None;
                     }
                     self.out.push(StagedPath { path: sub[..sub.len() - 1].to_vec(), staged: Staged::Deleted });
-                    self.added(index, &entries[i..end])?;
+                    self.dir(index, sub, &entries[i..end], None, child)?;
                 }
-                None => self.added(index, &entries[i..end])?,
+                None => self.dir(index, sub, &entries[i..end], None, child)?,
             }
             i = end;
         }
         for (t, _) in tree.iter().zip(&seen).filter(|(_, seen)| !**seen) {
+            let path = [prefix, &t.name].concat();
+            match t.mode {
+                TREE_MODE => self.deleted_tree(&path, &t.oid)?,
+                GITLINK => return None,
+                _ => self.out.push(StagedPath { path, staged: Staged::Deleted }),
+            }
+        }
+        Some(())
+    }
+
+    /// Compares tree `new` (what git will commit for the directory
+    /// `prefix`) with tree `old` (HEAD's, empty when HEAD has none).
+    fn trees(&mut self, prefix: &[u8], new: Vec<TreeEntry>, old: Vec<TreeEntry>) -> Option<()> {
+        let by_name: HashMap<&[u8], usize> = old.iter().enumerate().map(|(k, t)| (&t.name[..], k)).collect();
+        let mut seen = vec![false; old.len()];
+        let mut names: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
+        for n in &new {
+            // A name git never writes, or twice in one tree: which one
+            // would be checked out is anyone's guess.
+            if !names.insert(&n.name)
+                || n.name.is_empty()
+                || n.name.contains(&b'/')
+                || n.name == b"."
+                || n.name == b".."
+            {
+                self.refused = Some(GitError::Unsafe(format!(
+                    "the tree git would commit for {:?} names {:?} twice or in a way git never writes",
+                    String::from_utf8_lossy(prefix),
+                    String::from_utf8_lossy(&n.name)
+                )));
+                return None;
+            }
+            let path = [prefix, &n.name].concat();
+            let o = by_name.get(&n.name[..]).map(|&k| {
+                seen[k] = true;
+                &old[k]
+            });
+            if o.is_some_and(|o| o.mode == n.mode && o.oid == n.oid) {
+                continue;
+            }
+            if n.mode == GITLINK || o.is_some_and(|o| o.mode == GITLINK) {
+                return None;
+            }
+            let sub = [&path[..], b"/"].concat();
+            match (n.mode == TREE_MODE, o) {
+                (true, Some(o)) if o.mode == TREE_MODE => {
+                    let (a, b) = (self.tree(&n.oid)?, self.tree(&o.oid)?);
+                    self.trees(&sub, a, b)?;
+                }
+                (true, o) => {
+                    if o.is_some() {
+                        self.out.push(StagedPath { path, staged: Staged::Deleted });
+                    }
+                    let a = self.tree(&n.oid)?;
+                    self.trees(&sub, a, Vec::new())?;
+                }
+                (false, Some(o)) if o.mode == TREE_MODE => {
+                    self.deleted_tree(&path, &o.oid)?;
+                    self.out.push(from_tree(path, n));
+                }
+                (false, _) => self.out.push(from_tree(path, n)),
+            }
+        }
+        for (t, _) in old.iter().zip(&seen).filter(|(_, seen)| !**seen) {
             let path = [prefix, &t.name].concat();
             match t.mode {
                 TREE_MODE => self.deleted_tree(&path, &t.oid)?,
@@ -267,15 +448,22 @@ impl Diff {
     }
 }
 
-fn staged(index: &Index, e: &IndexEntry) -> StagedPath {
-    let blob = odb::hex(&e.oid);
-    let staged = match e.mode {
+fn staged_as(mode: u32, oid: &Oid) -> Staged {
+    let blob = odb::hex(oid);
+    match mode {
         0o100755 => Staged::File { executable: true, blob },
         0o120000 => Staged::Symlink { blob },
         GITLINK => Staged::Submodule,
         _ => Staged::File { executable: false, blob },
-    };
-    StagedPath { path: index.path(e).to_vec(), staged }
+    }
+}
+
+fn staged(index: &Index, e: &IndexEntry) -> StagedPath {
+    StagedPath { path: index.path(e).to_vec(), staged: staged_as(e.mode, &e.oid) }
+}
+
+fn from_tree(path: Vec<u8>, t: &TreeEntry) -> StagedPath {
+    StagedPath { path, staged: staged_as(t.mode, &t.oid) }
 }
 
 #[cfg(test)]
@@ -298,7 +486,7 @@ mod tests {
     /// The native answer, which must exist and agree with git's.
     fn agrees(repo: &Repo, what: &str) -> Vec<StagedPath> {
         let top = repo.path();
-        let got = native(&top, &GitEnv::default()).unwrap_or_else(|| panic!("{what}: left to git"));
+        let got = native(&top, &GitEnv::default()).unwrap().unwrap_or_else(|| panic!("{what}: left to git"));
         assert_eq!(got, git_says(repo, &top, &[]), "{what}");
         got
     }
@@ -430,7 +618,7 @@ mod tests {
         let listing = repo.git_bytes(&["ls-files", "-s", "-z"]);
         std::fs::remove_file(repo.index()).unwrap();
         repo.git_stdin(&["update-index", "-z", "--index-info"], &listing);
-        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "over the budget");
+        assert_eq!(native(&repo.path(), &GitEnv::default()).unwrap(), None, "over the budget");
         let via_git = staged_changes(&repo.path(), &GitEnv::default()).unwrap();
         assert_eq!(via_git, git_says(&repo, &repo.path(), &[]));
         assert_eq!(paths(&via_git), ["many/0/f"]);
@@ -450,7 +638,7 @@ mod tests {
         assert!(c.env("GIT_INDEX_FILE", tmp).status().unwrap().success());
         assert!(agrees(&repo, "the real index has nothing staged").is_empty());
         let env = GitEnv { index_file: Some(tmp.to_path_buf()), ..GitEnv::default() };
-        let got = native(&repo.path(), &env).unwrap();
+        let got = native(&repo.path(), &env).unwrap().unwrap();
         assert_eq!(got, git_says(&repo, &repo.path(), &[("GIT_INDEX_FILE", tmp)]));
         assert_eq!(paths(&got), ["d1/s1/f1.txt"]);
 
@@ -458,12 +646,12 @@ mod tests {
         repo.git(&["worktree", "add", "-q", "-b", "side", wt.to_str().unwrap()]);
         std::fs::write(wt.join("top.txt"), "changed in the worktree\n").unwrap();
         repo.git_in(&wt, &["add", "top.txt"]);
-        let by_file = native(&wt, &GitEnv::default()).unwrap();
+        let by_file = native(&wt, &GitEnv::default()).unwrap().unwrap();
         assert_eq!(by_file, git_says(&repo, &wt, &[]));
         assert_eq!(paths(&by_file), ["top.txt"]);
         let git_dir = repo.path().join(".git/worktrees/wt");
         let env = GitEnv { git_dir: Some(git_dir.clone()), ..GitEnv::default() };
-        assert_eq!(native(&wt, &env).unwrap(), by_file, "GIT_DIR as git sets it for hooks");
+        assert_eq!(native(&wt, &env).unwrap().unwrap(), by_file, "GIT_DIR as git sets it for hooks");
         assert!(agrees(&repo, "the main worktree has nothing staged").is_empty());
     }
 
@@ -486,13 +674,13 @@ mod tests {
         let inside = repo.path().join("sub");
         std::fs::write(inside.join("s.txt"), "changed inside\n").unwrap();
         repo.git_in(&inside, &["add", "s.txt"]);
-        let got = native(&inside, &GitEnv::default()).expect("inside the submodule");
+        let got = native(&inside, &GitEnv::default()).unwrap().expect("inside the submodule");
         assert_eq!(got, git_says(&repo, &inside, &[]));
         assert_eq!(paths(&got), ["s.txt"]);
 
         repo.git_in(&inside, &["commit", "-q", "-m", "moved"]);
         repo.git(&["add", "sub"]);
-        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "a changed gitlink");
+        assert_eq!(native(&repo.path(), &GitEnv::default()).unwrap(), None, "a changed gitlink");
         let via_git = staged_changes(&repo.path(), &GitEnv::default());
         assert!(via_git.is_ok());
     }
@@ -513,19 +701,19 @@ mod tests {
         let head = repo.git(&["rev-parse", "HEAD"]);
         repo.git(&["replace", "-f", head.trim(), head.trim()]);
         assert!(repo.path().join(".git/refs/replace").exists());
-        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "replace refs");
+        assert_eq!(native(&repo.path(), &GitEnv::default()).unwrap(), None, "replace refs");
         repo.git(&["replace", "-d", head.trim()]);
         agrees(&repo, "replace refs gone");
 
         repo.git(&["symbolic-ref", "HEAD", "refs/remotes/elsewhere"]);
-        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "HEAD outside refs/heads");
+        assert_eq!(native(&repo.path(), &GitEnv::default()).unwrap(), None, "HEAD outside refs/heads");
         repo.git(&["symbolic-ref", "HEAD", "refs/heads/main"]);
 
         repo.git(&["update-index", "--split-index"]);
-        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "split index");
+        assert_eq!(native(&repo.path(), &GitEnv::default()).unwrap(), None, "split index");
         repo.git(&["update-index", "--no-split-index"]);
 
         repo.git(&["config", "extensions.objectFormat", "sha1"]);
-        assert_eq!(native(&repo.path(), &GitEnv::default()), None, "an object format named");
+        assert_eq!(native(&repo.path(), &GitEnv::default()).unwrap(), None, "an object format named");
     }
 }

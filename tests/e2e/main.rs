@@ -9,6 +9,7 @@ mod faults;
 mod git;
 mod git_redirect;
 mod harness;
+mod hook_attacks;
 mod hooks;
 mod hostile;
 mod kinds;

@@ -75,6 +75,23 @@ fn failed(e: &dyn std::error::Error) -> CliError {
     CliError::failure(chain(e))
 }
 
+/// A failure to tell what is staged; one that no reader should go past
+/// names what to remove.
+fn git_failed(e: &ws_hooks::GitError) -> CliError {
+    match e {
+        ws_hooks::GitError::Unsafe(_) => failed(e).hint(
+            "a session may have left this in the repository: remove what it names (`git fsck` lists damaged \
+             objects), then commit again",
+        ),
+        ws_hooks::GitError::ForgedCacheTree { .. } => failed(e).hint(
+            "a session may have forged it to commit content you never staged: `git read-tree HEAD` rebuilds the \
+             index and its cache tree from HEAD (your work tree is kept; `git reset` keeps the forged tree); `git \
+             add` what you meant to commit, then commit again",
+        ),
+        _ => failed(e),
+    }
+}
+
 fn locate() -> Result<ws_hooks::Repo, CliError> {
     let cwd = std::env::current_dir()?;
     ws_hooks::locate(&cwd).map_err(|e| {
@@ -230,9 +247,12 @@ fn pre_commit() -> Result<i32, CliError> {
     if stores.is_empty() && fingerprints.is_empty() {
         return Ok(exit::OK);
     }
-    let staged = ws_hooks::staged_changes(&top, &git_env()).map_err(|e| failed(&e))?;
+    let staged = ws_hooks::staged_changes(&top, &git_env()).map_err(|e| git_failed(&e))?;
     let found = examine(&top, &stores, &staged, &fingerprints)?;
-    let pass = found.unreviewed.is_empty() && found.blockers.is_empty() && found.secrets.is_empty();
+    let pass = found.unreviewed.is_empty()
+        && found.rolled_back.is_empty()
+        && found.blockers.is_empty()
+        && found.secrets.is_empty();
     if let Some(index) = index_file().filter(|_| !stores.is_empty()) {
         // prepare-commit-msg runs next: what it would find is known now. A
         // refused commit leaves nothing behind (what it found may be stale
@@ -283,6 +303,22 @@ fn report(found: &Findings) {
             )),
         );
     }
+    if !found.rolled_back.is_empty() {
+        let lines: Vec<String> =
+            found.rolled_back.iter().map(|u| format!("  {} (session {})", u.path, u.session)).collect();
+        let paths: Vec<String> = found.rolled_back.iter().map(|u| shell_word(&u.path)).collect();
+        let paths = paths.join(" ");
+        ui::error(
+            &format!(
+                "refusing the commit: staged content is a ws session's version of changes you rolled back:\n{}",
+                lines.join("\n")
+            ),
+            Some(&format!(
+                "the rollback restored the work tree, not the index: `git restore --staged {paths}` unstages the \
+                 session's version, or `git add {paths}` stages the restored one; then commit again"
+            )),
+        );
+    }
     if !found.secrets.is_empty() {
         let lines: Vec<String> = found
             .secrets
@@ -325,6 +361,8 @@ struct SecretHit {
 struct Findings {
     /// Staged paths carrying pending changes.
     unreviewed: Vec<Unreviewed>,
+    /// Staged paths carrying the session's side of a rolled-back change.
+    rolled_back: Vec<Unreviewed>,
     /// Sessions whose changes are not known yet.
     blockers: Vec<Blocker>,
     secrets: Vec<SecretHit>,
@@ -340,7 +378,9 @@ struct Touch {
     staged: usize,
     version: Version,
     session: String,
-    pending: bool,
+    state: ChangeState,
+    /// For a rolled-back change, the version before the session (`version` is the agent's).
+    before: Option<Version>,
 }
 
 /// Matches the staged paths against every session's changes and scans the
@@ -366,15 +406,23 @@ fn examine(top: &Path, stores: &[Served], staged: &[StagedPath], fps: &[Fingerpr
                 continue;
             }
             for c in served.store.load_changes(&session.id)? {
-                let (pending, side) = match c.state {
-                    ChangeState::Pending => (true, c.before.as_ref()),
-                    ChangeState::Approved => (false, c.after.as_ref()),
-                    ChangeState::RolledBack => continue,
+                let side = match c.state {
+                    ChangeState::Pending => c.before.as_ref(),
+                    ChangeState::Approved | ChangeState::RolledBack => c.after.as_ref(),
                 };
                 let Some(path) = policy::repo_path(c.path.as_bytes(), &served.prefix) else { continue };
                 if let Some(&i) = by_path.get(path) {
-                    let version = version_of(&served.store, side)?;
-                    touches.push(Touch { staged: i, version, session: session.id.clone(), pending });
+                    let (version, before) = match c.state {
+                        // The store may have freed what a rolled-back change
+                        // no longer needs: then it is not compared.
+                        ChangeState::RolledBack => (
+                            version_of(&served.store, side).unwrap_or(Version::Other),
+                            Some(version_of(&served.store, c.before.as_ref()).unwrap_or(Version::Other)),
+                        ),
+                        _ => (version_of(&served.store, side)?, None),
+                    };
+                    let session = session.id.clone();
+                    touches.push(Touch { staged: i, version, session, state: c.state, before });
                 }
             }
         }
@@ -398,34 +446,47 @@ fn examine(top: &Path, stores: &[Served], staged: &[StagedPath], fps: &[Fingerpr
         (0..staged.len()).filter(|&i| staged[i].staged.blob().is_some()).collect()
     };
     let entries: Vec<&StagedPath> = read.iter().map(|&i| &staged[i]).collect();
-    ws_hooks::read_staged(top, &entries, |k, bytes| {
+    // A large staged file is examined in pieces, never held whole.
+    ws_hooks::examine_staged(top, &entries, fps, |k, examined| {
         let i = read[k];
-        for f in ws_hooks::find(bytes, fps) {
-            let line = bytes[..f.offset].iter().filter(|&&b| b == b'\n').count() + 1;
+        for (fp, line) in examined.secrets {
             let path = String::from_utf8_lossy(&staged[i].path).into_owned();
-            found.secrets.push(SecretHit { path, line, name: f.fingerprint.name.clone() });
+            found.secrets.push(SecretHit { path, line, name: fp.name.clone() });
         }
         if wanted.contains(&i) {
             let v = match staged[i].staged {
-                Staged::File { executable, .. } => Version::file(executable, bytes),
-                _ => Version::symlink(bytes),
+                Staged::File { executable, .. } => Version::File { executable, blake3: examined.blake3 },
+                _ => Version::Symlink { blake3: examined.blake3 },
             };
             versions.insert(i, v);
         }
     })
-    .map_err(|e| failed(&e))?;
+    .map_err(|e| git_failed(&e))?;
 
     for t in touches {
         let Some(now) = versions.get(&t.staged) else { continue };
-        if t.pending && policy::carries_pending(now, &t.version) {
-            let path = String::from_utf8_lossy(&staged[t.staged].path).into_owned();
-            found.unreviewed.push(Unreviewed { session: t.session, path });
-        } else if !t.pending && policy::carries_approved(now, &t.version) && !found.trailers.contains(&t.session) {
-            found.trailers.push(t.session);
+        let path = || String::from_utf8_lossy(&staged[t.staged].path).into_owned();
+        match t.state {
+            ChangeState::Pending if policy::carries_pending(now, &t.version) => {
+                found.unreviewed.push(Unreviewed { session: t.session, path: path() });
+            }
+            ChangeState::RolledBack
+                if t.before.as_ref().is_some_and(|b| policy::carries_rolled_back(now, b, &t.version)) =>
+            {
+                found.rolled_back.push(Unreviewed { session: t.session, path: path() });
+            }
+            ChangeState::Approved
+                if policy::carries_approved(now, &t.version) && !found.trailers.contains(&t.session) =>
+            {
+                found.trailers.push(t.session);
+            }
+            _ => {}
         }
     }
     found.unreviewed.sort();
     found.unreviewed.dedup();
+    found.rolled_back.sort();
+    found.rolled_back.dedup();
     Ok(found)
 }
 
@@ -443,6 +504,13 @@ fn version_of(store: &Store, entry: Option<&Entry>) -> Result<Version, CliError>
         EntryKind::Symlink { target } => Version::symlink(target),
         _ => Version::Other,
     })
+}
+
+/// A path as a shell word, quoted unless it is plain.
+fn shell_word(path: &str) -> String {
+    let plain = !path.is_empty()
+        && path.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-' | b'+' | b'@'));
+    if plain { path.to_owned() } else { format!("'{}'", path.replace('\'', r"'\''")) }
 }
 
 fn trailers(sessions: &[String]) -> Vec<String> {
@@ -483,7 +551,7 @@ fn prepare_commit_msg(args: &[OsString]) -> Result<i32, CliError> {
         Some(base) => ws_hooks::staged_paths(&top, Some(&base)),
         None => ws_hooks::staged_changes(&top, &git_env()),
     }
-    .map_err(git)?;
+    .map_err(|e| git_failed(&e))?;
     let found = examine(&top, &stores, &staged, &[])?;
     ws_hooks::add_trailers(&top, Path::new(message), &trailers(&found.trailers)).map_err(git)?;
     Ok(exit::OK)
