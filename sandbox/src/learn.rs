@@ -384,6 +384,7 @@ mod tests {
             read: vec!["/usr".into(), "/etc".into()],
             write: vec![w.clone(), "/tmp".into()],
             exec: vec!["/usr".into()],
+            create: vec![],
         };
         let o = |p: &str, access: Access, count: u64| Observed { path: p.into(), access, count };
         let l = learn(

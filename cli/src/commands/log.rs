@@ -181,11 +181,7 @@ pub(crate) fn describe(r: &Record) -> String {
         }
         Event::GitGuard { path, change, restored } => {
             let done = if *restored { "restored as before the session" } else { "NOT restored: do not run git here" };
-            format!(
-                "{t}  GIT GUARD    {}  {} by the session (git's control surface); {done}",
-                name(path),
-                txt(change)
-            )
+            format!("{t}  GIT GUARD    {}  {} by the session (git's control surface); {done}", name(path), txt(change))
         }
         Event::Incomplete { what, reason } => {
             format!("{t}  INCOMPLETE   {} from here on: {}", txt(what), txt(reason))

@@ -418,6 +418,7 @@ impl Sandbox {
             }),
         };
         let mut env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
+        env.extend(p.env_set.iter().map(|(k, v)| (k.into(), v.into())));
         // The session's proxy is the only way out; nothing bypasses it.
         env.retain(|(k, _)| !k.eq_ignore_ascii_case("NO_PROXY") && !net.env.iter().any(|(n, _)| n == k));
         env.extend(net.env.iter().cloned());

@@ -1,0 +1,124 @@
+//! What real agents need from their built-in profiles, checked without the
+//! agents themselves: their files in a fresh home, the effective profile
+//! shown whole, a route pointed elsewhere by one key, the session's own
+//! loopback, stable phantoms.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use crate::harness::*;
+
+fn builtins(env: &Env, cwd: &Path) -> Vec<String> {
+    let out = env.ws(cwd, &["profile", "list"]).ok();
+    out.stdout
+        .lines()
+        .filter(|l| l.contains("(built-in)"))
+        .map(|l| l.split_whitespace().next().unwrap().to_owned())
+        .collect()
+}
+
+/// Claude Code saves onboarding, trust and keys in `~/.claude.json` and
+/// `~/.claude/`: in a fresh home they do not exist, and a session could not
+/// make them (Landlock grants what exists). The profile's `create` makes
+/// them first; nothing else in the home becomes readable or writable.
+#[test]
+fn a_fresh_home_gets_claude_codes_files_and_nothing_else() {
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    git_repo(&ws);
+    write(env.home.join("secret.txt"), "host secret\n");
+    assert!(!env.home.join(".claude.json").exists() && !env.home.join(".claude").exists());
+    let script = "echo control > inside.txt && echo WROTE-WORKSPACE; \
+         printf 'config=%s\\n' \"$(cat ~/.claude.json)\"; \
+         echo '{\"numStartups\":1}' > ~/.claude.json && echo SAVED-CONFIG; \
+         mkdir -p ~/.claude/projects && echo s > ~/.claude/projects/s.jsonl && echo SAVED-SESSION; \
+         echo x > ~/.cache/claude-cli-nodejs/log && echo SAVED-LOG; \
+         touch ~/.bashrc 2>/dev/null && echo PLANTED-BASHRC; \
+         mkdir ~/.ssh 2>/dev/null && echo MADE-SSH; \
+         touch ~/.claude.json.tmp.1 2>/dev/null && echo MADE-SIBLING; \
+         cat ~/secret.txt 2>/dev/null && echo READ-SECRET; \
+         ls ~ >/dev/null 2>&1 && echo LISTED-HOME; \
+         echo \"IS_SANDBOX=$IS_SANDBOX DISABLE_AUTOUPDATER=$DISABLE_AUTOUPDATER\"; true";
+    let out = env.ws(&ws, &["session", "start", "--profile", "claude-code", "--", "bash", "-c", script]);
+    assert_eq!(out.code, 0, "{out:?}");
+    // Positive control: the session ran, sandboxed, and wrote its workspace.
+    assert!(out.stdout.contains("WROTE-WORKSPACE"), "{out:?}");
+    assert!(out.stdout.contains("config={}"), "a new .json file holds an empty object: {out:?}");
+    for saved in ["SAVED-CONFIG", "SAVED-SESSION", "SAVED-LOG"] {
+        assert!(out.stdout.contains(saved), "{saved}: {out:?}");
+    }
+    for escaped in ["PLANTED-BASHRC", "MADE-SSH", "MADE-SIBLING", "READ-SECRET", "LISTED-HOME"] {
+        assert!(!out.stdout.contains(escaped), "{escaped}: {out:?}");
+    }
+    assert!(out.stdout.contains("IS_SANDBOX=1 DISABLE_AUTOUPDATER=1"), "{out:?}");
+    // On the host, afterwards: what the agent saved is there, private and
+    // the user's; nothing else appeared in the home.
+    assert_eq!(std::fs::read_to_string(env.home.join(".claude.json")).unwrap(), "{\"numStartups\":1}\n");
+    assert_eq!(std::fs::read_to_string(env.home.join(".claude/projects/s.jsonl")).unwrap(), "s\n");
+    let meta = std::fs::metadata(env.home.join(".claude")).unwrap();
+    assert_eq!((meta.mode() & 0o777, meta.uid()), (0o700, rustix::process::getuid().as_raw()));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&env.home).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(names, [".cache", ".claude", ".claude.json", ".local", "secret.txt"], "{names:?}");
+    assert_eq!(std::fs::read_to_string(env.home.join("secret.txt")).unwrap(), "host secret\n");
+    // A used home: what is there is kept as it is.
+    write(env.home.join(".claude.json"), "{\"kept\":true}");
+    let kept = env.ws(&ws, &["session", "start", "--profile", "claude-code", "--", "bash", "-c", "cat ~/.claude.json"]);
+    assert_eq!(kept.stdout, "{\"kept\":true}", "{kept:?}");
+}
+
+/// `ws profile show` prints every table of the effective profile, and what
+/// it prints is a profile that checks clean and shows the same again.
+#[test]
+fn every_builtin_shows_whole_and_reads_back_the_same() {
+    let env = Env::new();
+    let dir = env.dir("shown");
+    let names = builtins(&env, &dir);
+    assert!(names.len() >= 6 && names.contains(&"claude-code".to_owned()), "{names:?}");
+    for name in names {
+        let shown = env.ws(&dir, &["profile", "show", &name]).ok().stdout;
+        for table in ["[filesystem]", "[environment]", "[enforce]", "[resources]", "[network]"] {
+            assert!(shown.contains(table), "{name}: no {table}:\n{shown}");
+        }
+        if name == "claude-code" || name == "codex" {
+            assert!(shown.contains("[credentials."), "{name}:\n{shown}");
+        }
+        let file = dir.join(format!("{name}-shown.toml"));
+        write(&file, &shown);
+        let path = file.to_string_lossy().into_owned();
+        env.ws(&dir, &["profile", "check", &path]).ok();
+        let again = env.ws(&dir, &["profile", "show", &path]).ok().stdout;
+        let body = |s: &str| s.lines().skip(1).collect::<Vec<_>>().join("\n");
+        assert_eq!(body(&again), body(&shown), "{name}: shown again differs");
+    }
+}
+
+/// Pointing Claude Code's route at a gateway takes one key; the rest of the
+/// route (secret, header, variables, prefix) is inherited.
+#[test]
+fn one_key_points_an_inherited_route_at_a_gateway() {
+    let env = Env::new();
+    let dir = env.dir("p");
+    let file = dir.join("gateway.toml");
+    write(&file, "extends = \"claude-code\"\n[credentials.anthropic]\nupstream = \"https://gateway.example\"\n");
+    let path = file.to_string_lossy().into_owned();
+    env.ws(&dir, &["profile", "check", &path]).ok();
+    let shown = env.ws(&dir, &["profile", "show", &path]).ok().stdout;
+    let route = shown.split("[credentials.anthropic]").nth(1).unwrap_or_default();
+    for line in [
+        "upstream = \"https://gateway.example\"",
+        "secret = \"anthropic\"",
+        "header = \"x-api-key\"",
+        "env = \"ANTHROPIC_API_KEY\"",
+        "base_url_env = \"ANTHROPIC_BASE_URL\"",
+        "prefix = \"sk-ant-\"",
+    ] {
+        assert!(route.contains(line), "{line} missing:\n{shown}");
+    }
+    // A route no profile of the chain completes is named, with its line.
+    write(&file, "extends = \"default\"\n[credentials.gw]\nupstream = \"https://gateway.example\"\n");
+    let bad = env.ws(&dir, &["profile", "check", &path]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    assert!(bad.stdout.contains(&format!("{path}:2: credentials.gw: needs secret")), "{bad:?}");
+}
