@@ -49,6 +49,29 @@ impl Mode {
 
 pub type Events = Arc<Mutex<Vec<RequestEvent>>>;
 
+/// The loopback names a client should reach directly, not through the proxy.
+pub const LOOPBACK_NO_PROXY: &str = "localhost,127.0.0.1,::1";
+
+/// `NO_PROXY` for the session, if any. Pure.
+///
+/// In a network namespace the session's loopback is its own: a dev server
+/// the agent starts there is reached directly, and the host's loopback is
+/// not there to be reached at all (the proxy listens on the session's
+/// loopback too, and the credential routes' base URLs point at it, so their
+/// traffic still goes through it). Unless the profile lets the proxy reach
+/// loopback (`addresses = ["127.0.0.1"]`): then `127.0.0.1` means the
+/// host's, through the proxy, as asked. Without a namespace the loopback is
+/// the host's, shared with every other program: a direct connection is
+/// refused anyway (Landlock lets TCP reach only the proxy's port), and
+/// through the proxy loopback is refused unless the profile names it, so
+/// nothing is exempt.
+pub fn no_proxy(mode: Mode, addresses: &[ws_proxy::Cidr]) -> Option<&'static str> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let loopback = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+    let proxied_loopback = addresses.iter().any(|c| loopback.iter().any(|ip| c.contains(*ip)));
+    (mode == Mode::Namespace && !proxied_loopback).then_some(LOOPBACK_NO_PROXY)
+}
+
 /// A credential route and the variables that tell the sandbox about it.
 #[derive(Debug)]
 pub struct RouteSetup {
@@ -140,6 +163,7 @@ impl SessionNetwork {
                 (port, spec, Some(l), None, None, Some(ws_proxy::route::phantom_token("")))
             }
         };
+        let exempt = no_proxy(mode, &rules.addresses);
         let proxy_url = match &auth_token {
             Some(t) => format!("http://ws:{t}@127.0.0.1:{port}"),
             None => format!("http://127.0.0.1:{port}"),
@@ -147,6 +171,10 @@ impl SessionNetwork {
         let mut env: Vec<(OsString, OsString)> = Vec::new();
         for k in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
             env.push((k.into(), proxy_url.clone().into()));
+        }
+        if let Some(exempt) = exempt {
+            env.push(("NO_PROXY".into(), exempt.into()));
+            env.push(("no_proxy".into(), exempt.into()));
         }
         let mut phantoms = Vec::new();
         for r in &routes {
@@ -307,6 +335,19 @@ pub fn resolve_secret(c: &ws_sandbox::profile::CredentialSpec) -> Result<Option<
 #[cfg(test)]
 mod tests {
     use super::Mode;
+
+    #[test]
+    fn only_a_sessions_own_loopback_is_exempt_from_the_proxy() {
+        use super::{LOOPBACK_NO_PROXY, no_proxy};
+        let cidrs = |l: &[&str]| l.iter().filter_map(|c| ws_proxy::Cidr::parse(c)).collect::<Vec<_>>();
+        assert_eq!(no_proxy(Mode::Namespace, &[]), Some(LOOPBACK_NO_PROXY));
+        assert_eq!(no_proxy(Mode::Namespace, &cidrs(&["10.0.0.0/8"])), Some(LOOPBACK_NO_PROXY));
+        // The profile asks for the host's loopback through the proxy.
+        assert_eq!(no_proxy(Mode::Namespace, &cidrs(&["127.0.0.1"])), None);
+        assert_eq!(no_proxy(Mode::Namespace, &cidrs(&["::/0"])), None);
+        // Without a namespace the loopback is the host's: nothing is exempt.
+        assert_eq!(no_proxy(Mode::Filtered, &[]), None);
+    }
 
     #[test]
     fn the_mode_follows_the_machine() {

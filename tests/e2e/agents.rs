@@ -122,3 +122,42 @@ fn one_key_points_an_inherited_route_at_a_gateway() {
     assert_eq!(bad.code, 2, "{bad:?}");
     assert!(bad.stdout.contains(&format!("{path}:2: credentials.gw: needs secret")), "{bad:?}");
 }
+
+/// A dev server the agent starts on 127.0.0.1 inside the session is reached
+/// directly (`NO_PROXY` names loopback: the session's network namespace has
+/// a loopback of its own), while a server on the host's loopback stays out
+/// of reach, directly and through the proxy.
+#[test]
+fn the_sessions_own_loopback_is_reachable_and_the_hosts_is_not() {
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    git_repo(&ws);
+    let host = Upstream::start();
+    let up = host.port;
+    let server = "perl -MIO::Socket::INET -e '$s = IO::Socket::INET->new(LocalAddr => \"127.0.0.1:8765\", \
+         Listen => 5, ReuseAddr => 1) or die \"listen: $!\"; while ($c = $s->accept) { <$c>; \
+         print $c \"HTTP/1.0 200 OK\\r\\nContent-Type: text/plain\\r\\n\\r\\ndev server inside the session\\n\"; close $c }' &";
+    let script = format!(
+        "{server} \
+         for i in $(seq 100); do curl -sS http://127.0.0.1:8765/dev 2>/dev/null && break; sleep 0.05; done; \
+         curl -sS http://localhost:8765/by-name; \
+         echo \"no_proxy=$no_proxy NO_PROXY=$NO_PROXY\"; \
+         curl -sS -m 3 http://127.0.0.1:{up}/direct 2>&1; echo \"direct-exit=$?\"; \
+         curl -sS -m 3 --noproxy '' -x \"$HTTP_PROXY\" http://127.0.0.1:{up}/via-proxy 2>&1; echo; \
+         kill %1"
+    );
+    // The host rule lets the request reach the address check, which refuses
+    // loopback: the profile does not name it in `addresses`.
+    let profile = env.dir("profiles").join("hosts.toml");
+    write(&profile, "extends = \"default\"\n[network]\nhosts = [\"127.0.0.1:*\"]\n");
+    let profile = profile.to_string_lossy().into_owned();
+    let out = env.ws(&ws, &["session", "start", "--profile", &profile, "--", "bash", "-c", &script]);
+    assert_eq!(out.code, 0, "{out:?}");
+    // Positive control: the agent's own server answers, by address and by name.
+    assert_eq!(out.stdout.matches("dev server inside the session").count(), 2, "{out:?}");
+    assert!(out.stdout.contains("no_proxy=localhost,127.0.0.1,::1 NO_PROXY=localhost,127.0.0.1,::1"), "{out:?}");
+    // The host's loopback: not there directly, refused through the proxy.
+    assert!(out.stdout.contains("direct-exit=7"), "{out:?}");
+    assert!(out.stdout.contains("is a loopback address"), "{out:?}");
+    assert!(host.requests().is_empty(), "the host's loopback server was reached: {:?}", host.requests());
+}
