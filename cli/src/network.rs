@@ -82,10 +82,57 @@ pub struct RouteSetup {
     pub base_url_env: Option<String>,
 }
 
-/// The profile's credential routes with fresh phantoms, each real secret
-/// fetched here, outside the sandbox.
-pub fn routes(profile: &Profile) -> Result<Vec<RouteSetup>, CliError> {
+/// Where a workspace's store keeps the key its phantom tokens derive from.
+fn phantom_key_file(store: &ws_snapshot::Store) -> std::path::PathBuf {
+    store.root().join("phantom-key")
+}
+
+/// The workspace's phantom key: 32 random bytes in its store (which no
+/// session can read), made on first use. Made under a temporary name and
+/// linked into place, so two sessions starting at once agree on one key.
+pub fn phantom_key(store: &ws_snapshot::Store) -> Result<[u8; 32], CliError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = phantom_key_file(store);
+    let read = |p: &std::path::Path| -> Result<Option<[u8; 32]>, CliError> {
+        match std::fs::read(p) {
+            Ok(b) => <[u8; 32]>::try_from(b.as_slice()).map(Some).map_err(|_| {
+                CliError::failure(format!("{} is damaged (not 32 bytes)", p.display()))
+                    .hint("remove it: the next session makes a new key (and new phantom keys)")
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CliError::failure(format!("cannot read {}: {e}", p.display()))),
+        }
+    };
+    if let Some(k) = read(&path)? {
+        return Ok(k);
+    }
+    let mut key = [0u8; 32];
+    rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| CliError::failure(format!("no random bytes for the phantom key: {e}")))?;
+    let tmp = store.root().join(format!("phantom-key.{}.tmp", std::process::id()));
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&key).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::hard_link(&tmp, &path));
+    let _ = std::fs::remove_file(&tmp);
+    match made {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read(&path)?.ok_or_else(|| CliError::failure(format!("{} vanished", path.display())))
+        }
+        Err(e) => Err(CliError::failure(format!("cannot write {}: {e}", path.display()))),
+    }
+}
+
+/// The profile's credential routes, each with the phantom token of this
+/// workspace and route, each real secret fetched here, outside the sandbox.
+pub fn routes(profile: &Profile, store: &ws_snapshot::Store) -> Result<Vec<RouteSetup>, CliError> {
     let mut out = Vec::new();
+    let key = if profile.credentials.is_empty() { [0u8; 32] } else { phantom_key(store)? };
     for c in &profile.credentials {
         let upstream = ws_proxy::Upstream::parse(&c.upstream).map_err(|e| {
             CliError::usage(format!("profile `{}`: credentials.{}.upstream: {e}", profile.name, c.name))
@@ -98,7 +145,7 @@ pub fn routes(profile: &Profile) -> Result<Vec<RouteSetup>, CliError> {
                 upstream,
                 header: c.header.clone(),
                 scheme: c.scheme.clone(),
-                phantom: ws_proxy::route::phantom_token(&c.prefix),
+                phantom: ws_proxy::route::stable_phantom(&c.prefix, &key, &[&c.name, &c.upstream, &c.header]),
                 secret: ws_proxy::Credential::new(secret),
                 limits: ws_proxy::HttpRule { host: String::new(), methods: c.methods.clone(), paths: c.paths.clone() },
             },
@@ -183,11 +230,14 @@ impl SessionNetwork {
                 env.push((e.into(), r.route.phantom.clone().into()));
             }
             if let Some(b) = &r.base_url_env {
-                env.push((b.into(), format!("http://127.0.0.1:{port}/{}", r.route.name).into()));
+                // On the host's loopback (no namespace) the proxy answers a
+                // route only under the session's token.
+                let under = auth_token.as_ref().map(|t| format!("/{t}")).unwrap_or_default();
+                env.push((b.into(), format!("http://127.0.0.1:{port}{under}/{}", r.route.name).into()));
             }
         }
         if let Some(t) = &auth_token {
-            phantoms.push(("proxy-authorization".into(), t.clone()));
+            phantoms.push((PROXY_TOKEN.into(), t.clone()));
         }
         let routes = routes.into_iter().map(|r| r.route).collect();
         let config = ws_proxy::Config { rules, routes, auth_token, extra_ca_pem, port };
@@ -252,6 +302,9 @@ pub fn phantom_file(store: &ws_snapshot::Store) -> std::path::PathBuf {
     store.root().join("phantom-fingerprints.json")
 }
 
+/// The name under which the proxy's own token is among the phantoms.
+const PROXY_TOKEN: &str = "proxy-authorization";
+
 /// How many phantom fingerprints a store keeps: the newest.
 const PHANTOMS_KEPT: usize = 500;
 
@@ -268,10 +321,14 @@ pub fn record_phantoms(
     let path = phantom_file(store);
     let mut file = ws_hooks::FingerprintFile::load(&path).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
     for (what, token) in phantoms {
-        file.add(ws_hooks::Fingerprint::of(
-            &format!("the phantom token `{what}` of session {session}"),
-            token.as_bytes(),
-        ));
+        // A route's phantom is the workspace's, the same at every session:
+        // one fingerprint, replaced rather than added again.
+        let name = if what == PROXY_TOKEN {
+            format!("the proxy token of session {session}")
+        } else {
+            format!("the phantom token `{what}` of this workspace")
+        };
+        file.add(ws_hooks::Fingerprint::of(&name, token.as_bytes()));
     }
     let excess = file.fingerprints.len().saturating_sub(PHANTOMS_KEPT);
     file.fingerprints.drain(..excess);

@@ -161,3 +161,70 @@ fn the_sessions_own_loopback_is_reachable_and_the_hosts_is_not() {
     assert!(out.stdout.contains("is a loopback address"), "{out:?}");
     assert!(host.requests().is_empty(), "the host's loopback server was reached: {:?}", host.requests());
 }
+
+/// The phantom key of a credential route is the same at every session of a
+/// workspace (a client that remembers the key it approved does not ask
+/// again), different in another workspace, refused there, and still kept
+/// out of commits.
+#[test]
+fn phantoms_are_stable_per_workspace_and_useless_elsewhere() {
+    let env = Env::protected();
+    let upstream = Upstream::start();
+    let profile = env.dir("profiles").join("route.toml");
+    write(
+        &profile,
+        format!(
+            "extends = \"default\"\n[network]\naddresses = [\"127.0.0.1\"]\n\
+             [credentials.api]\nsecret = \"env:WS_E2E_REAL_KEY\"\nupstream = \"http://127.0.0.1:{}\"\n\
+             header = \"x-api-key\"\nenv = \"API_KEY\"\nbase_url_env = \"API_BASE_URL\"\nprefix = \"sk-test-\"\n",
+            upstream.port
+        ),
+    );
+    let profile = profile.to_string_lossy().into_owned();
+    let real = "sk-e2e-REAL-stable-4f1d";
+    let session = |ws: &Path, key: &str| {
+        let script = format!(
+            "echo \"phantom=$API_KEY\"; \
+             curl -sS -o /dev/null -w 'status=%{{http_code}}\\n' -H \"x-api-key: {key}\" \"$API_BASE_URL/v1/ping\""
+        );
+        let mut c = env.command(ws, &["session", "start", "--profile", &profile, "--", "bash", "-c", &script]);
+        c.env("WS_E2E_REAL_KEY", real);
+        let out = env.run(c);
+        assert_eq!(out.code, 0, "{out:?}");
+        let phantom = out.stdout.lines().find_map(|l| l.strip_prefix("phantom=")).unwrap().to_owned();
+        let status = out.stdout.lines().find_map(|l| l.strip_prefix("status=")).unwrap().to_owned();
+        (phantom, status)
+    };
+    let (a, b) = (env.dir("a"), env.dir("b"));
+    git_repo(&a);
+    git_repo(&b);
+    let (first, ok) = session(&a, "$API_KEY");
+    assert_eq!(ok, "200", "control: the route took the phantom");
+    assert!(first.starts_with("sk-test-ws-phantom-") && !first.contains(real), "{first}");
+    let (second, _) = session(&a, "$API_KEY");
+    assert_eq!(first, second, "the same workspace and route: the same phantom");
+    let (other, refused) = session(&b, &first);
+    assert_ne!(other, first, "another workspace: another phantom");
+    assert_eq!(refused, "401", "workspace a's phantom is refused in workspace b");
+    let seen = upstream.requests();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|r| r.contains(&format!("x-api-key: {real}")) && !r.contains(&first)), "{seen:?}");
+    // The key it derives from stays in the store, out of the sessions' reach.
+    let key = std::fs::read_dir(env.home.join(".local/share/ws/stores"))
+        .unwrap()
+        .flatten()
+        .map(|s| s.path().join("phantom-key"))
+        .find(|k| k.exists())
+        .expect("a phantom key in a store");
+    assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o777, 0o600);
+    // The pre-commit hook refuses the stable phantom staged in a file.
+    env.ws(&a, &["hooks", "install"]).ok();
+    write(a.join("notes.txt"), "harmless\n");
+    git(&a, &["add", "notes.txt"]);
+    env.commit(&a, "control").ok();
+    write(a.join("config.env"), format!("API_KEY={first}\n"));
+    git(&a, &["add", "config.env"]);
+    let leak = env.commit(&a, "leak");
+    assert_ne!(leak.code, 0, "a commit holding the phantom went through: {leak:?}");
+    assert!(leak.stderr.contains("phantom token `api`") && !leak.stderr.contains(&first), "{leak:?}");
+}

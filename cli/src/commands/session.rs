@@ -353,7 +353,7 @@ impl Sandbox {
                     .hint("fix or remove the path in [network] ca_files")
             })?);
         }
-        let routes = crate::network::routes(&p)?;
+        let routes = crate::network::routes(&p, &ws.store)?;
         let rules = if learn { crate::commands::learn::open_rules() } else { crate::network::rules(&p) };
         let net = crate::network::SessionNetwork::prepare(mode, rules, routes, ca)?;
         let store = ws.store.root().to_path_buf();
