@@ -49,6 +49,29 @@ impl Mode {
 
 pub type Events = Arc<Mutex<Vec<RequestEvent>>>;
 
+/// The loopback names a client should reach directly, not through the proxy.
+pub const LOOPBACK_NO_PROXY: &str = "localhost,127.0.0.1,::1";
+
+/// `NO_PROXY` for the session, if any. Pure.
+///
+/// In a network namespace the session's loopback is its own: a dev server
+/// the agent starts there is reached directly, and the host's loopback is
+/// not there to be reached at all (the proxy listens on the session's
+/// loopback too, and the credential routes' base URLs point at it, so their
+/// traffic still goes through it). Unless the profile lets the proxy reach
+/// loopback (`addresses = ["127.0.0.1"]`): then `127.0.0.1` means the
+/// host's, through the proxy, as asked. Without a namespace the loopback is
+/// the host's, shared with every other program: a direct connection is
+/// refused anyway (Landlock lets TCP reach only the proxy's port), and
+/// through the proxy loopback is refused unless the profile names it, so
+/// nothing is exempt.
+pub fn no_proxy(mode: Mode, addresses: &[ws_proxy::Cidr]) -> Option<&'static str> {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+    let loopback = [IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V6(Ipv6Addr::LOCALHOST)];
+    let proxied_loopback = addresses.iter().any(|c| loopback.iter().any(|ip| c.contains(*ip)));
+    (mode == Mode::Namespace && !proxied_loopback).then_some(LOOPBACK_NO_PROXY)
+}
+
 /// A credential route and the variables that tell the sandbox about it.
 #[derive(Debug)]
 pub struct RouteSetup {
@@ -59,10 +82,57 @@ pub struct RouteSetup {
     pub base_url_env: Option<String>,
 }
 
-/// The profile's credential routes with fresh phantoms, each real secret
-/// fetched here, outside the sandbox.
-pub fn routes(profile: &Profile) -> Result<Vec<RouteSetup>, CliError> {
+/// Where a workspace's store keeps the key its phantom tokens derive from.
+fn phantom_key_file(store: &ws_snapshot::Store) -> std::path::PathBuf {
+    store.root().join("phantom-key")
+}
+
+/// The workspace's phantom key: 32 random bytes in its store (which no
+/// session can read), made on first use. Made under a temporary name and
+/// linked into place, so two sessions starting at once agree on one key.
+pub fn phantom_key(store: &ws_snapshot::Store) -> Result<[u8; 32], CliError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let path = phantom_key_file(store);
+    let read = |p: &std::path::Path| -> Result<Option<[u8; 32]>, CliError> {
+        match std::fs::read(p) {
+            Ok(b) => <[u8; 32]>::try_from(b.as_slice()).map(Some).map_err(|_| {
+                CliError::failure(format!("{} is damaged (not 32 bytes)", p.display()))
+                    .hint("remove it: the next session makes a new key (and new phantom keys)")
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(CliError::failure(format!("cannot read {}: {e}", p.display()))),
+        }
+    };
+    if let Some(k) = read(&path)? {
+        return Ok(k);
+    }
+    let mut key = [0u8; 32];
+    rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| CliError::failure(format!("no random bytes for the phantom key: {e}")))?;
+    let tmp = store.root().join(format!("phantom-key.{}.tmp", std::process::id()));
+    let made = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(&key).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::hard_link(&tmp, &path));
+    let _ = std::fs::remove_file(&tmp);
+    match made {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            read(&path)?.ok_or_else(|| CliError::failure(format!("{} vanished", path.display())))
+        }
+        Err(e) => Err(CliError::failure(format!("cannot write {}: {e}", path.display()))),
+    }
+}
+
+/// The profile's credential routes, each with the phantom token of this
+/// workspace and route, each real secret fetched here, outside the sandbox.
+pub fn routes(profile: &Profile, store: &ws_snapshot::Store) -> Result<Vec<RouteSetup>, CliError> {
     let mut out = Vec::new();
+    let key = if profile.credentials.is_empty() { [0u8; 32] } else { phantom_key(store)? };
     for c in &profile.credentials {
         let upstream = ws_proxy::Upstream::parse(&c.upstream).map_err(|e| {
             CliError::usage(format!("profile `{}`: credentials.{}.upstream: {e}", profile.name, c.name))
@@ -75,7 +145,7 @@ pub fn routes(profile: &Profile) -> Result<Vec<RouteSetup>, CliError> {
                 upstream,
                 header: c.header.clone(),
                 scheme: c.scheme.clone(),
-                phantom: ws_proxy::route::phantom_token(&c.prefix),
+                phantom: ws_proxy::route::stable_phantom(&c.prefix, &key, &[&c.name, &c.upstream, &c.header]),
                 secret: ws_proxy::Credential::new(secret),
                 limits: ws_proxy::HttpRule { host: String::new(), methods: c.methods.clone(), paths: c.paths.clone() },
             },
@@ -140,6 +210,7 @@ impl SessionNetwork {
                 (port, spec, Some(l), None, None, Some(ws_proxy::route::phantom_token("")))
             }
         };
+        let exempt = no_proxy(mode, &rules.addresses);
         let proxy_url = match &auth_token {
             Some(t) => format!("http://ws:{t}@127.0.0.1:{port}"),
             None => format!("http://127.0.0.1:{port}"),
@@ -148,6 +219,10 @@ impl SessionNetwork {
         for k in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"] {
             env.push((k.into(), proxy_url.clone().into()));
         }
+        if let Some(exempt) = exempt {
+            env.push(("NO_PROXY".into(), exempt.into()));
+            env.push(("no_proxy".into(), exempt.into()));
+        }
         let mut phantoms = Vec::new();
         for r in &routes {
             phantoms.push((r.route.name.clone(), r.route.phantom.clone()));
@@ -155,11 +230,14 @@ impl SessionNetwork {
                 env.push((e.into(), r.route.phantom.clone().into()));
             }
             if let Some(b) = &r.base_url_env {
-                env.push((b.into(), format!("http://127.0.0.1:{port}/{}", r.route.name).into()));
+                // On the host's loopback (no namespace) the proxy answers a
+                // route only under the session's token.
+                let under = auth_token.as_ref().map(|t| format!("/{t}")).unwrap_or_default();
+                env.push((b.into(), format!("http://127.0.0.1:{port}{under}/{}", r.route.name).into()));
             }
         }
         if let Some(t) = &auth_token {
-            phantoms.push(("proxy-authorization".into(), t.clone()));
+            phantoms.push((PROXY_TOKEN.into(), t.clone()));
         }
         let routes = routes.into_iter().map(|r| r.route).collect();
         let config = ws_proxy::Config { rules, routes, auth_token, extra_ca_pem, port };
@@ -224,6 +302,9 @@ pub fn phantom_file(store: &ws_snapshot::Store) -> std::path::PathBuf {
     store.root().join("phantom-fingerprints.json")
 }
 
+/// The name under which the proxy's own token is among the phantoms.
+const PROXY_TOKEN: &str = "proxy-authorization";
+
 /// How many phantom fingerprints a store keeps: the newest.
 const PHANTOMS_KEPT: usize = 500;
 
@@ -240,10 +321,14 @@ pub fn record_phantoms(
     let path = phantom_file(store);
     let mut file = ws_hooks::FingerprintFile::load(&path).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
     for (what, token) in phantoms {
-        file.add(ws_hooks::Fingerprint::of(
-            &format!("the phantom token `{what}` of session {session}"),
-            token.as_bytes(),
-        ));
+        // A route's phantom is the workspace's, the same at every session:
+        // one fingerprint, replaced rather than added again.
+        let name = if what == PROXY_TOKEN {
+            format!("the proxy token of session {session}")
+        } else {
+            format!("the phantom token `{what}` of this workspace")
+        };
+        file.add(ws_hooks::Fingerprint::of(&name, token.as_bytes()));
     }
     let excess = file.fingerprints.len().saturating_sub(PHANTOMS_KEPT);
     file.fingerprints.drain(..excess);
@@ -307,6 +392,19 @@ pub fn resolve_secret(c: &ws_sandbox::profile::CredentialSpec) -> Result<Option<
 #[cfg(test)]
 mod tests {
     use super::Mode;
+
+    #[test]
+    fn only_a_sessions_own_loopback_is_exempt_from_the_proxy() {
+        use super::{LOOPBACK_NO_PROXY, no_proxy};
+        let cidrs = |l: &[&str]| l.iter().filter_map(|c| ws_proxy::Cidr::parse(c)).collect::<Vec<_>>();
+        assert_eq!(no_proxy(Mode::Namespace, &[]), Some(LOOPBACK_NO_PROXY));
+        assert_eq!(no_proxy(Mode::Namespace, &cidrs(&["10.0.0.0/8"])), Some(LOOPBACK_NO_PROXY));
+        // The profile asks for the host's loopback through the proxy.
+        assert_eq!(no_proxy(Mode::Namespace, &cidrs(&["127.0.0.1"])), None);
+        assert_eq!(no_proxy(Mode::Namespace, &cidrs(&["::/0"])), None);
+        // Without a namespace the loopback is the host's: nothing is exempt.
+        assert_eq!(no_proxy(Mode::Filtered, &[]), None);
+    }
 
     #[test]
     fn the_mode_follows_the_machine() {

@@ -131,9 +131,48 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+/// The phantom token of one credential route of one workspace: `prefix`,
+/// `ws-phantom-`, then 40 letters and digits derived from the workspace's
+/// key (random, kept where sessions cannot read it) and the route. Stable,
+/// so that a client that remembers a key (Claude Code asks once whether to
+/// use a custom key) does not ask at every session; a different workspace
+/// or route gets an unrelated one. It never holds anything of the real
+/// secret, and only a proxy of a session of that workspace swaps it. Pure.
+pub fn stable_phantom(prefix: &str, workspace_key: &[u8; 32], route: &[&str]) -> String {
+    let mut h = blake3::Hasher::new_keyed(workspace_key);
+    h.update(b"ws phantom token 1");
+    for part in route {
+        // Length-prefixed, so that no two routes hash the same bytes.
+        h.update(&(part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    // Rejection sampling from the XOF: no bias toward some letters.
+    let mut reader = h.finalize_xof();
+    let mut body = String::with_capacity(40);
+    let mut byte = [0u8; 1];
+    while body.len() < 40 {
+        reader.fill(&mut byte);
+        if usize::from(byte[0]) < ALPHABET.len() * 4 {
+            body.push(ALPHABET[usize::from(byte[0]) % ALPHABET.len()] as char);
+        }
+    }
+    format!("{prefix}ws-phantom-{body}")
+}
+
+/// Where a proxy on the host's loopback (no network namespace) takes route
+/// requests only under the session's token, `/TOKEN/route/…`: the rest of
+/// the path, or `None`. Compared in constant time. Pure.
+pub fn strip_session_token(path: &str, token: &str) -> Option<String> {
+    let p = path.strip_prefix('/')?;
+    let end = p.find(['/', '?']).unwrap_or(p.len());
+    let (given, rest) = p.split_at(end);
+    (constant_time_eq(given.as_bytes(), token.as_bytes()) && rest.starts_with('/')).then(|| rest.to_owned())
+}
+
 /// A fresh phantom token: `prefix` then 40 random letters and digits.
 pub fn phantom_token(prefix: &str) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut raw = [0u8; 40];
     fill_random(&mut raw);
     // 62 does not divide 256; the bias is far below what matters for a token
@@ -190,6 +229,29 @@ mod tests {
         let b = phantom_token("ghp_");
         assert!(a.starts_with("ghp_ws-phantom-") && a.len() == 4 + 11 + 40);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn stable_phantoms_follow_the_workspace_and_the_route() {
+        let (k1, k2) = ([1u8; 32], [2u8; 32]);
+        let route = ["anthropic", "https://api.anthropic.com", "x-api-key"];
+        let a = stable_phantom("sk-ant-", &k1, &route);
+        assert_eq!(a, stable_phantom("sk-ant-", &k1, &route), "stable");
+        assert!(a.starts_with("sk-ant-ws-phantom-") && a.len() == 7 + 11 + 40, "{a}");
+        assert!(a["sk-ant-ws-phantom-".len()..].bytes().all(|b| b.is_ascii_alphanumeric()), "{a}");
+        assert_ne!(a, stable_phantom("sk-ant-", &k2, &route), "another workspace");
+        assert_ne!(a, stable_phantom("sk-ant-", &k1, &["anthropic", "https://gateway.example", "x-api-key"]));
+        assert_ne!(stable_phantom("", &k1, &["ab", "c"]), stable_phantom("", &k1, &["a", "bc"]), "unambiguous");
+    }
+
+    #[test]
+    fn host_loopback_routes_need_the_session_token() {
+        assert_eq!(strip_session_token("/tok/anthropic/v1/messages", "tok"), Some("/anthropic/v1/messages".into()));
+        for bad in
+            ["/anthropic/v1/messages", "/tok", "/tok?x", "/to/anthropic", "/tokk/anthropic", "tok/anthropic", "/"]
+        {
+            assert_eq!(strip_session_token(bad, "tok"), None, "{bad}");
+        }
     }
 
     #[test]

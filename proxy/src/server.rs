@@ -234,11 +234,19 @@ impl Pending {
         self.event.rule = rule.to_owned();
         self.event.status = Some(status.as_u16());
         let what = format!("{} {}{}", self.event.method, self.event.host, self.event.path);
-        let body = format!(
-            "ws proxy: {what} refused ({rule}): {reason}.\n\
-             The session's network is deny-by-default; `ws why --host {}` explains, and a profile's [network] hosts / addresses allow more.\n",
-            self.event.host
-        );
+        // Advice that fits the refusal: a wrong key is not a host problem.
+        let advice = if rule.starts_with("credentials.") {
+            "A credential route takes only the phantom key this session was given (in the variable its profile names; `ws profile show` lists the route) and the methods and paths the route allows.".to_owned()
+        } else if rule == "proxy authorization" || rule == "no route" || rule == "malformed" {
+            "Use the proxy and base URLs from the session's environment (HTTP_PROXY, the routes' *_BASE_URL variables)."
+                .to_owned()
+        } else {
+            format!(
+                "The session's network is deny-by-default; `ws why --host {}` explains, and a profile's [network] hosts / addresses allow more.",
+                self.event.host
+            )
+        };
+        let body = format!("ws proxy: {what} refused ({rule}): {reason}.\n{advice}\n");
         self.event.reason = Some(reason);
         let mut r = text(status, body);
         if let Ok(v) = HeaderValue::from_str(rule) {
@@ -265,7 +273,24 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBody
     let path = uri.path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
     match uri.authority() {
         Some(a) if !is_self(&shared.config, a.as_str()) => forward_plain(shared, req).await,
-        _ => forward_route(shared, req, path).await,
+        _ => match &shared.config.auth_token {
+            // On the host's loopback anyone may connect: a route answers
+            // only under the session's token, so a phantom (stable per
+            // workspace) is of no use to another process of the machine.
+            Some(token) => match crate::route::strip_session_token(&path, token) {
+                Some(rest) => forward_route(shared, req, rest).await,
+                None => {
+                    let p = Pending::new(req.method().as_str(), "(proxy)", shared.config.port, "/…");
+                    p.refuse(
+                        &shared,
+                        StatusCode::FORBIDDEN,
+                        "proxy authorization",
+                        "credential routes are reached only at the base URLs this session was given".into(),
+                    )
+                }
+            },
+            None => forward_route(shared, req, path).await,
+        },
     }
 }
 

@@ -356,3 +356,25 @@ where
     }
     S(rx)
 }
+
+/// On the host's loopback (no network namespace) anyone may connect to the
+/// proxy: a route answers only under the session's token, so the phantom
+/// alone (stable per workspace) is useless to another process.
+#[test]
+fn on_the_hosts_loopback_a_route_needs_the_session_token_too() {
+    let up = echo_upstream(None);
+    let mut c = config(rules(&[], &["127.0.0.1"]));
+    c.auth_token = Some("tok-1".into());
+    c.routes = vec![route("api", &format!("http://127.0.0.1:{up}"), "ph-1", "REAL")];
+    let (port, _events, _p) = start(c);
+    let req = |path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nx-api-key: ph-1\r\nConnection: close\r\n\r\n")
+    };
+    let ok = exchange(port, &req("/tok-1/api/v1/x"));
+    assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("REAL"), "control: {ok}");
+    for path in ["/api/v1/x", "/tok-2/api/v1/x", "/tok-1"] {
+        let r = exchange(port, &req(path));
+        assert!(r.starts_with("HTTP/1.1 403") && !r.contains("REAL"), "{path}: {r}");
+        assert!(r.contains("base URLs this session was given") && !r.contains("ws why --host"), "{r}");
+    }
+}

@@ -10,7 +10,8 @@
 //! - If the kernel enforces nothing, [`restrict`] fails: the caller decides
 //!   (fail closed unless degraded mode was explicitly allowed).
 //! - Rules name paths that exist at launch; a missing path is skipped, since a
-//!   rule can only ever allow.
+//!   rule can only ever allow. The paths of [`FsPolicy::create`] are made
+//!   first ([`crate::precreate`]), so that the session can write them.
 
 use landlock::{
     ABI, Access, AccessFs, AccessNet, BitFlags, CompatLevel, Compatible, NetPort, PathBeneath, PathFd, Ruleset,
@@ -65,6 +66,7 @@ pub fn restrict(policy: &FsPolicy, connect_ports: Option<&[u16]>) -> Result<Enfo
     for port in connect_ports.unwrap_or_default() {
         ruleset = ruleset.add_rule(NetPort::new(*port, AccessNet::ConnectTcp))?;
     }
+    crate::precreate::create_missing(&policy.create);
     let rules = [(&policy.read, read()), (&policy.write, read() | write), (&policy.exec, read() | AccessFs::Execute)];
     for (paths, access) in rules {
         for p in paths {

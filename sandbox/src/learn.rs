@@ -84,6 +84,24 @@ fn join(var: &str, parts: &[&std::ffi::OsStr]) -> String {
 }
 
 /// The profile entry that allows `path` (absolute), generalised (see the
+/// A denied path no profile line should name: a file already deleted (the
+/// kernel names an unlinked file `PATH (deleted)`), or one process's entry
+/// in `/proc` (`/proc/129/…`: its number changes every run, and another
+/// process's entry is out of reach on purpose). Pure.
+pub fn is_noise(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt as _;
+    if path.as_os_str().as_bytes().ends_with(b" (deleted)") {
+        return true;
+    }
+    let mut parts = path.components().skip(1);
+    let proc_dir = parts.next().is_some_and(|c| c.as_os_str() == "proc");
+    let per_process = parts.next().is_some_and(|c| {
+        let b = c.as_os_str().as_bytes();
+        b == b"self" || b == b"thread-self" || (!b.is_empty() && b.iter().all(u8::is_ascii_digit))
+    });
+    proc_dir && per_process
+}
+
 /// module's documentation).
 pub fn entry_for(path: &Path, vars: &Vars) -> Entry {
     let mut best: Option<(&str, &Path)> = None;
@@ -318,6 +336,18 @@ pub fn host_entry(host: &str, port: u16) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn deleted_files_and_process_entries_are_noise() {
+        for noise in
+            ["/var/tmp/#2162691 (deleted)", "/proc/129", "/proc/129/mem", "/proc/self/fd/3", "/proc/thread-self"]
+        {
+            assert!(is_noise(Path::new(noise)), "{noise}");
+        }
+        for real in ["/proc/sys/kernel/x", "/proc", "/var/tmp/x", "/home/u/.ssh/id_ed25519", "/procs/1"] {
+            assert!(!is_noise(Path::new(real)), "{real}");
+        }
+    }
+
     fn vars() -> (PathBuf, Option<PathBuf>, Option<PathBuf>) {
         ("/home/u/proj".into(), Some("/home/u".into()), Some("/tmp/u".into()))
     }
@@ -384,6 +414,7 @@ mod tests {
             read: vec!["/usr".into(), "/etc".into()],
             write: vec![w.clone(), "/tmp".into()],
             exec: vec!["/usr".into()],
+            create: vec![],
         };
         let o = |p: &str, access: Access, count: u64| Observed { path: p.into(), access, count };
         let l = learn(

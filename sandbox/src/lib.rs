@@ -31,6 +31,7 @@ pub mod learn;
 pub mod namespaces;
 pub mod netns;
 pub mod policy;
+pub mod precreate;
 pub mod privilege;
 pub mod probe;
 pub mod profile;
@@ -38,5 +39,5 @@ pub mod recorder;
 pub mod seccomp;
 pub mod service;
 
-pub use policy::{Access, Decision, FsPolicy};
+pub use policy::{Access, Creation, Decision, FsPolicy};
 pub use profile::{Profile, ProfileError, ProfileProblem};

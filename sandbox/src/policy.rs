@@ -29,6 +29,23 @@ pub struct FsPolicy {
     pub read: Vec<PathBuf>,
     pub write: Vec<PathBuf>,
     pub exec: Vec<PathBuf>,
+    /// Paths made before the session when missing, so that the session can
+    /// write them (each is also in `write`): Landlock grants only what
+    /// exists, and granting the parent would let the session create any
+    /// name there (`~/.bashrc`).
+    #[serde(default)]
+    pub create: Vec<Creation>,
+}
+
+/// One path to make when missing, as the user the session runs as.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Creation {
+    pub path: PathBuf,
+    /// A directory (mode 0700), else a file (mode 0600).
+    pub dir: bool,
+    /// The existing directory (the home directory) below which missing
+    /// components are made; nothing is made outside it.
+    pub within: PathBuf,
 }
 
 /// Why a path is allowed or denied.
@@ -77,6 +94,7 @@ mod tests {
             read: vec!["/usr".into(), "/etc".into(), "/home/u/.cargo".into()],
             write: vec!["/home/u/proj".into(), "/tmp".into()],
             exec: vec!["/usr".into(), "/home/u/proj".into()],
+            create: vec![],
         }
     }
 

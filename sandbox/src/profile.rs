@@ -8,8 +8,10 @@
 //! read  = ["$HOME/.rustup"]      # $WORKSPACE, $HOME and $TMPDIR are expanded
 //! write = ["$HOME/.cargo/registry"]
 //! exec  = ["$HOME/.cargo/bin"]
+//! create = ["$HOME/.claude/", "$HOME/.claude.json"]  # made when missing (below $HOME), then writable
 //! [environment]
 //! allow = ["CARGO_HOME", "RUST_*"]
+//! set = { IS_SANDBOX = "1" }      # given to the session as is
 //! [enforce]
 //! require = ["landlock", "seccomp"]
 //! [resources]                     # optional cgroup limits
@@ -34,12 +36,24 @@
 //! paths = ["/v1/**"]
 //! optional = true                 # a stored secret that is missing skips the route (default: refuse)
 //! ```
-//! A profile that extends another adds to its lists (a credential route of
-//! the same name replaces the parent's); `enforce.require`, when given,
-//! replaces the parent's. Checking reports every problem, each with its
-//! line and key, not just the first.
+//! A profile that extends another adds to its lists; a key it gives in a
+//! table (`description`, `[resources]`, `[environment] set`, a credential
+//! route's `upstream`) replaces the parent's value of that key and keeps the
+//! rest; `enforce.require`, when given, replaces the parent's. Checking
+//! reports every problem, each with its line and key, not just the first.
+//!
+//! `filesystem.create`: Landlock can grant only what exists, and cannot
+//! grant "create exactly this name" in a directory; granting the parent
+//! (`$HOME`) would let the session create any name there (`~/.bashrc`). So
+//! each path listed is made before the session when missing — a directory
+//! when it ends in `/`, else a file (`{}` for `.json`, else empty) — as the
+//! user, private, below `$HOME` only, never through a symbolic link
+//! ([`crate::precreate`]); it is then writable like a `write` path.
 
-use std::collections::BTreeSet;
+mod render;
+pub use render::to_toml;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use toml::de::{DeTable, DeValue};
@@ -94,7 +108,11 @@ pub struct Profile {
     pub read: Vec<String>,
     pub write: Vec<String>,
     pub exec: Vec<String>,
+    /// Made when missing (directories end in `/`), then writable.
+    pub create: Vec<String>,
     pub env_allow: Vec<String>,
+    /// Variables given to the session with these values.
+    pub env_set: BTreeMap<String, String>,
     pub require: BTreeSet<Layer>,
     pub limits: crate::cgroups::Limits,
     pub network: Network,
@@ -173,13 +191,29 @@ struct Layered {
     read: Vec<String>,
     write: Vec<String>,
     exec: Vec<String>,
+    create: Vec<String>,
     env_allow: Vec<String>,
+    env_set: BTreeMap<String, String>,
     require: Option<BTreeSet<Layer>>,
     memory_max: Option<u64>,
     pids_max: Option<u64>,
     network: Network,
-    credentials: Vec<CredentialSpec>,
+    credentials: Vec<RouteLayer>,
 }
+
+/// A credential route as one file gives it: the keys it sets, over what the
+/// profiles it extends set.
+#[derive(Clone, Debug, Default)]
+struct RouteLayer {
+    spec: CredentialSpec,
+    keys: BTreeSet<&'static str>,
+    line: usize,
+}
+
+/// The keys of a credential route, and those it cannot do without.
+const ROUTE_KEYS: &[&str] =
+    &["secret", "upstream", "header", "scheme", "env", "base_url_env", "prefix", "methods", "paths", "optional"];
+const ROUTE_REQUIRED: &[&str] = &["secret", "upstream", "header"];
 
 /// The 1-based line of byte `offset`. Counted on bytes: a parser's span may
 /// end inside a multi-byte character, where slicing the `str` would panic.
@@ -258,11 +292,17 @@ fn parse(src: &str) -> Result<Layered, Vec<ProfileProblem>> {
                 for (k2, v2) in t.iter() {
                     let sub = format!("{key}.{}", shown(k2.get_ref()));
                     let at2 = k2.span().start;
+                    if sub == "environment.set" {
+                        parse_env_set(src, v2.get_ref(), at2, &mut out.env_set, &mut problems);
+                        continue;
+                    }
                     const KNOWN: &[&str] = &[
                         "filesystem.read",
                         "filesystem.write",
                         "filesystem.exec",
+                        "filesystem.create",
                         "environment.allow",
+                        "environment.set",
                         "enforce.require",
                     ];
                     if !KNOWN.contains(&sub.as_str()) {
@@ -274,9 +314,13 @@ fn parse(src: &str) -> Result<Layered, Vec<ProfileProblem>> {
                         continue;
                     };
                     match sub.as_str() {
-                        "filesystem.read" | "filesystem.write" | "filesystem.exec" => {
+                        "filesystem.read" | "filesystem.write" | "filesystem.exec" | "filesystem.create" => {
                             for (item, at3) in &items {
-                                if let Err(msg) = check_path(item, &sub) {
+                                let bad = match sub.as_str() {
+                                    "filesystem.create" => check_create(item),
+                                    _ => check_path(item, &sub),
+                                };
+                                if let Err(msg) = bad {
                                     problem(&mut problems, *at3, &sub, msg);
                                 }
                             }
@@ -284,6 +328,7 @@ fn parse(src: &str) -> Result<Layered, Vec<ProfileProblem>> {
                             match sub.as_str() {
                                 "filesystem.read" => out.read.extend(list),
                                 "filesystem.write" => out.write.extend(list),
+                                "filesystem.create" => out.create.extend(list),
                                 _ => out.exec.extend(list),
                             }
                         }
@@ -359,8 +404,78 @@ fn parse(src: &str) -> Result<Layered, Vec<ProfileProblem>> {
             ),
         }
     }
+    // A profile that extends another may give only some keys of a route;
+    // what the whole chain still lacks is reported when it is resolved.
+    if out.extends.is_none() {
+        for r in &out.credentials {
+            for missing in missing_route_keys(r) {
+                problems.push(ProfileProblem {
+                    line: r.line,
+                    key: format!("credentials.{}", shown(&r.spec.name)),
+                    message: format!("needs {missing} = \"…\""),
+                });
+            }
+        }
+    }
     problems.sort_by_key(|p| p.line);
     if problems.is_empty() { Ok(out) } else { Err(problems) }
+}
+
+fn missing_route_keys(r: &RouteLayer) -> impl Iterator<Item = &'static str> + '_ {
+    ROUTE_REQUIRED.iter().copied().filter(|k| !r.keys.contains(k))
+}
+
+/// `[environment] set = { NAME = "value" }`.
+fn parse_env_set(
+    src: &str,
+    v: &DeValue,
+    at: usize,
+    out: &mut BTreeMap<String, String>,
+    problems: &mut Vec<ProfileProblem>,
+) {
+    let key = "environment.set";
+    let DeValue::Table(t) = v else {
+        push(problems, src, at, key, "must be a table of strings (`set = { NAME = \"value\" }`)".into());
+        return;
+    };
+    for (k, v) in t.iter() {
+        let name = k.get_ref().to_string();
+        let at2 = k.span().start;
+        let DeValue::String(value) = v.get_ref() else {
+            push(problems, src, at2, key, format!("`{name}` must be a string"));
+            continue;
+        };
+        let upper = name.to_ascii_uppercase();
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            push(problems, src, at2, key, format!("`{name}` is not a variable name (letters, digits, `_`)"));
+        } else if crate::env::is_secret_name(&name) {
+            push(
+                problems,
+                src,
+                at2,
+                key,
+                format!("`{name}` looks like a secret; a profile does not hold secrets: use a credential route"),
+            );
+        } else if upper.ends_with("_PROXY") || upper == "NO_PROXY" {
+            push(problems, src, at2, key, format!("`{name}` is set by ws: the session's proxy is its only way out"));
+        } else {
+            out.insert(name, value.to_string());
+        }
+    }
+}
+
+/// A `filesystem.create` path: below `$HOME` (the workspace and the
+/// temporary directories are writable already), `/` at the end for a
+/// directory.
+fn check_create(p: &str) -> Result<(), String> {
+    check_path(p.trim_end_matches('/'), "filesystem.write")?;
+    let rest = p.strip_prefix("$HOME/").map(|r| r.trim_end_matches('/')).unwrap_or_default();
+    if rest.is_empty() || rest.split('/').any(|c| c.is_empty() || c == ".") {
+        return Err(format!(
+            "`{p}` must name a path below $HOME (like \"$HOME/.tool/\" for a directory, \"$HOME/.tool.json\" for a file)"
+        ));
+    }
+    Ok(())
 }
 
 type Table<'a> = toml::de::DeTable<'a>;
@@ -455,17 +570,20 @@ fn parse_credential(
     at: usize,
     t: &Table,
     problems: &mut Vec<ProfileProblem>,
-) -> Option<CredentialSpec> {
+) -> Option<RouteLayer> {
     let base = format!("credentials.{}", shown(name));
-    let before = problems.len();
     if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         push(problems, src, at, &base, "route names are letters, digits, `-` and `_` (they become a URL path)".into());
     }
     let mut c = CredentialSpec { name: name.to_owned(), ..CredentialSpec::default() };
+    let mut keys = BTreeSet::new();
     for (k, v) in t.iter() {
         let key = format!("{base}.{}", shown(k.get_ref()));
         let field = k.get_ref().to_string();
         let at2 = k.span().start;
+        if let Some(known) = ROUTE_KEYS.iter().find(|r| **r == field) {
+            keys.insert(*known);
+        }
         match (field.as_str(), v.get_ref()) {
             ("optional", DeValue::Boolean(b)) => c.optional = *b,
             ("methods" | "paths", v) => match strings(v) {
@@ -519,14 +637,8 @@ fn parse_credential(
             ),
         }
     }
-    for (missing, what) in
-        [(c.secret.is_empty(), "secret"), (c.upstream.is_empty(), "upstream"), (c.header.is_empty(), "header")]
-    {
-        if missing {
-            push(problems, src, at, &base, format!("needs {what} = \"…\""));
-        }
-    }
-    (problems.len() == before).then_some(c)
+    // Kept with its problems, so that a missing key is reported too.
+    Some(RouteLayer { spec: c, keys, line: line_of(src, at) })
 }
 
 /// `None` if `h` is a usable host glob, else why not.
@@ -610,29 +722,34 @@ pub type Loader<'a> = dyn Fn(&str) -> Option<(String, Vec<u8>)> + 'a;
 /// bytes by name (user profiles first, then [`BUILTIN`]) and says where it
 /// came from, for messages.
 pub fn resolve(name: &str, load: &Loader<'_>) -> Result<Profile, ProfileError> {
-    let mut chain: Vec<(String, Layered)> = Vec::new();
+    let mut chain: Vec<(String, String, Layered)> = Vec::new();
     let mut next = Some(name.to_owned());
     while let Some(n) = next {
-        if chain.iter().any(|(c, _)| *c == n) {
-            let names: Vec<&str> = chain.iter().map(|(c, _)| c.as_str()).collect();
+        if chain.iter().any(|(c, _, _)| *c == n) {
+            let names: Vec<&str> = chain.iter().map(|(c, _, _)| c.as_str()).collect();
             return Err(ProfileError::Cycle { name: n, chain: names.join(" → ") });
         }
         let (origin, src) = load(&n).ok_or_else(|| ProfileError::NotFound { name: n.clone() })?;
         let layered = utf8(&src)
             .map_err(|p| vec![p])
             .and_then(parse)
-            .map_err(|problems| ProfileError::Invalid { origin, problems })?;
+            .map_err(|problems| ProfileError::Invalid { origin: origin.clone(), problems })?;
         next = layered.extends.clone();
-        chain.push((n, layered));
+        chain.push((n, origin, layered));
     }
     let mut p = Profile { name: name.to_owned(), ..Profile::default() };
-    for (n, l) in chain.into_iter().rev() {
+    // Each route as the chain so far gives it, with the file and line that
+    // last touched it (for a key still missing at the end).
+    let mut routes: Vec<(RouteLayer, String)> = Vec::new();
+    for (n, origin, l) in chain.into_iter().rev() {
         p.chain.push(n);
         p.description = l.description.or(p.description);
         p.read.extend(l.read);
         p.write.extend(l.write);
         p.exec.extend(l.exec);
+        p.create.extend(l.create);
         p.env_allow.extend(l.env_allow);
+        p.env_set.extend(l.env_set);
         if let Some(r) = l.require {
             p.require = r;
         }
@@ -643,11 +760,50 @@ pub fn resolve(name: &str, load: &Loader<'_>) -> Result<Profile, ProfileError> {
         p.network.ca_files.extend(l.network.ca_files);
         p.network.http.extend(l.network.http);
         for c in l.credentials {
-            p.credentials.retain(|old| old.name != c.name);
-            p.credentials.push(c);
+            match routes.iter_mut().find(|(r, _)| r.spec.name == c.spec.name) {
+                Some((base, at)) => {
+                    override_keys(&mut base.spec, &c.spec, &c.keys);
+                    base.keys.extend(c.keys.iter().copied());
+                    base.line = c.line;
+                    *at = origin.clone();
+                }
+                None => routes.push((c, origin.clone())),
+            }
         }
     }
+    for (r, origin) in routes {
+        let problems: Vec<ProfileProblem> = missing_route_keys(&r)
+            .map(|k| ProfileProblem {
+                line: r.line,
+                key: format!("credentials.{}", r.spec.name),
+                message: format!("needs {k} = \"…\" (neither this profile nor those it extends give it)"),
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(ProfileError::Invalid { origin, problems });
+        }
+        p.credentials.push(r.spec);
+    }
     Ok(p)
+}
+
+/// Sets the `keys` of `base` to their values in `over`.
+fn override_keys(base: &mut CredentialSpec, over: &CredentialSpec, keys: &BTreeSet<&'static str>) {
+    for k in keys {
+        match *k {
+            "secret" => base.secret = over.secret.clone(),
+            "upstream" => base.upstream = over.upstream.clone(),
+            "header" => base.header = over.header.clone(),
+            "scheme" => base.scheme = over.scheme.clone(),
+            "env" => base.env = over.env.clone(),
+            "base_url_env" => base.base_url_env = over.base_url_env.clone(),
+            "prefix" => base.prefix = over.prefix.clone(),
+            "methods" => base.methods = over.methods.clone(),
+            "paths" => base.paths = over.paths.clone(),
+            "optional" => base.optional = over.optional,
+            _ => {}
+        }
+    }
 }
 
 /// Loads a built-in profile by name.
@@ -691,7 +847,23 @@ impl Profile {
             v.dedup();
             v
         };
-        FsPolicy { read: list(&self.read), write: list(&self.write), exec: list(&self.exec) }
+        let create: Vec<crate::policy::Creation> = match vars.home {
+            Some(home) => self
+                .create
+                .iter()
+                .filter_map(|c| {
+                    Some(crate::policy::Creation {
+                        path: expand(c.trim_end_matches('/'), vars)?,
+                        dir: c.ends_with('/'),
+                        within: home.to_path_buf(),
+                    })
+                })
+                .collect(),
+            None => vec![],
+        };
+        let mut write = self.write.clone();
+        write.extend(self.create.iter().map(|c| c.trim_end_matches('/').to_owned()));
+        FsPolicy { read: list(&self.read), write: list(&write), exec: list(&self.exec), create }
     }
 
     /// The CA files of `[network] ca_files`, variables expanded.
@@ -801,8 +973,78 @@ prefix = "ghp_"
         );
         let c = resolve("child", &load).unwrap();
         assert_eq!(c.network.hosts.len(), 3, "lists add up");
-        assert_eq!(c.credentials.len(), 1, "a route of the same name replaces the parent's");
+        assert_eq!(c.credentials.len(), 1, "a route of the same name is the parent's, with the child's keys");
         assert_eq!(c.credentials[0].upstream, "https://ghe.example");
+        assert_eq!(c.credentials[0].secret, "gh");
+        assert_eq!(c.credentials[0].scheme.as_deref(), Some("Bearer"), "keys the child does not give are kept");
+    }
+
+    #[test]
+    fn an_extending_profile_overrides_one_key_of_an_inherited_route() {
+        let load = |n: &str| -> Option<(String, Vec<u8>)> {
+            match n {
+                "gateway" => Some((
+                    "gateway.toml".into(),
+                    "extends = \"claude-code\"\n[credentials.anthropic]\nupstream = \"https://gateway.example\"\n[environment]\nset = { IS_SANDBOX = \"0\" }\n".into(),
+                )),
+                "half" => Some(("half.toml".into(), "extends = \"default\"\n[credentials.new]\nupstream = \"https://x.example\"\n".into())),
+                other => builtin(other),
+            }
+        };
+        let base = resolve("claude-code", &builtin).unwrap();
+        let p = resolve("gateway", &load).unwrap();
+        let (b, g) = (&base.credentials[0], &p.credentials[0]);
+        assert_eq!(g.upstream, "https://gateway.example");
+        assert_eq!(
+            CredentialSpec { upstream: b.upstream.clone(), ..g.clone() },
+            *b,
+            "everything but the upstream is inherited"
+        );
+        assert_eq!(
+            p.env_set.get("IS_SANDBOX").map(String::as_str),
+            Some("0"),
+            "a key of a table replaces the parent's"
+        );
+        // A route that the whole chain leaves without a secret or header is refused,
+        // naming the file and line that gave it.
+        let Err(ProfileError::Invalid { origin, problems }) = resolve("half", &load) else { panic!() };
+        assert_eq!(origin, "half.toml");
+        let got: Vec<(usize, &str)> = problems.iter().map(|p| (p.line, p.message.as_str())).collect();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(got.iter().all(|(line, _)| *line == 2), "{got:?}");
+        assert!(
+            check("extends = \"x\"\n[credentials.a]\nupstream = \"https://x\"\n").is_empty(),
+            "checked when resolved"
+        );
+        assert_eq!(check("[credentials.a]\nupstream = \"https://x\"\n").len(), 2, "no parent: checked at once");
+    }
+
+    #[test]
+    fn create_paths_are_below_home_and_become_writable() {
+        let src = "[filesystem]\ncreate = [\"$HOME/.t/\", \"$HOME/.t.json\", \"$WORKSPACE/x\", \"/etc/x\", \"$HOME/\", \"$HOME/../x\"]\n";
+        let bad: Vec<String> = check(src).into_iter().map(|p| p.message).collect();
+        assert_eq!(bad.len(), 4, "{bad:#?}");
+        let load = |n: &str| -> Option<(String, Vec<u8>)> {
+            match n {
+                "c" => Some(("c.toml".into(), "[filesystem]\ncreate = [\"$HOME/.t/\", \"$HOME/.t.json\"]\n".into())),
+                other => builtin(other),
+            }
+        };
+        let p = resolve("c", &load).unwrap();
+        let vars = Vars { workspace: Path::new("/w"), home: Some(Path::new("/h")), tmpdir: None };
+        let fs = p.fs_policy(&vars);
+        assert_eq!(fs.write, [PathBuf::from("/h/.t"), PathBuf::from("/h/.t.json")]);
+        let made: Vec<(PathBuf, bool)> = fs.create.iter().map(|c| (c.path.clone(), c.dir)).collect();
+        assert_eq!(made, [(PathBuf::from("/h/.t"), true), (PathBuf::from("/h/.t.json"), false)]);
+        assert!(fs.create.iter().all(|c| c.within == Path::new("/h")));
+        let no_home = Vars { workspace: Path::new("/w"), home: None, tmpdir: None };
+        assert!(p.fs_policy(&no_home).create.is_empty());
+    }
+
+    #[test]
+    fn environment_set_refuses_secrets_and_proxies() {
+        let src = "[environment]\nset = { IS_SANDBOX = \"1\", MY_TOKEN = \"x\", HTTPS_PROXY = \"y\", \"bad name\" = \"z\", N = 1 }\n";
+        assert_eq!(check(src).len(), 4, "{:#?}", check(src));
     }
 
     #[test]

@@ -119,7 +119,10 @@ fn a_denied_host_gets_its_line_and_a_builtin_profile_a_new_file() {
     let env = Env::protected();
     let ws = env.dir("ws");
     let server = Upstream::start();
-    let script = format!("curl -s -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{}/x; echo", server.port);
+    // Through the proxy explicitly: with NO_PROXY naming loopback, curl
+    // would look for the server on the session's own loopback.
+    let script =
+        format!("curl -s --noproxy '' -o /dev/null -w '%{{http_code}}' http://127.0.0.1:{}/x; echo", server.port);
     let out = env.session(&ws, &script).ok();
     assert!(out.stdout.contains("403"), "control: the proxy answered and refused: {out:?}");
     let show = env.ws(&ws, &["session", "show"]).ok();

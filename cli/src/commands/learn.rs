@@ -343,6 +343,9 @@ pub fn suggestions(denied: &[Denied], workspace: &Path) -> Vec<Suggestion> {
     let mut out = Vec::new();
     for d in denied {
         match d {
+            // Nothing a profile should allow: no line, no note.
+            Denied::Fs { path, .. } if learn::is_noise(path) => {}
+            Denied::Other { what, .. } if what.starts_with("ptrace") => {}
             Denied::Fs { path, access, count } => {
                 let denied = format!("{} {}", access.name(), path.display());
                 out.push(match learn::entry_for(path, &vars) {

@@ -9,7 +9,9 @@ use crate::{display, out, profiles};
 pub enum ProfileCommand {
     /// List the built-in profiles and yours (~/.config/ws/profiles/NAME.toml).
     List,
-    /// Show a profile with `extends` resolved: what it allows and requires.
+    /// Show a profile with `extends` resolved, whole, as TOML: what it allows
+    /// and requires, its network, credential routes and resources. Saved to
+    /// a file, it loads back to the same profile.
     Show(ShowArgs),
     /// Check a profile file and report every problem with its line and key.
     Check(CheckArgs),
@@ -66,31 +68,35 @@ pub fn run(c: ProfileCommand) -> Result<i32, CliError> {
         }
         ProfileCommand::Show(a) => {
             let p = profiles::resolve(&a.name)?;
-            out!("# profile {} (from {})", p.name, p.chain.join(" → "));
-            if let Some(d) = &p.description {
-                out!("description = {d:?}");
-            }
-            out!("[filesystem]");
-            out!("read = {:?}", p.read);
-            out!("write = {:?}", p.write);
-            out!("exec = {:?}", p.exec);
-            out!("[environment]");
-            out!("allow = {:?}", p.env_allow);
-            out!("[enforce]");
-            out!("require = {:?}", p.require.iter().map(|l| l.name()).collect::<Vec<_>>());
+            // The whole effective profile, as TOML that `ws profile check`
+            // accepts and that loads back to the same profile.
+            out!("{}", ws_sandbox::profile::to_toml(&p).trim_end());
             Ok(exit::OK)
         }
         ProfileCommand::Check(a) => {
             let bytes = fs_err::read(&a.file).map_err(CliError::from)?;
-            let problems = ws_sandbox::profile::check_bytes(&bytes);
+            let file = a.file.display().to_string();
+            let mut problems = ws_sandbox::profile::check_bytes(&bytes);
             if problems.is_empty() {
-                crate::ui::note(&format!("{}: no problems", a.file.display()));
+                // What only the whole chain shows: a parent that is missing,
+                // a credential route that no profile of the chain completes.
+                let load = |n: &str| if n == file { Some((file.clone(), bytes.clone())) } else { profiles::load(n) };
+                match ws_sandbox::profile::resolve(&file, &load) {
+                    Ok(_) => {}
+                    Err(ws_sandbox::ProfileError::Invalid { origin, problems: theirs }) if origin == file => {
+                        problems = theirs
+                    }
+                    Err(e) => return Err(CliError::usage(format!("{file}: {e}"))),
+                }
+            }
+            if problems.is_empty() {
+                crate::ui::note(&format!("{file}: no problems"));
                 return Ok(exit::OK);
             }
             for p in &problems {
-                out!("{}:{}: {}: {}", a.file.display(), p.line, p.key, p.message);
+                out!("{file}:{}: {}: {}", p.line, p.key, p.message);
             }
-            Err(CliError::usage(format!("{} has {} problem(s)", a.file.display(), problems.len())))
+            Err(CliError::usage(format!("{file} has {} problem(s)", problems.len())))
         }
         ProfileCommand::Suggest(a) => suggest(a),
     }

@@ -356,7 +356,7 @@ impl Sandbox {
                     .hint("fix or remove the path in [network] ca_files")
             })?);
         }
-        let routes = crate::network::routes(&p)?;
+        let routes = crate::network::routes(&p, &ws.store)?;
         let rules = if learn { crate::commands::learn::open_rules() } else { crate::network::rules(&p) };
         let net = crate::network::SessionNetwork::prepare(mode, rules, routes, ca)?;
         let store = ws.store.root().to_path_buf();
@@ -421,6 +421,7 @@ impl Sandbox {
             }),
         };
         let mut env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
+        env.extend(p.env_set.iter().map(|(k, v)| (k.into(), v.into())));
         // The session's proxy is the only way out; nothing bypasses it.
         env.retain(|(k, _)| !k.eq_ignore_ascii_case("NO_PROXY") && !net.env.iter().any(|(n, _)| n == k));
         env.extend(net.env.iter().cloned());

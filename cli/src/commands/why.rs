@@ -104,7 +104,27 @@ fn why_host(profile: &ws_sandbox::Profile, host: &str) -> Result<i32, CliError> 
                 out!("reachable only through the credential route `{}`: http://127.0.0.1:PORT/{}/…", c.name, c.name);
             } else {
                 let entry = if port == 443 || port == 80 { host.clone() } else { format!("{host}:{port}") };
-                out!("to allow it, add to the profile:\n[network]\nhosts = [\"{}\"]", display::text(entry.as_bytes()));
+                let entry = display::text(entry.as_bytes());
+                // A loopback, private or link-local address is refused at
+                // connect time too: the fix needs both lines.
+                match host
+                    .parse::<std::net::IpAddr>()
+                    .ok()
+                    .and_then(|ip| rules.check_address(ip).err().map(|w| (ip, w)))
+                {
+                    Some((ip, why)) => {
+                        out!("and at connect time: {}", display::text(why.as_bytes()));
+                        out!(
+                            "to allow it, add to the profile:\n[network]\nhosts = [\"{entry}\"]\naddresses = [\"{ip}\"]"
+                        );
+                        if ip.is_loopback() {
+                            out!(
+                                "(that is the host's loopback, reached through the proxy; a server the session starts itself on 127.0.0.1 needs neither: NO_PROXY names loopback in a session with its own network namespace)"
+                            );
+                        }
+                    }
+                    None => out!("to allow it, add to the profile:\n[network]\nhosts = [\"{entry}\"]"),
+                }
             }
             Ok(exit::FAILURE)
         }
