@@ -11,6 +11,7 @@ mod git_redirect;
 mod harness;
 mod hooks;
 mod hostile;
+mod hunks;
 mod kinds;
 mod learn;
 mod many;
