@@ -73,19 +73,25 @@ fn runs(diff: &TextDiff<'_, '_, '_, [u8]>) -> Vec<Run> {
     out
 }
 
-/// The line ranges (0-based, half-open) of each hunk, (old, new), and the
-/// runs it spans. Changes at most `2 * CONTEXT` equal lines apart share a
-/// hunk, as `git diff` groups them.
-#[allow(clippy::type_complexity)]
-fn ranges_and_runs(runs: &[Run]) -> Vec<(Range<usize>, Range<usize>, Range<usize>)> {
-    let changes: Vec<usize> = (0..runs.len()).filter(|&i| !runs[i].equal).collect();
-    let mut groups: Vec<(usize, usize)> = Vec::new(); // first and last change run
-    for &i in &changes {
+/// The first and last run of each hunk: changes at most `2 * CONTEXT`
+/// equal lines apart share a hunk, as `git diff` groups them; with `split`,
+/// each change is a hunk of its own (what `s` at a `-p` prompt shows).
+fn groups(runs: &[Run], split: bool) -> Vec<(usize, usize)> {
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    for i in (0..runs.len()).filter(|&i| !runs[i].equal) {
         match groups.last_mut() {
-            Some(g) if runs[i].old.start - runs[g.1].old.end <= 2 * CONTEXT => g.1 = i,
+            Some(g) if !split && runs[i].old.start - runs[g.1].old.end <= 2 * CONTEXT => g.1 = i,
             _ => groups.push((i, i)),
         }
     }
+    groups
+}
+
+/// The line ranges (0-based, half-open) of each hunk, (old, new), and the
+/// runs it spans (context included).
+#[allow(clippy::type_complexity)]
+fn ranges_and_runs(runs: &[Run], split: bool) -> Vec<(Range<usize>, Range<usize>, Range<usize>)> {
+    let groups = groups(runs, split);
     let total_old = runs.last().map_or(0, |r| r.old.end);
     groups
         .into_iter()
@@ -104,7 +110,7 @@ fn ranges_and_runs(runs: &[Run]) -> Vec<(Range<usize>, Range<usize>, Range<usize
 }
 
 fn ranges(diff: &TextDiff<'_, '_, '_, [u8]>) -> Vec<(Range<usize>, Range<usize>)> {
-    ranges_and_runs(&runs(diff)).into_iter().map(|(o, n, _)| (o, n)).collect()
+    ranges_and_runs(&runs(diff), false).into_iter().map(|(o, n, _)| (o, n)).collect()
 }
 
 fn header(r: &Range<usize>) -> usize {
@@ -114,10 +120,31 @@ fn header(r: &Range<usize>) -> usize {
 /// The hunks of the change from `old` to `new` with the lines each shows:
 /// what `ws diff` prints.
 pub fn patch<'a>(old: &'a [u8], new: &'a [u8]) -> Vec<(Hunk, Vec<Line<'a>>)> {
+    patch_with(old, new, false)
+}
+
+/// Like [`patch`] with every change its own piece, numbered from 1 in file
+/// order (context may overlap): the units of [`combine_changes`].
+pub fn split_patch<'a>(old: &'a [u8], new: &'a [u8]) -> Vec<(Hunk, Vec<Line<'a>>)> {
+    patch_with(old, new, true)
+}
+
+/// For each change (as [`split_patch`] numbers them), the id of its hunk.
+pub fn hunk_of_changes(old: &[u8], new: &[u8]) -> Vec<usize> {
+    let diff = TextDiff::from_lines(old, new);
+    let runs = runs(&diff);
+    let mut out = Vec::new();
+    for (k, (a, b)) in groups(&runs, false).into_iter().enumerate() {
+        out.extend(std::iter::repeat_n(k + 1, (a..=b).filter(|&i| !runs[i].equal).count()));
+    }
+    out
+}
+
+fn patch_with<'a>(old: &'a [u8], new: &'a [u8], split: bool) -> Vec<(Hunk, Vec<Line<'a>>)> {
     let diff = TextDiff::from_lines(old, new);
     let (olds, news) = (diff.old_slices(), diff.new_slices());
     let runs = runs(&diff);
-    ranges_and_runs(&runs)
+    ranges_and_runs(&runs, split)
         .into_iter()
         .enumerate()
         .map(|(k, (o, n, span))| {
@@ -168,18 +195,25 @@ pub fn hunks(old: &[u8], new: &[u8]) -> Vec<Hunk> {
 /// Hunks are disjoint on both sides and what lies between them is equal, so
 /// each is swapped in or out on its own.
 pub fn combine(old: &[u8], new: &[u8], take_new: impl Fn(usize) -> bool) -> Vec<u8> {
+    let hunk = hunk_of_changes(old, new);
+    combine_changes(old, new, |c| take_new(hunk[c - 1]))
+}
+
+/// [`combine`] by change (as [`split_patch`] numbers them) rather than hunk.
+pub fn combine_changes(old: &[u8], new: &[u8], take_new: impl Fn(usize) -> bool) -> Vec<u8> {
     let diff = TextDiff::from_lines(old, new);
     let (olds, news) = (diff.old_slices(), diff.new_slices());
     let mut out = Vec::with_capacity(new.len().max(old.len()));
-    let mut at = 0; // next line of `new` not yet emitted
-    for (k, (o, n)) in ranges(&diff).into_iter().enumerate() {
-        // Between hunks both sides are equal: take them from `new`.
-        news[at..n.start].iter().for_each(|l| out.extend_from_slice(l));
-        let lines = if take_new(k + 1) { &news[n.clone()] } else { &olds[o] };
+    let mut k = 0;
+    for r in runs(&diff) {
+        let lines = if r.equal {
+            &news[r.new]
+        } else {
+            k += 1;
+            if take_new(k) { &news[r.new] } else { &olds[r.old] }
+        };
         lines.iter().for_each(|l| out.extend_from_slice(l));
-        at = n.end;
     }
-    news[at..].iter().for_each(|l| out.extend_from_slice(l));
     out
 }
 
@@ -302,6 +336,18 @@ mod tests {
                 prop_assert!(o0 >= last_old_end);
                 last_old_end = o0 + h.old_lines;
             }
+        }
+
+        #[test]
+        fn split_pieces_partition_the_hunks(old in file(), new in file(), mask in any::<u64>()) {
+            // Deciding every piece of a hunk alike is deciding the hunk.
+            let of = hunk_of_changes(&old, &new);
+            prop_assert_eq!(of.len(), split_patch(&old, &new).len());
+            prop_assert!(of.windows(2).all(|w| w[0] <= w[1]));
+            prop_assert_eq!(of.last().copied().unwrap_or(0), hunks(&old, &new).len());
+            let keep = |id: usize| mask >> (id % 64) & 1 == 1;
+            prop_assert_eq!(combine_changes(&old, &new, |c| keep(of[c - 1])), model(&old, &new, keep));
+            prop_assert_eq!(combine_changes(&old, &new, |_| false), old.clone());
         }
 
         #[test]

@@ -40,6 +40,9 @@ use crate::store::{ObjectId, Store, hex};
 pub struct HunkPick {
     pub path: RelPath,
     pub ids: Vec<usize>,
+    /// The ids number single changes ([`hunks::split_patch`]), as a `-p`
+    /// walk that split hunks decides them, rather than hunks.
+    pub split: bool,
 }
 
 #[derive(Debug, Default)]
@@ -101,19 +104,21 @@ fn texts(store: &Store, changes: &[Change], path: &RelPath) -> Result<(usize, Ve
 
 /// Resolves picks to (change index, old, new, ids), checking every id first
 /// so that a typo changes nothing.
-type Resolved = (usize, Vec<u8>, Vec<u8>, Vec<usize>);
+type Resolved = (usize, Vec<u8>, Vec<u8>, Vec<usize>, bool);
 
 fn resolve(store: &Store, changes: &[Change], picks: &[HunkPick]) -> Result<Vec<Resolved>, ReviewError> {
     let mut out: Vec<Resolved> = Vec::new();
     for p in picks {
         let (i, old, new) = texts(store, changes, &p.path)?;
-        let n = hunks::hunks(&old, &new).len();
+        let n = if p.split { hunks::hunk_of_changes(&old, &new).len() } else { hunks::hunks(&old, &new).len() };
+        let unit = if p.split { "change" } else { "hunk" };
         if let Some(bad) = p.ids.iter().find(|&&id| id == 0 || id > n) {
-            return Err(not_hunkable(&p.path, format!("it has no hunk {bad} (it has {n})")));
+            return Err(not_hunkable(&p.path, format!("it has no {unit} {bad} (it has {n})")));
         }
         match out.iter_mut().find(|r| r.0 == i) {
-            Some(r) => r.3.extend(&p.ids),
-            None => out.push((i, old, new, p.ids.clone())),
+            Some(r) if r.4 == p.split => r.3.extend(&p.ids),
+            Some(_) => return Err(not_hunkable(&p.path, "hunks and split changes cannot be mixed")),
+            None => out.push((i, old, new, p.ids.clone(), p.split)),
         }
     }
     for r in &mut out {
@@ -121,6 +126,10 @@ fn resolve(store: &Store, changes: &[Change], picks: &[HunkPick]) -> Result<Vec<
         r.3.dedup();
     }
     Ok(out)
+}
+
+fn pick(old: &[u8], new: &[u8], split: bool, take_new: impl Fn(usize) -> bool) -> Vec<u8> {
+    if split { hunks::combine_changes(old, new, take_new) } else { hunks::combine(old, new, take_new) }
 }
 
 /// Approves hunks: the reviewed version becomes the change's base. Nothing
@@ -132,8 +141,8 @@ pub fn approve_hunks(
     picks: &[HunkPick],
 ) -> Result<Vec<(RelPath, Vec<usize>)>, ReviewError> {
     let mut done = Vec::new();
-    for (i, old, new, ids) in resolve(store, changes, picks)? {
-        let reviewed = hunks::combine(&old, &new, |id| ids.contains(&id));
+    for (i, old, new, ids, split) in resolve(store, changes, picks)? {
+        let reviewed = pick(&old, &new, split, |id| ids.contains(&id));
         let c = &mut changes[i];
         let Some(before) = c.before.as_mut() else { continue };
         if reviewed == new && before.stat.perm() == c.after.as_ref().map_or(0, |a| a.stat.perm()) {
@@ -174,7 +183,7 @@ pub fn rollback_hunks(
             what: "a rollback of this session was interrupted; run `ws rollback` to finish it first".into(),
         });
     }
-    for (i, old, new, ids) in resolve(store, changes, picks)? {
+    for (i, old, new, ids, split) in resolve(store, changes, picks)? {
         let path = changes[i].path.clone();
         let shown = path.to_path(workspace);
         let reach = Reachable::new(&shown).map_err(|source| ReviewError::Compare { path: shown.clone(), source })?;
@@ -189,7 +198,7 @@ pub fn rollback_hunks(
             }
             out.overwritten.push(path.clone());
         }
-        let content = hunks::combine(&old, &new, |id| !ids.contains(&id));
+        let content = pick(&old, &new, split, |id| !ids.contains(&id));
         let perm = changes[i].after.as_ref().map_or(0o644, |a| a.stat.perm());
         let err = |source| ReviewError::restore(shown.clone(), source);
         let object =
@@ -403,7 +412,7 @@ mod tests {
         assert_eq!(hunks::hunks(OLD.as_bytes(), &content).len(), 2);
         assert!(!store.sessions_dir().join("s1").join(JOURNAL).exists());
         // And the rest rolls back without a conflict: the record is the disk.
-        let pick = HunkPick { path: RelPath::from_bytes(b"f").unwrap(), ids: vec![1, 2] };
+        let pick = HunkPick { path: RelPath::from_bytes(b"f").unwrap(), ids: vec![1, 2], split: false };
         let out = rollback_hunks(&store, &ws, &mut session, &mut changes, &[pick], false).unwrap();
         assert!(out.conflicts.is_empty(), "{:?}", out.conflicts);
         assert_eq!(std::fs::read_to_string(ws.join("f")).unwrap(), OLD);
@@ -430,7 +439,7 @@ mod tests {
     fn approved_hunks_become_the_base_and_a_path_rollback_keeps_them() {
         let d = tempfile::tempdir().unwrap();
         let (store, ws, mut session, mut changes) = reviewed_session(d.path());
-        let pick = HunkPick { path: RelPath::from_bytes(b"f").unwrap(), ids: vec![1, 3] };
+        let pick = HunkPick { path: RelPath::from_bytes(b"f").unwrap(), ids: vec![1, 3], split: false };
         approve_hunks(&store, &mut session, &mut changes, &[pick]).unwrap();
         let reviewed = hunks::combine(OLD.as_bytes(), NEW.as_bytes(), |id| id != 2);
         let base = match &changes[0].before.as_ref().unwrap().kind {

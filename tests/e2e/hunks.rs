@@ -221,3 +221,89 @@ fn hunk_rollback_killed_at_any_instant_leaves_a_consistent_review() {
         "one hunk rollback: {took:?}; {interrupted} of 10 killed, {landed_after_write} after the file was written"
     );
 }
+
+/// `ws ARGS` with `input` on its standard input.
+fn ws_answering(env: &Env, ws: &Path, args: &[&str], input: &str) -> Out {
+    use std::io::Write;
+    let mut c = env.command(ws, args);
+    c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let o = child.wait_with_output().unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn rollback_p_walks_the_hunks_with_git_keys() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("f"), text(&thirty()));
+    env.session(&ws, EDIT).ok();
+    // `?` prints help and asks again; then n, y, n.
+    let out = ws_answering(&env, &ws, &["rollback", "-p"], "?\nn\ny\nn\n").ok();
+    assert!(out.stderr.contains("(1/3) Roll back this hunk [y,n,q,a,d,?]? "), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("d - do not roll back this hunk or any of the later hunks in the file"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(out.stderr.matches("(1/3)").count(), 2, "asked again after ?");
+    assert!(out.stderr.contains("(3/3)"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("@@ -12,7 +12,7 @@\n line 12\n line 13\n line 14\n-line 15\n+agent fifteen\n"),
+        "{}",
+        out.stdout
+    );
+    let mut want = edited();
+    want[14] = "line 15".into();
+    assert_eq!(std::fs::read(ws.join("f")).unwrap(), text(&want).into_bytes());
+    assert_eq!(hunks(&env, &ws, "f").0.len(), 2);
+
+    // q at once: nothing changes.
+    let out = ws_answering(&env, &ws, &["rollback", "-p"], "q\n").ok();
+    assert!(out.stderr.contains("nothing rolled back"), "{}", out.stderr);
+    assert_eq!(std::fs::read(ws.join("f")).unwrap(), text(&want).into_bytes());
+}
+
+#[test]
+fn approve_p_splits_a_hunk_and_keeps_one_change_of_it() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("f"), text(&thirty()));
+    // Lines 2 and 5: one hunk (3 equal lines apart), two changes.
+    env.session(&ws, "sed -i -e 's/^line 2$/agent two/' -e 's/^line 5$/agent five/' f").ok();
+    assert_eq!(hunks(&env, &ws, "f").0.len(), 1);
+    let out = ws_answering(&env, &ws, &["approve", "-p"], "s\ny\nn\n").ok();
+    assert!(out.stderr.contains("(1/1) Approve this hunk [y,n,q,a,d,s,?]? "), "{}", out.stderr);
+    assert!(out.stderr.contains("split into 2 hunks") && out.stderr.contains("(2/2)"), "{}", out.stderr);
+    let (hs, state) = hunks(&env, &ws, "f");
+    assert_eq!(state, "pending");
+    assert_eq!(hs, [(1, 2, 7, 2, 7)], "only the change at line 5 is pending");
+    let patch = env.ws(&ws, &["diff"]).ok().stdout;
+    assert!(
+        patch.contains("-line 5\n+agent five\n") && patch.contains("\n agent two\n"),
+        "approved: context now: {patch}"
+    );
+    assert!(!patch.contains("+agent two"), "{patch}");
+}
+
+#[test]
+fn p_goes_through_paths_in_order_and_shows_no_escape_sequence() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("a"), "one\n");
+    write(ws.join("b"), "two\n");
+    env.session(&ws, "printf 'ONE\\n' > a; printf 'TWO \\033[2J\\033]52;c;cm0gLXJmIH4=\\007\\n' > b").ok();
+    // d for a (the first path), y for b.
+    let out = ws_answering(&env, &ws, &["rollback", "-p"], "d\ny\n").ok();
+    assert!(!out.stdout.contains('\x1b') && !out.stderr.contains('\x1b'), "{out:?}");
+    assert!(out.stdout.contains("+TWO "), "the line is shown, escaped: {}", out.stdout);
+    let (ia, ib) = (out.stdout.find("a/a").unwrap(), out.stdout.find("a/b").unwrap());
+    assert!(ia < ib, "path order: {}", out.stdout);
+    assert_eq!(std::fs::read_to_string(ws.join("a")).unwrap(), "ONE\n");
+    assert_eq!(std::fs::read_to_string(ws.join("b")).unwrap(), "two\n");
+}

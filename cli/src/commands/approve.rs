@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use crate::commands::session_and_paths;
+use crate::commands::{interactive, session_and_paths};
 use crate::error::{CliError, exit};
 use crate::ui;
 use crate::workspace::Workspace;
@@ -28,8 +28,11 @@ pub struct ApproveArgs {
     #[arg(value_name = "ID|PATH")]
     targets: Vec<PathBuf>,
     /// Approve only these hunks of a modified text file: PATH:ID[,ID…] (repeatable).
-    #[arg(long, value_name = "PATH:ID")]
+    #[arg(long, value_name = "PATH:ID", conflicts_with = "patch")]
     hunk: Vec<String>,
+    /// Walk the hunks (of PATHS, or all) and choose, as `git add -p`: y n q a d s ?
+    #[arg(short, long)]
+    patch: bool,
 }
 
 pub fn cmd_approve(args: ApproveArgs) -> Result<i32, CliError> {
@@ -38,12 +41,22 @@ pub fn cmd_approve(args: ApproveArgs) -> Result<i32, CliError> {
     let (mut session, paths) = session_and_paths(&ws, args.targets)?;
     let mut changes = ws.session_changes(&mut session)?;
     ws_snapshot::finish_hunk_rollback(&ws.store, &ws.root, &mut session, &mut changes)?;
-    if !args.hunk.is_empty() {
-        if !paths.is_empty() {
-            return Err(CliError::usage("--hunk names its paths itself: give no other paths")
-                .hint("e.g. ws approve --hunk src/lib.rs:1 --hunk README.md:2"));
-        }
-        let picks = crate::commands::hunk_picks(&ws, &args.hunk)?;
+    if !args.hunk.is_empty() || args.patch {
+        let picks = if args.patch {
+            let mut input = std::io::stdin().lock();
+            let picks = interactive::walk(&ws.store, &changes, &paths, interactive::Verb::Approve, &mut input)?;
+            if picks.is_empty() {
+                ui::note("nothing approved");
+                return Ok(exit::OK);
+            }
+            picks
+        } else {
+            if !paths.is_empty() {
+                return Err(CliError::usage("--hunk names its paths itself: give no other paths")
+                    .hint("e.g. ws approve --hunk src/lib.rs:1 --hunk README.md:2"));
+            }
+            crate::commands::hunk_picks(&ws, &args.hunk)?
+        };
         let done = ws_snapshot::approve_hunks(&ws.store, &mut session, &mut changes, &picks)?;
         for (p, ids) in &done {
             ui::note(&format!(

@@ -189,7 +189,7 @@ fn mode_of(e: &Entry) -> String {
     format!("{:o}", e.stat.mode)
 }
 
-fn paint(s: &str, code: &str, color: bool) -> String {
+pub(crate) fn paint(s: &str, code: &str, color: bool) -> String {
     if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() }
 }
 
@@ -253,27 +253,32 @@ fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
     out!("{}", paint(&format!("--- {a_name}"), "1", color));
     out!("{}", paint(&format!("+++ {b_name}"), "1", color));
     for (h, lines) in ws_snapshot::hunks::patch(o, n) {
-        let header = format!("@@ -{} +{} @@", range(h.old_start, h.old_lines), range(h.new_start, h.new_lines));
-        out!("{}", paint(&header, "36", color));
-        for line in lines {
-            let (sign, code, value) = match line {
-                Line::Removed(v) => ('-', "31", v),
-                Line::Added(v) => ('+', "32", v),
-                Line::Context(v) => (' ', "", v),
-            };
-            let text = display::text(value.strip_suffix(b"\n").unwrap_or(value));
-            let s = format!("{sign}{text}");
-            if code.is_empty() {
-                out!("{s}")
-            } else {
-                out!("{}", paint(&s, code, color))
-            }
-            if !value.ends_with(b"\n") {
-                out!("\\ No newline at end of file");
-            }
-        }
+        print_hunk(&h, &lines, color);
     }
     Ok(())
+}
+
+/// One `@@` block, every line rendered by `display` (the agent wrote them).
+pub(crate) fn print_hunk(h: &Hunk, lines: &[Line<'_>], color: bool) {
+    let header = format!("@@ -{} +{} @@", range(h.old_start, h.old_lines), range(h.new_start, h.new_lines));
+    out!("{}", paint(&header, "36", color));
+    for line in lines {
+        let (sign, code, value) = match *line {
+            Line::Removed(v) => ('-', "31", v),
+            Line::Added(v) => ('+', "32", v),
+            Line::Context(v) => (' ', "", v),
+        };
+        let text = display::text(value.strip_suffix(b"\n").unwrap_or(value));
+        let s = format!("{sign}{text}");
+        if code.is_empty() {
+            out!("{s}")
+        } else {
+            out!("{}", paint(&s, code, color))
+        }
+        if !value.ends_with(b"\n") {
+            out!("\\ No newline at end of file");
+        }
+    }
 }
 
 /// Unified-diff range: `start,len`, `start` alone for one line (the

@@ -5,6 +5,7 @@ mod audit;
 mod diff;
 mod doctor;
 mod hooks;
+mod interactive;
 pub(crate) mod learn;
 mod log;
 mod profile;
@@ -129,7 +130,7 @@ pub(crate) fn hunk_picks(ws: &Workspace, specs: &[String]) -> Result<Vec<ws_snap
         }
         let rel = ws.rel_paths(&[PathBuf::from(path)])?;
         let Some(path) = rel.into_iter().next() else { return Err(bad()) };
-        picks.push(ws_snapshot::HunkPick { path, ids });
+        picks.push(ws_snapshot::HunkPick { path, ids, split: false });
     }
     Ok(picks)
 }

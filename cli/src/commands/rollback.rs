@@ -35,8 +35,11 @@ pub struct RollbackArgs {
     #[arg(long)]
     force: bool,
     /// Roll back only these hunks of a modified text file: PATH:ID[,ID…] (repeatable).
-    #[arg(long, value_name = "PATH:ID")]
+    #[arg(long, value_name = "PATH:ID", conflicts_with = "patch")]
     hunk: Vec<String>,
+    /// Walk the hunks (of PATHS, or all) and choose, as `git add -p`: y n q a d s ?
+    #[arg(short, long)]
+    patch: bool,
 }
 
 pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
@@ -47,12 +50,28 @@ pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
     if ws_snapshot::finish_hunk_rollback(&ws.store, &ws.root, &mut session, &mut changes)? {
         ui::note("recorded an interrupted hunk rollback that had written its file");
     }
+    if args.patch {
+        let mut input = std::io::stdin().lock();
+        let picks = crate::commands::interactive::walk(
+            &ws.store,
+            &changes,
+            &paths,
+            crate::commands::interactive::Verb::Rollback,
+            &mut input,
+        )?;
+        if picks.is_empty() {
+            ui::note("nothing rolled back");
+            return Ok(exit::OK);
+        }
+        return rollback_hunks(&ws, &mut session, &mut changes, picks, &args);
+    }
     if !args.hunk.is_empty() {
         if !paths.is_empty() {
             return Err(CliError::usage("--hunk names its paths itself: give no other paths")
                 .hint("e.g. ws rollback --hunk src/lib.rs:2 --hunk README.md:1,3"));
         }
-        return rollback_hunks(&ws, &mut session, &mut changes, &args);
+        let picks = crate::commands::hunk_picks(&ws, &args.hunk)?;
+        return rollback_hunks(&ws, &mut session, &mut changes, picks, &args);
     }
     let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
     // Changes a recorder saw made only outside the session are not its to
@@ -154,9 +173,9 @@ fn rollback_hunks(
     ws: &Workspace,
     session: &mut ws_snapshot::Session,
     changes: &mut [ws_snapshot::Change],
+    mut picks: Vec<ws_snapshot::HunkPick>,
     args: &RollbackArgs,
 ) -> Result<i32, CliError> {
-    let mut picks = crate::commands::hunk_picks(ws, &args.hunk)?;
     let who = Attribution::load(&ws.store, session);
     for p in &picks {
         if who.origin_of(&p.path) == Origin::Outside {
@@ -180,12 +199,12 @@ fn rollback_hunks(
     let mut out = ws_snapshot::rollback_hunks(&ws.store, &ws.root, session, changes, &picks, args.force)?;
     out.conflicts.extend(both);
     for (p, ids) in &out.done {
-        ui::note(&format!(
-            "rolled back hunk{} {} of {}",
-            crate::commands::approve::plural(ids.len()),
-            crate::commands::approve::ids_list(ids),
-            crate::display::name(p.as_bytes())
-        ));
+        let what = if args.patch {
+            "chosen hunks".to_owned()
+        } else {
+            format!("hunk{} {}", crate::commands::approve::plural(ids.len()), crate::commands::approve::ids_list(ids))
+        };
+        ui::note(&format!("rolled back {what} of {}", crate::display::name(p.as_bytes())));
     }
     for p in &out.overwritten {
         let p = crate::display::name(p.as_bytes());
