@@ -133,6 +133,8 @@ impl From<ws_snapshot::ReviewError> for CliError {
             E::NotChanged { .. } => {
                 from_chain(exit::USAGE, &e).hint("`ws diff --name-status` lists the paths the session changed")
             }
+            E::Hunk { .. } => from_chain(exit::USAGE, &e)
+                .hint("`ws diff --json PATH` lists its hunks; created, deleted and binary files are reviewed by path"),
             E::Session(s) => s.into(),
             E::Object { ref object, .. } => from_chain(exit::FAILURE, &e).hint(format!(
                 "the snapshot store is damaged there and this path was left as the session left it: {}",

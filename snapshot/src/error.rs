@@ -85,6 +85,8 @@ pub enum ReviewError {
     Remove { path: PathBuf, source: io::Error },
     #[error("cannot read {path} to compare it with the snapshot")]
     Compare { path: PathBuf, source: io::Error },
+    #[error("cannot review {path} by hunk: {what}")]
+    Hunk { path: String, what: String },
     #[error(transparent)]
     Session(#[from] SessionError),
     #[error(transparent)]

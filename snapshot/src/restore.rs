@@ -273,7 +273,7 @@ fn panicked() -> ReviewError {
 
 /// Whether a workspace path, whose `lstat` is `cur` (`None`: absent), is
 /// as the entry `want` describes (`None`: absent).
-fn matches_now(
+pub(crate) fn matches_now(
     store: &Store,
     abs: &Path,
     cur: Option<&std::fs::Metadata>,
@@ -750,7 +750,7 @@ fn remove_any(abs: &Path) -> io::Result<()> {
 
 /// A work name beside `abs`: `prefix` (`.ws-tmp-TOKEN-`) then the owner's
 /// pid (for the sweep) and what makes it unique.
-fn tmp_beside(prefix: &[u8], abs: &Path) -> PathBuf {
+pub(crate) fn tmp_beside(prefix: &[u8], abs: &Path) -> PathBuf {
     static N: AtomicU64 = AtomicU64::new(0);
     let n = N.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);

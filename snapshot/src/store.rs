@@ -263,6 +263,21 @@ impl Store {
         filled.map(|()| id)
     }
 
+    /// Puts `bytes` into the store as a new object, flushed to disk: content
+    /// made by review (a file with some hunks taken back or kept), which no
+    /// workspace file holds yet.
+    pub(crate) fn put_bytes(&self, bytes: &[u8]) -> io::Result<ObjectId> {
+        let id = self.fresh_object_id();
+        let dest = self.object_path(&id);
+        let mut dst = self.create_object_file(&dest)?;
+        let written = dst.write_all(bytes).and_then(|()| dst.sync_all());
+        if written.is_err() {
+            drop(dst);
+            let _ = std::fs::remove_file(&dest);
+        }
+        written.map(|()| id)
+    }
+
     /// Writes `size` bytes of `src` into the empty `dst`: clone, else copy.
     pub(crate) fn fill(&self, dst: &File, src: &File, size: u64) -> io::Result<()> {
         if self.clone_support() != CloneSupport::Copy {

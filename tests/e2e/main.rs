@@ -13,6 +13,7 @@ mod harness;
 mod hook_attacks;
 mod hooks;
 mod hostile;
+mod hunks;
 mod kinds;
 mod learn;
 mod many;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::Args;
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
+use ws_snapshot::hunks::{Hunk, Line};
 use ws_snapshot::{Change, ChangeKind, ChangeState, Entry, EntryKind, Manifest, ManifestId, RelPath, Store};
 
 use crate::commands::session::counts;
@@ -14,7 +15,7 @@ use crate::workspace::Workspace;
 use crate::{display, out, ui};
 
 /// Files larger than this are summarized, not diffed line by line.
-const MAX_TEXT_DIFF: u64 = 8 << 20;
+const MAX_TEXT_DIFF: u64 = ws_snapshot::hunks::MAX_TEXT;
 
 /// Show what a session changed: snapshot version against the session's version.
 ///
@@ -50,7 +51,9 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
     let mut session = ws.store.resolve_session(args.id.as_deref())?;
     let changes = {
         let _lock = ws.lock()?;
-        ws.session_changes(&mut session)?
+        let mut changes = ws.session_changes(&mut session)?;
+        ws_snapshot::finish_hunk_rollback(&ws.store, &ws.root, &mut session, &mut changes)?;
+        changes
     };
     let filter = ws.rel_paths(&args.paths)?;
     let who = Attribution::load(&ws.store, &session);
@@ -166,7 +169,7 @@ fn side(store: &Store, e: Option<&Entry>) -> Result<Side, CliError> {
                 Side::TooLarge(e.stat.size)
             } else {
                 let bytes = store.read_object(object)?;
-                if bytes[..bytes.len().min(8000)].contains(&0) { Side::Binary(e.stat.size) } else { Side::Text(bytes) }
+                if ws_snapshot::hunks::is_text(&bytes) { Side::Text(bytes) } else { Side::Binary(e.stat.size) }
             }
         }
         EntryKind::Symlink { target } => Side::Text(target.clone()),
@@ -186,7 +189,7 @@ fn mode_of(e: &Entry) -> String {
     format!("{:o}", e.stat.mode)
 }
 
-fn paint(s: &str, code: &str, color: bool) -> String {
+pub(crate) fn paint(s: &str, code: &str, color: bool) -> String {
     if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() }
 }
 
@@ -249,45 +252,41 @@ fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
     let b_name = if c.after.is_some() { b.clone() } else { "/dev/null".into() };
     out!("{}", paint(&format!("--- {a_name}"), "1", color));
     out!("{}", paint(&format!("+++ {b_name}"), "1", color));
-    let diff = TextDiff::from_lines(o, n);
-    for group in diff.grouped_ops(3) {
-        let (first, last) = (&group[0], &group[group.len() - 1]);
-        let old_start = first.old_range().start;
-        let old_len = last.old_range().end - old_start;
-        let new_start = first.new_range().start;
-        let new_len = last.new_range().end - new_start;
-        let header = format!("@@ -{} +{} @@", range(old_start, old_len), range(new_start, new_len));
-        out!("{}", paint(&header, "36", color));
-        for op in &group {
-            for ch in diff.iter_changes(op) {
-                let (sign, code) = match ch.tag() {
-                    ChangeTag::Delete => ('-', "31"),
-                    ChangeTag::Insert => ('+', "32"),
-                    ChangeTag::Equal => (' ', ""),
-                };
-                let value = ch.value();
-                let line = display::text(value.strip_suffix(b"\n").unwrap_or(value));
-                let s = format!("{sign}{line}");
-                if code.is_empty() {
-                    out!("{s}")
-                } else {
-                    out!("{}", paint(&s, code, color))
-                }
-                if !value.ends_with(b"\n") {
-                    out!("\\ No newline at end of file");
-                }
-            }
-        }
+    for (h, lines) in ws_snapshot::hunks::patch(o, n) {
+        print_hunk(&h, &lines, color);
     }
     Ok(())
 }
 
-/// Unified-diff range: `start,len` with git's conventions for empty ranges.
+/// One `@@` block, every line rendered by `display` (the agent wrote them).
+pub(crate) fn print_hunk(h: &Hunk, lines: &[Line<'_>], color: bool) {
+    let header = format!("@@ -{} +{} @@", range(h.old_start, h.old_lines), range(h.new_start, h.new_lines));
+    out!("{}", paint(&header, "36", color));
+    for line in lines {
+        let (sign, code, value) = match *line {
+            Line::Removed(v) => ('-', "31", v),
+            Line::Added(v) => ('+', "32", v),
+            Line::Context(v) => (' ', "", v),
+        };
+        let text = display::text(value.strip_suffix(b"\n").unwrap_or(value));
+        let s = format!("{sign}{text}");
+        if code.is_empty() {
+            out!("{s}")
+        } else {
+            out!("{}", paint(&s, code, color))
+        }
+        if !value.ends_with(b"\n") {
+            out!("\\ No newline at end of file");
+        }
+    }
+}
+
+/// Unified-diff range: `start,len`, `start` alone for one line (the
+/// start already follows git's convention for empty ranges).
 fn range(start: usize, len: usize) -> String {
     match len {
-        0 => format!("{start},0"),
-        1 => format!("{}", start + 1),
-        n => format!("{},{n}", start + 1),
+        1 => format!("{start}"),
+        n => format!("{start},{n}"),
     }
 }
 
@@ -372,6 +371,42 @@ struct ChangeJson {
     /// Who made the change: `session`, `outside` (another process during the
     /// session), or `both`. Always `session` when no write recorder ran.
     by: &'static str,
+    /// The `@@` blocks of a text change between regular files (absent: added
+    /// or deleted), ids from 1 in file order; `null` for anything else.
+    hunks: Option<Vec<HunkJson>>,
+}
+
+#[derive(Serialize)]
+struct HunkJson {
+    id: usize,
+    old_start: usize,
+    old_lines: usize,
+    new_start: usize,
+    new_lines: usize,
+}
+
+impl From<Hunk> for HunkJson {
+    fn from(h: Hunk) -> Self {
+        HunkJson {
+            id: h.id,
+            old_start: h.old_start,
+            old_lines: h.old_lines,
+            new_start: h.new_start,
+            new_lines: h.new_lines,
+        }
+    }
+}
+
+/// The hunks of a change between regular files (or a file and nothing).
+fn hunks_json(store: &Store, c: &Change) -> Option<Vec<HunkJson>> {
+    let file = |e: &Option<Entry>| e.as_ref().is_none_or(|e| matches!(e.kind, EntryKind::File { .. }));
+    if !file(&c.before) || !file(&c.after) {
+        return None;
+    }
+    let old = side(store, c.before.as_ref()).ok()?;
+    let new = side(store, c.after.as_ref()).ok()?;
+    let (o, n) = (text(&old)?, text(&new)?);
+    Some(ws_snapshot::hunks::hunks(o, n).into_iter().map(HunkJson::from).collect())
 }
 
 pub fn origin_word(o: Origin) -> &'static str {
@@ -418,6 +453,7 @@ fn change_json(store: &Store, c: &Change) -> ChangeJson {
         deletions: lines.map(|l| l.1),
         git_internal: git_internal(&c.path),
         by: "session",
+        hunks: hunks_json(store, c),
     }
 }
 

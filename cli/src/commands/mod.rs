@@ -6,6 +6,7 @@ mod diff;
 mod doctor;
 mod gc;
 mod hooks;
+mod interactive;
 pub(crate) mod learn;
 mod log;
 mod profile;
@@ -113,4 +114,26 @@ pub(crate) fn session_and_paths(ws: &Workspace, mut words: Vec<PathBuf>) -> Resu
     };
     let paths = ws.rel_paths(&words)?;
     Ok((session, paths))
+}
+
+/// Parses `--hunk PATH:ID[,ID…]` values into picks (paths relative to the
+/// current directory). The id list follows the last `:`, so paths may hold `:`.
+pub(crate) fn hunk_picks(ws: &Workspace, specs: &[String]) -> Result<Vec<ws_snapshot::HunkPick>, CliError> {
+    let mut picks = Vec::new();
+    for spec in specs {
+        let bad = || {
+            CliError::usage(format!("--hunk {spec}: expected PATH:ID[,ID…], e.g. src/lib.rs:2,3"))
+                .hint("`ws diff --json PATH` lists a file's hunks and their ids")
+        };
+        let (path, ids) = spec.rsplit_once(':').ok_or_else(bad)?;
+        let ids: Vec<usize> =
+            ids.split(',').map(|i| i.trim().parse::<usize>()).collect::<Result<_, _>>().map_err(|_| bad())?;
+        if path.is_empty() || ids.is_empty() {
+            return Err(bad());
+        }
+        let rel = ws.rel_paths(&[PathBuf::from(path)])?;
+        let Some(path) = rel.into_iter().next() else { return Err(bad()) };
+        picks.push(ws_snapshot::HunkPick { path, ids, split: false });
+    }
+    Ok(picks)
 }

@@ -20,7 +20,11 @@ use crate::workspace::Workspace;
 /// the reflog. An interrupted rollback (crash, kill -9) is finished by running
 /// `ws rollback` again. Exit status 3 means some paths were conflicts.
 ///
-/// Examples: ws rollback · ws rollback src/generated/ · ws rollback 3fa2 --force
+/// `--hunk PATH:ID` rolls back single hunks of a modified text file (ids as
+/// `ws diff --json` gives them); the rest of the file stays as the session
+/// left it, and what remains pending is renumbered.
+///
+/// Examples: ws rollback · ws rollback src/generated/ · ws rollback 3fa2 --force · ws rollback --hunk src/lib.rs:2
 #[derive(Debug, Args)]
 pub struct RollbackArgs {
     /// [ID] [PATHS…]: an optional session id or name, then paths (relative to
@@ -30,13 +34,45 @@ pub struct RollbackArgs {
     /// Also overwrite paths that changed after the session ended.
     #[arg(long)]
     force: bool,
+    /// Roll back only these hunks of a modified text file: PATH:ID[,ID…] (repeatable).
+    #[arg(long, value_name = "PATH:ID", conflicts_with = "patch")]
+    hunk: Vec<String>,
+    /// Walk the hunks (of PATHS, or all) and choose, as `git add -p`: y n q a d s ?
+    #[arg(short, long)]
+    patch: bool,
 }
 
-pub fn cmd_rollback(args: RollbackArgs) -> Result<i32, CliError> {
+pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
     let ws = Workspace::discover()?;
     let lock = ws.lock()?;
-    let (mut session, paths) = session_and_paths(&ws, args.targets)?;
+    let (mut session, paths) = session_and_paths(&ws, std::mem::take(&mut args.targets))?;
     let mut changes = ws.session_changes(&mut session)?;
+    if ws_snapshot::finish_hunk_rollback(&ws.store, &ws.root, &mut session, &mut changes)? {
+        ui::note("recorded an interrupted hunk rollback that had written its file");
+    }
+    if args.patch {
+        let mut input = std::io::stdin().lock();
+        let picks = crate::commands::interactive::walk(
+            &ws.store,
+            &changes,
+            &paths,
+            crate::commands::interactive::Verb::Rollback,
+            &mut input,
+        )?;
+        if picks.is_empty() {
+            ui::note("nothing rolled back");
+            return Ok(exit::OK);
+        }
+        return rollback_hunks(&ws, &mut session, &mut changes, picks, &args);
+    }
+    if !args.hunk.is_empty() {
+        if !paths.is_empty() {
+            return Err(CliError::usage("--hunk names its paths itself: give no other paths")
+                .hint("e.g. ws rollback --hunk src/lib.rs:2 --hunk README.md:1,3"));
+        }
+        let picks = crate::commands::hunk_picks(&ws, &args.hunk)?;
+        return rollback_hunks(&ws, &mut session, &mut changes, picks, &args);
+    }
     let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
     // Changes a recorder saw made only outside the session are not its to
     // undo; those both made are conflicts unless --force.
@@ -135,4 +171,65 @@ fn list(paths: &[ws_snapshot::RelPath]) -> String {
         s.push(format!("and {} more", paths.len() - 5));
     }
     s.join(", ")
+}
+
+/// `ws rollback --hunk`: the named hunks back to the snapshot's version.
+fn rollback_hunks(
+    ws: &Workspace,
+    session: &mut ws_snapshot::Session,
+    changes: &mut [ws_snapshot::Change],
+    mut picks: Vec<ws_snapshot::HunkPick>,
+    args: &RollbackArgs,
+) -> Result<i32, CliError> {
+    let who = Attribution::load(&ws.store, session);
+    for p in &picks {
+        if who.origin_of(&p.path) == Origin::Outside {
+            return Err(CliError::usage(format!(
+                "{} was changed outside the session, not by it: `ws rollback` leaves it alone",
+                crate::display::name(p.path.as_bytes())
+            )));
+        }
+    }
+    // As for paths: one both the session and someone else wrote is a conflict.
+    let mut both = Vec::new();
+    if !args.force {
+        picks.retain(|p| {
+            let mixed = who.origin_of(&p.path) == Origin::Both;
+            if mixed {
+                both.push((p.path.clone(), "changed both by the session and by a process outside it".to_owned()));
+            }
+            !mixed
+        });
+    }
+    let mut out = ws_snapshot::rollback_hunks(&ws.store, &ws.root, session, changes, &picks, args.force)?;
+    out.conflicts.extend(both);
+    for (p, ids) in &out.done {
+        let what = if args.patch {
+            "chosen hunks".to_owned()
+        } else {
+            format!("hunk{} {}", crate::commands::approve::plural(ids.len()), crate::commands::approve::ids_list(ids))
+        };
+        ui::note(&format!("rolled back {what} of {}", crate::display::name(p.as_bytes())));
+    }
+    for p in &out.overwritten {
+        let p = crate::display::name(p.as_bytes());
+        ui::warn(&format!("{p} had changed after the session; those later edits are overwritten"));
+    }
+    if !out.conflicts.is_empty() {
+        for (p, why) in &out.conflicts {
+            ui::warn(&format!("conflict: {}: {why}; left as it is", crate::display::name(p.as_bytes())));
+        }
+        ui::error(
+            &format!(
+                "{} path{} not rolled back",
+                out.conflicts.len(),
+                if out.conflicts.len() == 1 { " was" } else { "s were" }
+            ),
+            Some(
+                "inspect them, then `ws rollback --force --hunk PATH:ID` to overwrite, or `ws approve PATH` to keep them",
+            ),
+        );
+        return Ok(exit::CONFLICT);
+    }
+    Ok(exit::OK)
 }
