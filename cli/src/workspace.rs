@@ -121,7 +121,7 @@ impl Workspace {
             self.notice_copy_once();
         }
         for bad in &outcome.bad_ignore_files {
-            ui::warn(&bad.to_string());
+            ui::warn(&crate::display::text(bad.to_string().as_bytes()));
         }
         Ok(outcome)
     }
@@ -204,7 +204,7 @@ impl Workspace {
         session.after_snapshot_ms = Some(started.elapsed().as_millis() as u64);
         let changes = ws_snapshot::compute_changes(&self.store, &before, &after)?;
         for link in ws_snapshot::outside_links(&before, &changes, |_| true) {
-            ui::warn(&link.to_string());
+            ui::warn(&crate::display::text(link.to_string().as_bytes()));
         }
         self.store.save_changes(&session.id, &changes)?;
         session.after = after_id.map(|id| id.0);

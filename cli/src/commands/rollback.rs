@@ -116,7 +116,7 @@ pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
     }
     let restored: std::collections::HashSet<_> = out.restored.iter().collect();
     for link in ws_snapshot::outside_links(&before, &changes, |c| restored.contains(&c.path)) {
-        ui::warn(&link.to_string());
+        ui::warn(&crate::display::text(link.to_string().as_bytes()));
     }
     for p in &out.overwritten {
         let p = crate::display::name(p.as_bytes());
