@@ -5,7 +5,8 @@
 //! confinement adds to a session in a small workspace, the launcher alone,
 //! and the supervisor's peak RSS; then `hooks` (what ws's git hooks add to a
 //! `git commit`), `network` (the session proxy vs direct requests),
-//! `recorder` (recording every write) and `many` (100 sessions at once).
+//! `recorder` (recording every write), `many` (100 sessions at once) and
+//! `service` (the recorder service for sessions not run as root).
 //! `--fs` picks among them (default: all). One table of ratios for the
 //! whole project. Run as root:
 //!
@@ -24,6 +25,7 @@ mod network;
 mod recorder;
 mod report;
 mod sandbox;
+mod service;
 mod tree;
 mod util;
 
@@ -38,13 +40,13 @@ use tree::TreeSpec;
 use util::{Env, Error, Result};
 
 const USAGE: &str = "\
-usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder,many]
+usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder,many,service]
 
   --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
   --out FILE     also write the results as JSON to FILE
   --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1;
                  at least 10 in the sandbox group)
-  --fs LIST      what to measure (default all of btrfs,ext4,sandbox,hooks,network,recorder,many): the filesystems, and
+  --fs LIST      what to measure (default all of btrfs,ext4,sandbox,hooks,network,recorder,many,service): the filesystems, and
                  `sandbox`, run once without an image: session start in an unchanged
                  200-file workspace and the launcher alone (added ms vs `true`), and
                  ws's peak RSS per /usr/bin/time (200 files and the tree's small files);
@@ -55,7 +57,11 @@ usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks
                  session vs outside, every create counted in `ws log`; `many`: 100 sessions
                  at once (20 with --quick), 100 files and 10 proxied requests each, in a
                  workspace each and in one shared workspace, vs the same scripts without ws,
-                 and the PSS of every ws process per session while all are alive
+                 and the PSS of every ws process per session while all are alive;
+                 `service`: `ws recorder serve`, started by the bench on a socket of its own:
+                 a session as nobody recorded by it vs as root with the in-session recorder
+                 (the tree's small files, tar -xf of half as many; whole session and tar
+                 alone), and the service's VmRSS with 100 sessions (20 with --quick) attached
 
 Runs as root (it makes and loop-mounts filesystem images under /var/tmp, or
 $WS_BENCH_TMPDIR; the sandbox and hooks groups' repositories go there too). The ws binary
@@ -77,6 +83,8 @@ struct Args {
     recorder: bool,
     /// Whether to run the many group.
     many: bool,
+    /// Whether to run the service group (the recorder service).
+    service: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -90,6 +98,7 @@ fn parse_args() -> Result<Option<Args>> {
         network: true,
         recorder: true,
         many: true,
+        service: true,
     };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
@@ -112,6 +121,7 @@ fn parse_args() -> Result<Option<Args>> {
                 args.network = false;
                 args.recorder = false;
                 args.many = false;
+                args.service = false;
                 for s in v.split(',').map(str::trim) {
                     match Fs::parse(s) {
                         Some(fs) => args.fs.push(fs),
@@ -120,9 +130,10 @@ fn parse_args() -> Result<Option<Args>> {
                         None if s == "network" => args.network = true,
                         None if s == "recorder" => args.recorder = true,
                         None if s == "many" => args.many = true,
+                        None if s == "service" => args.service = true,
                         None => {
                             return Err(Error::new(format!(
-                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder, many)"
+                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder, many, service)"
                             )));
                         }
                     }
@@ -229,6 +240,11 @@ fn real_main() -> Result<ExitCode> {
     }
     if args.many && util::check_interrupted().is_ok() {
         let (r, e) = many::bench(&plan, args.quick);
+        rows.extend(r);
+        errors.extend(e);
+    }
+    if args.service && util::check_interrupted().is_ok() {
+        let (r, e) = service::bench(&plan, &notes, args.quick);
         rows.extend(r);
         errors.extend(e);
     }

@@ -39,7 +39,7 @@ pub fn bench(plan: &Plan<'_>, notes: &RefCell<Vec<String>>) -> (Vec<Row>, Vec<St
     }
 }
 
-fn elapsed(stdout: &[u8]) -> Result<f64> {
+pub fn elapsed(stdout: &[u8]) -> Result<f64> {
     let text = String::from_utf8_lossy(stdout);
     text.lines()
         .find_map(|l| l.strip_prefix("elapsed="))

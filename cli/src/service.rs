@@ -29,9 +29,10 @@ use ws_sandbox::service::{DirFacts, Peer, ProcessFacts};
 pub const DEFAULT_SOCKET: &str = "/run/ws/recorder.sock";
 
 /// Connections served at once, in all and per user: a user cannot take
-/// every slot.
+/// every slot, and can still run 100 sessions at once (the `many` and
+/// `service` benchmarks), with room to spare.
 const MAX_CONNECTIONS: usize = 512;
-const MAX_PER_USER: usize = 64;
+const MAX_PER_USER: usize = 128;
 /// How long a client has to send its request.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -142,6 +143,7 @@ pub fn serve(listener: UnixListener, journal: &'static dyn Journal) -> std::io::
         let Ok(peer) = ws_sandbox::service::peer(&conn) else { continue };
         if !slots.take(peer.uid) {
             refuse(&conn, "the recorder service is serving as many sessions as it may; try again later");
+            journal.note(&format!("refused uid {} (pid {}): no connection slot left", peer.uid, peer.pid));
             continue;
         }
         let spawned = std::thread::Builder::new().stack_size(256 << 10).spawn(move || {
@@ -213,6 +215,10 @@ fn handle(conn: &UnixStream, peer: &Peer, journal: &dyn Journal) -> Result<(), S
         }
     });
     let stop_recorder = recorder.stdin.take();
+    // The audit reader is open before the client can see the recorder's
+    // first line (after which the session's command runs).
+    let stop = Arc::new(AtomicBool::new(false));
+    let (denials, mut no_denials) = start_denials(process.pid, Arc::clone(&stop), tx.clone());
     let copy_tx = tx.clone();
     // Reaps the recorder as soon as it ends: the session's init cannot
     // finish exiting while a process of its namespace is left unreaped.
@@ -227,14 +233,18 @@ fn handle(conn: &UnixStream, peer: &Peer, journal: &dyn Journal) -> Result<(), S
                         if copy_tx.send(line).is_err() {
                             break;
                         }
+                        // Why denials are not recorded goes after the
+                        // recorder's first line: the client takes its first
+                        // line for the answer to its request.
+                        if let Some(why) = no_denials.take() {
+                            let _ = copy_tx.send(why);
+                        }
                     }
                 }
             }
         }
         let _ = recorder.wait();
     });
-    let stop = Arc::new(AtomicBool::new(false));
-    let denials = start_denials(process.pid, Arc::clone(&stop), tx.clone());
     drop(tx);
 
     // The client shuts its writing side down (or dies) to end the session's record.
@@ -261,8 +271,13 @@ fn handle(conn: &UnixStream, peer: &Peer, journal: &dyn Journal) -> Result<(), S
 }
 
 /// The session's Landlock denials, from the kernel's audit records: those
-/// of domains its init created.
-fn start_denials(init: u32, stop: Arc<AtomicBool>, tx: mpsc::Sender<Vec<u8>>) -> Option<std::thread::JoinHandle<()>> {
+/// of domains its init created. Returns the reading thread, or the line
+/// saying why there is none.
+fn start_denials(
+    init: u32,
+    stop: Arc<AtomicBool>,
+    tx: mpsc::Sender<Vec<u8>>,
+) -> (Option<std::thread::JoinHandle<()>>, Option<Vec<u8>>) {
     let line = |m: &Message| {
         let mut l = serde_json::to_vec(m).unwrap_or_default();
         l.push(b'\n');
@@ -279,34 +294,31 @@ fn start_denials(init: u32, stop: Arc<AtomicBool>, tx: mpsc::Sender<Vec<u8>>) ->
             Ok(st) => match ws_sandbox::audit_netlink::Reader::open() {
                 Ok(reader) => {
                     let lost_before = st.lost;
-                    return std::thread::Builder::new()
-                        .stack_size(256 << 10)
-                        .spawn(move || {
-                            let mut emit = |d: crate::recording::Denied| {
-                                let _ =
-                                    tx.send(line(&Message::Denial { exe: d.exe, access: d.access, object: d.object }));
-                            };
-                            let lost = crate::recording::read_denials(
-                                reader,
-                                lost_before,
-                                &|creator| creator == init,
-                                &stop,
-                                &mut emit,
-                            );
-                            for reason in lost {
-                                let _ = tx.send(line(&Message::Lost { what: Some("denials".into()), reason }));
-                            }
-                        })
-                        .ok();
+                    let thread = std::thread::Builder::new().stack_size(256 << 10).spawn(move || {
+                        let mut emit = |d: crate::recording::Denied| {
+                            let _ = tx.send(line(&Message::Denial { exe: d.exe, access: d.access, object: d.object }));
+                        };
+                        let lost = crate::recording::read_denials(
+                            reader,
+                            lost_before,
+                            &|creator| creator == init,
+                            &stop,
+                            &mut emit,
+                        );
+                        for reason in lost {
+                            let _ = tx.send(line(&Message::Lost { what: Some("denials".into()), reason }));
+                        }
+                    });
+                    match thread {
+                        Ok(t) => return (Some(t), None),
+                        Err(e) => Some(format!("cannot start the thread reading the audit log: {e}")),
+                    }
                 }
                 Err(e) => Some(format!("cannot join the audit log's multicast group: {e}")),
             },
         }
     };
-    if let Some(why) = why {
-        let _ = tx.send(line(&Message::Unavailable { what: Some("denials".into()), reason: why }));
-    }
-    None
+    (None, why.map(|why| line(&Message::Unavailable { what: Some("denials".into()), reason: why })))
 }
 
 /// A client's link to the service for one session: the stream of its
