@@ -149,7 +149,7 @@ impl Recorders {
                 Ok(copy) => {
                     self.read_end = Some(OwnedFd::from(copy));
                     self.link = Some(link.stream);
-                    self.first.push(link.first);
+                    self.first.extend(link.first);
                 }
                 Err(e) => self.not_served(&format!("cannot keep the link to the recorder service: {e}")),
             },

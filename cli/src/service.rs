@@ -322,12 +322,12 @@ fn start_denials(
 }
 
 /// A client's link to the service for one session: the stream of its
-/// record, and the message that said the recorder watches (read here, so
-/// the stream's reader takes it first).
+/// record, and the messages up to the one that said the recorder watches
+/// (read here, so the stream's reader takes them first).
 #[derive(Debug)]
 pub struct Link {
     pub stream: UnixStream,
-    pub first: Message,
+    pub first: Vec<Message>,
 }
 
 /// Asks the service at `socket` to record the session whose init is the
@@ -344,26 +344,40 @@ pub fn attach(socket: &Path, workspace: &Path, launcher: u32, learn: bool) -> Re
     let body = serde_json::to_vec(&RequestBody { version: VERSION, learn }).map_err(|e| e.to_string())?;
     ws_sandbox::service::send_request(&stream, &body, dir.file().as_fd(), pidfd.as_fd())
         .map_err(|e| format!("cannot send the request to {}: {e}", socket.display()))?;
-    // The first line says whether the recorder watches: read it alone, so
-    // nothing after it is taken from the stream the record is read from.
+    // Lines up to the one that says whether the recorder watches, read a
+    // byte at a time, so nothing after it is taken from the stream the
+    // record is read from. A word about denials alone is not that answer.
     stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
     let mut first = Vec::new();
+    loop {
+        let line = read_line(&stream)?;
+        match serde_json::from_slice::<Message>(&line) {
+            // `ws learn`: Watching comes first, once the mark is in place.
+            Ok(m @ (Message::Ready | Message::Watching { .. })) => {
+                first.push(m);
+                break;
+            }
+            Ok(m @ Message::Unavailable { what: Some(_), .. }) if first.len() < 8 => first.push(m),
+            Ok(Message::Unavailable { reason, .. }) => return Err(reason),
+            _ => return Err("the recorder service answered something that is not a recorder message".into()),
+        }
+    }
+    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+    Ok(Link { stream, first })
+}
+
+fn read_line(stream: &UnixStream) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
     let mut b = [0u8; 1];
-    while first.len() < 64 << 10 {
-        match std::io::Read::read(&mut &stream, &mut b) {
+    while line.len() < 64 << 10 {
+        match std::io::Read::read(&mut &*stream, &mut b) {
             Ok(1) if b[0] == b'\n' => break,
-            Ok(1) => first.push(b[0]),
+            Ok(1) => line.push(b[0]),
             Ok(_) => return Err("the recorder service closed the connection".into()),
             Err(e) => return Err(format!("no answer from the recorder service: {e}")),
         }
     }
-    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
-    match serde_json::from_slice::<Message>(&first) {
-        // `ws learn`: Watching comes first, once the mark is in place.
-        Ok(m @ (Message::Ready | Message::Watching { .. })) => Ok(Link { stream, first: m }),
-        Ok(Message::Unavailable { reason, .. }) => Err(reason),
-        _ => Err("the recorder service answered something that is not a recorder message".into()),
-    }
+    Ok(line)
 }
 
 #[cfg(test)]

@@ -166,6 +166,8 @@ pub fn units(exe: &Path) -> (String, String) {
          SystemCallArchitectures=native\n\
          MemoryMax=256M\n\
          TasksMax=4096\n\
+         # About five descriptors per session recorded.\n\
+         LimitNOFILE=65536\n\
          Restart=on-failure\n",
         exe.display()
     );
