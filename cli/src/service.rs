@@ -200,13 +200,15 @@ fn handle(conn: &UnixStream, peer: &Peer, journal: &dyn Journal) -> Result<(), S
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
+    // Everything that can fail is done before the recorder starts: from
+    // then on it must be reaped, or the session's init cannot finish exiting.
+    let out = conn.try_clone().map_err(|e| e.to_string())?;
     let mut recorder = ws_sandbox::service::spawn_in_session(pidfd.as_fd(), &mut cmd)
         .map_err(|e| format!("cannot start a recorder in the session: {e}"))?;
     drop(pidfd);
 
     // Lines from the recorder and the denial reader, written by one thread.
     let (tx, rx) = mpsc::channel::<Vec<u8>>();
-    let out = conn.try_clone().map_err(|e| e.to_string())?;
     let writer = std::thread::Builder::new().stack_size(128 << 10).spawn(move || {
         for line in rx {
             if (&out).write_all(&line).is_err() {
@@ -348,9 +350,17 @@ pub fn attach(socket: &Path, workspace: &Path, launcher: u32, learn: bool) -> Re
     // byte at a time, so nothing after it is taken from the stream the
     // record is read from. A word about denials alone is not that answer.
     stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let first = read_answer(&stream)?;
+    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+    Ok(Link { stream, first })
+}
+
+/// The service's messages up to its answer (the recorder watches, or why
+/// not): a word about denials alone is not that answer.
+fn read_answer(stream: &UnixStream) -> Result<Vec<Message>, String> {
     let mut first = Vec::new();
     loop {
-        let line = read_line(&stream)?;
+        let line = read_line(stream)?;
         match serde_json::from_slice::<Message>(&line) {
             // `ws learn`: Watching comes first, once the mark is in place.
             Ok(m @ (Message::Ready | Message::Watching { .. })) => {
@@ -362,8 +372,7 @@ pub fn attach(socket: &Path, workspace: &Path, launcher: u32, learn: bool) -> Re
             _ => return Err("the recorder service answered something that is not a recorder message".into()),
         }
     }
-    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
-    Ok(Link { stream, first })
+    Ok(first)
 }
 
 fn read_line(stream: &UnixStream) -> Result<Vec<u8>, String> {
@@ -432,6 +441,29 @@ mod tests {
         assert!(s.take(1001), "another user still can");
         s.give_back(1000);
         assert!(s.take(1000));
+    }
+
+    #[test]
+    fn a_word_about_denials_before_the_answer_is_kept_and_not_taken_for_it() {
+        use std::io::Write as _;
+        let (client, mut service) = UnixStream::pair().unwrap();
+        let denials = Message::Unavailable { what: Some("denials".into()), reason: "audit is off".into() };
+        for m in [&denials, &Message::Ready, &Message::Done { events: 0 }] {
+            let mut line = serde_json::to_vec(m).unwrap();
+            line.push(b'\n');
+            service.write_all(&line).unwrap();
+        }
+        assert_eq!(read_answer(&client).unwrap(), vec![denials, Message::Ready]);
+        // Nothing after the answer was taken from the stream.
+        let mut rest = String::new();
+        drop(service);
+        std::io::Read::read_to_string(&mut &client, &mut rest).unwrap();
+        assert_eq!(rest, "{\"m\":\"done\",\"events\":0}\n");
+
+        let (client, mut service) = UnixStream::pair().unwrap();
+        let refused = Message::Unavailable { what: None, reason: "the recorder service refused: no".into() };
+        service.write_all(&[serde_json::to_vec(&refused).unwrap(), b"\n".to_vec()].concat()).unwrap();
+        assert_eq!(read_answer(&client), Err("the recorder service refused: no".into()));
     }
 
     #[test]
