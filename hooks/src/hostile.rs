@@ -10,6 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use ws_testkit::{apply, damage};
 
 use crate::index::{self, Oid};
 use crate::odb::{self, Kind, Odb, OdbError};
@@ -320,50 +321,6 @@ fn a_delta_cycle_behind_head_refuses_the_commit_with_its_path() {
     write_pack(&repo.path().join(".git/objects"), "evil", &[(head, [entry_header(7, 8), head.to_vec(), d].concat())]);
     let e = native(&repo.path(), &GitEnv::default()).unwrap_err();
     assert!(e.to_string().contains("loops") && e.to_string().contains("pack-evil.pack"), "{e}");
-}
-
-/// What an attacker does to a file: replace bytes, cut it, insert bytes,
-/// splice a copy of a piece of it.
-#[derive(Clone, Debug)]
-enum Damage {
-    Set(prop::sample::Index, u8),
-    Truncate(prop::sample::Index),
-    Insert(prop::sample::Index, Vec<u8>),
-    Duplicate(prop::sample::Index, prop::sample::Index),
-}
-
-fn damage() -> impl Strategy<Value = Vec<Damage>> {
-    let one = prop_oneof![
-        4 => (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Damage::Set(i, b)),
-        1 => any::<prop::sample::Index>().prop_map(Damage::Truncate),
-        1 => (any::<prop::sample::Index>(), prop::collection::vec(any::<u8>(), 1..9)).prop_map(|(i, b)| Damage::Insert(i, b)),
-        1 => (any::<prop::sample::Index>(), any::<prop::sample::Index>()).prop_map(|(a, b)| Damage::Duplicate(a, b)),
-    ];
-    prop::collection::vec(one, 1..4)
-}
-
-fn apply(bytes: &mut Vec<u8>, damage: &[Damage]) {
-    for d in damage {
-        if bytes.is_empty() {
-            return;
-        }
-        match d {
-            Damage::Set(i, b) => {
-                let i = i.index(bytes.len());
-                bytes[i] = *b;
-            }
-            Damage::Truncate(i) => bytes.truncate(i.index(bytes.len())),
-            Damage::Insert(i, b) => {
-                let i = i.index(bytes.len());
-                bytes.splice(i..i, b.iter().copied());
-            }
-            Damage::Duplicate(a, b) => {
-                let (x, y) = (a.index(bytes.len()), b.index(bytes.len()));
-                let piece = bytes[x.min(y)..x.max(y)].to_vec();
-                bytes.splice(x..x, piece);
-            }
-        }
-    }
 }
 
 /// A real repository's bytes to mutate: its index (version 2 and 4), a

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use proptest::prelude::*;
+use ws_testkit::{apply, damage};
 
 use crate::audit::{self, AuditError, AuditLog, Event, Recording, WriteOp};
 use crate::changes::{Change, ChangeState, decode_changes, encode_changes};
@@ -84,50 +85,6 @@ fn changes() -> impl Strategy<Value = Vec<Change>> {
         Change { path, before, after, state }
     });
     prop::collection::vec(change, 0..8)
-}
-
-/// What an attacker with write access to the store can do to a file:
-/// replace bytes, cut it, insert bytes, or splice a copy of a piece of it.
-#[derive(Clone, Debug)]
-enum Damage {
-    Set(prop::sample::Index, u8),
-    Truncate(prop::sample::Index),
-    Insert(prop::sample::Index, Vec<u8>),
-    Duplicate(prop::sample::Index, prop::sample::Index),
-}
-
-fn damage() -> impl Strategy<Value = Vec<Damage>> {
-    let one = prop_oneof![
-        4 => (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Damage::Set(i, b)),
-        1 => any::<prop::sample::Index>().prop_map(Damage::Truncate),
-        1 => (any::<prop::sample::Index>(), prop::collection::vec(any::<u8>(), 1..9)).prop_map(|(i, b)| Damage::Insert(i, b)),
-        1 => (any::<prop::sample::Index>(), any::<prop::sample::Index>()).prop_map(|(a, b)| Damage::Duplicate(a, b)),
-    ];
-    prop::collection::vec(one, 1..4)
-}
-
-fn apply(bytes: &mut Vec<u8>, damage: &[Damage]) {
-    for d in damage {
-        if bytes.is_empty() {
-            return;
-        }
-        match d {
-            Damage::Set(i, b) => {
-                let i = i.index(bytes.len());
-                bytes[i] = *b;
-            }
-            Damage::Truncate(i) => bytes.truncate(i.index(bytes.len())),
-            Damage::Insert(i, b) => {
-                let i = i.index(bytes.len());
-                bytes.splice(i..i, b.iter().copied());
-            }
-            Damage::Duplicate(a, b) => {
-                let (x, y) = (a.index(bytes.len()), b.index(bytes.len()));
-                let piece = bytes[x.min(y)..x.max(y)].to_vec();
-                bytes.splice(x..x, piece);
-            }
-        }
-    }
 }
 
 /// Replaces the trailing BLAKE3 with the hash of the (damaged) body, as
