@@ -349,15 +349,7 @@ impl Diff {
             }
             i = end;
         }
-        for (t, _) in tree.iter().zip(&seen).filter(|(_, seen)| !**seen) {
-            let path = [prefix, &t.name].concat();
-            match t.mode {
-                TREE_MODE => self.deleted_tree(&path, &t.oid)?,
-                GITLINK => return None,
-                _ => self.out.push(StagedPath { path, staged: Staged::Deleted }),
-            }
-        }
-        Some(())
+        self.unseen_deleted(prefix, &tree, &seen)
     }
 
     /// Compares tree `new` (what git will commit for the directory
@@ -413,7 +405,13 @@ impl Diff {
                 (false, _) => self.out.push(from_tree(path, n)),
             }
         }
-        for (t, _) in old.iter().zip(&seen).filter(|(_, seen)| !**seen) {
+        self.unseen_deleted(prefix, &old, &seen)
+    }
+
+    /// HEAD's entries of the directory `prefix` that nothing staged named
+    /// (`seen[k]` false): deleted, with everything below them.
+    fn unseen_deleted(&mut self, prefix: &[u8], head: &[TreeEntry], seen: &[bool]) -> Option<()> {
+        for (t, _) in head.iter().zip(seen).filter(|(_, seen)| !**seen) {
             let path = [prefix, &t.name].concat();
             match t.mode {
                 TREE_MODE => self.deleted_tree(&path, &t.oid)?,
