@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
-use ws_testkit::{apply, damage};
+use ws_testkit::{apply, damage, pack_entry_header};
 
 use crate::index::{self, Oid};
 use crate::odb::{self, Kind, Odb, OdbError};
@@ -19,20 +19,6 @@ use crate::testing::{Repo, hex};
 
 fn config(cases: u32) -> ProptestConfig {
     ProptestConfig { cases, failure_persistence: None, ..ProptestConfig::default() }
-}
-
-/// A pack entry's type-and-size header.
-pub(crate) fn entry_header(kind: u8, size: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut c = (kind << 4) | (size & 0x0f) as u8;
-    let mut rest = size >> 4;
-    while rest > 0 {
-        out.push(c | 0x80);
-        c = (rest & 0x7f) as u8;
-        rest >>= 7;
-    }
-    out.push(c);
-    out
 }
 
 fn zlib(data: &[u8]) -> Vec<u8> {
@@ -98,8 +84,8 @@ pub(crate) fn write_pack(objects: &Path, name: &str, entries: &[(Oid, Vec<u8>)])
 pub(crate) fn cycle_pack(objects: &Path) -> [Oid; 4] {
     let (x, y, z, w) = ([0x11; 20], [0x22; 20], [0x33; 20], [0x44; 20]);
     let d = zlib(&delta(5, b"hello"));
-    let ref_delta = |base: Oid| [entry_header(7, 8), base.to_vec(), d.clone()].concat();
-    let ofs_self = [entry_header(6, 8), ofs(0), d.clone()].concat();
+    let ref_delta = |base: Oid| [pack_entry_header(7, 8), base.to_vec(), d.clone()].concat();
+    let ofs_self = [pack_entry_header(6, 8), ofs(0), d.clone()].concat();
     write_pack(objects, "cycles", &[(x, ref_delta(x)), (y, ref_delta(z)), (z, ref_delta(y)), (w, ofs_self)]);
     [x, y, z, w]
 }
@@ -129,12 +115,12 @@ fn a_chain_deeper_than_git_writes_is_damage() {
     let dir = tempfile::tempdir().unwrap();
     // A blob, then 5,000 offset deltas each on the one before: small bytes,
     // a deep chain.
-    let mut entries = vec![(odb::object_id(Kind::Blob, b"hello"), [entry_header(3, 5), zlib(b"hello")].concat())];
+    let mut entries = vec![(odb::object_id(Kind::Blob, b"hello"), [pack_entry_header(3, 5), zlib(b"hello")].concat())];
     let mut sizes = vec![entries[0].1.len() as u64];
     for i in 1..5000u32 {
         let content = format!("h{i:04}");
         let back = *sizes.last().unwrap();
-        let bytes = [entry_header(6, 8), ofs(back), zlib(&delta(5, content.as_bytes()))].concat();
+        let bytes = [pack_entry_header(6, 8), ofs(back), zlib(&delta(5, content.as_bytes()))].concat();
         sizes.push(bytes.len() as u64);
         entries.push((odb::object_id(Kind::Blob, content.as_bytes()), bytes));
     }
@@ -150,9 +136,9 @@ fn a_chain_deeper_than_git_writes_is_damage() {
 fn sizes_no_reader_could_allocate_are_refused_before_allocating() {
     let dir = tempfile::tempdir().unwrap();
     let huge = 1u64 << 50;
-    let whole = [entry_header(1, huge), zlib(b"tree x")].concat();
+    let whole = [pack_entry_header(1, huge), zlib(b"tree x")].concat();
     // A delta on a real base whose result claims 2^50 bytes.
-    let base = [entry_header(3, 5), zlib(b"hello")].concat();
+    let base = [pack_entry_header(3, 5), zlib(b"hello")].concat();
     let mut big_delta = vec![5u8];
     let mut v = huge;
     while v >= 0x80 {
@@ -161,7 +147,7 @@ fn sizes_no_reader_could_allocate_are_refused_before_allocating() {
     }
     big_delta.push(v as u8);
     let d = zlib(&big_delta);
-    let delta_entry = [entry_header(6, big_delta.len() as u64), ofs(base.len() as u64), d].concat();
+    let delta_entry = [pack_entry_header(6, big_delta.len() as u64), ofs(base.len() as u64), d].concat();
     let [a, b, c] = [[0x0a; 20], odb::object_id(Kind::Blob, b"hello"), [0x0c; 20]];
     write_pack(dir.path(), "huge", &[(a, whole), (b, base), (c, delta_entry)]);
     let mut odb = Odb::new(dir.path());
@@ -174,7 +160,7 @@ fn sizes_no_reader_could_allocate_are_refused_before_allocating() {
 fn a_sparse_pack_index_claiming_billions_of_objects_in_one_bucket_is_searched_not_read() {
     let dir = tempfile::tempdir().unwrap();
     let hello = odb::object_id(Kind::Blob, b"hello");
-    let (_, idx) = write_pack(dir.path(), "sparse", &[(hello, [entry_header(3, 5), zlib(b"hello")].concat())]);
+    let (_, idx) = write_pack(dir.path(), "sparse", &[(hello, [pack_entry_header(3, 5), zlib(b"hello")].concat())]);
     // 2^31 objects, all in the last bucket; the file as long as they need
     // (sparse: it costs no blocks).
     let total: u64 = 1 << 31;
@@ -237,7 +223,7 @@ fn an_object_whose_content_has_another_name_is_damage() {
 fn a_fifo_in_place_of_a_pack_is_damage_without_blocking() {
     let dir = tempfile::tempdir().unwrap();
     let hello = odb::object_id(Kind::Blob, b"hello");
-    let (pack, _) = write_pack(dir.path(), "fifo", &[(hello, [entry_header(3, 5), zlib(b"hello")].concat())]);
+    let (pack, _) = write_pack(dir.path(), "fifo", &[(hello, [pack_entry_header(3, 5), zlib(b"hello")].concat())]);
     let mut odb = Odb::new(dir.path());
     assert!(odb.read(&hello).unwrap().is_some(), "positive control");
     std::fs::remove_file(&pack).unwrap();
@@ -318,7 +304,11 @@ fn a_delta_cycle_behind_head_refuses_the_commit_with_its_path() {
     let name = hex(&head);
     std::fs::remove_file(repo.path().join(".git/objects").join(&name[..2]).join(&name[2..])).unwrap();
     let d = zlib(&delta(5, b"hello"));
-    write_pack(&repo.path().join(".git/objects"), "evil", &[(head, [entry_header(7, 8), head.to_vec(), d].concat())]);
+    write_pack(
+        &repo.path().join(".git/objects"),
+        "evil",
+        &[(head, [pack_entry_header(7, 8), head.to_vec(), d].concat())],
+    );
     let e = native(&repo.path(), &GitEnv::default()).unwrap_err();
     assert!(e.to_string().contains("loops") && e.to_string().contains("pack-evil.pack"), "{e}");
 }

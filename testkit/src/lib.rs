@@ -1,5 +1,6 @@
-//! Test helpers shared by the ws crates' hostile-input properties: what an
-//! attacker who can write a file does to it, as a proptest strategy.
+//! Test helpers shared by the ws crates' hostile-input tests: what an
+//! attacker who can write a file does to it, as a proptest strategy, and
+//! the pieces of git's formats attacks are built from.
 
 use proptest::prelude::*;
 
@@ -45,4 +46,18 @@ pub fn apply(bytes: &mut Vec<u8>, damage: &[Damage]) {
             }
         }
     }
+}
+
+/// A git pack entry's type-and-size header.
+pub fn pack_entry_header(kind: u8, size: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut c = (kind << 4) | (size & 0x0f) as u8;
+    let mut rest = size >> 4;
+    while rest > 0 {
+        out.push(c | 0x80);
+        c = (rest & 0x7f) as u8;
+        rest >>= 7;
+    }
+    out.push(c);
+    out
 }

@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use ws_testkit::pack_entry_header;
 
 use crate::harness::*;
 
@@ -144,20 +145,6 @@ fn a_forged_cache_tree_committing_code_nobody_staged_is_refused() {
     assert_eq!(git_ok(&env, &ws, &["show", "HEAD:src/app.txt"]), "good\n");
 }
 
-/// A pack entry's type-and-size header.
-fn entry_header(kind: u8, size: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut c = (kind << 4) | (size & 0x0f) as u8;
-    let mut rest = size >> 4;
-    while rest > 0 {
-        out.push(c | 0x80);
-        c = (rest & 0x7f) as u8;
-        rest >>= 7;
-    }
-    out.push(c);
-    out
-}
-
 /// `data` as a zlib stream of one stored (uncompressed) block.
 fn zlib_stored(data: &[u8]) -> Vec<u8> {
     let len = data.len() as u16;
@@ -180,7 +167,7 @@ fn self_delta_pack(oid: [u8; 20]) -> (Vec<u8>, Vec<u8>) {
     let delta = [5u8, 5, 5, b'h', b'e', b'l', b'l', b'o'];
     let zlib = zlib_stored(&delta);
     let mut pack = b"PACK\0\0\0\x02\0\0\0\x01".to_vec();
-    pack.extend(entry_header(7, delta.len() as u64));
+    pack.extend(pack_entry_header(7, delta.len() as u64));
     pack.extend(oid);
     pack.extend(zlib);
     pack.extend([0; 20]);
