@@ -76,8 +76,8 @@ pub fn no_proxy(mode: Mode, addresses: &[ws_proxy::Cidr]) -> Option<&'static str
 #[derive(Debug)]
 pub struct RouteSetup {
     pub route: ws_proxy::Route,
-    /// Gets the phantom token.
-    pub env: Option<String>,
+    /// Get the phantom token.
+    pub env: Vec<String>,
     /// Gets `http://127.0.0.1:PORT/<route>`.
     pub base_url_env: Option<String>,
 }
@@ -148,6 +148,7 @@ pub fn routes(profile: &Profile, store: &ws_snapshot::Store) -> Result<Vec<Route
                 phantom: ws_proxy::route::stable_phantom(&c.prefix, &key, &[&c.name, &c.upstream, &c.header]),
                 secret: ws_proxy::Credential::new(secret),
                 limits: ws_proxy::HttpRule { host: String::new(), methods: c.methods.clone(), paths: c.paths.clone() },
+                intercept: c.intercept.clone(),
             },
             env: c.env.clone(),
             base_url_env: c.base_url_env.clone(),
@@ -164,6 +165,9 @@ pub struct SessionNetwork {
     pub spec: NetSpec,
     /// Phantom tokens handed to the sandbox (for the pre-commit hook's scan).
     pub phantoms: Vec<(String, String)>,
+    /// The session's interception CA and the files that carry its
+    /// certificate into the sandbox, when a route intercepts a host.
+    pub intercept: Option<Intercept>,
     events: Events,
     config: Option<ws_proxy::Config>,
     host_listener: Option<TcpListener>,
@@ -226,7 +230,7 @@ impl SessionNetwork {
         let mut phantoms = Vec::new();
         for r in &routes {
             phantoms.push((r.route.name.clone(), r.route.phantom.clone()));
-            if let Some(e) = &r.env {
+            for e in &r.env {
                 env.push((e.into(), r.route.phantom.clone().into()));
             }
             if let Some(b) = &r.base_url_env {
@@ -239,10 +243,16 @@ impl SessionNetwork {
         if let Some(t) = &auth_token {
             phantoms.push((PROXY_TOKEN.into(), t.clone()));
         }
-        let routes = routes.into_iter().map(|r| r.route).collect();
-        let config = ws_proxy::Config { rules, routes, auth_token, extra_ca_pem, port };
+        let routes: Vec<ws_proxy::Route> = routes.into_iter().map(|r| r.route).collect();
+        let intercept = Intercept::prepare(&routes)?;
+        if let Some(i) = &intercept {
+            env.extend(i.env());
+        }
+        let intercept_ca = intercept.as_ref().map(|i| Arc::clone(&i.ca));
+        let config = ws_proxy::Config { rules, routes, auth_token, extra_ca_pem, port, intercept_ca };
         Ok(SessionNetwork {
             mode,
+            intercept,
             env,
             spec,
             phantoms,
@@ -293,6 +303,55 @@ impl SessionNetwork {
     pub fn stop(&mut self) -> Vec<RequestEvent> {
         drop(self.proxy.take());
         std::mem::take(&mut *self.events.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// A session's interception CA: its key stays in the proxy; its certificate
+/// goes into the sandbox in two files in a private temporary directory
+/// (removed with the session): `ca.pem` alone, for clients that add to the
+/// system's roots, and `bundle.pem`, the system's roots plus it, for clients
+/// that take a replacement.
+#[derive(Debug)]
+pub struct Intercept {
+    pub ca: Arc<ws_proxy::SessionCa>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Intercept {
+    /// `None` when no route (with its secret present) intercepts a host.
+    fn prepare(routes: &[ws_proxy::Route]) -> Result<Option<Intercept>, CliError> {
+        let mut hosts: Vec<String> = routes.iter().flat_map(|r| r.intercept.iter().cloned()).collect();
+        hosts.sort();
+        hosts.dedup();
+        if hosts.is_empty() {
+            return Ok(None);
+        }
+        let ca = ws_proxy::SessionCa::new(&hosts).map_err(CliError::failure)?;
+        let tmp = crate::env::tmpdir().unwrap_or_else(|| "/tmp".into());
+        let dir = tempfile::Builder::new().prefix("ws-session-ca-").tempdir_in(&tmp).map_err(|e| {
+            CliError::failure(format!("cannot make a directory for the session's CA in {}: {e}", tmp.display()))
+                .hint("set TMPDIR to a writable directory")
+        })?;
+        let pem = ca.cert_pem();
+        let bundle = format!("{}{pem}", ws_proxy::intercept::system_roots_pem());
+        for (name, text) in [("ca.pem", &pem), ("bundle.pem", &bundle)] {
+            let path = dir.path().join(name);
+            fs_err::write(&path, text).map_err(|e| CliError::failure(format!("cannot write the session's CA: {e}")))?;
+        }
+        Ok(Some(Intercept { ca: Arc::new(ca), dir }))
+    }
+
+    /// What tells the session's clients to trust the CA: Node.js (and
+    /// Claude Code's runtime) adds `NODE_EXTRA_CA_CERTS` to its roots;
+    /// OpenSSL, Python, curl, Go and Codex take a bundle.
+    fn env(&self) -> Vec<(OsString, OsString)> {
+        let ca = self.dir.path().join("ca.pem");
+        let bundle = self.dir.path().join("bundle.pem");
+        let mut v: Vec<(OsString, OsString)> = vec![("NODE_EXTRA_CA_CERTS".into(), ca.into_os_string())];
+        for k in ["SSL_CERT_FILE", "CODEX_CA_CERTIFICATE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"] {
+            v.push((k.into(), bundle.clone().into_os_string()));
+        }
+        v
     }
 }
 

@@ -18,6 +18,7 @@
 //! - The real secret exists only in this process; the sandbox holds a random
 //!   per-session phantom, accepted only on the route it was made for.
 
+pub mod intercept;
 pub mod route;
 pub mod rules;
 pub mod secrets;
@@ -25,6 +26,7 @@ pub mod server;
 mod tls;
 mod tunnel;
 
+pub use intercept::SessionCa;
 pub use route::{Credential, Route, Upstream};
 pub use rules::{Cidr, HttpRule, NetRules, Verdict};
 pub use server::{Config, EventSink, Proxy, ProxyError, RequestEvent};

@@ -85,6 +85,9 @@ pub struct Route {
     pub secret: Credential,
     /// Methods and path globs (relative to the route) allowed; empty: any.
     pub limits: HttpRule,
+    /// Hosts whose HTTPS connections the proxy answers itself (with the
+    /// session's CA), for clients that ignore base-URL variables.
+    pub intercept: Vec<String>,
 }
 
 impl Route {
@@ -103,6 +106,11 @@ impl Route {
         };
         v.extend_from_slice(self.secret.expose());
         v
+    }
+
+    /// Whether connections to `host` are this route's to answer.
+    pub fn intercepts(&self, host: &str) -> bool {
+        self.intercept.iter().any(|h| h.eq_ignore_ascii_case(host))
     }
 
     /// Whether `value` (the route header as the sandbox sent it) carries this
@@ -265,6 +273,7 @@ mod tests {
             phantom: "p-123".into(),
             secret: Credential::new(b"real".to_vec()),
             limits: HttpRule::default(),
+            intercept: vec![],
         };
         assert!(r.accepts(b"Bearer p-123"));
         for bad in [&b"Bearer p-124"[..], b"p-123", b"Bearer real", b"", b"Bearer p-1234"] {

@@ -68,6 +68,8 @@ pub struct Config {
     /// The port the sandbox reaches the proxy at, to recognise requests for
     /// credential routes sent in absolute form.
     pub port: u16,
+    /// The session's interception CA, when a route intercepts a host.
+    pub intercept_ca: Option<Arc<crate::intercept::SessionCa>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -379,6 +381,13 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBod
     if port == 0 {
         return p.refuse(&shared, StatusCode::BAD_REQUEST, "malformed", format!("`{authority}` is not host:port"));
     }
+    if port == 443
+        && let Some(ca) = &shared.config.intercept_ca
+        && ca.covers(&host)
+        && let Some(idx) = shared.config.routes.iter().position(|r| r.intercepts(&host))
+    {
+        return intercept(shared, req, p, idx, host);
+    }
     let rule = match shared.config.rules.decide_host(&host, port) {
         Verdict::Allow { rule } => rule,
         Verdict::Deny { rule, reason } => return p.refuse(&shared, StatusCode::FORBIDDEN, &rule, reason),
@@ -505,12 +514,13 @@ async fn forward_plain(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respo
         Verdict::Allow { rule } => rule,
         Verdict::Deny { rule, reason } => return p.refuse(&shared, StatusCode::FORBIDDEN, &rule, reason),
     };
+    let upgrade = take_upgrade(&mut req);
     strip_hop_headers(req.headers_mut());
     *req.uri_mut() = match path.parse() {
         Ok(u) => u,
         Err(_) => return p.refuse(&shared, StatusCode::BAD_REQUEST, "malformed", format!("bad path {path}")),
     };
-    send(shared, req, p, rule, false, &host, port, None).await
+    send(shared, req, p, rule, false, &host, port, None, upgrade).await
 }
 
 async fn forward_route(shared: Arc<Shared>, mut req: Request<Incoming>, path: String) -> Response<ResBody> {
@@ -550,19 +560,139 @@ async fn forward_route(shared: Arc<Shared>, mut req: Request<Incoming>, path: St
     if let Some(reason) = route.limits.refuses(req.method().as_str(), &rest_path) {
         return p.refuse(&shared, StatusCode::FORBIDDEN, &rule, reason);
     }
+    let upgrade = take_upgrade(&mut req);
+    if let Err(why) = swap_secret(route, &mut req, &full_path) {
+        return p.fail(&shared, why);
+    }
+    send(Arc::clone(&shared), req, p, rule, up.https, &up.host, up.port, Some(idx), upgrade).await
+}
+
+/// Replaces the phantom with the real secret and points the request at
+/// `path` on the upstream; hop-by-hop headers go.
+fn swap_secret(route: &Route, req: &mut Request<Incoming>, path: &str) -> Result<(), String> {
     strip_hop_headers(req.headers_mut());
-    let Ok(secret) = HeaderValue::from_bytes(&route.upstream_value()) else {
-        return p.fail(&shared, format!("the secret for route `{}` is not a valid header value", route.name));
+    let Ok(mut secret) = HeaderValue::from_bytes(&route.upstream_value()) else {
+        return Err(format!("the secret for route `{}` is not a valid header value", route.name));
     };
-    let mut secret = secret;
     secret.set_sensitive(true);
     req.headers_mut().insert(HeaderName::from_bytes(route.header.as_bytes()).expect("checked when parsed"), secret);
-    *req.uri_mut() = match full_path.parse() {
-        Ok(u) => u,
-        Err(_) => return p.refuse(&shared, StatusCode::BAD_REQUEST, "malformed", format!("bad path {full_path}")),
+    *req.uri_mut() = path.parse().map_err(|_| format!("bad path {path}"))?;
+    Ok(())
+}
+
+/// Answers a `CONNECT` to a host a route intercepts: TLS with a certificate
+/// from the session's CA, then each request inside is served as the route's
+/// (phantom swapped) or, carrying no phantom, as an ordinary request to the
+/// host under the host rules.
+fn intercept(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    mut p: Pending,
+    idx: usize,
+    host: String,
+) -> Response<ResBody> {
+    let Some(ca) = shared.config.intercept_ca.clone() else {
+        return p.fail(&shared, "no interception CA".into());
     };
-    let scrub = Some(idx);
-    send(Arc::clone(&shared), req, p, rule, up.https, &up.host, up.port, scrub).await
+    tokio::spawn(async move {
+        let Ok(upgraded) = hyper::upgrade::on(req).await else { return };
+        let rule = format!("credentials.{}", shared.config.routes[idx].name);
+        let tls = match ca.server(&host) {
+            Ok(server) => tokio_rustls::TlsAcceptor::from(server).accept(TokioIo::new(upgraded)).await.map_err(|e| {
+                format!(
+                    "the client refused the session's certificate for {host} ({e}): it must trust the session's CA \
+                     (SSL_CERT_FILE, NODE_EXTRA_CA_CERTS and the like name it)"
+                )
+            }),
+            Err(e) => Err(e),
+        };
+        let tls = match tls {
+            Ok(t) => t,
+            Err(why) => {
+                p.event.rule = rule;
+                p.event.reason = Some(why);
+                p.finish(&shared);
+                return;
+            }
+        };
+        let service = hyper::service::service_fn(move |req| {
+            let (shared, host) = (Arc::clone(&shared), host.clone());
+            async move { Ok::<_, std::convert::Infallible>(forward_intercepted(shared, req, idx, &host).await) }
+        });
+        let _ = hyper::server::conn::http1::Builder::new()
+            .preserve_header_case(true)
+            .serve_connection(TokioIo::new(tls), service)
+            .with_upgrades()
+            .await;
+    });
+    Response::new(http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync())
+}
+
+/// One request inside an intercepted connection to `host`.
+async fn forward_intercepted(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+    idx: usize,
+    host: &str,
+) -> Response<ResBody> {
+    let route = &shared.config.routes[idx];
+    let path = req.uri().path_and_query().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "/".into());
+    let method = req.method().as_str().to_owned();
+    let carried = req.headers().get(route.header.as_str()).map(|v| v.as_bytes().to_vec());
+    if !carried.as_deref().is_some_and(|v| route.accepts(v)) {
+        // Not the route's: the client's own credential (a subscription
+        // login, say) goes to the host as it would through a tunnel, if the
+        // host rules allow the host.
+        let p = Pending::new(&method, host, 443, &path);
+        let rule = match shared.config.rules.decide_request(host, 443, &method, &path) {
+            Verdict::Allow { rule } => rule,
+            Verdict::Deny { rule, reason } => return p.refuse(&shared, StatusCode::FORBIDDEN, &rule, reason),
+        };
+        let upgrade = take_upgrade(&mut req);
+        strip_hop_headers(req.headers_mut());
+        *req.uri_mut() = match path.parse() {
+            Ok(u) => u,
+            Err(_) => return p.refuse(&shared, StatusCode::BAD_REQUEST, "malformed", format!("bad path {path}")),
+        };
+        return send(Arc::clone(&shared), req, p, rule, true, host, 443, None, upgrade).await;
+    }
+    // The client's path is kept as it is: it speaks the upstream's API.
+    let up = route.upstream.clone();
+    let mut p = Pending::new(&method, &up.host, up.port, &path);
+    p.event.credential = Some(route.secret_name.clone());
+    let rule = format!("credentials.{}", route.name);
+    let relative = path.split('?').next().unwrap_or("/");
+    let relative = relative.strip_prefix(up.base_path.as_str()).filter(|r| r.is_empty() || r.starts_with('/'));
+    let Some(relative) = relative else {
+        let reason = format!("the path is not under the route's upstream {}", route.upstream.base_path);
+        return p.refuse(&shared, StatusCode::FORBIDDEN, &rule, reason);
+    };
+    let relative = if relative.is_empty() { "/" } else { relative };
+    if let Some(reason) = route.limits.refuses(&method, relative) {
+        return p.refuse(&shared, StatusCode::FORBIDDEN, &rule, reason);
+    }
+    let upgrade = take_upgrade(&mut req);
+    if let Err(why) = swap_secret(route, &mut req, &path) {
+        return p.fail(&shared, why);
+    }
+    send(Arc::clone(&shared), req, p, rule, up.https, &up.host, up.port, Some(idx), upgrade).await
+}
+
+/// A request asking to switch protocols (a WebSocket): the client's side of
+/// the upgrade, and the protocol asked for.
+struct Upgrade {
+    client: hyper::upgrade::OnUpgrade,
+    protocol: HeaderValue,
+}
+
+fn take_upgrade(req: &mut Request<Incoming>) -> Option<Upgrade> {
+    let protocol = req.headers().get(hyper::header::UPGRADE)?.clone();
+    let asked = req
+        .headers()
+        .get_all(hyper::header::CONNECTION)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|s| s.split(',').any(|t| t.trim().eq_ignore_ascii_case("upgrade"))));
+    asked.then(|| Upgrade { client: hyper::upgrade::on(&mut *req), protocol })
 }
 
 type ForwardBody = Counted<Incoming>;
@@ -583,6 +713,7 @@ async fn send(
     host: &str,
     port: u16,
     scrub: Option<usize>,
+    upgrade: Option<Upgrade>,
 ) -> Response<ResBody> {
     p.event.allowed = true;
     p.event.rule = rule;
@@ -592,9 +723,15 @@ async fn send(
     if let Ok(v) = HeaderValue::from_str(&authority) {
         parts.headers.insert(hyper::header::HOST, v);
     }
+    if let Some(u) = &upgrade {
+        parts.headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(hyper::header::UPGRADE, u.protocol.clone());
+    }
     let req = Request::from_parts(parts, Counted { inner: body, count: Arc::clone(&p.up) });
     let key = (tls, host.to_owned(), port);
-    let mut sender = match take_idle(&shared, &key) {
+    // An upgraded connection is the client's alone: never from the pool.
+    let idle = if upgrade.is_none() { take_idle(&shared, &key) } else { None };
+    let mut sender = match idle {
         Some(s) => s,
         None => match open(&shared, tls, host, port).await {
             Ok(s) => s,
@@ -606,7 +743,13 @@ async fn send(
         Ok(r) => r,
         Err(e) => return p.fail(&shared, e.to_string()),
     };
-    put_idle(&shared, key, sender);
+    if let Some(u) = upgrade {
+        if res.status() == StatusCode::SWITCHING_PROTOCOLS {
+            return switched(shared, p, u, res, scrub);
+        }
+    } else {
+        put_idle(&shared, key, sender);
+    }
     let (mut parts, body) = res.into_parts();
     strip_hop_headers(&mut parts.headers);
     if let Some(idx) = scrub {
@@ -616,6 +759,37 @@ async fn send(
     let down = Arc::clone(&p.down);
     let body = Finishing { inner: Counted { inner: body, count: down }, done: Some((p, Arc::clone(&shared))) };
     Response::from_parts(parts, body.boxed_unsync())
+}
+
+/// The upstream agreed to switch protocols: the client gets the 101, and the
+/// two upgraded connections are joined until either side ends.
+fn switched(
+    shared: Arc<Shared>,
+    mut p: Pending,
+    upgrade: Upgrade,
+    mut res: Response<Incoming>,
+    scrub: Option<usize>,
+) -> Response<ResBody> {
+    let upstream = hyper::upgrade::on(&mut res);
+    let (mut parts, _) = res.into_parts();
+    strip_hop_headers(&mut parts.headers);
+    if let Some(idx) = scrub {
+        scrub_secret(&mut parts.headers, shared.config.routes[idx].secret.expose());
+    }
+    parts.headers.insert(hyper::header::CONNECTION, HeaderValue::from_static("upgrade"));
+    parts.headers.insert(hyper::header::UPGRADE, upgrade.protocol);
+    p.event.status = Some(101);
+    tokio::spawn(async move {
+        if let (Ok(client), Ok(upstream)) = (upgrade.client.await, upstream.await) {
+            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
+            if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                p.up.fetch_add(up, Ordering::Relaxed);
+                p.down.fetch_add(down, Ordering::Relaxed);
+            }
+        }
+        p.finish(&shared);
+    });
+    Response::from_parts(parts, http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync())
 }
 
 fn take_idle(shared: &Shared, key: &PoolKey) -> Option<Sender> {
@@ -639,7 +813,7 @@ async fn open(shared: &Shared, tls: bool, host: &str, port: u16) -> Result<Sende
     let handshake_err = |e: hyper::Error| DialError::Unreachable(e.to_string());
     if !tls {
         let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tcp)).await.map_err(handshake_err)?;
-        tokio::spawn(conn);
+        tokio::spawn(conn.with_upgrades());
         return Ok(sender);
     }
     let connector = shared
@@ -654,7 +828,7 @@ async fn open(shared: &Shared, tls: bool, host: &str, port: u16) -> Result<Sende
         .await
         .map_err(|e| DialError::Unreachable(format!("TLS with {host}:{port} failed: {e}")))?;
     let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(handshake_err)?;
-    tokio::spawn(conn);
+    tokio::spawn(conn.with_upgrades());
     Ok(sender)
 }
 

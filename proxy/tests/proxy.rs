@@ -128,7 +128,7 @@ fn rules(hosts: &[&str], addresses: &[&str]) -> NetRules {
 }
 
 fn config(rules: NetRules) -> Config {
-    Config { rules, routes: vec![], auth_token: None, extra_ca_pem: vec![], port: 0 }
+    Config { rules, routes: vec![], auth_token: None, extra_ca_pem: vec![], port: 0, intercept_ca: None }
 }
 
 /// Sends raw bytes, returns the whole answer (the server closes).
@@ -242,6 +242,7 @@ fn route(name: &str, upstream: &str, phantom: &str, secret: &str) -> Route {
         phantom: phantom.into(),
         secret: Credential::new(secret.as_bytes().to_vec()),
         limits: HttpRule { host: String::new(), methods: vec![], paths: vec!["/v1/**".into()] },
+        intercept: vec![],
     }
 }
 

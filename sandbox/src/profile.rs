@@ -31,6 +31,7 @@
 //! header = "x-api-key"            # scheme = "Bearer" for `Authorization: Bearer …`
 //! env = "ANTHROPIC_API_KEY"       # gets the phantom token
 //! base_url_env = "ANTHROPIC_BASE_URL"  # gets http://127.0.0.1:PORT/anthropic
+//! intercept = ["api.anthropic.com"] # HTTPS to these hosts is answered by the proxy (session CA), phantom swapped there
 //! prefix = "sk-ant-"              # optional: phantom starts with it, for clients that check formats
 //! methods = ["POST"]              # optional limits, paths relative to the upstream URL
 //! paths = ["/v1/**"]
@@ -151,8 +152,14 @@ pub struct CredentialSpec {
     /// Lower-case header name.
     pub header: String,
     pub scheme: Option<String>,
-    pub env: Option<String>,
+    /// Variables that get the phantom (Codex reads `CODEX_API_KEY` where
+    /// other OpenAI clients read `OPENAI_API_KEY`).
+    pub env: Vec<String>,
     pub base_url_env: Option<String>,
+    /// Hosts whose HTTPS connections the proxy answers itself, with a CA
+    /// only this session trusts, swapping the phantom there: for clients
+    /// that ignore base-URL variables or speak WebSocket.
+    pub intercept: Vec<String>,
     pub prefix: String,
     pub methods: Vec<String>,
     pub paths: Vec<String>,
@@ -211,8 +218,19 @@ struct RouteLayer {
 }
 
 /// The keys of a credential route, and those it cannot do without.
-const ROUTE_KEYS: &[&str] =
-    &["secret", "upstream", "header", "scheme", "env", "base_url_env", "prefix", "methods", "paths", "optional"];
+const ROUTE_KEYS: &[&str] = &[
+    "secret",
+    "upstream",
+    "header",
+    "scheme",
+    "env",
+    "base_url_env",
+    "intercept",
+    "prefix",
+    "methods",
+    "paths",
+    "optional",
+];
 const ROUTE_REQUIRED: &[&str] = &["secret", "upstream", "header"];
 
 /// The 1-based line of byte `offset`. Counted on bytes: a parser's span may
@@ -586,6 +604,29 @@ fn parse_credential(
         }
         match (field.as_str(), v.get_ref()) {
             ("optional", DeValue::Boolean(b)) => c.optional = *b,
+            ("env", DeValue::Array(_)) => match strings(v.get_ref()) {
+                Some(items) => {
+                    for (s, _) in items {
+                        if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                            push(problems, src, at2, &key, format!("`{s}` is not a variable name"));
+                        }
+                        c.env.push(s);
+                    }
+                }
+                None => push(problems, src, at2, &key, "must be a variable name or an array of them".into()),
+            },
+            ("intercept", v) => match strings(v) {
+                Some(items) => {
+                    for (h, _) in items {
+                        let name = h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+                        if h.is_empty() || !name || h.contains('*') || h.parse::<std::net::IpAddr>().is_ok() {
+                            push(problems, src, at2, &key, format!("`{h}` is not a host name (no globs, no addresses)"));
+                        }
+                        c.intercept.push(h.to_ascii_lowercase());
+                    }
+                }
+                None => push(problems, src, at2, &key, "must be an array of host names".into()),
+            },
             ("methods" | "paths", v) => match strings(v) {
                 Some(items) if field == "methods" => {
                     c.methods = items.into_iter().map(|(s, _)| s.to_ascii_uppercase()).collect()
@@ -617,7 +658,7 @@ fn parse_credential(
                         if s.is_empty() || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                             push(problems, src, at2, &key, format!("`{s}` is not a variable name"));
                         }
-                        if field == "env" { c.env = Some(s) } else { c.base_url_env = Some(s) }
+                        if field == "env" { c.env = vec![s] } else { c.base_url_env = Some(s) }
                     }
                     _ => {
                         if !s.bytes().all(|b| b.is_ascii_graphic()) {
@@ -632,7 +673,7 @@ fn parse_credential(
                 src,
                 at2,
                 &key,
-                "unknown key or wrong type (known: secret, upstream, header, scheme, env, base_url_env, prefix, methods, paths, optional)"
+                "unknown key or wrong type (known: secret, upstream, header, scheme, env, base_url_env, intercept, prefix, methods, paths, optional)"
                     .into(),
             ),
         }
@@ -797,6 +838,7 @@ fn override_keys(base: &mut CredentialSpec, over: &CredentialSpec, keys: &BTreeS
             "scheme" => base.scheme = over.scheme.clone(),
             "env" => base.env = over.env.clone(),
             "base_url_env" => base.base_url_env = over.base_url_env.clone(),
+            "intercept" => base.intercept = over.intercept.clone(),
             "prefix" => base.prefix = over.prefix.clone(),
             "methods" => base.methods = over.methods.clone(),
             "paths" => base.paths = over.paths.clone(),

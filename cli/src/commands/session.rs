@@ -359,6 +359,10 @@ impl Sandbox {
         let routes = crate::network::routes(&p, &ws.store)?;
         let rules = if learn { crate::commands::learn::open_rules() } else { crate::network::rules(&p) };
         let net = crate::network::SessionNetwork::prepare(mode, rules, routes, ca)?;
+        if let Some(i) = &net.intercept {
+            // The session's CA, readable whatever the profile grants.
+            fs.read.push(i.dir.path().to_path_buf());
+        }
         let store = ws.store.root().to_path_buf();
         let namespaces = Some(ws_sandbox::exec::NamespaceSpec {
             protect: ws_sandbox::namespaces::protected_paths(&ws.root),

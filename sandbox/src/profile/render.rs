@@ -104,10 +104,23 @@ pub fn to_toml(p: &Profile) -> String {
         let _ = writeln!(o, "secret = {}", quote(&c.secret));
         let _ = writeln!(o, "upstream = {}", quote(&c.upstream));
         let _ = writeln!(o, "header = {}", quote(&c.header));
-        for (k, v) in [("scheme", &c.scheme), ("env", &c.env), ("base_url_env", &c.base_url_env)] {
-            if let Some(v) = v {
-                let _ = writeln!(o, "{k} = {}", quote(v));
+        if let Some(v) = &c.scheme {
+            let _ = writeln!(o, "scheme = {}", quote(v));
+        }
+        match c.env.as_slice() {
+            [] => {}
+            [one] => {
+                let _ = writeln!(o, "env = {}", quote(one));
             }
+            many => {
+                let _ = writeln!(o, "env = {}", list(many));
+            }
+        }
+        if let Some(v) = &c.base_url_env {
+            let _ = writeln!(o, "base_url_env = {}", quote(v));
+        }
+        if !c.intercept.is_empty() {
+            let _ = writeln!(o, "intercept = {}", list(&c.intercept));
         }
         if !c.prefix.is_empty() {
             let _ = writeln!(o, "prefix = {}", quote(&c.prefix));
@@ -173,7 +186,8 @@ mod tests {
                 upstream: "https://api.github.com".into(),
                 header: "authorization".into(),
                 scheme: Some("Bearer".into()),
-                env: Some("GITHUB_TOKEN".into()),
+                env: vec!["GITHUB_TOKEN".into()],
+                intercept: vec![],
                 base_url_env: None,
                 prefix: "ghp_".into(),
                 methods: vec!["POST".into()],
