@@ -21,6 +21,7 @@ mod network;
 mod privilege;
 mod recorder;
 mod recorder_service;
+mod renames;
 mod review;
 mod sandbox;
 mod secrets;
