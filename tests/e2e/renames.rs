@@ -138,6 +138,10 @@ fn approving_a_rename_by_its_old_path_approves_both_and_whole_session_rollback_u
     write(ws.join("x"), "x\n");
     write(ws.join("y"), "y\n");
     env.session(&ws, "mv x x2 && mv y y2").ok();
+    let hunk = env.ws(&ws, &["rollback", "--hunk", "x2:1"]);
+    assert_ne!(hunk.code, 0);
+    assert!(hunk.stderr.contains("x2 by hunk: it is half of a rename (with x)"), "{}", hunk.stderr);
+    assert!(ws.join("x2").exists() && !ws.join("x").exists(), "nothing changed");
     let out = env.ws(&ws, &["approve", "x"]).ok();
     assert!(out.stderr.contains("approved 2 changes"), "{}", out.stderr);
     assert_eq!(env.ws(&ws, &["diff", "--name-status"]).ok().stdout, "R100\ty\ty2\n");

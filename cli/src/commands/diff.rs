@@ -50,6 +50,7 @@ pub struct DiffArgs {
     /// Show as renames only pairs at least N% similar (git's `-M`; default
     /// 50%). Below 50%, pairs are looked for again for this view only:
     /// approve and rollback pair paths as the session's end found them.
+    /// The value is attached (`-M90`, `-M90%`, `--find-renames=90`).
     #[arg(short = 'M', long, value_name = "N", num_args = 0..=1,
           default_missing_value = "50", value_parser = parse_similarity)]
     find_renames: Option<u8>,
@@ -86,7 +87,10 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
         (true, _) => 101,
         (false, Some(n)) if n < DEFAULT_MIN_SIMILARITY => {
             let opts = ws_snapshot::RenameOptions { min_similarity: n.max(1), ..Default::default() };
-            ws_snapshot::find_renames(&ws.store, &mut changes, &opts)?;
+            // Content `ws gc` freed cannot be compared: the recorded pairs stay.
+            if let Err(e) = ws_snapshot::find_renames(&ws.store, &mut changes, &opts) {
+                ui::note(&format!("renames as recorded: cannot compare contents ({})", crate::error::chain(&e)));
+            }
             0
         }
         (false, n) => u16::from(n.unwrap_or(DEFAULT_MIN_SIMILARITY)),
