@@ -7,8 +7,9 @@
 //! the cost follows the created and deleted files, and is bounded: files
 //! larger than [`RenameOptions::max_size`] are paired only when identical,
 //! and when there are more than [`RenameOptions::max_candidates`] squared
-//! (deleted × created) pairs to score, only identical files are paired
-//! (git's `diff.renameLimit`).
+//! (deleted × created) pairs to score (git's `diff.renameLimit`), or more
+//! than [`RenameOptions::max_work`] bytes in them, only identical files are
+//! paired.
 //!
 //! A pairing never hides a change: both halves stay in the change list,
 //! each marking the other ([`Change::rename`]), and [`rows`] shows a rename
@@ -44,11 +45,20 @@ pub struct RenameOptions {
     /// Similarity is scored only when deleted × created files are at most
     /// this squared (git's `diff.renameLimit`).
     pub max_candidates: usize,
+    /// And only when the pairs to score hold at most this many bytes
+    /// (both sides of each pair counted): 1,000 × 1,000 pairs of 1 MiB
+    /// files would be 2 TB to compare.
+    pub max_work: u64,
 }
 
 impl Default for RenameOptions {
     fn default() -> Self {
-        RenameOptions { min_similarity: DEFAULT_MIN_SIMILARITY, max_size: 1 << 20, max_candidates: 1000 }
+        RenameOptions {
+            min_similarity: DEFAULT_MIN_SIMILARITY,
+            max_size: 1 << 20,
+            max_candidates: 1000,
+            max_work: 1 << 30,
+        }
     }
 }
 
@@ -171,26 +181,36 @@ pub fn pair_renames<C: RenameContents>(
         out.similarity_skipped = true;
         return Ok(out);
     }
-    let mut prints: HashMap<usize, Fingerprint> = HashMap::new();
-    let mut scored: Vec<Pair> = Vec::new();
+    // Pairs too different in size to reach the threshold are cut (as git
+    // does) before anything is read; the rest must fit the work budget.
+    let mut candidates: Vec<(usize, usize, u64)> = Vec::new();
+    let mut work: u64 = 0;
     for &d in &dests {
         for &s in &sources {
             let (ds, ss) = (side(d).stat.size, side(s).stat.size);
             let (big, delta) = (ds.max(ss), ds.abs_diff(ss));
-            // Too different in size to reach the threshold (git's cut).
-            if u128::from(big) * u128::from(100 - opts.min_similarity) < u128::from(delta) * 100 {
-                continue;
+            if u128::from(big) * u128::from(100 - opts.min_similarity) >= u128::from(delta) * 100 {
+                candidates.push((d, s, big));
+                work = work.saturating_add(ds + ss);
             }
-            for i in [d, s] {
-                if let std::collections::hash_map::Entry::Vacant(v) = prints.entry(i) {
-                    v.insert(fingerprint(&contents.read(side(i))?));
-                }
+        }
+    }
+    if work > opts.max_work {
+        out.similarity_skipped = true;
+        return Ok(out);
+    }
+    let mut prints: HashMap<usize, Fingerprint> = HashMap::new();
+    let mut scored: Vec<Pair> = Vec::new();
+    for (d, s, big) in candidates {
+        for i in [d, s] {
+            if let std::collections::hash_map::Entry::Vacant(v) = prints.entry(i) {
+                v.insert(fingerprint(&contents.read(side(i))?));
             }
-            let kept = prints[&s].common(&prints[&d]);
-            let similarity = ((u128::from(kept) * 100 / u128::from(big.max(1))).min(99)) as u8;
-            if similarity >= opts.min_similarity {
-                scored.push(Pair { from: s, to: d, similarity });
-            }
+        }
+        let kept = prints[&s].common(&prints[&d]);
+        let similarity = ((u128::from(kept) * 100 / u128::from(big.max(1))).min(99)) as u8;
+        if similarity >= opts.min_similarity {
+            scored.push(Pair { from: s, to: d, similarity });
         }
     }
     // Best first; for equal scores the same file name, then path order.
@@ -479,6 +499,11 @@ mod tests {
         assert_eq!(m.reads, 0);
         let p = pair_renames(&cs, &RenameOptions::default(), &mut m).unwrap();
         assert!(!p.similarity_skipped && p.pairs.len() == 4, "{p:?}");
+        // Nine pairs of about 130 + 135 bytes each to score: over a budget of 1,000.
+        let reads = m.reads;
+        let p = pair_renames(&cs, &RenameOptions { max_work: 1000, ..Default::default() }, &mut m).unwrap();
+        assert!(p.similarity_skipped && p.pairs.len() == 1, "{p:?}");
+        assert_eq!(m.reads, reads, "nothing read over the budget");
     }
 
     #[test]
