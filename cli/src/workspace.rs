@@ -202,7 +202,17 @@ impl Workspace {
             Err(e) => return Err(e.into()),
         };
         session.after_snapshot_ms = Some(started.elapsed().as_millis() as u64);
-        let changes = ws_snapshot::compute_changes(&self.store, &before, &after)?;
+        let mut changes = ws_snapshot::compute_changes(&self.store, &before, &after)?;
+        // Renames are found once, here, so that every review command pairs
+        // the same paths. Failing to find them loses nothing: each half
+        // stays a change of its own.
+        match ws_snapshot::find_renames(&self.store, &mut changes, &ws_snapshot::RenameOptions::default()) {
+            Ok(p) if p.similarity_skipped => ui::note(
+                "too many files created and deleted to compare them all: only identical ones are shown as renames",
+            ),
+            Ok(_) => {}
+            Err(e) => ui::warn(&format!("renames not detected: {}", crate::error::chain(&e))),
+        }
         for link in ws_snapshot::outside_links(&before, &changes, |_| true) {
             ui::warn(&crate::display::text(link.to_string().as_bytes()));
         }

@@ -8,9 +8,12 @@ use crate::copy::hash_file;
 use crate::error::{ManifestError, StoreError};
 use crate::manifest::{DecodeResult, Entry, EntryKind, Manifest, Reader, Writer, decode_entry, encode_entry};
 use crate::path::RelPath;
+use crate::renames::Rename;
 use crate::store::Store;
 
-const MAGIC: &[u8; 8] = b"WSCHANG2";
+const MAGIC: &[u8; 8] = b"WSCHANG3";
+/// Change sets written before renames were recorded: read, never written.
+const MAGIC_V2: &[u8; 8] = b"WSCHANG2";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChangeKind {
@@ -34,9 +37,22 @@ pub struct Change {
     pub before: Option<Entry>,
     pub after: Option<Entry>,
     pub state: ChangeState,
+    /// The other half, when this deleted or created path is half of a
+    /// rename (see `renames`).
+    pub rename: Option<Rename>,
 }
 
 impl Change {
+    /// Where a created path's content came from, if it is a rename.
+    pub fn renamed_from(&self) -> Option<&Rename> {
+        self.rename.as_ref().filter(|_| self.kind() == ChangeKind::Added)
+    }
+
+    /// Where a deleted path's content went, if it is a rename.
+    pub fn renamed_to(&self) -> Option<&Rename> {
+        self.rename.as_ref().filter(|_| self.kind() == ChangeKind::Removed)
+    }
+
     pub fn kind(&self) -> ChangeKind {
         match (&self.before, &self.after) {
             (None, _) => ChangeKind::Added,
@@ -70,6 +86,7 @@ pub fn compute_changes(store: &Store, before: &Manifest, after: &Manifest) -> Re
                     before: None,
                     after: Some(a[j].clone()),
                     state: ChangeState::Pending,
+                    rename: None,
                 });
                 j += 1;
             }
@@ -87,7 +104,7 @@ pub fn compute_changes(store: &Store, before: &Manifest, after: &Manifest) -> Re
 }
 
 fn change(before: Entry, after: Option<Entry>) -> Change {
-    Change { path: before.path.clone(), before: Some(before), after, state: ChangeState::Pending }
+    Change { path: before.path.clone(), before: Some(before), after, state: ChangeState::Pending, rename: None }
 }
 
 fn differs(store: &Store, x: &mut Entry, y: &mut Entry) -> Result<bool, StoreError> {
@@ -139,6 +156,14 @@ pub(crate) fn encode_changes(changes: &[Change]) -> Vec<u8> {
                 None => w.u8(0),
             }
         }
+        match &c.rename {
+            Some(r) => {
+                w.u8(1);
+                w.bytes(r.other.as_bytes());
+                w.u8(r.similarity);
+            }
+            None => w.u8(0),
+        }
     }
     let sum = blake3::hash(&w.0);
     w.0.extend_from_slice(sum.as_bytes());
@@ -147,9 +172,10 @@ pub(crate) fn encode_changes(changes: &[Change]) -> Vec<u8> {
 
 pub(crate) fn decode_changes(bytes: &[u8], origin: &Path) -> Result<Vec<Change>, ManifestError> {
     let corrupt = |offset, what| ManifestError::Corrupt { path: origin.to_path_buf(), offset, what };
-    if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
+    if bytes.len() < MAGIC.len() + 32 || (&bytes[..MAGIC.len()] != MAGIC && &bytes[..MAGIC.len()] != MAGIC_V2) {
         return Err(corrupt(0, "not a ws change set"));
     }
+    let with_renames = &bytes[..MAGIC.len()] == MAGIC;
     let (body, sum) = bytes.split_at(bytes.len() - 32);
     if blake3::hash(body).as_bytes() != sum {
         return Err(corrupt(body.len(), "checksum mismatch (truncated or edited)"));
@@ -183,14 +209,51 @@ pub(crate) fn decode_changes(bytes: &[u8], origin: &Path) -> Result<Vec<Change>,
                 (Some(e), _) | (_, Some(e)) => e.path.clone(),
                 (None, None) => return Err((at, "change with neither side")),
             };
-            out.push(Change { path, before, after, state });
+            let rename = if with_renames { decode_rename(r)? } else { None };
+            out.push(Change { path, before, after, state, rename });
         }
         if r.pos != r.buf.len() {
             return Err((r.pos, "trailing bytes"));
         }
+        check_renames(&out).map_err(|what| (r.pos, what))?;
         Ok(out)
     };
     parse(&mut r).map_err(|(o, w)| corrupt(o, w))
+}
+
+fn decode_rename(r: &mut Reader) -> DecodeResult<Option<Rename>> {
+    let at = r.pos;
+    match r.u8()? {
+        0 => Ok(None),
+        1 => {
+            let other = RelPath::from_bytes(r.bytes()?).ok_or((at, "invalid rename path"))?;
+            let similarity = r.u8()?;
+            if !(1..=100).contains(&similarity) {
+                return Err((at, "rename similarity out of range"));
+            }
+            Ok(Some(Rename { other, similarity }))
+        }
+        _ => Err((at, "invalid rename flag")),
+    }
+}
+
+/// Every rename half names a change that is the other half (a deleted and a
+/// created path, each naming the other with the same similarity).
+fn check_renames(changes: &[Change]) -> Result<(), &'static str> {
+    let index: std::collections::HashMap<&RelPath, &Change> = changes.iter().map(|c| (&c.path, c)).collect();
+    for c in changes {
+        let Some(r) = &c.rename else { continue };
+        let Some(o) = index.get(&r.other) else { return Err("rename names a path that did not change") };
+        let paired = o.rename.as_ref().is_some_and(|b| b.other == c.path && b.similarity == r.similarity);
+        let kinds = matches!(
+            (c.kind(), o.kind()),
+            (ChangeKind::Removed, ChangeKind::Added) | (ChangeKind::Added, ChangeKind::Removed)
+        );
+        if !paired || !kinds {
+            return Err("rename halves do not match");
+        }
+    }
+    Ok(())
 }
 
 /// Reads the current state of a workspace path, `None` if it does not exist.
@@ -257,6 +320,81 @@ pub fn outside_links(before: &Manifest, changes: &[Change], pick: impl Fn(&Chang
             (n < b.stat.nlink).then(|| OutsideLink { path: c.path.clone(), links: b.stat.nlink, inside: n })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod rename_record_tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::stat::FileStat;
+
+    fn file(path: &str) -> Entry {
+        Entry {
+            path: RelPath::from_bytes(path.as_bytes()).unwrap(),
+            kind: EntryKind::Symlink { target: b"t".to_vec() },
+            stat: FileStat::default(),
+            racy: false,
+        }
+    }
+
+    fn pair() -> Vec<Change> {
+        let rename =
+            |other: &str| Some(Rename { other: RelPath::from_bytes(other.as_bytes()).unwrap(), similarity: 87 });
+        vec![
+            Change { rename: rename("b"), ..change(file("a"), None) },
+            Change {
+                path: file("b").path,
+                before: None,
+                after: Some(file("b")),
+                state: ChangeState::Pending,
+                rename: rename("a"),
+            },
+        ]
+    }
+
+    #[test]
+    fn renames_survive_the_change_set_file_and_old_files_still_read() {
+        let cs = pair();
+        assert_eq!(decode_changes(&encode_changes(&cs), Path::new("c")).unwrap(), cs);
+        // A change set from before renames: the same bytes less the rename
+        // flags, under the old magic.
+        let plain: Vec<Change> = cs.iter().map(|c| Change { rename: None, ..c.clone() }).collect();
+        let mut old = encode_changes(&plain);
+        old.truncate(old.len() - 32);
+        old[..8].copy_from_slice(MAGIC_V2);
+        let mut body = Vec::new();
+        let mut r = Reader { buf: &old, pos: 16 };
+        body.extend_from_slice(&old[..16]);
+        for _ in 0..2 {
+            let start = r.pos;
+            r.u8().unwrap();
+            for _ in 0..2 {
+                if r.u8().unwrap() == 1 {
+                    decode_entry(&mut r).unwrap();
+                }
+            }
+            body.extend_from_slice(&old[start..r.pos]);
+            r.u8().unwrap(); // the rename flag, absent from the old format
+        }
+        let sum = blake3::hash(&body);
+        body.extend_from_slice(sum.as_bytes());
+        assert_eq!(decode_changes(&body, Path::new("c")).unwrap(), plain);
+    }
+
+    #[test]
+    fn a_rename_naming_no_matching_half_is_corrupt() {
+        for damage in 0..3 {
+            let mut cs = pair();
+            match damage {
+                0 => cs[1].rename.as_mut().unwrap().similarity = 86,
+                1 => cs[1].rename = None,
+                _ => cs[0].rename.as_mut().unwrap().other = RelPath::from_bytes(b"zz").unwrap(),
+            }
+            let e = decode_changes(&encode_changes(&cs), Path::new("c")).unwrap_err();
+            assert!(e.to_string().contains("rename"), "{e}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -268,7 +268,7 @@ mod tests {
     }
 
     fn change(path: &str, before: Option<Entry>, after: Option<Entry>) -> Change {
-        Change { path: p(path), before, after, state: ChangeState::Pending }
+        Change { path: p(path), before, after, state: ChangeState::Pending, rename: None }
     }
 
     #[test]

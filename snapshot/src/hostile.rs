@@ -12,10 +12,11 @@ use proptest::prelude::*;
 use ws_testkit::{apply, damage};
 
 use crate::audit::{self, AuditError, AuditLog, Event, Recording, WriteOp};
-use crate::changes::{Change, ChangeState, decode_changes, encode_changes};
+use crate::changes::{Change, ChangeKind, ChangeState, decode_changes, encode_changes};
 use crate::error::{ManifestError, SessionError, StoreError};
 use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest};
 use crate::path::RelPath;
+use crate::renames::Rename;
 use crate::stat::FileStat;
 use crate::store::{ObjectId, Store};
 
@@ -82,9 +83,21 @@ fn changes() -> impl Strategy<Value = Vec<Change>> {
         };
         let path = before.as_ref().or(after.as_ref()).unwrap().path.clone();
         let state = [ChangeState::Pending, ChangeState::Approved, ChangeState::RolledBack][state as usize];
-        Change { path, before, after, state }
+        Change { path, before, after, state, rename: None }
     });
-    prop::collection::vec(change, 0..8)
+    // The first deletion and creation, when their paths are unique, made a
+    // rename, so that damage reaches the rename records too.
+    (prop::collection::vec(change, 0..8), 1..=100u8).prop_map(|(mut cs, similarity)| {
+        let unique = |p: &RelPath, cs: &[Change]| cs.iter().filter(|c| &c.path == p).count() == 1;
+        let from = cs.iter().position(|c| c.kind() == ChangeKind::Removed && unique(&c.path, &cs));
+        let to = cs.iter().position(|c| c.kind() == ChangeKind::Added && unique(&c.path, &cs));
+        if let (Some(f), Some(t)) = (from, to) {
+            let (fp, tp) = (cs[f].path.clone(), cs[t].path.clone());
+            cs[f].rename = Some(Rename { other: tp, similarity });
+            cs[t].rename = Some(Rename { other: fp, similarity });
+        }
+        cs
+    })
 }
 
 /// Replaces the trailing BLAKE3 with the hash of the (damaged) body, as

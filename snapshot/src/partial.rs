@@ -92,6 +92,10 @@ fn texts(store: &Store, changes: &[Change], path: &RelPath) -> Result<(usize, Ve
     if c.state != ChangeState::Pending {
         return Err(not_hunkable(path, "its change is already reviewed"));
     }
+    if let Some(r) = &c.rename {
+        let what = format!("it is half of a rename (with {}): review the rename by path", r.other.display());
+        return Err(not_hunkable(path, what));
+    }
     let (Some(b), Some(a)) = (&c.before, &c.after) else {
         return Err(not_hunkable(path, "it was created or deleted, which is one change, not hunks"));
     };

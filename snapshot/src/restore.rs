@@ -58,7 +58,9 @@ pub struct RollbackOutcome {
     pub resumed: usize,
 }
 
-/// Selects the pending changes under `paths` (all pending ones if empty).
+/// Selects the pending changes under `paths` (all pending ones if empty),
+/// and the other half of each rename among them: a rename named by either
+/// path is approved or rolled back whole (the old path back, the new gone).
 /// Naming a path the session did not change is an error, not a silent no-op.
 fn select(session: &Session, changes: &[Change], paths: &[RelPath]) -> Result<Vec<usize>, ReviewError> {
     let mut picked = Vec::new();
@@ -73,6 +75,7 @@ fn select(session: &Session, changes: &[Change], paths: &[RelPath]) -> Result<Ve
             picked.push(i);
         }
     }
+    crate::renames::with_partners(changes, &mut picked);
     Ok(picked)
 }
 

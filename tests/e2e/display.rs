@@ -17,7 +17,7 @@ const FORGED: &[u8] = b"x\nsrc/app.py written by vim";
 /// Output that a terminal would act on, or that would hide characters:
 /// ESC, any other control byte but newline and tab, DEL, C1 (as UTF-8 or as a
 /// raw byte), bidirectional and zero-width characters.
-fn assert_inert(what: &str, bytes: &[u8]) {
+pub(crate) fn assert_inert(what: &str, bytes: &[u8]) {
     let s = std::str::from_utf8(bytes).unwrap_or_else(|e| panic!("{what}: not UTF-8 ({e}): {bytes:?}"));
     for c in s.chars() {
         let bad = ((c as u32) < 0x20 && c != '\n' && c != '\t')

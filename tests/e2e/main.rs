@@ -22,6 +22,7 @@ mod network;
 mod privilege;
 mod recorder;
 mod recorder_service;
+mod renames;
 mod review;
 mod sandbox;
 mod secrets;

@@ -6,7 +6,8 @@ use clap::Args;
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 use ws_snapshot::hunks::{Hunk, Line};
-use ws_snapshot::{Change, ChangeKind, ChangeState, Entry, EntryKind, Manifest, ManifestId, RelPath, Store};
+use ws_snapshot::renames::{DEFAULT_MIN_SIMILARITY, Row};
+use ws_snapshot::{Change, ChangeState, Entry, EntryKind, Manifest, ManifestId, RelPath, Store};
 
 use crate::commands::session::counts;
 use crate::error::{CliError, exit};
@@ -23,7 +24,11 @@ const MAX_TEXT_DIFF: u64 = ws_snapshot::hunks::MAX_TEXT;
 /// session given by id (a unique prefix is enough) or name. `--json` lists every
 /// change with its state (pending, approved, rolled_back).
 ///
-/// Examples: ws diff --stat · ws diff 3fa2 -- src/ · ws diff --json | jq
+/// A file the session moved shows as a rename (`rename from`/`rename to`,
+/// `old => new`, R and its similarity): identical content, or at least 50%
+/// similar as git's `-M` counts it. Naming either path shows the rename.
+///
+/// Examples: ws diff --stat · ws diff 3fa2 -- src/ · ws diff --json | jq · ws diff -M90%
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// Session id or name; default: the newest session pending review.
@@ -31,7 +36,8 @@ pub struct DiffArgs {
     /// Per-file summary with line counts, and what the snapshot excluded.
     #[arg(long, conflicts_with_all = ["name_status", "json"])]
     stat: bool,
-    /// One line per change: A (created), M (modified), D (deleted), T (type changed).
+    /// One line per change: A (created), M (modified), D (deleted), T (type
+    /// changed), R and the similarity (renamed: `R100`, OLD and NEW, tab-separated).
     #[arg(long, conflicts_with = "json")]
     name_status: bool,
     /// Machine-readable output (stable; documented in the README).
@@ -41,29 +47,74 @@ pub struct DiffArgs {
     /// (hidden by default: they follow from refs and staging, which are shown).
     #[arg(long)]
     git_internals: bool,
+    /// Show as renames only pairs at least N% similar (git's `-M`; default
+    /// 50%). Below 50%, pairs are looked for again for this view only:
+    /// approve and rollback pair paths as the session's end found them.
+    /// The value is attached (`-M90`, `-M90%`, `--find-renames=90`).
+    #[arg(short = 'M', long, value_name = "N", num_args = 0..=1,
+          default_missing_value = "50", value_parser = parse_similarity)]
+    find_renames: Option<u8>,
+    /// Show every rename as a deletion and a creation.
+    #[arg(long, conflicts_with = "find_renames")]
+    no_renames: bool,
     /// Only changes at or under these paths.
     #[arg(last = true)]
     paths: Vec<PathBuf>,
 }
 
+/// `-M`'s value: a percentage, `90` or `90%` (git also takes `-M90%`).
+fn parse_similarity(s: &str) -> Result<u8, String> {
+    let n: u8 = s.strip_suffix('%').unwrap_or(s).parse().map_err(|_| format!("{s}: not a percentage"))?;
+    if n > 100 {
+        return Err(format!("{s}: more than 100%"));
+    }
+    Ok(n)
+}
+
 pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
     let ws = Workspace::discover()?;
     let mut session = ws.store.resolve_session(args.id.as_deref())?;
-    let changes = {
+    let mut changes = {
         let _lock = ws.lock()?;
         let mut changes = ws.session_changes(&mut session)?;
         ws_snapshot::finish_hunk_rollback(&ws.store, &ws.root, &mut session, &mut changes)?;
         changes
     };
+    // Renames as the session's end found them, at 50%; a stricter -M only
+    // drops pairs (best first, so the rest are the same), a looser one
+    // pairs again for this view.
+    let min_similarity = match (args.no_renames, args.find_renames) {
+        (true, _) => 101,
+        (false, Some(n)) if n < DEFAULT_MIN_SIMILARITY => {
+            let opts = ws_snapshot::RenameOptions { min_similarity: n.max(1), ..Default::default() };
+            // Content `ws gc` freed cannot be compared: the recorded pairs stay.
+            if let Err(e) = ws_snapshot::find_renames(&ws.store, &mut changes, &opts) {
+                ui::note(&format!("renames as recorded: cannot compare contents ({})", crate::error::chain(&e)));
+            }
+            0
+        }
+        (false, n) => u16::from(n.unwrap_or(DEFAULT_MIN_SIMILARITY)),
+    };
     let filter = ws.rel_paths(&args.paths)?;
     let who = Attribution::load(&ws.store, &session);
-    let selected: Vec<&Change> =
-        changes.iter().filter(|c| filter.is_empty() || filter.iter().any(|p| c.path.starts_with(p))).collect();
+    let mut selected: Vec<usize> = (0..changes.len())
+        .filter(|&i| filter.is_empty() || filter.iter().any(|p| changes[i].path.starts_with(p)))
+        .collect();
+    if min_similarity <= 100 {
+        ws_snapshot::renames::with_partners(&changes, &mut selected);
+    }
+    let origin = |v: &View| match (who.origin_of(v.old), who.origin_of(v.new)) {
+        (a, b) if a == b => a,
+        _ => Origin::Both,
+    };
     if args.json {
         let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
-        let list: Vec<ChangeJson> = selected
-            .iter()
-            .map(|c| ChangeJson { by: origin_word(who.origin_of(&c.path)), ..change_json(&ws.store, c) })
+        let list: Vec<ChangeJson> = ws_snapshot::renames::rows(&changes, &selected, min_similarity)
+            .into_iter()
+            .map(|r| {
+                let v = View::of(&changes, r);
+                ChangeJson { by: origin_word(origin(&v)), ..change_json(&ws.store, &v) }
+            })
             .collect();
         #[derive(Serialize)]
         struct DiffJson<'a> {
@@ -75,30 +126,39 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
         out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(exit::OK);
     }
-    let pending: Vec<&Change> = selected.iter().copied().filter(|c| c.state == ChangeState::Pending).collect();
-    let hidden = pending.iter().filter(|c| git_internal(&c.path)).count();
-    let pending: Vec<&Change> = pending.into_iter().filter(|c| args.git_internals || !git_internal(&c.path)).collect();
+    let pending: Vec<usize> = selected.into_iter().filter(|&i| changes[i].state == ChangeState::Pending).collect();
+    let hidden = pending.iter().filter(|&&i| git_internal(&changes[i].path)).count();
+    let pending: Vec<usize> =
+        pending.into_iter().filter(|&i| args.git_internals || !git_internal(&changes[i].path)).collect();
+    let pending: Vec<View> = ws_snapshot::renames::rows(&changes, &pending, min_similarity)
+        .into_iter()
+        .map(|r| View::of(&changes, r))
+        .collect();
     let color = ui::stdout_color();
     if args.name_status {
-        for c in &pending {
-            match who.origin_of(&c.path) {
-                Origin::Session => out!("{}\t{}", status_letter(c), display::name(c.path.as_bytes())),
-                o => out!("{}\t{}\t({})", status_letter(c), display::name(c.path.as_bytes()), origin_note(o)),
+        for v in &pending {
+            let status = match v.similarity {
+                Some(n) => format!("R{n:03}\t{}", display::name(v.old.as_bytes())),
+                None => status_letter(v).to_string(),
+            };
+            match origin(v) {
+                Origin::Session => out!("{status}\t{}", display::name(v.new.as_bytes())),
+                o => out!("{status}\t{}\t({})", display::name(v.new.as_bytes()), origin_note(o)),
             }
         }
     } else if args.stat {
         let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
         print_stat(&ws.store, &pending, &before, color);
     } else {
-        for c in &pending {
-            print_patch(&ws.store, c, color)?;
+        for v in &pending {
+            print_patch(&ws.store, v, color)?;
         }
     }
     if !args.name_status {
         let others: Vec<String> = pending
             .iter()
-            .filter(|c| who.origin_of(&c.path) != Origin::Session)
-            .map(|c| format!("{} ({})", display::name(c.path.as_bytes()), origin_note(who.origin_of(&c.path))))
+            .filter(|v| origin(v) != Origin::Session)
+            .map(|v| format!("{} ({})", v.name(), origin_note(origin(v))))
             .collect();
         if !others.is_empty() {
             ui::note(&format!(
@@ -134,17 +194,102 @@ pub fn git_internal(p: &RelPath) -> bool {
     !matches!(ws_snapshot::git_class(p), ws_snapshot::GitClass::Normal)
 }
 
-fn status_letter(c: &Change) -> char {
-    match (c.kind(), &c.before, &c.after) {
-        (ChangeKind::Added, ..) => 'A',
-        (ChangeKind::Removed, ..) => 'D',
-        (_, Some(b), Some(a)) if b.kind_name() != a.kind_name() => 'T',
+/// What one row of the diff shows: a change, or a rename (the deleted
+/// path's snapshot side against the created path's session side).
+pub(crate) struct View<'a> {
+    pub old: &'a RelPath,
+    pub new: &'a RelPath,
+    pub before: Option<&'a Entry>,
+    pub after: Option<&'a Entry>,
+    pub state: ChangeState,
+    /// Set for a rename.
+    pub similarity: Option<u8>,
+}
+
+impl<'a> View<'a> {
+    pub fn of(changes: &'a [Change], row: Row) -> Self {
+        match row {
+            Row::One(i) => {
+                let c = &changes[i];
+                View {
+                    old: &c.path,
+                    new: &c.path,
+                    before: c.before.as_ref(),
+                    after: c.after.as_ref(),
+                    state: c.state,
+                    similarity: None,
+                }
+            }
+            Row::Renamed { from, to, similarity } => View {
+                old: &changes[from].path,
+                new: &changes[to].path,
+                before: changes[from].before.as_ref(),
+                after: changes[to].after.as_ref(),
+                state: changes[to].state,
+                similarity: Some(similarity),
+            },
+        }
+    }
+
+    /// The row's name for a person: `old => new` for a rename.
+    fn name(&self) -> String {
+        match self.similarity {
+            Some(_) => rename_name(self.old.as_bytes(), self.new.as_bytes()),
+            None => display::name(self.new.as_bytes()),
+        }
+    }
+}
+
+/// `old => new`, shortened as git's `--stat` does to `dir/{old => new}`
+/// when the two share a leading directory or a trailing part. Names that
+/// must be quoted are shown whole, each quoted.
+fn rename_name(old: &[u8], new: &[u8]) -> String {
+    let (o, n) = (display::name(old), display::name(new));
+    if o.as_bytes() != old || n.as_bytes() != new {
+        return format!("{o} => {n}");
+    }
+    // The common part up to and including a `/`, before and after.
+    let mut pfx = 0;
+    for (i, (a, b)) in o.bytes().zip(n.bytes()).enumerate() {
+        if a != b {
+            break;
+        }
+        if a == b'/' {
+            pfx = i + 1;
+        }
+    }
+    // The common part from a `/` to the end; it may share the prefix's
+    // closing `/` (`d/a` → `d/e/a` is `d/{ => e}/a`), as in git.
+    let reach = pfx.saturating_sub(1);
+    let mut sfx = 0;
+    for (i, (a, b)) in o.bytes().rev().zip(n.bytes().rev()).enumerate() {
+        if a != b || o.len() - 1 - i < reach || n.len() - 1 - i < reach {
+            break;
+        }
+        if a == b'/' {
+            sfx = i + 1;
+        }
+    }
+    if pfx == 0 && sfx == 0 {
+        return format!("{o} => {n}");
+    }
+    let mid = |s: &str| s.get(pfx..s.len() - sfx).unwrap_or("").to_owned();
+    format!("{}{{{} => {}}}{}", &o[..pfx], mid(&o), mid(&n), &o[o.len() - sfx..])
+}
+
+fn status_letter(v: &View) -> char {
+    match (v.before, v.after) {
+        _ if v.similarity.is_some() => 'R',
+        (None, _) => 'A',
+        (_, None) => 'D',
+        (Some(b), Some(a)) if b.kind_name() != a.kind_name() => 'T',
         _ => 'M',
     }
 }
 
-fn status_word(c: &Change) -> &'static str {
-    match status_letter(c) {
+fn status_word(v: &View) -> &'static str {
+    match status_letter(v) {
+        'R' => "renamed",
         'A' => "added",
         'D' => "deleted",
         'T' => "type_changed",
@@ -195,10 +340,10 @@ pub(crate) fn paint(s: &str, code: &str, color: bool) -> String {
 
 /// Names, and every line of content, rendered by `display`: the agent wrote
 /// them, and they must not drive the reviewer's terminal.
-fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
-    let (a, b) = (display::prefixed("a/", c.path.as_bytes()), display::prefixed("b/", c.path.as_bytes()));
+fn print_patch(store: &Store, v: &View, color: bool) -> Result<(), CliError> {
+    let (a, b) = (display::prefixed("a/", v.old.as_bytes()), display::prefixed("b/", v.new.as_bytes()));
     out!("{}", paint(&format!("diff --ws {a} {b}"), "1", color));
-    match (&c.before, &c.after) {
+    match (v.before, v.after) {
         (None, Some(a)) => match a.kind {
             EntryKind::Dir => {
                 out!("new directory mode {}", mode_of(a));
@@ -226,14 +371,19 @@ fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
                 out!("old mode {}", mode_of(b));
                 out!("new mode {}", mode_of(a));
             }
+            if let Some(n) = v.similarity {
+                out!("similarity index {n}%");
+                out!("rename from {}", display::name(v.old.as_bytes()));
+                out!("rename to {}", display::name(v.new.as_bytes()));
+            }
             if a.is_dir() && b.is_dir() {
                 return Ok(());
             }
         }
         (None, None) => return Ok(()),
     }
-    let old = side(store, c.before.as_ref())?;
-    let new = side(store, c.after.as_ref())?;
+    let old = side(store, v.before)?;
+    let new = side(store, v.after)?;
     let (Some(o), Some(n)) = (text(&old), text(&new)) else {
         let size = |s: &Side| match s {
             Side::Binary(n) | Side::TooLarge(n) => *n,
@@ -248,8 +398,8 @@ fn print_patch(store: &Store, c: &Change, color: bool) -> Result<(), CliError> {
     if o == n {
         return Ok(());
     }
-    let a_name = if c.before.is_some() { a.clone() } else { "/dev/null".into() };
-    let b_name = if c.after.is_some() { b.clone() } else { "/dev/null".into() };
+    let a_name = if v.before.is_some() { a.clone() } else { "/dev/null".into() };
+    let b_name = if v.after.is_some() { b.clone() } else { "/dev/null".into() };
     out!("{}", paint(&format!("--- {a_name}"), "1", color));
     out!("{}", paint(&format!("+++ {b_name}"), "1", color));
     for (h, lines) in ws_snapshot::hunks::patch(o, n) {
@@ -291,9 +441,9 @@ fn range(start: usize, len: usize) -> String {
 }
 
 /// Line counts of a change: (insertions, deletions), `None` for binary.
-fn line_counts(store: &Store, c: &Change) -> Option<(usize, usize)> {
-    let old = side(store, c.before.as_ref()).ok()?;
-    let new = side(store, c.after.as_ref()).ok()?;
+fn line_counts(store: &Store, v: &View) -> Option<(usize, usize)> {
+    let old = side(store, v.before).ok()?;
+    let new = side(store, v.after).ok()?;
     let (o, n) = (text(&old)?, text(&new)?);
     let diff = TextDiff::from_lines(o, n);
     let (mut ins, mut del) = (0, 0);
@@ -307,13 +457,12 @@ fn line_counts(store: &Store, c: &Change) -> Option<(usize, usize)> {
     Some((ins, del))
 }
 
-fn print_stat(store: &Store, pending: &[&Change], before: &Manifest, color: bool) {
-    let files: Vec<&&Change> =
-        pending.iter().filter(|c| !c.before.as_ref().or(c.after.as_ref()).is_some_and(Entry::is_dir)).collect();
-    let width = files.iter().map(|c| display::name(c.path.as_bytes()).chars().count()).max().unwrap_or(0).min(60);
+fn print_stat(store: &Store, pending: &[View], before: &Manifest, color: bool) {
+    let files: Vec<&View> = pending.iter().filter(|v| !v.before.or(v.after).is_some_and(Entry::is_dir)).collect();
+    let names: Vec<String> = files.iter().map(|v| v.name()).collect();
+    let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).min(60);
     let (mut total_ins, mut total_del) = (0, 0);
-    for c in &files {
-        let name = display::name(c.path.as_bytes());
+    for (c, name) in files.iter().zip(&names) {
         let detail = match line_counts(store, c) {
             Some((ins, del)) => {
                 total_ins += ins;
@@ -329,7 +478,7 @@ fn print_stat(store: &Store, pending: &[&Change], before: &Manifest, color: bool
             }
             None => {
                 let size = |e: Option<&Entry>| e.map_or(0, |e| e.stat.size);
-                format!("  Bin {} -> {} bytes", size(c.before.as_ref()), size(c.after.as_ref()))
+                format!("  Bin {} -> {} bytes", size(c.before), size(c.after))
             }
         };
         out!(" {name:<width$} |{detail}");
@@ -361,6 +510,14 @@ struct ChangeJson {
     /// Hex of the raw path bytes, present only when the path is not UTF-8.
     #[serde(skip_serializing_if = "Option::is_none")]
     path_bytes: Option<String>,
+    /// A rename's old path (`status`: `renamed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from_bytes: Option<String>,
+    /// A rename's similarity in percent: 100 for identical content.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    similarity: Option<u8>,
     status: &'static str,
     state: &'static str,
     before: Option<&'static str>,
@@ -398,13 +555,13 @@ impl From<Hunk> for HunkJson {
 }
 
 /// The hunks of a change between regular files (or a file and nothing).
-fn hunks_json(store: &Store, c: &Change) -> Option<Vec<HunkJson>> {
-    let file = |e: &Option<Entry>| e.as_ref().is_none_or(|e| matches!(e.kind, EntryKind::File { .. }));
-    if !file(&c.before) || !file(&c.after) {
+fn hunks_json(store: &Store, v: &View) -> Option<Vec<HunkJson>> {
+    let file = |e: Option<&Entry>| e.is_none_or(|e| matches!(e.kind, EntryKind::File { .. }));
+    if !file(v.before) || !file(v.after) {
         return None;
     }
-    let old = side(store, c.before.as_ref()).ok()?;
-    let new = side(store, c.after.as_ref()).ok()?;
+    let old = side(store, v.before).ok()?;
+    let new = side(store, v.after).ok()?;
     let (o, n) = (text(&old)?, text(&new)?);
     Some(ws_snapshot::hunks::hunks(o, n).into_iter().map(HunkJson::from).collect())
 }
@@ -435,25 +592,35 @@ fn path_fields(p: &RelPath) -> (String, Option<String>) {
     }
 }
 
-fn change_json(store: &Store, c: &Change) -> ChangeJson {
-    let (path, path_bytes) = path_fields(&c.path);
-    let lines = line_counts(store, c);
+fn change_json(store: &Store, v: &View) -> ChangeJson {
+    let (path, path_bytes) = path_fields(v.new);
+    let (from, from_bytes) = match v.similarity {
+        Some(_) => {
+            let (p, b) = path_fields(v.old);
+            (Some(p), b)
+        }
+        None => (None, None),
+    };
+    let lines = line_counts(store, v);
     ChangeJson {
         path,
         path_bytes,
-        status: status_word(c),
-        state: match c.state {
+        from,
+        from_bytes,
+        similarity: v.similarity,
+        status: status_word(v),
+        state: match v.state {
             ChangeState::Pending => "pending",
             ChangeState::Approved => "approved",
             ChangeState::RolledBack => "rolled_back",
         },
-        before: c.before.as_ref().map(Entry::kind_name),
-        after: c.after.as_ref().map(Entry::kind_name),
+        before: v.before.map(Entry::kind_name),
+        after: v.after.map(Entry::kind_name),
         insertions: lines.map(|l| l.0),
         deletions: lines.map(|l| l.1),
-        git_internal: git_internal(&c.path),
+        git_internal: git_internal(v.new),
         by: "session",
-        hunks: hunks_json(store, c),
+        hunks: hunks_json(store, v),
     }
 }
 
@@ -488,4 +655,21 @@ pub fn excluded_json(m: &Manifest) -> Vec<ExcludedJson> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rename_names_share_their_common_directories_as_git_stat_does() {
+        assert_eq!(rename_name(b"a", b"b"), "a => b");
+        assert_eq!(rename_name(b"src/a.rs", b"src/b.rs"), "src/{a.rs => b.rs}");
+        assert_eq!(rename_name(b"x/f", b"y/f"), "{x => y}/f");
+        assert_eq!(rename_name(b"a", b"d/a"), "a => d/a");
+        assert_eq!(rename_name(b"d/a", b"d/e/a"), "d/{ => e}/a");
+        assert_eq!(rename_name(b"p/x/q", b"p/y/q"), "p/{x => y}/q");
+        // A name that must be quoted is shown whole, quoted, never cut inside an escape.
+        assert_eq!(rename_name(b"d/\x1b[2K", b"d/b"), "\"d/\\033[2K\" => d/b");
+    }
 }

@@ -498,6 +498,9 @@ pub struct Counts {
     pub created: usize,
     pub modified: usize,
     pub deleted: usize,
+    /// Moves: a deleted and a created path paired, counted once here and
+    /// in neither `created` nor `deleted`.
+    pub renamed: usize,
     pub pending: usize,
     pub approved: usize,
     pub rolled_back: usize,
@@ -517,6 +520,14 @@ pub fn counts(changes: &[Change]) -> Counts {
             ChangeState::RolledBack => c.rolled_back += 1,
         }
     }
+    let all: Vec<usize> = (0..changes.len()).collect();
+    for row in ws_snapshot::renames::rows(changes, &all, 0) {
+        if let ws_snapshot::renames::Row::Renamed { .. } = row {
+            c.renamed += 1;
+            c.created -= 1;
+            c.deleted -= 1;
+        }
+    }
     c
 }
 
@@ -529,8 +540,9 @@ fn summarize(s: &Session, changes: &[Change], excluded: usize) {
         changes.iter().cloned().partition(|c| crate::commands::diff::git_internal(&c.path));
     let c = counts(&visible);
     let git = if internal.is_empty() { String::new() } else { format!(" (and {} inside .git)", internal.len()) };
+    let renamed = if c.renamed == 0 { String::new() } else { format!(", {} renamed", c.renamed) };
     ui::note(&format!(
-        "session {}: {} created, {} modified, {} deleted{git}, {} excluded from the snapshot — review with `ws diff`, then `ws approve` or `ws rollback`",
+        "session {}: {} created, {} modified, {} deleted{renamed}{git}, {} excluded from the snapshot — review with `ws diff`, then `ws approve` or `ws rollback`",
         s.id, c.created, c.modified, c.deleted, excluded
     ));
 }
@@ -673,10 +685,11 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
     if let Some(c) = &changes {
         let n = counts(c);
         out!(
-            "changes    {} created, {} modified, {} deleted ({} pending, {} approved, {} rolled back)",
+            "changes    {} created, {} modified, {} deleted{} ({} pending, {} approved, {} rolled back)",
             n.created,
             n.modified,
             n.deleted,
+            if n.renamed == 0 { String::new() } else { format!(", {} renamed", n.renamed) },
             n.pending,
             n.approved,
             n.rolled_back
