@@ -781,15 +781,27 @@ fn switched(
     p.event.status = Some(101);
     tokio::spawn(async move {
         if let (Ok(client), Ok(upstream)) = (upgrade.client.await, upstream.await) {
-            let (mut client, mut upstream) = (TokioIo::new(client), TokioIo::new(upstream));
-            if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                p.up.fetch_add(up, Ordering::Relaxed);
-                p.down.fetch_add(down, Ordering::Relaxed);
-            }
+            let (client_r, client_w) = tokio::io::split(TokioIo::new(client));
+            let (upstream_r, upstream_w) = tokio::io::split(TokioIo::new(upstream));
+            tokio::join!(pump(client_r, upstream_w, &p.up), pump(upstream_r, client_w, &p.down));
         }
         p.finish(&shared);
     });
     Response::from_parts(parts, http_body_util::Empty::new().map_err(|never| match never {}).boxed_unsync())
+}
+
+/// Copies until EOF or an error, counting as it goes (a connection that
+/// ends in a reset still reports what it carried); then shuts `w`.
+async fn pump(mut r: impl tokio::io::AsyncRead + Unpin, mut w: impl tokio::io::AsyncWrite + Unpin, count: &AtomicU64) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = r.read(&mut buf).await {
+        if n == 0 || w.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    let _ = w.shutdown().await;
 }
 
 fn take_idle(shared: &Shared, key: &PoolKey) -> Option<Sender> {

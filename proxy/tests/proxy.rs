@@ -379,3 +379,193 @@ fn on_the_hosts_loopback_a_route_needs_the_session_token_too() {
         assert!(r.contains("base URLs this session was given") && !r.contains("ws why --host"), "{r}");
     }
 }
+
+/// A TLS client through the proxy's `CONNECT` to `host`, trusting `ca_pem`.
+fn tls_through(
+    port: u16,
+    host: &str,
+    ca_pem: &[u8],
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "CONNECT {host}:443 HTTP/1.1\r\nHost: {host}:443\r\n\r\n").unwrap();
+    let mut reader = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    if !line.starts_with("HTTP/1.1 200") {
+        return Err(line);
+    }
+    loop {
+        let mut l = String::new();
+        if reader.read_line(&mut l).unwrap() == 0 || l == "\r\n" {
+            break;
+        }
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, s);
+    // The handshake happens on first use.
+    while tls.conn.is_handshaking() {
+        tls.conn.complete_io(&mut tls.sock).map_err(|e| e.to_string())?;
+    }
+    Ok(tls)
+}
+
+fn read_all(tls: &mut impl Read) -> String {
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An upstream speaking TLS that switches protocols for any request and then
+/// echoes what it gets. It keeps each request head, and also puts it in a
+/// response header (as a debugging endpoint might).
+fn upgrade_upstream(server: Arc<rustls::ServerConfig>) -> (u16, Arc<Mutex<Vec<String>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let server = Arc::clone(&server);
+            let log = Arc::clone(&log);
+            std::thread::spawn(move || {
+                let conn = rustls::ServerConnection::new(server).unwrap();
+                let mut tls = rustls::StreamOwned::new(conn, s);
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if tls.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let head = String::from_utf8_lossy(&head).replace("\r\n", "|");
+                log.lock().unwrap().push(head.clone());
+                let _ = write!(
+                    tls,
+                    "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nX-Head: {head}\r\n\r\n"
+                );
+                let mut buf = [0u8; 1024];
+                while let Ok(n) = tls.read(&mut buf) {
+                    if n == 0 || tls.write_all(&buf[..n]).is_err() {
+                        break;
+                    }
+                    let _ = tls.flush();
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn intercepting(up: u16, upstream_ca: &[u8], host: &str) -> (Config, Arc<ws_proxy::SessionCa>) {
+    let ca = Arc::new(ws_proxy::SessionCa::new(&[host.to_owned()]).unwrap());
+    let mut c = config(rules(&[], &["127.0.0.0/8", "::1"]));
+    c.extra_ca_pem = vec![upstream_ca.to_vec()];
+    let mut r = route("openai", &format!("https://localhost:{up}/v1"), "ph-AAA", "sk-REAL-999");
+    r.intercept = vec![host.to_owned()];
+    // Limits are relative to the upstream URL (`…/v1`), as for base-URL routes.
+    r.limits.paths = vec!["/responses".into()];
+    c.routes = vec![r];
+    c.intercept_ca = Some(Arc::clone(&ca));
+    (c, ca)
+}
+
+/// A client that ignores base URLs calls the real host: the proxy answers
+/// with the session's certificate for it, swaps the phantom for the secret
+/// and sends the request, path as the client gave it, to the upstream.
+#[test]
+fn intercepted_hosts_are_answered_with_the_sessions_ca_and_the_phantom_swapped() {
+    let upstream_ca = test_ca();
+    let up = echo_upstream(Some(Arc::clone(&upstream_ca.server)));
+    let (c, ca) = intercepting(up, &upstream_ca.ca_pem, "api.example.test");
+    let (port, events, _p) = start(c);
+    let session_ca = ca.cert_pem().into_bytes();
+    let request = |key: &str| {
+        format!(
+            "POST /v1/responses?x=1 HTTP/1.1\r\nHost: api.example.test\r\nx-api-key: {key}\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"
+        )
+    };
+    let mut tls = tls_through(port, "api.example.test", &session_ca).unwrap();
+    tls.write_all(request("ph-AAA").as_bytes()).unwrap();
+    let ok = read_all(&mut tls);
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    assert!(ok.contains("POST /v1/responses?x=1\n") && ok.contains("x-api-key: sk-REAL-999\n"), "{ok}");
+    assert!(!ok.split("\r\n\r\n").next().unwrap().contains("sk-REAL-999"), "the secret came back in a header: {ok}");
+    // Without the phantom the request is the host's, under the host rules:
+    // this host is not allowed, so it is refused (and never sees a secret).
+    let mut tls = tls_through(port, "api.example.test", &session_ca).unwrap();
+    tls.write_all(request("sk-user-own").as_bytes()).unwrap();
+    let refused = read_all(&mut tls);
+    assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+    // A client that trusts only the system's roots refuses the certificate;
+    // the refusal is recorded with what to do.
+    assert!(tls_through(port, "api.example.test", &upstream_ca.ca_pem).is_err());
+    // Another host is no route's: an ordinary CONNECT, refused by the rules.
+    let other = tls_through(port, "other.example.test", &session_ca).unwrap_err();
+    assert!(other.starts_with("HTTP/1.1 403"), "{other}");
+    let ev = wait_events(&events, 4);
+    assert!(
+        ev.iter().any(|e| e.credential.as_deref() == Some("openai-key")
+            && e.status == Some(200)
+            && e.path == "/v1/responses?x=1"),
+        "{ev:?}"
+    );
+    assert!(ev.iter().any(|e| e.host == "api.example.test" && e.status == Some(403)), "{ev:?}");
+    assert!(
+        ev.iter().any(|e| e.reason.as_deref().is_some_and(|r| r.contains("refused the session's certificate"))),
+        "{ev:?}"
+    );
+    for e in &ev {
+        assert!(!format!("{e:?}").contains("sk-REAL"), "{e:?}");
+    }
+}
+
+/// Codex speaks WebSocket to its API: the upgrade passes through the
+/// interception (phantom swapped), and bytes then flow both ways.
+#[test]
+fn websocket_upgrades_pass_through_an_intercepted_route() {
+    let upstream_ca = test_ca();
+    let (up, seen) = upgrade_upstream(Arc::clone(&upstream_ca.server));
+    let (c, ca) = intercepting(up, &upstream_ca.ca_pem, "api.example.test");
+    let (port, events, _p) = start(c);
+    let mut tls = tls_through(port, "api.example.test", ca.cert_pem().as_bytes()).unwrap();
+    tls.write_all(
+        b"GET /v1/responses HTTP/1.1\r\nHost: api.example.test\r\nx-api-key: ph-AAA\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(tls.read(&mut b).unwrap(), 1, "{}", String::from_utf8_lossy(&head));
+        head.push(b[0]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("upgrade: websocket"), "{head}");
+    // What the upstream got: the upgrade asked for, the secret swapped in;
+    // its echo of that head does not carry the secret back.
+    let got = seen.lock().unwrap().join("\n");
+    assert!(got.contains("x-api-key: sk-REAL-999") && got.to_ascii_lowercase().contains("upgrade: websocket"), "{got}");
+    assert!(!head.contains("sk-REAL-999"), "{head}");
+    tls.write_all(b"frame-one").unwrap();
+    let mut echo = [0u8; 9];
+    tls.read_exact(&mut echo).unwrap();
+    assert_eq!(&echo, b"frame-one");
+    drop(tls);
+    let ev = wait_events(&events, 1);
+    assert_eq!(ev[0].status, Some(101), "{ev:?}");
+    assert!(ev[0].bytes_up >= 9 && ev[0].bytes_down >= 9, "{ev:?}");
+}
