@@ -402,6 +402,11 @@ fn print_mode_session(
     let refused: BTreeSet<&str> =
         net.iter().filter(|r| r["decision"] == "deny").map(|r| r["host"].as_str().unwrap()).collect();
     assert_eq!(refused, BTreeSet::from(["example.com"]), "only the outside host was refused: {net:?}");
+    // With CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC (passed by the profile),
+    // nothing but the route and the tool's attempt left the session.
+    let other: Vec<_> =
+        net.iter().filter(|r| r["rule"] != "credentials.anthropic" && r["host"] != "example.com").collect();
+    assert!(other.is_empty(), "requests besides the route's: {other:?}");
     let end = records.last().unwrap();
     assert!(end["type"] == "session_end" && end["complete"] == true, "{end}");
 
@@ -570,6 +575,18 @@ impl Drop for Tmux {
     }
 }
 
+/// `ws session start` of the interactive agent, as the pane's command; the
+/// pane then says how ws exited.
+fn tui_command(env: &Env, profile: &str) -> String {
+    format!(
+        "env -i PATH={} HOME={} LANG=C.UTF-8 TERM=xterm-256color CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
+         {} session start --profile {profile} -- claude --dangerously-skip-permissions; echo WS-EXIT=$?; sleep 60",
+        session_path(),
+        env.home.display(),
+        env!("CARGO_BIN_EXE_ws"),
+    )
+}
+
 /// The footer of Claude Code's prompt box in bypass mode: it has rendered.
 const RENDERED: &str = "bypass permissions on";
 
@@ -577,14 +594,7 @@ const RENDERED: &str = "bypass permissions on";
 /// user would, until the prompt box renders. Returns the session's tmux and
 /// which dialogs it answered.
 fn start_tui(env: &Env, ws: &Path, profile: &str) -> (Tmux, Vec<&'static str>) {
-    let command = format!(
-        "env -i PATH={} HOME={} LANG=C.UTF-8 TERM=xterm-256color CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
-         {} session start --profile {profile} -- claude --dangerously-skip-permissions; echo WS-EXIT=$?; sleep 60",
-        session_path(),
-        env.home.display(),
-        env!("CARGO_BIN_EXE_ws"),
-    );
-    let tmux = Tmux::start(ws, &command);
+    let tmux = Tmux::start(ws, &tui_command(env, profile));
     let mut answered = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -673,5 +683,48 @@ fn claude_code_tui_renders_asks_for_the_key_once_and_ctrl_c_ends_the_session() {
     let requests = mock.requests();
     assert!(requests.iter().any(|r| r.path.starts_with("/v1/messages")), "{}", mock.summary());
     assert!(requests.iter().all(|r| r.header("x-api-key") == Some(real)), "{}", mock.summary());
+    env.ws(&ws, &["secret", "rm", &secret]).ok();
+}
+
+/// A truly fresh home: Claude Code's onboarding first checks that it can
+/// reach api.anthropic.com and platform.claude.com itself (not through
+/// ANTHROPIC_BASE_URL) and stops at "Unable to connect to Anthropic
+/// services" when either fails. The profile lets both through: the proxy
+/// allowed both (whether this machine then reaches them or not).
+#[test]
+fn claude_code_onboarding_reaches_both_hosts_its_first_run_check_needs() {
+    claude_bin();
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    workspace(&ws);
+    let mock = Mock::start(None, "MOCK: hello");
+    let secret = unique("onboard");
+    store_secret(env.command(&ws, &["secret", "set", &secret]), "sk-ant-api03-REAL-onboard-0b7e");
+    let profile = mock_profile(&env.dir("profiles"), &mock, &secret);
+    let tmux = Tmux::start(&ws, &tui_command(&env, &profile));
+    // Without the hosts the check fails and Claude Code exits; with them,
+    // and no way out to the internet, the same; with one, the theme comes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut s = tmux.screen();
+    while !s.contains("WS-EXIT=") && !s.contains("Choose the text style") {
+        assert!(Instant::now() < deadline, "the onboarding never got past its check:\n{s}");
+        std::thread::sleep(Duration::from_millis(100));
+        s = tmux.screen();
+    }
+    for _ in 0..4 {
+        if s.contains("WS-EXIT=") {
+            break;
+        }
+        tmux.keys(&["C-c", "C-c"]);
+        std::thread::sleep(Duration::from_secs(2));
+        s = tmux.screen();
+    }
+    assert!(s.contains("WS-EXIT="), "the session did not end:\n{s}");
+    let records = log_records(&|args: &[&str]| env.ws(&ws, args));
+    for host in ["api.anthropic.com", "platform.claude.com"] {
+        let asked: Vec<_> = records.iter().filter(|r| r["type"] == "net" && r["host"] == host).collect();
+        assert!(!asked.is_empty(), "Claude Code did not check {host}:\n{s}\n{records:?}");
+        assert!(asked.iter().all(|r| r["decision"] == "allow"), "{host} was refused: {asked:?}");
+    }
     env.ws(&ws, &["secret", "rm", &secret]).ok();
 }
