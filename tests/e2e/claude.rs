@@ -675,6 +675,11 @@ fn claude_code_tui_renders_asks_for_the_key_once_and_ctrl_c_ends_the_session() {
     first.wait_for("MOCK-TUI-ANSWER: hello from the mock", 20);
     end_tui(&first, &run);
     drop(first);
+    // Claude Code tried to register its `claude-cli://` handler, a .desktop
+    // file whose command would run outside any sandbox, was refused, and
+    // left its marker for trying again in a day.
+    assert!(env.home.join(".claude/.deep-link-register-failed").exists(), "no attempt seen");
+    assert!(!env.home.join(".local/share/applications").exists(), "a desktop entry was planted");
 
     let (second, answered) = start_tui(&env, &ws, &profile);
     assert!(answered.is_empty(), "a used home asks nothing again: {answered:?}\n{}", second.screen());
