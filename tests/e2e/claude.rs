@@ -513,6 +513,40 @@ fn claude_code_as_a_user_gets_only_a_phantom_and_its_tool_is_reviewed() {
     run(&["secret", "rm", &secret]).ok();
 }
 
+/// Where user namespaces are blocked (Ubuntu's AppArmor restriction): no
+/// network namespace, so the proxy listens on the host's loopback and the
+/// route's base URL carries the session's token; Landlock lets TCP reach
+/// only the proxy. The same session, the same checks. The key comes from
+/// an `env:` source here (a keyring inside the test's user namespace is
+/// another keyring); the session's environment filter must drop it.
+#[test]
+fn claude_code_without_user_namespaces_gets_only_a_phantom_and_its_tool_is_reviewed() {
+    claude_bin();
+    let u = crate::privilege::unprivileged();
+    // The fixture's workspace (where the helper runs ws) is nobody's; set it
+    // up as root, then give it back.
+    let st = Command::new("chown").args(["-R", "0:0"]).arg(&u.ws).status().unwrap();
+    assert!(st.success());
+    workspace(&u.ws);
+    let profiles = u.env.dir("agent-profiles");
+    let mock = Mock::start(Some(TOOL.to_owned()), "MOCK: hello");
+    let real = "sk-ant-api03-REAL-nouserns-a41d";
+    let profile = mock_profile(&profiles, &mock, "env:WS_E2E_CLAUDE_KEY");
+    for p in [&u.ws, &profiles] {
+        let st = Command::new("chown").args(["-R", "65534:65534"]).arg(p).status().unwrap();
+        assert!(st.success());
+    }
+    let prelude =
+        format!("export PATH={} WS_E2E_CLAUDE_KEY={real} CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1; ", session_path());
+    let run = |args: &[&str]| crate::privilege::as_nobody_without_userns_after(&u, &prelude, args);
+    let fresh = print_mode_session(&run, &mock, &u.ws, &u.home, &profile, real);
+    // It was this mode: no network namespace, the TCP filter instead.
+    let start = log_records(&run).into_iter().next().unwrap();
+    assert!(start["layers"].to_string().contains("network: Landlock TCP filter"), "{start}");
+    let used = print_mode_session(&run, &mock, &u.ws, &u.home, &profile, real);
+    assert_eq!(fresh, used);
+}
+
 /// A tmux server of the test's own, killed on drop.
 struct Tmux {
     socket: String,
