@@ -31,6 +31,8 @@ command -v patch      >/dev/null || need+=(patch)
 [ -x /usr/bin/python3 ] || need+=(python3)
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v useradd    >/dev/null || need+=(passwd)
+# The real agents' interactive tests drive their TUI in tmux.
+command -v tmux       >/dev/null || need+=(tmux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   apt-get update -qq
@@ -38,6 +40,8 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # Loop devices for the filesystem images (absent on some minimal machines).
 [ -e /dev/loop-control ] || modprobe loop 2>/dev/null || true
+# The real agent CLIs at pinned versions (npm; nodejs and npm from Debian if missing).
+tests/agents/install.sh
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

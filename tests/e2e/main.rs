@@ -5,6 +5,7 @@
 
 mod agents;
 mod bad_input;
+mod claude;
 mod codex;
 mod display;
 mod faults;
