@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
+use crate::term::Tmux;
 
 /// The release the tests pin (tests/agents/install.sh installs it).
 const CLAUDE_VERSION: &str = "2.1.197";
@@ -265,12 +266,6 @@ fn respond(req: &Request, tool: Option<&str>, answer: &str) -> (&'static str, &'
     );
     body += &sse("message_stop", serde_json::json!({"type": "message_stop"}));
     ("200 OK", "text/event-stream", body)
-}
-
-/// A secret name no other test or run uses (the keyrings outlive a run).
-fn unique(tag: &str) -> String {
-    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("e2e-claude-{tag}-{}-{nonce}", std::process::id())
 }
 
 /// A profile that is `claude-code` with its route pointed at the mock (one
@@ -545,68 +540,6 @@ fn claude_code_without_user_namespaces_gets_only_a_phantom_and_its_tool_is_revie
     assert!(start["layers"].to_string().contains("network: Landlock TCP filter"), "{start}");
     let used = print_mode_session(&run, &mock, &u.ws, &u.home, &profile, real);
     assert_eq!(fresh, used);
-}
-
-/// A tmux server of the test's own, killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(cwd: &Path, command: &str) -> Tmux {
-        let socket = unique("tmux");
-        let st = Command::new("tmux")
-            .args(["-L", &socket, "-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "120", "-y", "40"])
-            .arg("-c")
-            .arg(cwd)
-            .arg(command)
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("TERM", "xterm-256color")
-            .status()
-            .expect("tmux (test.sh installs it)");
-        assert!(st.success(), "tmux new-session failed");
-        Tmux { socket }
-    }
-
-    /// The pane with its scrollback.
-    fn screen(&self) -> String {
-        let o = Command::new("tmux").args(["-L", &self.socket, "capture-pane", "-p", "-S", "-200", "-t", "t"]).output();
-        o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            let st = Command::new("tmux").args(["-L", &self.socket, "send-keys", "-t", "t", k]).status().unwrap();
-            assert!(st.success());
-            std::thread::sleep(Duration::from_millis(150));
-        }
-    }
-
-    fn text(&self, text: &str) {
-        let st = Command::new("tmux").args(["-L", &self.socket, "send-keys", "-t", "t", "-l", text]).status().unwrap();
-        assert!(st.success());
-    }
-
-    /// Waits until the pane shows `what`.
-    #[track_caller]
-    fn wait_for(&self, what: &str, secs: u64) -> String {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.screen();
-            if s.contains(what) {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "{what:?} never appeared; the pane:\n{s}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["-L", &self.socket, "kill-server"]).status();
-    }
 }
 
 /// `ws session start` of the interactive agent, as the pane's command; the

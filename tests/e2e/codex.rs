@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
+use crate::term::Tmux;
 
 const REAL_KEY: &str = "sk-REAL-openai-7f3c91d2";
 
@@ -222,77 +223,6 @@ fn codex_runs_with_its_key_swapped_by_interception_and_rolls_back() {
     }
 }
 
-/// A tmux pane running one command, for terminal programs.
-struct Tmux {
-    name: String,
-}
-
-impl Tmux {
-    fn start(name: &str, cwd: &Path, command: &str) -> Tmux {
-        let name = format!("{name}-{}", std::process::id());
-        let ok = Command::new("tmux")
-            .args(["new-session", "-d", "-s", &name, "-x", "110", "-y", "32", "-c"])
-            .arg(cwd)
-            .arg(command)
-            .status()
-            .expect("tmux (test.sh installs it)");
-        assert!(ok.success());
-        let _ = Command::new("tmux").args(["set-option", "-t", &name, "remain-on-exit", "on"]).status();
-        Tmux { name }
-    }
-
-    fn screen(&self) -> String {
-        let o =
-            Command::new("tmux").args(["capture-pane", "-p", "-J", "-S", "-200", "-t", &self.name]).output().unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        assert!(Command::new("tmux").args(["send-keys", "-t", &self.name]).args(keys).status().unwrap().success());
-    }
-
-    /// Waits until the screen shows `text`; panics with the screen if not.
-    fn wait_for(&self, text: &str, secs: u64) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if s.contains(text) {
-                // A screen can show before it takes keys.
-                std::thread::sleep(Duration::from_millis(700));
-                return s;
-            }
-            assert!(start.elapsed() < Duration::from_secs(secs), "waited for {text:?}; the screen:\n{s}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-}
-
-impl Tmux {
-    /// Presses `keys` until the screen shows `text` (a key sent while a
-    /// screen is still being drawn can be lost).
-    fn press_until(&self, keys: &[&str], text: &str, secs: u64) -> String {
-        let start = Instant::now();
-        loop {
-            self.keys(keys);
-            for _ in 0..10 {
-                std::thread::sleep(Duration::from_millis(200));
-                let s = self.screen();
-                if s.contains(text) {
-                    std::thread::sleep(Duration::from_millis(700));
-                    return s;
-                }
-            }
-            assert!(start.elapsed() < Duration::from_secs(secs), "waited for {text:?}; the screen:\n{}", self.screen());
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux").args(["kill-session", "-t", &self.name]).status();
-    }
-}
-
 /// Codex's own TUI in a real terminal: its first-run sign-in finds the
 /// phantom in OPENAI_API_KEY, a prompt runs a tool through the mock, and
 /// Ctrl-C ends Codex and, with it, the session, whose change is recorded.
@@ -308,12 +238,12 @@ fn codexs_tui_renders_works_and_ctrl_c_ends_the_session() {
     let command = format!(
         "env -i PATH=/usr/bin:/bin HOME={home} TERM=xterm-256color LANG=C.UTF-8 WS_E2E_OPENAI_KEY={REAL_KEY} \
          {ws_bin} session start --profile {profile} -- {codex} --no-daemon --dangerously-bypass-approvals-and-sandbox; \
-         echo WS-EXIT=$?",
+         echo WS-EXIT=$?; sleep 60",
         home = env.home.display(),
         ws_bin = env!("CARGO_BIN_EXE_ws"),
         codex = agent_bin("codex").display(),
     );
-    let tmux = Tmux::start("ws-codex", &ws, &command);
+    let tmux = Tmux::start(&ws, &command);
     // First run: sign in with the key the environment holds (the phantom).
     tmux.wait_for("Choose how you want to use Codex", 60);
     tmux.keys(&["Down", "Down"]);
@@ -322,7 +252,8 @@ fn codexs_tui_renders_works_and_ctrl_c_ends_the_session() {
     assert!(s.contains("sk-ws-phantom-") && !s.contains(REAL_KEY), "{s}");
     tmux.press_until(&["Enter"], "Trust this folder", 20);
     tmux.press_until(&["Enter"], "Ask Codex", 20);
-    tmux.press_until(&["-l", "make the change"], "make the change", 20);
+    tmux.text("make the change");
+    tmux.wait_for("make the change", 20);
     tmux.press_until(&["Enter"], "MOCK-DONE", 60);
     tmux.keys(&["C-c"]);
     std::thread::sleep(Duration::from_millis(500));

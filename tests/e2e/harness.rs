@@ -412,3 +412,9 @@ impl Drop for AuditOn {
         }
     }
 }
+
+/// A name no other test (or earlier run) uses: for secrets, sockets, users.
+pub fn unique(tag: &str) -> String {
+    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("e2e-{tag}-{}-{nonce}", std::process::id())
+}

@@ -29,3 +29,4 @@ mod sandbox;
 mod secrets;
 mod snapshot_attacks;
 mod sudo;
+mod term;

@@ -16,11 +16,6 @@ use crate::harness::*;
 const NOBODY: u32 = 65534;
 
 /// A secret name no other test or run uses.
-fn unique(tag: &str) -> String {
-    let nonce = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("e2e-{tag}-{}-{nonce}", std::process::id())
-}
-
 fn with_stdin(mut c: Command, input: &[u8]) -> Out {
     let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // A command that refuses its arguments exits without reading stdin.
