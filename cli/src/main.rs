@@ -68,18 +68,34 @@ fn sandboxed(args: &[std::ffi::OsString], init: bool) -> i32 {
         // snapshot…), or was killed: a word from here would only mislead.
         Err(ws_sandbox::exec::LaunchError::NotStarted) => exit::NOT_STARTED,
         Err(e) => {
-            ui::error(
-                &error::chain(&e),
-                Some("`ws doctor` shows what this machine can enforce; --allow-degraded runs without a missing layer"),
-            );
-            match &e {
-                ws_sandbox::exec::LaunchError::Exec { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                    127
-                }
-                ws_sandbox::exec::LaunchError::Exec { .. } => 126,
-                _ => exit::NOT_STARTED,
-            }
+            let (hint, code) = launch_failure(&e);
+            ui::error(&error::chain(&e), Some(&hint));
+            code
         }
+    }
+}
+
+/// The advice and exit status for a launch that failed: a command that
+/// cannot be found or run is the shell's 127 or 126, with advice about the
+/// command (Landlock refuses to run what the profile's `exec` does not
+/// name); a layer that cannot be set up is about the machine.
+fn launch_failure(e: &ws_sandbox::exec::LaunchError) -> (String, i32) {
+    use ws_sandbox::exec::LaunchError;
+    match e {
+        LaunchError::Exec { program, source } if source.kind() == std::io::ErrorKind::NotFound => {
+            (format!("check the name; inside the session `{program}` is looked up in the session's PATH"), 127)
+        }
+        LaunchError::Exec { program, .. } => (
+            format!(
+                "`{program}` is not executable, or the profile does not let a session run it: \
+                 `ws why {program} --op exec` says which rule decides; [filesystem] exec grants a directory"
+            ),
+            126,
+        ),
+        _ => (
+            "`ws doctor` shows what this machine can enforce; --allow-degraded runs without a missing layer".into(),
+            exit::NOT_STARTED,
+        ),
     }
 }
 

@@ -302,6 +302,12 @@ fn entered_from_outside(pid: u32) -> bool {
 /// The recorder process (`ws __sandbox-record SPEC`). Returns its exit code.
 pub fn run(spec_json: &str) -> i32 {
     let _ = rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
+    // A signal for the whole process group (`timeout`, a closed terminal,
+    // Ctrl-C) is meant for the command; this process must outlive it to
+    // drain the last events, and ends when init closes its stdin.
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP, signal_hook::consts::SIGINT] {
+        let _ = signal_hook::flag::register(sig, std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)));
+    }
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let mut status = std::io::stderr();
     let started = serde_json::from_str::<RecorderSpec>(spec_json)

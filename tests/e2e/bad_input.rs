@@ -60,6 +60,30 @@ fn command_not_found_refuses_before_snapshotting() {
     assert_eq!(out.code, 127);
     assert!(out.stderr.contains("command not found: no-such-agent-xyz"), "{}", out.stderr);
     assert!(!env.home.join(".local/share/ws").exists(), "a store was created for nothing");
+    // A path that does not exist, or a directory: the same, before anything.
+    for (cmd, code, says) in
+        [("/no/such/agent", 127, "command not found: /no/such/agent"), ("/tmp", 126, "/tmp is a directory")]
+    {
+        let out = env.ws(&ws, &["session", "start", "--", cmd]);
+        assert_eq!(out.code, code, "{out:?}");
+        assert!(out.stderr.contains(says), "{out:?}");
+        assert!(!out.stderr.contains("--allow-degraded"), "advice about another problem: {out:?}");
+        assert!(!env.home.join(".local/share/ws").exists(), "a store was created for nothing");
+    }
+}
+
+/// A file that exists but cannot run (not executable, or outside what the
+/// profile lets a session run): the shell's 126, with advice about the
+/// command, not about the machine's layers.
+#[test]
+fn a_command_that_cannot_run_is_126_with_advice_about_it() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("notes.txt"), "not a program\n");
+    let out = env.ws(&ws, &["session", "start", "--", "./notes.txt"]);
+    assert_eq!(out.code, 126, "{out:?}");
+    assert!(out.stderr.contains("ws why ./notes.txt --op exec"), "{out:?}");
+    assert!(!out.stderr.contains("--allow-degraded"), "{out:?}");
 }
 
 #[test]

@@ -627,3 +627,36 @@ fn unreadable_objects_directory_fails_an_unprivileged_rollback_by_name() {
     assert_eq!(out.code, 0, "{out:?}");
     assert_same_tree(&before, &capture(&u.ws, &no_skip));
 }
+
+/// `timeout` signals its whole process group (so does a closed terminal):
+/// the command ends of it, and the recorder — in that group too — must not:
+/// it drains the last events, and the record stays complete.
+#[test]
+fn a_session_ended_by_timeout_keeps_a_complete_record() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("a"), "a\n");
+    for signal in ["TERM", "HUP"] {
+        let mut c =
+            env.command(&ws, &["session", "start", "--", "sh", "-c", "echo changed > a; echo new > b; sleep 30"]);
+        let ws_bin = c.get_program().to_owned();
+        let args: Vec<_> = c.get_args().map(|a| a.to_owned()).collect();
+        let mut t = std::process::Command::new("timeout");
+        t.args(["-s", signal, "3"]).arg(ws_bin).args(args).current_dir(&ws).env_clear();
+        for (k, v) in c.get_envs() {
+            if let Some(v) = v {
+                t.env(k, v);
+            }
+        }
+        c = t;
+        let out = env.run(c);
+        assert_eq!(out.code, 124, "{out:?}");
+        let show = env.ws(&ws, &["session", "show", "--json"]).ok();
+        let show: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+        assert_eq!(show["record_complete"], true, "{signal}: {show}");
+        assert!(!out.stderr.contains("INCOMPLETE"), "{signal}: {out:?}");
+        let ns = env.ws(&ws, &["diff", "--name-status"]).ok();
+        assert!(ns.stdout.contains("M\ta") && ns.stdout.contains("A\tb"), "{signal}: {}", ns.stdout);
+        env.ws(&ws, &["rollback"]).ok();
+    }
+}

@@ -449,7 +449,20 @@ fn check_runnable(program: &OsString) -> Result<(), CliError> {
     use std::os::unix::ffi::OsStrExt;
     let name = program.as_bytes();
     if name.contains(&b'/') {
-        return Ok(());
+        // A path: it must exist before anything is snapshotted. Whether it
+        // may run is the sandbox's to say (Landlock), after.
+        return match std::fs::metadata(program) {
+            Ok(m) if m.is_dir() => Err(CliError::usage(format!("{} is a directory", program.to_string_lossy()))
+                .hint("give the command to run, not its directory")
+                .code(126)),
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(CliError::usage(format!("command not found: {}", program.to_string_lossy()))
+                    .hint("check the path (relative paths start from the current directory)")
+                    .code(127))
+            }
+            Err(_) => Ok(()),
+        };
     }
     let path = crate::env::var_os("PATH").unwrap_or_default();
     let found = std::env::split_paths(&path).any(|d| {
