@@ -135,3 +135,38 @@ fn the_users_global_excludes_file_is_honoured() {
     let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(v["excluded"][0]["path"], "cache-dir", "{v}");
 }
+
+/// The end-of-session summary, `ws session show` and `--json` give the same
+/// count for a session that commits: paths as `ws diff` lists them, and
+/// git's internals (objects, logs, index) apart, in every view.
+#[test]
+fn every_view_of_a_committing_session_gives_one_count() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    git_repo(&ws);
+    write(ws.join("a.txt"), "a\n");
+    commit_all(&ws, "init");
+    let out = env
+        .session(&ws, "echo x > a.txt; echo n > b.txt; git add -A; git -c user.name=t -c user.email=t@e commit -qm s")
+        .ok();
+    let json = env.ws(&ws, &["session", "show", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    let c = &v["changes"];
+    let inside = c["inside_git"].as_u64().unwrap();
+    assert!(inside > 0, "control: the commit wrote inside .git: {v}");
+    // What `ws diff` lists is what is counted (the branch's ref and
+    // COMMIT_EDITMSG are in it: reviewable, unlike objects and logs).
+    let listed = env.ws(&ws, &["diff", "--name-status"]).ok().stdout;
+    let n = |status: &str| listed.lines().filter(|l| l.starts_with(status)).count() as u64;
+    assert!(listed.contains("M\ta.txt") && listed.contains("A\tb.txt"), "{listed}");
+    let (created, modified, deleted) = (n("A\t"), n("M\t"), n("D\t"));
+    assert_eq!(
+        (c["created"].as_u64(), c["modified"].as_u64(), c["deleted"].as_u64()),
+        (Some(created), Some(modified), Some(deleted)),
+        "{v}\n{listed}"
+    );
+    let counted = format!("{created} created, {modified} modified, {deleted} deleted (and {inside} inside .git)");
+    assert!(out.stderr.contains(&counted), "the summary: {}", out.stderr);
+    let show = env.ws(&ws, &["session", "show"]).ok().stdout;
+    assert!(show.contains(&counted), "ws session show: {show}");
+}

@@ -517,10 +517,19 @@ pub struct Counts {
     pub pending: usize,
     pub approved: usize,
     pub rolled_back: usize,
+    /// Changes inside `.git/objects`, `.git/logs` and `.git/index` (what a
+    /// commit writes), counted here only: `ws diff` does not list them.
+    pub inside_git: usize,
 }
 
+/// The one count of a session's changes that every view gives (the summary
+/// at its end, `ws session show`, `ws session list`, `--json`): paths as
+/// `ws diff` lists them, git's internals apart.
 pub fn counts(changes: &[Change]) -> Counts {
-    let mut c = Counts::default();
+    let (internal, visible): (Vec<Change>, Vec<Change>) =
+        changes.iter().cloned().partition(|c| crate::commands::diff::git_internal(&c.path));
+    let changes = &visible[..];
+    let mut c = Counts { inside_git: internal.len(), ..Counts::default() };
     for ch in changes {
         match ch.kind() {
             ChangeKind::Added => c.created += 1,
@@ -544,15 +553,17 @@ pub fn counts(changes: &[Change]) -> Counts {
     c
 }
 
+fn inside_git(c: &Counts) -> String {
+    if c.inside_git == 0 { String::new() } else { format!(" (and {} inside .git)", c.inside_git) }
+}
+
 fn summarize(s: &Session, changes: &[Change], excluded: usize) {
     if changes.is_empty() {
         ui::note(&format!("session {} made no changes", s.id));
         return;
     }
-    let (internal, visible): (Vec<Change>, Vec<Change>) =
-        changes.iter().cloned().partition(|c| crate::commands::diff::git_internal(&c.path));
-    let c = counts(&visible);
-    let git = if internal.is_empty() { String::new() } else { format!(" (and {} inside .git)", internal.len()) };
+    let c = counts(changes);
+    let git = inside_git(&c);
     let renamed = if c.renamed == 0 { String::new() } else { format!(", {} renamed", c.renamed) };
     ui::note(&format!(
         "session {}: {} created, {} modified, {} deleted{renamed}{git}, {} excluded from the snapshot — review with `ws diff`, then `ws approve` or `ws rollback`",
@@ -698,11 +709,12 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
     if let Some(c) = &changes {
         let n = counts(c);
         out!(
-            "changes    {} created, {} modified, {} deleted{} ({} pending, {} approved, {} rolled back)",
+            "changes    {} created, {} modified, {} deleted{}{} ({} pending, {} approved, {} rolled back)",
             n.created,
             n.modified,
             n.deleted,
             if n.renamed == 0 { String::new() } else { format!(", {} renamed", n.renamed) },
+            inside_git(&n),
             n.pending,
             n.approved,
             n.rolled_back
