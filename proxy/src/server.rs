@@ -282,7 +282,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBody
             Some(token) => match crate::route::strip_session_token(&path, token) {
                 Some(rest) => forward_route(shared, req, rest).await,
                 None => {
-                    let p = Pending::new(req.method().as_str(), "(proxy)", shared.config.port, "/…");
+                    let p = Pending::new(req.method().as_str(), PROXY_HOST, shared.config.port, "/…");
                     p.refuse(
                         &shared,
                         StatusCode::FORBIDDEN,
@@ -295,6 +295,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBody
         },
     }
 }
+
+/// The host an event names when a request was for the proxy itself (a
+/// route, or a tunnel to its own port), not for a host of the network.
+pub const PROXY_HOST: &str = "(proxy)";
 
 fn is_self(config: &Config, authority: &str) -> bool {
     matches!(split_authority(authority, 80), Some((h, p)) if p == config.port && (h == "127.0.0.1" || h == "localhost" || h == "::1"))
@@ -380,6 +384,13 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBod
     }
     if port == 0 {
         return p.refuse(&shared, StatusCode::BAD_REQUEST, "malformed", format!("`{authority}` is not host:port"));
+    }
+    if is_self(&shared.config, &authority) {
+        // A client tunnelling to the proxy through the proxy: no profile
+        // line is about this, so it is not the host's refusal.
+        p.event.host = PROXY_HOST.into();
+        let reason = "a tunnel through the proxy to the proxy itself".into();
+        return p.refuse(&shared, StatusCode::FORBIDDEN, "no route", reason);
     }
     if port == 443
         && let Some(ca) = &shared.config.intercept_ca
@@ -525,11 +536,11 @@ async fn forward_plain(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respo
 
 async fn forward_route(shared: Arc<Shared>, mut req: Request<Incoming>, path: String) -> Response<ResBody> {
     let Some((name, rest)) = crate::route::split_route_path(&path) else {
-        let p = Pending::new(req.method().as_str(), "(proxy)", shared.config.port, &path);
+        let p = Pending::new(req.method().as_str(), PROXY_HOST, shared.config.port, &path);
         return p.refuse(&shared, StatusCode::NOT_FOUND, "no route", "the path names no credential route".into());
     };
     let Some(idx) = shared.config.routes.iter().position(|r| r.name == name) else {
-        let p = Pending::new(req.method().as_str(), "(proxy)", shared.config.port, &path);
+        let p = Pending::new(req.method().as_str(), PROXY_HOST, shared.config.port, &path);
         let known: Vec<&str> = shared.config.routes.iter().map(|r| r.name.as_str()).collect();
         return p.refuse(
             &shared,

@@ -569,3 +569,19 @@ fn websocket_upgrades_pass_through_an_intercepted_route() {
     assert_eq!(ev[0].status, Some(101), "{ev:?}");
     assert!(ev[0].bytes_up >= 9 && ev[0].bytes_down >= 9, "{ev:?}");
 }
+
+/// A client that tunnels to the proxy through the proxy (HTTPS_PROXY set,
+/// and a URL naming the proxy's own port): refused as the proxy's, not as a
+/// host a profile could allow, so no suggestion names the proxy's port.
+#[test]
+fn a_tunnel_to_the_proxy_itself_is_the_proxys_refusal() {
+    let (port, events, _p) = start(config(rules(&["127.0.0.1:*"], &["127.0.0.1"])));
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n").unwrap();
+    let mut r = String::new();
+    BufReader::new(s).read_line(&mut r).unwrap();
+    assert!(r.starts_with("HTTP/1.1 403"), "{r}");
+    let ev = wait_events(&events, 1);
+    assert_eq!(ev[0].host, ws_proxy::server::PROXY_HOST, "{ev:?}");
+}

@@ -346,6 +346,9 @@ pub fn suggestions(denied: &[Denied], workspace: &Path) -> Vec<Suggestion> {
             // Nothing a profile should allow: no line, no note.
             Denied::Fs { path, .. } if learn::is_noise(path) => {}
             Denied::Other { what, .. } if what.starts_with("ptrace") => {}
+            // A request for the session's own proxy (a route, or a tunnel to
+            // its port): the session's setup, not a host to allow.
+            Denied::Host { host, .. } if host == ws_proxy::server::PROXY_HOST => {}
             Denied::Fs { path, access, count } => {
                 let denied = format!("{} {}", access.name(), path.display());
                 out.push(match learn::entry_for(path, &vars) {
@@ -441,5 +444,16 @@ mod tests {
         assert!(ws_sandbox::profile::check(&new).is_empty(), "{new}");
         assert!(add_lines("[filesystem\n", &lines).is_err());
         assert!(add_lines("filesystem = 3\n", &lines).is_err());
+    }
+
+    #[test]
+    fn the_sessions_own_proxy_is_no_host_to_allow() {
+        let denied = [
+            Denied::Host { host: ws_proxy::server::PROXY_HOST.into(), count: 3 },
+            Denied::Host { host: "example.com".into(), count: 1 },
+        ];
+        let s = suggestions(&denied, Path::new("/w"));
+        assert_eq!(s.len(), 1, "{s:?}");
+        assert_eq!(s[0].value.as_deref(), Some("example.com"));
     }
 }
