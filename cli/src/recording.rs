@@ -203,7 +203,12 @@ impl Recorders {
         for (on, name) in [
             (spec.landlock, "landlock"),
             (spec.seccomp, "seccomp"),
-            (spec.namespaces.is_some(), "namespaces"),
+            // Asked for always; had only as root or where user namespaces
+            // may be made (else the launcher runs without, and says so).
+            (
+                spec.namespaces.as_ref().is_some_and(|n| !n.user_ns || ws_sandbox::probe::user_namespaces()),
+                "namespaces",
+            ),
             (!spec.cgroup_procs.is_empty(), "cgroups"),
         ] {
             if on {

@@ -538,6 +538,7 @@ fn claude_code_without_user_namespaces_gets_only_a_phantom_and_its_tool_is_revie
     // It was this mode: no network namespace, the TCP filter instead.
     let start = log_records(&run).into_iter().next().unwrap();
     assert!(start["layers"].to_string().contains("network: Landlock TCP filter"), "{start}");
+    assert!(!start["layers"].as_array().unwrap().iter().any(|l| l == "namespaces"), "no namespaces here: {start}");
     let used = print_mode_session(&run, &mock, &u.ws, &u.home, &profile, real);
     assert_eq!(fresh, used);
 }
