@@ -130,28 +130,27 @@ fn workspace(env: &Env) -> PathBuf {
     ws
 }
 
-fn codex_exec(env: &Env, ws: &Path, profile: &str) -> Out {
+/// `ws ARGS…` as some user in the workspace: root here, `nobody` below.
+type Run<'a> = &'a dyn Fn(&[&str]) -> Out;
+
+/// `codex exec` in a session, as `run` runs ws.
+fn codex_exec(run: Run, profile: &str) -> Out {
     let codex = agent_bin("codex");
-    let mut c = env.command(
-        ws,
-        &[
-            "session",
-            "start",
-            "--profile",
-            profile,
-            "--",
-            codex.to_str().unwrap(),
-            "exec",
-            "--skip-git-repo-check",
-            "--dangerously-bypass-approvals-and-sandbox",
-            "make the change",
-        ],
-    );
-    c.env("WS_E2E_OPENAI_KEY", REAL_KEY);
-    env.run(c)
+    run(&[
+        "session",
+        "start",
+        "--profile",
+        profile,
+        "--",
+        codex.to_str().unwrap(),
+        "exec",
+        "--skip-git-repo-check",
+        "--dangerously-bypass-approvals-and-sandbox",
+        "make the change",
+    ])
 }
 
-fn check_session(env: &Env, ws: &Path, mock: &Mock, out: &Out) {
+fn check_session(run: Run, mock: &Mock, out: &Out) {
     assert_eq!(out.code, 0, "{out:?}");
     assert!(out.stdout.contains("MOCK-DONE"), "Codex did not finish the conversation: {out:?}");
     let requests = mock.requests();
@@ -174,7 +173,7 @@ fn check_session(env: &Env, ws: &Path, mock: &Mock, out: &Out) {
     assert!(tool.contains("real-in-env=0"), "{tool}");
     assert!(!out.stdout.contains(REAL_KEY) && !out.stderr.contains(REAL_KEY));
 
-    let diff = env.ws(ws, &["diff", "--json"]).ok();
+    let diff = run(&["diff", "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
     let status = |p: &str| {
         v["changes"]
@@ -188,7 +187,7 @@ fn check_session(env: &Env, ws: &Path, mock: &Mock, out: &Out) {
     assert_eq!(status("gone.txt").as_deref(), Some("deleted"), "{v}");
     assert_eq!(status("keep.txt").as_deref(), Some("modified"), "{v}");
 
-    let log = env.ws(ws, &["log", "--json"]).ok().stdout;
+    let log = run(&["log", "--json"]).ok().stdout;
     let records: Vec<serde_json::Value> = log.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
     assert!(
         records.iter().any(|r| r["type"] == "net" && r["host"] == "example.com" && r["decision"] == "deny"),
@@ -213,8 +212,13 @@ fn codex_runs_with_its_key_swapped_by_interception_and_rolls_back() {
     let before = capture(&ws, &skip_git_internals);
     let head = git(&ws, &["rev-parse", "HEAD"]);
     for round in ["a fresh home", "a used home"] {
-        let out = codex_exec(&env, &ws, &profile);
-        check_session(&env, &ws, &mock, &out);
+        let run = |args: &[&str]| {
+            let mut c = env.command(&ws, args);
+            c.env("WS_E2E_OPENAI_KEY", REAL_KEY);
+            env.run(c)
+        };
+        let out = codex_exec(&run, &profile);
+        check_session(&run, &mock, &out);
         assert!(env.home.join(".codex").is_dir(), "{round}: Codex kept no state");
         env.ws(&ws, &["rollback"]).ok();
         assert_same_tree(&before, &capture(&ws, &skip_git_internals));
@@ -267,4 +271,49 @@ fn codexs_tui_renders_works_and_ctrl_c_ends_the_session() {
     assert!(diff.contains("tui.txt"), "{diff}");
     let show = env.ws(&ws, &["session", "show"]).ok().stdout;
     assert!(!show.contains("incomplete"), "{show}");
+}
+
+/// The same as an unprivileged user (`nobody`, with a home of its own), with
+/// user namespaces and where they are blocked (the proxy then on the host's
+/// loopback, the interception behind the session's proxy token).
+#[test]
+fn codex_as_a_user_runs_with_its_key_swapped_by_interception() {
+    let u = crate::privilege::unprivileged();
+    let ws = u.env.dir("agent-ws");
+    git_repo(&ws);
+    write(ws.join("keep.txt"), "keep\n");
+    write(ws.join("gone.txt"), "gone\n");
+    commit_all(&ws, "init");
+    let mock = Mock::start(&u.env.dir("mock"), SCRIPT);
+    let profile = profile(&u.env.dir("agent-profiles"), &mock);
+    let st = Command::new("chown").args(["-R", "65534:65534"]).arg(&ws).status().unwrap();
+    assert!(st.success());
+    let before = capture(&ws, &skip_git_internals);
+    let as_user = |args: &[&str]| {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]);
+        c.arg(env!("CARGO_BIN_EXE_ws")).args(args).current_dir(&ws).env_clear();
+        c.env("PATH", "/usr/bin:/bin").env("HOME", &u.home).env("LANG", "C.UTF-8").env("NO_COLOR", "1");
+        c.env("WS_E2E_OPENAI_KEY", REAL_KEY);
+        u.env.run(c)
+    };
+    let out = codex_exec(&as_user, &profile);
+    check_session(&as_user, &mock, &out);
+    as_user(&["rollback"]).ok();
+    assert_same_tree(&before, &capture(&ws, &skip_git_internals));
+    assert!(u.home.join(".codex").is_dir());
+
+    let prelude = format!("export PATH=/usr/bin:/bin WS_E2E_OPENAI_KEY={REAL_KEY}; ");
+    let no_userns = |args: &[&str]| crate::privilege::as_nobody_without_userns_after(&u, &prelude, args);
+    let _ = std::fs::remove_file(&mock.log);
+    let st = Command::new("chown").args(["-R", "65534:65534"]).arg(&u.ws).status().unwrap();
+    assert!(st.success());
+    let out = codex_exec(&no_userns, &profile);
+    assert!(out.code == 0 && out.stdout.contains("MOCK-DONE"), "{out:?}");
+    assert!(
+        mock.requests().iter().any(|r| r["authorization"] == format!("Bearer {REAL_KEY}")),
+        "{:?}",
+        mock.requests()
+    );
+    assert!(!mock.tool_output().contains(REAL_KEY));
 }
