@@ -32,27 +32,57 @@ impl GitGuard {
             ws_snapshot::git_guard::undo(&ws.store, &ws.root, session, changes, self.start)
                 .map_err(|e| crate::error::chain(&e))
         });
-        let undone = match undone {
-            Ok(u) => u,
-            Err(e) => {
-                ui::warn(&format!(
-                    "could not check git's control surface (.git/config, hooks, commondir, …) after the session: {e}; \
-                     do not run git in {} before `ws diff --git-internals` and `ws rollback`",
-                    ws.root.display()
-                ));
-                return;
-            }
-        };
-        for u in &undone {
-            let event = Event::GitGuard {
-                path: u.finding.path.display(),
-                change: u.finding.what.name().to_owned(),
-                restored: u.restored,
-            };
-            let _ = log.append(crate::now_ms(), event);
-        }
-        report(&undone);
+        apply(ws, undone, log);
     }
+}
+
+/// For a session whose supervisor died (`kill -9`, a crash): its end never
+/// ran the guard, so the first command that takes its after-snapshot does,
+/// before it returns (under that command's lock, as the after-snapshot).
+/// What `.git` was before is not known then: a `.git` replaced wholesale
+/// shows as changes to its control files, which are undone the same way.
+pub fn after_orphan(ws: &Workspace, session: &mut Session, changes: &mut [Change]) {
+    let undone =
+        ws_snapshot::git_guard::undo(&ws.store, &ws.root, session, changes, None).map_err(|e| crate::error::chain(&e));
+    match AuditLog::open(&ws.store.audit_log_path(&session.id), &session.id) {
+        Ok(log) => {
+            apply(ws, undone, &log);
+            let _ = log.seal();
+        }
+        Err(e) => {
+            ui::warn(&format!(
+                "the audit log of session {} cannot take more records: {}",
+                session.id,
+                crate::error::chain(&e)
+            ));
+            if let Ok(u) = undone {
+                report(&u);
+            }
+        }
+    }
+}
+
+fn apply(ws: &Workspace, undone: Result<Vec<Undone>, String>, log: &AuditLog) {
+    let undone = match undone {
+        Ok(u) => u,
+        Err(e) => {
+            ui::warn(&format!(
+                "could not check git's control surface (.git/config, hooks, commondir, …) after the session: {e}; \
+                 do not run git in {} before `ws diff --git-internals` and `ws rollback`",
+                ws.root.display()
+            ));
+            return;
+        }
+    };
+    for u in &undone {
+        let event = Event::GitGuard {
+            path: u.finding.path.display(),
+            change: u.finding.what.name().to_owned(),
+            restored: u.restored,
+        };
+        let _ = log.append(crate::now_ms(), event);
+    }
+    report(&undone);
 }
 
 fn report(undone: &[Undone]) {

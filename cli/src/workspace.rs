@@ -151,7 +151,9 @@ impl Workspace {
                 session.id, session.supervisor_pid
             ));
             session.recording = Some(crate::recording::close_orphaned(&self.store, session));
-            return self.finish_session(session, None, None);
+            let mut changes = self.finish_session(session, None, None)?;
+            crate::git_guard::after_orphan(self, session, &mut changes);
+            return Ok(changes);
         }
         if session.state == SessionState::Running {
             return Err(CliError::usage(format!("session {} is still running", session.id))

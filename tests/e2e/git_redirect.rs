@@ -250,3 +250,42 @@ fn with_user_namespaces_git_is_pinned_and_commondir_undone() {
     Command::new("chown").args(["65534:65534"]).arg(&scratch).status().unwrap();
     trap.spring(&scratch, &|d, a| git_as_nobody(&u, d, a));
 }
+
+/// The supervisor is killed (`kill -9`) after the agent planted
+/// `commondir`: no session end ran the guard, so the first ws command that
+/// takes the orphan's after-snapshot (here `ws diff`) undoes it before it
+/// returns, and says so in its output and the record.
+#[test]
+fn a_killed_supervisors_session_is_guarded_by_the_next_ws_command() {
+    let env = Env::protected();
+    let ws = root_repo(&env);
+    let trap = Trap::new(env.tmp.path());
+    let script = format!(
+        "{CONTROL}; {} && echo {} > .git/commondir && echo PLANTED > planted.txt; sleep 60",
+        trap.plant(),
+        trap.evil.display()
+    );
+    let mut child = env
+        .command(&ws, &["session", "start", "--", "sh", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..400 {
+        if ws.join("planted.txt").exists() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    assert!(ws.join("planted.txt").exists() && ws.join(".git/commondir").exists(), "control: the agent planted it");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let diff = env.ws(&ws, &["diff", "--name-status"]);
+    assert_eq!(diff.code, 0, "{diff:?}");
+    assert!(diff.stderr.contains("was interrupted"), "{diff:?}");
+    assert!(diff.stderr.contains("changed git's control surface"), "{diff:?}");
+    let status = env.git(&ws, &["status"]);
+    let (log, verify) = (env.ws(&ws, &["log"]), env.ws(&ws, &["audit", "verify"]));
+    assert_not_redirected(&trap, &ws, &status, &diff, &log, &verify);
+    trap.spring(&env.dir("scratch"), &|d, a| env.git(d, a));
+}
