@@ -34,8 +34,11 @@ fn find_root(cwd: &Path, store_parent: &Path, uid: u32) -> (PathBuf, Option<Path
         }
         if dot_git.is_file() {
             // A worktree or submodule: `.git` names the real git directory.
-            let gitdir = std::fs::read_to_string(&dot_git)
+            // Read as the hook reads what an agent may have written: a
+            // regular file, no symlink followed, a few KiB at most.
+            let gitdir = ws_hooks::safe::read_bounded(&dot_git, 4096)
                 .ok()
+                .and_then(|b| String::from_utf8(b).ok())
                 .and_then(|s| s.lines().find_map(|l| l.strip_prefix("gitdir: ").map(|p| dir.join(p.trim()))));
             return (dir.to_path_buf(), gitdir);
         }
@@ -263,6 +266,23 @@ fn normalize(p: &Path) -> PathBuf {
 /// `core.excludesFile` from the user's git configuration, else git's default.
 /// Asking git costs a process; when no configuration file mentions the key,
 /// git's default is the answer and git is not asked.
+///
+/// A config file is read only if it is a regular file (a FIFO planted as
+/// `.git/config` must not block ws), and at most 1 MiB of it. Symlinks are
+/// followed: `~/.gitconfig` often is one.
+fn read_config(path: &Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file =
+        std::fs::File::options().read(true).custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32).open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut out = Vec::new();
+    file.take(1 << 20).read_to_end(&mut out).ok()?;
+    Some(out)
+}
+
 fn global_excludes_file(git_dir: Option<&Path>) -> Option<PathBuf> {
     let mut configs: Vec<PathBuf> = Vec::new();
     configs.extend(env::home().map(|h| h.join(".gitconfig")));
@@ -274,8 +294,8 @@ fn global_excludes_file(git_dir: Option<&Path>) -> Option<PathBuf> {
     configs.extend(git_dir.map(|g| g.join("config")));
     configs.push(PathBuf::from("/etc/gitconfig"));
     let mentioned = configs.iter().any(|c| {
-        std::fs::read_to_string(c).is_ok_and(|t| {
-            let t = t.to_ascii_lowercase();
+        read_config(c).is_some_and(|t| {
+            let t = String::from_utf8_lossy(&t).to_ascii_lowercase();
             t.contains("excludesfile") || t.contains("[include") || t.contains("[includeif")
         })
     });
@@ -318,5 +338,27 @@ fn show_progress(progress: &Progress, finished: &mpsc::Receiver<()>, what: &str)
     }
     if shown && tty {
         ui::progress_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_is_read_only_if_it_is_a_regular_file_and_only_so_much() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("config");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::from(0o600), 0)
+            .unwrap();
+        let started = std::time::Instant::now();
+        assert_eq!(read_config(&fifo), None, "a FIFO is not read (nor waited on)");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'x'; (1 << 20) + 10]).unwrap();
+        assert_eq!(read_config(&big).map(|b| b.len()), Some(1 << 20));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&big, &link).unwrap();
+        assert!(read_config(&link).is_some(), "symlinks are followed (~/.gitconfig often is one)");
     }
 }

@@ -23,7 +23,7 @@ mod index;
 mod install;
 mod odb;
 pub mod policy;
-mod safe;
+pub mod safe;
 mod staged;
 #[cfg(test)]
 mod testing;
