@@ -40,6 +40,9 @@ pub struct RollbackOptions {
     /// Changes to leave alone even when picked: those the session did not
     /// make (a recorder saw someone else make them during it).
     pub leave: HashSet<RelPath>,
+    /// Remove the git objects the session added too (normally kept, so that
+    /// the reflog can bring its commits back): for a pack git cannot read.
+    pub drop_new_objects: bool,
 }
 
 #[derive(Debug, Default)]
@@ -159,7 +162,9 @@ pub fn rollback(
         let work = store.begin_work()?;
         store
             .write_journal(&session.id, &Journal { indices: picked.clone(), force: opts.force, work: work.clone() })?;
-        let made = Rollback::new(store, workspace, before, opts.force, &work, &mut outcome).run(changes, &picked)?;
+        let mut rb = Rollback::new(store, workspace, before, opts.force, &work, &mut outcome);
+        rb.drop_new_objects = opts.drop_new_objects;
+        let made = rb.run(changes, &picked)?;
         // What was restored reaches the disk before the change set says so:
         // after a power cut, a change marked rolled back must not have lost
         // its files. The stat cache is refreshed meanwhile.
@@ -250,6 +255,8 @@ struct Rollback<'a> {
     root: &'a Path,
     before: &'a Manifest,
     force: bool,
+    /// See [`RollbackOptions::drop_new_objects`].
+    drop_new_objects: bool,
     out: &'a mut RollbackOutcome,
     /// Restored hard-link groups: (dev, ino) in the snapshot → a path now holding it.
     links: Mutex<HashMap<(u64, u64), PathBuf>>,
@@ -337,6 +344,7 @@ impl<'a> Rollback<'a> {
             root,
             before,
             force,
+            drop_new_objects: false,
             out,
             links: Mutex::new(HashMap::new()),
             new_tops: Mutex::new(Vec::new()),
@@ -367,7 +375,7 @@ impl<'a> Rollback<'a> {
         let mut blocked: HashSet<usize> = HashSet::new();
         for &i in &removals {
             let c = &changes[i];
-            if c.before.is_none() && git_class(&c.path) == GitClass::Objects {
+            if c.before.is_none() && git_class(&c.path) == GitClass::Objects && !self.drop_new_objects {
                 self.out.kept_git += 1;
                 done.push(i);
                 continue;

@@ -198,11 +198,35 @@ fn a_delta_cycle_pack_makes_the_hook_refuse_promptly_not_abort() {
         printf_to(&pack, ".git/objects/pack/pack-evil.pack"),
         printf_to(&idx, ".git/objects/pack/pack-evil.idx")
     );
-    env.session(&ws, &script).ok();
-    assert_eq!(std::fs::read(ws.join(".git/objects/pack/pack-evil.pack")).unwrap(), pack);
+    let out = env.session(&ws, &script).ok();
+    // The session's end verifies the packs it left: git cannot read this
+    // one (`git show` of the object would spin forever), so the session's
+    // changes under .git/objects/pack are rolled back, said and recorded.
+    assert!(!ws.join(".git/objects/pack/pack-evil.pack").exists(), "{out:?}");
+    assert!(out.stderr.contains("a pack git cannot read") && out.stderr.contains("pack-evil.pack"), "{out:?}");
+    let log = env.ws(&ws, &["log"]).ok().stdout;
+    assert!(log.contains("unreadable pack"), "{log}");
+    let show = std::process::Command::new("timeout")
+        .args(["10", "git", "cat-file", "-t", head.trim()])
+        .current_dir(&ws)
+        .output()
+        .unwrap();
+    assert_eq!(show.status.code(), Some(0), "git reads HEAD again: {show:?}");
+    // Control: a pack git wrote itself in a session (`git gc`) is kept.
+    let other = repo(&env, "repo2");
+    let out = env.session(&other, "git gc -q && ls .git/objects/pack | grep -c '\\.pack$'").ok();
+    assert!(!out.stderr.contains("cannot read"), "{out:?}");
+    assert!(out.stdout.trim().parse::<u32>().unwrap() >= 1, "{out:?}");
+    let packs = std::fs::read_dir(other.join(".git/objects/pack")).unwrap().flatten();
+    assert!(packs.filter(|e| e.file_name().to_string_lossy().ends_with(".pack")).count() >= 1);
 
-    // git itself loops on this pack (`git commit` never reaches the hook),
-    // so the hook is run as the pre-commit framework runs it.
+    // Were such a pack left anyway (more than the verification budget, a
+    // pack planted outside a session), the hook must still answer: git
+    // itself loops on it (`git commit` never reaches the hook), so the hook
+    // is run as the pre-commit framework runs it.
+    std::fs::write(ws.join(".git/objects/pack/pack-evil.pack"), &pack).unwrap();
+    std::fs::write(ws.join(".git/objects/pack/pack-evil.idx"), &idx).unwrap();
+    env.session(&ws, "echo agent > agent.txt && git add agent.txt").ok();
     let started = Instant::now();
     let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
     let took = started.elapsed();

@@ -97,7 +97,7 @@ pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
         &mut changes,
         &before,
         &paths,
-        &RollbackOptions { force: args.force, leave },
+        &RollbackOptions { force: args.force, leave, drop_new_objects: false },
     )?;
     if out.resumed > 0 {
         ui::note(&format!("finished an interrupted rollback of {} paths", out.resumed));
