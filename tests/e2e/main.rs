@@ -26,3 +26,4 @@ mod sandbox;
 mod secrets;
 mod snapshot_attacks;
 mod sudo;
+mod tui;
