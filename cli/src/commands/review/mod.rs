@@ -188,18 +188,26 @@ impl Review {
             let (model, patches) = (&mut self.model, &self.patches);
             terminal.draw(|f| view::draw(f, model, patches.get(&model.cursor), screen))?;
             // A resize needs only the redraw above.
-            if let Event::Key(k) = event::read()?
-                && let Some(key) = key_of(k)
-            {
-                match self.model.update(key) {
-                    Action::Redraw => {}
-                    done => return Ok(done),
+            if let Event::Key(k) = event::read()? {
+                for key in keys_of(k) {
+                    match self.model.update(key) {
+                        Action::Redraw => {}
+                        done => return Ok(done),
+                    }
                 }
             }
         })();
         ratatui::restore();
         result.map_err(failed)
     }
+}
+
+/// The keys a terminal event stands for. An Esc that arrives together with
+/// the next key reads as Alt+key (the same bytes): the review binds no Alt
+/// key, so it is that Esc, then the key.
+fn keys_of(k: KeyEvent) -> Vec<Key> {
+    let Some(key) = key_of(k) else { return Vec::new() };
+    if k.modifiers.contains(KeyModifiers::ALT) { vec![Key::Esc, key] } else { vec![key] }
 }
 
 fn key_of(k: KeyEvent) -> Option<Key> {
@@ -225,4 +233,27 @@ fn key_of(k: KeyEvent) -> Option<Key> {
         KeyCode::Char(c) => Key::Char(c),
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(code: KeyCode, modifiers: KeyModifiers) -> KeyEvent {
+        KeyEvent::new(code, modifiers)
+    }
+
+    #[test]
+    fn terminal_keys_map_to_review_keys() {
+        assert_eq!(keys_of(ev(KeyCode::Char('j'), KeyModifiers::NONE)), [Key::Char('j')]);
+        assert_eq!(keys_of(ev(KeyCode::Char('c'), KeyModifiers::CONTROL)), [Key::CtrlC]);
+        assert_eq!(keys_of(ev(KeyCode::Char('x'), KeyModifiers::CONTROL)), []);
+        assert_eq!(keys_of(ev(KeyCode::Esc, KeyModifiers::NONE)), [Key::Esc]);
+        // Esc then j, read in one go.
+        assert_eq!(keys_of(ev(KeyCode::Char('j'), KeyModifiers::ALT)), [Key::Esc, Key::Char('j')]);
+        assert_eq!(keys_of(ev(KeyCode::F(1), KeyModifiers::NONE)), []);
+        let mut release = ev(KeyCode::Char('q'), KeyModifiers::NONE);
+        release.kind = KeyEventKind::Release;
+        assert_eq!(keys_of(release), []);
+    }
 }
