@@ -196,6 +196,36 @@ fn review_quit_without_applying_changes_nothing_and_with_applying_exactly_the_ma
 }
 
 #[test]
+fn review_rolls_back_one_hunk_and_approves_another_of_the_same_file() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("a.txt"), lines(30));
+    let out = env.session(&ws, "sed -i 's/^line 2$/two/; s/^line 15$/fifteen/; s/^line 28$/twenty-eight/' a.txt");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let t = Tui::start(&env, &ws, "", (80, 24), true);
+    t.wait_for(&|s| s.contains("diff --ws a/a.txt"), "the first screen");
+    // Hunk 1 to roll back, hunk 2 to approve; hunk 3 left pending.
+    t.keys(&["Enter", "r", "a"]);
+    t.wait_for(
+        &|s| s.contains("to approve 1 hunk · roll back 1 hunk") && s.contains("> @@ -25,6"),
+        "hunks 1, 2 marked",
+    );
+    t.keys(&["k"]);
+    t.wait_for(&|s| s.contains(">a@@ -12,7 +12,7 @@"), "hunk 2 shown marked");
+    t.keys(&["q"]);
+    t.wait_for(&|s| s.contains("Apply: approve 1 hunk · roll back 1 hunk?"), "the question");
+    t.keys(&["y"]);
+    let (code, stderr) = t.wait_exit();
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains("rolled back hunk 1 of a.txt") && stderr.contains("approved 1 hunk of a.txt"), "{stderr}");
+    let want = lines(30).replace("line 15\n", "fifteen\n").replace("line 28\n", "twenty-eight\n");
+    assert_eq!(std::fs::read_to_string(ws.join("a.txt")).unwrap(), want);
+    // What stays pending is hunk 3 alone.
+    let diff = env.ws(&ws, &["diff"]).ok().stdout;
+    assert!(diff.contains("+twenty-eight") && !diff.contains("+fifteen") && !diff.contains("+two"), "{diff}");
+}
+
+#[test]
 fn review_of_a_file_changed_after_the_session_reports_the_conflict_and_keeps_it() {
     let env = Env::new();
     let ws = four_changes(&env);

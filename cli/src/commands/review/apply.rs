@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use ws_snapshot::{Change, ChangeState, HunkPick, RelPath, SessionState};
 
 use super::model::Plan;
-use crate::commands::approve::{ids_list, plural};
+use crate::commands::approve::plural;
 use crate::commands::patch::{self, Patch, PatchHunk};
 use crate::commands::rollback;
 use crate::error::{CliError, exit};
@@ -102,7 +102,8 @@ pub(crate) fn apply(
         };
         let pick = HunkPick { path: p.clone(), ids: ids.clone(), split: false };
         ws_snapshot::approve_hunks(&ws.store, &mut session, &mut changes, &[pick])?;
-        ui::note(&format!("approved hunk{} {} of {}", plural(ids.len()), ids_list(&ids), display::name(p.as_bytes())));
+        // Not the ids: a rollback on the same file may have renumbered them.
+        ui::note(&format!("approved {} hunk{} of {}", ids.len(), plural(ids.len()), display::name(p.as_bytes())));
     }
     if !rollback_paths.is_empty() {
         let c = rollback::rollback_paths(ws, &lock, &mut session, &mut changes, &rollback_paths, false)?;
