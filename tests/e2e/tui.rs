@@ -314,3 +314,25 @@ fn review_shows_a_file_full_of_escape_sequences_inert() {
     t.keys(&["x", "q"]);
     assert_eq!(t.wait_exit().0, 0);
 }
+
+#[test]
+fn review_picks_its_session_as_ws_diff_does() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("x.txt"), "x\n");
+    write(ws.join("y.txt"), "y\n");
+    let first = env.ws(&ws, &["session", "start", "--name", "one", "--", "sh", "-c", "echo 1 >> x.txt"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(env.session(&ws, "echo 2 >> y.txt").code, 0);
+    // The first screen, drawn without a terminal (what the benchmark times).
+    let newest = env.ws(&ws, &["review", "--first-frame"]).ok().stdout;
+    assert!(newest.lines().nth(1).unwrap().starts_with(">  M session y.txt"), "{newest}");
+    assert!(newest.contains("+2"), "{newest}");
+    let named = env.ws(&ws, &["review", "--first-frame", "one"]).ok().stdout;
+    assert!(named.lines().nth(1).unwrap().starts_with(">  M session x.txt"), "{named}");
+    assert_eq!(named.lines().count(), 24);
+    let filtered = env.ws(&ws, &["review", "--first-frame", "one", "--", "y.txt"]).ok().stdout;
+    assert!(filtered.contains("0 pending") && filtered.contains("nothing pending review"), "{filtered}");
+    let unknown = env.ws(&ws, &["review", "--first-frame", "nosuch"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+}
