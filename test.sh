@@ -27,6 +27,8 @@ command -v gnome-keyring-daemon >/dev/null || need+=(gnome-keyring)
 command -v curl       >/dev/null || need+=(curl ca-certificates)
 command -v bash       >/dev/null || need+=(bash)
 command -v patch      >/dev/null || need+=(patch)
+# `ws review` is driven in a real terminal.
+command -v tmux       >/dev/null || need+=(tmux)
 # The recorder service's tests: a hostile client in Python, socket activation, unit checks.
 [ -x /usr/bin/python3 ] || need+=(python3)
 command -v systemd-socket-activate >/dev/null || need+=(systemd)

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 
@@ -42,6 +42,44 @@ struct Job {
     rel: RelPath,
     ignores: Option<Arc<IgnoreStack>>,
     mode: Mode,
+    /// Deep in a tree: the parent directory, still open, and this
+    /// directory's name in it. Opening by the full path makes the kernel
+    /// walk every level again, which costs O(depth) per directory and
+    /// O(depth²) for a deep chain (20,000 levels: minutes).
+    parent: Option<(Arc<Held>, Vec<u8>)>,
+}
+
+/// Below this depth directories are opened by path (the parent is not held).
+const HOLD_FROM_DEPTH: usize = 16;
+/// At most this many parent directories held open at once, over all walks
+/// of the process (a wide tree deep down must not exhaust descriptors):
+/// beyond, directories are opened by path again.
+const MAX_HELD: usize = 256;
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// A directory kept open for its children's jobs.
+struct Held(OwnedFd);
+
+impl Held {
+    fn dup(fd: BorrowedFd<'_>) -> Option<Arc<Held>> {
+        if HELD.fetch_add(1, Ordering::AcqRel) >= MAX_HELD {
+            HELD.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        match rustix::io::fcntl_dupfd_cloexec(fd, 0) {
+            Ok(fd) => Some(Arc::new(Held(fd))),
+            Err(_) => {
+                HELD.fetch_sub(1, Ordering::AcqRel);
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        HELD.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 pub(crate) struct Walk<'a> {
@@ -121,7 +159,8 @@ struct Queue {
 impl Walk<'_> {
     pub fn run(&self) -> Result<Vec<Entry>, SnapshotError> {
         let threads = worker_threads();
-        let root = Job { abs: self.root.to_path_buf(), rel: RelPath::root(), ignores: None, mode: Mode::Normal };
+        let root =
+            Job { abs: self.root.to_path_buf(), rel: RelPath::root(), ignores: None, mode: Mode::Normal, parent: None };
         let shared = Shared {
             queue: Mutex::new(Queue { jobs: vec![root], idle: 0, done: false }),
             ready: Condvar::new(),
@@ -218,7 +257,12 @@ impl Walk<'_> {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
         // Reached piece by piece past PATH_MAX: a tree may nest deeper than
         // one system call can name.
-        let opened = crate::longpath::at(&job.abs, |dir, name| rustix::fs::openat(dir, name, flags, Mode0::empty()));
+        let opened = match &job.parent {
+            Some((dir, name)) => rustix::fs::openat(dir.0.as_fd(), OsStr::from_bytes(name), flags, Mode0::empty()),
+            None => crate::longpath::at(&job.abs, |dir, name| rustix::fs::openat(dir, name, flags, Mode0::empty())),
+        };
+        // The parent is not needed once this directory is open.
+        let job = Job { parent: None, ..job };
         let dir_fd = match opened {
             Ok(fd) => fd,
             Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => return Ok(()),
@@ -238,6 +282,9 @@ impl Walk<'_> {
         // stat cache looks its children up.
         let previous = self.previous.map_or(&[][..], |m| m.below(&job.rel));
         let mut ignores = job.ignores.clone();
+        // Held for the subdirectories' jobs, deep down (made on the first).
+        let mut here: Option<Option<Arc<Held>>> = None;
+        let deep = job.rel.depth() >= HOLD_FROM_DEPTH;
         if job.mode == Mode::Normal && names.iter().any(|n| n == b".gitignore") {
             let (pushed, bad) = IgnoreRules::push(ignores, dir_fd, &job.abs);
             ignores = pushed;
@@ -290,7 +337,12 @@ impl Walk<'_> {
             match ft {
                 FileType::Directory => {
                     out.push(self.entry(rel.clone(), EntryKind::Dir, stat));
-                    local.push(Job { abs: abs(), rel, ignores: ignores.clone(), mode });
+                    let parent = if deep {
+                        here.get_or_insert_with(|| Held::dup(dir_fd)).clone().map(|h| (h, name.clone()))
+                    } else {
+                        None
+                    };
+                    local.push(Job { abs: abs(), rel, ignores: ignores.clone(), mode, parent });
                 }
                 FileType::Symlink => {
                     let target = match rustix::fs::readlinkat(dir_fd, name.as_slice(), Vec::new()) {

@@ -30,3 +30,4 @@ mod secrets;
 mod snapshot_attacks;
 mod sudo;
 mod term;
+mod tui;

@@ -9,14 +9,12 @@ use ws_snapshot::hunks::{Hunk, Line};
 use ws_snapshot::renames::{DEFAULT_MIN_SIMILARITY, Row};
 use ws_snapshot::{Change, ChangeState, Entry, EntryKind, Manifest, ManifestId, RelPath, Store};
 
+use crate::commands::patch::{self, side, text};
 use crate::commands::session::counts;
 use crate::error::{CliError, exit};
 use crate::recording::{Attribution, Origin};
 use crate::workspace::Workspace;
 use crate::{display, out, ui};
-
-/// Files larger than this are summarized, not diffed line by line.
-const MAX_TEXT_DIFF: u64 = ws_snapshot::hunks::MAX_TEXT;
 
 /// Show what a session changed: snapshot version against the session's version.
 ///
@@ -297,146 +295,23 @@ fn status_word(v: &View) -> &'static str {
     }
 }
 
-/// The bytes a side shows in a diff: file content, or a symlink's target.
-enum Side {
-    Absent,
-    Text(Vec<u8>),
-    Binary(u64),
-    TooLarge(u64),
-    Other,
-}
-
-fn side(store: &Store, e: Option<&Entry>) -> Result<Side, CliError> {
-    let Some(e) = e else { return Ok(Side::Absent) };
-    Ok(match &e.kind {
-        EntryKind::File { object, .. } => {
-            if e.stat.size > MAX_TEXT_DIFF {
-                Side::TooLarge(e.stat.size)
-            } else {
-                let bytes = store.read_object(object)?;
-                if ws_snapshot::hunks::is_text(&bytes) { Side::Text(bytes) } else { Side::Binary(e.stat.size) }
-            }
-        }
-        EntryKind::Symlink { target } => Side::Text(target.clone()),
-        _ => Side::Other,
-    })
-}
-
-fn text(s: &Side) -> Option<&[u8]> {
-    match s {
-        Side::Text(t) => Some(t),
-        Side::Absent => Some(b""),
-        _ => None,
-    }
-}
-
-fn mode_of(e: &Entry) -> String {
-    format!("{:o}", e.stat.mode)
-}
-
 pub(crate) fn paint(s: &str, code: &str, color: bool) -> String {
-    if color { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() }
+    if color && !code.is_empty() { format!("\x1b[{code}m{s}\x1b[0m") } else { s.to_owned() }
 }
 
-/// Names, and every line of content, rendered by `display`: the agent wrote
-/// them, and they must not drive the reviewer's terminal.
+/// Names, and every line of content, rendered by `display` (in `patch`):
+/// the agent wrote them, and they must not drive the reviewer's terminal.
 fn print_patch(store: &Store, v: &View, color: bool) -> Result<(), CliError> {
-    let (a, b) = (display::prefixed("a/", v.old.as_bytes()), display::prefixed("b/", v.new.as_bytes()));
-    out!("{}", paint(&format!("diff --ws {a} {b}"), "1", color));
-    match (v.before, v.after) {
-        (None, Some(a)) => match a.kind {
-            EntryKind::Dir => {
-                out!("new directory mode {}", mode_of(a));
-                return Ok(());
-            }
-            EntryKind::Excluded { files, bytes, .. } => {
-                out!("new excluded tree ({}+ files, {}+): too large to snapshot", ui::count(files), ui::bytes(bytes));
-                return Ok(());
-            }
-            _ => out!("new file mode {}", mode_of(a)),
-        },
-        (Some(b), None) => match b.kind {
-            EntryKind::Dir => {
-                out!("deleted directory mode {}", mode_of(b));
-                return Ok(());
-            }
-            EntryKind::Excluded { .. } => {
-                out!("deleted excluded tree: it was not in the snapshot, rollback cannot restore it");
-                return Ok(());
-            }
-            _ => out!("deleted file mode {}", mode_of(b)),
-        },
-        (Some(b), Some(a)) => {
-            if b.stat.mode != a.stat.mode {
-                out!("old mode {}", mode_of(b));
-                out!("new mode {}", mode_of(a));
-            }
-            if let Some(n) = v.similarity {
-                out!("similarity index {n}%");
-                out!("rename from {}", display::name(v.old.as_bytes()));
-                out!("rename to {}", display::name(v.new.as_bytes()));
-            }
-            if a.is_dir() && b.is_dir() {
-                return Ok(());
-            }
-        }
-        (None, None) => return Ok(()),
-    }
-    let old = side(store, v.before)?;
-    let new = side(store, v.after)?;
-    let (Some(o), Some(n)) = (text(&old), text(&new)) else {
-        let size = |s: &Side| match s {
-            Side::Binary(n) | Side::TooLarge(n) => *n,
-            Side::Text(t) => t.len() as u64,
-            _ => 0,
-        };
-        let large = matches!(old, Side::TooLarge(_)) || matches!(new, Side::TooLarge(_));
-        let what = if large { "Large files" } else { "Binary files" };
-        out!("{what} {a} and {b} differ ({} -> {})", ui::bytes(size(&old)), ui::bytes(size(&new)));
-        return Ok(());
-    };
-    if o == n {
-        return Ok(());
-    }
-    let a_name = if v.before.is_some() { a.clone() } else { "/dev/null".into() };
-    let b_name = if v.after.is_some() { b.clone() } else { "/dev/null".into() };
-    out!("{}", paint(&format!("--- {a_name}"), "1", color));
-    out!("{}", paint(&format!("+++ {b_name}"), "1", color));
-    for (h, lines) in ws_snapshot::hunks::patch(o, n) {
-        print_hunk(&h, &lines, color);
+    for l in patch::patch_of(store, v)?.lines {
+        out!("{}", paint(&l.text, l.kind.sgr(), color));
     }
     Ok(())
 }
 
 /// One `@@` block, every line rendered by `display` (the agent wrote them).
 pub(crate) fn print_hunk(h: &Hunk, lines: &[Line<'_>], color: bool) {
-    let header = format!("@@ -{} +{} @@", range(h.old_start, h.old_lines), range(h.new_start, h.new_lines));
-    out!("{}", paint(&header, "36", color));
-    for line in lines {
-        let (sign, code, value) = match *line {
-            Line::Removed(v) => ('-', "31", v),
-            Line::Added(v) => ('+', "32", v),
-            Line::Context(v) => (' ', "", v),
-        };
-        let text = display::text(value.strip_suffix(b"\n").unwrap_or(value));
-        let s = format!("{sign}{text}");
-        if code.is_empty() {
-            out!("{s}")
-        } else {
-            out!("{}", paint(&s, code, color))
-        }
-        if !value.ends_with(b"\n") {
-            out!("\\ No newline at end of file");
-        }
-    }
-}
-
-/// Unified-diff range: `start,len`, `start` alone for one line (the
-/// start already follows git's convention for empty ranges).
-fn range(start: usize, len: usize) -> String {
-    match len {
-        1 => format!("{start}"),
-        n => format!("{start},{n}"),
+    for l in patch::hunk_lines(h, lines) {
+        out!("{}", paint(&l.text, l.kind.sgr(), color));
     }
 }
 

@@ -9,8 +9,10 @@ mod hooks;
 mod interactive;
 pub(crate) mod learn;
 mod log;
+mod patch;
 mod profile;
 mod recorder;
+mod review;
 mod rollback;
 pub(crate) mod secret;
 pub(crate) mod session;
@@ -56,6 +58,7 @@ enum Command {
     Diff(diff::DiffArgs),
     Approve(approve::ApproveArgs),
     Rollback(rollback::RollbackArgs),
+    Review(review::ReviewArgs),
     Gc(gc::GcArgs),
     /// List, show and check sandbox profiles.
     #[command(subcommand)]
@@ -84,6 +87,7 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Diff(a) => diff::cmd_diff(a),
         Command::Approve(a) => approve::cmd_approve(a),
         Command::Rollback(a) => rollback::cmd_rollback(a),
+        Command::Review(a) => review::cmd_review(a),
         Command::Gc(a) => gc::cmd_gc(a),
         Command::Profile(c) => profile::run(c),
         Command::Doctor(a) => doctor::cmd_doctor(a),

@@ -63,7 +63,7 @@ pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
             ui::note("nothing rolled back");
             return Ok(exit::OK);
         }
-        return rollback_hunks(&ws, &mut session, &mut changes, picks, &args);
+        return rollback_hunks(&ws, &mut session, &mut changes, picks, args.force, true);
     }
     if !args.hunk.is_empty() {
         if !paths.is_empty() {
@@ -71,12 +71,26 @@ pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
                 .hint("e.g. ws rollback --hunk src/lib.rs:2 --hunk README.md:1,3"));
         }
         let picks = crate::commands::hunk_picks(&ws, &args.hunk)?;
-        return rollback_hunks(&ws, &mut session, &mut changes, picks, &args);
+        return rollback_hunks(&ws, &mut session, &mut changes, picks, args.force, false);
     }
+    rollback_paths(&ws, &lock, &mut session, &mut changes, &paths, args.force)
+}
+
+/// `ws rollback [PATHS…]` once the session is loaded: restores, then says
+/// what was restored, left alone and in conflict, as every rollback does
+/// (`ws review` applies its marks through here too).
+pub(crate) fn rollback_paths(
+    ws: &Workspace,
+    lock: &ws_snapshot::StoreLock,
+    session: &mut ws_snapshot::Session,
+    changes: &mut [ws_snapshot::Change],
+    paths: &[ws_snapshot::RelPath],
+    force: bool,
+) -> Result<i32, CliError> {
     let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
     // Changes a recorder saw made only outside the session are not its to
     // undo; those both made are conflicts unless --force.
-    let who = Attribution::load(&ws.store, &session);
+    let who = Attribution::load(&ws.store, session);
     let mut outside = Vec::new();
     let mut both = Vec::new();
     for c in changes.iter().filter(|c| c.state == ws_snapshot::ChangeState::Pending) {
@@ -87,17 +101,17 @@ pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
         }
     }
     let mut leave: std::collections::HashSet<_> = outside.iter().cloned().collect();
-    if !args.force {
+    if !force {
         leave.extend(both.iter().cloned());
     }
     let out = ws_snapshot::rollback(
         &ws.store,
         &ws.root,
-        &mut session,
-        &mut changes,
+        session,
+        changes,
         &before,
-        &paths,
-        &RollbackOptions { force: args.force, leave, drop_new_objects: false },
+        paths,
+        &RollbackOptions { force, leave, drop_new_objects: false },
     )?;
     if out.resumed > 0 {
         ui::note(&format!("finished an interrupted rollback of {} paths", out.resumed));
@@ -115,7 +129,7 @@ pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
         ));
     }
     let restored: std::collections::HashSet<_> = out.restored.iter().collect();
-    for link in ws_snapshot::outside_links(&before, &changes, |c| restored.contains(&c.path)) {
+    for link in ws_snapshot::outside_links(&before, changes, |c| restored.contains(&c.path)) {
         ui::warn(&crate::display::text(link.to_string().as_bytes()));
     }
     for p in &out.overwritten {
@@ -139,7 +153,7 @@ pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
     let both: Vec<_> =
         both.into_iter().filter(|p| paths.is_empty() || paths.iter().any(|q| p.starts_with(q))).collect();
     let mut conflicts = out.conflicts.clone();
-    if !args.force {
+    if !force {
         conflicts
             .extend(both.into_iter().map(|p| (p, "changed both by the session and by a process outside it".into())));
     }
@@ -158,7 +172,7 @@ pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
         return Ok(exit::CONFLICT);
     }
     if session.state == ws_snapshot::SessionState::Closed {
-        crate::commands::gc::auto(&ws, &lock);
+        crate::commands::gc::auto(ws, lock);
         ui::note(&format!("session {} is closed: every change is reviewed", session.id));
     }
     Ok(exit::OK)
@@ -174,12 +188,15 @@ fn list(paths: &[ws_snapshot::RelPath]) -> String {
 }
 
 /// `ws rollback --hunk`: the named hunks back to the snapshot's version.
-fn rollback_hunks(
+/// `chosen`: the hunks were chosen interactively (their ids are not the
+/// user's words, so the message does not repeat them).
+pub(crate) fn rollback_hunks(
     ws: &Workspace,
     session: &mut ws_snapshot::Session,
     changes: &mut [ws_snapshot::Change],
     mut picks: Vec<ws_snapshot::HunkPick>,
-    args: &RollbackArgs,
+    force: bool,
+    chosen: bool,
 ) -> Result<i32, CliError> {
     let who = Attribution::load(&ws.store, session);
     for p in &picks {
@@ -192,7 +209,7 @@ fn rollback_hunks(
     }
     // As for paths: one both the session and someone else wrote is a conflict.
     let mut both = Vec::new();
-    if !args.force {
+    if !force {
         picks.retain(|p| {
             let mixed = who.origin_of(&p.path) == Origin::Both;
             if mixed {
@@ -201,10 +218,10 @@ fn rollback_hunks(
             !mixed
         });
     }
-    let mut out = ws_snapshot::rollback_hunks(&ws.store, &ws.root, session, changes, &picks, args.force)?;
+    let mut out = ws_snapshot::rollback_hunks(&ws.store, &ws.root, session, changes, &picks, force)?;
     out.conflicts.extend(both);
     for (p, ids) in &out.done {
-        let what = if args.patch {
+        let what = if chosen {
             "chosen hunks".to_owned()
         } else {
             format!("hunk{} {}", crate::commands::approve::plural(ids.len()), crate::commands::approve::ids_list(ids))
