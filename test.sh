@@ -27,6 +27,7 @@ command -v gnome-keyring-daemon >/dev/null || need+=(gnome-keyring)
 command -v curl       >/dev/null || need+=(curl ca-certificates)
 command -v bash       >/dev/null || need+=(bash)
 command -v patch      >/dev/null || need+=(patch)
+command -v groff      >/dev/null || need+=(groff-base)  # the man pages are rendered
 # The recorder service's tests: a hostile client in Python, socket activation, unit checks.
 [ -x /usr/bin/python3 ] || need+=(python3)
 command -v systemd-socket-activate >/dev/null || need+=(systemd)

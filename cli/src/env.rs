@@ -23,6 +23,9 @@ pub const WS_RECORDER_SOCKET: &str = "WS_RECORDER_SOCKET";
 /// Socket activation (`sd_listen_fds`): the listening socket is fd 3.
 pub const LISTEN_PID: &str = "LISTEN_PID";
 pub const LISTEN_FDS: &str = "LISTEN_FDS";
+/// Set by the shell code `ws completions SHELL` prints: this run answers a
+/// completion request (clap_complete's protocol) instead of running a command.
+pub const WS_COMPLETE: &str = "WS_COMPLETE";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The index a commit is made from, set by git for its commit hooks.

@@ -35,6 +35,7 @@ fn main() {
         }
         _ => {}
     }
+    commands::completions::answer_if_asked();
     let cli = commands::Cli::parse();
     let code = match user::adopt(cli.user()).and_then(|()| commands::run(cli)) {
         Ok(code) => code,

@@ -5,6 +5,7 @@
 
 mod agents;
 mod bad_input;
+mod completions;
 mod display;
 mod faults;
 mod git;

@@ -23,6 +23,7 @@ pub enum AuditCommand {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Session id (a unique prefix is enough) or name; default: the newest session.
+    #[arg(add = clap_complete::ArgValueCompleter::new(crate::commands::completions::session_ids))]
     id: Option<String>,
 }
 

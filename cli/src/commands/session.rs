@@ -60,6 +60,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// Session id (a unique prefix is enough) or name; default: the newest pending one.
+    #[arg(add = clap_complete::ArgValueCompleter::new(crate::commands::completions::session_ids))]
     id: Option<String>,
     #[arg(long)]
     json: bool,
