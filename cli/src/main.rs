@@ -6,6 +6,7 @@ mod commands;
 mod display;
 mod env;
 mod error;
+mod export;
 mod git_guard;
 mod network;
 mod profiles;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod agents;
+mod audit_export;
 mod bad_input;
 mod completions;
 mod display;
