@@ -27,14 +27,13 @@ command -v gnome-keyring-daemon >/dev/null || need+=(gnome-keyring)
 command -v curl       >/dev/null || need+=(curl ca-certificates)
 command -v bash       >/dev/null || need+=(bash)
 command -v patch      >/dev/null || need+=(patch)
-# `ws review` is driven in a real terminal.
+# `ws review` and the agents' own TUIs are driven in a real terminal.
 command -v tmux       >/dev/null || need+=(tmux)
+command -v groff      >/dev/null || need+=(groff-base)  # the man pages are rendered
 # The recorder service's tests: a hostile client in Python, socket activation, unit checks.
 [ -x /usr/bin/python3 ] || need+=(python3)
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v useradd    >/dev/null || need+=(passwd)
-# The real agents' interactive tests drive their TUI in tmux.
-command -v tmux       >/dev/null || need+=(tmux)
 if [ ${#need[@]} -gt 0 ]; then
   echo "test.sh: installing ${need[*]}" >&2
   apt-get update -qq

@@ -159,7 +159,8 @@ fn proxy(upstream_allowed: bool) -> Result<(u16, ws_proxy::Proxy)> {
         addresses: ws_proxy::Cidr::parse("127.0.0.1").into_iter().collect(),
         http: vec![],
     };
-    let config = ws_proxy::Config { rules, routes: vec![], auth_token: None, extra_ca_pem: vec![], port };
+    let config =
+        ws_proxy::Config { rules, routes: vec![], auth_token: None, extra_ca_pem: vec![], port, intercept_ca: None };
     let p = ws_proxy::Proxy::start(config, l, Box::new(|_| {})).map_err(|e| Error::new(e.to_string()))?;
     Ok((port, p))
 }

@@ -23,6 +23,12 @@ pub const WS_RECORDER_SOCKET: &str = "WS_RECORDER_SOCKET";
 /// Socket activation (`sd_listen_fds`): the listening socket is fd 3.
 pub const LISTEN_PID: &str = "LISTEN_PID";
 pub const LISTEN_FDS: &str = "LISTEN_FDS";
+/// Audit sinks for every session besides the local log (`journald`), as
+/// `--audit-sink` names them: the setting for a machine or an image.
+pub const WS_AUDIT_SINK: &str = "WS_AUDIT_SINK";
+/// Set by the shell code `ws completions SHELL` prints: this run answers a
+/// completion request (clap_complete's protocol) instead of running a command.
+pub const WS_COMPLETE: &str = "WS_COMPLETE";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The index a commit is made from, set by git for its commit hooks.
@@ -43,6 +49,13 @@ pub const GIT_REDIRECTS: [&str; 6] = [
 /// passes only the message file: git's other two arguments.
 pub const PRE_COMMIT_COMMIT_MSG_SOURCE: &str = "PRE_COMMIT_COMMIT_MSG_SOURCE";
 pub const PRE_COMMIT_COMMIT_OBJECT_NAME: &str = "PRE_COMMIT_COMMIT_OBJECT_NAME";
+
+/// The OpenTelemetry variables audit export reads (`ws_otlp::VARS`: the
+/// endpoint, protocol, headers, resource, timeouts and batching).
+pub fn otel_var(name: &str) -> Option<String> {
+    debug_assert!(ws_otlp::VARS.contains(&name), "{name} is not registered");
+    var_os(name).map(|v| v.to_string_lossy().into_owned())
+}
 
 pub fn var_os(name: &str) -> Option<OsString> {
     std::env::var_os(name).filter(|v| !v.is_empty())

@@ -6,6 +6,7 @@ mod commands;
 mod display;
 mod env;
 mod error;
+mod export;
 mod git_guard;
 mod network;
 mod profiles;
@@ -35,6 +36,7 @@ fn main() {
         }
         _ => {}
     }
+    commands::completions::answer_if_asked();
     let cli = commands::Cli::parse();
     let code = match user::adopt(cli.user()).and_then(|()| commands::run(cli)) {
         Ok(code) => code,

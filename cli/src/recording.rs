@@ -186,7 +186,8 @@ impl Recorders {
     }
 
     /// Creates the session's audit log, records the session's start, and
-    /// starts copying what the recorders see into it.
+    /// starts copying what the recorders see into it (and, with `export`,
+    /// every record to the exporter as it is written).
     pub fn start(
         self,
         store: &Store,
@@ -194,11 +195,15 @@ impl Recorders {
         profile: &str,
         spec: &ws_sandbox::exec::LaunchSpec,
         network: &str,
+        observer: Option<ws_snapshot::audit::Observer>,
     ) -> Result<SessionRecord, CliError> {
         let Recorders { recording, inherited, read_end, group, denials, launcher, service: _, link, first } = self;
         drop(inherited);
         let path = store.audit_log_path(&session.id);
-        let log = AuditLog::create(&path, &session.id).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
+        let mut log = AuditLog::create(&path, &session.id).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
+        if let Some(observer) = observer {
+            log = log.observed(observer);
+        }
         let mut layers = Vec::new();
         for (on, name) in [
             (spec.landlock, "landlock"),

@@ -74,6 +74,20 @@ impl Workspace {
         Ok(Workspace { root, git_dir, store, same_filesystem: placement.same_filesystem, excludes: OnceLock::new() })
     }
 
+    /// The workspace around the current directory if it already has a
+    /// store; creates nothing (shell completion asks at every Tab, anywhere).
+    pub fn discover_existing() -> Option<Workspace> {
+        let cwd = fs_err::canonicalize(std::env::current_dir().ok()?).ok()?;
+        let parent = env::store_parent()?;
+        let uid = rustix::process::getuid().as_raw();
+        let (root, git_dir) = find_root(&cwd, &parent, uid);
+        let dir = ws_snapshot::existing_store_dir(&root, &parent, uid)?;
+        let dev = |p: &Path| std::fs::metadata(p).ok().map(|m| std::os::unix::fs::MetadataExt::dev(&m));
+        let same_filesystem = dev(&dir) == dev(&root);
+        let store = Store::open_or_create(&dir, &root).ok()?;
+        Some(Workspace { root, git_dir, store, same_filesystem, excludes: OnceLock::new() })
+    }
+
     pub fn lock(&self) -> Result<StoreLock, CliError> {
         Ok(self.store.lock()?)
     }

@@ -27,8 +27,20 @@ pub const BASE_ALLOW: &[&str] = &[
 /// on the upper-cased name.
 pub fn is_secret_name(name: &str) -> bool {
     let n = name.to_ascii_uppercase();
-    const SUFFIXES: &[&str] =
-        &["_TOKEN", "_SECRET", "_KEY", "_PASSWORD", "_PASSWD", "_PASS", "_CREDENTIALS", "_AUTH", "_COOKIE", "_SESSION"];
+    const SUFFIXES: &[&str] = &[
+        "_TOKEN",
+        "_SECRET",
+        "_KEY",
+        "_PASSWORD",
+        "_PASSWD",
+        "_PASS",
+        "_CREDENTIALS",
+        "_AUTH",
+        "_COOKIE",
+        "_SESSION",
+        // Request headers carry credentials (`OTEL_EXPORTER_OTLP_HEADERS=Authorization=…`).
+        "_HEADERS",
+    ];
     const PREFIXES: &[&str] = &[
         "AWS_",
         "AZURE_",
@@ -108,9 +120,16 @@ mod tests {
 
     #[test]
     fn classifies_names() {
-        for secret in
-            ["GH_TOKEN", "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "SECRET", "x_token", "SSH_AUTH_SOCK", "KUBECONFIG"]
-        {
+        for secret in [
+            "GH_TOKEN",
+            "OPENAI_API_KEY",
+            "ANTHROPIC_API_KEY",
+            "SECRET",
+            "x_token",
+            "SSH_AUTH_SOCK",
+            "KUBECONFIG",
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ] {
             assert!(is_secret_name(secret), "{secret}");
         }
         for plain in ["PATH", "HOME", "TERM", "CARGO_HOME", "RUSTUP_TOOLCHAIN", "KEYBOARD_LAYOUT"] {

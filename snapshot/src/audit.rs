@@ -277,11 +277,22 @@ fn line_hash(line: &[u8]) -> String {
     blake3::hash(line).to_hex().to_string()
 }
 
+/// Told of every record appended, with its exact line (no newline), in the
+/// log's order: it is called under the log's lock, so it must not block
+/// (the OTLP exporter only queues).
+pub type Observer = Box<dyn Fn(&Record, &[u8]) + Send + Sync>;
+
 /// An open audit log, appended to by one process (share it between threads).
-#[derive(Debug)]
 pub struct AuditLog {
     path: PathBuf,
     inner: Mutex<Tail>,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("path", &self.path).field("observed", &self.observer.is_some()).finish()
+    }
 }
 
 #[derive(Debug)]
@@ -301,7 +312,7 @@ impl AuditLog {
             .open(path)
             .map_err(|source| AuditError::Open { path: path.to_path_buf(), source })?;
         let tail = Tail { out: BufWriter::new(file), next: 0, prev: genesis(session) };
-        Ok(AuditLog { path: path.to_path_buf(), inner: Mutex::new(tail) })
+        Ok(AuditLog { path: path.to_path_buf(), inner: Mutex::new(tail), observer: None })
     }
 
     /// Opens an existing log to append to it (after verifying it); creates it
@@ -317,7 +328,13 @@ impl AuditLog {
             .map_err(|source| AuditError::Open { path: path.to_path_buf(), source })?;
         let tail =
             Tail { out: BufWriter::new(file), next: summary.records, prev: last.unwrap_or_else(|| genesis(session)) };
-        Ok(AuditLog { path: path.to_path_buf(), inner: Mutex::new(tail) })
+        Ok(AuditLog { path: path.to_path_buf(), inner: Mutex::new(tail), observer: None })
+    }
+
+    /// The log with `observer` told of every record appended from now on.
+    pub fn observed(mut self, observer: Observer) -> AuditLog {
+        self.observer = Some(observer);
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -336,6 +353,9 @@ impl AuditLog {
         t.prev = line_hash(&line);
         t.next += 1;
         t.out.write_all(&line).and_then(|()| t.out.write_all(b"\n")).map_err(|e| self.write_error(e))?;
+        if let Some(observe) = &self.observer {
+            observe(&record, &line);
+        }
         Ok(record.seq)
     }
 
@@ -573,6 +593,30 @@ mod tests {
         }
         let lines = std::fs::read(&path).unwrap().split_inclusive(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
         (path, lines)
+    }
+
+    #[test]
+    fn the_observer_sees_every_record_as_written_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let s2 = std::sync::Arc::clone(&seen);
+        let path = dir.path().join(LOG_FILE);
+        let log = AuditLog::create(&path, SID).unwrap().observed(Box::new(move |r: &Record, line: &[u8]| {
+            s2.lock().unwrap().push((r.seq, line.to_vec()));
+        }));
+        for i in 0..5 {
+            log.append(i, write(i)).unwrap();
+        }
+        log.seal().unwrap();
+        let on_disk: Vec<Vec<u8>> = std::fs::read(&path)
+            .unwrap()
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(<[u8]>::to_vec)
+            .collect();
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.iter().map(|(s, _)| *s).collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+        assert_eq!(seen.iter().map(|(_, l)| l.clone()).collect::<Vec<_>>(), on_disk);
     }
 
     fn rewrite(path: &Path, lines: &[Vec<u8>]) {

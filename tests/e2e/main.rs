@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used)]
 
 mod agents;
+mod audit_export;
 mod bad_input;
 mod claude;
 mod codex;
+mod completions;
 mod display;
 mod faults;
 mod git;

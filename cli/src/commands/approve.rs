@@ -25,7 +25,7 @@ use crate::workspace::Workspace;
 pub struct ApproveArgs {
     /// [ID] [PATHS…]: an optional session id or name, then paths (relative to
     /// the current directory). Default: the newest pending session, all paths.
-    #[arg(value_name = "ID|PATH")]
+    #[arg(value_name = "ID|PATH", add = clap_complete::ArgValueCompleter::new(crate::commands::completions::session_ids_or_paths))]
     targets: Vec<PathBuf>,
     /// Approve only these hunks of a modified text file: PATH:ID[,ID…] (repeatable).
     #[arg(long, value_name = "PATH:ID", conflicts_with = "patch")]

@@ -30,6 +30,7 @@ use crate::{display, out, ui};
 #[derive(Debug, Args)]
 pub struct DiffArgs {
     /// Session id or name; default: the newest session pending review.
+    #[arg(add = clap_complete::ArgValueCompleter::new(crate::commands::completions::session_ids))]
     id: Option<String>,
     /// Per-file summary with line counts, and what the snapshot excluded.
     #[arg(long, conflicts_with_all = ["name_status", "json"])]

@@ -100,6 +100,7 @@ pub fn cmd_learn(args: LearnArgs) -> Result<i32, CliError> {
         name: args.name.clone(),
         profile: &args.profile,
         allow_degraded: args.allow_degraded,
+        sinks: crate::export::sinks(&[]).map_err(CliError::usage)?,
         command: &args.command,
         learn: true,
     };

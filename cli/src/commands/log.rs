@@ -21,6 +21,7 @@ use crate::{display, out};
 #[derive(Debug, Args)]
 pub struct LogArgs {
     /// Session id (a unique prefix is enough) or name; default: the newest session.
+    #[arg(add = clap_complete::ArgValueCompleter::new(crate::commands::completions::session_ids))]
     id: Option<String>,
     /// The records as they are stored: one JSON object per line (stable; see the README).
     #[arg(long)]

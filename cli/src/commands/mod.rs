@@ -2,6 +2,7 @@
 
 mod approve;
 mod audit;
+pub(crate) mod completions;
 mod diff;
 mod doctor;
 mod gc;
@@ -79,6 +80,8 @@ enum Command {
     /// The recorder service: full recording for sessions of users who are not root.
     #[command(subcommand)]
     Recorder(recorder::RecorderCommand),
+    Completions(completions::CompletionsArgs),
+    Man(completions::ManArgs),
 }
 
 pub fn run(cli: Cli) -> Result<i32, CliError> {
@@ -98,6 +101,8 @@ pub fn run(cli: Cli) -> Result<i32, CliError> {
         Command::Audit(c) => audit::run(c),
         Command::Hooks(c) => hooks::run(c),
         Command::Recorder(c) => recorder::run(c),
+        Command::Completions(a) => completions::cmd_completions(a),
+        Command::Man(a) => completions::cmd_man(a),
     }
 }
 

@@ -34,6 +34,7 @@ pub enum ProfileCommand {
 pub struct SuggestArgs {
     /// Session id (a unique prefix is enough) or name; default: the newest
     /// pending one, else the newest.
+    #[arg(add = clap_complete::ArgValueCompleter::new(crate::commands::completions::session_ids))]
     id: Option<String>,
     /// Apply the patch to the profile file instead of printing it.
     #[arg(long)]

@@ -29,7 +29,7 @@ use crate::workspace::Workspace;
 pub struct RollbackArgs {
     /// [ID] [PATHS…]: an optional session id or name, then paths (relative to
     /// the current directory). Default: the newest pending session, all paths.
-    #[arg(value_name = "ID|PATH")]
+    #[arg(value_name = "ID|PATH", add = clap_complete::ArgValueCompleter::new(crate::commands::completions::session_ids_or_paths))]
     targets: Vec<PathBuf>,
     /// Also overwrite paths that changed after the session ended.
     #[arg(long)]

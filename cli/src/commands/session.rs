@@ -43,6 +43,11 @@ pub struct StartArgs {
     /// (the session record says what was not enforced). Never implied.
     #[arg(long)]
     allow_degraded: bool,
+    /// Also send every audit record here as it is written (repeatable;
+    /// WS_AUDIT_SINK=journald for every session). OTLP export is on when
+    /// OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    #[arg(long, value_enum, value_name = "SINK")]
+    audit_sink: Vec<crate::export::AuditSink>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -60,6 +65,7 @@ pub struct ListArgs {
 #[derive(Debug, Args)]
 pub struct ShowArgs {
     /// Session id (a unique prefix is enough) or name; default: the newest pending one.
+    #[arg(add = clap_complete::ArgValueCompleter::new(crate::commands::completions::session_ids))]
     id: Option<String>,
     #[arg(long)]
     json: bool,
@@ -80,6 +86,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
         allow_degraded: args.allow_degraded,
         command: &args.command,
         learn: false,
+        sinks: crate::export::sinks(&args.audit_sink).map_err(CliError::usage)?,
     };
     Ok(run_session(run)?.code)
 }
@@ -92,6 +99,8 @@ pub struct Run<'a> {
     pub command: &'a [OsString],
     /// `ws learn`: filesystem reads and the network open but recorded.
     pub learn: bool,
+    /// Where audit records also go (OTLP goes by its variables).
+    pub sinks: Vec<crate::export::AuditSink>,
 }
 
 /// A session that ran.
@@ -196,7 +205,10 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     // The audit log and the recorders (recording.rs): recording before the command starts.
     let network = sandbox.net.mode.name();
     let profile_label = if run.learn { format!("{} (ws learn)", run.profile) } else { run.profile.to_owned() };
-    let mut record = recorders.start(&ws.store, &session, &profile_label, &sandbox.spec, network)?;
+    let exports =
+        crate::export::start(&crate::export::context(&session.id, &session.workspace, &profile_label), &run.sinks);
+    let mut record =
+        recorders.start(&ws.store, &session, &profile_label, &sandbox.spec, network, exports.observer())?;
     let git_guard = crate::git_guard::GitGuard::start(&ws.root);
     let started = control.go();
     if started {
@@ -253,6 +265,7 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     }
     let (recording, learning) = record.finish(exit_status);
     crate::recording::report(&ws.store, &session, &recording);
+    exports.finish(&session.id);
     session.recording = Some(recording);
     let changes = after?;
     ws.store.save_session(&session)?;
