@@ -336,3 +336,30 @@ fn review_picks_its_session_as_ws_diff_does() {
     let unknown = env.ws(&ws, &["review", "--first-frame", "nosuch"]);
     assert_eq!(unknown.code, 2, "{}", unknown.stderr);
 }
+
+/// A file the session moved is one row, `R`, naming both paths, with the
+/// rename's patch; rolling it back there brings the old path back and takes
+/// the new one away.
+#[test]
+fn review_shows_a_rename_as_one_row_and_rolls_it_back_whole() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("old.txt"), lines(20));
+    write(ws.join("other.txt"), "o\n");
+    let out = env.session(&ws, "mv old.txt new.txt && sed -i 's/^line 3$/three/' new.txt && echo x >> other.txt");
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let before_new = std::fs::read(ws.join("new.txt")).unwrap();
+    let t = Tui::start(&env, &ws, "", (100, 24), true);
+    let s = t.wait_for(&|s| s.contains("old.txt => new.txt"), "the rename's row");
+    assert!(s.contains("R session old.txt => new.txt"), "{s}");
+    assert!(s.contains("rename from old.txt") && s.contains("rename to new.txt") && s.contains("+three"), "{s}");
+    assert!(!s.contains("D session old.txt"), "one row, not two: {s}");
+    t.keys(&["r", "q"]);
+    t.wait_for(&|s| s.contains("Apply: roll back 1 path?"), "the question");
+    t.keys(&["y"]);
+    let (code, stderr) = t.wait_exit();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(std::fs::read_to_string(ws.join("old.txt")).unwrap(), lines(20));
+    assert!(!ws.join("new.txt").exists(), "the new path stayed ({} bytes before)", before_new.len());
+    assert_eq!(std::fs::read_to_string(ws.join("other.txt")).unwrap(), "o\nx\n", "only the rename was marked");
+}

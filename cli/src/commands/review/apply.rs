@@ -14,6 +14,7 @@ use std::collections::HashMap;
 
 use ws_snapshot::{Change, ChangeState, HunkPick, RelPath, SessionState};
 
+use super::Listed;
 use super::model::Plan;
 use crate::commands::approve::plural;
 use crate::commands::patch::{self, Patch, PatchHunk};
@@ -26,7 +27,7 @@ pub(crate) fn apply(
     ws: &Workspace,
     session_id: &str,
     plan: &Plan,
-    listed: &[Change],
+    listed: &[Listed],
     patches: &HashMap<usize, Patch>,
 ) -> Result<i32, CliError> {
     let lock = ws.lock()?;
@@ -34,7 +35,7 @@ pub(crate) fn apply(
     let mut changes = ws.session_changes(&mut session)?;
     ws_snapshot::finish_hunk_rollback(&ws.store, &ws.root, &mut session, &mut changes)?;
     let mut code = exit::OK;
-    let path_of = |row: usize| listed[row].path.clone();
+    let path_of = |row: usize| listed[row].change.path.clone();
 
     // A mark applies only to the change the user saw.
     let still_pending =
@@ -42,6 +43,14 @@ pub(crate) fn apply(
     let mut stale = Vec::new();
     let mut keep = |changes: &[Change], row: usize| -> bool {
         let p = path_of(row);
+        if let Some((old, _)) = &listed[row].from {
+            // A rename is marked by path only; both halves must still wait.
+            let same = still_pending(changes, &p) && still_pending(changes, &old.path);
+            if !same {
+                stale.push(p);
+            }
+            return same;
+        }
         let same = still_pending(changes, &p)
             && patches.get(&row).is_none_or(|seen| {
                 let now = changes.iter().find(|c| c.path == p).map(|c| patch::patch(&ws.store, c));

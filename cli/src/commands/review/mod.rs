@@ -83,12 +83,32 @@ pub fn cmd_review(args: ReviewArgs) -> Result<i32, CliError> {
         c.state == ChangeState::Pending && (filter.is_empty() || filter.iter().any(|p| c.path.starts_with(p)))
     };
     let hidden = changes.iter().filter(selected).filter(|c| git_internal(&c.path)).count();
-    let listed: Vec<Change> =
-        changes.iter().filter(selected).filter(|c| args.git_internals || !git_internal(&c.path)).cloned().collect();
-    let rows = listed
-        .iter()
-        .map(|c| Row { name: display::name(c.path.as_bytes()), status: status(c), by: who.origin_of(&c.path) })
+    let shown: Vec<usize> = (0..changes.len())
+        .filter(|&i| selected(&&changes[i]) && (args.git_internals || !git_internal(&changes[i].path)))
         .collect();
+    // A rename is one row, named by both paths, acted on by its new one
+    // (approve and rollback take both halves).
+    let mut listed = Vec::new();
+    let mut rows = Vec::new();
+    for row in ws_snapshot::renames::rows(&changes, &shown, 0) {
+        match row {
+            ws_snapshot::renames::Row::One(i) => {
+                let c = &changes[i];
+                rows.push(Row {
+                    name: display::name(c.path.as_bytes()),
+                    status: status(c),
+                    by: who.origin_of(&c.path),
+                });
+                listed.push(Listed { change: c.clone(), from: None });
+            }
+            ws_snapshot::renames::Row::Renamed { from, to, similarity } => {
+                let (old, new) = (&changes[from], &changes[to]);
+                let name = format!("{} => {}", display::name(old.path.as_bytes()), display::name(new.path.as_bytes()));
+                rows.push(Row { name, status: Status::Renamed, by: who.origin_of(&new.path) });
+                listed.push(Listed { change: new.clone(), from: Some((old.clone(), similarity)) });
+            }
+        }
+    }
     let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
     let excluded = before
         .excluded()
@@ -144,7 +164,33 @@ struct Review {
     model: Model,
     /// By row: loaded when the cursor first reaches the row.
     patches: HashMap<usize, Patch>,
-    listed: Vec<Change>,
+    listed: Vec<Listed>,
+}
+
+/// The change a row stands for, and for a rename the deleted half too.
+pub(crate) struct Listed {
+    pub change: Change,
+    pub from: Option<(Change, u8)>,
+}
+
+impl Listed {
+    /// The row's patch, as `ws diff` prints it.
+    pub(crate) fn patch(&self, store: &Store) -> Result<Patch, CliError> {
+        match &self.from {
+            None => patch::patch(store, &self.change),
+            Some((old, similarity)) => patch::patch_of(
+                store,
+                &crate::commands::diff::View {
+                    old: &old.path,
+                    new: &self.change.path,
+                    before: old.before.as_ref(),
+                    after: self.change.after.as_ref(),
+                    state: self.change.state,
+                    similarity: Some(*similarity),
+                },
+            ),
+        }
+    }
 }
 
 impl Review {
@@ -158,7 +204,7 @@ impl Review {
             let model = &self.model;
             self.patches.retain(|&r, _| model.has_hunk_marks(r));
         }
-        let p = patch::patch(store, &self.listed[row]).unwrap_or_else(|e| Patch {
+        let p = self.listed[row].patch(store).unwrap_or_else(|e| Patch {
             lines: vec![PatchLine { kind: Kind::Meta, text: format!("cannot show this change: {}", e.message) }],
             ..Patch::default()
         });

@@ -17,6 +17,8 @@ pub(crate) enum Status {
     Modified,
     Deleted,
     TypeChanged,
+    /// A move (the row names both paths); acted on as one.
+    Renamed,
 }
 
 impl Status {
@@ -26,6 +28,7 @@ impl Status {
             Status::Modified => 'M',
             Status::Deleted => 'D',
             Status::TypeChanged => 'T',
+            Status::Renamed => 'R',
         }
     }
 }
