@@ -504,7 +504,7 @@ fn strip_hop_headers(h: &mut HeaderMap) {
     }
 }
 
-async fn forward_plain(shared: Arc<Shared>, mut req: Request<Incoming>) -> Response<ResBody> {
+async fn forward_plain(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBody> {
     let uri = req.uri().clone();
     let authority = uri.authority().map(|a| a.as_str().to_owned()).unwrap_or_default();
     let (host, port) = split_authority(&authority, 80).unwrap_or_else(|| (authority.clone(), 0));
@@ -521,7 +521,21 @@ async fn forward_plain(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respo
             format!("only http:// URLs are proxied in the clear (got {uri}); use CONNECT for https"),
         );
     }
-    let rule = match shared.config.rules.decide_request(&host, port, req.method().as_str(), &path) {
+    as_is(shared, req, p, false, &host, port, &path).await
+}
+
+/// A request that is no route's, to `host:port` under the host rules (down
+/// to method and path), sent on unchanged but for its hop-by-hop headers.
+async fn as_is(
+    shared: Arc<Shared>,
+    mut req: Request<Incoming>,
+    p: Pending,
+    tls: bool,
+    host: &str,
+    port: u16,
+    path: &str,
+) -> Response<ResBody> {
+    let rule = match shared.config.rules.decide_request(host, port, req.method().as_str(), path) {
         Verdict::Allow { rule } => rule,
         Verdict::Deny { rule, reason } => return p.refuse(&shared, StatusCode::FORBIDDEN, &rule, reason),
     };
@@ -531,7 +545,7 @@ async fn forward_plain(shared: Arc<Shared>, mut req: Request<Incoming>) -> Respo
         Ok(u) => u,
         Err(_) => return p.refuse(&shared, StatusCode::BAD_REQUEST, "malformed", format!("bad path {path}")),
     };
-    send(shared, req, p, rule, false, &host, port, None, upgrade).await
+    send(shared, req, p, rule, tls, host, port, None, upgrade).await
 }
 
 async fn forward_route(shared: Arc<Shared>, mut req: Request<Incoming>, path: String) -> Response<ResBody> {
@@ -655,17 +669,7 @@ async fn forward_intercepted(
         // login, say) goes to the host as it would through a tunnel, if the
         // host rules allow the host.
         let p = Pending::new(&method, host, 443, &path);
-        let rule = match shared.config.rules.decide_request(host, 443, &method, &path) {
-            Verdict::Allow { rule } => rule,
-            Verdict::Deny { rule, reason } => return p.refuse(&shared, StatusCode::FORBIDDEN, &rule, reason),
-        };
-        let upgrade = take_upgrade(&mut req);
-        strip_hop_headers(req.headers_mut());
-        *req.uri_mut() = match path.parse() {
-            Ok(u) => u,
-            Err(_) => return p.refuse(&shared, StatusCode::BAD_REQUEST, "malformed", format!("bad path {path}")),
-        };
-        return send(Arc::clone(&shared), req, p, rule, true, host, 443, None, upgrade).await;
+        return as_is(Arc::clone(&shared), req, p, true, host, 443, &path).await;
     }
     // The client's path is kept as it is: it speaks the upstream's API.
     let up = route.upstream.clone();

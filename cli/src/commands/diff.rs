@@ -206,19 +206,21 @@ pub(crate) struct View<'a> {
 }
 
 impl<'a> View<'a> {
+    /// One change on its own.
+    pub fn one(c: &'a Change) -> Self {
+        View {
+            old: &c.path,
+            new: &c.path,
+            before: c.before.as_ref(),
+            after: c.after.as_ref(),
+            state: c.state,
+            similarity: None,
+        }
+    }
+
     pub fn of(changes: &'a [Change], row: Row) -> Self {
         match row {
-            Row::One(i) => {
-                let c = &changes[i];
-                View {
-                    old: &c.path,
-                    new: &c.path,
-                    before: c.before.as_ref(),
-                    after: c.after.as_ref(),
-                    state: c.state,
-                    similarity: None,
-                }
-            }
+            Row::One(i) => View::one(&changes[i]),
             Row::Renamed { from, to, similarity } => View {
                 old: &changes[from].path,
                 new: &changes[to].path,

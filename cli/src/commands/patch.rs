@@ -108,15 +108,7 @@ fn line(kind: Kind, text: impl Into<String>) -> PatchLine {
 
 /// The patch of one change, as `ws diff` prints it.
 pub(crate) fn patch(store: &Store, c: &Change) -> Result<Patch, CliError> {
-    let v = View {
-        old: &c.path,
-        new: &c.path,
-        before: c.before.as_ref(),
-        after: c.after.as_ref(),
-        state: c.state,
-        similarity: None,
-    };
-    patch_of(store, &v)
+    patch_of(store, &View::one(c))
 }
 
 /// The patch of one row of `ws diff` (a change, or a rename's two halves).
