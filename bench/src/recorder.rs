@@ -72,8 +72,8 @@ fn measure(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path) -> Result<
         c.env("PATH", "/usr/bin:/bin").env("WS_STORE_DIR", &store);
         c
     };
-    let mut inside = Sample { warmup: 0.0, runs: Vec::new() };
-    let mut outside = Sample { warmup: 0.0, runs: Vec::new() };
+    let mut inside = Sample::empty();
+    let mut outside = Sample::empty();
     for i in 0..=plan.runs {
         check_interrupted()?;
         let out = ws.join("out");
@@ -116,13 +116,8 @@ fn measure(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path) -> Result<
         };
         let what = if i == 0 { "warm-up".to_string() } else { format!("run {i}/{}", plan.runs) };
         progress(GROUP, &format!("{what}: inside {x:.3} s, outside {o:.3} s, {created} creates recorded"));
-        if i == 0 {
-            inside.warmup = x;
-            outside.warmup = o;
-        } else {
-            inside.runs.push(x);
-            outside.runs.push(o);
-        }
+        inside.record(i, x);
+        outside.record(i, o);
     }
     Ok(Row {
         fs: GROUP.into(),

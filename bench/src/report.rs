@@ -11,6 +11,19 @@ pub struct Sample {
 }
 
 impl Sample {
+    pub fn empty() -> Sample {
+        Sample { warmup: 0.0, runs: Vec::new() }
+    }
+
+    /// Run `i` of a measurement: run 0 is the warm-up, the rest count.
+    pub fn record(&mut self, i: usize, value: f64) {
+        if i == 0 {
+            self.warmup = value;
+        } else {
+            self.runs.push(value);
+        }
+    }
+
     pub fn median(&self) -> f64 {
         let mut v = self.runs.clone();
         v.sort_by(f64::total_cmp);

@@ -66,8 +66,8 @@ fn measure(plan: &Plan<'_>, dir: &Path) -> Result<Row> {
         "sed -i 's/line_20 = compute(20)/line_20 = compute(21)/' d*/f*.rs",
     ]))?;
 
-    let mut review = Sample { warmup: 0.0, runs: Vec::new() };
-    let mut stat = Sample { warmup: 0.0, runs: Vec::new() };
+    let mut review = Sample::empty();
+    let mut stat = Sample::empty();
     for i in 0..=plan.runs {
         check_interrupted()?;
         let time_review = || -> Result<f64> {
@@ -97,13 +97,8 @@ fn measure(plan: &Plan<'_>, dir: &Path) -> Result<Row> {
         };
         let what = if i == 0 { "warm-up".to_string() } else { format!("run {i}/{}", plan.runs) };
         progress(GROUP, &format!("{what}: review's first screen {:.1} ms, diff --stat {:.1} ms", r * 1e3, s * 1e3));
-        if i == 0 {
-            review.warmup = r;
-            stat.warmup = s;
-        } else {
-            review.runs.push(r);
-            stat.runs.push(s);
-        }
+        review.record(i, r);
+        stat.record(i, s);
     }
     Ok(Row {
         fs: GROUP.into(),
