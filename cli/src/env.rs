@@ -23,6 +23,10 @@ pub const WS_RECORDER_SOCKET: &str = "WS_RECORDER_SOCKET";
 /// Socket activation (`sd_listen_fds`): the listening socket is fd 3.
 pub const LISTEN_PID: &str = "LISTEN_PID";
 pub const LISTEN_FDS: &str = "LISTEN_FDS";
+/// How a session's after-snapshot is taken: unset (from the record when
+/// it can be trusted), `walk` (always the whole workspace), `check` (both,
+/// compared; for tests).
+pub const WS_AFTER_SNAPSHOT: &str = "WS_AFTER_SNAPSHOT";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The index a commit is made from, set by git for its commit hooks.

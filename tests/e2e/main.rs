@@ -6,6 +6,7 @@
 mod agents;
 mod bad_input;
 mod display;
+mod fast_after;
 mod faults;
 mod git;
 mod git_redirect;
