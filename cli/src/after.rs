@@ -78,6 +78,7 @@ pub fn plan(
     excludes: Option<&Excludes>,
 ) -> Result<ChangedPaths, String> {
     let tracked = record?;
+    local_filesystem(root)?;
     if let Some(f) = excludes.and_then(Excludes::changed) {
         return Err(format!("the excludes file {} changed", f.display()));
     }
@@ -100,6 +101,34 @@ pub fn plan(
         }
     }
     Ok(changed)
+}
+
+/// Filesystems whose every change passes through this kernel's VFS, so that
+/// its events are all there is to see: (magic number, name).
+const LOCAL: &[(u64, &str)] = &[
+    (0xEF53, "ext4"),
+    (0x5846_5342, "xfs"),
+    (0x9123_683E, "btrfs"),
+    (0x0102_1994, "tmpfs"),
+    (0xCA45_1A4E, "bcachefs"),
+    (0xF2F5_2010, "f2fs"),
+];
+
+/// Refuses a workspace on a filesystem that can change without this
+/// kernel seeing it (NFS and other network filesystems, FUSE, overlayfs
+/// whose lower layers can be written directly).
+fn local_filesystem(root: &Path) -> Result<(), String> {
+    let st = rustix::fs::statfs(root).map_err(|e| format!("cannot ask the filesystem of {}: {e}", root.display()))?;
+    #[allow(clippy::unnecessary_cast)] // its width differs between architectures
+    let magic = st.f_type as u64;
+    if LOCAL.iter().any(|(m, _)| *m == magic) {
+        Ok(())
+    } else {
+        Err(format!(
+            "the workspace's filesystem (type {magic:#x}) is not one whose every change the recorder sees              (those are {})",
+            LOCAL.iter().map(|(_, n)| *n).collect::<Vec<_>>().join(", ")
+        ))
+    }
 }
 
 /// The first mount point strictly inside `root`.

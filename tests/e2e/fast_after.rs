@@ -19,9 +19,13 @@ const IGNORED_FILES: usize = 2_100;
 /// (excluded, with `excluded`). `outside` is beside it, in the temporary directory the
 /// default profile lets a session write.
 fn prepared(env: &Env, excluded: bool) -> (PathBuf, PathBuf) {
-    let ws = env.dir("ws");
-    let outside = env.dir("outside");
-    git_repo(&ws);
+    let (ws, outside) = (env.dir("ws"), env.dir("outside"));
+    prepare(&ws, &outside, excluded);
+    (ws, outside)
+}
+
+fn prepare(ws: &Path, outside: &Path, excluded: bool) {
+    git_repo(ws);
     for (p, c) in [
         ("src/a.txt", "alpha\n"),
         ("src/b.txt", "bravo\n"),
@@ -42,8 +46,7 @@ fn prepared(env: &Env, excluded: bool) -> (PathBuf, PathBuf) {
     std::os::unix::fs::symlink("src/a.txt", ws.join("link")).unwrap();
     write(outside.join("shared"), "shared\n");
     std::fs::hard_link(outside.join("shared"), ws.join("shared")).unwrap();
-    commit_all(&ws, "base");
-    (ws, outside)
+    commit_all(ws, "base");
 }
 
 /// Runs `script` in a session with the check on; `Err` says what went wrong.
@@ -74,8 +77,48 @@ fn checked(env: &Env, ws: &Path, script: &str) -> Result<(), String> {
 #[test]
 fn the_after_snapshot_from_the_record_equals_a_full_walk_for_every_kind_of_change() {
     assert!(is_root(), "fanotify filesystem marks need root");
+    let cases = cases();
+    let mut failed = Vec::new();
+    for (name, script) in &cases {
+        let env = Env::new();
+        let (ws, _) = prepared(&env, name.contains("excluded"));
+        if let Err(e) = checked(&env, &ws, script) {
+            failed.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), cases.len(), failed.join("\n\n"));
+}
+
+/// The same on the clone filesystems (whose file handles and device
+/// numbers differ from ext4's), a workspace per case on one image.
+fn on_loop_image(kind: &str) {
+    let fs = LoopFs::new(kind);
+    let env = Env::protected();
+    let cases = cases();
+    let mut failed = Vec::new();
+    for (i, (name, script)) in cases.iter().enumerate().filter(|(_, (n, _))| !n.contains("excluded")) {
+        let (ws, outside) = (fs.dir(&format!("ws{i}")), fs.dir(&format!("outside{i}")));
+        prepare(&ws, &outside, false);
+        if let Err(e) = checked(&env, &ws, script) {
+            failed.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(failed.is_empty(), "{kind}: {} cases failed:\n{}", failed.len(), failed.join("\n\n"));
+}
+
+#[test]
+fn the_after_snapshot_from_the_record_equals_a_full_walk_on_btrfs() {
+    on_loop_image("btrfs");
+}
+
+#[test]
+fn the_after_snapshot_from_the_record_equals_a_full_walk_on_xfs() {
+    on_loop_image("xfs");
+}
+
+fn cases() -> Vec<(&'static str, String)> {
     let py = "/usr/bin/python3";
-    let cases: Vec<(&str, String)> = vec![
+    vec![
         ("write", "echo more >> src/a.txt".into()),
         ("O_TRUNC", ": > src/b.txt".into()),
         ("truncate(2)", "perl -e 'truncate(\"src/sub/c.txt\", 3) or die'".into()),
@@ -122,16 +165,7 @@ fn the_after_snapshot_from_the_record_equals_a_full_walk_for_every_kind_of_chang
             "a writer killed mid-write",
             "dd if=/dev/zero of=big.bin bs=64k count=100000 2>/dev/null & sleep 0.2; kill -9 $!; wait".into(),
         ),
-    ];
-    let mut failed = Vec::new();
-    for (name, script) in &cases {
-        let env = Env::new();
-        let (ws, _) = prepared(&env, name.contains("excluded"));
-        if let Err(e) = checked(&env, &ws, script) {
-            failed.push(format!("{name}: {e}"));
-        }
-    }
-    assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), cases.len(), failed.join("\n\n"));
+    ]
 }
 
 /// A file the workspace shares with a name outside it: written through the
