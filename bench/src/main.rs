@@ -25,6 +25,7 @@ mod network;
 mod recorder;
 mod report;
 mod sandbox;
+mod scale;
 mod service;
 mod tree;
 mod util;
@@ -40,13 +41,13 @@ use tree::TreeSpec;
 use util::{Env, Error, Result};
 
 const USAGE: &str = "\
-usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder,many,service]
+usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder,many,service,scale]
 
   --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
   --out FILE     also write the results as JSON to FILE
   --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1;
                  at least 10 in the sandbox group)
-  --fs LIST      what to measure (default all of btrfs,ext4,sandbox,hooks,network,recorder,many,service): the filesystems, and
+  --fs LIST      what to measure (default all of btrfs,ext4,sandbox,hooks,network,recorder,many,service,scale): the filesystems, and
                  `sandbox`, run once without an image: session start in an unchanged
                  200-file workspace and the launcher alone (added ms vs `true`), and
                  ws's peak RSS per /usr/bin/time (200 files and the tree's small files);
@@ -61,7 +62,10 @@ usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks
                  `service`: `ws recorder serve`, started by the bench on a socket of its own:
                  a session as nobody recorded by it vs as root with the in-session recorder
                  (the tree's small files, tar -xf of half as many; whole session and tar
-                 alone), and the service's VmRSS with 100 sessions (20 with --quick) attached
+                 alone), and the service's VmRSS with 100 sessions (20 with --quick) attached;
+                 `scale`: committed workspaces of 20,000 and 200,000 files (2,000 and 20,000
+                 with --quick): a second session and a 10-file edit session, after-snapshot
+                 from the record vs the full walk, vs `git status --porcelain`; peak RSS
 
 Runs as root (it makes and loop-mounts filesystem images under /var/tmp, or
 $WS_BENCH_TMPDIR; the sandbox and hooks groups' repositories go there too). The ws binary
@@ -85,6 +89,8 @@ struct Args {
     many: bool,
     /// Whether to run the service group (the recorder service).
     service: bool,
+    /// Whether to run the scale group (20,000 and 200,000 files).
+    scale: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -99,6 +105,7 @@ fn parse_args() -> Result<Option<Args>> {
         recorder: true,
         many: true,
         service: true,
+        scale: true,
     };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
@@ -122,6 +129,7 @@ fn parse_args() -> Result<Option<Args>> {
                 args.recorder = false;
                 args.many = false;
                 args.service = false;
+                args.scale = false;
                 for s in v.split(',').map(str::trim) {
                     match Fs::parse(s) {
                         Some(fs) => args.fs.push(fs),
@@ -131,9 +139,10 @@ fn parse_args() -> Result<Option<Args>> {
                         None if s == "recorder" => args.recorder = true,
                         None if s == "many" => args.many = true,
                         None if s == "service" => args.service = true,
+                        None if s == "scale" => args.scale = true,
                         None => {
                             return Err(Error::new(format!(
-                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder, many, service)"
+                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder, many, service, scale)"
                             )));
                         }
                     }
@@ -245,6 +254,11 @@ fn real_main() -> Result<ExitCode> {
     }
     if args.service && util::check_interrupted().is_ok() {
         let (r, e) = service::bench(&plan, &notes, args.quick);
+        rows.extend(r);
+        errors.extend(e);
+    }
+    if args.scale && util::check_interrupted().is_ok() {
+        let (r, e) = scale::bench(&plan, &notes, args.quick);
         rows.extend(r);
         errors.extend(e);
     }
