@@ -70,14 +70,35 @@ fn read_small(f: &Path) -> Option<Vec<u8>> {
     Some(bytes)
 }
 
+/// What the after-snapshot from the record rests on, gathered once the
+/// session has ended and before the workspace's lock is taken (looking into
+/// every process is the slow part; sessions sharing a workspace wait for
+/// that lock one after the other).
+#[derive(Debug)]
+pub struct Evidence {
+    tracked: Tracked,
+    /// (device, inode) of files open for writing or mapped shared.
+    open: HashSet<(u64, u64)>,
+}
+
+/// The record's account of the session, and the files open for writing now.
+pub fn gather(record: Result<Tracked, String>) -> Result<Evidence, String> {
+    if mode() == Mode::Walk {
+        return Err(format!("{}=walk", crate::env::WS_AFTER_SNAPSHOT));
+    }
+    let tracked = record?;
+    let _root = crate::user::as_root("see which files are open for writing").map_err(|e| e.message)?;
+    Ok(Evidence { tracked, open: open_for_writing()? })
+}
+
 /// Where the after-snapshot must look, or why it must walk everything.
 pub fn plan(
     root: &Path,
     before: &Manifest,
-    record: Result<Tracked, String>,
+    evidence: Result<Evidence, String>,
     excludes: Option<&Excludes>,
 ) -> Result<ChangedPaths, String> {
-    let tracked = record?;
+    let Evidence { tracked, open } = evidence?;
     local_filesystem(root)?;
     if let Some(f) = excludes.and_then(Excludes::changed) {
         return Err(format!("the excludes file {} changed", f.display()));
@@ -89,8 +110,8 @@ pub fn plan(
             m.display()
         ));
     }
-    let mut wanted: HashSet<(u64, u64)> = tracked.inodes.iter().copied().collect();
-    wanted.extend(open_for_writing()?);
+    let mut wanted = open;
+    wanted.extend(tracked.inodes.iter().copied());
     let mut changed = tracked.changed;
     for e in &before.entries {
         // A file with another name (maybe outside) may have been written

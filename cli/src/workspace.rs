@@ -179,7 +179,7 @@ impl Workspace {
         session: &mut Session,
         before: Option<Manifest>,
         exit: Option<ws_snapshot::ExitStatus>,
-        record: Result<crate::recording::Tracked, String>,
+        evidence: Result<crate::after::Evidence, String>,
         excludes: Option<&crate::after::Excludes>,
     ) -> Result<Vec<Change>, CliError> {
         let before = match before {
@@ -197,13 +197,7 @@ impl Workspace {
             .and_then(|id| self.store.manifest(&id).ok());
         let previous = latest.as_ref().unwrap_or(&before);
         let mode = crate::after::mode();
-        let plan = match (mode, record) {
-            (crate::after::Mode::Walk, _) => Err(format!("{}=walk", crate::env::WS_AFTER_SNAPSHOT)),
-            (_, Err(reason)) => Err(reason),
-            (_, Ok(tracked)) => crate::user::as_root("see which files are open for writing")
-                .map_err(|e| e.message)
-                .and_then(|_root| crate::after::plan(&self.root, &before, Ok(tracked), excludes)),
-        };
+        let plan = crate::after::plan(&self.root, &before, evidence, excludes);
         let scope = plan.as_ref().ok().map(|changed| ws_snapshot::Scope { base: &before, changed });
         session.after_from = Some(match &plan {
             Ok(changed) => AfterFrom::Record { paths: changed.len() as u64 },

@@ -217,10 +217,10 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     // the session frozen, the recorder watching, until the after-snapshot.
     let held = control.wait_exit();
     let after = if held.is_some() {
+        let evidence = crate::after::gather(record.changed(std::time::Duration::from_secs(5)));
         let lock = ws.lock()?;
         let exit = held.map(|(code, signal)| ExitStatus { code, signal });
-        let changed = record.changed(std::time::Duration::from_secs(5));
-        let after = ws.finish_session(&mut session, before.take(), exit, changed, Some(&excludes_then));
+        let after = ws.finish_session(&mut session, before.take(), exit, evidence, Some(&excludes_then));
         crate::commands::gc::auto(&ws, &lock);
         Some(after)
     } else {
