@@ -6,8 +6,9 @@
 //! and the supervisor's peak RSS; then `hooks` (what ws's git hooks add to a
 //! `git commit`), `network` (the session proxy vs direct requests),
 //! `recorder` (recording every write), `many` (100 sessions at once) and
-//! `service` (the recorder service for sessions not run as root) and `review`
-//! (`ws review`'s first screen against `ws diff --stat`).
+//! `service` (the recorder service for sessions not run as root), `review`
+//! (`ws review`'s first screen against `ws diff --stat`) and `scale`
+//! (20,000 and 200,000 files: the after-snapshot from the record).
 //! `--fs` picks among them (default: all). One table of ratios for the
 //! whole project. Run as root:
 //!
@@ -27,6 +28,7 @@ mod recorder;
 mod report;
 mod review;
 mod sandbox;
+mod scale;
 mod service;
 mod tree;
 mod util;
@@ -42,13 +44,13 @@ use tree::TreeSpec;
 use util::{Env, Error, Result};
 
 const USAGE: &str = "\
-usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder,many,service,review]
+usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder,many,service,review,scale]
 
   --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
   --out FILE     also write the results as JSON to FILE
   --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1;
                  at least 10 in the sandbox group)
-  --fs LIST      what to measure (default all of btrfs,ext4,sandbox,hooks,network,recorder,many,service,review): the filesystems, and
+  --fs LIST      what to measure (default all of btrfs,ext4,sandbox,hooks,network,recorder,many,service,review,scale): the filesystems, and
                  `sandbox`, run once without an image: session start in an unchanged
                  200-file workspace and the launcher alone (added ms vs `true`), and
                  ws's peak RSS per /usr/bin/time (200 files and the tree's small files);
@@ -65,7 +67,10 @@ usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks
                  (the tree's small files, tar -xf of half as many; whole session and tar
                  alone), and the service's VmRSS with 100 sessions (20 with --quick) attached;
                  `review`: `ws review`'s first screen (drawn headless, --first-frame) on a
-                 session that changed 5,000 files, vs `ws diff --stat` on it
+                 session that changed 5,000 files, vs `ws diff --stat` on it;
+                 `scale`: committed workspaces of 20,000 and 200,000 files (2,000 and 20,000
+                 with --quick): a second session and a 10-file edit session, after-snapshot
+                 from the record vs the full walk, vs `git status --porcelain`; peak RSS
 
 Runs as root (it makes and loop-mounts filesystem images under /var/tmp, or
 $WS_BENCH_TMPDIR; the sandbox and hooks groups' repositories go there too). The ws binary
@@ -91,6 +96,8 @@ struct Args {
     service: bool,
     /// Whether to run the review group (`ws review`'s first screen).
     review: bool,
+    /// Whether to run the scale group (20,000 and 200,000 files).
+    scale: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -106,6 +113,7 @@ fn parse_args() -> Result<Option<Args>> {
         many: true,
         service: true,
         review: true,
+        scale: true,
     };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
@@ -130,6 +138,7 @@ fn parse_args() -> Result<Option<Args>> {
                 args.many = false;
                 args.service = false;
                 args.review = false;
+                args.scale = false;
                 for s in v.split(',').map(str::trim) {
                     match Fs::parse(s) {
                         Some(fs) => args.fs.push(fs),
@@ -140,9 +149,10 @@ fn parse_args() -> Result<Option<Args>> {
                         None if s == "many" => args.many = true,
                         None if s == "service" => args.service = true,
                         None if s == "review" => args.review = true,
+                        None if s == "scale" => args.scale = true,
                         None => {
                             return Err(Error::new(format!(
-                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder, many, service, review)"
+                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder, many, service, review, scale)"
                             )));
                         }
                     }
@@ -259,6 +269,11 @@ fn real_main() -> Result<ExitCode> {
     }
     if args.review && util::check_interrupted().is_ok() {
         let (r, e) = review::bench(&plan);
+        rows.extend(r);
+        errors.extend(e);
+    }
+    if args.scale && util::check_interrupted().is_ok() {
+        let (r, e) = scale::bench(&plan, &notes, args.quick);
         rows.extend(r);
         errors.extend(e);
     }

@@ -29,6 +29,10 @@ pub const WS_AUDIT_SINK: &str = "WS_AUDIT_SINK";
 /// Set by the shell code `ws completions SHELL` prints: this run answers a
 /// completion request (clap_complete's protocol) instead of running a command.
 pub const WS_COMPLETE: &str = "WS_COMPLETE";
+/// How a session's after-snapshot is taken: unset (from the record when
+/// it can be trusted), `walk` (always the whole workspace), `check` (both,
+/// compared; for tests).
+pub const WS_AFTER_SNAPSHOT: &str = "WS_AFTER_SNAPSHOT";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The index a commit is made from, set by git for its commit hooks.

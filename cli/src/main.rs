@@ -2,6 +2,7 @@
 //! its permission prompts off, then review what it did and keep it or roll it
 //! back, all of it or path by path.
 
+mod after;
 mod commands;
 mod display;
 mod env;

@@ -27,6 +27,8 @@ pub struct SessionRecord {
     link: Option<std::os::unix::net::UnixStream>,
     /// The write stream, once ended early ([`SessionRecord::end_service`]).
     ended: Option<Stream>,
+    /// Where the stream says the workspace changed.
+    tracker: Arc<Tracker>,
 }
 
 /// The recorders, decided and set up before the launcher starts (it must
@@ -56,6 +58,63 @@ pub struct Recorders {
 struct Denials {
     stop: Arc<AtomicBool>,
     thread: std::thread::JoinHandle<Stream>,
+}
+
+/// What the write recorder's stream says about where the workspace changed,
+/// as it arrives: for an after-snapshot that looks only there.
+#[derive(Debug, Default)]
+pub struct Tracked {
+    pub changed: ws_snapshot::ChangedPaths,
+    /// Files whose link count changed (their names are not known).
+    pub inodes: Vec<(u64, u64)>,
+    /// Why the record is not proof of where the workspace changed.
+    pub doubts: Vec<String>,
+    /// The recorder read every event of the session, which has ended.
+    pub synced: bool,
+    /// The stream ended.
+    pub ended: bool,
+}
+
+#[derive(Debug, Default)]
+struct Tracker {
+    state: std::sync::Mutex<Tracked>,
+    changed: std::sync::Condvar,
+}
+
+impl Tracker {
+    fn update(&self, f: impl FnOnce(&mut Tracked)) {
+        let mut t = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut t);
+        self.changed.notify_all();
+    }
+
+    fn note(&self, m: &Message) {
+        self.update(|t| match m {
+            Message::Write { path, to, dir, ops, .. } => {
+                // A directory made or moved here brought what it holds.
+                if *dir && ops.contains(&Op::Create) {
+                    t.changed.add_whole(path.as_bytes());
+                } else {
+                    t.changed.add(path.as_bytes());
+                }
+                if let Some(to) = to {
+                    if *dir { t.changed.add_whole(to.as_bytes()) } else { t.changed.add(to.as_bytes()) }
+                }
+            }
+            Message::Outside { path, dir } => {
+                if *dir {
+                    t.changed.add_whole(path.as_bytes())
+                } else {
+                    t.changed.add(path.as_bytes())
+                }
+            }
+            Message::Inode { dev, ino } => t.inodes.push((*dev, *ino)),
+            Message::Unmapped { reason } => t.doubts.push(reason.clone()),
+            Message::Lost { reason, .. } => t.doubts.push(format!("events were lost: {reason}")),
+            Message::Synced => t.synced = true,
+            _ => {}
+        });
+    }
 }
 
 /// What came out of the write recorder.
@@ -249,11 +308,17 @@ impl Recorders {
             });
             Denials { stop, thread }
         });
+        let tracker = Arc::new(Tracker::default());
         let reader = read_end.map(|r| {
             let log = Arc::clone(&log);
-            std::thread::spawn(move || read_stream(first, r, &log))
+            let tracker = Arc::clone(&tracker);
+            std::thread::spawn(move || {
+                let s = read_stream(first, r, &log, &tracker);
+                tracker.update(|t| t.ended = true);
+                s
+            })
         });
-        Ok(SessionRecord { log, recording, reader, denials, group, link, ended: None })
+        Ok(SessionRecord { log, recording, reader, denials, group, link, ended: None, tracker })
     }
 }
 
@@ -261,6 +326,40 @@ impl SessionRecord {
     /// The audit log, to append other records (network requests) to.
     pub fn log(&self) -> Arc<AuditLog> {
         Arc::clone(&self.log)
+    }
+
+    /// Where the session (and anyone else) changed the workspace, once the
+    /// recorder has confirmed it read every event of the ended session; why
+    /// not, when the record cannot be trusted to say so. Waits at most
+    /// `patience` for the confirmation.
+    pub fn changed(&self, patience: std::time::Duration) -> Result<Tracked, String> {
+        if self.recording.writes != "fanotify" {
+            return Err("no write recorder ran".into());
+        }
+        if self.link.is_some() || self.recording.via.is_some() {
+            return Err(
+                "the writes were recorded by the recorder service, which does not confirm it read them all".into()
+            );
+        }
+        if !self.recording.complete() {
+            return Err(format!("the record is incomplete: {}", self.recording.lost.join("; ")));
+        }
+        let deadline = std::time::Instant::now() + patience;
+        let mut t = self.tracker.state.lock().unwrap_or_else(|p| p.into_inner());
+        while !t.synced && !t.ended {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            t = self.tracker.changed.wait_timeout(t, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+        if let Some(d) = t.doubts.first() {
+            return Err(format!("the record is not proof of every change: {d}"));
+        }
+        if !t.synced {
+            return Err("the recorder did not confirm it had read every event of the session".into());
+        }
+        Ok(std::mem::take(&mut *t))
     }
 
     /// With the recorder service: has it drain and end its recorder now,
@@ -524,7 +623,7 @@ fn op(o: Op) -> WriteOp {
 }
 
 /// Copies the recorder's messages into the log until the stream ends.
-fn read_stream(first: Vec<Message>, pipe: OwnedFd, log: &AuditLog) -> Stream {
+fn read_stream(first: Vec<Message>, pipe: OwnedFd, log: &AuditLog, tracker: &Tracker) -> Stream {
     let mut s = Stream::default();
     let lost = |s: &mut Stream, what: &str, reason: String| {
         let _ = log.append(crate::now_ms(), Event::Incomplete { what: what.into(), reason: reason.clone() });
@@ -556,6 +655,7 @@ fn read_stream(first: Vec<Message>, pipe: OwnedFd, log: &AuditLog) -> Stream {
                 m
             }
         };
+        tracker.note(&m);
         let appended = match m {
             Message::Ready => {
                 s.ready = true;
@@ -570,7 +670,8 @@ fn read_stream(first: Vec<Message>, pipe: OwnedFd, log: &AuditLog) -> Stream {
             Message::Write { time_ms, pid, exe, ops, path, to, dir } => {
                 log.append(time_ms, Event::Write { pid, exe, ops: ops.into_iter().map(op).collect(), path, to, dir })
             }
-            Message::Outside { path } => log.append(crate::now_ms(), Event::OutsideWrite { path }),
+            Message::Outside { path, .. } => log.append(crate::now_ms(), Event::OutsideWrite { path }),
+            Message::Inode { .. } | Message::Unmapped { .. } | Message::Synced => Ok(0),
             Message::Lost { what, reason } => {
                 lost(&mut s, what.as_deref().unwrap_or("writes"), reason);
                 Ok(0)

@@ -6,8 +6,8 @@ use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
 
 use ws_snapshot::{
-    Budget, Change, Manifest, ManifestId, Progress, RelPath, Session, SessionState, SnapshotOptions, SnapshotOutcome,
-    Store, StoreLock,
+    AfterFrom, Budget, Change, Manifest, ManifestId, Progress, RelPath, Session, SessionState, SnapshotOptions,
+    SnapshotOutcome, Store, StoreLock,
 };
 
 use crate::env;
@@ -93,7 +93,7 @@ impl Workspace {
     }
 
     /// Exclude files beyond `.gitignore`s; asks git once per process.
-    fn exclude_files(&self) -> &[PathBuf] {
+    pub fn exclude_files(&self) -> &[PathBuf] {
         self.excludes.get_or_init(|| {
             let mut v = Vec::new();
             if let Some(g) = &self.git_dir {
@@ -116,6 +116,7 @@ impl Workspace {
             exclude_files: self.exclude_files().to_vec(),
             previous,
             progress: Some(progress),
+            scope: None,
         }
     }
 
@@ -124,8 +125,19 @@ impl Workspace {
         previous: Option<&Manifest>,
         what: &str,
     ) -> Result<SnapshotOutcome, ws_snapshot::SnapshotError> {
+        self.try_snapshot_in(previous, None, what)
+    }
+
+    /// [`Workspace::try_snapshot`], looking only where `scope` says.
+    fn try_snapshot_in(
+        &self,
+        previous: Option<&Manifest>,
+        scope: Option<ws_snapshot::Scope<'_>>,
+        what: &str,
+    ) -> Result<SnapshotOutcome, ws_snapshot::SnapshotError> {
         let progress = Progress::default();
-        let opts = self.snapshot_options(previous, &progress);
+        let mut opts = self.snapshot_options(previous, &progress);
+        opts.scope = scope;
         let (done, finished) = mpsc::channel::<()>();
         let outcome = std::thread::scope(|s| {
             let shown = &progress;
@@ -168,7 +180,8 @@ impl Workspace {
                 session.id, session.supervisor_pid
             ));
             session.recording = Some(crate::recording::close_orphaned(&self.store, session));
-            let mut changes = self.finish_session(session, None, None)?;
+            let why = "the session's supervisor died before it ended".to_string();
+            let mut changes = self.finish_session(session, None, None, Err(why), None)?;
             crate::git_guard::after_orphan(self, session, &mut changes);
             return Ok(changes);
         }
@@ -185,6 +198,8 @@ impl Workspace {
         session: &mut Session,
         before: Option<Manifest>,
         exit: Option<ws_snapshot::ExitStatus>,
+        evidence: Result<crate::after::Evidence, String>,
+        excludes: Option<&crate::after::Excludes>,
     ) -> Result<Vec<Change>, CliError> {
         let before = match before {
             Some(m) => m,
@@ -200,7 +215,19 @@ impl Workspace {
             .filter(|id| before.id.as_ref() != Some(id))
             .and_then(|id| self.store.manifest(&id).ok());
         let previous = latest.as_ref().unwrap_or(&before);
-        let (after_id, after) = match self.try_snapshot(Some(previous), "after-snapshot") {
+        let mode = crate::after::mode();
+        let plan = crate::after::plan(&self.root, &before, evidence, excludes);
+        let scope = plan.as_ref().ok().map(|changed| ws_snapshot::Scope { base: &before, changed });
+        session.after_from = Some(match &plan {
+            Ok(changed) => AfterFrom::Record { paths: changed.len() as u64 },
+            Err(reason) => AfterFrom::Walk { reason: reason.clone() },
+        });
+        let taken = self.try_snapshot_in(Some(previous), scope, "after-snapshot");
+        let taken = match taken {
+            Ok(fast) if scope.is_some() && mode == crate::after::Mode::Check => self.check_after(fast, previous),
+            other => other,
+        };
+        let (after_id, after) = match taken {
             Ok(after) => (Some(after.id), after.manifest),
             // A full disk must not leave the session unreviewable: the
             // workspace is described without storing, every changed path is
@@ -216,6 +243,7 @@ impl Workspace {
                 let progress = Progress::default();
                 let (m, _) =
                     ws_snapshot::walk_unstored(&self.store, &self.snapshot_options(Some(previous), &progress))?;
+                session.after_from = Some(AfterFrom::Walk { reason: "the snapshot store's disk is full".into() });
                 (None, m)
             }
             Err(e) => return Err(e.into()),
@@ -243,6 +271,29 @@ impl Workspace {
         self.store.save_session(session)?;
         self.store.settle(session, &changes)?;
         Ok(changes)
+    }
+
+    /// `WS_AFTER_SNAPSHOT=check`: takes a full walk after the after-snapshot
+    /// from the record and compares them; any difference is reported and
+    /// the walk's snapshot is the one kept.
+    fn check_after(
+        &self,
+        fast: SnapshotOutcome,
+        previous: &Manifest,
+    ) -> Result<SnapshotOutcome, ws_snapshot::SnapshotError> {
+        let full = self.try_snapshot(Some(previous), "after-snapshot check")?;
+        match ws_snapshot::differences(&self.store, &fast.manifest, &full.manifest, 10) {
+            Ok(d) if d.is_empty() => ui::note(&format!(
+                "after-snapshot check: the snapshot from the record equals a full walk ({} entries)",
+                full.manifest.entries.len()
+            )),
+            Ok(d) => ui::warn(&format!(
+                "after-snapshot check FAILED: the snapshot from the record differs from a full walk: {}",
+                crate::display::text(d.join("; ").as_bytes())
+            )),
+            Err(e) => ui::warn(&format!("after-snapshot check: cannot compare: {e}")),
+        }
+        Ok(full)
     }
 
     /// Turns user paths (relative to the current directory) into workspace paths.

@@ -77,7 +77,7 @@ impl RunAs {
 /// session (init, or the launcher without one)     supervisor
 ///   recorder ready ─────────── 'R' ───────────▶   snapshot
 ///   start the command ◀─────── 'G' ────────────   (closed: do not start)
-///   command exited, rest frozen ── 'X' code signal ▶ after-snapshot
+///   command exited, rest ended ─── 'X' code signal ▶ after-snapshot
 ///   recorder drains, exit ◀─── 'E' ────────────   (or closed)
 /// ```
 /// Without init the launcher becomes the command, so its end closes at
@@ -507,7 +507,7 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
     // init runs only where the launcher's unshare succeeded, which included
     // the network namespace if the spec asked for one.
     restrict(&spec, spec.net.namespace.is_some())?;
-    let recorder = recorder.and_then(crate::recorder::Starting::ready);
+    let mut recorder = recorder.and_then(crate::recorder::Starting::ready);
     let mut control = control;
     if let Some(c) = &mut control
         && !c.ready_wait_go()
@@ -541,10 +541,13 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
         }
     };
     if let Some(c) = control {
-        // Whatever is left of the session stays frozen while the supervisor
-        // takes its after-snapshot; the recorder keeps watching.
-        match &recorder {
-            Some(r) => r.freeze(),
+        // Nothing of the session may write while the supervisor takes its
+        // after-snapshot. With a recorder, what is left is ended and the
+        // recorder confirms it has read every event of the session (so the
+        // after-snapshot may look only where the record says); the
+        // recorder keeps watching for writes from outside.
+        match &mut recorder {
+            Some(r) => r.end(std::time::Duration::from_secs(2)),
             None => crate::recorder::freeze_session(None),
         }
         c.exited(code, signal);

@@ -37,6 +37,9 @@ use crate::fanotify;
 /// The hidden argument `ws` answers to as the recorder.
 pub const RECORDER_ARG: &str = "__sandbox-record";
 
+/// The byte init writes to the recorder's stdin to ask for [`Message::Synced`].
+const SYNC: u8 = b'S';
+
 /// The hidden argument of [`release`]'s helper, which exits at once.
 pub const RELEASE_ARG: &str = "__sandbox-release";
 
@@ -82,8 +85,25 @@ pub enum Message {
         #[serde(default)]
         dir: bool,
     },
-    /// A workspace path written by a process outside the session (reported once).
-    Outside { path: String },
+    /// A workspace path written by a process outside the session (reported
+    /// once; again if it later names a directory, `dir`).
+    Outside {
+        path: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        dir: bool,
+    },
+    /// The link count of a file that still exists changed (a hard link was
+    /// made or removed, anywhere on the filesystem): its names are not in
+    /// the event, and one may be in the workspace. Reported once per inode.
+    Inode { dev: u64, ino: u64 },
+    /// An event of the workspace's filesystem the recorder could not turn
+    /// into a path with certainty (a directory gone before its event was
+    /// read, an event of a kind it does not expect). The record of writes is
+    /// still what it saw, but not proof that nothing else changed.
+    Unmapped { reason: String },
+    /// Sent when init asks ([`Running::end`]): every process of the session
+    /// is gone and every event queued until then has been read and sent.
+    Synced,
     /// Events were lost from here on (`what`: `writes` unless said).
     Lost {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,6 +264,22 @@ impl Starting {
 }
 
 impl Running {
+    /// In init once the command has exited: ends every other process of the
+    /// session (none may write while the supervisor looks; killed rather
+    /// than stopped, so that every file they held is closed and its
+    /// `FAN_CLOSE_WRITE` queued), reaps them, and then asks the recorder to
+    /// read every queued event and say so ([`Message::Synced`]). When they
+    /// do not all end within `patience`, they are left stopped and no sync
+    /// is asked for: the supervisor then walks the whole workspace.
+    pub fn end(&mut self, patience: std::time::Duration) {
+        if end_session(self.child.id(), patience)
+            && let Some(stop) = &mut self.stop
+        {
+            let _ = stop.write_all(&[SYNC]);
+            let _ = stop.flush();
+        }
+    }
+
     /// In init once the command has exited: freezes what is left of the
     /// session (so nothing writes unseen between the drain and the end),
     /// lets the recorder drain every queued event, and waits for it.
@@ -284,6 +320,48 @@ pub fn freeze_session(spare: Option<u32>) {
                 let _ = kill_process(pid, Signal::STOP);
             }
             stopped.insert(p);
+        }
+    }
+}
+
+/// In init: kills every other process of the session but `spare` (the
+/// recorder) and reaps them, until none is left or `patience` runs out
+/// (`false`; whatever is left is stopped). A process is gone from `/proc`
+/// only once reaped, and by then it has closed every file it held.
+fn end_session(spare: u32, patience: std::time::Duration) -> bool {
+    use rustix::process::{Pid, Signal, WaitOptions, kill_process};
+    let deadline = std::time::Instant::now() + patience;
+    loop {
+        let Ok(dir) = std::fs::read_dir("/proc") else { return false };
+        let pids: Vec<u32> = dir
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|&p| p != 1 && p != spare && !entered_from_outside(p))
+            .collect();
+        if pids.is_empty() {
+            return true;
+        }
+        if std::time::Instant::now() > deadline {
+            freeze_session(Some(spare));
+            return false;
+        }
+        for &p in &pids {
+            if let Some(pid) = Pid::from_raw(p as i32) {
+                let _ = kill_process(pid, Signal::KILL);
+            }
+        }
+        // Orphans are init's to reap; the recorder, a child too, is spared
+        // by waiting for the others by pid.
+        let mut reaped = false;
+        for &p in &pids {
+            if let Some(pid) = Pid::from_raw(p as i32)
+                && let Ok(Some(_)) = rustix::process::waitpid(Some(pid), WaitOptions::NOHANG)
+            {
+                reaped = true;
+            }
+        }
+        if !reaped {
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 }
@@ -331,8 +409,9 @@ pub fn run(spec_json: &str) -> i32 {
     let _ = writeln!(status, "ready");
     let stdin = std::io::stdin();
     let mut buf = vec![0u8; 256 << 10];
+    let mut synced = false;
     loop {
-        let (fan_ready, mut stop) = {
+        let (fan_ready, said) = {
             use rustix::event::{PollFd, PollFlags};
             let mut fds = vec![PollFd::new(&rec.group, PollFlags::IN)];
             fds.extend(access.iter().flat_map(|a| a.groups.iter()).map(|g| PollFd::new(&g.group, PollFlags::IN)));
@@ -349,17 +428,19 @@ pub fn run(spec_json: &str) -> i32 {
                 }
             }
         };
-        if fan_ready && !stop {
+        let mut said = said;
+        if fan_ready && !said {
             // Let events gather: bigger batches cost fewer reads, and the
             // kernel merges repeated events on a file (create, modify,
-            // close) that are still queued. A stop cuts the wait short: the
-            // session's end waits for this process.
+            // close) that are still queued. A word from init cuts the wait
+            // short: the session's end waits for this process.
             use rustix::event::{PollFd, PollFlags, Timespec};
             let mut fds = [PollFd::from_borrowed_fd(stdin.as_fd(), PollFlags::IN)];
             let gather = Timespec { tv_sec: 0, tv_nsec: 10_000_000 };
-            stop = matches!(rustix::event::poll(&mut fds, Some(&gather)), Ok(n) if n > 0);
+            said = matches!(rustix::event::poll(&mut fds, Some(&gather)), Ok(n) if n > 0);
         }
-        if fan_ready || stop {
+        let (stop, sync) = if said { read_word(&stdin) } else { (false, false) };
+        if fan_ready || stop || sync {
             let drained = rec.drain(&mut buf, &mut out).and_then(|_| match &mut access {
                 Some(a) => a.drain(&mut buf),
                 None => Ok(()),
@@ -369,6 +450,13 @@ pub fn run(spec_json: &str) -> i32 {
                 let _ = out.flush();
                 return 1;
             }
+        }
+        if sync && !synced {
+            // Init asks once every process of the session is gone: the
+            // queue held all their events, and the drain above read it dry.
+            synced = true;
+            send(&mut out, &Message::Synced);
+            let _ = out.flush();
         }
         if stop {
             // The session's processes are stopped or gone: everything they
@@ -388,6 +476,20 @@ pub fn run(spec_json: &str) -> i32 {
     }
 }
 
+/// What init said on stdin: `(stop, sync)`. End of file (init closed it,
+/// or died) is the stop; the byte [`SYNC`] asks for [`Message::Synced`].
+fn read_word(stdin: &std::io::Stdin) -> (bool, bool) {
+    let mut word = [0u8; 16];
+    loop {
+        match rustix::io::read(stdin.as_fd(), &mut word) {
+            Ok(0) => return (true, false),
+            Ok(n) => return (false, word[..n].contains(&SYNC)),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return (true, false),
+        }
+    }
+}
+
 fn send(out: &mut impl Write, m: &Message) {
     if let Ok(mut line) = serde_json::to_vec(m) {
         line.push(b'\n');
@@ -401,8 +503,10 @@ struct Recorder {
     mount: OwnedFd,
     /// Directory handle → path relative to the workspace (`None`: outside it).
     dirs: HashMap<fanotify::Handle, Option<PathBuf>>,
-    /// Outside writes already reported.
-    outside: HashSet<PathBuf>,
+    /// Outside writes already reported (and whether as a directory's arrival).
+    outside: HashSet<(PathBuf, bool)>,
+    /// Files whose link count changed, already looked at.
+    inodes_seen: HashSet<fanotify::Handle>,
     events: u64,
 }
 
@@ -435,6 +539,7 @@ impl Recorder {
             mount,
             dirs: HashMap::new(),
             outside: HashSet::new(),
+            inodes_seen: HashSet::new(),
             events: 0,
         };
         r.seed();
@@ -466,16 +571,24 @@ impl Recorder {
         }
     }
 
-    /// The workspace-relative path of a directory handle, asking the kernel
-    /// for handles not seen yet.
-    fn dir(&mut self, handle: &[u8]) -> Option<PathBuf> {
+    /// The workspace-relative path of a directory handle (`None`: not in
+    /// the workspace), asking the kernel for handles not seen yet. Every
+    /// directory of the workspace is known, so one found there only now
+    /// means the record missed how it got there: said with `out`.
+    fn place(&mut self, handle: &[u8], out: &mut Vec<Message>) -> Option<PathBuf> {
         if let Some(p) = self.dirs.get(handle) {
             return p.clone();
         }
-        let found = fanotify::open_by_handle(self.mount.as_fd(), handle).ok().and_then(|fd| {
-            let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;
-            link.strip_prefix(&self.root).ok().map(Path::to_path_buf)
-        });
+        // Gone since (a directory outside, made and removed): not cached,
+        // and nothing of the workspace.
+        let fd = fanotify::open_by_handle(self.mount.as_fd(), handle).ok()?;
+        let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;
+        let found = link.strip_prefix(&self.root).ok().map(Path::to_path_buf);
+        if let Some(p) = &found {
+            out.push(Message::Unmapped {
+                reason: format!("a directory of the workspace not seen arrive: {}", lossy(p)),
+            });
+        }
         self.dirs.insert(handle.to_vec(), found.clone());
         found
     }
@@ -494,8 +607,10 @@ impl Recorder {
                 .unwrap_or(0);
             let mut exes: HashMap<i32, Option<String>> = HashMap::new();
             let batch: Vec<fanotify::Event> = fanotify::events(&buf[..n]).collect();
+            let mut messages = Vec::new();
             for ev in batch {
-                if let Some(m) = self.message(&ev, now, &mut exes) {
+                self.message(&ev, now, &mut exes, &mut messages);
+                for m in messages.drain(..) {
                     send(out, &m);
                 }
             }
@@ -509,53 +624,119 @@ impl Recorder {
         ev: &fanotify::Event<'_>,
         now: u64,
         exes: &mut HashMap<i32, Option<String>>,
-    ) -> Option<Message> {
+        out: &mut Vec<Message>,
+    ) {
         if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
-            return Some(Message::Lost { what: None, reason: "the fanotify event queue overflowed".into() });
+            out.push(Message::Lost { what: None, reason: "the fanotify event queue overflowed".into() });
+            return;
         }
-        let (dh, name) = ev.dir?;
+        let Some((dh, name)) = ev.dir else {
+            out.extend(self.nameless(ev));
+            return;
+        };
+        let is_dir = ev.mask & libc::FAN_ONDIR != 0;
         if ev.pid == 0 {
-            // Not the session. Only directories already known are resolved:
-            // the mark sees the whole filesystem, most of it not ours.
-            let dir = self.dirs.get(dh)?.clone()?;
-            let path = join(&dir, name);
-            // A directory someone else creates: learn it, so that what they
-            // write inside is theirs too.
-            if ev.mask & libc::FAN_CREATE != 0
-                && ev.mask & libc::FAN_ONDIR != 0
-                && let Some(t) = ev.target
-            {
-                self.dirs.insert(t.to_vec(), Some(path.clone()));
-            }
-            return self.outside.insert(path.clone()).then(|| Message::Outside { path: lossy(&path) });
+            self.outside_event(ev, dh, name, is_dir, out);
+            return;
         }
         self.events += 1;
-        let is_dir = ev.mask & libc::FAN_ONDIR != 0;
-        let from = self.dir(dh).map(|d| join(&d, name));
+        let from = self.place(dh, out).map(|d| join(&d, name));
         let mut ops = ops(ev.mask);
         let mut to = None;
         if ev.mask & libc::FAN_RENAME != 0 {
-            let (nh, nname) = ev.new_dir?;
-            let dest = self.dir(nh).map(|d| join(&d, nname));
+            let Some((nh, nname)) = ev.new_dir else {
+                out.push(Message::Unmapped { reason: "a rename event without its new name".into() });
+                return;
+            };
+            let dest = self.place(nh, out).map(|d| join(&d, nname));
             if is_dir {
                 self.moved(from.as_deref(), dest.as_deref(), ev.target);
             }
             match (&from, dest) {
                 (Some(_), Some(d)) => to = Some(d),
                 // Moved into or out of the workspace: a create or a delete here.
-                (None, Some(d)) => return self.write(ev, now, exes, vec![Op::Create], d, None, is_dir),
+                (None, Some(d)) => {
+                    out.extend(self.write(ev, now, exes, vec![Op::Create], d, None, is_dir));
+                    return;
+                }
                 (Some(_), None) => ops = vec![Op::Delete],
-                (None, None) => return None,
+                (None, None) => return,
             }
         }
-        let path = from?;
+        let Some(path) = from else { return };
         if is_dir
             && ev.mask & libc::FAN_CREATE != 0
             && let Some(t) = ev.target
         {
             self.dirs.insert(t.to_vec(), Some(path.clone()));
         }
-        self.write(ev, now, exes, ops, path, to, is_dir)
+        out.extend(self.write(ev, now, exes, ops, path, to, is_dir));
+    }
+
+    /// A write by a process outside the session. Only directories already
+    /// known are resolved: the mark sees the whole filesystem, most of it
+    /// not ours, and every directory of the workspace is known (seeded at
+    /// the start, learnt as each is made or moved in, all in queue order).
+    fn outside_event(
+        &mut self,
+        ev: &fanotify::Event<'_>,
+        dh: &[u8],
+        name: &[u8],
+        is_dir: bool,
+        out: &mut Vec<Message>,
+    ) {
+        let known = |h: &[u8]| -> Option<PathBuf> { self.dirs.get(h).cloned().flatten() };
+        let from = known(dh).map(|d| join(&d, name));
+        let dest = match ev.new_dir {
+            Some((nh, nname)) if ev.mask & libc::FAN_RENAME != 0 => known(nh).map(|d| join(&d, nname)),
+            _ => None,
+        };
+        if ev.mask & libc::FAN_RENAME != 0 && is_dir {
+            self.moved(from.as_deref(), dest.as_deref(), ev.target);
+        }
+        // A directory someone else creates: learn it, so that what they
+        // write inside is theirs too.
+        if let Some(path) = &from
+            && is_dir
+            && ev.mask & libc::FAN_CREATE != 0
+            && let Some(t) = ev.target
+        {
+            self.dirs.insert(t.to_vec(), Some(path.clone()));
+        }
+        for path in from.into_iter().chain(dest) {
+            // A directory made or moved here: what it holds came with it.
+            let whole = is_dir && ev.mask & (libc::FAN_CREATE | libc::FAN_RENAME) != 0;
+            if self.outside.insert((path.clone(), whole)) {
+                out.push(Message::Outside { path: lossy(&path), dir: whole });
+            }
+        }
+    }
+
+    /// An event that names no directory. The kernel sends those for a
+    /// file's link count changing (`link`, `unlink`, a rename over it):
+    /// its names are not in the event, so the file is named by its inode.
+    fn nameless(&mut self, ev: &fanotify::Event<'_>) -> Option<Message> {
+        let Some(target) = ev.target else {
+            return Some(Message::Unmapped { reason: format!("an event (mask {:#x}) naming nothing", ev.mask) });
+        };
+        if ev.mask & !(libc::FAN_ATTRIB | libc::FAN_ONDIR) != 0 {
+            return Some(Message::Unmapped { reason: format!("an event (mask {:#x}) without a name", ev.mask) });
+        }
+        if !self.inodes_seen.insert(target.to_vec()) {
+            return None;
+        }
+        match fanotify::open_by_handle(self.mount.as_fd(), target) {
+            Ok(fd) => match rustix::fs::fstat(&fd) {
+                // No name left anywhere: nothing of it is in the workspace.
+                Ok(st) if st.st_nlink == 0 => None,
+                #[allow(clippy::unnecessary_cast)] // field widths differ between architectures
+                Ok(st) => Some(Message::Inode { dev: st.st_dev as u64, ino: st.st_ino as u64 }),
+                Err(e) => Some(Message::Unmapped { reason: format!("cannot stat a file whose links changed: {e}") }),
+            },
+            // Gone: its last name went, with an event of its own.
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) || e.raw_os_error() == Some(libc::ENOENT) => None,
+            Err(e) => Some(Message::Unmapped { reason: format!("cannot open a file whose links changed: {e}") }),
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -587,13 +768,17 @@ impl Recorder {
     /// A directory moved: the paths of it and everything known below it change.
     fn moved(&mut self, from: Option<&Path>, to: Option<&Path>, target: Option<&[u8]>) {
         if let Some(from) = from {
-            for p in self.dirs.values_mut().flatten() {
-                if let Ok(rest) = p.strip_prefix(from) {
-                    *p = match to {
-                        Some(to) => to.join(rest),
-                        None => continue,
-                    };
+            match to {
+                Some(to) => {
+                    for p in self.dirs.values_mut().flatten() {
+                        if let Ok(rest) = p.strip_prefix(from) {
+                            *p = to.join(rest);
+                        }
+                    }
                 }
+                // Moved out of the workspace: forgotten, so that should it
+                // come back, what happens below it is asked about again.
+                None => self.dirs.retain(|_, p| p.as_ref().is_none_or(|p| !p.starts_with(from))),
             }
         }
         if let (Some(t), Some(to)) = (target, to) {
@@ -758,6 +943,11 @@ impl AccessGroup {
         self.dirs.insert(handle.to_vec(), found.clone());
         found
     }
+}
+
+/// The mount points `/proc/self/mountinfo` (its text) lists.
+pub fn mount_points(text: &str) -> Vec<PathBuf> {
+    mountinfo(text).into_iter().map(|m| m.point).collect()
 }
 
 /// One line of `/proc/self/mountinfo`.

@@ -426,6 +426,7 @@ mod outside_link_tests {
                 exclude_files: vec![],
                 previous,
                 progress: None,
+                scope: None,
             };
             take_snapshot(&store, &opts).unwrap().manifest
         };

@@ -11,6 +11,7 @@
 
 pub mod audit;
 mod budget;
+mod changed;
 mod changes;
 mod copy;
 mod error;
@@ -36,6 +37,7 @@ mod store;
 mod walk;
 
 pub use budget::Budget;
+pub use changed::{ChangedPaths, Scope, differences};
 pub use changes::{Change, ChangeKind, ChangeState, OutsideLink, compute_changes, outside_links};
 pub use error::{ManifestError, ReviewError, SessionError, SnapshotError, StoreError};
 pub use gc::{GcOptions, GcOutcome, gc, gc_done, gc_due};
@@ -47,7 +49,7 @@ pub use path::RelPath;
 pub use place::{StorePlacement, choose_store_dir, existing_store_dir, workspace_key};
 pub use renames::{Rename, RenameOptions, find_renames};
 pub use restore::{RollbackOptions, RollbackOutcome, approve, rollback};
-pub use session::{ExitStatus, Session, SessionId, SessionState};
+pub use session::{AfterFrom, ExitStatus, Session, SessionId, SessionState};
 pub use snapshot::{Progress, SnapshotOptions, SnapshotOutcome, take_snapshot, walk_unstored};
 pub use stat::FileStat;
 pub use store::{CloneSupport, ObjectId, Store, StoreLock};

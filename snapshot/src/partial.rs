@@ -359,6 +359,7 @@ mod tests {
                 exclude_files: vec![],
                 previous,
                 progress: None,
+                scope: None,
             };
             take_snapshot(&store, &opts).unwrap().manifest
         };
@@ -381,6 +382,7 @@ mod tests {
             snapshot_ms: None,
             after_snapshot_ms: None,
             recording: None,
+            after_from: None,
         };
         store.save_session(&session).unwrap();
         store.save_changes("s1", &changes).unwrap();

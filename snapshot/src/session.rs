@@ -55,6 +55,21 @@ pub struct Session {
     /// Which recorders ran and what they missed (absent in old records).
     #[serde(default)]
     pub recording: Option<crate::audit::Recording>,
+    /// How the after-snapshot was taken (absent in old records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_from: Option<AfterFrom>,
+}
+
+/// How a session's after-snapshot was taken: from the record of its writes
+/// (looking only at the paths it names), or by walking the whole workspace,
+/// and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum AfterFrom {
+    /// Only the paths the record names (and the directories above them).
+    Record { paths: u64 },
+    /// The whole workspace.
+    Walk { reason: String },
 }
 
 /// The rollback under way: which changes (by index), whether forced, and

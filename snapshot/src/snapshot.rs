@@ -32,6 +32,9 @@ pub struct SnapshotOptions<'a> {
     /// The stat cache: usually the store's latest manifest.
     pub previous: Option<&'a Manifest>,
     pub progress: Option<&'a Progress>,
+    /// Look only where a complete record of writes says the workspace
+    /// changed since `scope.base`; every other entry is the base's.
+    pub scope: Option<crate::changed::Scope<'a>>,
 }
 
 #[derive(Debug)]
@@ -167,6 +170,7 @@ fn walk(
         verify_cache: opts.previous.is_some_and(|p| p.id.is_none() || p.id != store.latest()),
         created: Default::default(),
         bad_ignores: Default::default(),
+        scope: opts.scope,
     };
     let entries = walk.run();
     if let Some(c) = created {

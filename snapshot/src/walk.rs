@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::budget::Budget;
+use crate::changed::Scope;
 use crate::error::SnapshotError;
 use crate::ignore_rules::{BadIgnoreFile, IgnoreRules, IgnoreStack};
 use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest, find};
@@ -42,6 +43,8 @@ struct Job {
     rel: RelPath,
     ignores: Option<Arc<IgnoreStack>>,
     mode: Mode,
+    /// Everything below is walked (always, without a [`Scope`]).
+    whole: bool,
     /// Deep in a tree: the parent directory, still open, and this
     /// directory's name in it. Opening by the full path makes the kernel
     /// walk every level again, which costs O(depth) per directory and
@@ -110,6 +113,8 @@ pub(crate) struct Walk<'a> {
     pub created: Mutex<Vec<ObjectId>>,
     /// `.gitignore` files whose rules could not be read safely.
     pub bad_ignores: Mutex<Vec<BadIgnoreFile>>,
+    /// Look only where these changed; take the rest from the base.
+    pub scope: Option<Scope<'a>>,
 }
 
 pub(crate) type StoredObject = (ObjectId, Option<[u8; 32]>);
@@ -159,8 +164,14 @@ struct Queue {
 impl Walk<'_> {
     pub fn run(&self) -> Result<Vec<Entry>, SnapshotError> {
         let threads = worker_threads();
-        let root =
-            Job { abs: self.root.to_path_buf(), rel: RelPath::root(), ignores: None, mode: Mode::Normal, parent: None };
+        let root = Job {
+            abs: self.root.to_path_buf(),
+            rel: RelPath::root(),
+            ignores: None,
+            mode: Mode::Normal,
+            parent: None,
+            whole: self.scope.is_none_or(|s| s.changed.root_whole()),
+        };
         let shared = Shared {
             queue: Mutex::new(Queue { jobs: vec![root], idle: 0, done: false }),
             ready: Condvar::new(),
@@ -337,12 +348,26 @@ impl Walk<'_> {
             match ft {
                 FileType::Directory => {
                     out.push(self.entry(rel.clone(), EntryKind::Dir, stat));
-                    let parent = if deep {
-                        here.get_or_insert_with(|| Held::dup(dir_fd)).clone().map(|h| (h, name.clone()))
-                    } else {
-                        None
+                    let visit = match &self.scope {
+                        Some(scope) => scope.changed.visit(&rel, job.whole).ok_or(scope.base),
+                        None => Ok(true),
                     };
-                    local.push(Job { abs: abs(), rel, ignores: ignores.clone(), mode, parent });
+                    match visit {
+                        Ok(whole) => {
+                            let parent = if deep {
+                                here.get_or_insert_with(|| Held::dup(dir_fd)).clone().map(|h| (h, name.clone()))
+                            } else {
+                                None
+                            };
+                            local.push(Job { abs: abs(), rel, ignores: ignores.clone(), mode, whole, parent })
+                        }
+                        // Nothing below it changed: what the base holds below it is still there.
+                        Err(base) => {
+                            for e in base.below(&rel) {
+                                out.push(e.clone());
+                            }
+                        }
+                    }
                 }
                 FileType::Symlink => {
                     let target = match rustix::fs::readlinkat(dir_fd, name.as_slice(), Vec::new()) {
@@ -491,6 +516,7 @@ mod tests {
             exclude_files: vec![],
             previous,
             progress: None,
+            scope: None,
         };
         take_snapshot(store, &opts).unwrap().manifest
     }
@@ -609,6 +635,7 @@ mod tests {
             exclude_files: vec![],
             previous: Some(&first),
             progress: None,
+            scope: None,
         };
         let (m, _) = crate::walk_unstored(&store, &opts).unwrap();
         assert_eq!(objects(), stored, "the unstored walk wrote objects");

@@ -10,6 +10,7 @@ mod claude;
 mod codex;
 mod completions;
 mod display;
+mod fast_after;
 mod faults;
 mod git;
 mod git_redirect;

@@ -163,10 +163,15 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     // Not root: the recorder service watches from here on, before the snapshot.
     recorders.attach_service(&ws.root, run.learn);
 
+    let mut excludes_then = crate::after::Excludes::default();
+    let excludes = &mut excludes_then;
     let snapped = (|| {
         let _lock = ws.lock()?;
         let previous = previous; // moved in: freed once the snapshot is taken
         let started = std::time::Instant::now();
+        // What the excludes files say now: should one change by the end, the
+        // after-snapshot walks everything (those outside are not recorded).
+        *excludes = crate::after::Excludes::read(ws.exclude_files());
         let snap = ws.snapshot(previous.as_ref(), "snapshot")?;
         // The stat cache's read counts as the snapshot's, though it ran
         // while the sandbox started.
@@ -186,6 +191,7 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
             snapshot_ms: Some(snapshot_ms),
             after_snapshot_ms: None,
             recording: None,
+            after_from: None,
         };
         ws.store.save_session(&session)?;
         crate::network::record_phantoms(&ws.store, &session.id, &sandbox.net.phantoms)?;
@@ -223,9 +229,10 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     // the session frozen, the recorder watching, until the after-snapshot.
     let held = control.wait_exit();
     let after = if held.is_some() {
+        let evidence = crate::after::gather(record.changed(std::time::Duration::from_secs(5)));
         let lock = ws.lock()?;
-        let after =
-            ws.finish_session(&mut session, before.take(), held.map(|(code, signal)| ExitStatus { code, signal }));
+        let exit = held.map(|(code, signal)| ExitStatus { code, signal });
+        let after = ws.finish_session(&mut session, before.take(), exit, evidence, Some(&excludes_then));
         crate::commands::gc::auto(&ws, &lock);
         Some(after)
     } else {
@@ -258,8 +265,13 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     // Without init the after-snapshot comes now, the log still open: no
     // process of the session is left in its PID namespace (or, without one,
     // the command has exited) when git's control surface is put back.
-    let mut after = after
-        .unwrap_or_else(|| ws.lock().and_then(|_lock| ws.finish_session(&mut session, before.take(), exit_status)));
+    let mut after = after.unwrap_or_else(|| {
+        ws.lock().and_then(|_lock| {
+            let why = "the session did not hold itself for the after-snapshot (no PID namespace, or its init died)";
+            let why = why.to_string();
+            ws.finish_session(&mut session, before.take(), exit_status, Err(why), None)
+        })
+    });
     if let Ok(changes) = &mut after {
         git_guard.finish(&ws, &mut session, changes, &record.log());
     }
@@ -597,6 +609,9 @@ struct SessionJson<'a> {
     exit_signal: Option<i32>,
     snapshot_ms: Option<u64>,
     after_snapshot_ms: Option<u64>,
+    /// How the after-snapshot was taken: `{"from": "record", "paths": N}`
+    /// or `{"from": "walk", "reason": …}` (null for old sessions).
+    after_snapshot: Option<&'a ws_snapshot::AfterFrom>,
     rollback_interrupted: bool,
     changes: Option<Counts>,
     /// Which recorders ran, what they could not record, and events lost.
@@ -632,6 +647,7 @@ fn session_json<'a>(ws: &Workspace, s: &'a Session, changes: Option<&[Change]>) 
         exit_signal: s.exit.and_then(|e| e.signal),
         snapshot_ms: s.snapshot_ms,
         after_snapshot_ms: s.after_snapshot_ms,
+        after_snapshot: s.after_from.as_ref(),
         rollback_interrupted: ws.store.rollback_interrupted(&s.id),
         changes: changes.map(counts),
         recording: s.recording.as_ref(),
@@ -733,6 +749,15 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
             n.rolled_back
         );
     }
+    match &s.after_from {
+        Some(ws_snapshot::AfterFrom::Record { paths }) => {
+            out!("after-snap from the record ({} paths){}", paths, ms(s.after_snapshot_ms))
+        }
+        Some(ws_snapshot::AfterFrom::Walk { reason }) => {
+            out!("after-snap full walk: {}{}", txt(reason), ms(s.after_snapshot_ms))
+        }
+        None => {}
+    }
     if let Some(r) = &s.recording {
         show_recording(&ws, &s, r, changes.as_deref());
     }
@@ -750,6 +775,10 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
         out!("note       a rollback was interrupted; `ws rollback {}` finishes it", s.id);
     }
     Ok(exit::OK)
+}
+
+fn ms(v: Option<u64>) -> String {
+    v.map(|v| format!(", {v} ms")).unwrap_or_default()
 }
 
 /// A command and its arguments for a line of text: each argument rendered
