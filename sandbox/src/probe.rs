@@ -17,6 +17,10 @@ pub struct Probe {
     /// for mount/pid/net namespaces).
     pub user_namespaces: bool,
     pub root: bool,
+    /// Whether root may create mount and PID namespaces here: false in a
+    /// container whose seccomp profile denies unshare(2) (Docker's default
+    /// without CAP_SYS_ADMIN). Meaningful only with `root`.
+    pub root_namespaces: bool,
 }
 
 /// The running kernel's Landlock ABI version, 0 if Landlock is off.
@@ -57,12 +61,37 @@ pub fn user_namespaces() -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Whether root can have a session's mount and PID namespaces here, asked
+/// of a child that unshares them (as root: the saved uid allows it when ws
+/// acts for a sudo user) and then runs `true`. Only a child changes.
+#[allow(unsafe_code)]
+pub fn root_namespaces() -> bool {
+    use std::os::unix::process::CommandExt;
+    let mut c = std::process::Command::new("true");
+    c.uid(0)
+        .gid(0)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    // SAFETY: between fork and exec the child only makes the unshare system
+    // call (async-signal-safe, no allocation); a failure fails the spawn.
+    unsafe {
+        c.pre_exec(|| {
+            rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::NEWNS | rustix::thread::UnshareFlags::NEWPID)
+                .map_err(std::io::Error::from)
+        });
+    }
+    c.status().is_ok_and(|s| s.success())
+}
+
 pub fn probe() -> Probe {
+    let root = crate::privilege::root_available();
     Probe {
         landlock_abi: landlock_abi(),
         seccomp: seccomp_available(),
         user_namespaces: user_namespaces(),
-        root: crate::privilege::root_available(),
+        root,
+        root_namespaces: root && root_namespaces(),
     }
 }
 

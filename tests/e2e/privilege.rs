@@ -350,3 +350,57 @@ fn unprivileged_without_user_namespaces_passes_on_no_descriptor() {
     assert_eq!(fds_listed(&out.stdout), std::collections::BTreeSet::from([0, 1, 2]), "{out:?}");
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "before\n", "written through fd 7: {out:?}");
 }
+
+/// `ws` in a container like Docker's default: root, but a seccomp profile
+/// that refuses every new namespace (unshare, setns, clone with a
+/// CLONE_NEW* flag; clone3 ENOSYS) — `tests/e2e/no_namespaces_seccomp.py`
+/// installs one. ws must run with the layers it can get (Landlock,
+/// seccomp, the network through its proxy by Landlock's TCP filter), say
+/// which it lacks, and refuse a profile that requires namespaces.
+#[test]
+fn in_a_container_that_denies_namespaces_ws_runs_with_what_it_can_get_and_says_so() {
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    git_repo(&ws);
+    write(ws.join("mine.txt"), "workspace file\n");
+    write(env.home.join(".ssh/id_ed25519"), "SECRET-SSH\n");
+    let filter = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/no_namespaces_seccomp.py");
+    let contained = |args: &[&str]| {
+        let plain = env.command(&ws, args);
+        let mut c = std::process::Command::new("python3");
+        c.arg(&filter).arg(plain.get_program()).args(plain.get_args()).current_dir(&ws).env_clear();
+        for (k, v) in plain.get_envs() {
+            if let Some(v) = v {
+                c.env(k, v);
+            }
+        }
+        env.run(c)
+    };
+    // Control: the filter does refuse namespaces.
+    let probe =
+        std::process::Command::new("python3").arg(&filter).args(["unshare", "--mount", "true"]).output().unwrap();
+    assert!(!probe.status.success(), "the filter let unshare through");
+
+    let doctor = contained(&["doctor"]).stdout;
+    let row = |name: &str| doctor.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned();
+    assert!(row("namespaces ").contains(" no ") && row("namespaces ").contains("seccomp profile"), "{doctor}");
+    assert!(row("network ").contains("Landlock TCP filter"), "{doctor}");
+
+    let script = "cat mine.txt && echo ok > control.txt; cat \"$HOME/.ssh/id_ed25519\" 2>&1; \
+                  curl -sS -m 10 -o /dev/null https://example.com/ 2>&1; true";
+    let out = contained(&["session", "start", "--", "sh", "-c", script]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(out.stdout.contains("workspace file") && ws.join("control.txt").exists(), "control: {out:?}");
+    assert!(!out.stdout.contains("SECRET-SSH"), "Landlock still holds: {out:?}");
+    assert!(out.stdout.contains("response 403"), "the network goes through the proxy and is refused: {out:?}");
+    assert!(out.stderr.contains("running without namespaces") && out.stderr.contains("seccomp profile"), "{out:?}");
+    assert!(!out.stderr.contains("network is closed"), "the filtered mode serves the proxy: {out:?}");
+    contained(&["rollback"]).ok();
+    assert!(!ws.join("control.txt").exists());
+
+    let strict = env.dir("profiles").join("strict.toml");
+    write(&strict, "extends = \"default\"\n[enforce]\nrequire = [\"landlock\", \"seccomp\", \"namespaces\"]\n");
+    let refused = contained(&["session", "start", "--profile", strict.to_str().unwrap(), "--", "true"]);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    assert!(refused.stderr.contains("requires namespaces"), "{refused:?}");
+}

@@ -27,6 +27,8 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
     // Acting for a user under sudo: probe with root's eyes, as a session would.
     let _root = crate::user::as_root("probe the kernel")?;
     let p = ws_sandbox::probe::probe();
+    let namespaces = p.root_namespaces || p.user_namespaces;
+    let network = crate::network::Mode::choose(namespaces, p.landlock_abi);
     let rows = vec![
         Row {
             layer: "landlock",
@@ -63,22 +65,23 @@ pub fn cmd_doctor(args: DoctorArgs) -> Result<i32, CliError> {
         },
         Row {
             layer: "namespaces",
-            available: p.user_namespaces || p.root,
-            detail: match (p.root, p.user_namespaces) {
-                (true, _) => "mount + PID (root): own /proc, .git/hooks and .git/config read-only, store hidden".into(),
-                (false, true) => "mount + PID through a user namespace: own /proc, .git/hooks and .git/config read-only, store hidden".into(),
-                (false, false) => "user namespaces are blocked here: sessions still run (Landlock, seccomp), but see your other processes in /proc, and .git/hooks is protected only by rollback".into(),
+            available: namespaces,
+            detail: match (p.root, p.root_namespaces, p.user_namespaces) {
+                (true, true, _) => "mount + PID (root): own /proc, .git/hooks and .git/config read-only, store hidden".into(),
+                (_, _, true) => "mount + PID through a user namespace: own /proc, .git/hooks and .git/config read-only, store hidden".into(),
+                (true, false, false) => "root may not create namespaces here (a container's seccomp profile, or no CAP_SYS_ADMIN): sessions still run (Landlock, seccomp), but see other processes in /proc, and .git's control files are protected only by the check at the session's end; profiles that require namespaces are refused".into(),
+                (false, _, false) => "user namespaces are blocked here: sessions still run (Landlock, seccomp), but see your other processes in /proc, and .git/hooks is protected only by rollback".into(),
             },
-            enforced_by_ws: p.user_namespaces || p.root,
+            enforced_by_ws: namespaces,
         },
         Row {
             layer: "network",
-            available: crate::network::Mode::choose(p.user_namespaces || p.root, p.landlock_abi).is_some(),
-            detail: match crate::network::Mode::choose(p.user_namespaces || p.root, p.landlock_abi) {
+            available: network.is_some(),
+            detail: match network {
                 Some(m) => format!("{}; deny by default, every request through the session's proxy", m.name()),
                 None => "cannot be confined here: needs user namespaces, or Landlock ABI 4 (Linux 6.7+)".into(),
             },
-            enforced_by_ws: crate::network::Mode::choose(p.user_namespaces || p.root, p.landlock_abi).is_some(),
+            enforced_by_ws: network.is_some(),
         },
         audit_row(p.landlock_abi, p.root),
         Row {

@@ -333,13 +333,16 @@ impl Sandbox {
         let landlock = abi > 0;
         let seccomp = ws_sandbox::probe::seccomp_available();
         let root = ws_sandbox::privilege::root_available();
+        // Root may be denied namespaces too (a container's seccomp profile).
+        let root_ns = root && ws_sandbox::probe::root_namespaces();
+        let namespaces_possible = root_ns || ws_sandbox::probe::user_namespaces();
         let missing: Vec<&str> = p
             .require
             .iter()
             .filter(|l| match l {
                 Layer::Landlock => !landlock,
                 Layer::Seccomp => !seccomp,
-                Layer::Namespaces => !root && !ws_sandbox::probe::user_namespaces(),
+                Layer::Namespaces => !namespaces_possible,
             })
             .map(|l| l.name())
             .collect();
@@ -357,7 +360,12 @@ impl Sandbox {
                 p.name
             ));
         }
-        let namespaces_possible = root || ws_sandbox::probe::user_namespaces();
+        if !namespaces_possible && !p.require.contains(&Layer::Namespaces) {
+            ui::warn(
+                "running without namespaces: this machine lets ws create none (in a container, its seccomp profile or missing CAP_SYS_ADMIN); \
+                 the session sees other processes in /proc, .git's control files are protected only by the check at its end, and its network is confined by Landlock instead",
+            );
+        }
         let mode = match crate::network::Mode::choose(namespaces_possible, abi) {
             Some(m) => m,
             None if allow_degraded => {
@@ -389,7 +397,7 @@ impl Sandbox {
             fs.read.push(i.dir.path().to_path_buf());
         }
         let store = ws.store.root().to_path_buf();
-        let namespaces = Some(ws_sandbox::exec::NamespaceSpec {
+        let namespaces = namespaces_possible.then(|| ws_sandbox::exec::NamespaceSpec {
             protect: ws_sandbox::namespaces::protected_paths(&ws.root),
             // The store, and the user's runtime directory: the D-Bus session
             // bus (Secret Service), keyring and agent sockets live there, and
@@ -402,7 +410,7 @@ impl Sandbox {
             .into_iter()
             .flatten()
             .collect(),
-            user_ns: !root,
+            user_ns: !root_ns,
             uid: rustix::process::getuid().as_raw(),
             gid: rustix::process::getgid().as_raw(),
         });
