@@ -356,7 +356,11 @@ fn a_collector_down_failing_or_stuck_costs_the_session_nothing_and_loses_nothing
             env.ws(&ws, &["approve"]).ok();
         }
         eprintln!("{name}: {with:?} with export, {without:?} without (fastest of 5)");
-        assert!(with <= without.mul_f64(1.05), "{name}: {with:?} with export vs {without:?} without");
+        // 5 % of a session plus 100 ms for the shared machine's jitter (CI
+        // runs this beside the whole suite): what it must catch is export
+        // holding the session up — a retry loop, the 5 s flush — not noise.
+        let bound = without.mul_f64(1.05) + Duration::from_millis(100);
+        assert!(with <= bound, "{name}: {with:?} with export vs {without:?} without");
     }
     // The collector that answered 500 saw every record once (OTLP does not
     // retry a 500); the stuck one got each session's first request only.
