@@ -157,14 +157,19 @@ impl Recorders {
             recording.denials = "landlock-audit".into();
             recording.via = Some(format!("recorder service {}", socket.display()));
             service = Some(socket);
+        } else if spec.namespaces.is_none() && (root || socket.exists()) {
+            // A recorder could run (root, or the service), but nothing tells
+            // the session's writers from everyone else's.
+            recording.gaps.push(
+                "writes: not recorded (no PID namespace to tell the session's writers apart); the snapshot diff is the record"
+                    .into(),
+            );
         } else if !root {
             recording.gaps.push(
                 "writes: not recorded as they happen (fanotify needs root); the snapshot diff is the record, \
                  and every change in it counts as the session's"
                     .into(),
             );
-        } else if spec.namespaces.is_none() {
-            recording.gaps.push("writes: not recorded (no PID namespace to tell the session's writers apart)".into());
         } else {
             let (r, w) =
                 std::io::pipe().map_err(|e| CliError::failure(format!("cannot create the recorder's pipe: {e}")))?;
