@@ -16,7 +16,7 @@ use std::cell::RefCell;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::measure::{Plan, collect_notes, progress};
+use crate::measure::{Plan, collect_notes, in_scratch, progress};
 use crate::report::{Row, Sample, Target};
 use crate::tree::{self, Tree, TreeSpec};
 use crate::util::{Error, Result, describe, run, run_timed, sync};
@@ -27,21 +27,7 @@ const GROUP: &str = "hooks";
 
 /// Runs the group: its row, or what failed. The repository is removed afterwards.
 pub fn bench(plan: &Plan<'_>, notes: &RefCell<Vec<String>>) -> (Vec<Row>, Vec<String>) {
-    let dir = plan.work.join(GROUP);
-    let result = Hooks::create(plan, notes, &dir).and_then(|h| h.rows());
-    progress(GROUP, "removing the repository…");
-    if dir.exists()
-        && let Err(e) = fs_err::remove_dir_all(&dir)
-    {
-        progress(GROUP, &format!("warning: {e}"));
-    }
-    match result {
-        Ok(rows) => (rows, Vec::new()),
-        Err(e) => {
-            progress(GROUP, &format!("error: {e}"));
-            (Vec::new(), vec![format!("{GROUP}: {e}")])
-        }
-    }
+    in_scratch(plan, GROUP, Some("repository"), |dir| Hooks::create(plan, notes, dir).and_then(|h| h.rows()))
 }
 
 struct Hooks<'a> {

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::measure::{Plan, progress};
+use crate::measure::{Plan, in_scratch, progress};
 use crate::report::{Row, Sample, Target};
 use crate::util::{Error, Result, check_interrupted};
 
@@ -27,20 +27,7 @@ const GROUP: &str = "many";
 
 pub fn bench(plan: &Plan<'_>, quick: bool) -> (Vec<Row>, Vec<String>) {
     let n = if quick { 20 } else { 100 };
-    let dir = plan.work.join(GROUP);
-    let result = measure(plan, &dir, n);
-    if dir.exists()
-        && let Err(e) = fs_err::remove_dir_all(&dir)
-    {
-        progress(GROUP, &format!("warning: {e}"));
-    }
-    match result {
-        Ok(rows) => (rows, vec![]),
-        Err(e) => {
-            progress(GROUP, &format!("error: {e}"));
-            (vec![], vec![format!("{GROUP}: {e}")])
-        }
-    }
+    in_scratch(plan, GROUP, None, |dir| measure(plan, dir, n))
 }
 
 /// Session `i`'s work: 100 files in `s{i}`, then 10 requests (through the

@@ -30,6 +30,34 @@ pub fn progress(group: impl fmt::Display, msg: &str) {
     eprintln!("ws-bench: [{group}] {msg}");
 }
 
+/// Runs a group's `measure` in its own scratch directory under the plan's
+/// work directory, removes the directory after (saying `removing` first,
+/// when given), and turns the outcome into the group's rows and errors.
+pub fn in_scratch(
+    plan: &Plan<'_>,
+    group: &str,
+    removing: Option<&str>,
+    measure: impl FnOnce(&Path) -> Result<Vec<Row>>,
+) -> (Vec<Row>, Vec<String>) {
+    let dir = plan.work.join(group);
+    let result = measure(&dir);
+    if let Some(what) = removing {
+        progress(group, &format!("removing the {what}…"));
+    }
+    if dir.exists()
+        && let Err(e) = fs_err::remove_dir_all(&dir)
+    {
+        progress(group, &format!("warning: {e}"));
+    }
+    match result {
+        Ok(rows) => (rows, Vec::new()),
+        Err(e) => {
+            progress(group, &format!("error: {e}"));
+            (Vec::new(), vec![format!("{group}: {e}")])
+        }
+    }
+}
+
 /// A warm-up run, then `runs` counted runs; `f` gets the run index (0 is the
 /// warm-up), does its own untimed setup and returns the measured value, which
 /// `show` formats for the progress lines.

@@ -10,7 +10,7 @@
 use std::cell::RefCell;
 use std::path::Path;
 
-use crate::measure::{Plan, collect_notes, progress};
+use crate::measure::{Plan, collect_notes, in_scratch, progress};
 use crate::report::{Row, Sample, Target};
 use crate::util::{Error, Result, check_interrupted, run};
 
@@ -22,21 +22,7 @@ const SCRIPT: &str =
     "mkdir out && s=$(date +%s%N) && tar -xf files.tar -C out && e=$(date +%s%N) && echo elapsed=$((e - s))";
 
 pub fn bench(plan: &Plan<'_>, notes: &RefCell<Vec<String>>) -> (Vec<Row>, Vec<String>) {
-    let dir = plan.work.join(GROUP);
-    let result = measure(plan, notes, &dir);
-    progress(GROUP, "removing the workspace…");
-    if dir.exists()
-        && let Err(e) = fs_err::remove_dir_all(&dir)
-    {
-        progress(GROUP, &format!("warning: {e}"));
-    }
-    match result {
-        Ok(row) => (vec![row], vec![]),
-        Err(e) => {
-            progress(GROUP, &format!("error: {e}"));
-            (vec![], vec![format!("{GROUP}: {e}")])
-        }
-    }
+    in_scratch(plan, GROUP, Some("workspace"), |dir| measure(plan, notes, dir).map(|row| vec![row]))
 }
 
 pub fn elapsed(stdout: &[u8]) -> Result<f64> {

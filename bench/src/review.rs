@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use crate::measure::{Plan, progress};
+use crate::measure::{Plan, in_scratch, progress};
 use crate::report::{Row, Sample, Target};
 use crate::util::{Error, Result, check_interrupted, run, run_timed};
 
@@ -20,21 +20,7 @@ const FILES_PER_DIR: usize = 100;
 const LINES: usize = 40;
 
 pub fn bench(plan: &Plan<'_>) -> (Vec<Row>, Vec<String>) {
-    let dir = plan.work.join(GROUP);
-    let result = measure(plan, &dir);
-    progress(GROUP, "removing the workspace…");
-    if dir.exists()
-        && let Err(e) = fs_err::remove_dir_all(&dir)
-    {
-        progress(GROUP, &format!("warning: {e}"));
-    }
-    match result {
-        Ok(row) => (vec![row], vec![]),
-        Err(e) => {
-            progress(GROUP, &format!("error: {e}"));
-            (vec![], vec![format!("{GROUP}: {e}")])
-        }
-    }
+    in_scratch(plan, GROUP, Some("workspace"), |dir| measure(plan, dir).map(|row| vec![row]))
 }
 
 fn measure(plan: &Plan<'_>, dir: &Path) -> Result<Row> {
