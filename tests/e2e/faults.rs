@@ -457,11 +457,7 @@ fn command_killed_by_a_signal_passes_the_status_and_leaves_a_reviewable_session(
     let pid = rustix::process::Pid::from_raw(sleeper as i32).unwrap();
     rustix::process::kill_process(pid, rustix::process::Signal::KILL).unwrap();
     let o = child.wait_with_output().unwrap();
-    let out = Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    };
+    let out = Out::from(o);
     check(out, 9);
 }
 

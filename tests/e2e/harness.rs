@@ -20,6 +20,25 @@ pub struct Out {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Out {
+    fn from(o: std::process::Output) -> Out {
+        Out {
+            code: o.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs `c` with `input` on its standard input. A command that refuses its
+/// arguments exits without reading it: that is not an error here.
+pub fn with_stdin(mut c: Command, input: &[u8]) -> Out {
+    use std::io::Write;
+    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let _ = child.stdin.take().unwrap().write_all(input);
+    Out::from(child.wait_with_output().unwrap())
+}
+
 impl Out {
     #[track_caller]
     pub fn ok(self) -> Out {
@@ -73,11 +92,7 @@ impl Env {
 
     pub fn run(&self, mut c: Command) -> Out {
         let o = c.output().expect("run ws");
-        Out {
-            code: o.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-        }
+        Out::from(o)
     }
 
     /// git with this environment's HOME (so hooks find the stores `ws`

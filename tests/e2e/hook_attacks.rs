@@ -264,30 +264,13 @@ fn commit_within(env: &Env, dir: &Path, msg: &str, limit: Duration) -> Option<Ou
     while started.elapsed() < limit {
         if child.try_wait().unwrap().is_some() {
             let o = child.wait_with_output().unwrap();
-            return Some(Out {
-                code: o.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-            });
+            return Some(Out::from(o));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = std::process::Command::new("kill").args(["-KILL", &format!("-{}", child.id())]).status();
     let _ = child.wait();
     None
-}
-
-fn with_stdin(mut c: std::process::Command, input: &[u8]) -> Out {
-    use std::io::Write;
-    use std::process::Stdio;
-    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let _ = child.stdin.take().unwrap().write_all(input);
-    let o = child.wait_with_output().unwrap();
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
 }
 
 /// The secret scan reads every staged file; a staged `lnk/kmsg` below a

@@ -15,19 +15,6 @@ use crate::harness::*;
 
 const NOBODY: u32 = 65534;
 
-/// A secret name no other test or run uses.
-fn with_stdin(mut c: Command, input: &[u8]) -> Out {
-    let mut child = c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    // A command that refuses its arguments exits without reading stdin.
-    let _ = child.stdin.take().unwrap().write_all(input);
-    let o = child.wait_with_output().unwrap();
-    Out {
-        code: o.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
-    }
-}
-
 fn no_env(_: &str) -> Option<OsString> {
     None
 }
