@@ -68,6 +68,9 @@ impl SessionCa {
 
     /// The TLS server configuration presenting a certificate for `host`.
     pub(crate) fn server(&self, host: &str) -> Result<Arc<rustls::ServerConfig>, String> {
+        if !self.covers(host) {
+            return Err(format!("the session's CA does not vouch for {host}"));
+        }
         let host = host.to_ascii_lowercase();
         let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(s) = servers.get(&host) {
@@ -127,6 +130,7 @@ mod tests {
     fn a_host_gets_a_certificate_chained_to_the_session_ca() {
         let ca = SessionCa::new(&["api.example.com".into()]).unwrap();
         assert!(ca.covers("API.example.com") && !ca.covers("example.com"));
+        assert!(ca.server("example.com").is_err(), "no certificate for a host it does not cover");
         let server = ca.server("api.example.com").unwrap();
         assert_eq!(server.alpn_protocols, vec![b"http/1.1".to_vec()]);
         // The same host is served by the same configuration.

@@ -393,8 +393,7 @@ async fn connect(shared: Arc<Shared>, req: Request<Incoming>) -> Response<ResBod
         return p.refuse(&shared, StatusCode::FORBIDDEN, "no route", reason);
     }
     if port == 443
-        && let Some(ca) = &shared.config.intercept_ca
-        && ca.covers(&host)
+        && shared.config.intercept_ca.is_some()
         && let Some(idx) = shared.config.routes.iter().position(|r| r.intercepts(&host))
     {
         return intercept(shared, req, p, idx, host);
