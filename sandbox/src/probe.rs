@@ -67,6 +67,19 @@ pub fn user_namespaces() -> bool {
 #[allow(unsafe_code)]
 pub fn root_namespaces() -> bool {
     use std::os::unix::process::CommandExt;
+    // The common case costs no child: no seccomp filter on this process and
+    // CAP_SYS_ADMIN among its permitted capabilities (effective or not:
+    // acting for a sudo user, ws takes it back for the launch) — nothing of
+    // the kind that denies root its namespaces (a container's profile) is there.
+    if let Ok(status) = std::fs::read_to_string("/proc/self/status") {
+        let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+        let unfiltered = field("Seccomp:") == Some("0");
+        let sys_admin =
+            field("CapPrm:").and_then(|c| u64::from_str_radix(c, 16).ok()).is_some_and(|c| c & (1 << 21) != 0);
+        if unfiltered && sys_admin {
+            return true;
+        }
+    }
     let mut c = std::process::Command::new("true");
     c.uid(0)
         .gid(0)
