@@ -6,12 +6,19 @@ use std::path::Path;
 
 use crate::copy::hash_file;
 use crate::error::{ManifestError, StoreError};
-use crate::manifest::{DecodeResult, Entry, EntryKind, Manifest, Reader, Writer, decode_entry, encode_entry};
+use crate::manifest::{
+    DecodeResult, Entry, EntryKind, Manifest, Reader, Writer, decode_body, decode_entry, encode_body,
+};
+use crate::path::FrontDecoder;
 use crate::path::RelPath;
 use crate::renames::Rename;
 use crate::store::Store;
 
-const MAGIC: &[u8; 8] = b"WSCHANG3";
+/// Paths front-coded (see [`crate::manifest`]), each once per change.
+const MAGIC: &[u8; 8] = b"WSCHANG4";
+/// Change sets with a full path in each side's entry, written before front
+/// coding: read, never written.
+const MAGIC_V3: &[u8; 8] = b"WSCHANG3";
 /// Change sets written before renames were recorded: read, never written.
 const MAGIC_V2: &[u8; 8] = b"WSCHANG2";
 
@@ -141,17 +148,20 @@ pub(crate) fn encode_changes(changes: &[Change]) -> Vec<u8> {
     let mut w = Writer(Vec::new());
     w.0.extend_from_slice(MAGIC);
     w.u64(changes.len() as u64);
+    let mut prev = RelPath::root();
     for c in changes {
         w.u8(match c.state {
             ChangeState::Pending => 0,
             ChangeState::Approved => 1,
             ChangeState::RolledBack => 2,
         });
+        w.front_coded(&prev, &c.path);
+        prev = c.path.clone();
         for e in [&c.before, &c.after] {
             match e {
                 Some(e) => {
                     w.u8(1);
-                    encode_entry(&mut w, e);
+                    encode_body(&mut w, e);
                 }
                 None => w.u8(0),
             }
@@ -172,10 +182,10 @@ pub(crate) fn encode_changes(changes: &[Change]) -> Vec<u8> {
 
 pub(crate) fn decode_changes(bytes: &[u8], origin: &Path) -> Result<Vec<Change>, ManifestError> {
     let corrupt = |offset, what| ManifestError::Corrupt { path: origin.to_path_buf(), offset, what };
-    if bytes.len() < MAGIC.len() + 32 || (&bytes[..MAGIC.len()] != MAGIC && &bytes[..MAGIC.len()] != MAGIC_V2) {
+    let version = [(MAGIC_V2, 2), (MAGIC_V3, 3), (MAGIC, 4)].into_iter().find(|(m, _)| bytes.starts_with(*m));
+    let Some((_, version)) = version.filter(|_| bytes.len() >= MAGIC.len() + 32) else {
         return Err(corrupt(0, "not a ws change set"));
-    }
-    let with_renames = &bytes[..MAGIC.len()] == MAGIC;
+    };
     let (body, sum) = bytes.split_at(bytes.len() - 32);
     if blake3::hash(body).as_bytes() != sum {
         return Err(corrupt(body.len(), "checksum mismatch (truncated or edited)"));
@@ -183,7 +193,9 @@ pub(crate) fn decode_changes(bytes: &[u8], origin: &Path) -> Result<Vec<Change>,
     let mut r = Reader { buf: body, pos: MAGIC.len() };
     let parse = |r: &mut Reader| -> DecodeResult<Vec<Change>> {
         let n = r.u64()?;
-        let mut out = Vec::with_capacity(n.min(1 << 20) as usize);
+        // Bounded by the bytes there are (a change takes at least 4), not by the count claimed.
+        let mut out = Vec::with_capacity(n.min(r.buf.len() as u64 / 4) as usize);
+        let mut paths = FrontDecoder::default();
         for _ in 0..n {
             let at = r.pos;
             let state = match r.u8()? {
@@ -192,11 +204,15 @@ pub(crate) fn decode_changes(bytes: &[u8], origin: &Path) -> Result<Vec<Change>,
                 2 => ChangeState::RolledBack,
                 _ => return Err((at, "invalid change state")),
             };
+            if version == 4 {
+                r.front_coded(&mut paths)?;
+            }
             let mut sides = [None, None];
             for side in &mut sides {
                 let at = r.pos;
                 *side = match r.u8()? {
                     0 => None,
+                    1 if version == 4 => Some(decode_body(r, RelPath::root())?),
                     1 => Some(decode_entry(r)?),
                     _ => return Err((at, "invalid presence flag")),
                 };
@@ -209,16 +225,62 @@ pub(crate) fn decode_changes(bytes: &[u8], origin: &Path) -> Result<Vec<Change>,
                 (Some(e), _) | (_, Some(e)) => e.path.clone(),
                 (None, None) => return Err((at, "change with neither side")),
             };
-            let rename = if with_renames { decode_rename(r)? } else { None };
+            let rename = if version >= 3 { decode_rename(r)? } else { None };
             out.push(Change { path, before, after, state, rename });
         }
         if r.pos != r.buf.len() {
             return Err((r.pos, "trailing bytes"));
         }
+        if version == 4 {
+            for (c, path) in out.iter_mut().zip(paths.finish()) {
+                for side in [&mut c.before, &mut c.after].into_iter().flatten() {
+                    side.path = path.clone();
+                }
+                c.path = path;
+            }
+        }
         check_renames(&out).map_err(|what| (r.pos, what))?;
         Ok(out)
     };
     parse(&mut r).map_err(|(o, w)| corrupt(o, w))
+}
+
+/// A change set in the format before front coding (with renames, or
+/// without them as the oldest format), for tests of reading it.
+#[cfg(test)]
+pub(crate) fn encode_changes_v3(changes: &[Change], renames: bool) -> Vec<u8> {
+    let mut w = Writer(Vec::new());
+    w.0.extend_from_slice(if renames { MAGIC_V3 } else { MAGIC_V2 });
+    w.u64(changes.len() as u64);
+    for c in changes {
+        w.u8(match c.state {
+            ChangeState::Pending => 0,
+            ChangeState::Approved => 1,
+            ChangeState::RolledBack => 2,
+        });
+        for e in [&c.before, &c.after] {
+            match e {
+                Some(e) => {
+                    w.u8(1);
+                    crate::manifest::encode_entry_v2(&mut w, e);
+                }
+                None => w.u8(0),
+            }
+        }
+        if renames {
+            match &c.rename {
+                Some(r) => {
+                    w.u8(1);
+                    w.bytes(r.other.as_bytes());
+                    w.u8(r.similarity);
+                }
+                None => w.u8(0),
+            }
+        }
+    }
+    let sum = blake3::hash(&w.0);
+    w.0.extend_from_slice(sum.as_bytes());
+    w.0
 }
 
 fn decode_rename(r: &mut Reader) -> DecodeResult<Option<Rename>> {
@@ -357,29 +419,12 @@ mod rename_record_tests {
     fn renames_survive_the_change_set_file_and_old_files_still_read() {
         let cs = pair();
         assert_eq!(decode_changes(&encode_changes(&cs), Path::new("c")).unwrap(), cs);
-        // A change set from before renames: the same bytes less the rename
-        // flags, under the old magic.
+        // Change sets from before front coding, with renames and from
+        // before renames (read without them).
+        assert_eq!(decode_changes(&encode_changes_v3(&cs, true), Path::new("c")).unwrap(), cs);
         let plain: Vec<Change> = cs.iter().map(|c| Change { rename: None, ..c.clone() }).collect();
-        let mut old = encode_changes(&plain);
-        old.truncate(old.len() - 32);
-        old[..8].copy_from_slice(MAGIC_V2);
-        let mut body = Vec::new();
-        let mut r = Reader { buf: &old, pos: 16 };
-        body.extend_from_slice(&old[..16]);
-        for _ in 0..2 {
-            let start = r.pos;
-            r.u8().unwrap();
-            for _ in 0..2 {
-                if r.u8().unwrap() == 1 {
-                    decode_entry(&mut r).unwrap();
-                }
-            }
-            body.extend_from_slice(&old[start..r.pos]);
-            r.u8().unwrap(); // the rename flag, absent from the old format
-        }
-        let sum = blake3::hash(&body);
-        body.extend_from_slice(sum.as_bytes());
-        assert_eq!(decode_changes(&body, Path::new("c")).unwrap(), plain);
+        let old = encode_changes_v3(&cs, false);
+        assert_eq!(decode_changes(&old, Path::new("c")).unwrap(), plain);
     }
 
     #[test]

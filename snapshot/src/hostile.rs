@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use ws_testkit::{apply, damage};
 
 use crate::audit::{self, AuditError, AuditLog, Event, Recording, WriteOp};
-use crate::changes::{Change, ChangeKind, ChangeState, decode_changes, encode_changes};
+use crate::changes::{Change, ChangeKind, ChangeState, decode_changes, encode_changes, encode_changes_v3};
 use crate::error::{ManifestError, SessionError, StoreError};
 use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest};
 use crate::path::RelPath;
@@ -30,8 +30,13 @@ fn component() -> impl Strategy<Value = Vec<u8>> {
         .prop_filter("not . or ..", |c| c != b"." && c != b"..")
 }
 
+/// Random names, or names from a few that sort around `/` (`a-b`, `a.b`,
+/// `a0`) so that paths share directories and chains, as front coding meets
+/// them in a real tree.
 fn rel_path() -> impl Strategy<Value = RelPath> {
-    prop::collection::vec(component(), 1..4).prop_map(|cs| RelPath::from_bytes(&cs.join(&b'/')).unwrap())
+    let few = prop::sample::select(vec![&b"a"[..], b"b", b"a-b", b"a.b", b"a0", b"ab"]).prop_map(<[u8]>::to_vec);
+    prop_oneof![prop::collection::vec(component(), 1..4), prop::collection::vec(few, 1..8),]
+        .prop_map(|cs| RelPath::from_bytes(&cs.join(&b'/')).unwrap())
 }
 
 fn entry_kind() -> impl Strategy<Value = EntryKind> {
@@ -156,14 +161,16 @@ proptest! {
 
     #[test]
     fn manifests_round_trip(m in manifest()) {
-        prop_assert_eq!(Manifest::decode(&m.encode(), Path::new("m")).unwrap(), m);
+        prop_assert_eq!(&Manifest::decode(&m.encode(), Path::new("m")).unwrap(), &m);
+        prop_assert_eq!(&Manifest::decode(&m.encode_v2(), Path::new("m")).unwrap(), &m);
     }
 
     #[test]
-    fn random_bytes_are_no_manifest_and_no_change_set(mut bytes in prop::collection::vec(any::<u8>(), 0..300), magic in any::<bool>()) {
-        if magic {
-            // Past the magic number, so the length fields are what is random.
-            bytes.splice(0..0, b"WSMANIF2".iter().copied());
+    fn random_bytes_are_no_manifest_and_no_change_set(mut bytes in prop::collection::vec(any::<u8>(), 0..300), magic in 0..6usize) {
+        // Past the magic number of each format, so the length fields are what is random.
+        let magics: [&[u8]; 5] = [b"WSMANIF3", b"WSMANIF2", b"WSCHANG4", b"WSCHANG3", b"WSCHANG2"];
+        if let Some(m) = magics.get(magic) {
+            bytes.splice(0..0, m.iter().copied());
         }
         decode_manifest(&bytes);
         reseal(&mut bytes);
@@ -172,8 +179,8 @@ proptest! {
     }
 
     #[test]
-    fn damaged_manifests_are_errors_naming_file_and_byte(m in manifest(), d in damage()) {
-        let mut bytes = m.encode();
+    fn damaged_manifests_are_errors_naming_file_and_byte(m in manifest(), d in damage(), old in any::<bool>()) {
+        let mut bytes = if old { m.encode_v2() } else { m.encode() };
         apply(&mut bytes, &d);
         decode_manifest(&bytes);
         reseal(&mut bytes);
@@ -181,8 +188,8 @@ proptest! {
     }
 
     #[test]
-    fn damaged_change_sets_are_errors_naming_file_and_byte(cs in changes(), d in damage()) {
-        let mut bytes = encode_changes(&cs);
+    fn damaged_change_sets_are_errors_naming_file_and_byte(cs in changes(), d in damage(), old in any::<bool>()) {
+        let mut bytes = if old { encode_changes_v3(&cs, true) } else { encode_changes(&cs) };
         prop_assert_eq!(&decode_changes(&bytes, Path::new("c")).unwrap(), &cs);
         apply(&mut bytes, &d);
         decode_change_set(&bytes);
@@ -416,4 +423,206 @@ fn reading_names_a_damaged_line_and_tolerates_a_cut_last_one() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+/// The corpus kept in the repository (`tests/corpus/`): manifests and change
+/// sets in every format, valid and hostile, each replayed through its reader.
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+}
+
+/// Every corpus file through its reader: an error naming the file and a
+/// byte, or a value that keeps the type's promises, each within a bound.
+#[test]
+fn the_kept_corpus_replays_bounded_and_without_a_panic() {
+    let mut seen = 0;
+    for (kind, decode) in [("manifest", decode_manifest as fn(&[u8])), ("changes", decode_change_set)] {
+        let dir = corpus_dir().join(kind);
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let started = std::time::Instant::now();
+            decode(&bytes);
+            let took = started.elapsed();
+            assert!(took < std::time::Duration::from_secs(2), "{}: {took:?}", path.display());
+            seen += 1;
+        }
+    }
+    assert!(seen >= 20, "the corpus is missing: {seen} files");
+    // The valid ones decode (positive control), every other one is refused.
+    let valid = ["v3-sample", "v2-sample", "v3-deep-chain-1000", "v4-rename-pair", "v3-rename-pair", "v2-plain"];
+    for kind in ["manifest", "changes"] {
+        for entry in std::fs::read_dir(corpus_dir().join(kind)).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let bytes = std::fs::read(&path).unwrap();
+            let ok = match kind {
+                "manifest" => Manifest::decode(&bytes, &path).map(drop),
+                _ => decode_changes(&bytes, &path).map(drop),
+            };
+            assert_eq!(ok.is_ok(), valid.contains(&name.as_str()), "{kind}/{name}: {ok:?}");
+        }
+    }
+}
+
+/// Writes the corpus again (after a format change):
+/// `cargo test -p ws-snapshot -- --ignored write_the_corpus`.
+#[test]
+#[ignore = "writes tests/corpus/"]
+fn write_the_corpus() {
+    use crate::manifest::Writer;
+    let stat = FileStat { dev: 1, ino: 2, mode: 0o100644, nlink: 1, size: 3, mtime_ns: 4, ctime_ns: 5 };
+    let p = |b: &[u8]| RelPath::from_bytes(b).unwrap();
+    let file = |path: &[u8]| Entry {
+        path: p(path),
+        kind: EntryKind::File { object: ObjectId::from_bytes([7; 16]), hash: Some([9; 32]) },
+        stat,
+        racy: false,
+    };
+    let dir = |path: RelPath| Entry { path, kind: EntryKind::Dir, stat, racy: false };
+    let mut sample = Manifest {
+        started_ns: 42,
+        id: None,
+        entries: vec![
+            file(b"a\nb"),
+            dir(p(b"d")),
+            file(b"d-x"),
+            file(b"d/a"),
+            file(b"d/a.b/c"),
+            Entry { path: p(b"l\xff"), kind: EntryKind::Symlink { target: b"/etc/passwd".to_vec() }, stat, racy: true },
+            Entry {
+                path: p(b"target"),
+                kind: EntryKind::Excluded { reason: ExcludeReason::OverBudget, files: 9, bytes: 10 },
+                stat,
+                racy: false,
+            },
+        ],
+    };
+    sample.sort();
+    let mut chain = Manifest::default();
+    let mut at = RelPath::root();
+    for _ in 0..1000 {
+        at = at.join(b"d");
+        chain.entries.push(dir(at.clone()));
+    }
+    chain.sort();
+    // A manifest body by hand: header, then (shared, rest) pairs with a
+    // directory entry's fields each, resealed.
+    let hand = |magic: &[u8], count: u64, paths: &[(u32, &[u8])]| {
+        let mut w = Writer(magic.to_vec());
+        w.i64(0);
+        w.u64(count);
+        for (shared, rest) in paths {
+            if magic == b"WSMANIF2" {
+                w.bytes(rest);
+            } else {
+                w.u32(*shared);
+                w.bytes(rest);
+            }
+            crate::manifest::encode_body(&mut w, &dir(RelPath::root()));
+        }
+        let sum = blake3::hash(&w.0);
+        w.0.extend_from_slice(sum.as_bytes());
+        w.0
+    };
+    let mut truncated = sample.encode();
+    truncated.truncate(truncated.len() / 2);
+    let mut trailing = sample.encode();
+    trailing.truncate(trailing.len() - 32);
+    trailing.push(0);
+    reseal_append(&mut trailing);
+    let manifests: Vec<(&str, Vec<u8>)> = vec![
+        ("v3-sample", sample.encode()),
+        ("v2-sample", sample.encode_v2()),
+        ("v3-deep-chain-1000", chain.encode()),
+        ("v3-count-claims-2^62", hand(b"WSMANIF3", 1 << 62, &[(0, b"a")])),
+        ("v2-count-claims-2^62", hand(b"WSMANIF2", 1 << 62, &[(0, b"a")])),
+        ("v3-shared-past-previous", hand(b"WSMANIF3", 2, &[(0, b"a"), (9, b"b")])),
+        ("v3-shared-inside-a-name", hand(b"WSMANIF3", 2, &[(0, b"ab/c"), (1, b"x")])),
+        ("v3-rest-dotdot", hand(b"WSMANIF3", 2, &[(0, b"a"), (1, b"..")])),
+        ("v3-rest-empty", hand(b"WSMANIF3", 2, &[(0, b"a"), (1, b"")])),
+        ("v3-rest-with-nul", hand(b"WSMANIF3", 1, &[(0, b"a\0b")])),
+        ("v3-rest-absolute", hand(b"WSMANIF3", 1, &[(0, b"/etc/passwd")])),
+        ("v3-out-of-order", hand(b"WSMANIF3", 2, &[(0, b"b"), (0, b"a")])),
+        ("v3-duplicate", hand(b"WSMANIF3", 2, &[(0, b"a"), (0, b"a")])),
+        ("v3-first-shares", hand(b"WSMANIF3", 1, &[(1, b"a")])),
+        ("v2-absolute", hand(b"WSMANIF2", 1, &[(0, b"/etc/passwd")])),
+        ("v2-dotdot", hand(b"WSMANIF2", 1, &[(0, b"a/../../x")])),
+        ("v3-truncated", truncated),
+        ("v3-trailing-byte", trailing),
+        ("empty-file", Vec::new()),
+    ];
+    let e = |path: &[u8]| file(path);
+    let rename = |other: &[u8]| Some(Rename { other: p(other), similarity: 87 });
+    let pair = vec![
+        Change {
+            path: p(b"a"),
+            before: Some(e(b"a")),
+            after: None,
+            state: ChangeState::Pending,
+            rename: rename(b"d/b"),
+        },
+        Change {
+            path: p(b"d/b"),
+            before: None,
+            after: Some(e(b"d/b")),
+            state: ChangeState::Approved,
+            rename: rename(b"a"),
+        },
+    ];
+    let plain: Vec<Change> = pair.iter().map(|c| Change { rename: None, ..c.clone() }).collect();
+    let mut unpaired = pair.clone();
+    unpaired[1].rename = None;
+    let count_huge = {
+        let mut b = encode_changes(&pair);
+        b[8..16].copy_from_slice(&(1u64 << 62).to_le_bytes());
+        reseal(&mut b);
+        b
+    };
+    let neither = {
+        let mut w = Writer(b"WSCHANG4".to_vec());
+        w.u64(1);
+        w.u8(0);
+        w.u32(0);
+        w.bytes(b"a");
+        w.u8(0);
+        w.u8(0);
+        w.u8(0);
+        reseal_append(&mut w.0);
+        w.0
+    };
+    let shared_past = {
+        let mut w = Writer(b"WSCHANG4".to_vec());
+        w.u64(1);
+        w.u8(0);
+        w.u32(5);
+        w.bytes(b"a");
+        w.u8(0);
+        w.u8(0);
+        w.u8(0);
+        reseal_append(&mut w.0);
+        w.0
+    };
+    let changes: Vec<(&str, Vec<u8>)> = vec![
+        ("v4-rename-pair", encode_changes(&pair)),
+        ("v3-rename-pair", encode_changes_v3(&pair, true)),
+        ("v2-plain", encode_changes_v3(&plain, false)),
+        ("v4-rename-unpaired", encode_changes(&unpaired)),
+        ("v4-count-claims-2^62", count_huge),
+        ("v4-neither-side", neither),
+        ("v4-shared-past-previous", shared_past),
+    ];
+    for (kind, files) in [("manifest", manifests), ("changes", changes)] {
+        let dir = corpus_dir().join(kind);
+        std::fs::create_dir_all(&dir).unwrap();
+        for (name, bytes) in files {
+            std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+}
+
+/// Appends the BLAKE3 of `bytes` (a body without its checksum).
+fn reseal_append(bytes: &mut Vec<u8>) {
+    let sum = *blake3::hash(bytes).as_bytes();
+    bytes.extend_from_slice(&sum);
 }

@@ -3,16 +3,21 @@
 //! The encoding is length-prefixed little-endian with a trailing BLAKE3 of the
 //! body, so a damaged or truncated manifest is detected and the error names the
 //! byte where reading stopped. Paths are raw bytes: any name the kernel allows
-//! round-trips.
+//! round-trips. Each path is front-coded against the one before it (the
+//! directory they share, then the rest), so a tree N directories deep costs
+//! O(N) bytes, not the O(N²) of a full path per entry.
 
 use std::path::Path;
 
 use crate::error::ManifestError;
-use crate::path::RelPath;
+use crate::path::{FrontDecoder, RelPath, front_code, share_prefixes};
 use crate::stat::FileStat;
 use crate::store::ObjectId;
 
-const MAGIC: &[u8; 8] = b"WSMANIF2";
+const MAGIC: &[u8; 8] = b"WSMANIF3";
+/// Manifests with a full path per entry, written before front coding: read
+/// (pending sessions may name them), never written.
+const MAGIC_V2: &[u8; 8] = b"WSMANIF2";
 
 /// Content-derived id of a manifest (hex of a BLAKE3 prefix).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -129,8 +134,11 @@ impl Manifest {
         &self.entries[start..start + len]
     }
 
+    /// Sorts the entries by path, and makes each path that is a prefix of
+    /// the next a view of its bytes (a chain of directories holds one buffer).
     pub fn sort(&mut self) {
         self.entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        share_prefixes(self.entries.iter_mut().map(|e| &mut e.path));
     }
 
     pub fn excluded(&self) -> impl Iterator<Item = &Entry> {
@@ -142,8 +150,26 @@ impl Manifest {
         w.0.extend_from_slice(MAGIC);
         w.i64(self.started_ns);
         w.u64(self.entries.len() as u64);
+        let mut prev = RelPath::root();
         for e in &self.entries {
-            encode_entry(&mut w, e);
+            w.front_coded(&prev, &e.path);
+            encode_body(&mut w, e);
+            prev = e.path.clone();
+        }
+        let sum = blake3::hash(&w.0);
+        w.0.extend_from_slice(sum.as_bytes());
+        w.0
+    }
+
+    /// The format before front coding (a full path per entry), for tests of
+    /// reading it.
+    #[cfg(test)]
+    pub(crate) fn encode_v2(&self) -> Vec<u8> {
+        let mut w = Writer(MAGIC_V2.to_vec());
+        w.i64(self.started_ns);
+        w.u64(self.entries.len() as u64);
+        for e in &self.entries {
+            encode_entry_v2(&mut w, e);
         }
         let sum = blake3::hash(&w.0);
         w.0.extend_from_slice(sum.as_bytes());
@@ -152,7 +178,8 @@ impl Manifest {
 
     pub fn decode(bytes: &[u8], origin: &Path) -> Result<Manifest, ManifestError> {
         let corrupt = |offset, what| ManifestError::Corrupt { path: origin.to_path_buf(), offset, what };
-        if bytes.len() < MAGIC.len() + 32 || &bytes[..MAGIC.len()] != MAGIC {
+        let front_coded = bytes.starts_with(MAGIC);
+        if bytes.len() < MAGIC.len() + 32 || !(front_coded || bytes.starts_with(MAGIC_V2)) {
             return Err(corrupt(0, "not a ws manifest"));
         }
         let (body, sum) = bytes.split_at(bytes.len() - 32);
@@ -162,9 +189,21 @@ impl Manifest {
         let mut r = Reader { buf: body, pos: MAGIC.len() };
         let started_ns = r.i64().map_err(|(o, w)| corrupt(o, w))?;
         let count = r.u64().map_err(|(o, w)| corrupt(o, w))?;
-        let mut entries = Vec::with_capacity(count.min(1 << 20) as usize);
-        for _ in 0..count {
-            entries.push(decode_entry(&mut r).map_err(|(o, w)| corrupt(o, w))?);
+        // Bounded by the bytes there are, not by the count claimed.
+        let mut entries = Vec::with_capacity(count.min(body.len() as u64 / MIN_ENTRY) as usize);
+        if front_coded {
+            let mut paths = FrontDecoder::default();
+            for _ in 0..count {
+                r.front_coded(&mut paths).map_err(|(o, w)| corrupt(o, w))?;
+                entries.push(decode_body(&mut r, RelPath::root()).map_err(|(o, w)| corrupt(o, w))?);
+            }
+            for (e, path) in entries.iter_mut().zip(paths.finish()) {
+                e.path = path;
+            }
+        } else {
+            for _ in 0..count {
+                entries.push(decode_entry(&mut r).map_err(|(o, w)| corrupt(o, w))?);
+            }
         }
         if r.pos != body.len() {
             return Err(corrupt(r.pos, "trailing bytes after the last entry"));
@@ -177,10 +216,20 @@ impl Manifest {
     }
 }
 
-/// Encodes a list of optional entries (used by the change set, which shares
-/// this format).
-pub(crate) fn encode_entry(w: &mut Writer, e: &Entry) {
+/// The fewest bytes an entry takes (front-coded path of one byte, stat
+/// data, racy flag, the directory kind): what a claimed count is checked against.
+const MIN_ENTRY: u64 = 4 + 4 + 1 + 8 * 6 + 4 + 1 + 1;
+
+/// An entry with its full path (the format before front coding), for tests
+/// of reading it.
+#[cfg(test)]
+pub(crate) fn encode_entry_v2(w: &mut Writer, e: &Entry) {
     w.bytes(e.path.as_bytes());
+    encode_body(w, e);
+}
+
+/// Everything of an entry but its path (shared by the change set's format).
+pub(crate) fn encode_body(w: &mut Writer, e: &Entry) {
     let s = &e.stat;
     w.u64(s.dev);
     w.u64(s.ino);
@@ -223,12 +272,18 @@ pub(crate) fn encode_entry(w: &mut Writer, e: &Entry) {
 
 pub(crate) type DecodeResult<T> = Result<T, (usize, &'static str)>;
 
+/// An entry with its full path: the format before front coding.
 pub(crate) fn decode_entry(r: &mut Reader) -> DecodeResult<Entry> {
     let at = r.pos;
     let path = RelPath::from_bytes(r.bytes()?).ok_or((at, "invalid path"))?;
     if path.is_root() {
         return Err((at, "empty path"));
     }
+    decode_body(r, path)
+}
+
+/// Everything of an entry but its path.
+pub(crate) fn decode_body(r: &mut Reader, path: RelPath) -> DecodeResult<Entry> {
     let stat = FileStat {
         dev: r.u64()?,
         ino: r.u64()?,
@@ -286,6 +341,12 @@ impl Writer {
         self.u32(b.len() as u32);
         self.0.extend_from_slice(b);
     }
+    /// `path` front-coded against `prev` (see [`front_code`]).
+    pub fn front_coded(&mut self, prev: &RelPath, path: &RelPath) {
+        let (shared, rest) = front_code(prev, path);
+        self.u32(shared as u32);
+        self.bytes(rest);
+    }
 }
 
 pub(crate) struct Reader<'a> {
@@ -329,6 +390,13 @@ impl<'a> Reader<'a> {
     pub fn bytes(&mut self) -> DecodeResult<&'a [u8]> {
         let n = self.u32()? as usize;
         self.take(n)
+    }
+    /// The next front-coded path, into `paths`.
+    pub fn front_coded(&mut self, paths: &mut FrontDecoder) -> DecodeResult<()> {
+        let at = self.pos;
+        let shared = self.u32()? as usize;
+        let rest = self.bytes()?;
+        paths.push(shared, rest).map_err(|what| (at, what))
     }
 }
 
@@ -401,6 +469,61 @@ mod tests {
         let m = sample();
         let back = Manifest::decode(&m.encode(), Path::new("m")).unwrap();
         assert_eq!(back, m);
+    }
+
+    /// A chain of directories N deep (and a file at its bottom and beside
+    /// each level): the manifest holds each name once, and the decoded
+    /// chain shares one buffer, so bytes grow with N, not N².
+    #[test]
+    fn a_deep_chain_costs_its_entry_count_not_its_depth_squared() {
+        const N: usize = 5_000;
+        let stat = FileStat { dev: 1, ino: 2, mode: 0o40755, nlink: 1, size: 0, mtime_ns: 0, ctime_ns: 0 };
+        let mut m = Manifest::default();
+        let mut dir = RelPath::root();
+        for _ in 0..N {
+            dir = dir.join(b"d");
+            m.entries.push(Entry { path: dir.clone(), kind: EntryKind::Dir, stat, racy: false });
+        }
+        let file =
+            Entry { path: dir.join(b"bottom"), kind: EntryKind::Symlink { target: b"x".to_vec() }, stat, racy: false };
+        m.entries.push(file);
+        m.sort();
+        let shared = m.entries[..N].iter().all(|e| e.path.buffer_len() == m.entries[N].path.buffer_len());
+        assert!(shared, "sorting left the chain in separate buffers");
+        let bytes = m.encode();
+        assert!(bytes.len() < (N + 1) * 80, "{} bytes for {} entries", bytes.len(), N + 1);
+        let back = Manifest::decode(&bytes, Path::new("m")).unwrap();
+        assert_eq!(back, m);
+        let held: usize =
+            back.entries.iter().map(|e| e.path.buffer_len()).collect::<std::collections::BTreeSet<_>>().iter().sum();
+        assert!(held <= 2 * N + 7, "{held} bytes of paths held for a chain of {N}");
+    }
+
+    #[test]
+    fn manifests_with_full_paths_still_read() {
+        let m = sample();
+        assert_eq!(Manifest::decode(&m.encode_v2(), Path::new("m")).unwrap(), m);
+    }
+
+    /// Front coding against a path that is not a directory of the previous
+    /// one (`ab` after `a`: no shared directory) and names that sort
+    /// between a directory and its children (`d-x` between `d` and `d/a`).
+    #[test]
+    fn front_coding_shares_whole_directories_only() {
+        let p = |b: &[u8]| RelPath::from_bytes(b).unwrap();
+        assert_eq!(front_code(&p(b"a"), &p(b"ab")), (0, &b"ab"[..]));
+        assert_eq!(front_code(&p(b"a"), &p(b"a/b")), (1, &b"b"[..]));
+        assert_eq!(front_code(&p(b"d/a/b"), &p(b"d/z")), (1, &b"z"[..]));
+        assert_eq!(front_code(&p(b"d/ab"), &p(b"d/a/c")), (1, &b"a/c"[..]));
+        assert_eq!(front_code(&RelPath::root(), &p(b"x")), (0, &b"x"[..]));
+        let mut d = FrontDecoder::default();
+        assert!(d.push(0, b"d").is_ok() && d.push(1, b"a").is_ok());
+        assert!(d.push(2, b"x").is_err(), "shared a part of a name");
+        assert!(d.push(4, b"x").is_err(), "shared more than the previous path");
+        assert!(d.push(1, b"").is_err() && d.push(1, b"..").is_err() && d.push(0, b"a//b").is_err());
+        assert!(d.push(1, b"z/y").is_ok());
+        let got: Vec<_> = d.finish().iter().map(|p| p.as_bytes().to_vec()).collect();
+        assert_eq!(got, [b"d".to_vec(), b"d/a".to_vec(), b"d/z/y".to_vec()]);
     }
 
     #[test]

@@ -50,6 +50,12 @@ struct Job {
     /// walk every level again, which costs O(depth) per directory and
     /// O(depth²) for a deep chain (20,000 levels: minutes).
     parent: Option<(Arc<Held>, Vec<u8>)>,
+    /// Entries of this directory and of ancestors it continues a chain of
+    /// (each one's first subdirectory), with their paths' lengths: their
+    /// paths become views of the bytes of the deepest directory of the
+    /// chain, so a chain N deep holds one path buffer, not N of them.
+    chain: Vec<(usize, Entry)>,
+    depth: usize,
 }
 
 /// Below this depth directories are opened by path (the parent is not held).
@@ -117,6 +123,14 @@ pub(crate) struct Walk<'a> {
     pub scope: Option<Scope<'a>>,
 }
 
+/// Gives the entries of a chain that ends at `dir` (no subdirectory carried
+/// it on) their paths, as views of `dir`'s bytes.
+fn end_chain(chain: Option<Vec<(usize, Entry)>>, dir: &RelPath, out: &mut Batch<'_>) {
+    for (len, e) in chain.into_iter().flatten() {
+        out.push(Entry { path: dir.ancestor(len), ..e });
+    }
+}
+
 pub(crate) type StoredObject = (ObjectId, Option<[u8; 32]>);
 
 /// Entries a worker gathers before adding them to the shared list.
@@ -171,6 +185,8 @@ impl Walk<'_> {
             mode: Mode::Normal,
             parent: None,
             whole: self.scope.is_none_or(|s| s.changed.root_whole()),
+            chain: Vec::new(),
+            depth: 0,
         };
         let shared = Shared {
             queue: Mutex::new(Queue { jobs: vec![root], idle: 0, done: false }),
@@ -273,10 +289,15 @@ impl Walk<'_> {
             None => crate::longpath::at(&job.abs, |dir, name| rustix::fs::openat(dir, name, flags, Mode0::empty())),
         };
         // The parent is not needed once this directory is open.
-        let job = Job { parent: None, ..job };
+        let mut job = Job { parent: None, ..job };
+        // Carried on by the first subdirectory, or ended here.
+        let mut chain = Some(std::mem::take(&mut job.chain));
         let dir_fd = match opened {
             Ok(fd) => fd,
-            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => return Ok(()),
+            Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR | rustix::io::Errno::LOOP) => {
+                end_chain(chain, &job.rel, out);
+                return Ok(());
+            }
             Err(e) => return Err(walk_err(&job.abs, e)),
         };
         let mut names: Vec<Vec<u8>> = Vec::new();
@@ -295,7 +316,7 @@ impl Walk<'_> {
         let mut ignores = job.ignores.clone();
         // Held for the subdirectories' jobs, deep down (made on the first).
         let mut here: Option<Option<Arc<Held>>> = None;
-        let deep = job.rel.depth() >= HOLD_FROM_DEPTH;
+        let deep = job.depth >= HOLD_FROM_DEPTH;
         if job.mode == Mode::Normal && names.iter().any(|n| n == b".gitignore") {
             let (pushed, bad) = IgnoreRules::push(ignores, dir_fd, &job.abs);
             ignores = pushed;
@@ -347,7 +368,7 @@ impl Walk<'_> {
             }
             match ft {
                 FileType::Directory => {
-                    out.push(self.entry(rel.clone(), EntryKind::Dir, stat));
+                    let entry = self.entry(rel.clone(), EntryKind::Dir, stat);
                     let visit = match &self.scope {
                         Some(scope) => scope.changed.visit(&rel, job.whole).ok_or(scope.base),
                         None => Ok(true),
@@ -359,10 +380,22 @@ impl Walk<'_> {
                             } else {
                                 None
                             };
-                            local.push(Job { abs: abs(), rel, ignores: ignores.clone(), mode, whole, parent })
+                            let mut carried = chain.take().unwrap_or_default();
+                            carried.push((rel.as_bytes().len(), Entry { path: RelPath::root(), ..entry }));
+                            local.push(Job {
+                                abs: abs(),
+                                rel,
+                                ignores: ignores.clone(),
+                                mode,
+                                whole,
+                                parent,
+                                chain: carried,
+                                depth: job.depth + 1,
+                            })
                         }
                         // Nothing below it changed: what the base holds below it is still there.
                         Err(base) => {
+                            out.push(entry);
                             for e in base.below(&rel) {
                                 out.push(e.clone());
                             }
@@ -393,6 +426,7 @@ impl Walk<'_> {
                 }
             }
         }
+        end_chain(chain, &job.rel, out);
         Ok(())
     }
 
