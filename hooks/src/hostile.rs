@@ -517,3 +517,183 @@ fn a_staged_blob_larger_than_is_held_whole_is_examined_in_pieces() {
     .unwrap();
     assert_eq!(got, [(0, *blake3::hash(&content).as_bytes(), 1, Some(3))]);
 }
+
+/// The corpus kept in the repository (`tests/corpus/`): the attack fixtures
+/// above as files, replayed through every reader.
+fn corpus_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/corpus")
+}
+
+fn corpus_files(kind: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> =
+        std::fs::read_dir(corpus_dir().join(kind)).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files
+}
+
+/// Each corpus file through its reader: no panic, an answer within 5 s,
+/// and nothing larger than the reader's bounds.
+#[test]
+fn the_kept_corpus_replays_bounded_and_without_a_panic() {
+    let within = |what: &Path, started: Instant| {
+        assert!(started.elapsed() < Duration::from_secs(5), "{}: {:?}", what.display(), started.elapsed());
+    };
+    let mut seen = 0;
+    for f in corpus_files("index") {
+        let started = Instant::now();
+        let by_path = index::read(&f).unwrap();
+        assert_eq!(by_path, index::parse(std::fs::read(&f).unwrap()), "{}", f.display());
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(by_path.is_some(), name.starts_with("real-"), "{name}: read natively or handed to git");
+        within(&f, started);
+        seen += 1;
+    }
+    for f in corpus_files("loose") {
+        let started = Instant::now();
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        match odb::inflate_loose(&std::fs::read(&f).unwrap()) {
+            Ok((_, data)) => assert!(name.starts_with("real-") && data.len() <= odb::MAX_OBJECT, "{name}"),
+            Err(e) => assert!(!name.starts_with("real-"), "{name}: {e}"),
+        }
+        within(&f, started);
+        seen += 1;
+    }
+    for f in corpus_files("delta") {
+        let started = Instant::now();
+        let mut budget = 1 << 20;
+        let out = odb::apply_delta(b"hello", &std::fs::read(&f).unwrap(), &mut budget);
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        assert_eq!(out.is_ok(), name.starts_with("real-"), "{name}: {out:?}");
+        within(&f, started);
+        seen += 1;
+    }
+    for dir in corpus_files("pack") {
+        let started = Instant::now();
+        let oids = std::fs::read_to_string(dir.join("oids")).unwrap();
+        let mut odb = Odb::new(&dir);
+        let mut read = 0;
+        for line in oids.lines() {
+            let oid = odb::parse_hex(line.as_bytes()).unwrap();
+            if let Ok(Some((_, data))) = odb.read(&oid) {
+                assert!(data.len() <= odb::MAX_OBJECT);
+                read += 1;
+            }
+        }
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        // A truncated pack still gives what lies before the cut.
+        if !name.starts_with("truncated") {
+            assert_eq!(read > 0, name.starts_with("real-"), "{name}: {read} objects read");
+        }
+        within(&dir, started);
+        seen += 1;
+    }
+    assert!(seen >= 15, "the corpus is missing: {seen} fixtures");
+}
+
+/// Writes the corpus again: `cargo test -p ws-hooks -- --ignored write_the_corpus`.
+#[test]
+#[ignore = "writes tests/corpus/"]
+fn write_the_corpus() {
+    let root = corpus_dir();
+    let _ = std::fs::remove_dir_all(&root);
+    let put = |kind: &str, name: &str, bytes: &[u8]| {
+        std::fs::create_dir_all(root.join(kind)).unwrap();
+        std::fs::write(root.join(kind).join(name), bytes).unwrap();
+    };
+    let s = seeds();
+    // Index files.
+    put("index", "real-v2", &s.index_v2);
+    put("index", "real-v4", &s.index_v4);
+    let header = |version: u32, count: u32| {
+        [b"DIRC".to_vec(), version.to_be_bytes().to_vec(), count.to_be_bytes().to_vec()].concat()
+    };
+    put("index", "count-claims-2^32-1", &[header(2, u32::MAX), vec![0; 20]].concat());
+    let entry = |flags: u16| {
+        let mut e = vec![0u8; 24];
+        e.extend_from_slice(&0o100644u32.to_be_bytes());
+        e.extend_from_slice(&[0; 12]);
+        e.extend_from_slice(&[0x42; 20]);
+        e.extend_from_slice(&flags.to_be_bytes());
+        e
+    };
+    let no_nul = [header(2, 1), entry(0x0fff), vec![b'a'; 70_000], vec![0; 20]].concat();
+    put("index", "name-without-nul-past-64KiB", &no_nul);
+    let unmerged = [header(2, 1), entry(0x1001), b"a\0\0\0\0\0\0\0".to_vec(), vec![0; 20]].concat();
+    put("index", "unmerged-stage", &unmerged);
+    let mut strip = [header(4, 2), entry(1), vec![0], b"a\0".to_vec()].concat();
+    strip.extend([entry(1), vec![9], b"b\0".to_vec(), vec![0; 20]].concat());
+    put("index", "v4-strips-more-than-the-previous-path", &strip);
+    // Each path the previous one plus 32 bytes: 2,048 entries of ~100 bytes
+    // would spell 64 MiB of paths.
+    let mut grow = header(4, 2048);
+    for _ in 0..2048 {
+        grow.extend(entry(0));
+        grow.push(0);
+        grow.extend_from_slice(&[b'x'; 32]);
+        grow.push(0);
+    }
+    grow.extend_from_slice(&[0; 20]);
+    put("index", "v4-each-path-longer-than-the-last", &grow);
+    let mut ext = s.index_v2[..s.index_v2.len() - 20].to_vec();
+    ext.extend_from_slice(b"TREE\xff\xff\xff\xff");
+    ext.extend_from_slice(&[0; 20]);
+    put("index", "extension-claiming-4GiB", &ext);
+    put("index", "truncated", &s.index_v2[..s.index_v2.len() / 2]);
+    // Loose objects.
+    put("loose", "real-tree", &s.loose);
+    put("loose", "zlib-bomb-8MiB-behind-a-10-byte-header", &zlib_bomb());
+    put("loose", "header-claiming-1TiB", &zlib(b"tree 1099511627776\0"));
+    put("loose", "not-zlib", b"definitely not zlib");
+    put("loose", "no-header-end", &zlib(&[b'b'; 200]));
+    // Deltas on the base "hello".
+    put("delta", "real-hello-world", &delta(5, b"hello world"));
+    let mut huge = vec![5u8];
+    let mut v = 1u64 << 50;
+    while v >= 0x80 {
+        huge.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    huge.push(v as u8);
+    put("delta", "result-claiming-2^50", &huge);
+    put("delta", "copy-past-the-base", &[5, 10, 0x91, 0, 10]);
+    put("delta", "base-size-wrong", &[9, 1, 1, b'x']);
+    // Packs: each directory an objects directory, with the names to read.
+    let pack = |name: &str, write: &dyn Fn(&Path) -> Vec<Oid>| {
+        let dir = root.join("pack").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let oids = write(&dir);
+        let list: String = oids.iter().map(|o| format!("{}\n", hex(o))).collect();
+        std::fs::write(dir.join("oids"), list).unwrap();
+    };
+    pack("real-gc", &|dir| {
+        std::fs::create_dir_all(dir.join("pack")).unwrap();
+        std::fs::write(dir.join("pack/pack-x.pack"), &s.pack).unwrap();
+        std::fs::write(dir.join("pack/pack-x.idx"), &s.idx).unwrap();
+        s.packed.clone()
+    });
+    pack("ref-delta-cycles-and-ofs-self", &|dir| cycle_pack(dir).to_vec());
+    pack("truncated", &|dir| {
+        std::fs::create_dir_all(dir.join("pack")).unwrap();
+        std::fs::write(dir.join("pack/pack-x.pack"), &s.pack[..s.pack.len() / 2]).unwrap();
+        std::fs::write(dir.join("pack/pack-x.idx"), &s.idx).unwrap();
+        s.packed.iter().rev().take(8).copied().collect()
+    });
+    pack("entry-claiming-2^50", &|dir| {
+        let whole = [pack_entry_header(3, 1 << 50), zlib(b"hello")].concat();
+        write_pack(dir, "huge", &[([0x0a; 20], whole)]);
+        vec![[0x0a; 20]]
+    });
+    pack("delta-chain-5000-deep", &|dir| {
+        let mut entries =
+            vec![(odb::object_id(Kind::Blob, b"hello"), [pack_entry_header(3, 5), zlib(b"hello")].concat())];
+        let mut last = entries[0].1.len() as u64;
+        for i in 1..5000u32 {
+            let content = format!("h{i:04}");
+            let bytes = [pack_entry_header(6, 8), ofs(last), zlib(&delta(5, content.as_bytes()))].concat();
+            last = bytes.len() as u64;
+            entries.push((odb::object_id(Kind::Blob, content.as_bytes()), bytes));
+        }
+        write_pack(dir, "deep", &entries);
+        vec![entries[4999].0]
+    });
+}

@@ -108,6 +108,14 @@ const ENTRY_FIXED_LEN: usize = 40 + 20 + 2;
 /// Longer than any path git writes (its own limit is 4095 bytes in the
 /// flags, PATH_MAX in practice): a longer name is a damaged file.
 const MAX_NAME_LEN: usize = 1 << 16;
+/// The most path bytes kept for an index of `len` bytes: a version 4
+/// entry names its path as the previous one plus a suffix, so each can be
+/// longer than the one before while taking a few bytes of the file, and
+/// without a bound N entries would spell O(N²) bytes. An honest index of
+/// paths PATH_MAX long compresses about 64 to 1.
+fn names_max(len: usize) -> usize {
+    len.saturating_mul(80).saturating_add(1 << 20)
+}
 /// What is read from the file at a time.
 const CHUNK: usize = 128 << 10;
 
@@ -128,6 +136,12 @@ const EXT_KNOWN: u16 = 0x4000 | EXT_INTENT_TO_ADD;
 pub fn read(path: &Path) -> io::Result<Option<Index>> {
     let (file, len) = crate::safe::open_regular(path)?;
     parse_from(file.take(len), len)
+}
+
+/// How many entries [`read`] finds in the index at `path` (`None`: it
+/// would ask git): for the bench's comparison with other readers.
+pub fn entry_count(path: &Path) -> io::Result<Option<usize>> {
+    Ok(read(path)?.map(|index| index.entries.len()))
 }
 
 /// Parses an index file's bytes; `None` for anything unsupported or damaged.
@@ -235,7 +249,9 @@ fn parse_from(src: impl Read, len: u64) -> io::Result<Option<Index>> {
     let mut names: Vec<u8> = Vec::with_capacity(len);
     let mut previous = 0..0;
     for _ in 0..count {
-        let Some(entry) = read_entry(&mut w, version, &mut names, previous.clone())? else { return Ok(None) };
+        let Some(entry) = read_entry(&mut w, version, &mut names, names_max(len), previous.clone())? else {
+            return Ok(None);
+        };
         let name = entry.name_start as usize..entry.name_end as usize;
         if name.is_empty() || (!entries.is_empty() && names[previous.clone()] >= names[name.clone()]) {
             return Ok(None);
@@ -288,6 +304,7 @@ fn read_entry<R: Read>(
     w: &mut Window<R>,
     version: u32,
     names: &mut Vec<u8>,
+    names_cap: usize,
     previous: std::ops::Range<usize>,
 ) -> io::Result<Option<IndexEntry>> {
     let Some(fixed) = w.exact(ENTRY_FIXED_LEN + 2)? else { return Ok(None) };
@@ -312,6 +329,9 @@ fn read_entry<R: Read>(
             return Ok(None);
         };
         let Some(suffix_len) = w.find_nul(head + n)? else { return Ok(None) };
+        if keep + suffix_len > MAX_NAME_LEN || names.len() + keep + suffix_len > names_cap {
+            return Ok(None);
+        }
         names.extend_from_within(previous.start..previous.start + keep);
         let suffix_at = w.start + head + n;
         names.extend_from_slice(&w.buf[suffix_at..suffix_at + suffix_len]);

@@ -34,6 +34,7 @@ pub use git::{
     empty_tree, examine_staged, locate, read_blobs, read_staged, resolve, staged_paths,
 };
 pub use handoff::{HANDOFF_NAME, discard_trailers, handoff_path, save_trailers, take_trailers};
+pub use index::entry_count as read_index_entries;
 pub use install::{
     CHAINED_SUFFIX, HOOKS, HookOutcome, InstallError, Installed, UninstallError, Uninstalled, hook_script, install,
     is_ours, uninstall,
