@@ -27,7 +27,11 @@ const GROUP: &str = "hooks";
 
 /// Runs the group: its row, or what failed. The repository is removed afterwards.
 pub fn bench(plan: &Plan<'_>, notes: &RefCell<Vec<String>>) -> (Vec<Row>, Vec<String>) {
-    in_scratch(plan, GROUP, Some("repository"), |dir| Hooks::create(plan, notes, dir).and_then(|h| h.rows()))
+    in_scratch(plan, GROUP, Some("repository"), |dir| {
+        let mut rows = Hooks::create(plan, notes, dir).and_then(|h| h.rows())?;
+        rows.extend(crate::index_read::rows(plan, &dir.join("repo"), dir, notes)?);
+        Ok(rows)
+    })
 }
 
 struct Hooks<'a> {

@@ -20,6 +20,7 @@
 //! is missed, non-zero only when something failed.
 
 mod hooks;
+mod index_read;
 mod many;
 mod measure;
 mod mount;
