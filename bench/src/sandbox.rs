@@ -5,6 +5,9 @@
 //! - `ws session start -- true` in a committed 200-file git repository whose
 //!   snapshot is warm (a session already ran there), against spawning `true`
 //!   the same way: added milliseconds, target ≤ 30 ms.
+//! - The same session run in-process through the library
+//!   (`ws_session::run_session`, the `ws` binary as its helper): the
+//!   lifecycle's own cost, without the CLI's process start and parsing.
 //! - The launcher alone, `ws __sandbox-exec SPEC -- /bin/true`, with the mount
 //!   and PID namespaces and without them (Landlock and seccomp only), against
 //!   `/bin/true`: added milliseconds, target ≤ 5 ms each.
@@ -46,8 +49,9 @@ pub fn bench(plan: &Plan<'_>, notes: &RefCell<Vec<String>>) -> (Vec<Row>, Vec<St
         Err(e) => fail("building the 200-file workspace", e),
         Ok(small) => {
             let b = Sandbox { plan, notes, runs: plan.runs.max(MIN_RUNS), ws: &small };
-            let steps: [(&str, &dyn Fn() -> Result<Row>); 4] = [
+            let steps: [(&str, &dyn Fn() -> Result<Row>); 5] = [
                 ("session start", &|| b.session_row()),
+                ("session lifecycle in-process", &|| b.library_row()),
                 ("launcher with namespaces", &|| b.launcher_row(true)),
                 ("launcher without namespaces", &|| b.launcher_row(false)),
                 ("peak RSS, 200 files", &|| b.rss_row()),
@@ -162,6 +166,34 @@ impl Sandbox<'_> {
         let ws = self.time("ws session start -- true", || self.ws(&SESSION))?;
         let base = self.time("true", || self.command("true"))?;
         let name = format!("session start -- true, unchanged {}-file workspace", self.ws.files);
+        Ok(self.added(name, ws, "true", base, 30.0))
+    }
+
+    /// `true` in a session run by the library in this process, the `ws`
+    /// binary its helper, in the same workspace and store as `session_row`.
+    fn library_row(&self) -> Result<Row> {
+        let lib = |e: ws_session::Error| Error::new(format!("ws_session: {}", e.message));
+        let mut options = ws_session::Options::from_home(self.ws.store.clone());
+        options.store_parent = Some(self.ws.store.clone());
+        options.helper = Some(self.plan.ws_bin.to_path_buf());
+        let command = [std::ffi::OsString::from("true")];
+        let once = || -> Result<f64> {
+            check_interrupted()?;
+            let start = std::time::Instant::now();
+            let ws = ws_session::Workspace::open(&self.ws.root, options.clone()).map_err(lib)?;
+            let mut run = ws_session::Run::new(&command);
+            run.env = vec![("PATH".into(), "/usr/bin:/bin".into())];
+            let ran = ws_session::run_session(ws, run).map_err(lib)?;
+            let elapsed = start.elapsed();
+            if ran.code != 0 {
+                return Err(Error::new(format!("the session's `true` exited {}", ran.code)));
+            }
+            Ok(elapsed.as_secs_f64())
+        };
+        let what = "ws_session::run_session(true)";
+        let ws = repeat(GROUP, self.runs, what, |x| format!("{:.2} ms", x * 1000.0), |_| once())?;
+        let base = self.time("true", || self.command("true"))?;
+        let name = format!("session lifecycle in-process (library), unchanged {}-file workspace", self.ws.files);
         Ok(self.added(name, ws, "true", base, 30.0))
     }
 

@@ -135,3 +135,25 @@ pub fn secret_fingerprints_file() -> Option<PathBuf> {
         .or_else(|| home().map(|h| h.join(".local/share")))
         .map(|d| d.join("ws/secret-fingerprints.json"))
 }
+
+/// What the session library is told of this environment, and the printer
+/// for what it says.
+pub fn options() -> ws_session::Options {
+    let home = home();
+    ws_session::Options {
+        store_parent: store_parent(),
+        tmpdir: tmpdir(),
+        config_home: path(XDG_CONFIG_HOME).or_else(|| home.as_ref().map(|h| h.join(".config"))),
+        default_global_excludes: default_global_excludes(),
+        profile_dir: profile_dir(),
+        after_snapshot: ws_session::after::Mode::from_setting(
+            var_os(WS_AFTER_SNAPSHOT).as_deref().and_then(|v| v.to_str()),
+        ),
+        recorder_socket: crate::service::socket_path(),
+        helper: None,
+        run_as: crate::user::acting_for().cloned(),
+        observer: std::sync::Arc::new(crate::observe::Printer::default()),
+        secrets: Some(std::sync::Arc::new(crate::commands::secret::CliSecrets)),
+        home,
+    }
+}

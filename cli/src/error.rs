@@ -46,118 +46,61 @@ impl fmt::Display for CliError {
     }
 }
 
-/// The message of an error and all its causes, joined as `a: b: c`.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let msg = c.to_string();
-        if !s.ends_with(&msg) {
-            s.push_str(": ");
-            s.push_str(&msg);
-        }
-        cur = c.source();
-    }
-    s
-}
+pub use ws_session::chain;
 
-fn from_chain(code: i32, e: &dyn std::error::Error) -> CliError {
-    CliError { code, message: chain(e), hint: None }
-}
-
-fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(c) = cur {
-        if let Some(io) = c.downcast_ref::<std::io::Error>()
-            && io.raw_os_error() == Some(28)
-        {
-            return true;
-        }
-        cur = c.source();
-    }
-    false
-}
-
-impl From<ws_snapshot::SnapshotError> for CliError {
-    fn from(e: ws_snapshot::SnapshotError) -> Self {
-        let err = from_chain(exit::FAILURE, &e);
-        if disk_full(&e) {
-            err.hint("the disk holding the snapshot store is full; free space and start the session again (the workspace was not touched)")
-        } else {
-            err
-        }
+impl From<ws_session::Error> for CliError {
+    /// The one place the exit code is picked from a library error's kind.
+    fn from(e: ws_session::Error) -> Self {
+        use ws_session::ErrorKind as K;
+        let by_kind = match e.kind {
+            K::Usage | K::UnknownSession | K::BadProfile | K::NotAWorkspace | K::SandboxUnavailable => exit::USAGE,
+            K::Conflict => exit::CONFLICT,
+            K::CommandNotRun => exit::NOT_STARTED,
+            K::DiskFull | K::Failure => exit::FAILURE,
+            _ => exit::FAILURE,
+        };
+        CliError { code: e.status.unwrap_or(by_kind), message: e.message, hint: e.hint }
     }
 }
 
-impl From<ws_snapshot::StoreError> for CliError {
-    fn from(e: ws_snapshot::StoreError) -> Self {
-        match &e {
-            ws_snapshot::StoreError::Object { path, .. } => from_chain(exit::FAILURE, &e)
-                .hint(format!("the snapshot store is damaged: {}", repair_object(path, "run the command again"))),
-            _ => from_chain(exit::FAILURE, &e),
-        }
-    }
-}
-
-/// What to do about a store object that cannot be read.
-fn repair_object(object: &std::path::Path, then: &str) -> String {
-    format!(
-        "make {} (and the directories above it) readable again, or put it back from a backup, then {then}",
-        object.display()
-    )
-}
-
-impl From<ws_snapshot::SessionError> for CliError {
-    fn from(e: ws_snapshot::SessionError) -> Self {
-        use ws_snapshot::SessionError as E;
-        match &e {
-            E::Unknown { .. } | E::Ambiguous { .. } => {
-                from_chain(exit::USAGE, &e).hint("`ws session list` shows the sessions of this workspace")
-            }
-            E::NonePending => {
-                from_chain(exit::USAGE, &e).hint("`ws session list` shows every session; name one by its id")
-            }
-            E::DamagedJournal { path, .. } => from_chain(exit::FAILURE, &e).hint(format!(
-                "the changes it was rolling back are still pending: remove {} and run `ws rollback` without paths to roll back every pending change",
-                path.display()
-            )),
-            _ => from_chain(exit::FAILURE, &e),
-        }
-    }
-}
-
-impl From<ws_snapshot::ReviewError> for CliError {
-    fn from(e: ws_snapshot::ReviewError) -> Self {
-        use ws_snapshot::ReviewError as E;
-        match e {
-            E::NotChanged { .. } => {
-                from_chain(exit::USAGE, &e).hint("`ws diff --name-status` lists the paths the session changed")
-            }
-            E::Hunk { .. } => from_chain(exit::USAGE, &e)
-                .hint("`ws diff --json PATH` lists its hunks; created, deleted and binary files are reviewed by path"),
-            E::Session(s) => s.into(),
-            E::Object { ref object, .. } => from_chain(exit::FAILURE, &e).hint(format!(
-                "the snapshot store is damaged there and this path was left as the session left it: {}",
-                repair_object(object, "run `ws rollback` again to finish")
-            )),
-            E::Store(ws_snapshot::StoreError::Object { ref path, .. }) => from_chain(exit::FAILURE, &e).hint(format!(
-                "the snapshot store is damaged: {}",
-                repair_object(path, "run `ws rollback` again to finish")
-            )),
-            _ => {
-                let err = from_chain(exit::FAILURE, &e);
-                if disk_full(&e) {
-                    err.hint("the disk is full; free space, then run `ws rollback` again to finish")
-                } else {
-                    err.hint("run `ws rollback` again to finish; what is done stays done")
-                }
+/// The library's classifications of the snapshot store's errors, for the
+/// commands that call the store directly.
+macro_rules! via_library {
+    ($($t:ty),*) => {$(
+        impl From<$t> for CliError {
+            fn from(e: $t) -> Self {
+                ws_session::Error::from(e).into()
             }
         }
-    }
+    )*};
 }
 
-impl From<std::io::Error> for CliError {
-    fn from(e: std::io::Error) -> Self {
-        from_chain(exit::FAILURE, &e)
+via_library!(
+    ws_snapshot::SnapshotError,
+    ws_snapshot::StoreError,
+    ws_snapshot::SessionError,
+    ws_snapshot::ReviewError,
+    std::io::Error
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ws_session::{Error, ErrorKind};
+
+    #[test]
+    fn exit_codes_follow_the_kind_unless_the_failure_gave_its_own() {
+        let code = |e: Error| CliError::from(e).code;
+        assert_eq!(code(Error::new(ErrorKind::Usage, "x")), exit::USAGE);
+        assert_eq!(code(Error::new(ErrorKind::UnknownSession, "x")), exit::USAGE);
+        assert_eq!(code(Error::new(ErrorKind::BadProfile, "x")), exit::USAGE);
+        assert_eq!(code(Error::new(ErrorKind::SandboxUnavailable, "x")), exit::USAGE);
+        assert_eq!(code(Error::new(ErrorKind::Conflict, "x")), exit::CONFLICT);
+        assert_eq!(code(Error::new(ErrorKind::CommandNotRun, "x")), exit::NOT_STARTED);
+        assert_eq!(code(Error::new(ErrorKind::CommandNotRun, "x").status(127)), 127);
+        assert_eq!(code(Error::new(ErrorKind::DiskFull, "x")), exit::FAILURE);
+        assert_eq!(code(Error::new(ErrorKind::Failure, "x")), exit::FAILURE);
+        let e = CliError::from(Error::usage("m").hint("h"));
+        assert_eq!((e.message.as_str(), e.hint.as_deref()), ("m", Some("h")));
     }
 }

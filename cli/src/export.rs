@@ -5,18 +5,12 @@
 //! it could not send.
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
 
 use ws_otlp::journal::Journal;
-use ws_otlp::{Config, Exporter, Line, Report, SessionContext};
-use ws_snapshot::audit::Record;
+use ws_otlp::{Config, Line, Report, SessionContext};
 
+use crate::error::CliError;
 use crate::{env, ui};
-
-/// The most a session's end waits for its last records to reach a
-/// collector that is answering (one that is not is not waited for).
-const FINAL_FLUSH: Duration = Duration::from_secs(5);
 
 /// Where audit records go besides the local log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -48,88 +42,20 @@ pub fn config() -> Result<Option<Config>, String> {
         .map_err(|e| format!("audit export: {}", crate::error::chain(&e)))
 }
 
-pub fn context(session: &str, workspace: &str, profile: &str) -> SessionContext {
-    SessionContext { session: session.into(), workspace: workspace.into(), profile: profile.into() }
-}
+pub use ws_session::export::context;
 
-/// A running session's exports.
-#[derive(Debug, Default)]
-pub struct Exports {
-    otlp: Option<Exporter>,
-    journal: Option<Arc<Journal>>,
-}
-
-/// Starts the session's exports. A bad variable or a missing journal is a
-/// warning: the session runs, its log kept locally.
-pub fn start(ctx: &SessionContext, sinks: &[AuditSink]) -> Exports {
-    let otlp = match config() {
-        Ok(Some(c)) => Some(Exporter::start(c, ctx.clone())),
-        Ok(None) => None,
-        Err(e) => {
-            ui::warn(&format!("{e}; the session's audit log is kept locally only"));
-            None
-        }
-    };
-    let journal = sinks.contains(&AuditSink::Journald).then(|| open_journal(ctx)).flatten();
-    Exports { otlp, journal }
-}
-
-fn open_journal(ctx: &SessionContext) -> Option<Arc<Journal>> {
-    let path = Path::new(ws_otlp::journal::SOCKET);
-    match Journal::open(path, ctx.clone()) {
-        Ok(j) => Some(Arc::new(j)),
-        Err(e) => {
-            ui::warn(&format!(
-                "audit sink journald: no journal at {} ({e}); the session's audit log is kept locally only",
-                path.display()
-            ));
-            None
-        }
-    }
-}
-
-impl Exports {
-    /// The audit log's observer that hands each record to every sink.
-    pub fn observer(&self) -> Option<ws_snapshot::audit::Observer> {
-        if self.otlp.is_none() && self.journal.is_none() {
-            return None;
-        }
-        let sink = self.otlp.as_ref().map(Exporter::sink);
-        let journal = self.journal.clone();
-        Some(Box::new(move |record: &Record, line: &[u8]| {
-            let line = Line { record: record.clone(), bytes: line.to_vec() };
-            if let Some(j) = &journal {
-                j.send(&line);
-            }
-            if let Some(s) = &sink {
-                s.offer(line);
-            }
-        }))
-    }
-
-    /// Ends the exports at the session's end and says what was not sent.
-    pub fn finish(self, session: &str) {
-        if let Some(j) = &self.journal {
-            say(&j.report(), session, "the journal", "--journald");
-        }
-        if let Some(exporter) = self.otlp {
-            let endpoint = exporter.endpoint().to_owned();
-            say(&exporter.finish(FINAL_FLUSH), session, &endpoint, "--otlp");
-        }
-    }
+/// Where a session's records go besides its log: `--audit-sink`,
+/// `WS_AUDIT_SINK` and the OTLP variables.
+pub fn settings(flags: &[AuditSink]) -> Result<ws_session::export::Settings, CliError> {
+    let sinks = sinks(flags).map_err(CliError::usage)?;
+    Ok(ws_session::export::Settings { journald: sinks.contains(&AuditSink::Journald), otlp: config() })
 }
 
 /// Where the records went, or how many did not and how to send them again.
 pub fn say(report: &Report, session: &str, to: &str, flag: &str) {
-    if report.missing() == 0 {
-        ui::note(&format!("audit export: {} records sent to {to}", report.offered));
-    } else {
-        ui::warn(&format!(
-            "audit export: {} of {} records NOT sent to {to}: {} — the local log is complete; `ws audit export {session} {flag}` sends it again",
-            report.missing(),
-            report.offered,
-            report.error.as_deref().unwrap_or("the collector did not confirm them in time"),
-        ));
+    match ws_session::export::outcome(report, session, to, flag) {
+        (true, msg) => ui::note(&msg),
+        (false, msg) => ui::warn(&msg),
     }
 }
 

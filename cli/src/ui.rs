@@ -53,39 +53,7 @@ pub fn stdout_color() -> bool {
     std::io::stdout().is_terminal() && !crate::env::no_color()
 }
 
-/// `1234567` → `1,234,567`.
-pub fn count(n: u64) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
-}
-
-/// A manifest entry's path as shown to people (`display::name`):
-/// directories end in `/`.
-pub fn entry_name(e: &ws_snapshot::Entry) -> String {
-    if e.stat.mode & 0o170000 == 0o040000 {
-        display::name(&[e.path.as_bytes(), b"/"].concat())
-    } else {
-        display::name(e.path.as_bytes())
-    }
-}
+pub use ws_session::display::{bytes, count, entry_name};
 
 #[cfg(test)]
 mod tests {

@@ -181,6 +181,14 @@ pub fn new_group() -> std::io::Result<OwnedFd> {
 /// here when the helper cannot start.
 pub fn release(group: OwnedFd) {
     let Ok(me) = std::env::current_exe() else { return };
+    release_by(group, &me);
+}
+
+/// [`release`], the helper being `program` (a `ws` binary, or any program
+/// that answers [`RELEASE_ARG`] by exiting): for a supervisor that is not
+/// itself such a program.
+pub fn release_by(group: OwnedFd, program: &std::path::Path) {
+    let me = program;
     if rustix::io::fcntl_setfd(&group, rustix::io::FdFlags::empty()).is_err() {
         return;
     }

@@ -36,7 +36,7 @@ pub struct ApproveArgs {
 }
 
 pub fn cmd_approve(args: ApproveArgs) -> Result<i32, CliError> {
-    let ws = Workspace::discover()?;
+    let ws = Workspace::discover(crate::env::options())?;
     let _lock = ws.lock()?;
     let (mut session, paths) = session_and_paths(&ws, args.targets)?;
     let mut changes = ws.session_changes(&mut session)?;

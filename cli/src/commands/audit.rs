@@ -65,7 +65,7 @@ pub fn run(c: AuditCommand) -> Result<i32, CliError> {
 
 fn cmd_verify(args: VerifyArgs) -> Result<i32, CliError> {
     use ws_snapshot::audit::AuditError;
-    let ws = Workspace::discover()?;
+    let ws = Workspace::discover(crate::env::options())?;
     let session = session_or_newest(&ws, args.id.as_deref())?;
     let path = ws.store.audit_log_path(&session.id);
     match ws_snapshot::audit::verify(&path, &session.id) {
@@ -107,7 +107,7 @@ fn cmd_export(args: ExportArgs) -> Result<i32, CliError> {
     } else {
         None
     };
-    let ws = Workspace::discover()?;
+    let ws = Workspace::discover(crate::env::options())?;
     let session = session_or_newest(&ws, args.id.as_deref())?;
     let path = ws.store.audit_log_path(&session.id);
     // What is sent is what `ws audit verify` vouches for.

@@ -175,7 +175,9 @@ pub fn session_ids_or_paths(current: &OsStr) -> Vec<CompletionCandidate> {
 }
 
 fn session_candidates(current: &OsStr) -> Vec<CompletionCandidate> {
-    let Some(ws) = Workspace::discover_existing() else { return Vec::new() };
+    let Some(ws) = std::env::current_dir().ok().and_then(|d| Workspace::existing(&d, crate::env::options())) else {
+        return Vec::new();
+    };
     let Ok(sessions) = ws.store.sessions() else { return Vec::new() };
     let current = current.to_string_lossy();
     let mut out = Vec::new();

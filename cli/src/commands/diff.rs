@@ -71,7 +71,7 @@ fn parse_similarity(s: &str) -> Result<u8, String> {
 }
 
 pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
-    let ws = Workspace::discover()?;
+    let ws = Workspace::discover(crate::env::options())?;
     let mut session = ws.store.resolve_session(args.id.as_deref())?;
     let mut changes = {
         let _lock = ws.lock()?;
@@ -95,7 +95,7 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
         (false, n) => u16::from(n.unwrap_or(DEFAULT_MIN_SIMILARITY)),
     };
     let filter = ws.rel_paths(&args.paths)?;
-    let who = Attribution::load(&ws.store, &session);
+    let who = Attribution::load(&ws.store, &session, &*ws.options.observer);
     let mut selected: Vec<usize> = (0..changes.len())
         .filter(|&i| filter.is_empty() || filter.iter().any(|p| changes[i].path.starts_with(p)))
         .collect();
@@ -187,11 +187,7 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
     Ok(exit::OK)
 }
 
-/// Git's own bookkeeping: objects, reflogs and the index. Refs, HEAD, config
-/// and hooks are not internal: they change what git does and are always shown.
-pub fn git_internal(p: &RelPath) -> bool {
-    !matches!(ws_snapshot::git_class(p), ws_snapshot::GitClass::Normal)
-}
+pub use ws_session::git_internal;
 
 /// What one row of the diff shows: a change, or a rename (the deleted
 /// path's snapshot side against the created path's session side).

@@ -197,7 +197,9 @@ fn audit_row(abi: i32, root: bool) -> Row {
 }
 
 fn clone_row() -> Row {
-    let found = crate::workspace::Workspace::discover().ok().map(|ws| (ws.same_filesystem, ws.store.probe_clone()));
+    let found = crate::workspace::Workspace::discover(crate::env::options())
+        .ok()
+        .map(|ws| (ws.same_filesystem, ws.store.probe_clone()));
     let (available, detail) = match found {
         Some((true, Ok(true))) => (true, "snapshots of this workspace are clones (FICLONE): metadata only".to_owned()),
         Some((true, Ok(false))) => {

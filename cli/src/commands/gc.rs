@@ -1,10 +1,8 @@
 //! `ws gc`: free the store's objects that no pending session needs.
 
-use std::time::{Duration, Instant};
-
 use clap::Args;
 use serde::Serialize;
-use ws_snapshot::{GcOptions, StoreLock};
+use ws_snapshot::GcOptions;
 
 use crate::error::{CliError, exit};
 use crate::out;
@@ -41,7 +39,7 @@ struct GcJson {
 }
 
 pub fn cmd_gc(args: GcArgs) -> Result<i32, CliError> {
-    let ws = Workspace::discover()?;
+    let ws = Workspace::discover(crate::env::options())?;
     let lock = ws.lock()?;
     let out = ws_snapshot::gc(&ws.store, &lock, GcOptions { dry_run: args.dry_run, deadline: None })?;
     if !args.dry_run {
@@ -71,25 +69,4 @@ pub fn cmd_gc(args: GcArgs) -> Result<i32, CliError> {
     Ok(exit::OK)
 }
 
-/// Sessions closed between automatic collections.
-const AUTO_EVERY: usize = 10;
-/// How long an automatic collection may run; the rest waits for the next.
-const AUTO_BUDGET: Duration = Duration::from_secs(2);
-
-/// The collection that runs by itself (at session end and after a rollback
-/// that closes a session), under the lock the caller holds. Best effort: a
-/// failure is a warning, never the command's failure.
-pub fn auto(ws: &Workspace, lock: &StoreLock) {
-    if !ws_snapshot::gc_due(&ws.store, AUTO_EVERY) {
-        return;
-    }
-    let opts = GcOptions { dry_run: false, deadline: Some(Instant::now() + AUTO_BUDGET) };
-    match ws_snapshot::gc(&ws.store, lock, opts) {
-        Ok(out) => {
-            if !out.stopped_early {
-                let _ = ws_snapshot::gc_done(&ws.store);
-            }
-        }
-        Err(e) => ui::warn(&format!("the automatic `ws gc` stopped: {e}; run `ws gc` to see why")),
-    }
-}
+pub use ws_session::gc::auto;

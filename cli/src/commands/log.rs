@@ -42,7 +42,7 @@ pub(crate) fn session_or_newest(ws: &Workspace, id: Option<&str>) -> Result<Sess
 }
 
 pub fn cmd_log(args: LogArgs) -> Result<i32, CliError> {
-    let ws = Workspace::discover()?;
+    let ws = Workspace::discover(crate::env::options())?;
     let session = session_or_newest(&ws, args.id.as_deref())?;
     let path = ws.store.audit_log_path(&session.id);
     let file = match std::fs::File::open(&path) {

@@ -105,9 +105,9 @@ pub fn run(c: ProfileCommand) -> Result<i32, CliError> {
 
 fn suggest(a: SuggestArgs) -> Result<i32, CliError> {
     use crate::commands::learn;
-    let ws = crate::workspace::Workspace::discover()?;
+    let ws = crate::workspace::Workspace::discover(crate::env::options())?;
     let session = crate::commands::session::pending_or_newest(&ws, a.id.as_deref())?;
-    let suggestions = learn::suggestions(&learn::denials(&ws.store, &session), &ws.root);
+    let suggestions = learn::suggestions(&learn::denials(&ws.store, &session), &ws.root, &ws.options);
     let lines: Vec<(String, String)> =
         suggestions.iter().filter_map(|s| Some((s.key.clone()?, s.value.clone()?))).collect();
     for s in suggestions.iter().filter(|s| s.key.is_none()) {

@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use ws_snapshot::{ManifestId, RollbackOptions};
 
 use crate::commands::session_and_paths;
 use crate::error::{CliError, exit};
@@ -43,7 +42,7 @@ pub struct RollbackArgs {
 }
 
 pub fn cmd_rollback(mut args: RollbackArgs) -> Result<i32, CliError> {
-    let ws = Workspace::discover()?;
+    let ws = Workspace::discover(crate::env::options())?;
     let lock = ws.lock()?;
     let (mut session, paths) = session_and_paths(&ws, std::mem::take(&mut args.targets))?;
     let mut changes = ws.session_changes(&mut session)?;
@@ -87,32 +86,8 @@ pub(crate) fn rollback_paths(
     paths: &[ws_snapshot::RelPath],
     force: bool,
 ) -> Result<i32, CliError> {
-    let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
-    // Changes a recorder saw made only outside the session are not its to
-    // undo; those both made are conflicts unless --force.
-    let who = Attribution::load(&ws.store, session);
-    let mut outside = Vec::new();
-    let mut both = Vec::new();
-    for c in changes.iter().filter(|c| c.state == ws_snapshot::ChangeState::Pending) {
-        match who.origin_of(&c.path) {
-            Origin::Session => {}
-            Origin::Outside => outside.push(c.path.clone()),
-            Origin::Both => both.push(c.path.clone()),
-        }
-    }
-    let mut leave: std::collections::HashSet<_> = outside.iter().cloned().collect();
-    if !force {
-        leave.extend(both.iter().cloned());
-    }
-    let out = ws_snapshot::rollback(
-        &ws.store,
-        &ws.root,
-        session,
-        changes,
-        &before,
-        paths,
-        &RollbackOptions { force, leave, drop_new_objects: false },
-    )?;
+    let rolled = ws_session::review::rollback_paths(ws, session, changes, paths, force)?;
+    let (out, before) = (&rolled.outcome, &rolled.before);
     if out.resumed > 0 {
         ui::note(&format!("finished an interrupted rollback of {} paths", out.resumed));
     }
@@ -129,7 +104,7 @@ pub(crate) fn rollback_paths(
         ));
     }
     let restored: std::collections::HashSet<_> = out.restored.iter().collect();
-    for link in ws_snapshot::outside_links(&before, changes, |c| restored.contains(&c.path)) {
+    for link in ws_snapshot::outside_links(before, changes, |c| restored.contains(&c.path)) {
         ui::warn(&crate::display::text(link.to_string().as_bytes()));
     }
     for p in &out.overwritten {
@@ -140,35 +115,23 @@ pub(crate) fn rollback_paths(
         let p = crate::display::name(p.as_bytes());
         ui::warn(&format!("{p} was excluded from the snapshot and cannot be restored"));
     }
-    let outside: Vec<_> =
-        outside.into_iter().filter(|p| paths.is_empty() || paths.iter().any(|q| p.starts_with(q))).collect();
+    let outside = &rolled.outside;
     if !outside.is_empty() {
         ui::note(&format!(
             "left {} path{} alone: changed during the session by a process outside it (e.g. your editor): {}",
             outside.len(),
             if outside.len() == 1 { "" } else { "s" },
-            list(&outside)
+            list(outside)
         ));
     }
-    let both: Vec<_> =
-        both.into_iter().filter(|p| paths.is_empty() || paths.iter().any(|q| p.starts_with(q))).collect();
-    let mut conflicts = out.conflicts.clone();
-    if !force {
-        conflicts
-            .extend(both.into_iter().map(|p| (p, "changed both by the session and by a process outside it".into())));
-    }
+    let conflicts = &rolled.conflicts;
     if !conflicts.is_empty() {
-        for (p, why) in &conflicts {
+        for (p, why) in conflicts {
             ui::warn(&format!("conflict: {}: {why}; left as it is", crate::display::name(p.as_bytes())));
         }
-        ui::error(
-            &format!(
-                "{} path{} not rolled back",
-                conflicts.len(),
-                if conflicts.len() == 1 { " was" } else { "s were" }
-            ),
-            Some("inspect them, then `ws rollback --force PATH` to overwrite, or `ws approve PATH` to keep them"),
-        );
+        if let Some(e) = rolled.conflict_error() {
+            ui::error(&e.message, e.hint.as_deref());
+        }
         return Ok(exit::CONFLICT);
     }
     if session.state == ws_snapshot::SessionState::Closed {
@@ -198,7 +161,7 @@ pub(crate) fn rollback_hunks(
     force: bool,
     chosen: bool,
 ) -> Result<i32, CliError> {
-    let who = Attribution::load(&ws.store, session);
+    let who = Attribution::load(&ws.store, session, &*ws.options.observer);
     for p in &picks {
         if who.origin_of(&p.path) == Origin::Outside {
             return Err(CliError::usage(format!(

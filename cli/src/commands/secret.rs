@@ -170,6 +170,30 @@ pub(crate) fn open(flag: Option<StoreKind>) -> Result<Box<dyn SecretStore>, CliE
     open_store(&options).map_err(|e| store_error(e, kind))
 }
 
+/// Where sessions' credential routes find their secrets: the store
+/// `WS_SECRET_STORE` names, and this process's environment.
+#[derive(Debug)]
+pub(crate) struct CliSecrets;
+
+impl ws_session::Secrets for CliSecrets {
+    fn store(&self) -> Result<Box<dyn SecretStore>, ws_session::Error> {
+        open(None).map_err(to_library)
+    }
+    fn store_error(&self, e: StoreError, kind: StoreKind) -> ws_session::Error {
+        to_library(store_error(e, kind))
+    }
+    fn var(&self, name: &str) -> Option<std::ffi::OsString> {
+        env::profile_var(name)
+    }
+}
+
+/// A `CliError` said by the library: a usage error stays one.
+fn to_library(e: CliError) -> ws_session::Error {
+    let kind =
+        if e.code == crate::error::exit::USAGE { ws_session::ErrorKind::Usage } else { ws_session::ErrorKind::Failure };
+    ws_session::Error { kind, message: e.message, hint: e.hint, status: None }
+}
+
 /// A store's failure, with what to do about it.
 pub(crate) fn store_error(e: StoreError, kind: StoreKind) -> CliError {
     use ws_proxy::secrets::StoreError as E;

@@ -1,15 +1,10 @@
 //! `ws session start | list | show`.
 
 use std::ffi::OsString;
-use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
-use std::process::Command;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use ws_snapshot::{
-    Change, ChangeKind, ChangeState, EntryKind, ExitStatus, Manifest, ManifestId, Session, SessionState,
-};
+use ws_snapshot::{Change, ManifestId, Session, SessionState};
 
 use crate::error::{CliError, exit};
 use crate::workspace::Workspace;
@@ -80,529 +75,29 @@ pub fn run(c: SessionCommand) -> Result<i32, CliError> {
 }
 
 fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
-    let run = Run {
+    let run = ws_session::Run {
         name: args.name,
         profile: &args.profile,
         allow_degraded: args.allow_degraded,
         command: &args.command,
         learn: false,
-        sinks: crate::export::sinks(&args.audit_sink).map_err(CliError::usage)?,
+        exports: crate::export::settings(&args.audit_sink)?,
+        env: std::env::vars_os().collect(),
     };
-    Ok(run_session(run)?.code)
+    Ok(start(run)?.code)
 }
 
-/// A session to run: what `ws session start` and `ws learn` share.
-pub struct Run<'a> {
-    pub name: Option<String>,
-    pub profile: &'a str,
-    pub allow_degraded: bool,
-    pub command: &'a [OsString],
-    /// `ws learn`: filesystem reads and the network open but recorded.
-    pub learn: bool,
-    /// Where audit records also go (OTLP goes by its variables).
-    pub sinks: Vec<crate::export::AuditSink>,
+/// Runs a session in the workspace around the current directory: a command
+/// that cannot be found is refused before the workspace is looked for.
+pub fn start(run: ws_session::Run) -> Result<ws_session::Ran, CliError> {
+    if let Some(program) = run.command.first() {
+        ws_session::check_runnable(program, &run.env)?;
+    }
+    let ws = Workspace::discover(crate::env::options())?;
+    Ok(ws_session::run_session(ws, run)?)
 }
 
-/// A session that ran.
-pub struct Ran {
-    /// The exit code to pass on.
-    pub code: i32,
-    pub ws: Workspace,
-    pub session: Session,
-    /// The profile the session was started with (for `ws learn`, the base).
-    pub profile: ws_sandbox::Profile,
-    pub requests: Vec<ws_proxy::RequestEvent>,
-    pub learning: Option<crate::recording::Learning>,
-}
-
-/// Snapshots the workspace, runs the command in its sandbox with its
-/// recorders, and leaves the session pending review.
-pub fn run_session(run: Run) -> Result<Ran, CliError> {
-    let program = &run.command[0];
-    check_runnable(program)?;
-    let ws = Workspace::discover()?;
-    let mut sandbox = Sandbox::prepare(&ws, run.profile, run.allow_degraded, run.learn)?;
-    // Ctrl-C and Ctrl-\ reach the command through the terminal's process
-    // group; ws only has to survive them to record the session.
-    let relay = ws_sandbox::exec::SignalRelay::install()
-        .map_err(|e| CliError::failure(format!("cannot set up signal handling: {e}")))?;
-
-    // The sandbox and its recorders start first and wait: the snapshot is
-    // taken with the write recorder already watching, and the command
-    // starts after it (ws_sandbox::exec::Control).
-    let mut recorders = {
-        let _root = crate::user::as_root("set up the session's recorders")?;
-        crate::recording::Recorders::prepare(&ws.root, &mut sandbox.spec, run.learn)?
-    };
-    let (mut control, session_end) = ws_sandbox::exec::Control::pair()
-        .map_err(|e| CliError::failure(format!("cannot create the session's control channel: {e}")))?;
-    sandbox.spec.control_fd = Some(std::os::fd::AsRawFd::as_raw_fd(&session_end));
-    let mut child = {
-        // The launcher needs root for the namespaces and the recorder; it
-        // runs the command as the user (`LaunchSpec::run_as`).
-        let _root = crate::user::as_root("start the sandbox")?;
-        recorders.spawn(&mut sandbox.command(run.command), Some(session_end))
-    }
-    .map_err(|e| CliError::failure(format!("cannot start the sandbox: {e}")).code(exit::NOT_STARTED))?;
-    relay.forward_to(child.id());
-    // Read while the sandbox starts: the before-snapshot's stat cache. Any
-    // stored manifest serves (the walk checks every entry against the file's
-    // stat data), so this one need not be read under the workspace's lock.
-    let reading = std::time::Instant::now();
-    let previous = ws.latest_manifest();
-    let read_cache = reading.elapsed();
-    if !control.wait_ready() {
-        // The launcher could not set the sandbox up, and said why; nothing
-        // was snapshotted, nothing ran.
-        let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(exit::NOT_STARTED);
-        return Err(CliError::failure(
-            "the session did not start: its sandbox could not be set up (the reason is above); nothing was snapshotted",
-        )
-        .code(code));
-    }
-    // Not root: the recorder service watches from here on, before the snapshot.
-    recorders.attach_service(&ws.root, run.learn);
-
-    let mut excludes_then = crate::after::Excludes::default();
-    let excludes = &mut excludes_then;
-    let snapped = (|| {
-        let _lock = ws.lock()?;
-        let previous = previous; // moved in: freed once the snapshot is taken
-        let started = std::time::Instant::now();
-        // What the excludes files say now: should one change by the end, the
-        // after-snapshot walks everything (those outside are not recorded).
-        *excludes = crate::after::Excludes::read(ws.exclude_files());
-        let snap = ws.snapshot(previous.as_ref(), "snapshot")?;
-        // The stat cache's read counts as the snapshot's, though it ran
-        // while the sandbox started.
-        let snapshot_ms = (started.elapsed() + read_cache).as_millis() as u64;
-        let session = Session {
-            id: Session::new_id(),
-            name: run.name.clone(),
-            workspace: ws.root.display().to_string(),
-            command: run.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
-            started_ms: crate::now_ms(),
-            ended_ms: None,
-            supervisor_pid: std::process::id(),
-            state: SessionState::Running,
-            exit: None,
-            before: snap.id.0.clone(),
-            after: None,
-            snapshot_ms: Some(snapshot_ms),
-            after_snapshot_ms: None,
-            recording: None,
-            after_from: None,
-        };
-        ws.store.save_session(&session)?;
-        crate::network::record_phantoms(&ws.store, &session.id, &sandbox.net.phantoms)?;
-        let excluded = report_excluded(&snap.manifest);
-        Ok::<_, CliError>((session, excluded, snap.manifest))
-    })();
-    let (mut session, excluded, mut before) = match snapped {
-        Ok((s, e, b)) => (s, e, Some(b)),
-        Err(e) => {
-            // No go: the command never starts.
-            drop(control);
-            let _ = child.wait();
-            return Err(e);
-        }
-    };
-
-    // The audit log and the recorders (recording.rs): recording before the command starts.
-    let network = sandbox.net.mode.name();
-    let profile_label = if run.learn { format!("{} (ws learn)", run.profile) } else { run.profile.to_owned() };
-    let exports =
-        crate::export::start(&crate::export::context(&session.id, &session.workspace, &profile_label), &run.sinks);
-    let mut record =
-        recorders.start(&ws.store, &session, &profile_label, &sandbox.spec, network, exports.observer())?;
-    let git_guard = crate::git_guard::GitGuard::start(&ws.root);
-    let started = control.go();
-    if started {
-        match sandbox.net.start(record.log()) {
-            Ok(None) => {}
-            Ok(Some(warning)) => ui::warn(&warning),
-            // Nobody serves the session's proxy socket: its network is closed.
-            Err(e) => ui::warn(&format!("{}; the session runs with its network closed", e.message)),
-        }
-    }
-    // With init, it says when the command has exited and holds the rest of
-    // the session frozen, the recorder watching, until the after-snapshot.
-    let held = control.wait_exit();
-    let after = if held.is_some() {
-        let evidence = crate::after::gather(record.changed(std::time::Duration::from_secs(5)));
-        let lock = ws.lock()?;
-        let exit = held.map(|(code, signal)| ExitStatus { code, signal });
-        let after = ws.finish_session(&mut session, before.take(), exit, evidence, Some(&excludes_then));
-        crate::commands::gc::auto(&ws, &lock);
-        Some(after)
-    } else {
-        None
-    };
-    record.end_service();
-    control.end();
-    let status = child.wait();
-    drop(relay);
-    let requests = sandbox.net.stop();
-    let profile = std::mem::take(&mut sandbox.profile);
-    {
-        let _root = crate::user::as_root("remove the session's cgroup")?;
-        drop(sandbox); // removes the session's cgroup, now that its processes are gone
-    }
-
-    let (exit_status, code) = match (held, &status) {
-        (Some((code, signal)), _) => {
-            (Some(ExitStatus { code, signal }), code.unwrap_or_else(|| 128 + signal.unwrap_or(0)))
-        }
-        (None, Ok(s)) => (
-            Some(ExitStatus { code: s.code(), signal: s.signal() }),
-            s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
-        ),
-        (None, Err(e)) => {
-            ui::error(&format!("cannot run {}: {e}", program.to_string_lossy()), None);
-            (None, exit::NOT_STARTED)
-        }
-    };
-    // Without init the after-snapshot comes now, the log still open: no
-    // process of the session is left in its PID namespace (or, without one,
-    // the command has exited) when git's control surface is put back.
-    let mut after = after.unwrap_or_else(|| {
-        ws.lock().and_then(|_lock| {
-            let why = "the session did not hold itself for the after-snapshot (no PID namespace, or its init died)";
-            let why = why.to_string();
-            ws.finish_session(&mut session, before.take(), exit_status, Err(why), None)
-        })
-    });
-    if let Ok(changes) = &mut after {
-        git_guard.finish(&ws, &mut session, changes, &record.log());
-    }
-    let (recording, learning) = record.finish(exit_status);
-    crate::recording::report(&ws.store, &session, &recording);
-    exports.finish(&session.id);
-    session.recording = Some(recording);
-    let changes = after?;
-    ws.store.save_session(&session)?;
-    summarize(&session, &changes, excluded);
-    summarize_network(&requests);
-    Ok(Ran { code, ws, session, profile, requests, learning })
-}
-
-fn summarize_network(requests: &[ws_proxy::RequestEvent]) {
-    if requests.is_empty() {
-        return;
-    }
-    let refused: Vec<&ws_proxy::RequestEvent> = requests.iter().filter(|r| !r.allowed).collect();
-    // Host names are the session's words: rendered, never raw.
-    let mut hosts: Vec<String> = refused.iter().map(|r| display::text(r.host.as_bytes())).collect();
-    hosts.sort_unstable();
-    hosts.dedup();
-    let list = if hosts.is_empty() {
-        String::new()
-    } else {
-        let more = if hosts.len() > 5 { format!(" and {} more", hosts.len() - 5) } else { String::new() };
-        format!(
-            ": {}{more} — `ws why --host HOST` explains",
-            hosts.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
-        )
-    };
-    ui::note(&format!("network: {} request(s), {} refused{list}", requests.len(), refused.len()));
-}
-
-/// How the command will be confined: decided, and refused if it cannot be
-/// what the profile requires, before anything is snapshotted.
-struct Sandbox {
-    profile: ws_sandbox::Profile,
-    spec: ws_sandbox::exec::LaunchSpec,
-    env: Vec<(OsString, OsString)>,
-    net: crate::network::SessionNetwork,
-    /// Held for its `Drop`, which removes the session's cgroup.
-    _cgroup: Option<ws_sandbox::cgroups::SessionCgroup>,
-}
-
-impl Sandbox {
-    /// `learn`: reads, execution and the network open (and recorded),
-    /// writes open in the home and temporary directories too.
-    fn prepare(ws: &Workspace, profile: &str, allow_degraded: bool, learn: bool) -> Result<Sandbox, CliError> {
-        use ws_sandbox::profile::Layer;
-        let p = crate::profiles::resolve(profile)?;
-        let (home, tmp) = (crate::env::home(), crate::env::tmpdir());
-        let mut fs = p.fs_policy(&crate::profiles::vars(&ws.root, &home, &tmp));
-        if learn {
-            fs = crate::commands::learn::open_policy(fs, &home, &tmp);
-        }
-        let abi = ws_sandbox::probe::landlock_abi();
-        let landlock = abi > 0;
-        let seccomp = ws_sandbox::probe::seccomp_available();
-        let root = ws_sandbox::privilege::root_available();
-        // Root may be denied namespaces too (a container's seccomp profile).
-        let root_ns = root && ws_sandbox::probe::root_namespaces();
-        let namespaces_possible = root_ns || ws_sandbox::probe::user_namespaces();
-        let missing: Vec<&str> = p
-            .require
-            .iter()
-            .filter(|l| match l {
-                Layer::Landlock => !landlock,
-                Layer::Seccomp => !seccomp,
-                Layer::Namespaces => !namespaces_possible,
-            })
-            .map(|l| l.name())
-            .collect();
-        if !missing.is_empty() {
-            let what = missing.join(" and ");
-            if !allow_degraded {
-                return Err(CliError::usage(format!(
-                    "profile `{}` requires {what}, which this machine cannot enforce",
-                    p.name
-                ))
-                .hint("`ws doctor` shows what is missing; pass --allow-degraded to run without it anyway"));
-            }
-            ui::warn(&format!(
-                "running without {what} (--allow-degraded): the command is less confined than profile `{}` asks",
-                p.name
-            ));
-        }
-        if !namespaces_possible && !p.require.contains(&Layer::Namespaces) {
-            ui::warn(
-                "running without namespaces: this machine lets ws create none (in a container, its seccomp profile or missing CAP_SYS_ADMIN); \
-                 the session sees other processes in /proc, .git's control files are protected only by the check at its end, and its network is confined by Landlock instead",
-            );
-        }
-        let mode = match crate::network::Mode::choose(namespaces_possible, abi) {
-            Some(m) => m,
-            None if allow_degraded => {
-                ui::warn(
-                    "running with the network NOT confined (--allow-degraded): this machine can neither give the session a network namespace nor filter TCP with Landlock; the proxy is offered but can be bypassed",
-                );
-                crate::network::Mode::Filtered
-            }
-            None => {
-                return Err(CliError::usage(
-                    "this machine cannot confine the session's network: no user namespaces and Landlock below ABI 4 (Linux 6.7)",
-                )
-                .hint("`ws doctor` shows what is missing; pass --allow-degraded to run with the network not confined"));
-            }
-        };
-        let vars = crate::profiles::vars(&ws.root, &home, &tmp);
-        let mut ca = Vec::new();
-        for f in p.ca_files(&vars) {
-            ca.push(fs_err::read(&f).map_err(|e| {
-                CliError::usage(format!("profile `{}`: cannot read CA file: {e}", p.name))
-                    .hint("fix or remove the path in [network] ca_files")
-            })?);
-        }
-        let routes = crate::network::routes(&p, &ws.store)?;
-        let rules = if learn { crate::commands::learn::open_rules() } else { crate::network::rules(&p) };
-        let net = crate::network::SessionNetwork::prepare(mode, rules, routes, ca)?;
-        if let Some(i) = &net.intercept {
-            // The session's CA, readable whatever the profile grants.
-            fs.read.push(i.dir.path().to_path_buf());
-        }
-        let store = ws.store.root().to_path_buf();
-        let namespaces = namespaces_possible.then(|| ws_sandbox::exec::NamespaceSpec {
-            protect: ws_sandbox::namespaces::protected_paths(&ws.root),
-            // The store, and the user's runtime directory: the D-Bus session
-            // bus (Secret Service), keyring and agent sockets live there, and
-            // Landlock cannot stop a connect to a socket by path.
-            hide: [
-                Some(store.clone()),
-                store.parent().map(Path::to_path_buf),
-                Some(std::path::PathBuf::from(format!("/run/user/{}", rustix::process::getuid().as_raw()))),
-            ]
-            .into_iter()
-            .flatten()
-            .collect(),
-            user_ns: !root_ns,
-            uid: rustix::process::getuid().as_raw(),
-            gid: rustix::process::getgid().as_raw(),
-        });
-        let cgroup = if p.limits.is_empty() {
-            None
-        } else {
-            let made = {
-                let _root = crate::user::as_root("create the session's cgroup")?;
-                ws_sandbox::cgroups::create(&format!("ws-session-{}", std::process::id()), p.limits)
-            };
-            match made {
-                Ok(cg) => Some(cg),
-                Err(e) if allow_degraded => {
-                    ui::warn(&format!(
-                        "running without resource limits (--allow-degraded): {}",
-                        crate::error::chain(&e)
-                    ));
-                    None
-                }
-                Err(e) => {
-                    return Err(CliError::usage(format!(
-                        "profile `{}` sets resource limits, which cannot be applied here: {}",
-                        p.name,
-                        crate::error::chain(&e)
-                    ))
-                    .hint("`ws doctor` shows the cgroup support; pass --allow-degraded to run without the limits"));
-                }
-            }
-        };
-        let spec = ws_sandbox::exec::LaunchSpec {
-            fs,
-            landlock,
-            seccomp,
-            namespaces,
-            cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
-            require: p.require.iter().map(|l| l.name().to_owned()).chain(["network".to_owned()]).collect(),
-            allow_degraded,
-            recorder: None,
-            net: net.spec.clone(),
-            control_fd: None,
-            run_as: crate::user::acting_for().map(|u| ws_sandbox::exec::RunAs {
-                uid: u.uid,
-                gid: u.gid,
-                groups: u.groups.clone(),
-            }),
-        };
-        let mut env = ws_sandbox::env::scrub(std::env::vars_os(), &p.env_allow);
-        env.extend(p.env_set.iter().map(|(k, v)| (k.into(), v.into())));
-        // The session's proxy is the only way out; nothing bypasses it.
-        env.retain(|(k, _)| !k.eq_ignore_ascii_case("NO_PROXY") && !net.env.iter().any(|(n, _)| n == k));
-        env.extend(net.env.iter().cloned());
-        Ok(Sandbox { profile: p, spec, env, net, _cgroup: cgroup })
-    }
-
-    /// `ws __sandbox-exec SPEC -- CMD…` with the scrubbed environment: the
-    /// launcher confines itself, then becomes CMD.
-    fn command(&self, cmd: &[OsString]) -> Command {
-        let me = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
-        let spec = serde_json::to_string(&self.spec).unwrap_or_default();
-        let mut c = Command::new(me);
-        c.arg(ws_sandbox::exec::LAUNCHER_ARG).arg(spec).arg("--").args(cmd);
-        c.env_clear().envs(self.env.iter().map(|(k, v)| (k, v)));
-        c
-    }
-}
-
-/// Refuses before snapshotting when the command cannot be found at all.
-fn check_runnable(program: &OsString) -> Result<(), CliError> {
-    use std::os::unix::ffi::OsStrExt;
-    let name = program.as_bytes();
-    if name.contains(&b'/') {
-        // A path: it must exist before anything is snapshotted. Whether it
-        // may run is the sandbox's to say (Landlock), after.
-        return match std::fs::metadata(program) {
-            Ok(m) if m.is_dir() => Err(CliError::usage(format!("{} is a directory", program.to_string_lossy()))
-                .hint("give the command to run, not its directory")
-                .code(126)),
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                Err(CliError::usage(format!("command not found: {}", program.to_string_lossy()))
-                    .hint("check the path (relative paths start from the current directory)")
-                    .code(127))
-            }
-            Err(_) => Ok(()),
-        };
-    }
-    let path = crate::env::var_os("PATH").unwrap_or_default();
-    let found = std::env::split_paths(&path).any(|d| {
-        let p = d.join(program);
-        std::fs::metadata(&p).is_ok_and(|m| m.is_file())
-    });
-    if found {
-        Ok(())
-    } else {
-        Err(CliError::usage(format!("command not found: {}", program.to_string_lossy()))
-            .hint("check the name, or give its full path")
-            .code(127))
-    }
-}
-
-fn report_excluded(m: &Manifest) -> usize {
-    let excluded: Vec<_> = m.excluded().collect();
-    if excluded.is_empty() {
-        return 0;
-    }
-    let mut parts = Vec::new();
-    for e in excluded.iter().take(5) {
-        if let EntryKind::Excluded { files, bytes, reason } = &e.kind {
-            let name = ui::entry_name(e);
-            parts.push(match reason {
-                ws_snapshot::ExcludeReason::OverBudget if *files > 1 => {
-                    format!("{name} ({}+ files, {}+)", ui::count(*files), ui::bytes(*bytes))
-                }
-                ws_snapshot::ExcludeReason::OverBudget => format!("{name} ({})", ui::bytes(*bytes)),
-                ws_snapshot::ExcludeReason::Special => format!("{name} (special file)"),
-                ws_snapshot::ExcludeReason::Unreadable => format!("{name} (unreadable)"),
-                ws_snapshot::ExcludeReason::NoSpace => format!("{name} (not stored: the disk was full)"),
-            });
-        }
-    }
-    let more = if excluded.len() > 5 { format!(" and {} more", excluded.len() - 5) } else { String::new() };
-    ui::note(&format!(
-        "not in the snapshot (ignored by git and too large; rollback cannot restore them): {}{more}",
-        parts.join(", ")
-    ));
-    excluded.len()
-}
-
-#[derive(Debug, Default, Serialize, Clone, Copy)]
-pub struct Counts {
-    pub created: usize,
-    pub modified: usize,
-    pub deleted: usize,
-    /// Moves: a deleted and a created path paired, counted once here and
-    /// in neither `created` nor `deleted`.
-    pub renamed: usize,
-    pub pending: usize,
-    pub approved: usize,
-    pub rolled_back: usize,
-    /// Changes inside `.git/objects`, `.git/logs` and `.git/index` (what a
-    /// commit writes), counted here only: `ws diff` does not list them.
-    pub inside_git: usize,
-}
-
-/// The one count of a session's changes that every view gives (the summary
-/// at its end, `ws session show`, `ws session list`, `--json`): paths as
-/// `ws diff` lists them, git's internals apart.
-pub fn counts(changes: &[Change]) -> Counts {
-    let (internal, visible): (Vec<Change>, Vec<Change>) =
-        changes.iter().cloned().partition(|c| crate::commands::diff::git_internal(&c.path));
-    let changes = &visible[..];
-    let mut c = Counts { inside_git: internal.len(), ..Counts::default() };
-    for ch in changes {
-        match ch.kind() {
-            ChangeKind::Added => c.created += 1,
-            ChangeKind::Modified => c.modified += 1,
-            ChangeKind::Removed => c.deleted += 1,
-        }
-        match ch.state {
-            ChangeState::Pending => c.pending += 1,
-            ChangeState::Approved => c.approved += 1,
-            ChangeState::RolledBack => c.rolled_back += 1,
-        }
-    }
-    let all: Vec<usize> = (0..changes.len()).collect();
-    for row in ws_snapshot::renames::rows(changes, &all, 0) {
-        if let ws_snapshot::renames::Row::Renamed { .. } = row {
-            c.renamed += 1;
-            c.created -= 1;
-            c.deleted -= 1;
-        }
-    }
-    c
-}
-
-fn inside_git(c: &Counts) -> String {
-    if c.inside_git == 0 { String::new() } else { format!(" (and {} inside .git)", c.inside_git) }
-}
-
-fn summarize(s: &Session, changes: &[Change], excluded: usize) {
-    if changes.is_empty() {
-        ui::note(&format!("session {} made no changes", s.id));
-        return;
-    }
-    let c = counts(changes);
-    let git = inside_git(&c);
-    let renamed = if c.renamed == 0 { String::new() } else { format!(", {} renamed", c.renamed) };
-    ui::note(&format!(
-        "session {}: {} created, {} modified, {} deleted{renamed}{git}, {} excluded from the snapshot — review with `ws diff`, then `ws approve` or `ws rollback`",
-        s.id, c.created, c.modified, c.deleted, excluded
-    ));
-}
+pub use ws_session::{counts, pending_or_newest};
 
 #[derive(Serialize)]
 struct SessionJson<'a> {
@@ -621,7 +116,7 @@ struct SessionJson<'a> {
     /// or `{"from": "walk", "reason": …}` (null for old sessions).
     after_snapshot: Option<&'a ws_snapshot::AfterFrom>,
     rollback_interrupted: bool,
-    changes: Option<Counts>,
+    changes: Option<ws_session::Counts>,
     /// Which recorders ran, what they could not record, and events lost.
     recording: Option<&'a ws_snapshot::audit::Recording>,
     /// Whether the record is complete (no recorder lost events).
@@ -664,7 +159,7 @@ fn session_json<'a>(ws: &Workspace, s: &'a Session, changes: Option<&[Change]>) 
 }
 
 fn cmd_list(args: ListArgs) -> Result<i32, CliError> {
-    let ws = Workspace::discover()?;
+    let ws = Workspace::discover(crate::env::options())?;
     let mut rows = Vec::new();
     for r in ws.store.sessions()? {
         match r {
@@ -697,7 +192,7 @@ fn cmd_list(args: ListArgs) -> Result<i32, CliError> {
 }
 
 fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
-    let ws = Workspace::discover()?;
+    let ws = Workspace::discover(crate::env::options())?;
     let mut s = pending_or_newest(&ws, args.id.as_deref())?;
     let changes = if s.state == SessionState::Running && !s.orphaned() {
         None
@@ -706,8 +201,8 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
         Some(ws.session_changes(&mut s)?)
     };
     let before = ws.store.manifest(&ManifestId(s.before.clone()))?;
-    let denied = crate::commands::learn::denials(&ws.store, &s);
-    let suggestions = crate::commands::learn::suggestions(&denied, &ws.root);
+    let denied = ws_session::learn::denials(&ws.store, &s);
+    let suggestions = ws_session::learn::suggestions(&denied, &ws.root, &ws.options);
     if args.json {
         #[derive(Serialize)]
         struct Show<'a> {
@@ -715,7 +210,7 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
             session: SessionJson<'a>,
             excluded: Vec<crate::commands::diff::ExcludedJson>,
             /// Each denial, with the profile line that would allow it.
-            denials: Vec<crate::commands::learn::Suggestion>,
+            denials: Vec<ws_session::learn::Suggestion>,
         }
         let show = Show {
             session: session_json(&ws, &s, changes.as_deref()),
@@ -751,7 +246,7 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
             n.modified,
             n.deleted,
             if n.renamed == 0 { String::new() } else { format!(", {} renamed", n.renamed) },
-            inside_git(&n),
+            crate::observe::inside_git(&n),
             n.pending,
             n.approved,
             n.rolled_back
@@ -771,7 +266,7 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
     }
     for d in &suggestions {
         let times = if d.count > 1 { format!(" ({}×)", d.count) } else { String::new() };
-        out!("denied     {}{times} → {}", txt(&d.denied), txt(&crate::commands::learn::line(d)));
+        out!("denied     {}{times} → {}", txt(&d.denied), txt(&ws_session::learn::line(d)));
     }
     if suggestions.iter().any(|d| d.key.is_some()) {
         out!("suggest    `ws profile suggest {}` prints these lines as a patch to the session's profile", s.id);
@@ -795,23 +290,6 @@ fn command_line(command: &[String]) -> String {
     command.iter().map(|a| display::text(a.as_bytes())).collect::<Vec<_>>().join(" ")
 }
 
-/// The session `id` names; without one, the newest pending session, else the newest.
-pub fn pending_or_newest(ws: &Workspace, id: Option<&str>) -> Result<Session, CliError> {
-    Ok(match id {
-        Some(id) => ws.store.resolve_session(Some(id))?,
-        None => match ws.store.resolve_session(None) {
-            Ok(s) => s,
-            Err(_) => ws
-                .store
-                .sessions()?
-                .into_iter()
-                .filter_map(Result::ok)
-                .next_back()
-                .ok_or_else(|| CliError::usage("this workspace has no sessions yet"))?,
-        },
-    })
-}
-
 /// What was recorded, and whose the changes are.
 fn show_recording(ws: &Workspace, s: &Session, r: &ws_snapshot::audit::Recording, changes: Option<&[Change]>) {
     use crate::recording::{Attribution, Origin};
@@ -827,7 +305,7 @@ fn show_recording(ws: &Workspace, s: &Session, r: &ws_snapshot::audit::Recording
         out!("record     INCOMPLETE: {}", txt(&r.lost.join("; ")));
     }
     if let Some(changes) = changes {
-        let who = Attribution::load(&ws.store, s);
+        let who = Attribution::load(&ws.store, s, &*ws.options.observer);
         if who.recorded {
             let (mut own, mut outside, mut both) = (0, 0, 0);
             for c in changes {

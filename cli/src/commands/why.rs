@@ -39,7 +39,7 @@ pub fn cmd_why(args: WhyArgs) -> Result<i32, CliError> {
     if let Some(host) = &args.host {
         return why_host(&profile, host);
     }
-    let ws = Workspace::discover()?;
+    let ws = Workspace::discover(crate::env::options())?;
     let (home, tmp) = (env::home(), env::tmpdir());
     let policy = profile.fs_policy(&profiles::vars(&ws.root, &home, &tmp));
     let cwd = std::env::current_dir()?;

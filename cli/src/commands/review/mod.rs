@@ -69,7 +69,7 @@ pub fn cmd_review(args: ReviewArgs) -> Result<i32, CliError> {
             "use `ws diff` to read the changes, and `ws approve`/`ws rollback` (with -p to choose hunks) to act on them",
         ));
     }
-    let ws = Workspace::discover()?;
+    let ws = Workspace::discover(crate::env::options())?;
     let mut session = ws.store.resolve_session(args.id.as_deref())?;
     let changes = {
         let _lock = ws.lock()?;
@@ -78,7 +78,7 @@ pub fn cmd_review(args: ReviewArgs) -> Result<i32, CliError> {
         changes
     };
     let filter = ws.rel_paths(&args.paths)?;
-    let who = Attribution::load(&ws.store, &session);
+    let who = Attribution::load(&ws.store, &session, &*ws.options.observer);
     let selected = |c: &&Change| {
         c.state == ChangeState::Pending && (filter.is_empty() || filter.iter().any(|p| c.path.starts_with(p)))
     };

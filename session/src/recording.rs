@@ -12,7 +12,7 @@ use ws_sandbox::recorder::{Message, Op};
 use ws_snapshot::audit::{AuditLog, Event, Recording, WriteOp};
 use ws_snapshot::{Session, Store};
 
-use crate::error::CliError;
+use crate::Error;
 
 /// A session's record while it runs: the audit log and the threads feeding it.
 #[derive(Debug)]
@@ -23,6 +23,8 @@ pub struct SessionRecord {
     denials: Option<Denials>,
     /// The write recorder's fanotify group, released once it is done.
     group: Option<OwnedFd>,
+    /// The program that releases it ([`crate::helpers`]).
+    helper: std::path::PathBuf,
     /// The recorder service's link, shut down to end the record.
     link: Option<std::os::unix::net::UnixStream>,
     /// The write stream, once ended early ([`SessionRecord::end_service`]).
@@ -47,6 +49,8 @@ pub struct Recorders {
     launcher: u32,
     /// Not root: the recorder service's socket, until [`Recorders::attach_service`].
     service: Option<std::path::PathBuf>,
+    /// The program that releases the recorder's group ([`crate::helpers`]).
+    helper: std::path::PathBuf,
     /// The link to the service: shut down to end the record.
     link: Option<std::os::unix::net::UnixStream>,
     /// Messages read before the stream's reader started.
@@ -145,11 +149,13 @@ impl Recorders {
         workspace: &std::path::Path,
         spec: &mut ws_sandbox::exec::LaunchSpec,
         learn: bool,
-    ) -> Result<Recorders, CliError> {
+        socket: &std::path::Path,
+        helper: &std::path::Path,
+    ) -> Result<Recorders, Error> {
         let mut recording = Recording { writes: "none".into(), denials: "none".into(), ..Recording::default() };
         let (mut inherited, mut read_end, mut group) = (Vec::new(), None, None);
         let root = ws_sandbox::privilege::root_available();
-        let socket = crate::service::socket_path();
+        let socket = socket.to_path_buf();
         let mut service = None;
         if !root && spec.namespaces.is_some() && socket.exists() {
             // Recorded by the service once the session's init is up.
@@ -172,7 +178,7 @@ impl Recorders {
             );
         } else {
             let (r, w) =
-                std::io::pipe().map_err(|e| CliError::failure(format!("cannot create the recorder's pipe: {e}")))?;
+                std::io::pipe().map_err(|e| Error::failure(format!("cannot create the recorder's pipe: {e}")))?;
             let (r, w) = (OwnedFd::from(r), OwnedFd::from(w));
             // Should this fail, the recorder makes its own group and says
             // why if that fails too.
@@ -198,6 +204,7 @@ impl Recorders {
             denials,
             launcher: 0,
             service,
+            helper: helper.to_path_buf(),
             link: None,
             first: Vec::new(),
         })
@@ -260,11 +267,12 @@ impl Recorders {
         spec: &ws_sandbox::exec::LaunchSpec,
         network: &str,
         observer: Option<ws_snapshot::audit::Observer>,
-    ) -> Result<SessionRecord, CliError> {
-        let Recorders { recording, inherited, read_end, group, denials, launcher, service: _, link, first } = self;
+    ) -> Result<SessionRecord, Error> {
+        let Recorders { recording, inherited, read_end, group, denials, launcher, service: _, helper, link, first } =
+            self;
         drop(inherited);
         let path = store.audit_log_path(&session.id);
-        let mut log = AuditLog::create(&path, &session.id).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
+        let mut log = AuditLog::create(&path, &session.id).map_err(|e| Error::failure(crate::chain(&e)))?;
         if let Some(observer) = observer {
             log = log.observed(observer);
         }
@@ -298,7 +306,7 @@ impl Recorders {
             },
         )
         .and_then(|_| log.flush())
-        .map_err(|e| CliError::failure(crate::error::chain(&e)))?;
+        .map_err(|e| Error::failure(crate::chain(&e)))?;
         let log = Arc::new(log);
         let denials = denials.map(|(reader, lost_before)| {
             let stop = Arc::new(AtomicBool::new(false));
@@ -323,7 +331,7 @@ impl Recorders {
                 s
             })
         });
-        Ok(SessionRecord { log, recording, reader, denials, group, link, ended: None, tracker })
+        Ok(SessionRecord { log, recording, reader, denials, group, helper, link, ended: None, tracker })
     }
 }
 
@@ -400,7 +408,7 @@ impl SessionRecord {
         }
         // The recorder has removed its mark and exited (or never started).
         if let Some(g) = self.group.take() {
-            ws_sandbox::recorder::release(g);
+            ws_sandbox::recorder::release_by(g, &self.helper);
         }
         if let Some(d) = self.denials.take() {
             d.stop.store(true, Ordering::Relaxed);
@@ -416,7 +424,7 @@ impl SessionRecord {
             Event::SessionEnd { exit_code: exit.and_then(|e| e.code), signal: exit.and_then(|e| e.signal), complete };
         let sealed = self.log.append(crate::now_ms(), end).and_then(|_| self.log.seal());
         if let Err(e) = sealed {
-            self.recording.lost.push(format!("audit log: {}", crate::error::chain(&e)));
+            self.recording.lost.push(format!("audit log: {}", crate::chain(&e)));
         }
         (self.recording, learning)
     }
@@ -571,26 +579,26 @@ impl Denied {
 
 /// Tells the user what the record holds once the session has ended, and
 /// warns when it is incomplete.
-pub fn report(store: &Store, session: &Session, recording: &Recording) {
+pub fn report(store: &Store, session: &Session, recording: &Recording, options: &crate::Options) {
     let path = store.audit_log_path(&session.id);
     match ws_snapshot::audit::verify(&path, &session.id) {
         Ok(s) => {
             let writes = if recording.writes == "none" {
                 "writes not recorded live (the snapshot diff is the record)".to_string()
             } else {
-                format!("{} writes", crate::ui::count(s.writes))
+                format!("{} writes", crate::display::count(s.writes))
             };
             let denials = if recording.denials == "none" {
                 "denials not captured (`ws session show` says why)".to_string()
             } else {
-                format!("{} denials", crate::ui::count(s.denials))
+                format!("{} denials", crate::display::count(s.denials))
             };
-            crate::ui::note(&format!("audit log: {writes}, {denials} — `ws log {}`", session.id));
+            options.note(&format!("audit log: {writes}, {denials} — `ws log {}`", session.id));
         }
-        Err(e) => crate::ui::warn(&crate::error::chain(&e)),
+        Err(e) => options.warn(&crate::chain(&e)),
     }
     if !recording.complete() {
-        crate::ui::warn(&format!("the record of session {} is INCOMPLETE: {}", session.id, recording.lost.join("; ")));
+        options.warn(&format!("the record of session {} is INCOMPLETE: {}", session.id, recording.lost.join("; ")));
     }
 }
 
@@ -700,7 +708,7 @@ fn read_stream(first: Vec<Message>, pipe: OwnedFd, log: &AuditLog, tracker: &Tra
             }
         };
         if let Err(e) = appended {
-            s.lost.push(format!("audit log: {}", crate::error::chain(&e)));
+            s.lost.push(format!("audit log: {}", crate::chain(&e)));
             break;
         }
     }
@@ -732,7 +740,7 @@ pub enum Origin {
 }
 
 impl Attribution {
-    pub fn load(store: &Store, session: &Session) -> Attribution {
+    pub fn load(store: &Store, session: &Session, observer: &dyn crate::Observer) -> Attribution {
         let mut a = Attribution {
             recorded: session.recording.as_ref().is_some_and(|r| r.writes == "fanotify"),
             ..Attribution::default()
@@ -748,7 +756,8 @@ impl Attribution {
             Err(e) => {
                 // Without the record, nothing proves a change was someone
                 // else's: every change counts as the session's.
-                crate::ui::warn(&format!("{}; every change counts as the session's", crate::error::chain(&e)));
+                let warning = format!("{}; every change counts as the session's", crate::chain(&e));
+                observer.event(&crate::Event::Warning(&warning));
                 a.recorded = false;
                 return a;
             }

@@ -1,6 +1,5 @@
 //! Finding the workspace and its store, and the steps every command shares.
 
-use std::io::IsTerminal;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{OnceLock, mpsc};
 use std::time::Duration;
@@ -10,9 +9,7 @@ use ws_snapshot::{
     SnapshotOutcome, Store, StoreLock,
 };
 
-use crate::env;
-use crate::error::CliError;
-use crate::ui;
+use crate::{Error, ErrorKind, Event, Options, display};
 
 #[derive(Debug)]
 pub struct Workspace {
@@ -21,6 +18,8 @@ pub struct Workspace {
     pub git_dir: Option<PathBuf>,
     pub store: Store,
     pub same_filesystem: bool,
+    /// What the workspace was opened with: where things are, and who is told.
+    pub options: Options,
     excludes: OnceLock<Vec<PathBuf>>,
 }
 
@@ -48,47 +47,77 @@ fn find_root(cwd: &Path, store_parent: &Path, uid: u32) -> (PathBuf, Option<Path
 }
 
 impl Workspace {
-    pub fn discover() -> Result<Workspace, CliError> {
+    /// The workspace around the current directory ([`Workspace::open`]).
+    pub fn discover(options: Options) -> Result<Workspace, Error> {
         let cwd = std::env::current_dir()
-            .map_err(|e| CliError::failure(format!("cannot determine the current directory: {e}")))?;
-        let cwd = fs_err::canonicalize(&cwd).map_err(CliError::from)?;
-        let parent = env::store_parent().ok_or_else(|| {
-            CliError::usage("cannot tell where to keep snapshots: neither HOME nor WS_STORE_DIR is set")
-                .hint("set WS_STORE_DIR to a directory you own")
+            .map_err(|e| Error::failure(format!("cannot determine the current directory: {e}")))?;
+        Workspace::open(&cwd, options)
+    }
+
+    /// The workspace around `dir`: the git top-level above it; else the
+    /// nearest directory above it that already has a store; else `dir`.
+    /// Creates its store if it has none.
+    pub fn open(dir: &Path, options: Options) -> Result<Workspace, Error> {
+        let cwd = fs_err::canonicalize(dir).map_err(Error::from)?;
+        let parent = options.store_parent.clone().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotAWorkspace,
+                "cannot tell where to keep snapshots: neither HOME nor WS_STORE_DIR is set",
+            )
+            .hint("set WS_STORE_DIR to a directory you own")
         })?;
         let uid = rustix::process::getuid().as_raw();
         let (root, git_dir) = find_root(&cwd, &parent, uid);
         if root == Path::new("/") {
-            return Err(CliError::usage("refusing to use / as a workspace")
+            return Err(Error::new(ErrorKind::NotAWorkspace, "refusing to use / as a workspace")
                 .hint("cd into the project you want the agent to work on"));
         }
         if rustix::fs::access(&root, rustix::fs::Access::WRITE_OK).is_err() {
-            return Err(CliError::usage(format!("the workspace {} is not writable by you", root.display()))
-                .hint("ws protects a workspace you work in: cd into your project first"));
+            return Err(Error::new(
+                ErrorKind::NotAWorkspace,
+                format!("the workspace {} is not writable by you", root.display()),
+            )
+            .hint("ws protects a workspace you work in: cd into your project first"));
         }
         let placement = ws_snapshot::choose_store_dir(&root, &parent, uid);
         let store = Store::open_or_create(&placement.dir, &root).map_err(|e| {
-            CliError::from(e)
+            Error::from(e)
                 .hint(format!("set WS_STORE_DIR to a writable directory on the same filesystem as {}", root.display()))
         })?;
-        Ok(Workspace { root, git_dir, store, same_filesystem: placement.same_filesystem, excludes: OnceLock::new() })
+        Ok(Workspace {
+            root,
+            git_dir,
+            store,
+            same_filesystem: placement.same_filesystem,
+            options,
+            excludes: OnceLock::new(),
+        })
     }
 
-    /// The workspace around the current directory if it already has a
-    /// store; creates nothing (shell completion asks at every Tab, anywhere).
-    pub fn discover_existing() -> Option<Workspace> {
-        let cwd = fs_err::canonicalize(std::env::current_dir().ok()?).ok()?;
-        let parent = env::store_parent()?;
+    /// The workspace around `dir` if it already has a store; creates
+    /// nothing (shell completion asks at every Tab, anywhere).
+    pub fn existing(dir: &Path, options: Options) -> Option<Workspace> {
+        let cwd = fs_err::canonicalize(dir).ok()?;
+        let parent = options.store_parent.clone()?;
         let uid = rustix::process::getuid().as_raw();
         let (root, git_dir) = find_root(&cwd, &parent, uid);
         let dir = ws_snapshot::existing_store_dir(&root, &parent, uid)?;
         let dev = |p: &Path| std::fs::metadata(p).ok().map(|m| std::os::unix::fs::MetadataExt::dev(&m));
         let same_filesystem = dev(&dir) == dev(&root);
         let store = Store::open_or_create(&dir, &root).ok()?;
-        Some(Workspace { root, git_dir, store, same_filesystem, excludes: OnceLock::new() })
+        Some(Workspace { root, git_dir, store, same_filesystem, options, excludes: OnceLock::new() })
     }
 
-    pub fn lock(&self) -> Result<StoreLock, CliError> {
+    /// Tells the workspace's observer.
+    pub fn note(&self, msg: &str) {
+        self.options.note(msg);
+    }
+
+    pub fn warn(&self, msg: &str) {
+        self.options.warn(msg);
+    }
+
+    pub fn lock(&self) -> Result<StoreLock, Error> {
         Ok(self.store.lock()?)
     }
 
@@ -99,13 +128,13 @@ impl Workspace {
             if let Some(g) = &self.git_dir {
                 v.push(g.join("info/exclude"));
             }
-            v.extend(global_excludes_file(self.git_dir.as_deref()));
+            v.extend(global_excludes_file(self.git_dir.as_deref(), &self.options));
             v
         })
     }
 
     /// Takes a snapshot, showing progress on stderr when it takes a while.
-    pub fn snapshot(&self, previous: Option<&Manifest>, what: &str) -> Result<SnapshotOutcome, CliError> {
+    pub fn snapshot(&self, previous: Option<&Manifest>, what: &str) -> Result<SnapshotOutcome, Error> {
         Ok(self.try_snapshot(previous, what)?)
     }
 
@@ -141,7 +170,8 @@ impl Workspace {
         let (done, finished) = mpsc::channel::<()>();
         let outcome = std::thread::scope(|s| {
             let shown = &progress;
-            s.spawn(move || show_progress(shown, &finished, what));
+            let obs = &*self.options.observer;
+            s.spawn(move || show_progress(shown, &finished, what, obs));
             let r = ws_snapshot::take_snapshot(&self.store, &opts);
             drop(done);
             r
@@ -150,7 +180,7 @@ impl Workspace {
             self.notice_copy_once();
         }
         for bad in &outcome.bad_ignore_files {
-            ui::warn(&crate::display::text(bad.to_string().as_bytes()));
+            self.warn(&display::text(bad.to_string().as_bytes()));
         }
         Ok(outcome)
     }
@@ -158,7 +188,7 @@ impl Workspace {
     fn notice_copy_once(&self) {
         let marker = self.store.root().join("copy-notice");
         if !marker.exists() {
-            ui::note(&format!(
+            self.note(&format!(
                 "the snapshot store {} is on another filesystem than the workspace, so files are copied, not cloned \
                  (set WS_STORE_DIR to a directory on the workspace's filesystem to clone)",
                 self.store.root().display()
@@ -173,9 +203,9 @@ impl Workspace {
 
     /// Loads a session's change set. A session whose supervisor died is
     /// finished here: its after-snapshot is taken now.
-    pub fn session_changes(&self, session: &mut Session) -> Result<Vec<Change>, CliError> {
+    pub fn session_changes(&self, session: &mut Session) -> Result<Vec<Change>, Error> {
         if session.orphaned() {
-            ui::note(&format!(
+            self.note(&format!(
                 "session {} was interrupted (its supervisor, pid {}, is gone); taking its after-snapshot now",
                 session.id, session.supervisor_pid
             ));
@@ -186,7 +216,7 @@ impl Workspace {
             return Ok(changes);
         }
         if session.state == SessionState::Running {
-            return Err(CliError::usage(format!("session {} is still running", session.id))
+            return Err(Error::usage(format!("session {} is still running", session.id))
                 .hint("review it after its command exits"));
         }
         Ok(self.store.load_changes(&session.id)?)
@@ -200,7 +230,7 @@ impl Workspace {
         exit: Option<ws_snapshot::ExitStatus>,
         evidence: Result<crate::after::Evidence, String>,
         excludes: Option<&crate::after::Excludes>,
-    ) -> Result<Vec<Change>, CliError> {
+    ) -> Result<Vec<Change>, Error> {
         let before = match before {
             Some(m) => m,
             None => self.store.manifest(&ManifestId(session.before.clone()))?,
@@ -215,7 +245,7 @@ impl Workspace {
             .filter(|id| before.id.as_ref() != Some(id))
             .and_then(|id| self.store.manifest(&id).ok());
         let previous = latest.as_ref().unwrap_or(&before);
-        let mode = crate::after::mode();
+        let mode = self.options.after_snapshot;
         let plan = crate::after::plan(&self.root, &before, evidence, excludes);
         let scope = plan.as_ref().ok().map(|changed| ws_snapshot::Scope { base: &before, changed });
         session.after_from = Some(match &plan {
@@ -233,7 +263,7 @@ impl Workspace {
             // workspace is described without storing, every changed path is
             // listed, and rollback can put each back from the before-snapshot.
             Err(e) if e.is_no_space() => {
-                ui::warn(&format!(
+                self.warn(&format!(
                     "the disk of the snapshot store {} is full: the after-snapshot of session {} cannot keep the \
                      session's new content. `ws diff` lists every path it changed (its new content: not stored) \
                      and `ws rollback` puts them back; `ws approve` keeps them",
@@ -254,14 +284,14 @@ impl Workspace {
         // the same paths. Failing to find them loses nothing: each half
         // stays a change of its own.
         match ws_snapshot::find_renames(&self.store, &mut changes, &ws_snapshot::RenameOptions::default()) {
-            Ok(p) if p.similarity_skipped => ui::note(
+            Ok(p) if p.similarity_skipped => self.note(
                 "too many files created and deleted to compare them all: only identical ones are shown as renames",
             ),
             Ok(_) => {}
-            Err(e) => ui::warn(&format!("renames not detected: {}", crate::error::chain(&e))),
+            Err(e) => self.warn(&format!("renames not detected: {}", crate::chain(&e))),
         }
         for link in ws_snapshot::outside_links(&before, &changes, |_| true) {
-            ui::warn(&crate::display::text(link.to_string().as_bytes()));
+            self.warn(&display::text(link.to_string().as_bytes()));
         }
         self.store.save_changes(&session.id, &changes)?;
         session.after = after_id.map(|id| id.0);
@@ -283,21 +313,21 @@ impl Workspace {
     ) -> Result<SnapshotOutcome, ws_snapshot::SnapshotError> {
         let full = self.try_snapshot(Some(previous), "after-snapshot check")?;
         match ws_snapshot::differences(&self.store, &fast.manifest, &full.manifest, 10) {
-            Ok(d) if d.is_empty() => ui::note(&format!(
+            Ok(d) if d.is_empty() => self.note(&format!(
                 "after-snapshot check: the snapshot from the record equals a full walk ({} entries)",
                 full.manifest.entries.len()
             )),
-            Ok(d) => ui::warn(&format!(
+            Ok(d) => self.warn(&format!(
                 "after-snapshot check FAILED: the snapshot from the record differs from a full walk: {}",
-                crate::display::text(d.join("; ").as_bytes())
+                display::text(d.join("; ").as_bytes())
             )),
-            Err(e) => ui::warn(&format!("after-snapshot check: cannot compare: {e}")),
+            Err(e) => self.warn(&format!("after-snapshot check: cannot compare: {e}")),
         }
         Ok(full)
     }
 
     /// Turns user paths (relative to the current directory) into workspace paths.
-    pub fn rel_paths(&self, paths: &[PathBuf]) -> Result<Vec<RelPath>, CliError> {
+    pub fn rel_paths(&self, paths: &[PathBuf]) -> Result<Vec<RelPath>, Error> {
         let cwd = std::env::current_dir()?;
         let cwd = fs_err::canonicalize(&cwd).unwrap_or(cwd);
         paths
@@ -305,7 +335,7 @@ impl Workspace {
             .map(|p| {
                 let abs = normalize(&cwd.join(p));
                 RelPath::from_path_under(&self.root, &abs).ok_or_else(|| {
-                    CliError::usage(format!("{} is outside the workspace {}", p.display(), self.root.display()))
+                    Error::usage(format!("{} is outside the workspace {}", p.display(), self.root.display()))
                 })
             })
             .collect()
@@ -348,14 +378,10 @@ fn read_config(path: &Path) -> Option<Vec<u8>> {
     Some(out)
 }
 
-fn global_excludes_file(git_dir: Option<&Path>) -> Option<PathBuf> {
+fn global_excludes_file(git_dir: Option<&Path>, options: &Options) -> Option<PathBuf> {
     let mut configs: Vec<PathBuf> = Vec::new();
-    configs.extend(env::home().map(|h| h.join(".gitconfig")));
-    configs.extend(
-        env::path(env::XDG_CONFIG_HOME)
-            .or_else(|| env::home().map(|h| h.join(".config")))
-            .map(|d| d.join("git/config")),
-    );
+    configs.extend(options.home.as_ref().map(|h| h.join(".gitconfig")));
+    configs.extend(options.config_home.as_ref().map(|d| d.join("git/config")));
     configs.extend(git_dir.map(|g| g.join("config")));
     configs.push(PathBuf::from("/etc/gitconfig"));
     let mentioned = configs.iter().any(|c| {
@@ -365,7 +391,7 @@ fn global_excludes_file(git_dir: Option<&Path>) -> Option<PathBuf> {
         })
     });
     if !mentioned {
-        return env::default_global_excludes();
+        return options.default_global_excludes.clone();
     }
     let mut cmd = std::process::Command::new("git");
     if let Some(g) = git_dir {
@@ -380,29 +406,28 @@ fn global_excludes_file(git_dir: Option<&Path>) -> Option<PathBuf> {
         .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| PathBuf::from(s.trim_end_matches('\n')))
         .filter(|p| p.is_absolute());
-    configured.or_else(env::default_global_excludes)
+    configured.or_else(|| options.default_global_excludes.clone())
 }
 
-fn show_progress(progress: &Progress, finished: &mpsc::Receiver<()>, what: &str) {
+/// Tells `observer` how the snapshot is going, every 200 ms once it has
+/// taken a second.
+fn show_progress(progress: &Progress, finished: &mpsc::Receiver<()>, what: &str, observer: &dyn crate::Observer) {
     use std::sync::atomic::Ordering::Relaxed;
-    let tty = std::io::stderr().is_terminal();
-    let every = if tty { Duration::from_millis(200) } else { Duration::from_secs(5) };
     let mut wait = Duration::from_secs(1);
     let mut shown = false;
     // The sender is dropped when the snapshot ends: that wakes us at once.
     while let Err(mpsc::RecvTimeoutError::Timeout) = finished.recv_timeout(wait) {
-        wait = every;
-        let line = format!(
-            "ws: {what}: {} entries scanned, {} files stored ({})",
-            ui::count(progress.files.load(Relaxed)),
-            ui::count(progress.stored_files.load(Relaxed)),
-            ui::bytes(progress.stored_bytes.load(Relaxed)),
-        );
-        ui::progress_line(&line, tty);
+        wait = Duration::from_millis(200);
+        observer.event(&Event::Progress {
+            what,
+            scanned: progress.files.load(Relaxed),
+            stored_files: progress.stored_files.load(Relaxed),
+            stored_bytes: progress.stored_bytes.load(Relaxed),
+        });
         shown = true;
     }
-    if shown && tty {
-        ui::progress_clear();
+    if shown {
+        observer.event(&Event::ProgressEnd { what });
     }
 }
 

@@ -36,11 +36,14 @@ pub enum Mode {
     Check,
 }
 
-pub fn mode() -> Mode {
-    match crate::env::var_os(crate::env::WS_AFTER_SNAPSHOT).as_deref().and_then(|v| v.to_str()) {
-        Some("walk") => Mode::Walk,
-        Some("check") => Mode::Check,
-        _ => Mode::Auto,
+impl Mode {
+    /// The mode a `WS_AFTER_SNAPSHOT` value names; anything else is `Auto`.
+    pub fn from_setting(value: Option<&str>) -> Mode {
+        match value {
+            Some("walk") => Mode::Walk,
+            Some("check") => Mode::Check,
+            _ => Mode::Auto,
+        }
     }
 }
 
@@ -82,12 +85,12 @@ pub struct Evidence {
 }
 
 /// The record's account of the session, and the files open for writing now.
-pub fn gather(record: Result<Tracked, String>) -> Result<Evidence, String> {
-    if mode() == Mode::Walk {
-        return Err(format!("{}=walk", crate::env::WS_AFTER_SNAPSHOT));
+pub fn gather(record: Result<Tracked, String>, mode: Mode) -> Result<Evidence, String> {
+    if mode == Mode::Walk {
+        return Err("WS_AFTER_SNAPSHOT=walk".into());
     }
     let tracked = record?;
-    let _root = crate::user::as_root("see which files are open for writing").map_err(|e| e.message)?;
+    let _root = crate::as_root("see which files are open for writing").map_err(|e| e.message)?;
     Ok(Evidence { tracked, open: open_for_writing()? })
 }
 

@@ -19,7 +19,7 @@ use ws_proxy::RequestEvent;
 use ws_sandbox::Profile;
 use ws_sandbox::exec::{NetSpec, NetnsSpec};
 
-use crate::error::CliError;
+use crate::Error;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -90,18 +90,18 @@ fn phantom_key_file(store: &ws_snapshot::Store) -> std::path::PathBuf {
 /// The workspace's phantom key: 32 random bytes in its store (which no
 /// session can read), made on first use. Made under a temporary name and
 /// linked into place, so two sessions starting at once agree on one key.
-pub fn phantom_key(store: &ws_snapshot::Store) -> Result<[u8; 32], CliError> {
+pub fn phantom_key(store: &ws_snapshot::Store) -> Result<[u8; 32], Error> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let path = phantom_key_file(store);
-    let read = |p: &std::path::Path| -> Result<Option<[u8; 32]>, CliError> {
+    let read = |p: &std::path::Path| -> Result<Option<[u8; 32]>, Error> {
         match std::fs::read(p) {
             Ok(b) => <[u8; 32]>::try_from(b.as_slice()).map(Some).map_err(|_| {
-                CliError::failure(format!("{} is damaged (not 32 bytes)", p.display()))
+                Error::failure(format!("{} is damaged (not 32 bytes)", p.display()))
                     .hint("remove it: the next session makes a new key (and new phantom keys)")
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(CliError::failure(format!("cannot read {}: {e}", p.display()))),
+            Err(e) => Err(Error::failure(format!("cannot read {}: {e}", p.display()))),
         }
     };
     if let Some(k) = read(&path)? {
@@ -109,7 +109,7 @@ pub fn phantom_key(store: &ws_snapshot::Store) -> Result<[u8; 32], CliError> {
     }
     let mut key = [0u8; 32];
     rustix::rand::getrandom(&mut key, rustix::rand::GetRandomFlags::empty())
-        .map_err(|e| CliError::failure(format!("no random bytes for the phantom key: {e}")))?;
+        .map_err(|e| Error::failure(format!("no random bytes for the phantom key: {e}")))?;
     let tmp = store.root().join(format!("phantom-key.{}.tmp", std::process::id()));
     let made = std::fs::OpenOptions::new()
         .write(true)
@@ -122,22 +122,25 @@ pub fn phantom_key(store: &ws_snapshot::Store) -> Result<[u8; 32], CliError> {
     match made {
         Ok(()) => Ok(key),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            read(&path)?.ok_or_else(|| CliError::failure(format!("{} vanished", path.display())))
+            read(&path)?.ok_or_else(|| Error::failure(format!("{} vanished", path.display())))
         }
-        Err(e) => Err(CliError::failure(format!("cannot write {}: {e}", path.display()))),
+        Err(e) => Err(Error::failure(format!("cannot write {}: {e}", path.display()))),
     }
 }
 
 /// The profile's credential routes, each with the phantom token of this
 /// workspace and route, each real secret fetched here, outside the sandbox.
-pub fn routes(profile: &Profile, store: &ws_snapshot::Store) -> Result<Vec<RouteSetup>, CliError> {
+pub fn routes(
+    profile: &Profile,
+    store: &ws_snapshot::Store,
+    options: &crate::Options,
+) -> Result<Vec<RouteSetup>, Error> {
     let mut out = Vec::new();
     let key = if profile.credentials.is_empty() { [0u8; 32] } else { phantom_key(store)? };
     for c in &profile.credentials {
-        let upstream = ws_proxy::Upstream::parse(&c.upstream).map_err(|e| {
-            CliError::usage(format!("profile `{}`: credentials.{}.upstream: {e}", profile.name, c.name))
-        })?;
-        let Some(secret) = resolve_secret(c)? else { continue };
+        let upstream = ws_proxy::Upstream::parse(&c.upstream)
+            .map_err(|e| Error::usage(format!("profile `{}`: credentials.{}.upstream: {e}", profile.name, c.name)))?;
+        let Some(secret) = resolve_secret(c, options)? else { continue };
         out.push(RouteSetup {
             route: ws_proxy::Route {
                 name: c.name.clone(),
@@ -192,12 +195,13 @@ impl SessionNetwork {
         rules: ws_proxy::NetRules,
         routes: Vec<RouteSetup>,
         extra_ca_pem: Vec<Vec<u8>>,
-    ) -> Result<SessionNetwork, CliError> {
+        tmpdir: Option<&std::path::Path>,
+    ) -> Result<SessionNetwork, Error> {
         let (port, spec, host_listener, channel, child_channel, auth_token) = match mode {
             Mode::Namespace => {
                 let port = random_port();
                 let (ours, theirs) = ws_sandbox::netns::channel().map_err(|e| {
-                    CliError::failure(format!("cannot prepare the session's network: {}", crate::error::chain(&e)))
+                    Error::failure(format!("cannot prepare the session's network: {}", crate::chain(&e)))
                 })?;
                 let spec = NetSpec {
                     namespace: Some(NetnsSpec { port, channel_fd: theirs.as_raw_fd() }),
@@ -206,9 +210,8 @@ impl SessionNetwork {
                 (port, spec, None, Some(ours), Some(theirs), None)
             }
             Mode::Filtered => {
-                let l = TcpListener::bind("127.0.0.1:0").map_err(|e| {
-                    CliError::failure(format!("cannot listen on 127.0.0.1 for the session's proxy: {e}"))
-                })?;
+                let l = TcpListener::bind("127.0.0.1:0")
+                    .map_err(|e| Error::failure(format!("cannot listen on 127.0.0.1 for the session's proxy: {e}")))?;
                 let port = l.local_addr().map(|a| a.port()).unwrap_or(0);
                 let spec = NetSpec { namespace: None, connect_ports: vec![port] };
                 (port, spec, Some(l), None, None, Some(ws_proxy::route::phantom_token("")))
@@ -244,7 +247,7 @@ impl SessionNetwork {
             phantoms.push((PROXY_TOKEN.into(), t.clone()));
         }
         let routes: Vec<ws_proxy::Route> = routes.into_iter().map(|r| r.route).collect();
-        let intercept = Intercept::prepare(&routes)?;
+        let intercept = Intercept::prepare(&routes, tmpdir)?;
         if let Some(i) = &intercept {
             env.extend(i.env());
         }
@@ -268,13 +271,16 @@ impl SessionNetwork {
     /// After the launcher is spawned: receive the socket from inside the
     /// session (namespace mode) and start serving. Returns a warning when
     /// the session runs without a proxy (its network is then closed).
-    pub fn start(&mut self, log: Arc<ws_snapshot::audit::AuditLog>) -> Result<Option<String>, CliError> {
+    pub fn start(
+        &mut self,
+        log: Arc<ws_snapshot::audit::AuditLog>,
+        observer: Arc<dyn crate::Observer>,
+    ) -> Result<Option<String>, Error> {
         drop(self.child_channel.take());
         let listener = match (self.host_listener.take(), &self.channel) {
             (Some(l), _) => Some(l),
-            (None, Some(ch)) => ws_sandbox::netns::receive_listener(ch, Duration::from_secs(30)).map_err(|e| {
-                CliError::failure(format!("cannot start the session's proxy: {}", crate::error::chain(&e)))
-            })?,
+            (None, Some(ch)) => ws_sandbox::netns::receive_listener(ch, Duration::from_secs(30))
+                .map_err(|e| Error::failure(format!("cannot start the session's proxy: {}", crate::chain(&e))))?,
             (None, None) => None,
         };
         self.channel = None;
@@ -288,12 +294,15 @@ impl SessionNetwork {
         let sink: ws_proxy::EventSink = Box::new(move |e| {
             let logged = log.append(e.time_ms, crate::recording::net_event(&e)).and_then(|_| log.flush());
             if let Err(err) = logged {
-                crate::ui::warn(&format!("a network request was not recorded: {}", crate::error::chain(&err)));
+                observer.event(&crate::Event::Warning(&format!(
+                    "a network request was not recorded: {}",
+                    crate::chain(&err)
+                )));
             }
             events.lock().unwrap_or_else(|p| p.into_inner()).push(e);
         });
         let proxy = ws_proxy::Proxy::start(config, listener, sink)
-            .map_err(|e| CliError::failure(format!("cannot start the session's proxy: {}", crate::error::chain(&e))))?;
+            .map_err(|e| Error::failure(format!("cannot start the session's proxy: {}", crate::chain(&e))))?;
         self.proxy = Some(proxy);
         Ok(None)
     }
@@ -319,24 +328,24 @@ pub struct Intercept {
 
 impl Intercept {
     /// `None` when no route (with its secret present) intercepts a host.
-    fn prepare(routes: &[ws_proxy::Route]) -> Result<Option<Intercept>, CliError> {
+    fn prepare(routes: &[ws_proxy::Route], tmpdir: Option<&std::path::Path>) -> Result<Option<Intercept>, Error> {
         let mut hosts: Vec<String> = routes.iter().flat_map(|r| r.intercept.iter().cloned()).collect();
         hosts.sort();
         hosts.dedup();
         if hosts.is_empty() {
             return Ok(None);
         }
-        let ca = ws_proxy::SessionCa::new(&hosts).map_err(CliError::failure)?;
-        let tmp = crate::env::tmpdir().unwrap_or_else(|| "/tmp".into());
+        let ca = ws_proxy::SessionCa::new(&hosts).map_err(Error::failure)?;
+        let tmp = tmpdir.map_or_else(|| std::path::PathBuf::from("/tmp"), std::path::Path::to_path_buf);
         let dir = tempfile::Builder::new().prefix("ws-session-ca-").tempdir_in(&tmp).map_err(|e| {
-            CliError::failure(format!("cannot make a directory for the session's CA in {}: {e}", tmp.display()))
+            Error::failure(format!("cannot make a directory for the session's CA in {}: {e}", tmp.display()))
                 .hint("set TMPDIR to a writable directory")
         })?;
         let pem = ca.cert_pem();
         let bundle = format!("{}{pem}", ws_proxy::intercept::system_roots_pem());
         for (name, text) in [("ca.pem", &pem), ("bundle.pem", &bundle)] {
             let path = dir.path().join(name);
-            fs_err::write(&path, text).map_err(|e| CliError::failure(format!("cannot write the session's CA: {e}")))?;
+            fs_err::write(&path, text).map_err(|e| Error::failure(format!("cannot write the session's CA: {e}")))?;
         }
         Ok(Some(Intercept { ca: Arc::new(ca), dir }))
     }
@@ -369,16 +378,12 @@ const PHANTOMS_KEPT: usize = 500;
 
 /// Adds this session's phantom tokens to the store's fingerprint file. Call
 /// with the store locked.
-pub fn record_phantoms(
-    store: &ws_snapshot::Store,
-    session: &str,
-    phantoms: &[(String, String)],
-) -> Result<(), CliError> {
+pub fn record_phantoms(store: &ws_snapshot::Store, session: &str, phantoms: &[(String, String)]) -> Result<(), Error> {
     if phantoms.is_empty() {
         return Ok(());
     }
     let path = phantom_file(store);
-    let mut file = ws_hooks::FingerprintFile::load(&path).map_err(|e| CliError::failure(crate::error::chain(&e)))?;
+    let mut file = ws_hooks::FingerprintFile::load(&path).map_err(|e| Error::failure(crate::chain(&e)))?;
     for (what, token) in phantoms {
         // A route's phantom is the workspace's, the same at every session:
         // one fingerprint, replaced rather than added again.
@@ -391,7 +396,7 @@ pub fn record_phantoms(
     }
     let excess = file.fingerprints.len().saturating_sub(PHANTOMS_KEPT);
     file.fingerprints.drain(..excess);
-    file.save(&path).map_err(|e| CliError::failure(crate::error::chain(&e)))
+    file.save(&path).map_err(|e| Error::failure(crate::chain(&e)))
 }
 
 /// The profile's `[network]` as the proxy's rules; bad entries were refused
@@ -415,35 +420,51 @@ pub fn rules(profile: &Profile) -> ws_proxy::NetRules {
 /// `cmd:` source.
 /// `Ok(None)`: the route is optional and its stored secret does not exist
 /// (said in a note).
-pub fn resolve_secret(c: &ws_sandbox::profile::CredentialSpec) -> Result<Option<Vec<u8>>, CliError> {
+pub fn resolve_secret(
+    c: &ws_sandbox::profile::CredentialSpec,
+    options: &crate::Options,
+) -> Result<Option<Vec<u8>>, Error> {
     use ws_proxy::secrets::{SecretError, SecretSource, StoreError};
-    let in_route = |mut e: CliError| {
+    let in_route = |mut e: Error| {
         e.message = format!("credential route `{}`: {}", c.name, e.message);
         e
     };
     let source = SecretSource::parse(&c.secret).map_err(|e| {
-        in_route(CliError::usage(e.to_string()))
+        in_route(Error::usage(e.to_string()))
             .hint("`secret` is a stored name (`ws secret set NAME`), `env:VAR`, `file:/ABS/PATH` or `cmd:COMMAND`")
     })?;
-    let store = if source.needs_store() { Some(crate::commands::secret::open(None).map_err(in_route)?) } else { None };
-    let secret = match source.resolve(store.as_deref(), &crate::env::profile_var) {
+    let secrets = options.secrets.as_deref();
+    let store = if source.needs_store() {
+        let Some(secrets) = secrets else {
+            return Err(in_route(Error::usage("no secret store was given to this program"))
+                .hint("use a `file:` or `cmd:` source, or run the session with `ws`"));
+        };
+        Some(secrets.store().map_err(in_route)?)
+    } else {
+        None
+    };
+    let var = |name: &str| secrets.and_then(|s| s.var(name));
+    let secret = match source.resolve(store.as_deref(), &var) {
         Ok(s) => s,
         Err(SecretError::Store { source: StoreError::NotFound { store: kind, name }, .. }) if c.optional => {
-            crate::ui::note(&format!(
+            options.note(&format!(
                 "credential route `{}` is off: no secret `{name}` in the {kind} store (`ws secret set {name}` turns it on)",
                 c.name
             ));
             return Ok(None);
         }
         Err(SecretError::Store { source: StoreError::NotFound { store: kind, name }, .. }) => {
-            return Err(in_route(CliError::usage(format!("no secret `{name}` in the {kind} store")))
+            return Err(in_route(Error::usage(format!("no secret `{name}` in the {kind} store")))
                 .hint(format!("store it with `ws secret set {name}` (the value on stdin)")));
         }
         Err(SecretError::Store { source, .. }) => {
             let kind = store.as_ref().map_or(ws_proxy::secrets::StoreKind::Keyutils, |s| s.kind());
-            return Err(in_route(crate::commands::secret::store_error(source, kind)));
+            return Err(in_route(match secrets {
+                Some(s) => s.store_error(source, kind),
+                None => Error::failure(crate::chain(&source)),
+            }));
         }
-        Err(other) => return Err(in_route(CliError::usage(crate::error::chain(&other)))),
+        Err(other) => return Err(in_route(Error::usage(crate::chain(&other)))),
     };
     Ok(Some(secret.expose().to_vec()))
 }

@@ -11,12 +11,17 @@ use ws_snapshot::audit::{AuditLog, Event};
 use ws_snapshot::git_guard::{Identity, Undone};
 use ws_snapshot::{Change, ChangeKind, ChangeState, ManifestId, RelPath, RollbackOptions, Session};
 
-use crate::ui;
 use crate::workspace::Workspace;
 
 /// What the workspace's git directory was before the command started.
 pub struct GitGuard {
     start: Option<Identity>,
+}
+
+impl std::fmt::Debug for GitGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitGuard").field("start", &self.start.is_some()).finish()
+    }
 }
 
 impl GitGuard {
@@ -32,7 +37,7 @@ impl GitGuard {
     pub fn finish(self, ws: &Workspace, session: &mut Session, changes: &mut [Change], log: &AuditLog) {
         let undone = ws.lock().map_err(|e| e.message).and_then(|_lock| {
             ws_snapshot::git_guard::undo(&ws.store, &ws.root, session, changes, self.start)
-                .map_err(|e| crate::error::chain(&e))
+                .map_err(|e| crate::chain(&e))
         });
         apply(ws, undone, log);
         let _lock = ws.lock();
@@ -47,7 +52,7 @@ impl GitGuard {
 /// shows as changes to its control files, which are undone the same way.
 pub fn after_orphan(ws: &Workspace, session: &mut Session, changes: &mut [Change]) {
     let undone =
-        ws_snapshot::git_guard::undo(&ws.store, &ws.root, session, changes, None).map_err(|e| crate::error::chain(&e));
+        ws_snapshot::git_guard::undo(&ws.store, &ws.root, session, changes, None).map_err(|e| crate::chain(&e));
     match AuditLog::open(&ws.store.audit_log_path(&session.id), &session.id) {
         Ok(log) => {
             apply(ws, undone, &log);
@@ -55,13 +60,9 @@ pub fn after_orphan(ws: &Workspace, session: &mut Session, changes: &mut [Change
             let _ = log.seal();
         }
         Err(e) => {
-            ui::warn(&format!(
-                "the audit log of session {} cannot take more records: {}",
-                session.id,
-                crate::error::chain(&e)
-            ));
+            ws.warn(&format!("the audit log of session {} cannot take more records: {}", session.id, crate::chain(&e)));
             if let Ok(u) = undone {
-                report(&u);
+                report(ws, &u);
             }
         }
     }
@@ -71,7 +72,7 @@ fn apply(ws: &Workspace, undone: Result<Vec<Undone>, String>, log: &AuditLog) {
     let undone = match undone {
         Ok(u) => u,
         Err(e) => {
-            ui::warn(&format!(
+            ws.warn(&format!(
                 "could not check git's control surface (.git/config, hooks, commondir, …) after the session: {e}; \
                  do not run git in {} before `ws diff --git-internals` and `ws rollback`",
                 ws.root.display()
@@ -87,10 +88,10 @@ fn apply(ws: &Workspace, undone: Result<Vec<Undone>, String>, log: &AuditLog) {
         };
         let _ = log.append(crate::now_ms(), event);
     }
-    report(&undone);
+    report(ws, &undone);
 }
 
-fn report(undone: &[Undone]) {
+fn report(ws: &Workspace, undone: &[Undone]) {
     if undone.is_empty() {
         return;
     }
@@ -105,14 +106,14 @@ fn report(undone: &[Undone]) {
     };
     let (n, done) = list(true);
     if n > 0 {
-        ui::warn(&format!(
+        ws.warn(&format!(
             "the session changed git's control surface, which could make git run its commands on your next `git status`; \
              restored as before the session: {done} (`ws log` lists each)"
         ));
     }
     let (n, left) = list(false);
     if n > 0 {
-        ui::warn(&format!(
+        ws.warn(&format!(
             "git's control surface could NOT be restored: {left}; do not run git in this workspace until you have \
              looked at these paths (`ws diff --git-internals`)"
         ));
@@ -208,7 +209,7 @@ fn guard_packs(ws: &Workspace, session: &mut Session, changes: &mut [Change], lo
         }
     }
     if unverified > 0 {
-        ui::warn(&format!(
+        ws.warn(&format!(
             "{unverified} pack(s) the session wrote under .git/objects/pack were not verified (more than {} GiB): \
              run `git index-pack --verify` on them, or `ws rollback .git/objects`, before reading them with git",
             VERIFY_BUDGET >> 30
@@ -226,11 +227,11 @@ fn guard_packs(ws: &Workspace, session: &mut Session, changes: &mut [Change], lo
     let restored = ws
         .store
         .manifest(&ManifestId(session.before.clone()))
-        .map_err(|e| crate::error::chain(&e))
+        .map_err(|e| crate::chain(&e))
         .and_then(|before| {
             let opts = RollbackOptions { force: true, drop_new_objects: true, ..RollbackOptions::default() };
             ws_snapshot::rollback(&ws.store, &ws.root, session, changes, &before, &paths, &opts)
-                .map_err(|e| crate::error::chain(&e))
+                .map_err(|e| crate::chain(&e))
         })
         .map(|out| out.conflicts.is_empty() && out.unrestorable.is_empty());
     let ok = matches!(restored, Ok(true));
@@ -240,12 +241,12 @@ fn guard_packs(ws: &Workspace, session: &mut Session, changes: &mut [Change], lo
     }
     let list: Vec<String> = bad.iter().map(|(p, why)| format!("{} ({why})", p.display())).collect();
     match restored {
-        Ok(true) => ui::warn(&format!(
+        Ok(true) => ws.warn(&format!(
             "the session left a pack git cannot read, on which `git show` or `git fsck` could hang: {}; \
              the session's changes under .git/objects/pack were rolled back (`ws log` lists them)",
             list.join(", ")
         )),
-        Ok(false) | Err(_) => ui::warn(&format!(
+        Ok(false) | Err(_) => ws.warn(&format!(
             "the session left a pack git cannot read: {}, and it could NOT be rolled back{}; \
              do not read objects with git here before `ws rollback .git/objects`",
             list.join(", "),

@@ -1,0 +1,136 @@
+//! Reviewing a session: approving changes (keeping them) and rolling them
+//! back, path by path or all, with the checks `ws approve` and `ws rollback`
+//! make. The CLI says what happened; so can any program, from the values
+//! returned.
+
+use std::collections::HashSet;
+
+use ws_snapshot::{Change, ChangeState, Manifest, ManifestId, RelPath, RollbackOptions, Session, StoreLock};
+
+use crate::recording::{Attribution, Origin};
+use crate::{Error, ErrorKind, Workspace};
+
+/// A session and its changes, loaded under the workspace's lock for review.
+#[derive(Debug)]
+pub struct Review {
+    pub session: Session,
+    pub changes: Vec<Change>,
+    /// An interrupted hunk rollback had written its file: now recorded.
+    pub finished_hunks: bool,
+    lock: StoreLock,
+}
+
+impl Review {
+    /// Locks the workspace and loads session `id` (a unique id prefix or a
+    /// name; `None`: the newest pending session), finishing what an
+    /// interrupted run left (its after-snapshot, a hunk rollback).
+    pub fn open(ws: &Workspace, id: Option<&str>) -> Result<Review, Error> {
+        let lock = ws.lock()?;
+        Review::of(ws, lock, ws.store.resolve_session(id)?)
+    }
+
+    /// [`Review::open`] for a session already resolved, under `lock`.
+    pub fn of(ws: &Workspace, lock: StoreLock, mut session: Session) -> Result<Review, Error> {
+        let mut changes = ws.session_changes(&mut session)?;
+        let finished_hunks = ws_snapshot::finish_hunk_rollback(&ws.store, &ws.root, &mut session, &mut changes)?;
+        Ok(Review { session, changes, finished_hunks, lock })
+    }
+
+    /// The lock the review holds.
+    pub fn lock(&self) -> &StoreLock {
+        &self.lock
+    }
+
+    /// Keeps the pending changes under `paths` (all with none); returns the
+    /// paths approved.
+    pub fn approve(&mut self, ws: &Workspace, paths: &[RelPath]) -> Result<Vec<RelPath>, Error> {
+        let approved = ws_snapshot::approve(&ws.store, &mut self.session, &mut self.changes, paths)?;
+        Ok(approved.into_iter().collect())
+    }
+
+    /// Rolls back the pending changes under `paths` (all with none); see
+    /// [`rollback_paths`]. Conflicts are in the outcome, not an error.
+    pub fn rollback(&mut self, ws: &Workspace, paths: &[RelPath], force: bool) -> Result<RolledBack, Error> {
+        rollback_paths(ws, &mut self.session, &mut self.changes, paths, force)
+    }
+
+    /// Whether every change is reviewed.
+    pub fn closed(&self) -> bool {
+        self.session.state == ws_snapshot::SessionState::Closed
+    }
+}
+
+/// What a rollback did and left.
+#[derive(Debug)]
+pub struct RolledBack {
+    pub outcome: ws_snapshot::RollbackOutcome,
+    /// The before-snapshot (what was restored).
+    pub before: Manifest,
+    /// Paths (under those asked for) changed during the session only by a
+    /// process outside it: not the session's to undo, left alone.
+    pub outside: Vec<RelPath>,
+    /// Every path left as it is and why: changed after the session, or by
+    /// both the session and a process outside it (unless forced).
+    pub conflicts: Vec<(RelPath, String)>,
+}
+
+impl RolledBack {
+    /// The rollback as an error when it left conflicts ([`ErrorKind::Conflict`]).
+    pub fn conflict_error(&self) -> Option<Error> {
+        let n = self.conflicts.len();
+        (n > 0).then(|| {
+            Error::new(
+                ErrorKind::Conflict,
+                format!("{n} path{} not rolled back", if n == 1 { " was" } else { "s were" }),
+            )
+            .hint("inspect them, then `ws rollback --force PATH` to overwrite, or `ws approve PATH` to keep them")
+        })
+    }
+}
+
+/// Rolls back `session`'s pending changes under `paths` (all with none),
+/// under the workspace's lock. Changes a recorder saw made only outside the
+/// session are not its to undo; those both made are conflicts unless `force`.
+pub fn rollback_paths(
+    ws: &Workspace,
+    session: &mut Session,
+    changes: &mut [Change],
+    paths: &[RelPath],
+    force: bool,
+) -> Result<RolledBack, Error> {
+    let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
+    let who = Attribution::load(&ws.store, session, &*ws.options.observer);
+    let mut outside = Vec::new();
+    let mut both = Vec::new();
+    for c in changes.iter().filter(|c| c.state == ChangeState::Pending) {
+        match who.origin_of(&c.path) {
+            Origin::Session => {}
+            Origin::Outside => outside.push(c.path.clone()),
+            Origin::Both => both.push(c.path.clone()),
+        }
+    }
+    let mut leave: HashSet<_> = outside.iter().cloned().collect();
+    if !force {
+        leave.extend(both.iter().cloned());
+    }
+    let outcome = ws_snapshot::rollback(
+        &ws.store,
+        &ws.root,
+        session,
+        changes,
+        &before,
+        paths,
+        &RollbackOptions { force, leave, drop_new_objects: false },
+    )?;
+    let asked = |p: &RelPath| paths.is_empty() || paths.iter().any(|q| p.starts_with(q));
+    let outside: Vec<_> = outside.into_iter().filter(|p| asked(p)).collect();
+    let mut conflicts = outcome.conflicts.clone();
+    if !force {
+        conflicts.extend(
+            both.into_iter()
+                .filter(|p| asked(p))
+                .map(|p| (p, "changed both by the session and by a process outside it".into())),
+        );
+    }
+    Ok(RolledBack { outcome, before, outside, conflicts })
+}
