@@ -16,19 +16,46 @@ pub mod exit {
     pub const NOT_STARTED: i32 = 125;
 }
 
+/// What went wrong, for programs (`{"error": {"kind": …}}`, the Python
+/// SDK's exception classes): stable snake_case names, documented in the README.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Bad input: flags, a path the session did not change, a hunk id.
+    Usage,
+    /// No session has that id or name (or none is pending).
+    UnknownSession,
+    /// Paths changed since the session ended were left alone.
+    Conflict,
+    /// The sandbox cannot be what the profile requires on this machine.
+    SandboxUnavailable,
+    /// The profile cannot be found or read.
+    BadProfile,
+    /// No workspace here: `/`, not writable, nowhere to keep snapshots.
+    NotAWorkspace,
+    /// The command was not found or could not be executed.
+    CommandNotRun,
+    /// The disk is full.
+    DiskFull,
+    /// Any other failure (I/O, a damaged store).
+    Failure,
+}
+
 #[derive(Debug)]
 pub struct CliError {
     pub code: i32,
     pub message: String,
     pub hint: Option<String>,
+    /// Set where the error is made when the exit code does not say it.
+    pub kind: Option<Kind>,
 }
 
 impl CliError {
     pub fn usage(message: impl Into<String>) -> Self {
-        CliError { code: exit::USAGE, message: message.into(), hint: None }
+        CliError { code: exit::USAGE, message: message.into(), hint: None, kind: None }
     }
     pub fn failure(message: impl Into<String>) -> Self {
-        CliError { code: exit::FAILURE, message: message.into(), hint: None }
+        CliError { code: exit::FAILURE, message: message.into(), hint: None, kind: None }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -38,6 +65,26 @@ impl CliError {
         self.code = code;
         self
     }
+    pub fn kind(mut self, kind: Kind) -> Self {
+        self.kind = Some(kind);
+        self
+    }
+    /// The kind as set, else as the exit code tells it.
+    pub fn kind_or_default(&self) -> Kind {
+        self.kind.unwrap_or(match self.code {
+            exit::USAGE => Kind::Usage,
+            exit::CONFLICT => Kind::Conflict,
+            exit::NOT_STARTED => Kind::SandboxUnavailable,
+            126 | 127 => Kind::CommandNotRun,
+            _ => Kind::Failure,
+        })
+    }
+}
+
+/// Reports an error the way the user asked: `ws: error:` lines, or one
+/// `{"error": {"kind", "message", "hint"}}` object (see `ui::machine`).
+pub fn report(e: &CliError) {
+    crate::ui::error_of(e.kind_or_default(), &e.message, e.hint.as_deref());
 }
 
 impl fmt::Display for CliError {
@@ -62,7 +109,7 @@ pub fn chain(e: &dyn std::error::Error) -> String {
 }
 
 fn from_chain(code: i32, e: &dyn std::error::Error) -> CliError {
-    CliError { code, message: chain(e), hint: None }
+    CliError { code, message: chain(e), hint: None, kind: None }
 }
 
 fn disk_full(e: &(dyn std::error::Error + 'static)) -> bool {
@@ -82,7 +129,7 @@ impl From<ws_snapshot::SnapshotError> for CliError {
     fn from(e: ws_snapshot::SnapshotError) -> Self {
         let err = from_chain(exit::FAILURE, &e);
         if disk_full(&e) {
-            err.hint("the disk holding the snapshot store is full; free space and start the session again (the workspace was not touched)")
+            err.kind(Kind::DiskFull).hint("the disk holding the snapshot store is full; free space and start the session again (the workspace was not touched)")
         } else {
             err
         }
@@ -111,12 +158,12 @@ impl From<ws_snapshot::SessionError> for CliError {
     fn from(e: ws_snapshot::SessionError) -> Self {
         use ws_snapshot::SessionError as E;
         match &e {
-            E::Unknown { .. } | E::Ambiguous { .. } => {
-                from_chain(exit::USAGE, &e).hint("`ws session list` shows the sessions of this workspace")
-            }
-            E::NonePending => {
-                from_chain(exit::USAGE, &e).hint("`ws session list` shows every session; name one by its id")
-            }
+            E::Unknown { .. } | E::Ambiguous { .. } => from_chain(exit::USAGE, &e)
+                .kind(Kind::UnknownSession)
+                .hint("`ws session list` shows the sessions of this workspace"),
+            E::NonePending => from_chain(exit::USAGE, &e)
+                .kind(Kind::UnknownSession)
+                .hint("`ws session list` shows every session; name one by its id"),
             E::DamagedJournal { path, .. } => from_chain(exit::FAILURE, &e).hint(format!(
                 "the changes it was rolling back are still pending: remove {} and run `ws rollback` without paths to roll back every pending change",
                 path.display()
@@ -147,7 +194,8 @@ impl From<ws_snapshot::ReviewError> for CliError {
             _ => {
                 let err = from_chain(exit::FAILURE, &e);
                 if disk_full(&e) {
-                    err.hint("the disk is full; free space, then run `ws rollback` again to finish")
+                    err.kind(Kind::DiskFull)
+                        .hint("the disk is full; free space, then run `ws rollback` again to finish")
                 } else {
                     err.hint("run `ws rollback` again to finish; what is done stays done")
                 }
@@ -158,6 +206,7 @@ impl From<ws_snapshot::ReviewError> for CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
-        from_chain(exit::FAILURE, &e)
+        let err = from_chain(exit::FAILURE, &e);
+        if disk_full(&e) { err.kind(Kind::DiskFull) } else { err }
     }
 }

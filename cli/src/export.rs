@@ -91,12 +91,17 @@ fn open_journal(ctx: &SessionContext) -> Option<Arc<Journal>> {
 impl Exports {
     /// The audit log's observer that hands each record to every sink.
     pub fn observer(&self) -> Option<ws_snapshot::audit::Observer> {
-        if self.otlp.is_none() && self.journal.is_none() {
+        // `ws session start --events-fd N`: the program that started ws.
+        let events = ui::machine::has_events();
+        if self.otlp.is_none() && self.journal.is_none() && !events {
             return None;
         }
         let sink = self.otlp.as_ref().map(Exporter::sink);
         let journal = self.journal.clone();
         Some(Box::new(move |record: &Record, line: &[u8]| {
+            if events {
+                ui::machine::line(line);
+            }
             let line = Line { record: record.clone(), bytes: line.to_vec() };
             if let Some(j) = &journal {
                 j.send(&line);

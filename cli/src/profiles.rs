@@ -36,7 +36,7 @@ pub fn resolve(name: &str) -> Result<Profile, CliError> {
             }
             _ => "`ws profile check FILE` lists every problem".to_owned(),
         };
-        CliError::usage(e.to_string()).hint(hint)
+        CliError::usage(e.to_string()).kind(crate::error::Kind::BadProfile).hint(hint)
     })
 }
 

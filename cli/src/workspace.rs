@@ -54,16 +54,19 @@ impl Workspace {
         let cwd = fs_err::canonicalize(&cwd).map_err(CliError::from)?;
         let parent = env::store_parent().ok_or_else(|| {
             CliError::usage("cannot tell where to keep snapshots: neither HOME nor WS_STORE_DIR is set")
+                .kind(crate::error::Kind::NotAWorkspace)
                 .hint("set WS_STORE_DIR to a directory you own")
         })?;
         let uid = rustix::process::getuid().as_raw();
         let (root, git_dir) = find_root(&cwd, &parent, uid);
         if root == Path::new("/") {
             return Err(CliError::usage("refusing to use / as a workspace")
+                .kind(crate::error::Kind::NotAWorkspace)
                 .hint("cd into the project you want the agent to work on"));
         }
         if rustix::fs::access(&root, rustix::fs::Access::WRITE_OK).is_err() {
             return Err(CliError::usage(format!("the workspace {} is not writable by you", root.display()))
+                .kind(crate::error::Kind::NotAWorkspace)
                 .hint("ws protects a workspace you work in: cd into your project first"));
         }
         let placement = ws_snapshot::choose_store_dir(&root, &parent, uid);

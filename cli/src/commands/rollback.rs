@@ -161,7 +161,8 @@ pub(crate) fn rollback_paths(
         for (p, why) in &conflicts {
             ui::warn(&format!("conflict: {}: {why}; left as it is", crate::display::name(p.as_bytes())));
         }
-        ui::error(
+        ui::error_of(
+            crate::error::Kind::Conflict,
             &format!(
                 "{} path{} not rolled back",
                 conflicts.len(),
@@ -236,7 +237,8 @@ pub(crate) fn rollback_hunks(
         for (p, why) in &out.conflicts {
             ui::warn(&format!("conflict: {}: {why}; left as it is", crate::display::name(p.as_bytes())));
         }
-        ui::error(
+        ui::error_of(
+            crate::error::Kind::Conflict,
             &format!(
                 "{} path{} not rolled back",
                 out.conflicts.len(),

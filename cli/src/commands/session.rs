@@ -48,6 +48,13 @@ pub struct StartArgs {
     /// OTEL_EXPORTER_OTLP_ENDPOINT is set.
     #[arg(long, value_enum, value_name = "SINK")]
     audit_sink: Vec<crate::export::AuditSink>,
+    /// For programs that drive ws (the Python SDK): write JSON lines to
+    /// this inherited descriptor instead of messages to stderr — each audit
+    /// record as it is written (as `ws log --json` prints it), ws's messages
+    /// (`{"message": …}`), and last `{"session": …}` (as `ws session show
+    /// --json`) or `{"error": {"kind", "message", "hint"}}`.
+    #[arg(long, value_name = "FD")]
+    events_fd: Option<i32>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -80,6 +87,14 @@ pub fn run(c: SessionCommand) -> Result<i32, CliError> {
 }
 
 fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
+    if let Some(fd) = args.events_fd {
+        // First: before ws opens descriptors of its own that could take the number.
+        let file = ws_sandbox::service::passed_descriptor(fd).ok_or_else(|| {
+            CliError::usage(format!("--events-fd {fd}: not an open descriptor this process inherited"))
+                .hint("pass a pipe's write end, number 3 or above, open in ws")
+        })?;
+        ui::machine::events_to(file);
+    }
     let run = Run {
         name: args.name,
         profile: &args.profile,
@@ -88,7 +103,13 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
         learn: false,
         sinks: crate::export::sinks(&args.audit_sink).map_err(CliError::usage)?,
     };
-    Ok(run_session(run)?.code)
+    let ran = run_session(run)?;
+    if ui::machine::has_events() {
+        let changes = ran.ws.store.load_changes(&ran.session.id).ok();
+        let summary = serde_json::json!({ "session": session_json(&ran.ws, &ran.session, changes.as_deref()) });
+        ui::machine::line(&serde_json::to_vec(&summary).unwrap_or_default());
+    }
+    Ok(ran.code)
 }
 
 /// A session to run: what `ws session start` and `ws learn` share.
@@ -353,6 +374,7 @@ impl Sandbox {
                     "profile `{}` requires {what}, which this machine cannot enforce",
                     p.name
                 ))
+                .kind(crate::error::Kind::SandboxUnavailable)
                 .hint("`ws doctor` shows what is missing; pass --allow-degraded to run without it anyway"));
             }
             ui::warn(&format!(
@@ -378,6 +400,7 @@ impl Sandbox {
                 return Err(CliError::usage(
                     "this machine cannot confine the session's network: no user namespaces and Landlock below ABI 4 (Linux 6.7)",
                 )
+                .kind(crate::error::Kind::SandboxUnavailable)
                 .hint("`ws doctor` shows what is missing; pass --allow-degraded to run with the network not confined"));
             }
         };
@@ -386,6 +409,7 @@ impl Sandbox {
         for f in p.ca_files(&vars) {
             ca.push(fs_err::read(&f).map_err(|e| {
                 CliError::usage(format!("profile `{}`: cannot read CA file: {e}", p.name))
+                    .kind(crate::error::Kind::BadProfile)
                     .hint("fix or remove the path in [network] ca_files")
             })?);
         }
@@ -436,6 +460,7 @@ impl Sandbox {
                         p.name,
                         crate::error::chain(&e)
                     ))
+                    .kind(crate::error::Kind::SandboxUnavailable)
                     .hint("`ws doctor` shows the cgroup support; pass --allow-degraded to run without the limits"));
                 }
             }
