@@ -155,19 +155,27 @@ class RunningSession:
     to wait at the end of the block.
     """
 
-    def __init__(self, workspace: "Workspace", proc: subprocess.Popen, events: IO[bytes]) -> None:
+    def __init__(self, workspace: "Workspace", proc: subprocess.Popen, events: IO[bytes],
+                 threaded: bool = True) -> None:
         self.workspace = workspace
         self._proc = proc
+        self._events = events
         self._queue: "queue.Queue[Any]" = queue.Queue()
         self._result: Optional[Dict[str, Any]] = None
-        self._iter_lock = threading.Lock()
         self._done = threading.Event()
         self._id_known = threading.Event()
         self._id: Optional[str] = None
         self._session: Optional[Session] = None
         self._error: Optional[WsError] = None
         self._out: Dict[str, bytes] = {}
-        self._readers = [threading.Thread(target=self._read_events, args=(events,), daemon=True)]
+        # Threaded (start()): a thread reads the records into a queue, so the
+        # caller may do anything meanwhile. Not (run(), which blocks anyway):
+        # the caller's thread reads them itself, with no hand-off between
+        # threads on the way (what a loaded machine makes slow).
+        self._threaded = threaded
+        self._readers: List[threading.Thread] = []
+        if threaded:
+            self._readers.append(threading.Thread(target=self._read_events, daemon=True))
         for name in ("stdout", "stderr"):
             pipe = getattr(proc, name)
             if pipe is not None:
@@ -175,10 +183,11 @@ class RunningSession:
         for t in self._readers:
             t.start()
 
-    # The events descriptor: records, messages, then the session or an error.
-    def _read_events(self, events: IO[bytes]) -> None:
+    def _records(self) -> Iterator[Dict[str, Any]]:
+        """The events descriptor's records, in order; messages are logged and
+        the last line (the session, or an error) kept, on the way."""
         try:
-            for raw in events:
+            for raw in self._events:
                 try:
                     obj = json.loads(raw)
                 except ValueError:
@@ -188,14 +197,21 @@ class RunningSession:
                     if obj.get("type") == "session_start" and self._id is None:
                         self._id = obj.get("session")
                         self._id_known.set()
-                    self._queue.put(obj)
+                    yield obj
                 elif "message" in obj:
                     _message(obj["message"])
                 elif "session" in obj or "error" in obj:
                     self._result = obj  # the last one counts
         finally:
-            events.close()
+            self._events.close()
             self._id_known.set()
+            self._done.set()
+
+    def _read_events(self) -> None:
+        try:
+            for record in self._records():
+                self._queue.put(record)
+        finally:
             self._queue.put(_END)
 
     def _read_output(self, name: str, pipe: IO[bytes]) -> None:
@@ -223,11 +239,14 @@ class RunningSession:
         (``queue.Empty`` is raised then). Records already consumed by another
         iteration are not seen again.
         """
-        while not self._done.is_set():
+        if not self._threaded:
+            if not self._done.is_set():
+                yield from self._records()
+            return
+        while True:
             item = self._queue.get(timeout=timeout)
             if item is _END:
-                self._done.set()
-                self._queue.put(_END)  # for any other iterator
+                self._queue.put(_END)  # for any other iterator, and wait()
                 return
             yield item
 
@@ -252,11 +271,15 @@ class RunningSession:
         reported if the session could not run (the command was never
         started), or :class:`subprocess.TimeoutExpired` after ``timeout``.
         """
+        if not self._threaded:
+            for _ in self.events():  # read to the end: the records stay in the session's log
+                pass
         self._proc.wait(timeout)
         for t in self._readers:
             t.join()
-        for _ in self.events():  # drain: the records stay in the session's log
-            pass
+        if self._threaded:
+            for _ in self.events():
+                pass
         if self._session is not None:
             return self._session
         if self._error is not None:
@@ -352,6 +375,12 @@ class Workspace:
         :class:`Session`. Nothing of `ws`'s own goes to them: its messages go
         to the ``ws_sandbox`` logger.
         """
+        return self._start(command, profile, name, env, allow_degraded, stdin, stdout, stderr, capture_output,
+                           threaded=True)
+
+    def _start(self, command: Sequence[PathLike], profile: str, name: Optional[str],
+               env: Optional[Mapping[str, str]], allow_degraded: bool, stdin: Stream, stdout: Stream,
+               stderr: Stream, capture_output: bool, threaded: bool) -> RunningSession:
         if isinstance(command, (str, bytes)):
             raise TypeError("command is a list of arguments, as for subprocess without shell=True")
         if not command:
@@ -375,7 +404,7 @@ class Workspace:
             raise
         finally:
             os.close(write)
-        return RunningSession(self, proc, os.fdopen(read, "rb"))
+        return RunningSession(self, proc, os.fdopen(read, "rb"), threaded)
 
     def run(
         self,
@@ -398,8 +427,8 @@ class Workspace:
         the session is ended (SIGTERM) and the exception propagates. The
         other arguments are :meth:`start`'s.
         """
-        running = self.start(command, profile, name, env, allow_degraded=allow_degraded, stdin=stdin,
-                             stdout=stdout, stderr=stderr, capture_output=capture_output)
+        running = self._start(command, profile, name, env, allow_degraded, stdin, stdout, stderr, capture_output,
+                              threaded=False)
         try:
             if on_event is not None:
                 for record in running:
