@@ -32,8 +32,10 @@ command -v tmux       >/dev/null || need+=(tmux)
 command -v groff      >/dev/null || need+=(groff-base)  # the man pages are rendered
 # The recorder service's tests: a hostile client in Python, socket activation, unit checks.
 [ -x /usr/bin/python3 ] || need+=(python3)
-# The Python SDK's tests run in a venv (Debian splits venv/ensurepip out of python3).
-python3 -c 'import ensurepip' 2>/dev/null || need+=(python3-venv)
+# The Python SDK's tests run in a venv: Debian ships venv's pip apart, in python3-venv.
+probe=$(mktemp -d)
+python3 -m venv "$probe/venv" >/dev/null 2>&1 || need+=(python3-venv)
+rm -rf "$probe"
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v useradd    >/dev/null || need+=(passwd)
 if [ ${#need[@]} -gt 0 ]; then
@@ -59,7 +61,7 @@ set -e
 # than built again for release, in a venv under the target directory, with
 # pytest from PyPI.
 venv="${CARGO_TARGET_DIR:-target}/python-sdk"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+[ -x "$venv/bin/pip" ] || python3 -m venv --clear "$venv"
 WS_SANDBOX_CARGO_PROFILE=dev "$venv/bin/pip" install -q --force-reinstall --no-deps ./python
 "$venv/bin/pip" install -q pytest
 set +e
