@@ -32,6 +32,10 @@ command -v tmux       >/dev/null || need+=(tmux)
 command -v groff      >/dev/null || need+=(groff-base)  # the man pages are rendered
 # The recorder service's tests: a hostile client in Python, socket activation, unit checks.
 [ -x /usr/bin/python3 ] || need+=(python3)
+# The Python SDK's tests run in a venv: Debian ships venv's pip apart, in python3-venv.
+probe=$(mktemp -d)
+python3 -m venv "$probe/venv" >/dev/null 2>&1 || need+=(python3-venv)
+rm -rf "$probe"
 command -v systemd-socket-activate >/dev/null || need+=(systemd)
 command -v useradd    >/dev/null || need+=(passwd)
 if [ ${#need[@]} -gt 0 ]; then
@@ -52,6 +56,22 @@ set +e
 cargo test --workspace --locked "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-# One closing line for the whole suite, summed over every test binary.
-awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
-exit "$status"
+# The Python SDK (python/): the wheel `pip install ./python` builds from this
+# checkout, with the dev profile so that the ws just tested is reused rather
+# than built again for release, in a venv under the target directory, with
+# pytest from PyPI.
+venv="${CARGO_TARGET_DIR:-target}/python-sdk"
+[ -x "$venv/bin/pip" ] || python3 -m venv --clear "$venv"
+WS_SANDBOX_CARGO_PROFILE=dev "$venv/bin/pip" install -q --force-reinstall --no-deps ./python
+"$venv/bin/pip" install -q pytest
+set +e
+"$venv/bin/python" -m pytest -q -p no:cacheprovider python/tests 2>&1 | tee -a "$log"
+py_status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole suite, summed over every test binary and pytest.
+awk '/^test result:/ { p += $4; f += $6; next }
+     /^[0-9]+ [a-z]+.* in [0-9.]+s( \([0-9:]+\))?$/ { for (i = 2; i <= NF; i++) { w = $i; sub(/,$/, "", w)
+                        if (w == "passed") p += $(i-1); if (w == "failed" || w == "error" || w == "errors") f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+[ "$status" = 0 ] || exit "$status"
+exit "$py_status"

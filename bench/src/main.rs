@@ -25,6 +25,7 @@ mod many;
 mod measure;
 mod mount;
 mod network;
+mod python;
 mod recorder;
 mod report;
 mod review;
@@ -45,13 +46,13 @@ use tree::TreeSpec;
 use util::{Env, Error, Result};
 
 const USAGE: &str = "\
-usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder,many,service,review,scale]
+usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder,many,service,review,scale,python]
 
   --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
   --out FILE     also write the results as JSON to FILE
   --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1;
                  at least 10 in the sandbox group)
-  --fs LIST      what to measure (default all of btrfs,ext4,sandbox,hooks,network,recorder,many,service,review,scale): the filesystems, and
+  --fs LIST      what to measure (default all of btrfs,ext4,sandbox,hooks,network,recorder,many,service,review,scale,python): the filesystems, and
                  `sandbox`, run once without an image: session start in an unchanged
                  200-file workspace and the launcher alone (added ms vs `true`), and
                  ws's peak RSS per /usr/bin/time (200 files and the tree's small files);
@@ -71,7 +72,11 @@ usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks
                  session that changed 5,000 files, vs `ws diff --stat` on it;
                  `scale`: committed workspaces of 20,000 and 200,000 files (2,000 and 20,000
                  with --quick): a second session and a 10-file edit session, after-snapshot
-                 from the record vs the full walk, vs `git status --porcelain`; peak RSS
+                 from the record vs the full walk, vs `git status --porcelain`; peak RSS;
+                 `python`: the Python SDK's `Workspace.run([\"true\"])` vs `ws session start
+                 -- true`, both from one warm interpreter (python/ of this checkout,
+                 $WS_BENCH_PYTHON or python3), in one committed 200-file workspace: wall
+                 and CPU time (at least 10 runs)
 
 Runs as root (it makes and loop-mounts filesystem images under /var/tmp, or
 $WS_BENCH_TMPDIR; the sandbox and hooks groups' repositories go there too). The ws binary
@@ -99,6 +104,8 @@ struct Args {
     review: bool,
     /// Whether to run the scale group (20,000 and 200,000 files).
     scale: bool,
+    /// Whether to run the python group (the SDK's cost per session).
+    python: bool,
 }
 
 fn parse_args() -> Result<Option<Args>> {
@@ -115,6 +122,7 @@ fn parse_args() -> Result<Option<Args>> {
         service: true,
         review: true,
         scale: true,
+        python: true,
     };
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
@@ -140,6 +148,7 @@ fn parse_args() -> Result<Option<Args>> {
                 args.service = false;
                 args.review = false;
                 args.scale = false;
+                args.python = false;
                 for s in v.split(',').map(str::trim) {
                     match Fs::parse(s) {
                         Some(fs) => args.fs.push(fs),
@@ -151,9 +160,10 @@ fn parse_args() -> Result<Option<Args>> {
                         None if s == "service" => args.service = true,
                         None if s == "review" => args.review = true,
                         None if s == "scale" => args.scale = true,
+                        None if s == "python" => args.python = true,
                         None => {
                             return Err(Error::new(format!(
-                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder, many, service, review, scale)"
+                                "unknown --fs entry {s:?} (btrfs, ext4, sandbox, hooks, network, recorder, many, service, review, scale, python)"
                             )));
                         }
                     }
@@ -275,6 +285,11 @@ fn real_main() -> Result<ExitCode> {
     }
     if args.scale && util::check_interrupted().is_ok() {
         let (r, e) = scale::bench(&plan, &notes, args.quick);
+        rows.extend(r);
+        errors.extend(e);
+    }
+    if args.python && util::check_interrupted().is_ok() {
+        let (r, e) = python::bench(&plan);
         rows.extend(r);
         errors.extend(e);
     }

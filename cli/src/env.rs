@@ -33,6 +33,10 @@ pub const WS_COMPLETE: &str = "WS_COMPLETE";
 /// it can be trusted), `walk` (always the whole workspace), `check` (both,
 /// compared; for tests).
 pub const WS_AFTER_SNAPSHOT: &str = "WS_AFTER_SNAPSHOT";
+/// `json`: ws's own messages on stderr become one JSON object a line
+/// (`{"message": …}`, `{"error": …}`), for programs that drive ws (the
+/// Python SDK); see `ui::machine`.
+pub const WS_MESSAGES: &str = "WS_MESSAGES";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The index a commit is made from, set by git for its commit hooks.
@@ -95,6 +99,11 @@ pub fn store_parent() -> Option<PathBuf> {
 /// git's default global excludes file when `core.excludesFile` is unset.
 pub fn default_global_excludes() -> Option<PathBuf> {
     user_path(XDG_CONFIG_HOME).map(|d| d.join("git/ignore")).or_else(|| home().map(|h| h.join(".config/git/ignore")))
+}
+
+/// Whether ws's messages are JSON lines (`WS_MESSAGES=json`).
+pub fn json_messages() -> bool {
+    var_os(WS_MESSAGES).is_some_and(|v| v == "json")
 }
 
 pub fn no_color() -> bool {

@@ -16,19 +16,26 @@ pub mod exit {
     pub const NOT_STARTED: i32 = 125;
 }
 
+/// What went wrong, for programs (`{"error": {"kind": …}}`, the Python
+/// SDK's exception classes): the library's kinds, whose snake_case names
+/// (`ErrorKind::as_str`) the README documents.
+pub use ws_session::ErrorKind as Kind;
+
 #[derive(Debug)]
 pub struct CliError {
     pub code: i32,
     pub message: String,
     pub hint: Option<String>,
+    /// Set where the error is made when the exit code does not say it.
+    pub kind: Option<Kind>,
 }
 
 impl CliError {
     pub fn usage(message: impl Into<String>) -> Self {
-        CliError { code: exit::USAGE, message: message.into(), hint: None }
+        CliError { code: exit::USAGE, message: message.into(), hint: None, kind: None }
     }
     pub fn failure(message: impl Into<String>) -> Self {
-        CliError { code: exit::FAILURE, message: message.into(), hint: None }
+        CliError { code: exit::FAILURE, message: message.into(), hint: None, kind: None }
     }
     pub fn hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
@@ -38,6 +45,22 @@ impl CliError {
         self.code = code;
         self
     }
+    /// The kind as set, else as the exit code tells it.
+    pub fn kind_or_default(&self) -> Kind {
+        self.kind.unwrap_or(match self.code {
+            exit::USAGE => Kind::Usage,
+            exit::CONFLICT => Kind::Conflict,
+            exit::NOT_STARTED => Kind::SandboxUnavailable,
+            126 | 127 => Kind::CommandNotRun,
+            _ => Kind::Failure,
+        })
+    }
+}
+
+/// Reports an error the way the user asked: `ws: error:` lines, or one
+/// `{"error": {"kind", "message", "hint"}}` object (see `ui::machine`).
+pub fn report(e: &CliError) {
+    crate::ui::error_of(e.kind_or_default(), &e.message, e.hint.as_deref());
 }
 
 impl fmt::Display for CliError {
@@ -59,7 +82,7 @@ impl From<ws_session::Error> for CliError {
             K::DiskFull | K::Failure => exit::FAILURE,
             _ => exit::FAILURE,
         };
-        CliError { code: e.status.unwrap_or(by_kind), message: e.message, hint: e.hint }
+        CliError { code: e.status.unwrap_or(by_kind), message: e.message, hint: e.hint, kind: Some(e.kind) }
     }
 }
 

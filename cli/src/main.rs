@@ -25,7 +25,7 @@ fn main() {
     let code = match user::adopt(cli.user()).and_then(|()| commands::run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            ui::error(&e.message, e.hint.as_deref());
+            error::report(&e);
             e.code
         }
     };

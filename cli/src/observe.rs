@@ -21,7 +21,9 @@ impl Observer for Printer {
         match e {
             Event::Note(m) => ui::note(m),
             Event::Warning(m) => ui::warn(m),
-            Event::Error(e) => ui::error(&e.message, e.hint.as_deref()),
+            Event::Error(e) => ui::error_of(e.kind, &e.message, e.hint.as_deref()),
+            // `ws session start --events-fd N`: the program that started ws.
+            Event::Record { line, .. } => ui::machine::line(line),
             Event::Progress { what, scanned, stored_files, stored_bytes } => {
                 let tty = std::io::stderr().is_terminal();
                 let mut last = self.progress.lock().unwrap_or_else(|p| p.into_inner());

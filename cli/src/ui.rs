@@ -7,21 +7,100 @@
 #![allow(clippy::print_stderr)]
 
 use std::io::{IsTerminal, Write};
+use std::sync::{Mutex, OnceLock};
 
 use crate::display;
+use crate::error::Kind;
 
 pub fn note(msg: &str) {
-    eprintln!("ws: {}", display::message(msg));
+    if !machine::message("note", msg) {
+        eprintln!("ws: {}", display::message(msg));
+    }
 }
 
 pub fn warn(msg: &str) {
-    eprintln!("ws: warning: {}", display::message(msg));
+    if !machine::message("warning", msg) {
+        eprintln!("ws: warning: {}", display::message(msg));
+    }
 }
 
+/// An error for a person; for a program, `{"error": …}` of kind `failure`
+/// (an error with another kind goes through `error::report`).
 pub fn error(msg: &str, hint: Option<&str>) {
+    error_of(Kind::Failure, msg, hint);
+}
+
+pub fn error_of(kind: Kind, msg: &str, hint: Option<&str>) {
+    if machine::error(kind, msg, hint) {
+        return;
+    }
     eprintln!("ws: error: {}", display::message(msg));
     if let Some(h) = hint {
         eprintln!("ws: hint: {}", display::message(h));
+    }
+}
+
+/// ws driven by a program (the Python SDK): its messages as JSON lines,
+/// on stderr with `WS_MESSAGES=json`, or on the events descriptor of
+/// `ws session start --events-fd N`, after the audit records written so
+/// far. The text is the one a person would read (`display::message`).
+pub mod machine {
+    use super::*;
+
+    /// The events descriptor, once `--events-fd` handed it over; `None`
+    /// after a write failed (the reader is gone: nothing more is sent).
+    static EVENTS: OnceLock<Mutex<Option<std::fs::File>>> = OnceLock::new();
+
+    /// Sends this process's messages, and [`line`]s, to `file` from now on.
+    pub fn events_to(file: std::fs::File) {
+        let _ = EVENTS.set(Mutex::new(Some(file)));
+    }
+
+    pub fn has_events() -> bool {
+        EVENTS.get().is_some()
+    }
+
+    /// Writes one line (no newline in it) to the events descriptor, in one
+    /// `write` so lines from several threads never interleave.
+    pub fn line(bytes: &[u8]) {
+        let Some(events) = EVENTS.get() else { return };
+        let mut guard = events.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(f) = guard.as_mut() {
+            let mut buf = Vec::with_capacity(bytes.len() + 1);
+            buf.extend_from_slice(bytes);
+            buf.push(b'\n');
+            if f.write_all(&buf).is_err() {
+                *guard = None;
+            }
+        }
+    }
+
+    fn emit(value: &serde_json::Value) -> bool {
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        if has_events() {
+            line(&bytes);
+            true
+        } else if crate::env::json_messages() {
+            let mut e = std::io::stderr().lock();
+            let _ = e.write_all(&bytes).and_then(|()| e.write_all(b"\n"));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// `{"message": {"level", "text"}}`; false when a person is told instead.
+    pub fn message(level: &str, msg: &str) -> bool {
+        emit(&serde_json::json!({ "message": { "level": level, "text": display::message(msg) } }))
+    }
+
+    /// `{"error": {"kind", "message", "hint"}}`; false when a person is told instead.
+    pub fn error(kind: Kind, msg: &str, hint: Option<&str>) -> bool {
+        emit(&serde_json::json!({ "error": {
+            "kind": kind.as_str(),
+            "message": display::message(msg),
+            "hint": hint.map(display::message),
+        } }))
     }
 }
 
@@ -33,6 +112,9 @@ pub fn prompt(msg: &str) {
 }
 
 pub fn progress_line(line: &str, tty: bool) {
+    if machine::has_events() || crate::env::json_messages() {
+        return; // a program reads the records, not a progress line
+    }
     let line = display::message(line);
     let mut e = std::io::stderr().lock();
     if tty {

@@ -218,6 +218,26 @@ pub fn activated_listener(
     ok.then(|| std::os::unix::net::UnixListener::from(fd))
 }
 
+/// A descriptor a parent process passed at number `fd` for this process to
+/// write to (`ws session start --events-fd N`): owned from here on and
+/// close-on-exec, so no process started later (the sandbox, git, helpers)
+/// inherits it, and the reader sees its end when this process exits.
+/// `None` for a standard stream, a number that is not open, or a directory.
+/// Call it before this process opens descriptors of its own that it keeps.
+pub fn passed_descriptor(fd: i32) -> Option<std::fs::File> {
+    if fd < 3 {
+        return None;
+    }
+    let fd = crate::recorder::take_fd(fd)?;
+    if rustix::fs::fstat(&fd).is_ok_and(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_dir()) {
+        // Not a stream: given back unclosed, as it was passed.
+        let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        return None;
+    }
+    rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).ok()?;
+    Some(std::fs::File::from(fd))
+}
+
 /// A pidfd for `pid`.
 pub fn pidfd(pid: u32) -> std::io::Result<OwnedFd> {
     let pid = rustix::process::Pid::from_raw(pid as i32).ok_or_else(|| std::io::Error::other("pid 0"))?;

@@ -130,7 +130,7 @@ pub(crate) fn rollback_paths(
             ui::warn(&format!("conflict: {}: {why}; left as it is", crate::display::name(p.as_bytes())));
         }
         if let Some(e) = rolled.conflict_error() {
-            ui::error(&e.message, e.hint.as_deref());
+            ui::error_of(e.kind, &e.message, e.hint.as_deref());
         }
         return Ok(exit::CONFLICT);
     }
@@ -199,7 +199,8 @@ pub(crate) fn rollback_hunks(
         for (p, why) in &out.conflicts {
             ui::warn(&format!("conflict: {}: {why}; left as it is", crate::display::name(p.as_bytes())));
         }
-        ui::error(
+        ui::error_of(
+            crate::error::Kind::Conflict,
             &format!(
                 "{} path{} not rolled back",
                 out.conflicts.len(),

@@ -43,6 +43,13 @@ pub struct StartArgs {
     /// OTEL_EXPORTER_OTLP_ENDPOINT is set.
     #[arg(long, value_enum, value_name = "SINK")]
     audit_sink: Vec<crate::export::AuditSink>,
+    /// For programs that drive ws (the Python SDK): write JSON lines to
+    /// this inherited descriptor instead of messages to stderr — each audit
+    /// record as it is written (as `ws log --json` prints it), ws's messages
+    /// (`{"message": …}`), and last `{"session": …}` (as `ws session show
+    /// --json`) or `{"error": {"kind", "message", "hint"}}`.
+    #[arg(long, value_name = "FD")]
+    events_fd: Option<i32>,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
     command: Vec<OsString>,
@@ -75,6 +82,14 @@ pub fn run(c: SessionCommand) -> Result<i32, CliError> {
 }
 
 fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
+    if let Some(fd) = args.events_fd {
+        // First: before ws opens descriptors of its own that could take the number.
+        let file = ws_sandbox::service::passed_descriptor(fd).ok_or_else(|| {
+            CliError::usage(format!("--events-fd {fd}: not an open descriptor this process inherited"))
+                .hint("pass a pipe's write end, number 3 or above, open in ws")
+        })?;
+        ui::machine::events_to(file);
+    }
     let run = ws_session::Run {
         name: args.name,
         profile: &args.profile,
@@ -84,7 +99,13 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
         exports: crate::export::settings(&args.audit_sink)?,
         env: std::env::vars_os().collect(),
     };
-    Ok(start(run)?.code)
+    let ran = start(run)?;
+    if ui::machine::has_events() {
+        let changes = ran.ws.store.load_changes(&ran.session.id).ok();
+        let summary = serde_json::json!({ "session": session_json(&ran.ws, &ran.session, changes.as_deref()) });
+        ui::machine::line(&serde_json::to_vec(&summary).unwrap_or_default());
+    }
+    Ok(ran.code)
 }
 
 /// Runs a session in the workspace around the current directory: a command
