@@ -72,7 +72,7 @@ impl Scale<'_> {
         let mut c = self.plan.env.command(self.plan.ws_bin, &self.ws);
         c.env("WS_STORE_DIR", &self.store);
         if walk {
-            c.env("WS_AFTER_SNAPSHOT", "walk");
+            c.env("WS_AFTER_SNAPSHOT", "walk").env("WS_WATCH", "off");
         }
         c
     }
@@ -83,7 +83,7 @@ impl Scale<'_> {
         let mut c = self.plan.env.command("/usr/bin/time", &self.ws);
         c.env("WS_STORE_DIR", &self.store);
         if walk {
-            c.env("WS_AFTER_SNAPSHOT", "walk");
+            c.env("WS_AFTER_SNAPSHOT", "walk").env("WS_WATCH", "off");
         }
         c.args(["-f", "rss=%M"]).arg(self.plan.ws_bin).args(["session", "start", "--", "sh", "-c", script]);
         let (t, out) = run_timed(&mut c)?;

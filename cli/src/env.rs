@@ -33,6 +33,12 @@ pub const WS_COMPLETE: &str = "WS_COMPLETE";
 /// it can be trusted), `walk` (always the whole workspace), `check` (both,
 /// compared; for tests).
 pub const WS_AFTER_SNAPSHOT: &str = "WS_AFTER_SNAPSHOT";
+/// How a session's before-snapshot is taken: unset (from the watch when it
+/// can vouch), `off` (never start or ask the watch: always the whole
+/// workspace), `check` (both, compared; for tests).
+pub const WS_WATCH: &str = "WS_WATCH";
+/// Where the watch listens (`watch.sock`, `watch.lock`); default `/run/ws`.
+pub const WS_WATCH_DIR: &str = "WS_WATCH_DIR";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The index a commit is made from, set by git for its commit hooks.

@@ -15,6 +15,7 @@ mod recording;
 mod service;
 mod ui;
 mod user;
+mod watch;
 mod workspace;
 
 use clap::Parser;
@@ -32,6 +33,7 @@ fn main() {
         Some(ws_sandbox::exec::INIT_ARG) => std::process::exit(sandboxed(&args[2..], true)),
         // Exiting closes what `recorder::release` handed over.
         Some(ws_sandbox::recorder::RELEASE_ARG) => std::process::exit(0),
+        Some(watch::WATCH_ARG) => std::process::exit(watch::serve(&args[2..])),
         Some(ws_sandbox::recorder::RECORDER_ARG) => {
             std::process::exit(ws_sandbox::recorder::run(&args.get(2).map(|a| a.to_string_lossy()).unwrap_or_default()))
         }

@@ -104,6 +104,7 @@ pub(crate) fn rollback_paths(
     if !force {
         leave.extend(both.iter().cloned());
     }
+    let latest = ws.store.latest();
     let out = ws_snapshot::rollback(
         &ws.store,
         &ws.root,
@@ -113,6 +114,7 @@ pub(crate) fn rollback_paths(
         paths,
         &RollbackOptions { force, leave, drop_new_objects: false },
     )?;
+    crate::watch::carry(ws, latest);
     if out.resumed > 0 {
         ui::note(&format!("finished an interrupted rollback of {} paths", out.resumed));
     }

@@ -165,6 +165,8 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
 
     let mut excludes_then = crate::after::Excludes::default();
     let excludes = &mut excludes_then;
+    let mut watch_token = None;
+    let token = &mut watch_token;
     let snapped = (|| {
         let _lock = ws.lock()?;
         let previous = previous; // moved in: freed once the snapshot is taken
@@ -172,7 +174,10 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
         // What the excludes files say now: should one change by the end, the
         // after-snapshot walks everything (those outside are not recorded).
         *excludes = crate::after::Excludes::read(ws.exclude_files());
-        let snap = ws.snapshot(previous.as_ref(), "snapshot")?;
+        let watched = crate::watch::before(&ws, previous.as_ref());
+        let snap = ws.before_snapshot(previous.as_ref(), &watched)?;
+        crate::watch::remember(&ws, &snap.id, watched.token, excludes);
+        *token = watched.token;
         // The stat cache's read counts as the snapshot's, though it ran
         // while the sandbox started.
         let snapshot_ms = (started.elapsed() + read_cache).as_millis() as u64;
@@ -192,6 +197,7 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
             after_snapshot_ms: None,
             recording: None,
             after_from: None,
+            before_from: Some(watched.from()),
         };
         ws.store.save_session(&session)?;
         crate::network::record_phantoms(&ws.store, &session.id, &sandbox.net.phantoms)?;
@@ -274,6 +280,14 @@ pub fn run_session(run: Run) -> Result<Ran, CliError> {
     });
     if let Ok(changes) = &mut after {
         git_guard.finish(&ws, &mut session, changes, &record.log());
+        // The after-snapshot is the store's latest: good as of the token the
+        // before-snapshot was taken with (what changed since, the session's
+        // writes among it, is looked at again next time).
+        if let Some(id) = session.after.clone().map(ws_snapshot::ManifestId)
+            && ws.store.latest().as_ref() == Some(&id)
+        {
+            crate::watch::remember(&ws, &id, watch_token, &excludes_then);
+        }
     }
     let (recording, learning) = record.finish(exit_status);
     crate::recording::report(&ws.store, &session, &recording);
@@ -617,6 +631,9 @@ struct SessionJson<'a> {
     exit_signal: Option<i32>,
     snapshot_ms: Option<u64>,
     after_snapshot_ms: Option<u64>,
+    /// How the before-snapshot was taken: `{"from": "watch", "paths": N}`
+    /// or `{"from": "walk", "reason": …}` (null for old sessions).
+    before_snapshot: Option<&'a ws_snapshot::BeforeFrom>,
     /// How the after-snapshot was taken: `{"from": "record", "paths": N}`
     /// or `{"from": "walk", "reason": …}` (null for old sessions).
     after_snapshot: Option<&'a ws_snapshot::AfterFrom>,
@@ -655,6 +672,7 @@ fn session_json<'a>(ws: &Workspace, s: &'a Session, changes: Option<&[Change]>) 
         exit_signal: s.exit.and_then(|e| e.signal),
         snapshot_ms: s.snapshot_ms,
         after_snapshot_ms: s.after_snapshot_ms,
+        before_snapshot: s.before_from.as_ref(),
         after_snapshot: s.after_from.as_ref(),
         rollback_interrupted: ws.store.rollback_interrupted(&s.id),
         changes: changes.map(counts),
@@ -756,6 +774,15 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
             n.approved,
             n.rolled_back
         );
+    }
+    match &s.before_from {
+        Some(ws_snapshot::BeforeFrom::Watch { paths }) => {
+            out!("snapshot   from the watch ({} paths){}", paths, ms(s.snapshot_ms))
+        }
+        Some(ws_snapshot::BeforeFrom::Walk { reason }) => {
+            out!("snapshot   full walk: {}{}", txt(reason), ms(s.snapshot_ms))
+        }
+        None => {}
     }
     match &s.after_from {
         Some(ws_snapshot::AfterFrom::Record { paths }) => {
