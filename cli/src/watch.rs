@@ -146,6 +146,8 @@ fn evidence(
             Change::Path(p) => changed.add(&p),
             Change::Whole(p) => changed.add_whole(&p),
             Change::Inode(dev, ino) => inodes.push((dev, ino)),
+            // Never sent: the watch looks handles up before it answers.
+            Change::Handle(_) => {}
         }
     }
     let evidence = crate::after::evidence(changed, inodes)?;

@@ -181,3 +181,54 @@ fn the_full_walk_is_taken_and_named_when_the_watch_cannot_vouch_for_the_tree() {
     walked(&o, "the excludes file");
     Command::new("pkill").args(["-KILL", "-f", &pattern]).status().unwrap();
 }
+
+/// An agent that reaches the watch's socket from inside its session (a root
+/// session: the socket's directory is not hidden from it) and asks it to
+/// watch `/` gets no answer, and the watch takes nothing on. Positive
+/// control: the same socket answers ws's own question from the host.
+#[test]
+fn a_session_cannot_make_the_watch_watch_a_tree_of_its_choosing() {
+    assert!(is_root(), "the watch needs root");
+    let env = Env::new();
+    let ws = env.dir("ws");
+    git_repo(&ws);
+    write(ws.join("a.txt"), "a\n");
+    commit_all(&ws, "base");
+    let dir = env.dir("watch");
+    let sock = dir.join("watch.sock");
+    let mut c = env.command(&ws, &["session", "start", "--", "true"]);
+    c.env("WS_WATCH_DIR", &dir);
+    env.run(c).ok();
+    let hex = |p: &Path| p.as_os_str().as_encoded_bytes().iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let ask = "import socket,sys\ns=socket.socket(socket.AF_UNIX)\ns.connect(sys.argv[1])\nprint('connected')\n\
+               s.sendall(sys.argv[2].encode())\ns.settimeout(5)\nr=s.recv(100)\nprint('reply', r[:2].decode() or '-')\n";
+    let script = dir.join("ask.py");
+    std::fs::write(&script, ask).unwrap();
+    // Positive control: ws's own question, from the host.
+    let host = Command::new("python3")
+        .arg(&script)
+        .arg(&sock)
+        .arg(format!("now {} {}\n", hex(&ws), hex(&env.home)))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&host.stdout), "connected\nreply ok\n", "{host:?}");
+    // The attack, from inside a session.
+    let attack = format!("python3 '{}' '{}' 'now 2f {}\n'", script.display(), sock.display(), hex(&env.home));
+    let o = env.session(&ws, &attack);
+    assert!(o.stdout.contains("connected"), "the socket was not reachable (the test tests nothing): {o:?}");
+    assert!(o.stdout.contains("reply -"), "the watch answered a session: {o:?}");
+    // The watch took nothing on: its inotify watches are ws's workspace's
+    // directories only (a handful), not the machine's.
+    let pid = String::from_utf8(
+        Command::new("pgrep").args(["-f", &format!("__watch {}", sock.display())]).output().unwrap().stdout,
+    )
+    .unwrap();
+    let pid = pid.trim();
+    let watches: usize = std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default().matches("inotify wd:").count())
+        .sum();
+    assert!(watches > 0 && watches < 50, "{watches} directories watched");
+    Command::new("kill").args(["-KILL", pid]).status().unwrap();
+}

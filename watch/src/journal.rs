@@ -44,6 +44,11 @@ pub enum Change {
     /// watch does not see (its link count, when a name outside the
     /// workspace was made for it).
     Inode(u64, u64),
+    /// The same as the kernel's file handle reported it: turned into an
+    /// [`Change::Inode`] only when a session asks (looking it up needs a
+    /// descriptor on the workspace's filesystem, which the watch holds only
+    /// then). Never sent.
+    Handle(Vec<u8>),
 }
 
 /// Why a token cannot be answered.
@@ -71,6 +76,8 @@ pub struct Journal {
     /// Tokens below this are refused (events were lost after them).
     floor: u64,
     lost: Option<String>,
+    /// Part of the tree cannot be watched: every token is refused.
+    blind: Option<String>,
     changes: HashMap<Change, u64>,
     limit: usize,
 }
@@ -79,7 +86,7 @@ impl Journal {
     /// An empty history; at most `limit` distinct changes are kept, beyond
     /// which the journal forgets them all and refuses older tokens.
     pub fn new(instance: u64, limit: usize) -> Journal {
-        Journal { instance, seq: 0, floor: 0, lost: None, changes: HashMap::new(), limit }
+        Journal { instance, seq: 0, floor: 0, lost: None, blind: None, changes: HashMap::new(), limit }
     }
 
     pub fn note(&mut self, change: Change) {
@@ -108,6 +115,13 @@ impl Journal {
         self.lost = Some(why);
     }
 
+    /// Part of the tree cannot be watched (for as long as this journal
+    /// lives): every token, given before or after, is refused.
+    pub fn blind(&mut self, why: String) {
+        self.lose(why.clone());
+        self.blind = Some(why);
+    }
+
     /// The token for "everything noted until now".
     pub fn now(&self) -> Token {
         Token { instance: self.instance, seq: self.seq }
@@ -117,6 +131,9 @@ impl Journal {
     pub fn since(&self, token: Token) -> Result<Vec<Change>, Refused> {
         if token.instance != self.instance || token.seq > self.seq {
             return Err(Refused::OtherInstance);
+        }
+        if let Some(why) = &self.blind {
+            return Err(Refused::Lost(why.clone()));
         }
         if token.seq < self.floor {
             return Err(Refused::Lost(self.lost.clone().unwrap_or_default()));
@@ -185,6 +202,14 @@ mod tests {
         assert_eq!(j.since(t1).unwrap(), vec![p("d")]);
         j.lose("queue overflow".into());
         assert_eq!(j.since(t1), Err(Refused::Lost("queue overflow".into())));
+    }
+
+    #[test]
+    fn a_blind_journal_refuses_every_token() {
+        let mut j = Journal::new(1, 100);
+        j.blind("cannot watch d".into());
+        let t = j.now();
+        assert_eq!(j.since(t), Err(Refused::Lost("cannot watch d".into())));
     }
 
     #[test]

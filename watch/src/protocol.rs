@@ -86,6 +86,8 @@ pub fn encode_answer(a: &Answer) -> Vec<u8> {
                         out.extend_from_slice(p);
                     }
                     Change::Inode(dev, ino) => out.extend_from_slice(format!("I{dev}:{ino}").as_bytes()),
+                    // Looked up before an answer is made.
+                    Change::Handle(_) => continue,
                 }
                 out.push(0);
             }

@@ -11,7 +11,8 @@
 //!   it. Such a file either had several names at the last snapshot (the
 //!   caller looks at those every time) or gets one later, which changes its
 //!   link count: a fanotify mark on each workspace's filesystem for
-//!   attribute changes reports it by inode (this needs root). One process
+//!   attribute changes reports its handle, looked up (to device and inode)
+//!   when a session asks (this needs root). One process
 //!   for all workspaces: one notification group and one inotify instance,
 //!   of the 128 the kernel allows a user.
 //! - Order: every event is queued by the kernel before the write that
@@ -22,9 +23,13 @@
 //!   until then is refused from then on, and the caller walks.
 //! - A workspace whose directory went away, or that nobody asked about for
 //!   the idle time, is dropped; with none left for that long, the watch ends.
+//! - Asked only by ws: a process in another mount namespace (a session's)
+//!   gets no answer, and the watch takes at most half the directory watches
+//!   the kernel allows root, whatever it is asked.
 //!
-//! The process holds no descriptor on a workspace's filesystem between
-//! events (marks do not keep a filesystem from being unmounted).
+//! The process holds no descriptor on a workspace's filesystem but while it
+//! answers about that workspace (marks do not keep a filesystem from being
+//! unmounted).
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
@@ -169,7 +174,13 @@ impl Watch {
             }
         }
         let Some(request) = protocol::decode_request(&line) else { return };
-        let reply = match self.space(&request) {
+        if !same_mount_namespace(&stream) {
+            // A session's process (in a mount namespace of its own) may
+            // reach the socket; what it asks for would make the watch walk
+            // and watch trees of its choosing. Only ws itself asks.
+            return;
+        }
+        let reply = match self.space(&request).and_then(|id| self.spaces.get_mut(&id).ok_or_else(String::new)) {
             Err(why) => Answer::Refused { now: crate::journal::Token { instance: 0, seq: 0 }, why },
             Ok(space) => {
                 space.last_asked = Instant::now();
@@ -184,7 +195,10 @@ impl Watch {
                         ),
                     },
                     Some(t) => match space.journal.since(t) {
-                        Ok(changes) => Answer::Changes { now, changes },
+                        Ok(changes) => match self.links.resolve(&space.root, changes) {
+                            Ok(changes) => Answer::Changes { now, changes },
+                            Err(why) => Answer::Refused { now, why },
+                        },
                         Err(why) => Answer::Refused { now, why: why.to_string() },
                     },
                 }
@@ -194,7 +208,7 @@ impl Watch {
     }
 
     /// The workspace a request names, watched from now on if it was not.
-    fn space(&mut self, r: &Request) -> Result<&mut Space, String> {
+    fn space(&mut self, r: &Request) -> Result<u64, String> {
         let found = self.spaces.iter().find(|(_, s)| s.root == r.root).map(|(id, _)| *id);
         let id = match found {
             Some(id) => id,
@@ -231,12 +245,14 @@ impl Watch {
                 id
             }
         };
-        self.spaces.get_mut(&id).ok_or_else(|| "the workspace went away".to_string())
+        Ok(id)
     }
 }
 
-/// The attribute side: handles the fanotify marks reported, and the inodes
-/// they name (a handle names one inode for good: it carries its generation).
+/// The attribute side: the handles of files whose attributes changed, noted
+/// in every workspace's journal as they come and looked up (handle → inode)
+/// only when a session asks (a handle names one inode for good: it carries
+/// its generation).
 struct Links {
     group: fanotify::Group,
     /// Devices whose filesystem is marked.
@@ -256,10 +272,9 @@ impl Links {
         Ok(())
     }
 
-    /// Reads the attribute events queued so far and notes the files they
-    /// name, by inode, in the workspaces on their filesystem. `false` when
-    /// the queue was not emptied by `deadline` (events come faster than they
-    /// are read).
+    /// Reads the attribute events queued so far and notes their handles in
+    /// every workspace. `false` when the queue was not emptied by `deadline`
+    /// (events come faster than they are read).
     fn drain(&mut self, buf: &mut [u8], spaces: &mut HashMap<u64, Space>, deadline: Instant) -> bool {
         let mut handles: HashSet<Vec<u8>> = HashSet::new();
         let mut caught_up = true;
@@ -290,50 +305,68 @@ impl Links {
                 }
             }
         }
-        if handles.is_empty() || spaces.is_empty() {
-            return caught_up;
-        }
-        if self.inodes.len() > HANDLES_MAX {
-            self.inodes.clear();
-        }
-        // One directory per filesystem to look handles up on, opened for the
-        // lookups only: a held descriptor would keep it from being unmounted.
-        let mut mounts: Vec<std::fs::File> = Vec::new();
-        let mut devs = HashSet::new();
-        for s in spaces.values() {
-            if devs.insert(s.dev)
-                && let Ok(f) = std::fs::File::open(&s.root)
-            {
-                mounts.push(f);
-            }
-        }
-        for h in handles {
-            let inode = match self.inodes.get(&h) {
-                Some(known) => *known,
-                None => {
-                    // A handle is looked up on every filesystem: on the wrong
-                    // one it names nothing (ESTALE), or another file, which
-                    // is only looked at once more.
-                    let found = mounts.iter().find_map(|m| {
-                        let fd = fanotify::open_by_handle(m.as_fd(), &h).ok()?;
-                        let st = rustix::fs::fstat(&fd).ok()?;
-                        #[allow(clippy::unnecessary_cast)] // widths differ between architectures
-                        rustix::fs::FileType::from_raw_mode(st.st_mode)
-                            .is_file()
-                            .then_some((st.st_dev as u64, st.st_ino as u64))
-                    });
-                    self.inodes.insert(h, found);
-                    found
-                }
-            };
-            if let Some((dev, ino)) = inode {
-                for s in spaces.values_mut().filter(|s| s.dev == dev) {
-                    s.journal.note(Change::Inode(dev, ino));
-                }
+        for s in spaces.values_mut() {
+            for h in &handles {
+                s.journal.note(Change::Handle(h.clone()));
             }
         }
         caught_up
     }
+
+    /// The changes of an answer for the workspace at `root`, handles looked
+    /// up on its filesystem: one of another filesystem names nothing there
+    /// (ESTALE), or another file, which is only looked at once more; one
+    /// whose file is gone names nothing (its names in the workspace were
+    /// seen going).
+    fn resolve(&mut self, root: &Path, changes: Vec<Change>) -> Result<Vec<Change>, String> {
+        if !changes.iter().any(|c| matches!(c, Change::Handle(_))) {
+            return Ok(changes);
+        }
+        if self.inodes.len() > HANDLES_MAX {
+            self.inodes.clear();
+        }
+        let mount = std::fs::File::open(root).map_err(|e| format!("cannot open {}: {e}", root.display()))?;
+        let mut out = Vec::with_capacity(changes.len());
+        let mut seen = HashSet::new();
+        for c in changes {
+            let Change::Handle(h) = c else {
+                out.push(c);
+                continue;
+            };
+            let inode = match self.inodes.get(&h) {
+                Some(known) => *known,
+                None => {
+                    let found = match fanotify::open_by_handle(mount.as_fd(), &h) {
+                        Ok(fd) => rustix::fs::fstat(&fd)
+                            .ok()
+                            .filter(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file())
+                            .map(|st| {
+                                #[allow(clippy::unnecessary_cast)] // widths differ between architectures
+                                (st.st_dev as u64, st.st_ino as u64)
+                            }),
+                        Err(e) if e.raw_os_error() == Some(libc::ESTALE) => None,
+                        Err(e) => return Err(format!("cannot look up a file whose attributes changed: {e}")),
+                    };
+                    self.inodes.insert(h, found);
+                    found
+                }
+            };
+            if let Some((dev, ino)) = inode
+                && seen.insert((dev, ino))
+            {
+                out.push(Change::Inode(dev, ino));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The peer is in this process's mount namespace (not a session's).
+fn same_mount_namespace(stream: &UnixStream) -> bool {
+    let Ok(peer) = rustix::net::sockopt::socket_peercred(stream) else { return false };
+    let ns = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/mnt")).ok().map(|m| (m.dev(), m.ino()));
+    let theirs = ns(&peer.pid.as_raw_nonzero().to_string());
+    theirs.is_some() && theirs == ns("self")
 }
 
 fn lose_all(spaces: &mut HashMap<u64, Space>, why: &str) {
@@ -360,13 +393,20 @@ const MASK: WatchFlags = WatchFlags::MODIFY
 struct Names {
     fd: OwnedFd,
     paths: HashMap<i32, Vec<(u64, Vec<u8>)>>,
+    /// Directories watched at most (half of what the kernel allows the
+    /// user): a tree beyond it is walked by its sessions instead.
+    budget: usize,
 }
 
 impl Names {
     fn new() -> Result<Names, String> {
         let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
             .map_err(|e| format!("cannot start watching (inotify): {e}"))?;
-        Ok(Names { fd, paths: HashMap::new() })
+        let allowed = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(8192);
+        Ok(Names { fd, paths: HashMap::new(), budget: allowed / 2 })
     }
 
     fn watches_root(&self, id: u64) -> bool {
@@ -379,6 +419,10 @@ impl Names {
         let mut stack = vec![rel.to_vec()];
         while let Some(dir) = stack.pop() {
             let abs = abs(&space.root, &dir);
+            if self.paths.len() >= self.budget {
+                space.journal.blind(format!("more directories than the watch takes ({})", self.budget));
+                return;
+            }
             match inotify::add_watch(&self.fd, &abs, MASK) {
                 Ok(wd) => {
                     let at = self.paths.entry(wd).or_default();
@@ -388,11 +432,18 @@ impl Names {
                 // Gone or replaced since it was listed: its parent's events say so.
                 Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => continue,
                 Err(e) => {
-                    space.journal.lose(format!("cannot watch {}: {e}", abs.display()));
+                    space.journal.blind(format!("cannot watch {}: {e}", abs.display()));
                     continue;
                 }
             }
-            let Ok(entries) = std::fs::read_dir(&abs) else { continue };
+            let entries = match std::fs::read_dir(&abs) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    space.journal.blind(format!("cannot list {}: {e}", abs.display()));
+                    continue;
+                }
+            };
             for entry in entries.flatten() {
                 let Ok(meta) = entry.metadata() else { continue };
                 if !meta.is_dir() || meta.dev() != space.dev || space.skip.contains(&(meta.dev(), meta.ino())) {
