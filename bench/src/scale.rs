@@ -3,12 +3,13 @@
 //! `--quick`), on the machine's own filesystem (the work directory), as root
 //! with the write recorder on. For each size: a second `ws session start --
 //! true` (nothing changed) and a session that edits 10 files (rolled back,
-//! untimed, after each run), each with the after-snapshot from the record
-//! (the default) and with the full walk (`WS_AFTER_SNAPSHOT=walk`, what
-//! every session did before), against `git status --porcelain` on the same
-//! tree; the after-snapshot alone (as `ws session show --json` reports it),
-//! record vs walk; the supervisor's peak RSS (GNU time); and the 10-file
-//! edit at the large size against the small one.
+//! untimed, after each run), each with the before-snapshot from the watch
+//! and the after-snapshot from the record (the default) and with both full
+//! walks (`WS_WATCH=off WS_AFTER_SNAPSHOT=walk`, what every session did
+//! before), against `git status --porcelain` on the same tree; each snapshot
+//! alone (as `ws session show --json` reports it), fast vs walk; the
+//! supervisor's peak RSS (GNU time); and the 10-file edit at the large size
+//! against the small one.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -49,7 +50,9 @@ pub fn bench(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, quick: bool) -> (Vec
     if let [(small, s), (large, l)] = edits.as_slice() {
         rows.push(Row {
             fs: GROUP.into(),
-            measurement: format!("{EDITED}-file edit session at {large} files vs at {small} (from the record)"),
+            measurement: format!(
+                "{EDITED}-file edit session at {large} files vs at {small} (from the watch and the record)"
+            ),
             ws: l.clone(),
             baseline_name: format!("the same at {small}"),
             baseline: Some(s.clone()),
@@ -72,18 +75,18 @@ impl Scale<'_> {
         let mut c = self.plan.env.command(self.plan.ws_bin, &self.ws);
         c.env("WS_STORE_DIR", &self.store);
         if walk {
-            c.env("WS_AFTER_SNAPSHOT", "walk");
+            c.env("WS_AFTER_SNAPSHOT", "walk").env("WS_WATCH", "off");
         }
         c
     }
 
     /// One session of `script` under GNU time: (seconds, peak RSS in MiB,
-    /// after-snapshot ms, how it was taken).
-    fn session(&self, walk: bool, script: &str) -> Result<(f64, f64, f64, String)> {
+    /// (before-snapshot ms, after-snapshot ms), how they were taken).
+    fn session(&self, walk: bool, script: &str) -> Result<(f64, f64, (f64, f64), String)> {
         let mut c = self.plan.env.command("/usr/bin/time", &self.ws);
         c.env("WS_STORE_DIR", &self.store);
         if walk {
-            c.env("WS_AFTER_SNAPSHOT", "walk");
+            c.env("WS_AFTER_SNAPSHOT", "walk").env("WS_WATCH", "off");
         }
         c.args(["-f", "rss=%M"]).arg(self.plan.ws_bin).args(["session", "start", "--", "sh", "-c", script]);
         let (t, out) = run_timed(&mut c)?;
@@ -97,13 +100,17 @@ impl Scale<'_> {
         let show = run(self.ws(false).args(["session", "show", "--json"]))?;
         let v: serde_json::Value = serde_json::from_slice(&show.stdout)
             .map_err(|e| Error::new(format!("`ws session show --json` is not JSON: {e}")))?;
-        let after_ms = v["after_snapshot_ms"].as_f64().unwrap_or(f64::NAN);
-        let how = v["after_snapshot"]["from"].as_str().unwrap_or("?").to_owned();
+        let ms = (v["snapshot_ms"].as_f64().unwrap_or(f64::NAN), v["after_snapshot_ms"].as_f64().unwrap_or(f64::NAN));
+        let how = format!(
+            "{}+{}",
+            v["before_snapshot"]["from"].as_str().unwrap_or("?"),
+            v["after_snapshot"]["from"].as_str().unwrap_or("?")
+        );
         let pending = v["changes"]["pending"].as_u64().unwrap_or(0);
         if pending > 0 {
             run(self.ws(false).args(["rollback"]))?;
         }
-        Ok((t.as_secs_f64(), kib / 1024.0, after_ms, how))
+        Ok((t.as_secs_f64(), kib / 1024.0, ms, how))
     }
 }
 
@@ -154,29 +161,30 @@ fn measure(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path, n: usize) 
     })?;
     let mut rows = Vec::new();
     let mut edit_record = None;
-    let mut after_alone: Vec<Sample> = Vec::new();
+    let (mut before_alone, mut after_alone): (Vec<Sample>, Vec<Sample>) = (Vec::new(), Vec::new());
     for walk in [false, true] {
-        let label = if walk { "full walk" } else { "from the record" };
-        let (mut rss, mut after) = (Vec::new(), Vec::new());
+        let label = if walk { "full walks" } else { "from the watch and the record" };
+        let (mut rss, mut before, mut after) = (Vec::new(), Vec::new(), Vec::new());
         let mut how = String::new();
         let second = repeat(GROUP, plan.runs, &format!("{n}: second session start -- true, {label}"), ms, |i| {
             let (t, r, a, h) = s.session(walk, "true")?;
             if i > 0 {
                 rss.push(r);
-                after.push(a / 1000.0);
+                before.push(a.0 / 1000.0);
+                after.push(a.1 / 1000.0);
             }
             how = h;
             Ok(t)
         })?;
-        if how != if walk { "walk" } else { "record" } {
-            return Err(Error::new(format!("the after-snapshot was taken by {how:?}, not as asked ({label})")));
+        if how != if walk { "walk+walk" } else { "watch+record" } {
+            return Err(Error::new(format!("the snapshots were taken by {how:?}, not as asked ({label})")));
         }
         let edited = repeat(GROUP, plan.runs, &format!("{n}: {EDITED}-file edit session, {label}"), ms, |_| {
             s.session(walk, &edit).map(|(t, ..)| t)
         })?;
         rows.push(Row {
             fs: GROUP.into(),
-            measurement: format!("{n} files: second `session start -- true`, after-snapshot {label}"),
+            measurement: format!("{n} files: second `session start -- true`, snapshots {label}"),
             ws: second,
             baseline_name: "git status --porcelain".into(),
             baseline: Some(status.clone()),
@@ -184,7 +192,7 @@ fn measure(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path, n: usize) 
         });
         rows.push(Row {
             fs: GROUP.into(),
-            measurement: format!("{n} files: {EDITED}-file edit session, after-snapshot {label}"),
+            measurement: format!("{n} files: {EDITED}-file edit session, snapshots {label}"),
             ws: edited.clone(),
             baseline_name: "git status --porcelain".into(),
             baseline: Some(status.clone()),
@@ -192,16 +200,27 @@ fn measure(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path, n: usize) 
         });
         rows.push(Row {
             fs: GROUP.into(),
-            measurement: format!("{n} files: supervisor peak RSS, second session, after-snapshot {label}"),
+            measurement: format!("{n} files: supervisor peak RSS, second session, snapshots {label}"),
             ws: Sample { warmup: 0.0, runs: rss },
             baseline_name: "-".into(),
             baseline: None,
             target: Target::Mib(32.0),
         });
+        before_alone.push(Sample { warmup: 0.0, runs: before });
         after_alone.push(Sample { warmup: 0.0, runs: after });
         if !walk {
             edit_record = Some(edited);
         }
+    }
+    if let [watch, walk] = before_alone.as_slice() {
+        rows.push(Row {
+            fs: GROUP.into(),
+            measurement: format!("{n} files: the before-snapshot alone (unchanged tree), from the watch"),
+            ws: watch.clone(),
+            baseline_name: "the full walk".into(),
+            baseline: Some(walk.clone()),
+            target: Target::Report,
+        });
     }
     if let [record, walk] = after_alone.as_slice() {
         rows.push(Row {

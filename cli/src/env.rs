@@ -37,6 +37,12 @@ pub const WS_AFTER_SNAPSHOT: &str = "WS_AFTER_SNAPSHOT";
 /// (`{"message": …}`, `{"error": …}`), for programs that drive ws (the
 /// Python SDK); see `ui::machine`.
 pub const WS_MESSAGES: &str = "WS_MESSAGES";
+/// How a session's before-snapshot is taken: unset (from the watch when it
+/// can vouch), `off` (never start or ask the watch: always the whole
+/// workspace), `check` (both, compared; for tests).
+pub const WS_WATCH: &str = "WS_WATCH";
+/// Where the watch listens (`watch.sock`, `watch.lock`); default `/run/ws`.
+pub const WS_WATCH_DIR: &str = "WS_WATCH_DIR";
 /// Disables colour when set to anything (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 /// The index a commit is made from, set by git for its commit hooks.
@@ -158,6 +164,8 @@ pub fn options() -> ws_session::Options {
         after_snapshot: ws_session::after::Mode::from_setting(
             var_os(WS_AFTER_SNAPSHOT).as_deref().and_then(|v| v.to_str()),
         ),
+        watch: ws_session::watch::Mode::from_setting(var_os(WS_WATCH).as_deref().and_then(|v| v.to_str())),
+        watch_dir: path(WS_WATCH_DIR).unwrap_or_else(|| PathBuf::from(ws_session::watch::DEFAULT_DIR)),
         recorder_socket: crate::service::socket_path(),
         helper: None,
         run_as: crate::user::acting_for().cloned(),

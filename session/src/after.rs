@@ -58,6 +58,15 @@ impl Excludes {
         Excludes(files.iter().map(|f| (f.clone(), read_small(f))).collect())
     }
 
+    /// As the store keeps them beside its latest snapshot ([`crate::watch`]).
+    pub fn pairs(&self) -> Vec<(PathBuf, Option<Vec<u8>>)> {
+        self.0.clone()
+    }
+
+    pub fn from_pairs(pairs: Vec<(PathBuf, Option<Vec<u8>>)>) -> Excludes {
+        Excludes(pairs)
+    }
+
     /// The first excludes file whose content is not what it was.
     fn changed(&self) -> Option<&Path> {
         self.0.iter().find(|(f, then)| read_small(f) != *then).map(|(f, _)| f.as_path())
@@ -94,7 +103,15 @@ pub fn gather(record: Result<Tracked, String>, mode: Mode) -> Result<Evidence, S
     Ok(Evidence { tracked, open: open_for_writing()? })
 }
 
-/// Where the after-snapshot must look, or why it must walk everything.
+/// Evidence from the watch between sessions ([`crate::watch`]): the paths
+/// and inodes it saw change, and the files open for writing now.
+pub fn evidence(changed: ChangedPaths, inodes: Vec<(u64, u64)>) -> Result<Evidence, String> {
+    let _root = crate::as_root("see which files are open for writing").map_err(|e| e.message)?;
+    let tracked = Tracked { changed, inodes, ..Tracked::default() };
+    Ok(Evidence { tracked, open: open_for_writing()? })
+}
+
+/// Where the snapshot must look, or why it must walk everything.
 pub fn plan(
     root: &Path,
     before: &Manifest,

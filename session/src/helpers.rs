@@ -7,10 +7,12 @@
 //!   namespace), which runs CMD and holds the session for its end;
 //! - `__sandbox-record SPEC`: the write recorder (fanotify), started by init;
 //! - `__sandbox-release`: closes the recorder's group off the supervisor's
-//!   path (it only exits).
+//!   path (it only exits);
+//! - `__watch SOCKET LOCK`: the watch between sessions ([`crate::watch`]),
+//!   started by the first session that asks for it and left running.
 //!
 //! The program is [`crate::Options::helper`] when set (an installed `ws`
-//! answers all four), else the running program, which must then answer them
+//! answers them all), else the running program, which must then answer them
 //! by calling [`dispatch`] first thing in `main`. The launcher re-executes
 //! itself for init and the recorder, so one program answers for a session.
 
@@ -24,11 +26,13 @@ pub const INIT: &str = ws_sandbox::exec::INIT_ARG;
 pub const RECORDER: &str = ws_sandbox::recorder::RECORDER_ARG;
 /// The argument that releases the recorder's group.
 pub const RELEASE: &str = ws_sandbox::recorder::RELEASE_ARG;
+/// The argument that starts the watch between sessions.
+pub const WATCH: &str = crate::watch::WATCH_ARG;
 
 /// Whether this process was started as one of a session's helpers.
 pub fn is_helper() -> bool {
     let arg = std::env::args_os().nth(1);
-    matches!(arg.as_deref().and_then(|a| a.to_str()), Some(LAUNCHER | INIT | RECORDER | RELEASE))
+    matches!(arg.as_deref().and_then(|a| a.to_str()), Some(LAUNCHER | INIT | RECORDER | RELEASE | WATCH))
 }
 
 /// If this process is one of a session's helpers, runs it and exits with
@@ -43,6 +47,7 @@ pub fn dispatch(observer: &dyn Observer) {
         Some(INIT) => std::process::exit(sandboxed(&args[2..], true, observer)),
         // Exiting closes what `recorder::release` handed over.
         Some(RELEASE) => std::process::exit(0),
+        Some(WATCH) => std::process::exit(crate::watch::serve(&args[2..], observer)),
         Some(RECORDER) => {
             std::process::exit(ws_sandbox::recorder::run(&args.get(2).map(|a| a.to_string_lossy()).unwrap_or_default()))
         }

@@ -73,6 +73,7 @@ pub mod review;
 mod run;
 mod sandbox;
 pub mod service;
+pub mod watch;
 pub mod workspace;
 
 use std::ffi::OsString;
@@ -110,6 +111,11 @@ pub struct Options {
     pub profile_dir: Option<PathBuf>,
     /// How after-snapshots are taken (`WS_AFTER_SNAPSHOT`).
     pub after_snapshot: after::Mode,
+    /// How before-snapshots are taken (`WS_WATCH`): from the watch
+    /// between sessions when it can vouch for what changed.
+    pub watch: watch::Mode,
+    /// Where the watch listens (`WS_WATCH_DIR`, else [`watch::DEFAULT_DIR`]).
+    pub watch_dir: PathBuf,
     /// The recorder service's socket (`WS_RECORDER_SOCKET`), for sessions
     /// of users who are not root.
     pub recorder_socket: PathBuf,
@@ -139,6 +145,8 @@ impl Options {
             home: Some(home),
             tmpdir: None,
             after_snapshot: after::Mode::Auto,
+            watch: watch::Mode::Auto,
+            watch_dir: PathBuf::from(watch::DEFAULT_DIR),
             recorder_socket: PathBuf::from(service::DEFAULT_SOCKET),
             helper: None,
             run_as: None,
@@ -164,6 +172,8 @@ impl fmt::Debug for Options {
             .field("tmpdir", &self.tmpdir)
             .field("profile_dir", &self.profile_dir)
             .field("after_snapshot", &self.after_snapshot)
+            .field("watch", &self.watch)
+            .field("watch_dir", &self.watch_dir)
             .field("recorder_socket", &self.recorder_socket)
             .field("helper", &self.helper)
             .field("run_as", &self.run_as)

@@ -113,6 +113,7 @@ pub fn rollback_paths(
     if !force {
         leave.extend(both.iter().cloned());
     }
+    let latest = ws.store.latest();
     let outcome = ws_snapshot::rollback(
         &ws.store,
         &ws.root,
@@ -122,6 +123,7 @@ pub fn rollback_paths(
         paths,
         &RollbackOptions { force, leave, drop_new_objects: false },
     )?;
+    crate::watch::carry(ws, latest);
     let asked = |p: &RelPath| paths.is_empty() || paths.iter().any(|q| p.starts_with(q));
     let outside: Vec<_> = outside.into_iter().filter(|p| asked(p)).collect();
     let mut conflicts = outcome.conflicts.clone();

@@ -116,6 +116,8 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
 
     let mut excludes_then = crate::after::Excludes::default();
     let excludes = &mut excludes_then;
+    let mut watch_token = None;
+    let token = &mut watch_token;
     let snapped = (|| {
         let _lock = ws.lock()?;
         let previous = previous; // moved in: freed once the snapshot is taken
@@ -123,7 +125,10 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
         // What the excludes files say now: should one change by the end, the
         // after-snapshot walks everything (those outside are not recorded).
         *excludes = crate::after::Excludes::read(ws.exclude_files());
-        let snap = ws.snapshot(previous.as_ref(), "snapshot")?;
+        let watched = crate::watch::before(&ws, previous.as_ref());
+        let snap = ws.before_snapshot(previous.as_ref(), &watched)?;
+        crate::watch::remember(&ws, &snap.id, watched.token, excludes);
+        *token = watched.token;
         // The stat cache's read counts as the snapshot's, though it ran
         // while the sandbox started.
         let snapshot_ms = (started.elapsed() + read_cache).as_millis() as u64;
@@ -143,6 +148,7 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
             after_snapshot_ms: None,
             recording: None,
             after_from: None,
+            before_from: Some(watched.from()),
         };
         ws.store.save_session(&session)?;
         crate::network::record_phantoms(&ws.store, &session.id, &sandbox.net.phantoms)?;
@@ -239,6 +245,14 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
     });
     if let Ok(changes) = &mut after {
         git_guard.finish(&ws, &mut session, changes, &record.log());
+        // The after-snapshot is the store's latest: good as of the token the
+        // before-snapshot was taken with (what changed since, the session's
+        // writes among it, is looked at again next time).
+        if let Some(id) = session.after.clone().map(ws_snapshot::ManifestId)
+            && ws.store.latest().as_ref() == Some(&id)
+        {
+            crate::watch::remember(&ws, &id, watch_token, &excludes_then);
+        }
     }
     let (recording, learning) = record.finish(exit_status);
     crate::recording::report(&ws.store, &session, &recording, &ws.options);

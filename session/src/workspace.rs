@@ -133,11 +133,6 @@ impl Workspace {
         })
     }
 
-    /// Takes a snapshot, showing progress on stderr when it takes a while.
-    pub fn snapshot(&self, previous: Option<&Manifest>, what: &str) -> Result<SnapshotOutcome, Error> {
-        Ok(self.try_snapshot(previous, what)?)
-    }
-
     fn snapshot_options<'a>(&'a self, previous: Option<&'a Manifest>, progress: &'a Progress) -> SnapshotOptions<'a> {
         SnapshotOptions {
             workspace: &self.root,
@@ -149,6 +144,7 @@ impl Workspace {
         }
     }
 
+    /// Takes a snapshot, showing progress on stderr when it takes a while.
     fn try_snapshot(
         &self,
         previous: Option<&Manifest>,
@@ -254,7 +250,9 @@ impl Workspace {
         });
         let taken = self.try_snapshot_in(Some(previous), scope, "after-snapshot");
         let taken = match taken {
-            Ok(fast) if scope.is_some() && mode == crate::after::Mode::Check => self.check_after(fast, previous),
+            Ok(fast) if scope.is_some() && mode == crate::after::Mode::Check => {
+                self.check(fast, previous, "after-snapshot", "the record")
+            }
             other => other,
         };
         let (after_id, after) = match taken {
@@ -303,27 +301,50 @@ impl Workspace {
         Ok(changes)
     }
 
-    /// `WS_AFTER_SNAPSHOT=check`: takes a full walk after the after-snapshot
-    /// from the record and compares them; any difference is reported and
-    /// the walk's snapshot is the one kept.
-    fn check_after(
+    /// `WS_AFTER_SNAPSHOT=check`, `WS_WATCH=check`: takes a full walk after
+    /// the snapshot `what` took from `source` (the record, the watch) and
+    /// compares them; any difference is reported and the walk's snapshot is
+    /// the one kept.
+    fn check(
         &self,
         fast: SnapshotOutcome,
         previous: &Manifest,
+        what: &str,
+        source: &str,
     ) -> Result<SnapshotOutcome, ws_snapshot::SnapshotError> {
-        let full = self.try_snapshot(Some(previous), "after-snapshot check")?;
+        let full = self.try_snapshot(Some(previous), &format!("{what} check"))?;
         match ws_snapshot::differences(&self.store, &fast.manifest, &full.manifest, 10) {
             Ok(d) if d.is_empty() => self.note(&format!(
-                "after-snapshot check: the snapshot from the record equals a full walk ({} entries)",
+                "{what} check: the snapshot from {source} equals a full walk ({} entries)",
                 full.manifest.entries.len()
             )),
             Ok(d) => self.warn(&format!(
-                "after-snapshot check FAILED: the snapshot from the record differs from a full walk: {}",
+                "{what} check FAILED: the snapshot from {source} differs from a full walk: {}",
                 display::text(d.join("; ").as_bytes())
             )),
-            Err(e) => self.warn(&format!("after-snapshot check: cannot compare: {e}")),
+            Err(e) => self.warn(&format!("{what} check: cannot compare: {e}")),
         }
         Ok(full)
+    }
+
+    /// The before-snapshot: looking only where the watch saw changes when it
+    /// can vouch for them ([`crate::watch`]), else the whole workspace.
+    pub fn before_snapshot(
+        &self,
+        previous: Option<&Manifest>,
+        watched: &crate::watch::Before,
+    ) -> Result<SnapshotOutcome, Error> {
+        let scope = match (&watched.plan, previous) {
+            (Ok(changed), Some(base)) => Some(ws_snapshot::Scope { base, changed }),
+            _ => None,
+        };
+        let taken = self.try_snapshot_in(previous, scope, "snapshot");
+        Ok(match (taken, scope) {
+            (Ok(fast), Some(s)) if self.options.watch == crate::watch::Mode::Check => {
+                self.check(fast, s.base, "before-snapshot", "the watch")?
+            }
+            (taken, _) => taken?,
+        })
     }
 
     /// Turns user paths (relative to the current directory) into workspace paths.

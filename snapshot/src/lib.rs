@@ -49,7 +49,7 @@ pub use path::RelPath;
 pub use place::{StorePlacement, choose_store_dir, existing_store_dir, workspace_key};
 pub use renames::{Rename, RenameOptions, find_renames};
 pub use restore::{RollbackOptions, RollbackOutcome, approve, rollback};
-pub use session::{AfterFrom, ExitStatus, Session, SessionId, SessionState};
+pub use session::{AfterFrom, BeforeFrom, ExitStatus, Session, SessionId, SessionState};
 pub use snapshot::{Progress, SnapshotOptions, SnapshotOutcome, take_snapshot, walk_unstored};
 pub use stat::FileStat;
 pub use store::{CloneSupport, ObjectId, Store, StoreLock};

@@ -383,6 +383,7 @@ mod tests {
             after_snapshot_ms: None,
             recording: None,
             after_from: None,
+            before_from: None,
         };
         store.save_session(&session).unwrap();
         store.save_changes("s1", &changes).unwrap();

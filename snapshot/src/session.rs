@@ -58,6 +58,9 @@ pub struct Session {
     /// How the after-snapshot was taken (absent in old records).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_from: Option<AfterFrom>,
+    /// How the before-snapshot was taken (absent in old records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before_from: Option<BeforeFrom>,
 }
 
 /// How a session's after-snapshot was taken: from the record of its writes
@@ -68,6 +71,18 @@ pub struct Session {
 pub enum AfterFrom {
     /// Only the paths the record names (and the directories above them).
     Record { paths: u64 },
+    /// The whole workspace.
+    Walk { reason: String },
+}
+
+/// How a session's before-snapshot was taken: from what the watch saw
+/// change since the store's latest snapshot (looking only there), or by
+/// walking the whole workspace, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "from", rename_all = "snake_case")]
+pub enum BeforeFrom {
+    /// Only the paths the watch names (and the directories above them).
+    Watch { paths: u64 },
     /// The whole workspace.
     Walk { reason: String },
 }

@@ -24,7 +24,7 @@ fn prepared(env: &Env, excluded: bool) -> (PathBuf, PathBuf) {
     (ws, outside)
 }
 
-fn prepare(ws: &Path, outside: &Path, excluded: bool) {
+pub(crate) fn prepare(ws: &Path, outside: &Path, excluded: bool) {
     git_repo(ws);
     for (p, c) in [
         ("src/a.txt", "alpha\n"),
@@ -116,7 +116,7 @@ fn the_after_snapshot_from_the_record_equals_a_full_walk_on_xfs() {
     on_loop_image("xfs");
 }
 
-fn cases() -> Vec<(&'static str, String)> {
+pub(crate) fn cases() -> Vec<(&'static str, String)> {
     let py = "/usr/bin/python3";
     vec![
         ("write", "echo more >> src/a.txt".into()),

@@ -35,3 +35,4 @@ mod snapshot_attacks;
 mod sudo;
 mod term;
 mod tui;
+mod watch;

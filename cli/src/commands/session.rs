@@ -133,6 +133,9 @@ struct SessionJson<'a> {
     exit_signal: Option<i32>,
     snapshot_ms: Option<u64>,
     after_snapshot_ms: Option<u64>,
+    /// How the before-snapshot was taken: `{"from": "watch", "paths": N}`
+    /// or `{"from": "walk", "reason": …}` (null for old sessions).
+    before_snapshot: Option<&'a ws_snapshot::BeforeFrom>,
     /// How the after-snapshot was taken: `{"from": "record", "paths": N}`
     /// or `{"from": "walk", "reason": …}` (null for old sessions).
     after_snapshot: Option<&'a ws_snapshot::AfterFrom>,
@@ -171,6 +174,7 @@ fn session_json<'a>(ws: &Workspace, s: &'a Session, changes: Option<&[Change]>) 
         exit_signal: s.exit.and_then(|e| e.signal),
         snapshot_ms: s.snapshot_ms,
         after_snapshot_ms: s.after_snapshot_ms,
+        before_snapshot: s.before_from.as_ref(),
         after_snapshot: s.after_from.as_ref(),
         rollback_interrupted: ws.store.rollback_interrupted(&s.id),
         changes: changes.map(counts),
@@ -272,6 +276,15 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
             n.approved,
             n.rolled_back
         );
+    }
+    match &s.before_from {
+        Some(ws_snapshot::BeforeFrom::Watch { paths }) => {
+            out!("snapshot   from the watch ({} paths){}", paths, ms(s.snapshot_ms))
+        }
+        Some(ws_snapshot::BeforeFrom::Walk { reason }) => {
+            out!("snapshot   full walk: {}{}", txt(reason), ms(s.snapshot_ms))
+        }
+        None => {}
     }
     match &s.after_from {
         Some(ws_snapshot::AfterFrom::Record { paths }) => {

@@ -1,0 +1,577 @@
+//! The watch itself: one process (ws starts it by itself, as git starts its
+//! fsmonitor daemon) that watches every workspace it was asked about
+//! between sessions, and answers "what changed in this workspace since
+//! this token" on a Unix socket.
+//!
+//! - Names: inotify, one watch per directory of each workspace (a directory
+//!   on another filesystem, or the snapshot store, is not watched). A
+//!   directory made or moved in is watched as it comes and reported whole;
+//!   one moved away stops being watched and is reported whole.
+//! - Links: a file a workspace names may be written through a name outside
+//!   it. Such a file either had several names at the last snapshot (the
+//!   caller looks at those every time) or gets one later, which changes its
+//!   link count: a fanotify mark on each workspace's filesystem for
+//!   attribute changes reports its handle, looked up (to device and inode)
+//!   when a session asks (this needs root). One process
+//!   for all workspaces: one notification group and one inotify instance,
+//!   of the 128 the kernel allows a user.
+//! - Order: every event is queued by the kernel before the write that
+//!   caused it returns, so draining both queues after a request arrived
+//!   sees every change made before it was sent.
+//! - Doubt: a queue overflow, a directory that cannot be watched, too many
+//!   changes kept, attribute events not read in time: every token given
+//!   until then is refused from then on, and the caller walks.
+//! - A workspace whose directory went away, or that nobody asked about for
+//!   the idle time, is dropped; with none left for that long, the watch ends.
+//! - Asked only by ws: a process in another mount namespace (a session's)
+//!   gets no answer, and the watch takes at most half the directory watches
+//!   the kernel allows root, whatever it is asked.
+//!
+//! The process holds no descriptor on a workspace's filesystem but while it
+//! answers about that workspace (marks do not keep a filesystem from being
+//! unmounted).
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io::{Read as _, Write as _};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
+use ws_sandbox::fanotify;
+
+use crate::journal::{Change, Journal};
+use crate::protocol::{self, Answer, Request};
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where to listen.
+    pub socket: PathBuf,
+    /// Held (flock) while serving: one watch per machine.
+    pub lock: PathBuf,
+    /// A workspace nobody asked about this long is dropped; the watch ends
+    /// when it has none.
+    pub idle: Duration,
+    /// At most this many distinct changes kept per workspace between snapshots.
+    pub limit: usize,
+}
+
+/// How long a request waits for the attribute events before it to be read.
+const CATCH_UP: Duration = Duration::from_secs(2);
+
+/// Runs the watch until nobody has asked it anything for `idle`.
+/// `Ok(false)`: another watch already serves.
+pub fn serve(cfg: &Config) -> Result<bool, String> {
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&cfg.lock)
+        .map_err(|e| format!("cannot open {}: {e}", cfg.lock.display()))?;
+    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
+        return Ok(false);
+    }
+    let group = fanotify::Group::new().map_err(|e| format!("cannot watch link counts (fanotify needs root): {e}"))?;
+    let mut watch = Watch {
+        cfg: cfg.clone(),
+        names: Names::new()?,
+        links: Links { group, marked: HashSet::new(), inodes: HashMap::new() },
+        spaces: HashMap::new(),
+        next_id: 0,
+    };
+    let _ = std::fs::remove_file(&cfg.socket);
+    let listener =
+        UnixListener::bind(&cfg.socket).map_err(|e| format!("cannot listen on {}: {e}", cfg.socket.display()))?;
+    let served = listener.set_nonblocking(true).map_err(|e| e.to_string()).and_then(|()| watch.run(&listener));
+    // Ours while the lock is held: nobody asks a watch that has ended.
+    let _ = std::fs::remove_file(&cfg.socket);
+    served.map(|()| true)
+}
+
+/// One watched workspace.
+struct Space {
+    root: PathBuf,
+    dev: u64,
+    skip: Vec<(u64, u64)>,
+    journal: Journal,
+    last_asked: Instant,
+}
+
+struct Watch {
+    cfg: Config,
+    names: Names,
+    links: Links,
+    spaces: HashMap<u64, Space>,
+    next_id: u64,
+}
+
+impl Watch {
+    fn run(&mut self, listener: &UnixListener) -> Result<(), String> {
+        let mut last_asked = Instant::now();
+        let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+        let mut fbuf = vec![0u8; 64 * 1024];
+        loop {
+            let mut fds = [
+                rustix::event::PollFd::new(&self.names.fd, rustix::event::PollFlags::IN),
+                rustix::event::PollFd::new(&self.links.group, rustix::event::PollFlags::IN),
+                rustix::event::PollFd::new(listener, rustix::event::PollFlags::IN),
+            ];
+            let tick = rustix::event::Timespec { tv_sec: 1, tv_nsec: 0 };
+            match rustix::event::poll(&mut fds, Some(&tick)) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(e) => return Err(format!("poll: {e}")),
+            }
+            let asked = !fds[2].revents().is_empty();
+            self.names.drain(&mut buf, &mut self.spaces);
+            // Between requests, a bounded turn: a request waiting is served soon.
+            self.links.drain(&mut fbuf, &mut self.spaces, Instant::now() + Duration::from_millis(200));
+            if asked {
+                while let Ok((stream, _)) = listener.accept() {
+                    // Everything written before the request was sent is queued by now.
+                    self.names.drain(&mut buf, &mut self.spaces);
+                    let caught_up = self.links.drain(&mut fbuf, &mut self.spaces, Instant::now() + CATCH_UP);
+                    self.answer(stream, caught_up);
+                    last_asked = Instant::now();
+                }
+            }
+            self.drop_spaces();
+            if self.spaces.is_empty() && last_asked.elapsed() > self.cfg.idle || !self.cfg.socket.exists() {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Drops the workspaces that went away or that nobody asks about.
+    fn drop_spaces(&mut self) {
+        let idle = self.cfg.idle;
+        let gone: Vec<u64> = self
+            .spaces
+            .iter()
+            .filter(|(id, s)| s.last_asked.elapsed() > idle || !self.names.watches_root(**id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            self.names.remove_tree(id, b"");
+            self.spaces.remove(&id);
+        }
+    }
+
+    fn answer(&mut self, mut stream: UnixStream, caught_up: bool) {
+        let _ = stream.set_nonblocking(false);
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        while line.len() < protocol::REQUEST_MAX && !line.ends_with(b"\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => line.push(byte[0]),
+                _ => return,
+            }
+        }
+        let Some(request) = protocol::decode_request(&line) else { return };
+        if !same_mount_namespace(&stream) {
+            // A session's process (in a mount namespace of its own) may
+            // reach the socket; what it asks for would make the watch walk
+            // and watch trees of its choosing. Only ws itself asks.
+            return;
+        }
+        let reply = match self.space(&request).and_then(|id| self.spaces.get_mut(&id).ok_or_else(String::new)) {
+            Err(why) => Answer::Refused { now: crate::journal::Token { instance: 0, seq: 0 }, why },
+            Ok(space) => {
+                space.last_asked = Instant::now();
+                let now = space.journal.now();
+                match request.since {
+                    None => Answer::Changes { now, changes: Vec::new() },
+                    Some(_) if !caught_up => Answer::Refused {
+                        now,
+                        why: format!(
+                            "the watch could not read the filesystem's attribute changes within {} s",
+                            CATCH_UP.as_secs()
+                        ),
+                    },
+                    Some(t) => match space.journal.since(t) {
+                        Ok(changes) => match self.links.resolve(&space.root, changes) {
+                            Ok(changes) => Answer::Changes { now, changes },
+                            Err(why) => Answer::Refused { now, why },
+                        },
+                        Err(why) => Answer::Refused { now, why: why.to_string() },
+                    },
+                }
+            }
+        };
+        let _ = stream.write_all(&protocol::encode_answer(&reply));
+    }
+
+    /// The workspace a request names, watched from now on if it was not.
+    fn space(&mut self, r: &Request) -> Result<u64, String> {
+        let found = self.spaces.iter().find(|(_, s)| s.root == r.root).map(|(id, _)| *id);
+        let id = match found {
+            Some(id) => id,
+            None => {
+                let dev = std::fs::metadata(&r.root).map_err(|e| format!("{}: {e}", r.root.display()))?.dev();
+                self.links
+                    .mark(&r.root, dev)
+                    .map_err(|e| format!("cannot watch the link counts on {}'s filesystem: {e}", r.root.display()))?;
+                let skip = [Some(r.store.as_path()), r.store.parent()]
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| std::fs::metadata(p).ok())
+                    .map(|m| (m.dev(), m.ino()))
+                    .collect();
+                let mut instance = [0u8; 8];
+                rustix::rand::getrandom(&mut instance, rustix::rand::GetRandomFlags::empty())
+                    .map_err(|e| format!("cannot draw a journal's instance: {e}"))?;
+                let id = self.next_id;
+                self.next_id += 1;
+                let space = Space {
+                    root: r.root.clone(),
+                    dev,
+                    skip,
+                    journal: Journal::new(u64::from_ne_bytes(instance), self.cfg.limit),
+                    last_asked: Instant::now(),
+                };
+                self.spaces.insert(id, space);
+                self.names.add_tree(id, b"", &mut self.spaces);
+                if !self.names.watches_root(id) {
+                    self.names.remove_tree(id, b"");
+                    self.spaces.remove(&id);
+                    return Err(format!("cannot watch {}", r.root.display()));
+                }
+                id
+            }
+        };
+        Ok(id)
+    }
+}
+
+/// The attribute side: the handles of files whose attributes changed, noted
+/// in every workspace's journal as they come and looked up (handle → inode)
+/// only when a session asks (a handle names one inode for good: it carries
+/// its generation).
+struct Links {
+    group: fanotify::Group,
+    /// Devices whose filesystem is marked.
+    marked: HashSet<u64>,
+    inodes: HashMap<Vec<u8>, Option<(u64, u64)>>,
+}
+
+/// Handles remembered at most; beyond, the cache starts again.
+const HANDLES_MAX: usize = 100_000;
+
+impl Links {
+    fn mark(&mut self, root: &Path, dev: u64) -> std::io::Result<()> {
+        if !self.marked.contains(&dev) {
+            self.group.mark_filesystem(root, libc::FAN_ATTRIB)?;
+            self.marked.insert(dev);
+        }
+        Ok(())
+    }
+
+    /// Reads the attribute events queued so far and notes their handles in
+    /// every workspace. `false` when the queue was not emptied by `deadline`
+    /// (events come faster than they are read).
+    fn drain(&mut self, buf: &mut [u8], spaces: &mut HashMap<u64, Space>, deadline: Instant) -> bool {
+        let mut handles: HashSet<Vec<u8>> = HashSet::new();
+        let mut caught_up = true;
+        loop {
+            if Instant::now() > deadline {
+                caught_up = false;
+                break;
+            }
+            match self.group.read(buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    for ev in fanotify::events(&buf[..n]) {
+                        if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
+                            lose_all(spaces, "the kernel dropped attribute events");
+                        }
+                        if let Some(h) = ev.target
+                            && !handles.contains(h)
+                        {
+                            handles.insert(h.to_vec());
+                        }
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    lose_all(spaces, &format!("cannot read attribute events: {e}"));
+                    break;
+                }
+            }
+        }
+        for s in spaces.values_mut() {
+            for h in &handles {
+                s.journal.note(Change::Handle(h.clone()));
+            }
+        }
+        caught_up
+    }
+
+    /// The changes of an answer for the workspace at `root`, handles looked
+    /// up on its filesystem: one of another filesystem names nothing there
+    /// (ESTALE), or another file, which is only looked at once more; one
+    /// whose file is gone names nothing (its names in the workspace were
+    /// seen going).
+    fn resolve(&mut self, root: &Path, changes: Vec<Change>) -> Result<Vec<Change>, String> {
+        if !changes.iter().any(|c| matches!(c, Change::Handle(_))) {
+            return Ok(changes);
+        }
+        if self.inodes.len() > HANDLES_MAX {
+            self.inodes.clear();
+        }
+        let mount = std::fs::File::open(root).map_err(|e| format!("cannot open {}: {e}", root.display()))?;
+        let mut out = Vec::with_capacity(changes.len());
+        let mut seen = HashSet::new();
+        for c in changes {
+            let Change::Handle(h) = c else {
+                out.push(c);
+                continue;
+            };
+            let inode = match self.inodes.get(&h) {
+                Some(known) => *known,
+                None => {
+                    let found = match fanotify::open_by_handle(mount.as_fd(), &h) {
+                        Ok(fd) => rustix::fs::fstat(&fd)
+                            .ok()
+                            .filter(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file())
+                            .map(|st| {
+                                #[allow(clippy::unnecessary_cast)] // widths differ between architectures
+                                (st.st_dev as u64, st.st_ino as u64)
+                            }),
+                        Err(e) if e.raw_os_error() == Some(libc::ESTALE) => None,
+                        Err(e) => return Err(format!("cannot look up a file whose attributes changed: {e}")),
+                    };
+                    self.inodes.insert(h, found);
+                    found
+                }
+            };
+            if let Some((dev, ino)) = inode
+                && seen.insert((dev, ino))
+            {
+                out.push(Change::Inode(dev, ino));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// The peer is in this process's mount namespace (not a session's).
+fn same_mount_namespace(stream: &UnixStream) -> bool {
+    let Ok(peer) = rustix::net::sockopt::socket_peercred(stream) else { return false };
+    let ns = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/mnt")).ok().map(|m| (m.dev(), m.ino()));
+    let theirs = ns(&peer.pid.as_raw_nonzero().to_string());
+    theirs.is_some() && theirs == ns("self")
+}
+
+fn lose_all(spaces: &mut HashMap<u64, Space>, why: &str) {
+    for s in spaces.values_mut() {
+        s.journal.lose(why.to_string());
+    }
+}
+
+const MASK: WatchFlags = WatchFlags::MODIFY
+    .union(WatchFlags::ATTRIB)
+    .union(WatchFlags::CLOSE_WRITE)
+    .union(WatchFlags::CREATE)
+    .union(WatchFlags::DELETE)
+    .union(WatchFlags::DELETE_SELF)
+    .union(WatchFlags::MOVE_SELF)
+    .union(WatchFlags::MOVED_FROM)
+    .union(WatchFlags::MOVED_TO)
+    .union(WatchFlags::ONLYDIR)
+    .union(WatchFlags::DONT_FOLLOW);
+
+/// The inotify side: a watch per directory, and the path it stands for in
+/// each workspace (one directory may be in two nested workspaces; inotify
+/// gives it one watch).
+struct Names {
+    fd: OwnedFd,
+    paths: HashMap<i32, Vec<(u64, Vec<u8>)>>,
+    /// Directories watched at most (half of what the kernel allows the
+    /// user): a tree beyond it is walked by its sessions instead.
+    budget: usize,
+}
+
+impl Names {
+    fn new() -> Result<Names, String> {
+        let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
+            .map_err(|e| format!("cannot start watching (inotify): {e}"))?;
+        let allowed = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(8192);
+        Ok(Names { fd, paths: HashMap::new(), budget: allowed / 2 })
+    }
+
+    fn watches_root(&self, id: u64) -> bool {
+        self.paths.values().flatten().any(|(s, p)| *s == id && p.is_empty())
+    }
+
+    /// Watches `rel` and every directory below it, in workspace `id`.
+    fn add_tree(&mut self, id: u64, rel: &[u8], spaces: &mut HashMap<u64, Space>) {
+        let Some(space) = spaces.get_mut(&id) else { return };
+        let mut stack = vec![rel.to_vec()];
+        while let Some(dir) = stack.pop() {
+            let abs = abs(&space.root, &dir);
+            if self.paths.len() >= self.budget {
+                space.journal.blind(format!("more directories than the watch takes ({})", self.budget));
+                return;
+            }
+            match inotify::add_watch(&self.fd, &abs, MASK) {
+                Ok(wd) => {
+                    let at = self.paths.entry(wd).or_default();
+                    at.retain(|(s, _)| *s != id);
+                    at.push((id, dir.clone()));
+                }
+                // Gone or replaced since it was listed: its parent's events say so.
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => continue,
+                Err(e) => {
+                    space.journal.blind(format!("cannot watch {}: {e}", abs.display()));
+                    continue;
+                }
+            }
+            let entries = match std::fs::read_dir(&abs) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => {
+                    space.journal.blind(format!("cannot list {}: {e}", abs.display()));
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                let Ok(meta) = entry.metadata() else { continue };
+                if !meta.is_dir() || meta.dev() != space.dev || space.skip.contains(&(meta.dev(), meta.ino())) {
+                    continue;
+                }
+                stack.push(join(&dir, entry.file_name().as_bytes()));
+            }
+        }
+    }
+
+    /// Stops watching `rel` and everything below it, in workspace `id`.
+    fn remove_tree(&mut self, id: u64, rel: &[u8]) {
+        let mut unused = Vec::new();
+        for (wd, at) in self.paths.iter_mut() {
+            at.retain(|(s, p)| !(*s == id && is_under(p, rel)));
+            if at.is_empty() {
+                unused.push(*wd);
+            }
+        }
+        for wd in unused {
+            self.paths.remove(&wd);
+            let _ = inotify::remove_watch(&self.fd, wd);
+        }
+    }
+
+    fn drain(&mut self, buf: &mut [MaybeUninit<u8>], spaces: &mut HashMap<u64, Space>) {
+        let mut events = Vec::new();
+        {
+            let mut reader = inotify::Reader::new(&self.fd, buf);
+            loop {
+                match reader.next() {
+                    Ok(ev) => events.push((
+                        ev.wd(),
+                        ev.events(),
+                        ev.file_name().map(|n| n.to_bytes().to_vec()).filter(|n| !n.is_empty()),
+                    )),
+                    Err(rustix::io::Errno::WOULDBLOCK) => break,
+                    Err(rustix::io::Errno::INTR) => continue,
+                    Err(e) => {
+                        lose_all(spaces, &format!("cannot read the watch's events: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        for (wd, mask, name) in events {
+            if mask.contains(ReadFlags::QUEUE_OVERFLOW) {
+                lose_all(spaces, "the kernel's event queue overflowed");
+                continue;
+            }
+            for (id, dir) in self.paths.get(&wd).cloned().unwrap_or_default() {
+                self.on_event(wd, id, dir, mask, name.as_deref(), spaces);
+            }
+        }
+    }
+
+    fn on_event(
+        &mut self,
+        wd: i32,
+        id: u64,
+        dir: Vec<u8>,
+        mask: ReadFlags,
+        name: Option<&[u8]>,
+        spaces: &mut HashMap<u64, Space>,
+    ) {
+        if mask.intersects(ReadFlags::IGNORED | ReadFlags::UNMOUNT) {
+            // The directory is gone (or its filesystem): its parent said so.
+            self.paths.remove(&wd);
+            return;
+        }
+        if name.is_none() && mask.intersects(ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF) {
+            if dir.is_empty() {
+                // The workspace itself: dropped (and walked if it comes back).
+                self.remove_tree(id, b"");
+            }
+            return;
+        }
+        let path = match name {
+            Some(n) => join(&dir, n),
+            None => dir,
+        };
+        let is_dir = mask.contains(ReadFlags::ISDIR);
+        if is_dir && mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
+            self.add_tree(id, &path, spaces);
+            note(spaces, id, Change::Whole(path));
+        } else if is_dir && mask.intersects(ReadFlags::MOVED_FROM | ReadFlags::DELETE) {
+            self.remove_tree(id, &path);
+            note(spaces, id, Change::Whole(path));
+        } else {
+            note(spaces, id, Change::Path(path));
+        }
+    }
+}
+
+fn note(spaces: &mut HashMap<u64, Space>, id: u64, change: Change) {
+    if let Some(s) = spaces.get_mut(&id) {
+        s.journal.note(change);
+    }
+}
+
+fn abs(root: &Path, rel: &[u8]) -> PathBuf {
+    if rel.is_empty() { root.to_path_buf() } else { root.join(OsStr::from_bytes(rel)) }
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    if dir.is_empty() {
+        return name.to_vec();
+    }
+    let mut p = dir.to_vec();
+    p.push(b'/');
+    p.extend_from_slice(name);
+    p
+}
+
+/// `path` is `dir` or below it.
+fn is_under(path: &[u8], dir: &[u8]) -> bool {
+    dir.is_empty() || path == dir || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_join_and_nest_by_component() {
+        assert_eq!(join(b"", b"a"), b"a");
+        assert_eq!(join(b"a/b", b"c"), b"a/b/c");
+        assert!(is_under(b"a/b", b"a") && is_under(b"a", b"a") && is_under(b"a", b""));
+        assert!(!is_under(b"ab", b"a") && !is_under(b"a", b"a/b"));
+    }
+}
