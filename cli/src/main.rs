@@ -13,7 +13,7 @@ mod ui;
 mod user;
 
 // The session lifecycle lives in the library; these names are the CLI's too.
-pub(crate) use ws_session::{display, network, now_ms, recording, workspace};
+pub(crate) use ws_session::{display, network, recording, workspace};
 
 use clap::Parser;
 

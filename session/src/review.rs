@@ -21,6 +21,26 @@ pub struct Review {
 }
 
 impl Review {
+    /// The pending changes (under `paths`, when some are given) as the
+    /// patch `ws diff` prints, without colour: renames paired, every name
+    /// and line rendered inert ([`crate::display`]).
+    pub fn diff(&self, ws: &Workspace, paths: &[ws_snapshot::RelPath]) -> Result<String, Error> {
+        let shown: Vec<usize> = self
+            .changes
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.state == ws_snapshot::ChangeState::Pending)
+            .filter(|(_, c)| paths.is_empty() || paths.iter().any(|p| c.path.starts_with(p)))
+            .map(|(i, _)| i)
+            .collect();
+        let min = u16::from(ws_snapshot::renames::DEFAULT_MIN_SIMILARITY);
+        let mut out = String::new();
+        for row in ws_snapshot::renames::rows(&self.changes, &shown, min) {
+            out.push_str(&crate::patch::text_of(&ws.store, &crate::patch::View::of(&self.changes, row))?);
+        }
+        Ok(out)
+    }
+
     /// Locks the workspace and loads session `id` (a unique id prefix or a
     /// name; `None`: the newest pending session), finishing what an
     /// interrupted run left (its after-snapshot, a hunk rollback).

@@ -28,6 +28,9 @@ pub struct Run<'a> {
     /// The environment the session's is made from: the profile keeps what
     /// its `env_allow` names (`ws` passes its own; `PATH` finds the command).
     pub env: Vec<(OsString, OsString)>,
+    /// Where the command starts: `None`, the workspace's root (`ws` passes
+    /// the directory it was started in).
+    pub cwd: Option<std::path::PathBuf>,
 }
 
 impl<'a> Run<'a> {
@@ -42,6 +45,7 @@ impl<'a> Run<'a> {
             learn: false,
             exports: crate::export::Settings::default(),
             env: vec![("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into())],
+            cwd: None,
         }
     }
 }
@@ -91,7 +95,9 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
         // The launcher needs root for the namespaces and the recorder; it
         // runs the command as the user (`LaunchSpec::run_as`).
         let _root = crate::as_root("start the sandbox")?;
-        recorders.spawn(&mut sandbox.command(run.command), Some(session_end))
+        let mut command = sandbox.command(run.command);
+        command.current_dir(run.cwd.as_deref().unwrap_or(&ws.root));
+        recorders.spawn(&mut command, Some(session_end))
     }
     .map_err(|e| Error::new(ErrorKind::CommandNotRun, format!("cannot start the sandbox: {e}")).status(NOT_STARTED))?;
     relay.forward_to(child.id());

@@ -21,6 +21,7 @@ mod hostile;
 mod hunks;
 mod kinds;
 mod learn;
+mod library;
 mod machine;
 mod many;
 mod network;

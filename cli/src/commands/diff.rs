@@ -6,15 +6,15 @@ use clap::Args;
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 use ws_snapshot::hunks::{Hunk, Line};
-use ws_snapshot::renames::{DEFAULT_MIN_SIMILARITY, Row};
-use ws_snapshot::{Change, ChangeState, Entry, EntryKind, Manifest, ManifestId, RelPath, Store};
+use ws_snapshot::renames::DEFAULT_MIN_SIMILARITY;
+use ws_snapshot::{ChangeState, Entry, EntryKind, Manifest, ManifestId, RelPath, Store};
 
-use crate::commands::patch::{self, side, text};
 use crate::commands::session::counts;
 use crate::error::{CliError, exit};
 use crate::recording::{Attribution, Origin};
 use crate::workspace::Workspace;
 use crate::{display, out, ui};
+use ws_session::patch::{self, side, text};
 
 /// Show what a session changed: snapshot version against the session's version.
 ///
@@ -157,7 +157,7 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
         let others: Vec<String> = pending
             .iter()
             .filter(|v| origin(v) != Origin::Session)
-            .map(|v| format!("{} ({})", v.name(), origin_note(origin(v))))
+            .map(|v| format!("{} ({})", view_name(v), origin_note(origin(v))))
             .collect();
         if !others.is_empty() {
             ui::note(&format!(
@@ -189,51 +189,13 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
 
 pub use ws_session::git_internal;
 
-/// What one row of the diff shows: a change, or a rename (the deleted
-/// path's snapshot side against the created path's session side).
-pub(crate) struct View<'a> {
-    pub old: &'a RelPath,
-    pub new: &'a RelPath,
-    pub before: Option<&'a Entry>,
-    pub after: Option<&'a Entry>,
-    pub state: ChangeState,
-    /// Set for a rename.
-    pub similarity: Option<u8>,
-}
+pub(crate) use ws_session::patch::View;
 
-impl<'a> View<'a> {
-    /// One change on its own.
-    pub fn one(c: &'a Change) -> Self {
-        View {
-            old: &c.path,
-            new: &c.path,
-            before: c.before.as_ref(),
-            after: c.after.as_ref(),
-            state: c.state,
-            similarity: None,
-        }
-    }
-
-    pub fn of(changes: &'a [Change], row: Row) -> Self {
-        match row {
-            Row::One(i) => View::one(&changes[i]),
-            Row::Renamed { from, to, similarity } => View {
-                old: &changes[from].path,
-                new: &changes[to].path,
-                before: changes[from].before.as_ref(),
-                after: changes[to].after.as_ref(),
-                state: changes[to].state,
-                similarity: Some(similarity),
-            },
-        }
-    }
-
-    /// The row's name for a person: `old => new` for a rename.
-    fn name(&self) -> String {
-        match self.similarity {
-            Some(_) => rename_name(self.old.as_bytes(), self.new.as_bytes()),
-            None => display::name(self.new.as_bytes()),
-        }
+/// The row's name for a person: `old => new` for a rename.
+fn view_name(v: &View) -> String {
+    match v.similarity {
+        Some(_) => rename_name(v.old.as_bytes(), v.new.as_bytes()),
+        None => display::name(v.new.as_bytes()),
     }
 }
 
@@ -333,7 +295,7 @@ fn line_counts(store: &Store, v: &View) -> Option<(usize, usize)> {
 
 fn print_stat(store: &Store, pending: &[View], before: &Manifest, color: bool) {
     let files: Vec<&View> = pending.iter().filter(|v| !v.before.or(v.after).is_some_and(Entry::is_dir)).collect();
-    let names: Vec<String> = files.iter().map(|v| v.name()).collect();
+    let names: Vec<String> = files.iter().map(|v| view_name(v)).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).min(60);
     let (mut total_ins, mut total_del) = (0, 0);
     for (c, name) in files.iter().zip(&names) {

@@ -80,6 +80,7 @@ pub fn cmd_learn(args: LearnArgs) -> Result<i32, CliError> {
         command: &args.command,
         learn: true,
         env: std::env::vars_os().collect(),
+        cwd: std::env::current_dir().ok(),
     };
     let ran = crate::commands::session::start(run)?;
     let (text, learned) = learned_profile(&ran, &args.profile)?;

@@ -1,11 +1,7 @@
 //! `ws log`: the audit log of a session, as a person reads it or as JSON lines.
 
-use std::io::{BufRead, Seek};
-use std::time::Duration;
-
 use clap::Args;
 use ws_snapshot::audit::{Event, Record};
-use ws_snapshot::{Session, SessionState};
 
 use crate::error::{CliError, exit};
 use crate::workspace::Workspace;
@@ -31,52 +27,16 @@ pub struct LogArgs {
     follow: bool,
 }
 
-/// The named session, else the newest one of any state.
-pub(crate) fn session_or_newest(ws: &Workspace, id: Option<&str>) -> Result<Session, CliError> {
-    match id {
-        Some(id) => Ok(ws.store.resolve_session(Some(id))?),
-        None => ws.store.sessions()?.into_iter().filter_map(Result::ok).next_back().ok_or_else(|| {
-            CliError::usage("this workspace has no sessions yet").hint("start one with `ws session start -- CMD`")
-        }),
-    }
-}
+pub(crate) use ws_session::log::session_or_newest;
 
 pub fn cmd_log(args: LogArgs) -> Result<i32, CliError> {
     let ws = Workspace::discover(crate::env::options())?;
     let session = session_or_newest(&ws, args.id.as_deref())?;
-    let path = ws.store.audit_log_path(&session.id);
-    let file = match std::fs::File::open(&path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(CliError::usage(format!("session {} has no audit log", session.id)).hint(
-                "sessions started before ws kept audit logs have none; `ws session show` still shows their changes",
-            ));
-        }
-        Err(e) => return Err(CliError::failure(format!("cannot read {}: {e}", path.display()))),
-    };
-    let mut reader = std::io::BufReader::new(file);
-    let mut pending = Vec::new();
-    let mut ended = false;
-    loop {
-        let mut line = Vec::new();
-        let n = reader.read_until(b'\n', &mut line)?;
-        if n > 0 {
-            pending.extend_from_slice(&line);
-            if pending.ends_with(b"\n") {
-                ended = show(&pending[..pending.len() - 1], args.json);
-                pending.clear();
-            }
-            continue;
-        }
-        if ended || !args.follow || !still_writing(&ws, &session.id) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-        // Re-read from where we are: the writer appends.
-        let pos = reader.stream_position()?;
-        reader.seek(std::io::SeekFrom::Start(pos))?;
-    }
-    if !ended && !still_writing(&ws, &session.id) {
+    let ending = ws_session::log::read(&ws, &session, args.follow, |line| {
+        show(line, args.json);
+        true
+    })?;
+    if ending == ws_session::log::Ending::Incomplete {
         crate::ui::warn(&format!(
             "the log of session {} has no end record: its supervisor died, so the record is INCOMPLETE",
             session.id
@@ -85,30 +45,16 @@ pub fn cmd_log(args: LogArgs) -> Result<i32, CliError> {
     Ok(exit::OK)
 }
 
-/// Whether the session's supervisor may still append to its log: while the
-/// session runs, and for a moment after its changes are recorded (the end
-/// record comes once the recorders have drained), if the supervisor lives.
-fn still_writing(ws: &Workspace, id: &str) -> bool {
-    let alive = |pid: u32| std::path::Path::new(&format!("/proc/{pid}")).exists();
-    ws.store.load_session(id).is_ok_and(|s| match s.state {
-        SessionState::Running => !s.orphaned(),
-        _ => alive(s.supervisor_pid) && s.ended_ms.is_some_and(|t| crate::now_ms().saturating_sub(t) < 60_000),
-    })
-}
-
-/// Prints one line; returns whether it was the session's end.
-fn show(line: &[u8], json: bool) -> bool {
-    let record = ws_snapshot::audit::parse_line(line);
-    let end = matches!(&record, Some(Record { event: Event::SessionEnd { .. }, .. }));
+/// Prints one line.
+fn show(line: &[u8], json: bool) {
     if json {
         out!("{}", String::from_utf8_lossy(line));
-        return end;
+        return;
     }
-    match record {
+    match ws_snapshot::audit::parse_line(line) {
         Some(r) => out!("{}", describe(&r)),
         None => out!("?             (a damaged record: `ws audit verify` says more)"),
     }
-    end
 }
 
 /// One record as a line for people (or, for a session's start with gaps,

@@ -10,7 +10,6 @@ mod hooks;
 mod interactive;
 pub(crate) mod learn;
 mod log;
-mod patch;
 mod profile;
 mod recorder;
 mod review;

@@ -98,6 +98,7 @@ fn cmd_start(args: StartArgs) -> Result<i32, CliError> {
         learn: false,
         exports: crate::export::settings(&args.audit_sink)?,
         env: std::env::vars_os().collect(),
+        cwd: std::env::current_dir().ok(),
     };
     let ran = start(run)?;
     if ui::machine::has_events() {

@@ -17,11 +17,11 @@ use ws_snapshot::{Change, ChangeState, HunkPick, RelPath, SessionState};
 use super::Listed;
 use super::model::Plan;
 use crate::commands::approve::plural;
-use crate::commands::patch::{self, Patch, PatchHunk};
 use crate::commands::rollback;
 use crate::error::{CliError, exit};
 use crate::workspace::Workspace;
 use crate::{display, ui};
+use ws_session::patch::{self, Patch, PatchHunk};
 
 pub(crate) fn apply(
     ws: &Workspace,

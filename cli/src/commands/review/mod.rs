@@ -23,11 +23,11 @@ use ws_snapshot::{Change, ChangeState, EntryKind, ManifestId, Store};
 use self::model::{Action, Key, Model, Row, Status};
 use self::view::Screen;
 use crate::commands::diff::git_internal;
-use crate::commands::patch::{self, Kind, Patch, PatchLine};
 use crate::error::{CliError, exit};
 use crate::recording::Attribution;
 use crate::workspace::Workspace;
 use crate::{display, out, ui};
+use ws_session::patch::{self, Kind, Patch, PatchLine};
 
 /// Review a session's changes on a full screen: mark paths or hunks to
 /// approve or roll back, then apply the marks on leaving.
@@ -176,11 +176,11 @@ pub(crate) struct Listed {
 impl Listed {
     /// The row's patch, as `ws diff` prints it.
     pub(crate) fn patch(&self, store: &Store) -> Result<Patch, CliError> {
-        match &self.from {
-            None => patch::patch(store, &self.change),
+        Ok(match &self.from {
+            None => patch::patch(store, &self.change)?,
             Some((old, similarity)) => patch::patch_of(
                 store,
-                &crate::commands::diff::View {
+                &ws_session::patch::View {
                     old: &old.path,
                     new: &self.change.path,
                     before: old.before.as_ref(),
@@ -188,8 +188,8 @@ impl Listed {
                     state: self.change.state,
                     similarity: Some(*similarity),
                 },
-            ),
-        }
+            )?,
+        })
     }
 }
 

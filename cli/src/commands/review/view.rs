@@ -15,7 +15,7 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 
 use super::model::{Focus, Mark, Model};
 use crate::commands::diff::origin_word;
-use crate::commands::patch::{Kind, Patch};
+use ws_session::patch::{Kind, Patch};
 
 /// Wider than this, the diff goes beside the list rather than below it.
 pub(crate) const WIDE: u16 = 100;
@@ -260,9 +260,9 @@ mod tests {
     use ratatui::backend::TestBackend;
 
     use super::*;
-    use crate::commands::patch::PatchLine;
     use crate::commands::review::model::{Key, Row, Status};
     use crate::recording::Origin;
+    use ws_session::patch::PatchLine;
 
     fn screen_text(t: &Terminal<TestBackend>) -> Vec<String> {
         let b = t.backend().buffer();
@@ -295,7 +295,7 @@ mod tests {
                 PatchLine { kind: Kind::Removed, text: "-\told".into() },
                 PatchLine { kind: Kind::Added, text: "+new".into() },
             ],
-            hunks: vec![crate::commands::patch::PatchHunk {
+            hunks: vec![ws_session::patch::PatchHunk {
                 hunk: ws_snapshot::hunks::Hunk { id: 1, old_start: 1, old_lines: 1, new_start: 1, new_lines: 1 },
                 line: 1,
                 removed: b"old\n".to_vec(),

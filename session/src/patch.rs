@@ -1,21 +1,21 @@
 //! A change as the lines of its patch: what `ws diff` prints and `ws review`
-//! shows, built once for both. Every name and line of content passes through
-//! `display` on its way in: the agent wrote them, and they must not drive the
-//! reviewer's terminal.
+//! shows, built once for both (and for a program, [`text`]). Every name and
+//! line of content passes through [`crate::display`] on its way in: the
+//! agent wrote them, and they must not drive the reviewer's terminal.
 
 use ws_snapshot::hunks::{Hunk, Line};
-use ws_snapshot::{Change, Entry, EntryKind, Store};
+use ws_snapshot::renames::Row;
+use ws_snapshot::{Change, ChangeState, Entry, EntryKind, RelPath, Store};
 
-use crate::commands::diff::View;
-use crate::error::CliError;
-use crate::{display, ui};
+use crate::display;
+use crate::error::Error;
 
 /// Files larger than this are summarized, not diffed line by line.
 const MAX_TEXT_DIFF: u64 = ws_snapshot::hunks::MAX_TEXT;
 
 /// What a line of a patch is, which decides its colour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Kind {
+pub enum Kind {
     /// `diff --ws`, `---`, `+++`.
     File,
     /// Modes, "new file", "Binary files … differ".
@@ -28,7 +28,7 @@ pub(crate) enum Kind {
 
 impl Kind {
     /// The SGR code `ws diff` paints the line with ("" for none).
-    pub(crate) fn sgr(self) -> &'static str {
+    pub fn sgr(self) -> &'static str {
         match self {
             Kind::File => "1",
             Kind::HunkHeader => "36",
@@ -40,7 +40,7 @@ impl Kind {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PatchLine {
+pub struct PatchLine {
     pub kind: Kind,
     /// Inert: rendered by `display`.
     pub text: String,
@@ -49,7 +49,7 @@ pub(crate) struct PatchLine {
 /// One `@@` block of a patch: where its header is among the lines, and what
 /// it takes out and puts in (to find it again after other hunks moved it).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct PatchHunk {
+pub struct PatchHunk {
     pub hunk: Hunk,
     pub line: usize,
     pub removed: Vec<u8>,
@@ -57,7 +57,7 @@ pub(crate) struct PatchHunk {
 }
 
 #[derive(Clone, Debug, Default)]
-pub(crate) struct Patch {
+pub struct Patch {
     pub lines: Vec<PatchLine>,
     pub hunks: Vec<PatchHunk>,
     /// Whether its hunks can be reviewed one by one: a text change between
@@ -66,7 +66,8 @@ pub(crate) struct Patch {
 }
 
 /// The bytes a side shows in a diff: file content, or a symlink's target.
-pub(crate) enum Side {
+#[derive(Debug)]
+pub enum Side {
     Absent,
     Text(Vec<u8>),
     Binary(u64),
@@ -74,7 +75,7 @@ pub(crate) enum Side {
     Other,
 }
 
-pub(crate) fn side(store: &Store, e: Option<&Entry>) -> Result<Side, CliError> {
+pub fn side(store: &Store, e: Option<&Entry>) -> Result<Side, Error> {
     let Some(e) = e else { return Ok(Side::Absent) };
     Ok(match &e.kind {
         EntryKind::File { object, .. } => {
@@ -90,7 +91,7 @@ pub(crate) fn side(store: &Store, e: Option<&Entry>) -> Result<Side, CliError> {
     })
 }
 
-pub(crate) fn text(s: &Side) -> Option<&[u8]> {
+pub fn text(s: &Side) -> Option<&[u8]> {
     match s {
         Side::Text(t) => Some(t),
         Side::Absent => Some(b""),
@@ -106,13 +107,65 @@ fn line(kind: Kind, text: impl Into<String>) -> PatchLine {
     PatchLine { kind, text: text.into() }
 }
 
+/// What one row of the diff shows: a change, or a rename (the deleted
+/// path's snapshot side against the created path's session side).
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub old: &'a RelPath,
+    pub new: &'a RelPath,
+    pub before: Option<&'a Entry>,
+    pub after: Option<&'a Entry>,
+    pub state: ChangeState,
+    /// Set for a rename.
+    pub similarity: Option<u8>,
+}
+
+impl<'a> View<'a> {
+    /// One change on its own.
+    pub fn one(c: &'a Change) -> Self {
+        View {
+            old: &c.path,
+            new: &c.path,
+            before: c.before.as_ref(),
+            after: c.after.as_ref(),
+            state: c.state,
+            similarity: None,
+        }
+    }
+
+    /// A row of [`ws_snapshot::renames::rows`]: a change, or a rename's two halves.
+    pub fn of(changes: &'a [Change], row: Row) -> Self {
+        match row {
+            Row::One(i) => View::one(&changes[i]),
+            Row::Renamed { from, to, similarity } => View {
+                old: &changes[from].path,
+                new: &changes[to].path,
+                before: changes[from].before.as_ref(),
+                after: changes[to].after.as_ref(),
+                state: changes[to].state,
+                similarity: Some(similarity),
+            },
+        }
+    }
+}
+
+/// The patch of `v` as text, a line each, as `ws diff` prints it without colour.
+pub fn text_of(store: &Store, v: &View) -> Result<String, Error> {
+    let mut out = String::new();
+    for l in patch_of(store, v)?.lines {
+        out.push_str(&l.text);
+        out.push('\n');
+    }
+    Ok(out)
+}
+
 /// The patch of one change, as `ws diff` prints it.
-pub(crate) fn patch(store: &Store, c: &Change) -> Result<Patch, CliError> {
+pub fn patch(store: &Store, c: &Change) -> Result<Patch, Error> {
     patch_of(store, &View::one(c))
 }
 
 /// The patch of one row of `ws diff` (a change, or a rename's two halves).
-pub(crate) fn patch_of(store: &Store, v: &View) -> Result<Patch, CliError> {
+pub fn patch_of(store: &Store, v: &View) -> Result<Patch, Error> {
     let mut p = Patch::default();
     let (a, b) = (display::prefixed("a/", v.old.as_bytes()), display::prefixed("b/", v.new.as_bytes()));
     p.lines.push(line(Kind::File, format!("diff --ws {a} {b}")));
@@ -128,8 +181,8 @@ pub(crate) fn patch_of(store: &Store, v: &View) -> Result<Patch, CliError> {
                     &mut p,
                     format!(
                         "new excluded tree ({}+ files, {}+): too large to snapshot",
-                        ui::count(files),
-                        ui::bytes(bytes)
+                        display::count(files),
+                        display::bytes(bytes)
                     ),
                 );
                 return Ok(p);
@@ -173,7 +226,10 @@ pub(crate) fn patch_of(store: &Store, v: &View) -> Result<Patch, CliError> {
         };
         let large = matches!(old, Side::TooLarge(_)) || matches!(new, Side::TooLarge(_));
         let what = if large { "Large files" } else { "Binary files" };
-        meta(&mut p, format!("{what} {a} and {b} differ ({} -> {})", ui::bytes(size(&old)), ui::bytes(size(&new))));
+        meta(
+            &mut p,
+            format!("{what} {a} and {b} differ ({} -> {})", display::bytes(size(&old)), display::bytes(size(&new))),
+        );
         return Ok(p);
     };
     if o == n {
@@ -202,7 +258,7 @@ pub(crate) fn patch_of(store: &Store, v: &View) -> Result<Patch, CliError> {
 }
 
 /// One `@@` block, every line rendered by `display`.
-pub(crate) fn hunk_lines(h: &Hunk, lines: &[Line<'_>]) -> Vec<PatchLine> {
+pub fn hunk_lines(h: &Hunk, lines: &[Line<'_>]) -> Vec<PatchLine> {
     let header = format!("@@ -{} +{} @@", range(h.old_start, h.old_lines), range(h.new_start, h.new_lines));
     let mut out = vec![line(Kind::HunkHeader, header)];
     for l in lines {
