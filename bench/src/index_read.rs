@@ -1,15 +1,18 @@
 //! Part of the `hooks` group: the pre-commit hook's own index reader against
 //! `gix-index`, the maintained reader the issue asks for unless it misses a
-//! hook target by more than 1 ms.
+//! hook target by more than 1 ms, or cannot read hostile bytes safely.
 //!
 //! Timed in this process, on the bench repository's index and on one of
 //! 200,000 entries made with `git update-index --index-info` (what the
 //! `scale` group's larger tree stages): the hook's reader against
 //! `gix_index::File::at` (checksum not verified, as the hook's reader does
 //! not; one thread, as a hook has). Target: gix at most 1 ms slower. Then
-//! the hook's hostile index fixtures are given to both, each on its own
-//! thread with a time limit: the time, and how much the process's peak RSS
-//! grew (fixtures run smallest first, so a growth is that fixture's).
+//! the hook's hostile index fixtures (`hooks/tests/corpus/index/`, and a
+//! FIFO) are given to both, each read in a process of its own (this program
+//! again, as `ws-bench __read-index hook|gix PATH`) with a time limit: what
+//! it said, how long it took, its peak RSS, or how it died (a reader that
+//! overflows its stack aborts the whole process, so it cannot be a thread
+//! of the bench).
 
 use std::cell::RefCell;
 use std::io::Write;
@@ -112,26 +115,73 @@ fn peak_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// Reads `path` with `read` on its own thread: what it said, how long it
-/// took (or that it hung), and the growth of the peak RSS.
-fn attempt(path: &Path, read: fn(&Path) -> String) -> String {
-    let before = peak_kib();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let p = path.to_path_buf();
-    let t = Instant::now();
-    // A hung reader's thread is left behind: the bench ends with the process.
-    std::thread::spawn(move || {
-        let said = std::panic::catch_unwind(|| read(&p)).unwrap_or_else(|_| "panicked".into());
-        let _ = tx.send(said);
-    });
-    match rx.recv_timeout(LIMIT) {
-        Ok(said) => format!(
-            "{said} in {:.1} ms, peak RSS +{} MiB",
-            t.elapsed().as_secs_f64() * 1e3,
-            peak_kib().saturating_sub(before) / 1024
-        ),
-        Err(_) => format!("HUNG (still reading after {} s)", LIMIT.as_secs()),
+/// `ws-bench __read-index hook|gix PATH`: one reader on one file, in a
+/// process of its own; prints what it said and its peak RSS in KiB, a tab
+/// between. `None` when these are not the arguments.
+pub fn child(args: &[std::ffi::OsString]) -> Option<std::process::ExitCode> {
+    let [_, mode, reader, path] = args else { return None };
+    if mode != "__read-index" {
+        return None;
     }
+    let path = Path::new(path);
+    let said = match reader.to_str() {
+        Some("hook") => match ours(path) {
+            Ok(Some(n)) => format!("{n} entries"),
+            Ok(None) => "handed to git".into(),
+            Err(e) => format!("error ({e})"),
+        },
+        Some("gix") => match gix(path) {
+            Ok(n) => format!("{n} entries"),
+            Err(e) => format!("refused ({})", e.lines().next().unwrap_or("")),
+        },
+        _ => return Some(std::process::ExitCode::FAILURE),
+    };
+    println!("{said}\t{}", peak_kib());
+    Some(std::process::ExitCode::SUCCESS)
+}
+
+/// Reads `path` with `reader` (`hook` or `gix`) in a child process: what it
+/// said, how long it took and its peak RSS, or that it hung or died.
+fn attempt(path: &Path, reader: &str) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let exe = std::env::current_exe().map_err(|e| Error::new(format!("cannot find this executable's path: {e}")))?;
+    let t = Instant::now();
+    let mut child = std::process::Command::new(exe)
+        .arg("__read-index")
+        .arg(reader)
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::new(format!("cannot start a reader process: {e}")))?;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if t.elapsed() > LIMIT {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(format!("HUNG (still reading after {} s)", LIMIT.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    let (mut out, mut err) = (String::new(), String::new());
+    child.stdout.take().map(|mut s| s.read_to_string(&mut out)).transpose()?;
+    child.stderr.take().map(|mut s| s.read_to_string(&mut err)).transpose()?;
+    Ok(match (status.signal(), out.trim_end().split_once('\t')) {
+        (None, Some((said, kib))) if status.success() => {
+            let mib = kib.parse::<u64>().unwrap_or(0) / 1024;
+            format!("{said} in {ms:.1} ms, peak RSS {mib} MiB")
+        }
+        (Some(signal), _) => {
+            let why = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim();
+            format!("DIED (signal {signal}) after {ms:.1} ms: {why}")
+        }
+        _ => format!("failed ({status}): {}", err.trim()),
+    })
 }
 
 /// The hook's hostile index fixtures (as in `hooks/tests/corpus/index/`),
@@ -148,15 +198,8 @@ fn hostile(dir: &Path, notes: &RefCell<Vec<String>>) -> Result<()> {
     files.push(fifo);
     for f in files {
         let name = f.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let hook = attempt(&f, |p| match ours(p) {
-            Ok(Some(n)) => format!("{n} entries"),
-            Ok(None) => "handed to git".into(),
-            Err(e) => format!("error ({e})"),
-        });
-        let g = attempt(&f, |p| match gix(p) {
-            Ok(n) => format!("{n} entries"),
-            Err(e) => format!("refused ({})", e.lines().next().unwrap_or("")),
-        });
+        let hook = attempt(&f, "hook")?;
+        let g = attempt(&f, "gix")?;
         let line = format!("hostile index {name}: hook's reader {hook}; gix-index {g}");
         progress(GROUP, &line);
         notes.borrow_mut().push(line);

@@ -639,6 +639,21 @@ fn write_the_corpus() {
     ext.extend_from_slice(&[0; 20]);
     put("index", "extension-claiming-4GiB", &ext);
     put("index", "truncated", &s.index_v2[..s.index_v2.len() / 2]);
+    // A cache tree 40,000 directories deep in 280 KB, its checksum right:
+    // git itself and `gix-index` 0.58 recurse once per level and overflow
+    // their stacks (both crash on it); the hook's reader stops at 4,096.
+    let mut tree = b"\0-1 1\n".to_vec();
+    for _ in 0..40_000 {
+        tree.extend_from_slice(b"a\0-1 1\n");
+    }
+    tree.extend_from_slice(b"a\0-1 0\n");
+    let mut deep = header(2, 0);
+    deep.extend_from_slice(b"TREE");
+    deep.extend_from_slice(&u32::try_from(tree.len()).unwrap().to_be_bytes());
+    deep.extend_from_slice(&tree);
+    let sum = sha1_smol::Sha1::from(&deep).digest().bytes();
+    deep.extend_from_slice(&sum);
+    put("index", "cache-tree-nested-40000-deep", &deep);
     // Loose objects.
     put("loose", "real-tree", &s.loose);
     put("loose", "zlib-bomb-8MiB-behind-a-10-byte-header", &zlib_bomb());

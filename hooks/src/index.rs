@@ -395,20 +395,54 @@ pub(crate) fn varint(bytes: &[u8]) -> Option<(u64, usize)> {
     Some((value, i + 1))
 }
 
+/// The deepest cache tree read: git writes one level per directory, and
+/// no work tree nests 4,096 directories (PATH_MAX is 4,096 bytes).
+const MAX_TREE_DEPTH: usize = 4096;
+
 /// The `TREE` extension's `data`: pre-order nodes
 /// of `NAME\0COUNT SUBTREES\n[OID]`, COUNT being -1 for an invalidated tree
 /// (then no OID); the root's name is empty.
+///
+/// Read with a stack of its own, not by recursion: git's own reader (and
+/// `gix-index`'s) recurse once per level, and a 280 KB extension nesting
+/// 40,000 levels overflows their stacks.
 fn parse_cache_tree(data: &[u8]) -> Option<Vec<TreeNode>> {
     let mut nodes = Vec::new();
     let mut pos = 0;
-    cache_tree_node(data, &mut pos, &mut nodes, 0)?;
-    (nodes[0].name_start == nodes[0].name_end && pos == data.len()).then_some(nodes)
+    // The nodes still open: their index, and how many subtrees they have
+    // that are not read yet.
+    let mut open: Vec<(usize, usize)> = Vec::new();
+    loop {
+        let (node, subtrees) = cache_tree_node(data, &mut pos)?;
+        open.push((nodes.len(), subtrees));
+        nodes.push(node);
+        if open.len() > MAX_TREE_DEPTH + 1 {
+            return None;
+        }
+        // The next node read is a subtree of the innermost node with one
+        // left; those with none left are complete.
+        loop {
+            match open.last_mut() {
+                None => {
+                    return (nodes[0].name_start == nodes[0].name_end && pos == data.len()).then_some(nodes);
+                }
+                Some((at, 0)) => {
+                    let at = *at;
+                    nodes[at].descendants = nodes.len() - at - 1;
+                    open.pop();
+                }
+                Some((_, left)) => {
+                    *left -= 1;
+                    break;
+                }
+            }
+        }
+    }
 }
 
-fn cache_tree_node(data: &[u8], pos: &mut usize, nodes: &mut Vec<TreeNode>, depth: usize) -> Option<()> {
-    if depth > 4096 {
-        return None;
-    }
+/// One node at `pos`, which moves past it: the node (no descendants yet)
+/// and how many subtrees follow it.
+fn cache_tree_node(data: &[u8], pos: &mut usize) -> Option<(TreeNode, usize)> {
     let rest = data.get(*pos..)?;
     let nul = rest.iter().position(|&b| b == 0)?;
     let (count, count_len) = decimal(rest.get(nul + 1..)?, b' ')?;
@@ -423,13 +457,7 @@ fn cache_tree_node(data: &[u8], pos: &mut usize, nodes: &mut Vec<TreeNode>, dept
     } else {
         None
     };
-    let at = nodes.len();
-    nodes.push(TreeNode { name_start, name_end, valid, descendants: 0 });
-    for _ in 0..subtrees {
-        cache_tree_node(data, pos, nodes, depth + 1)?;
-    }
-    nodes[at].descendants = nodes.len() - at - 1;
-    Some(())
+    Some((TreeNode { name_start, name_end, valid, descendants: 0 }, subtrees))
 }
 
 /// A decimal number (`-` allowed first) ended by `end`, at the start of
@@ -683,6 +711,40 @@ mod tests {
         for bad in [&b" 1"[..], b"-", b"- ", b"1x ", b"12", b"", b"99999999999999999999 "] {
             assert_eq!(decimal(bad, b' '), None, "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    /// A chain of `depth` directories below the root, each `a`, every
+    /// level invalid but the deepest; then a sibling at the root.
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut t = b"\0-1 2\n".to_vec();
+        for _ in 0..depth - 1 {
+            t.extend_from_slice(b"a\0-1 1\n");
+        }
+        t.extend_from_slice(b"a\x001 0\n");
+        t.extend_from_slice(&[7; 20]);
+        t.extend_from_slice(b"b\0-1 0\n");
+        t
+    }
+
+    #[test]
+    fn a_cache_tree_is_read_to_4096_levels_without_recursion_and_refused_deeper() {
+        // On a thread with a small stack: a reader that recursed per level
+        // would overflow it long before 4,096 levels.
+        std::thread::Builder::new()
+            .stack_size(64 << 10)
+            .spawn(|| {
+                let nodes = parse_cache_tree(&nested(MAX_TREE_DEPTH)).expect("4,096 levels are read");
+                assert_eq!(nodes.len(), MAX_TREE_DEPTH + 2);
+                assert_eq!(nodes[0].descendants, MAX_TREE_DEPTH + 1, "the root holds every other node");
+                assert_eq!(nodes[1].descendants, MAX_TREE_DEPTH - 1, "the chain holds its own levels only");
+                assert_eq!(nodes[MAX_TREE_DEPTH].valid, Some(([7; 20], 1)), "the deepest level is valid");
+                assert_eq!(nodes[MAX_TREE_DEPTH + 1].descendants, 0, "the sibling comes after the chain");
+                assert_eq!(parse_cache_tree(&nested(MAX_TREE_DEPTH + 1)), None, "deeper is damage");
+                assert_eq!(parse_cache_tree(&nested(1_000_000)), None);
+            })
+            .unwrap()
+            .join()
+            .unwrap();
     }
 
     #[test]

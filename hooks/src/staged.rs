@@ -225,6 +225,11 @@ fn head_commit(git_dir: &Path, common: &Path) -> Result<Option<Option<Oid>>, Git
 /// time, where git is quicker.
 const MAX_TREES: usize = 256;
 
+/// The longest directory path walked: no work tree holds a longer path
+/// (PATH_MAX), git's index does (a path of 30,000 directories is 60 KB),
+/// and the walk goes down one level per directory.
+const MAX_PATH: usize = 4096;
+
 struct Diff {
     odb: Odb,
     trees_left: usize,
@@ -276,6 +281,7 @@ impl Diff {
         head: Option<&Oid>,
         node: Option<CacheTree<'_>>,
     ) -> Option<()> {
+        self.within_max_path(prefix)?;
         if let Some((tree, count)) = node.and_then(|n| n.valid()) {
             // git keeps the count exact: another one is not git's.
             if count != entries.len() {
@@ -352,9 +358,23 @@ impl Diff {
         self.unseen_deleted(prefix, &tree, &seen)
     }
 
+    /// `None` (refused) when the directory `prefix` is longer than any
+    /// work tree could hold.
+    fn within_max_path(&mut self, prefix: &[u8]) -> Option<()> {
+        if prefix.len() <= MAX_PATH {
+            return Some(());
+        }
+        self.refused = Some(GitError::Unsafe(format!(
+            "the commit would hold a path longer than {MAX_PATH} bytes, which no work tree can hold: {}…",
+            String::from_utf8_lossy(&prefix[..60])
+        )));
+        None
+    }
+
     /// Compares tree `new` (what git will commit for the directory
     /// `prefix`) with tree `old` (HEAD's, empty when HEAD has none).
     fn trees(&mut self, prefix: &[u8], new: Vec<TreeEntry>, old: Vec<TreeEntry>) -> Option<()> {
+        self.within_max_path(prefix)?;
         let by_name: HashMap<&[u8], usize> = old.iter().enumerate().map(|(k, t)| (&t.name[..], k)).collect();
         let mut seen = vec![false; old.len()];
         let mut names: std::collections::HashSet<&[u8]> = std::collections::HashSet::new();
@@ -434,6 +454,7 @@ impl Diff {
 
     /// Every path below HEAD's tree `oid` at `path`, as deleted.
     fn deleted_tree(&mut self, path: &[u8], oid: &Oid) -> Option<()> {
+        self.within_max_path(path)?;
         for t in self.tree(oid)? {
             let sub = [path, b"/", &t.name].concat();
             match t.mode {
@@ -597,6 +618,40 @@ mod tests {
         repo.write("d2/s1/f2.txt", &format!("2 1 2\n{}", "text\n".repeat(50)));
         repo.git(&["add", "-A"]);
         assert!(agrees(&repo, "staged and restored").is_empty());
+    }
+
+    /// A path of 30,000 directories (git's index takes it; no work tree
+    /// can hold it), staged where HEAD has none of them: read on a thread
+    /// with the 8 MiB stack a hook's main thread has, the hook refuses it
+    /// with a message once it is longer than PATH_MAX, rather than walking
+    /// down to its end, one stack frame per level, until the stack overflows.
+    #[test]
+    fn a_path_longer_than_any_work_tree_holds_is_refused_not_a_stack_overflow() {
+        let repo = Repo::new();
+        repo.write("a.txt", "a\n");
+        repo.git(&["add", "-A"]);
+        repo.git(&["commit", "-q", "-m", "one"]);
+        let blob = repo.git_stdin(&["hash-object", "-w", "--stdin"], b"x\n");
+        let stage = |levels: usize| {
+            let deep = format!("100644 {}\t{}f\n", blob.trim(), "b/".repeat(levels));
+            repo.git(&["rm", "-q", "--cached", "-r", "--ignore-unmatch", "b"]);
+            repo.git_stdin(&["update-index", "--index-info"], deep.as_bytes());
+            let top = repo.path();
+            std::thread::Builder::new()
+                .stack_size(8 << 20)
+                .spawn(move || {
+                    native(&top, &GitEnv::default())
+                        .map(|o| o.map(|o| o.into_iter().map(|p| p.path.len()).collect::<Vec<_>>()))
+                        .map_err(|e| e.to_string())
+                })
+                .unwrap()
+                .join()
+                .unwrap()
+        };
+        // Positive control: 2,000 levels (4,001 bytes) are read natively.
+        assert_eq!(stage(2_000), Ok(Some(vec![4_001])));
+        let err = stage(30_000).expect_err("refused");
+        assert!(err.contains("longer than 4096 bytes") && err.contains("b/b/b/"), "{err}");
     }
 
     #[test]

@@ -308,9 +308,14 @@ fn set_up_network(channel: &std::os::fd::OwnedFd, port: u16) -> Result<(), crate
 /// is spawned, so no signal in between kills the supervisor; handlers (unlike
 /// SIG_IGN) are reset by exec, so the child keeps default behaviour. Stops
 /// when dropped.
+///
+/// It also remembers the first of these signals ([`SignalRelay::received`]):
+/// before the command starts nobody else would act on it (the session's
+/// init ignores what it has no handler for), so the supervisor must.
 #[derive(Debug)]
 pub struct SignalRelay {
     child: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    received: std::sync::Arc<std::sync::atomic::AtomicI32>,
     handle: signal_hook::iterator::Handle,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -321,10 +326,13 @@ impl SignalRelay {
         use std::sync::atomic::Ordering;
         let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGQUIT, SIGTERM, SIGHUP])?;
         let child = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
+        let received = std::sync::Arc::new(std::sync::atomic::AtomicI32::new(0));
         let target = std::sync::Arc::clone(&child);
+        let first = std::sync::Arc::clone(&received);
         let handle = signals.handle();
         let thread = std::thread::spawn(move || {
             for sig in signals.forever() {
+                let _ = first.compare_exchange(0, sig, Ordering::Relaxed, Ordering::Relaxed);
                 if (sig == SIGTERM || sig == SIGHUP)
                     && let Some(pid) = rustix::process::Pid::from_raw(target.load(Ordering::Relaxed))
                     && let Some(s) = rustix::process::Signal::from_named_raw(sig)
@@ -333,11 +341,17 @@ impl SignalRelay {
                 }
             }
         });
-        Ok(SignalRelay { child, handle, thread: Some(thread) })
+        Ok(SignalRelay { child, received, handle, thread: Some(thread) })
     }
 
     pub fn forward_to(&self, pid: u32) {
         self.child.store(pid as i32, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The first of SIGINT, SIGQUIT, SIGTERM and SIGHUP this process got
+    /// since [`SignalRelay::install`], if any.
+    pub fn received(&self) -> Option<i32> {
+        Some(self.received.load(std::sync::atomic::Ordering::Relaxed)).filter(|&s| s != 0)
     }
 }
 

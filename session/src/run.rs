@@ -111,6 +111,8 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
         // The launcher could not set the sandbox up, and said why; nothing
         // was snapshotted, nothing ran.
         let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(NOT_STARTED);
+        // A Ctrl-C reaches the launcher too, and may end it early.
+        stop_if_signalled(&relay)?;
         return Err(Error::new(
             ErrorKind::SandboxUnavailable,
             "the session did not start: its sandbox could not be set up (the reason is above); nothing was snapshotted",
@@ -126,6 +128,9 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
     let token = &mut watch_token;
     let snapped = (|| {
         let _lock = ws.lock()?;
+        // Waiting for another ws's lock, or a long snapshot, is where a
+        // user gives up: a signal then stops the session before it starts.
+        stop_if_signalled(&relay)?;
         let previous = previous; // moved in: freed once the snapshot is taken
         let started = std::time::Instant::now();
         // What the excludes files say now: should one change by the end, the
@@ -156,6 +161,7 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
             after_from: None,
             before_from: Some(watched.from()),
         };
+        stop_if_signalled(&relay)?;
         ws.store.save_session(&session)?;
         crate::network::record_phantoms(&ws.store, &session.id, &sandbox.net.phantoms)?;
         let excluded = report_excluded(&ws, &snap.manifest);
@@ -190,7 +196,10 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
     });
     let mut record = recorders.start(&ws.store, &session, &profile_label, &sandbox.spec, network, Some(observe))?;
     let git_guard = crate::git_guard::GitGuard::start(&ws.root);
-    let started = control.go();
+    // The last moment a signal can stop the command from starting: after
+    // the go, SIGTERM and SIGHUP are the command's (relayed), Ctrl-C too.
+    let stopped = relay.received();
+    let started = stopped.is_none() && control.go();
     if started {
         match sandbox.net.start(record.log(), Arc::clone(&ws.options.observer)) {
             Ok(None) => {}
@@ -201,7 +210,7 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
     }
     // With init, it says when the command has exited and holds the rest of
     // the session frozen, the recorder watching, until the after-snapshot.
-    let held = control.wait_exit();
+    let held = if stopped.is_none() { control.wait_exit() } else { None };
     let after = if held.is_some() {
         let evidence =
             crate::after::gather(record.changed(std::time::Duration::from_secs(5)), ws.options.after_snapshot);
@@ -225,6 +234,8 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
     }
 
     let (exit_status, code) = match (held, &status) {
+        // Told to end (`control.end()`) before the go: nothing ran.
+        _ if stopped.is_some() => (None, 128 + stopped.unwrap_or_default()),
         (Some((code, signal)), _) => {
             (Some(ExitStatus { code, signal }), code.unwrap_or_else(|| 128 + signal.unwrap_or(0)))
         }
@@ -244,8 +255,12 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
     // the command has exited) when git's control surface is put back.
     let mut after = after.unwrap_or_else(|| {
         ws.lock().and_then(|_lock| {
-            let why = "the session did not hold itself for the after-snapshot (no PID namespace, or its init died)";
-            let why = why.to_string();
+            let why = match stopped {
+                Some(sig) => format!("stopped by {} before the command started", signal_name(sig)),
+                None => {
+                    "the session did not hold itself for the after-snapshot (no PID namespace, or its init died)".into()
+                }
+            };
             ws.finish_session(&mut session, before.take(), exit_status, Err(why), None)
         })
     });
@@ -266,12 +281,39 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
     session.recording = Some(recording);
     let changes = after?;
     ws.store.save_session(&session)?;
+    if let Some(sig) = stopped {
+        ws.warn(&format!("stopped by {} before the command started: the command did not run", signal_name(sig)));
+    }
     let counts = counts(&changes);
     ws.options.observer.event(&Event::Summary { session: &session, changes: &changes, counts: &counts, excluded });
     if !requests.is_empty() {
         ws.options.observer.event(&Event::Network { requests: &requests });
     }
     Ok(Ran { code, ws, session, profile, requests, learning })
+}
+
+/// A signal (Ctrl-C, SIGTERM…) before the command started: the session
+/// stops there, and the command never runs. `ws` exits as a shell would
+/// for a command the signal killed (128 + the signal).
+fn stop_if_signalled(relay: &ws_sandbox::exec::SignalRelay) -> Result<(), Error> {
+    match relay.received() {
+        Some(sig) => Err(Error::new(
+            ErrorKind::CommandNotRun,
+            format!("stopped by {} before the command started: nothing ran", signal_name(sig)),
+        )
+        .status(128 + sig)),
+        None => Ok(()),
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    match sig {
+        1 => "SIGHUP".into(),
+        2 => "SIGINT (Ctrl-C)".into(),
+        3 => "SIGQUIT (Ctrl-\\)".into(),
+        15 => "SIGTERM".into(),
+        n => format!("signal {n}"),
+    }
 }
 
 /// Refuses before snapshotting when the command cannot be found at all:

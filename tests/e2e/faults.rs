@@ -225,6 +225,71 @@ fn sessions(env: &Env, ws: &Path) -> Vec<serde_json::Value> {
     serde_json::from_str(&list.stdout).unwrap()
 }
 
+/// Ctrl-C or SIGTERM to `ws session start` before its command starts —
+/// here while it waits for the workspace's lock, which the test holds, as
+/// another `ws` would — stops the session there: the command never runs,
+/// `ws` says so and exits 128 + the signal, and no session is left pending.
+/// (Before, the signal was forwarded to the session's init, which ignored
+/// it, and the command ran once the lock came free.)
+#[test]
+fn a_signal_before_the_command_starts_stops_the_session_and_nothing_runs() {
+    let env = Env::new();
+    let ws = env.dir("proj");
+    write(ws.join("a"), "a\n");
+    env.ws(&ws, &["session", "start", "--", "true"]).ok();
+    let stores = env.home.join(".local/share/ws/stores");
+    let store = std::fs::read_dir(&stores).unwrap().next().unwrap().unwrap().path();
+    let before = capture(&ws, &no_skip);
+    let known = sessions(&env, &ws).len();
+    // Starts a session while the test holds the store's lock; once its
+    // sandbox waits for the snapshot, sends `signal` (if any), then lets go.
+    let attempt = |signal: Option<rustix::process::Signal>| {
+        let lock = std::fs::File::options().write(true).open(store.join("lock")).unwrap();
+        lock.lock().unwrap();
+        let mut child = env
+            .command(&ws, &["session", "start", "--", "sh", "-c", "echo ran > ran"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while descendants(child.id()).is_empty() && start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(child.try_wait().unwrap().is_none(), "ws did not wait for the lock");
+        let session_processes = descendants(child.id());
+        assert!(!session_processes.is_empty(), "the sandbox never started");
+        if let Some(sig) = signal {
+            rustix::process::kill_process(rustix::process::Pid::from_raw(child.id() as i32).unwrap(), sig).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        drop(lock);
+        let out = Out::from(child.wait_with_output().unwrap());
+        wait_ended(&session_processes, Duration::from_secs(10));
+        out
+    };
+    // Positive control: without a signal the session waits, then runs.
+    let out = attempt(None);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(std::fs::read_to_string(ws.join("ran")).unwrap(), "ran\n");
+    env.ws(&ws, &["rollback"]).ok();
+    assert_same_tree(&before, &capture(&ws, &no_skip));
+    let known = known + 1;
+    for (signal, code, name) in
+        [(rustix::process::Signal::TERM, 143, "SIGTERM"), (rustix::process::Signal::INT, 130, "SIGINT (Ctrl-C)")]
+    {
+        let out = attempt(Some(signal));
+        assert_eq!(out.code, code, "{out:?}");
+        assert!(out.stderr.contains(&format!("stopped by {name} before the command started")), "{}", out.stderr);
+        assert!(!ws.join("ran").exists(), "{name}: the command ran");
+        assert_same_tree(&before, &capture(&ws, &no_skip));
+        assert_eq!(sessions(&env, &ws).len(), known, "{name}: a session was left");
+        let pending = env.ws(&ws, &["rollback"]);
+        assert!(pending.stderr.contains("no session of this workspace is pending"), "{pending:?}");
+    }
+}
+
 /// `kill -9` of `ws session start` at many instants while it takes the
 /// snapshot (every file new, so every file is copied): the command never
 /// runs, the workspace is untouched, the half-made snapshot is not taken

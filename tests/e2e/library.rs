@@ -62,6 +62,8 @@ fn a_program_runs_and_reviews_a_session_through_the_library_with_ws_as_its_helpe
     assert!(rolled.conflict_error().is_none());
     assert!(!dir.join("b.txt").exists());
     assert_eq!(std::fs::read_to_string(dir.join("a.txt")).unwrap(), "alpha\n");
+    // A review holds the workspace's lock while it lives.
+    drop(review);
     // The CLI agrees: the session is closed, every change reviewed.
     let show = env.ws(&dir, &["session", "show", &ran.session.id, "--json"]).ok();
     let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
