@@ -17,6 +17,7 @@ use std::io::Read;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -27,6 +28,13 @@ use rustix::io::Errno;
 /// 100 MiB; real ignore files are a few KiB, and 1 MiB of distinct patterns
 /// (65,000) already takes 2.8 s to compile into a matcher (see the tests).
 pub const IGNORE_FILE_MAX: u64 = 1 << 20;
+
+/// The most wildcards (`*`, `?`, `[`) of all the ignore files one snapshot
+/// applies together. Each becomes states of the matcher's regular
+/// expressions: 1 MiB of `**/a*b*c*…` lines (330,000 wildcards) took 2 s
+/// and 1 GiB of memory to compile (release build), and an agent may leave
+/// such a file in every directory. Real ignore files hold tens to hundreds.
+pub const IGNORE_WILDCARDS_MAX: usize = 16_384;
 
 /// An ignore file whose rules the snapshot could not apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +54,8 @@ pub enum IgnoreFileProblem {
     TooLarge { size: u64 },
     /// Could not be opened or read (errno).
     Unreadable { errno: i32 },
+    /// More wildcards than were left of [`IGNORE_WILDCARDS_MAX`].
+    TooComplex { wildcards: usize, left: usize },
 }
 
 impl fmt::Display for BadIgnoreFile {
@@ -66,6 +76,12 @@ impl fmt::Display for BadIgnoreFile {
                 f,
                 "the ignore file {path} holds {size} bytes, more than the {IGNORE_FILE_MAX} ws reads: its rules were \
                  not applied (shorten it)"
+            ),
+            IgnoreFileProblem::TooComplex { wildcards, left } => write!(
+                f,
+                "the ignore file {path} holds {wildcards} wildcards, more than the {left} left of the \
+                 {IGNORE_WILDCARDS_MAX} ws compiles for one snapshot: its rules were not applied (simplify its \
+                 patterns)"
             ),
             IgnoreFileProblem::Unreadable { errno } => write!(
                 f,
@@ -174,6 +190,22 @@ pub(crate) struct IgnoreStack {
 #[derive(Debug)]
 pub(crate) struct IgnoreRules {
     global: Gitignore,
+    /// What is left of [`IGNORE_WILDCARDS_MAX`] for this snapshot.
+    wildcards_left: AtomicUsize,
+}
+
+/// How many wildcards the patterns of `bytes` hold, as far as a matcher's
+/// cost goes (an escaped one is counted too).
+fn wildcards(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&b| matches!(b, b'*' | b'?' | b'[')).count()
+}
+
+/// Takes `bytes`' wildcards from `left`, or says how many there were.
+fn take_wildcards(left: &AtomicUsize, bytes: &[u8]) -> Result<(), IgnoreFileProblem> {
+    let wildcards = wildcards(bytes);
+    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(wildcards))
+        .map(drop)
+        .map_err(|left| IgnoreFileProblem::TooComplex { wildcards, left })
 }
 
 impl IgnoreRules {
@@ -184,25 +216,32 @@ impl IgnoreRules {
     pub fn new(workspace: &Path, files: &[&Path]) -> (IgnoreRules, Vec<BadIgnoreFile>) {
         let mut b = GitignoreBuilder::new(workspace);
         let mut bad = Vec::new();
+        let left = AtomicUsize::new(IGNORE_WILDCARDS_MAX);
         for f in files {
-            match read_ignore_file(CWD, f, true) {
+            match read_ignore_file(CWD, f, true)
+                .and_then(|r| r.map(|b| take_wildcards(&left, &b).map(|()| b)).transpose())
+            {
                 Ok(Some(bytes)) => add_patterns(&mut b, f, &bytes),
                 Ok(None) => {}
                 Err(problem) => bad.push(BadIgnoreFile { path: f.to_path_buf(), problem }),
             }
         }
-        (IgnoreRules { global: b.build().unwrap_or_else(|_| Gitignore::empty()) }, bad)
+        (IgnoreRules { global: b.build().unwrap_or_else(|_| Gitignore::empty()), wildcards_left: left }, bad)
     }
 
     /// The stack for the directory `dir` (open as `dir_fd`) that holds a
     /// `.gitignore`, and the file if its rules could not be read.
+    /// Its wildcards count against this snapshot's [`IGNORE_WILDCARDS_MAX`].
     pub fn push(
+        &self,
         parent: Option<Arc<IgnoreStack>>,
         dir_fd: BorrowedFd<'_>,
         dir: &Path,
     ) -> (Option<Arc<IgnoreStack>>, Option<BadIgnoreFile>) {
         let name = Path::new(".gitignore");
-        let bytes = match read_ignore_file(dir_fd, name, false) {
+        let read = read_ignore_file(dir_fd, name, false);
+        let bytes = match read.and_then(|r| r.map(|b| take_wildcards(&self.wildcards_left, &b).map(|()| b)).transpose())
+        {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return (parent, None),
             Err(problem) => return (parent, Some(BadIgnoreFile { path: dir.join(name), problem })),

@@ -318,7 +318,7 @@ impl Walk<'_> {
         let mut here: Option<Option<Arc<Held>>> = None;
         let deep = job.depth >= HOLD_FROM_DEPTH;
         if job.mode == Mode::Normal && names.iter().any(|n| n == b".gitignore") {
-            let (pushed, bad) = IgnoreRules::push(ignores, dir_fd, &job.abs);
+            let (pushed, bad) = self.rules.push(ignores, dir_fd, &job.abs);
             ignores = pushed;
             lock(&self.bad_ignores).extend(bad);
         }

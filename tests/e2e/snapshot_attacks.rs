@@ -87,6 +87,34 @@ fn gitignore_fifo_and_exclude_linked_to_dev_zero_block_no_host_command() {
     assert_eq!(next.code, 0, "{next:?}");
 }
 
+/// The agent leaves `.gitignore`s of 1 MiB of globs (`*.log`, then
+/// `**/a*b*c*…` lines: 442,000 wildcards each) in four directories. Each
+/// compiled would take seconds and a GiB of memory in every later snapshot;
+/// instead each is reported and its rules are not applied, so every
+/// host-side command finishes at once and the review sees what they hid.
+#[test]
+fn gitignores_of_a_megabyte_of_globs_are_refused_not_compiled() {
+    let env = Env::new();
+    let ws = repo(&env);
+    let before = capture(&ws, &skip_git_internals);
+    let script = "for d in . sub d1 d2; do mkdir -p $d; \
+                  awk 'BEGIN { print \"*.log\"; for (i = 0; i < 34000; i++) printf \"**/a*b*c*d*e*f*g*h*%d*j*k*\\n\", i }' \
+                  > $d/.gitignore; echo evil > $d/payload.log; done";
+    let s = ws_within(&env, &ws, &["session", "start", "--", "sh", "-c", script], 60);
+    assert_eq!(s.code, 0, "{s:?}");
+    let size = std::fs::metadata(ws.join("d2/.gitignore")).unwrap().len();
+    assert!((900_000..=1 << 20).contains(&size), "the agent's file is {size} bytes");
+    assert_eq!(s.stderr.matches("wildcards, more than").count(), 4, "{}", s.stderr);
+    let diff = ws_within(&env, &ws, &["diff", "--json"], 30).ok();
+    let v: serde_json::Value = serde_json::from_str(&diff.stdout).unwrap();
+    let paths: Vec<&str> = v["changes"].as_array().unwrap().iter().map(|c| c["path"].as_str().unwrap()).collect();
+    for p in ["payload.log", "sub/payload.log", "d1/payload.log", "d2/.gitignore"] {
+        assert!(paths.contains(&p), "{p} missing from ws diff: {paths:?}");
+    }
+    ws_within(&env, &ws, &["rollback"], 30).ok();
+    assert_same_tree(&before, &capture(&ws, &skip_git_internals));
+}
+
 #[test]
 fn files_named_like_ws_work_files_are_reviewed_and_rolled_back() {
     let env = Env::new();
