@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 use serde::Serialize;
-use similar::{ChangeTag, TextDiff};
 use ws_snapshot::hunks::{Hunk, Line};
 use ws_snapshot::renames::DEFAULT_MIN_SIMILARITY;
 use ws_snapshot::{ChangeState, Entry, EntryKind, Manifest, ManifestId, RelPath, Store};
@@ -281,16 +280,7 @@ fn line_counts(store: &Store, v: &View) -> Option<(usize, usize)> {
     let old = side(store, v.before).ok()?;
     let new = side(store, v.after).ok()?;
     let (o, n) = (text(&old)?, text(&new)?);
-    let diff = TextDiff::from_lines(o, n);
-    let (mut ins, mut del) = (0, 0);
-    for ch in diff.iter_all_changes() {
-        match ch.tag() {
-            ChangeTag::Insert => ins += 1,
-            ChangeTag::Delete => del += 1,
-            ChangeTag::Equal => {}
-        }
-    }
-    Some((ins, del))
+    Some(ws_snapshot::hunks::line_counts(o, n))
 }
 
 fn print_stat(store: &Store, pending: &[View], before: &Manifest, color: bool) {
