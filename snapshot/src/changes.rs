@@ -150,11 +150,7 @@ pub(crate) fn encode_changes(changes: &[Change]) -> Vec<u8> {
     w.u64(changes.len() as u64);
     let mut prev = RelPath::root();
     for c in changes {
-        w.u8(match c.state {
-            ChangeState::Pending => 0,
-            ChangeState::Approved => 1,
-            ChangeState::RolledBack => 2,
-        });
+        w.u8(state_byte(c.state));
         w.front_coded(&prev, &c.path);
         prev = c.path.clone();
         for e in [&c.before, &c.after] {
@@ -166,15 +162,32 @@ pub(crate) fn encode_changes(changes: &[Change]) -> Vec<u8> {
                 None => w.u8(0),
             }
         }
-        match &c.rename {
-            Some(r) => {
-                w.u8(1);
-                w.bytes(r.other.as_bytes());
-                w.u8(r.similarity);
-            }
-            None => w.u8(0),
-        }
+        encode_rename(&mut w, c.rename.as_ref());
     }
+    seal(w)
+}
+
+fn state_byte(state: ChangeState) -> u8 {
+    match state {
+        ChangeState::Pending => 0,
+        ChangeState::Approved => 1,
+        ChangeState::RolledBack => 2,
+    }
+}
+
+fn encode_rename(w: &mut Writer, rename: Option<&Rename>) {
+    match rename {
+        Some(r) => {
+            w.u8(1);
+            w.bytes(r.other.as_bytes());
+            w.u8(r.similarity);
+        }
+        None => w.u8(0),
+    }
+}
+
+/// The bytes with their checksum appended.
+fn seal(mut w: Writer) -> Vec<u8> {
     let sum = blake3::hash(&w.0);
     w.0.extend_from_slice(sum.as_bytes());
     w.0
@@ -253,11 +266,7 @@ pub(crate) fn encode_changes_v3(changes: &[Change], renames: bool) -> Vec<u8> {
     w.0.extend_from_slice(if renames { MAGIC_V3 } else { MAGIC_V2 });
     w.u64(changes.len() as u64);
     for c in changes {
-        w.u8(match c.state {
-            ChangeState::Pending => 0,
-            ChangeState::Approved => 1,
-            ChangeState::RolledBack => 2,
-        });
+        w.u8(state_byte(c.state));
         for e in [&c.before, &c.after] {
             match e {
                 Some(e) => {
@@ -268,19 +277,10 @@ pub(crate) fn encode_changes_v3(changes: &[Change], renames: bool) -> Vec<u8> {
             }
         }
         if renames {
-            match &c.rename {
-                Some(r) => {
-                    w.u8(1);
-                    w.bytes(r.other.as_bytes());
-                    w.u8(r.similarity);
-                }
-                None => w.u8(0),
-            }
+            encode_rename(&mut w, c.rename.as_ref());
         }
     }
-    let sum = blake3::hash(&w.0);
-    w.0.extend_from_slice(sum.as_bytes());
-    w.0
+    seal(w)
 }
 
 fn decode_rename(r: &mut Reader) -> DecodeResult<Option<Rename>> {
