@@ -41,9 +41,13 @@ impl Collector {
         let requests = Arc::new(Mutex::new(Vec::new()));
         let store = Arc::clone(&requests);
         std::thread::spawn(move || {
-            // Bounded: the collector serves for a minute at most.
+            // Bounded: the collector serves for ten minutes at most. (A
+            // minute was too short: the test of a collector down, failing
+            // and stuck starts all three, then runs 30 sessions, which on a
+            // loaded machine took longer, and the last collector had stopped
+            // accepting before its turn.)
             listener.set_nonblocking(true).unwrap();
-            let end = Instant::now() + Duration::from_secs(60);
+            let end = Instant::now() + Duration::from_secs(600);
             while Instant::now() < end {
                 match listener.accept() {
                     Ok((conn, _)) => {
@@ -362,13 +366,8 @@ fn a_collector_down_failing_or_stuck_costs_the_session_nothing_and_loses_nothing
         let bound = without.mul_f64(1.05) + Duration::from_millis(100);
         assert!(with <= bound, "{name}: {with:?} with export vs {without:?} without");
     }
-    // The collector that answered 500 saw no record twice (OTLP does not
-    // retry a 500). Not always all fifteen: at the session's end ws waits
-    // for an answer 250 ms at most (the exporter's stall rule), and on a
-    // loaded machine this test's collector, a thread beside the whole suite,
-    // has been seen to take longer than that, even for a session's first
-    // request (what it missed is in the "NOT sent" count checked above).
-    // The stuck one got each session's first request only.
+    // The collector that answered 500 saw every record once (OTLP does not
+    // retry a 500); the stuck one got each session's first request only.
     let mut seen: Vec<(String, String)> = failing
         .requests
         .lock()
@@ -380,8 +379,7 @@ fn a_collector_down_failing_or_stuck_costs_the_session_nothing_and_loses_nothing
     let all = seen.len();
     seen.sort();
     seen.dedup();
-    assert_eq!(all, seen.len(), "a record was sent twice: {seen:?}");
-    assert!((1..=15).contains(&seen.len()), "five sessions of three records: {seen:?}");
+    assert_eq!((all, seen.len()), (15, 15), "five sessions of three records, each sent once");
     assert_eq!(stuck.requests.lock().unwrap().len(), 5);
 
     // `ws audit export` to a collector that is down fails, saying so.
