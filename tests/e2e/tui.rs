@@ -251,8 +251,13 @@ fn review_resizes_between_list_above_and_list_beside_the_diff() {
     // With colour, the screen has attributes (the check NO_COLOR passes is real).
     assert!(t.screen_with_attributes().contains('\u{1b}'), "no attributes with colour");
     t.tmux(&["resize-window", "-t", "0", "-x", "120", "-y", "30"]);
-    let s = t.wait_for(&|s| s.lines().nth(2).is_some_and(|l| l.contains("diff --ws a/a.txt")), "the wide layout");
-    assert!(s.lines().nth(1).unwrap().starts_with(">  M session a.txt"), "{s}");
+    // Both lines in one wait: under load, tmux can be captured between
+    // the redraw of one line and the next.
+    let wide = |s: &str| {
+        s.lines().nth(2).is_some_and(|l| l.contains("diff --ws a/a.txt"))
+            && s.lines().nth(1).is_some_and(|l| l.starts_with(">  M session a.txt"))
+    };
+    t.wait_for(&wide, "the wide layout: the list beside the diff");
     t.keys(&["q"]);
     assert_eq!(t.wait_exit().0, 0);
 }

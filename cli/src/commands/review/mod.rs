@@ -229,6 +229,11 @@ impl Review {
     fn run(&mut self, store: &Store, screen: &Screen) -> Result<Action, CliError> {
         let failed = |e: std::io::Error| CliError::failure(format!("the terminal failed: {e}"));
         let mut terminal = ratatui::try_init().map_err(failed)?;
+        // Starts the terminal's event reader, which catches SIGWINCH, before
+        // the first screen is drawn: it starts lazily, at the first read,
+        // and a resize between the first draw and that read was lost (the
+        // review kept its old size until a key came; seen under load).
+        event::poll(std::time::Duration::ZERO).map_err(failed)?;
         let result = (|| loop {
             self.load_selected(store);
             let (model, patches) = (&mut self.model, &self.patches);
