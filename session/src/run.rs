@@ -233,17 +233,17 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
         drop(sandbox); // removes the session's cgroup, now that its processes are gone
     }
 
-    let (exit_status, code) = match (held, &status) {
+    let (exit_status, code) = match (held, &status, stopped) {
         // Told to end (`control.end()`) before the go: nothing ran.
-        _ if stopped.is_some() => (None, 128 + stopped.unwrap_or_default()),
-        (Some((code, signal)), _) => {
+        (_, _, Some(sig)) => (None, 128 + sig),
+        (Some((code, signal)), _, None) => {
             (Some(ExitStatus { code, signal }), code.unwrap_or_else(|| 128 + signal.unwrap_or(0)))
         }
-        (None, Ok(s)) => (
+        (None, Ok(s), None) => (
             Some(ExitStatus { code: s.code(), signal: s.signal() }),
             s.code().unwrap_or_else(|| 128 + s.signal().unwrap_or(0)),
         ),
-        (None, Err(e)) => {
+        (None, Err(e), None) => {
             let e = Error::new(ErrorKind::CommandNotRun, format!("cannot run {}: {e}", program.to_string_lossy()))
                 .status(NOT_STARTED);
             ws.options.observer.event(&Event::Error(&e));

@@ -579,11 +579,13 @@ fn write_the_corpus() {
         reseal(&mut b);
         b
     };
-    let neither = {
+    // One pending change of path "a" (sharing `shared` bytes with the
+    // previous path, which there is none of), with neither side nor rename.
+    let one_change = |shared: u32| {
         let mut w = Writer(b"WSCHANG4".to_vec());
         w.u64(1);
         w.u8(0);
-        w.u32(0);
+        w.u32(shared);
         w.bytes(b"a");
         w.u8(0);
         w.u8(0);
@@ -591,18 +593,7 @@ fn write_the_corpus() {
         reseal_append(&mut w.0);
         w.0
     };
-    let shared_past = {
-        let mut w = Writer(b"WSCHANG4".to_vec());
-        w.u64(1);
-        w.u8(0);
-        w.u32(5);
-        w.bytes(b"a");
-        w.u8(0);
-        w.u8(0);
-        w.u8(0);
-        reseal_append(&mut w.0);
-        w.0
-    };
+    let (neither, shared_past) = (one_change(0), one_change(5));
     let changes: Vec<(&str, Vec<u8>)> = vec![
         ("v4-rename-pair", encode_changes(&pair)),
         ("v3-rename-pair", encode_changes_v3(&pair, true)),

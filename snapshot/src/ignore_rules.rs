@@ -200,12 +200,19 @@ fn wildcards(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| matches!(b, b'*' | b'?' | b'[')).count()
 }
 
-/// Takes `bytes`' wildcards from `left`, or says how many there were.
-fn take_wildcards(left: &AtomicUsize, bytes: &[u8]) -> Result<(), IgnoreFileProblem> {
-    let wildcards = wildcards(bytes);
+/// [`read_ignore_file`], its wildcards then taken from what is `left` of
+/// the snapshot's [`IGNORE_WILDCARDS_MAX`] (or refused, saying how many).
+fn read_within(
+    left: &AtomicUsize,
+    dir: BorrowedFd<'_>,
+    name: &Path,
+    follow: bool,
+) -> Result<Option<Vec<u8>>, IgnoreFileProblem> {
+    let Some(bytes) = read_ignore_file(dir, name, follow)? else { return Ok(None) };
+    let wildcards = wildcards(&bytes);
     left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(wildcards))
-        .map(drop)
-        .map_err(|left| IgnoreFileProblem::TooComplex { wildcards, left })
+        .map_err(|left| IgnoreFileProblem::TooComplex { wildcards, left })?;
+    Ok(Some(bytes))
 }
 
 impl IgnoreRules {
@@ -218,9 +225,7 @@ impl IgnoreRules {
         let mut bad = Vec::new();
         let left = AtomicUsize::new(IGNORE_WILDCARDS_MAX);
         for f in files {
-            match read_ignore_file(CWD, f, true)
-                .and_then(|r| r.map(|b| take_wildcards(&left, &b).map(|()| b)).transpose())
-            {
+            match read_within(&left, CWD, f, true) {
                 Ok(Some(bytes)) => add_patterns(&mut b, f, &bytes),
                 Ok(None) => {}
                 Err(problem) => bad.push(BadIgnoreFile { path: f.to_path_buf(), problem }),
@@ -239,9 +244,7 @@ impl IgnoreRules {
         dir: &Path,
     ) -> (Option<Arc<IgnoreStack>>, Option<BadIgnoreFile>) {
         let name = Path::new(".gitignore");
-        let read = read_ignore_file(dir_fd, name, false);
-        let bytes = match read.and_then(|r| r.map(|b| take_wildcards(&self.wildcards_left, &b).map(|()| b)).transpose())
-        {
+        let bytes = match read_within(&self.wildcards_left, dir_fd, name, false) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return (parent, None),
             Err(problem) => return (parent, Some(BadIgnoreFile { path: dir.join(name), problem })),
