@@ -102,6 +102,72 @@ fn the_before_snapshot_from_the_watch_equals_a_full_walk_on_btrfs() {
     assert!(failed.is_empty(), "btrfs: {} cases failed:\n{}", failed.len(), failed.join("\n\n"));
 }
 
+/// One watch for many workspaces keeps the filesystem's attribute changes
+/// once, and each workspace's token still finds its own: twelve workspaces,
+/// 20,000 attribute changes outside all of them, then a hard link made
+/// outside to a file of one workspace and written through. That
+/// workspace's next before-snapshot, from the watch, equals a full walk;
+/// so does another's, which changed nothing; and the watch's memory is
+/// that of the changes, not of the changes times the workspaces.
+#[test]
+fn one_watch_for_many_workspaces_sees_a_link_made_outside_any_of_them() {
+    assert!(is_root(), "the watch needs root");
+    let env = Env::new();
+    let dir = env.dir("watch");
+    let outside = env.dir("outside");
+    let spaces: Vec<_> = (0..12).map(|i| env.dir(&format!("ws{i}"))).collect();
+    let session = |ws: &Path, check: bool| {
+        let mut c = env.command(ws, &["session", "start", "--", "true"]);
+        c.env("WS_WATCH_DIR", &dir);
+        if check {
+            c.env("WS_WATCH", "check");
+        }
+        env.run(c).ok()
+    };
+    for (i, ws) in spaces.iter().enumerate() {
+        prepare(ws, &env.dir(&format!("outside{i}")), false);
+        session(ws, false);
+    }
+    let pattern = format!("__watch {}", dir.join("watch.sock").display());
+    let pid = String::from_utf8(Command::new("pgrep").args(["-f", &pattern]).output().unwrap().stdout).unwrap();
+    let pid = pid.trim().to_string();
+    let rss_kib = || -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    };
+    let before = rss_kib();
+    let churn = outside.join("churn");
+    std::fs::create_dir(&churn).unwrap();
+    for i in 0..20_000 {
+        write(churn.join(format!("f{i}")), "x");
+    }
+    // `chmod` changes attributes only: no path of any workspace.
+    let chmod = Command::new("chmod").args(["-R", "a+x"]).arg(&churn).status().unwrap();
+    assert!(chmod.success());
+    let target = &spaces[5];
+    std::fs::hard_link(target.join("src/b.txt"), outside.join("fresh")).unwrap();
+    let mut f = std::fs::OpenOptions::new().append(true).open(outside.join("fresh")).unwrap();
+    std::io::Write::write_all(&mut f, b"through\n").unwrap();
+    drop(f);
+    for ws in [target, &spaces[2]] {
+        let o = session(ws, true);
+        assert!(o.stderr.contains("the snapshot from the watch equals a full walk"), "{}", o.stderr);
+        let b = before_snapshot(&env, ws, &o);
+        assert_eq!(b["from"], "watch", "{b}");
+        if ws == target {
+            assert!(b["paths"].as_u64().unwrap_or(0) > 0, "the linked file was not named: {b}");
+        }
+    }
+    // 20,000 handles kept once are a few MiB; twelve times over, far more.
+    let grown = rss_kib().saturating_sub(before);
+    assert!(grown < 12 * 1024, "the watch grew by {grown} KiB for 20,000 attribute changes");
+    Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+}
+
 /// What the watch cannot vouch for sends the session to the full walk, and
 /// `ws session show` says why: the first session, `WS_WATCH=off`, a watch
 /// that was restarted, one that lost events, an excludes file outside the

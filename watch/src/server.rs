@@ -12,15 +12,21 @@
 //!   caller looks at those every time) or gets one later, which changes its
 //!   link count: a fanotify mark on each workspace's filesystem for
 //!   attribute changes reports its handle, looked up (to device and inode)
-//!   when a session asks (this needs root). One process
-//!   for all workspaces: one notification group and one inotify instance,
-//!   of the 128 the kernel allows a user.
+//!   when a session asks (this needs root). The handles are kept once, in a
+//!   journal every workspace's token reads (by the watch's one clock), so
+//!   a filesystem's attribute churn costs the same with one workspace as
+//!   with a hundred. One process for all workspaces: one notification group
+//!   and one inotify instance, of the 128 the kernel allows a user.
 //! - Order: every event is queued by the kernel before the write that
 //!   caused it returns, so draining both queues after a request arrived
 //!   sees every change made before it was sent.
 //! - Doubt: a queue overflow, a directory that cannot be watched, too many
 //!   changes kept, attribute events not read in time: every token given
 //!   until then is refused from then on, and the caller walks.
+//! - Memory follows the changes since each workspace's last answer: once a
+//!   journal holds more than [`KEEP`] changes, those before the oldest
+//!   token still expected (the last one each workspace was given) are
+//!   forgotten.
 //! - A workspace whose directory went away, or that nobody asked about for
 //!   the idle time, is dropped; with none left for that long, the watch ends.
 //! - Asked only by ws: a process in another mount namespace (a session's)
@@ -31,7 +37,7 @@
 //! answers about that workspace (marks do not keep a filesystem from being
 //! unmounted).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{Read as _, Write as _};
 use std::mem::MaybeUninit;
@@ -45,7 +51,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
 use ws_sandbox::fanotify;
 
-use crate::journal::{Change, Journal};
+use crate::journal::{Change, Clock, Journal};
 use crate::protocol::{self, Answer, Request};
 
 #[derive(Clone, Debug)]
@@ -63,6 +69,10 @@ pub struct Config {
 
 /// How long a request waits for the attribute events before it to be read.
 const CATCH_UP: Duration = Duration::from_secs(2);
+/// A journal holding fewer changes than this keeps them all, even those
+/// before the last answer (a session that asked and then failed may ask
+/// with its older token again).
+pub const KEEP: usize = 4096;
 
 /// Runs the watch until nobody has asked it anything for `idle`.
 /// `Ok(false)`: another watch already serves.
@@ -77,11 +87,18 @@ pub fn serve(cfg: &Config) -> Result<bool, String> {
         return Ok(false);
     }
     let group = fanotify::Group::new().map_err(|e| format!("cannot watch link counts (fanotify needs root): {e}"))?;
+    let mut instance = [0u8; 8];
+    rustix::rand::getrandom(&mut instance, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| format!("cannot draw a journal's instance: {e}"))?;
     let mut watch = Watch {
         cfg: cfg.clone(),
         names: Names::new()?,
         links: Links { group, marked: HashSet::new(), inodes: HashMap::new() },
-        spaces: HashMap::new(),
+        journals: Journals {
+            clock: Clock::default(),
+            spaces: HashMap::new(),
+            handles: Journal::new(u64::from_ne_bytes(instance), cfg.limit),
+        },
         next_id: 0,
     };
     let _ = std::fs::remove_file(&cfg.socket);
@@ -100,13 +117,54 @@ struct Space {
     skip: Vec<(u64, u64)>,
     journal: Journal,
     last_asked: Instant,
+    /// The clock at its last answer: the token it is expected to ask with next.
+    given: u64,
+}
+
+/// Everything the watch noted, by one clock.
+struct Journals {
+    clock: Clock,
+    spaces: HashMap<u64, Space>,
+    /// The handles of files whose attributes changed, on every marked
+    /// filesystem: one journal for all workspaces.
+    handles: Journal,
+}
+
+impl Journals {
+    fn note(&mut self, id: u64, change: Change) {
+        if let Some(s) = self.spaces.get_mut(&id) {
+            s.journal.note(change, &mut self.clock);
+        }
+    }
+
+    fn blind(&mut self, id: u64, why: String) {
+        if let Some(s) = self.spaces.get_mut(&id) {
+            s.journal.blind(why, &mut self.clock);
+        }
+    }
+
+    /// Path events were lost: no workspace's token holds.
+    fn lose_paths(&mut self, why: &str) {
+        for s in self.spaces.values_mut() {
+            s.journal.lose(why.to_string(), &mut self.clock);
+        }
+    }
+
+    /// Forgets what no workspace is expected to ask about again.
+    fn forget(&mut self) {
+        for s in self.spaces.values_mut() {
+            s.journal.forget(s.given, KEEP);
+        }
+        let oldest = self.spaces.values().map(|s| s.given).min().unwrap_or(self.clock.now());
+        self.handles.forget(oldest, KEEP);
+    }
 }
 
 struct Watch {
     cfg: Config,
     names: Names,
     links: Links,
-    spaces: HashMap<u64, Space>,
+    journals: Journals,
     next_id: u64,
 }
 
@@ -127,20 +185,21 @@ impl Watch {
                 Err(e) => return Err(format!("poll: {e}")),
             }
             let asked = !fds[2].revents().is_empty();
-            self.names.drain(&mut buf, &mut self.spaces);
+            self.names.drain(&mut buf, &mut self.journals);
             // Between requests, a bounded turn: a request waiting is served soon.
-            self.links.drain(&mut fbuf, &mut self.spaces, Instant::now() + Duration::from_millis(200));
+            self.links.drain(&mut fbuf, &mut self.journals, Instant::now() + Duration::from_millis(200));
             if asked {
                 while let Ok((stream, _)) = listener.accept() {
                     // Everything written before the request was sent is queued by now.
-                    self.names.drain(&mut buf, &mut self.spaces);
-                    let caught_up = self.links.drain(&mut fbuf, &mut self.spaces, Instant::now() + CATCH_UP);
+                    self.names.drain(&mut buf, &mut self.journals);
+                    let caught_up = self.links.drain(&mut fbuf, &mut self.journals, Instant::now() + CATCH_UP);
                     self.answer(stream, caught_up);
                     last_asked = Instant::now();
                 }
             }
             self.drop_spaces();
-            if self.spaces.is_empty() && last_asked.elapsed() > self.cfg.idle || !self.cfg.socket.exists() {
+            self.journals.forget();
+            if self.journals.spaces.is_empty() && last_asked.elapsed() > self.cfg.idle || !self.cfg.socket.exists() {
                 return Ok(());
             }
         }
@@ -150,14 +209,15 @@ impl Watch {
     fn drop_spaces(&mut self) {
         let idle = self.cfg.idle;
         let gone: Vec<u64> = self
+            .journals
             .spaces
             .iter()
             .filter(|(id, s)| s.last_asked.elapsed() > idle || !self.names.watches_root(**id))
             .map(|(id, _)| *id)
             .collect();
         for id in gone {
-            self.names.remove_tree(id, b"");
-            self.spaces.remove(&id);
+            self.names.forget_space(id);
+            self.journals.spaces.remove(&id);
         }
     }
 
@@ -180,11 +240,14 @@ impl Watch {
             // and watch trees of its choosing. Only ws itself asks.
             return;
         }
-        let reply = match self.space(&request).and_then(|id| self.spaces.get_mut(&id).ok_or_else(String::new)) {
+        let id = self.space(&request);
+        let journals = &mut self.journals;
+        let reply = match id.and_then(|id| journals.spaces.get_mut(&id).ok_or_else(String::new)) {
             Err(why) => Answer::Refused { now: crate::journal::Token { instance: 0, seq: 0 }, why },
             Ok(space) => {
                 space.last_asked = Instant::now();
-                let now = space.journal.now();
+                let now = space.journal.now(&journals.clock);
+                space.given = now.seq;
                 match request.since {
                     None => Answer::Changes { now, changes: Vec::new() },
                     Some(_) if !caught_up => Answer::Refused {
@@ -194,13 +257,20 @@ impl Watch {
                             CATCH_UP.as_secs()
                         ),
                     },
-                    Some(t) => match space.journal.since(t) {
-                        Ok(changes) => match self.links.resolve(&space.root, changes) {
-                            Ok(changes) => Answer::Changes { now, changes },
-                            Err(why) => Answer::Refused { now, why },
-                        },
-                        Err(why) => Answer::Refused { now, why: why.to_string() },
-                    },
+                    Some(t) => {
+                        let handles = &journals.handles;
+                        let seen = space.journal.since(t, &journals.clock).and_then(|mut changes| {
+                            changes.extend(handles.since(handles.at(t), &journals.clock)?);
+                            Ok(changes)
+                        });
+                        match seen {
+                            Ok(changes) => match self.links.resolve(&space.root, changes) {
+                                Ok(changes) => Answer::Changes { now, changes },
+                                Err(why) => Answer::Refused { now, why },
+                            },
+                            Err(why) => Answer::Refused { now, why: why.to_string() },
+                        }
+                    }
                 }
             }
         };
@@ -209,7 +279,7 @@ impl Watch {
 
     /// The workspace a request names, watched from now on if it was not.
     fn space(&mut self, r: &Request) -> Result<u64, String> {
-        let found = self.spaces.iter().find(|(_, s)| s.root == r.root).map(|(id, _)| *id);
+        let found = self.journals.spaces.iter().find(|(_, s)| s.root == r.root).map(|(id, _)| *id);
         let id = match found {
             Some(id) => id,
             None => {
@@ -234,12 +304,13 @@ impl Watch {
                     skip,
                     journal: Journal::new(u64::from_ne_bytes(instance), self.cfg.limit),
                     last_asked: Instant::now(),
+                    given: self.journals.clock.now(),
                 };
-                self.spaces.insert(id, space);
-                self.names.add_tree(id, b"", &mut self.spaces);
+                self.journals.spaces.insert(id, space);
+                self.names.add_tree(id, b"", &mut self.journals);
                 if !self.names.watches_root(id) {
-                    self.names.remove_tree(id, b"");
-                    self.spaces.remove(&id);
+                    self.names.forget_space(id);
+                    self.journals.spaces.remove(&id);
                     return Err(format!("cannot watch {}", r.root.display()));
                 }
                 id
@@ -250,7 +321,7 @@ impl Watch {
 }
 
 /// The attribute side: the handles of files whose attributes changed, noted
-/// in every workspace's journal as they come and looked up (handle → inode)
+/// once in the shared journal as they come and looked up (handle → inode)
 /// only when a session asks (a handle names one inode for good: it carries
 /// its generation).
 struct Links {
@@ -273,44 +344,35 @@ impl Links {
     }
 
     /// Reads the attribute events queued so far and notes their handles in
-    /// every workspace. `false` when the queue was not emptied by `deadline`
-    /// (events come faster than they are read).
-    fn drain(&mut self, buf: &mut [u8], spaces: &mut HashMap<u64, Space>, deadline: Instant) -> bool {
-        let mut handles: HashSet<Vec<u8>> = HashSet::new();
-        let mut caught_up = true;
+    /// the shared journal. `false` when the queue was not emptied by
+    /// `deadline` (events come faster than they are read).
+    fn drain(&mut self, buf: &mut [u8], journals: &mut Journals, deadline: Instant) -> bool {
         loop {
             if Instant::now() > deadline {
-                caught_up = false;
-                break;
+                return false;
             }
             match self.group.read(buf) {
-                Ok(0) => break,
+                Ok(0) => return true,
                 Ok(n) => {
                     for ev in fanotify::events(&buf[..n]) {
                         if ev.mask & libc::FAN_Q_OVERFLOW != 0 {
-                            lose_all(spaces, "the kernel dropped attribute events");
+                            journals
+                                .handles
+                                .lose("the kernel dropped attribute events".to_string(), &mut journals.clock);
                         }
-                        if let Some(h) = ev.target
-                            && !handles.contains(h)
-                        {
-                            handles.insert(h.to_vec());
+                        if let Some(h) = ev.target {
+                            journals.handles.note(Change::Handle(h.to_vec()), &mut journals.clock);
                         }
                     }
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return true,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    lose_all(spaces, &format!("cannot read attribute events: {e}"));
-                    break;
+                    journals.handles.lose(format!("cannot read attribute events: {e}"), &mut journals.clock);
+                    return true;
                 }
             }
         }
-        for s in spaces.values_mut() {
-            for h in &handles {
-                s.journal.note(Change::Handle(h.clone()));
-            }
-        }
-        caught_up
     }
 
     /// The changes of an answer for the workspace at `root`, handles looked
@@ -369,12 +431,6 @@ fn same_mount_namespace(stream: &UnixStream) -> bool {
     theirs.is_some() && theirs == ns("self")
 }
 
-fn lose_all(spaces: &mut HashMap<u64, Space>, why: &str) {
-    for s in spaces.values_mut() {
-        s.journal.lose(why.to_string());
-    }
-}
-
 const MASK: WatchFlags = WatchFlags::MODIFY
     .union(WatchFlags::ATTRIB)
     .union(WatchFlags::CLOSE_WRITE)
@@ -393,6 +449,9 @@ const MASK: WatchFlags = WatchFlags::MODIFY
 struct Names {
     fd: OwnedFd,
     paths: HashMap<i32, Vec<(u64, Vec<u8>)>>,
+    /// The same by workspace and path: a subtree is a range, found without
+    /// looking at every directory watched.
+    dirs: HashMap<u64, BTreeMap<Vec<u8>, i32>>,
     /// Directories watched at most (half of what the kernel allows the
     /// user): a tree beyond it is walked by its sessions instead.
     budget: usize,
@@ -406,33 +465,30 @@ impl Names {
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(8192);
-        Ok(Names { fd, paths: HashMap::new(), budget: allowed / 2 })
+        Ok(Names { fd, paths: HashMap::new(), dirs: HashMap::new(), budget: allowed / 2 })
     }
 
     fn watches_root(&self, id: u64) -> bool {
-        self.paths.values().flatten().any(|(s, p)| *s == id && p.is_empty())
+        self.dirs.get(&id).is_some_and(|d| d.contains_key(&b""[..]))
     }
 
     /// Watches `rel` and every directory below it, in workspace `id`.
-    fn add_tree(&mut self, id: u64, rel: &[u8], spaces: &mut HashMap<u64, Space>) {
-        let Some(space) = spaces.get_mut(&id) else { return };
+    fn add_tree(&mut self, id: u64, rel: &[u8], journals: &mut Journals) {
+        let Some(space) = journals.spaces.get(&id) else { return };
+        let (root, dev, skip) = (space.root.clone(), space.dev, space.skip.clone());
         let mut stack = vec![rel.to_vec()];
         while let Some(dir) = stack.pop() {
-            let abs = abs(&space.root, &dir);
+            let abs = abs(&root, &dir);
             if self.paths.len() >= self.budget {
-                space.journal.blind(format!("more directories than the watch takes ({})", self.budget));
+                journals.blind(id, format!("more directories than the watch takes ({})", self.budget));
                 return;
             }
             match inotify::add_watch(&self.fd, &abs, MASK) {
-                Ok(wd) => {
-                    let at = self.paths.entry(wd).or_default();
-                    at.retain(|(s, _)| *s != id);
-                    at.push((id, dir.clone()));
-                }
+                Ok(wd) => self.link(id, dir.clone(), wd),
                 // Gone or replaced since it was listed: its parent's events say so.
                 Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => continue,
                 Err(e) => {
-                    space.journal.blind(format!("cannot watch {}: {e}", abs.display()));
+                    journals.blind(id, format!("cannot watch {}: {e}", abs.display()));
                     continue;
                 }
             }
@@ -440,13 +496,13 @@ impl Names {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    space.journal.blind(format!("cannot list {}: {e}", abs.display()));
+                    journals.blind(id, format!("cannot list {}: {e}", abs.display()));
                     continue;
                 }
             };
             for entry in entries.flatten() {
                 let Ok(meta) = entry.metadata() else { continue };
-                if !meta.is_dir() || meta.dev() != space.dev || space.skip.contains(&(meta.dev(), meta.ino())) {
+                if !meta.is_dir() || meta.dev() != dev || skip.contains(&(meta.dev(), meta.ino())) {
                     continue;
                 }
                 stack.push(join(&dir, entry.file_name().as_bytes()));
@@ -454,22 +510,51 @@ impl Names {
         }
     }
 
-    /// Stops watching `rel` and everything below it, in workspace `id`.
-    fn remove_tree(&mut self, id: u64, rel: &[u8]) {
-        let mut unused = Vec::new();
-        for (wd, at) in self.paths.iter_mut() {
-            at.retain(|(s, p)| !(*s == id && is_under(p, rel)));
-            if at.is_empty() {
-                unused.push(*wd);
-            }
+    /// Watch `wd` stands for `dir` in workspace `id` (and for no other path there).
+    fn link(&mut self, id: u64, dir: Vec<u8>, wd: i32) {
+        let at = self.paths.entry(wd).or_default();
+        let before: Vec<Vec<u8>> = at.iter().filter(|(s, _)| *s == id).map(|(_, p)| p.clone()).collect();
+        at.retain(|(s, _)| *s != id);
+        at.push((id, dir.clone()));
+        let dirs = self.dirs.entry(id).or_default();
+        for p in before {
+            dirs.remove(&p);
         }
-        for wd in unused {
+        if let Some(old) = dirs.insert(dir.clone(), wd)
+            && old != wd
+        {
+            self.unlink(id, &dir, old);
+        }
+    }
+
+    /// Watch `wd` no longer stands for `dir` in workspace `id`; it ends
+    /// when it stands for nothing.
+    fn unlink(&mut self, id: u64, dir: &[u8], wd: i32) {
+        let Some(at) = self.paths.get_mut(&wd) else { return };
+        at.retain(|(s, p)| !(*s == id && p == dir));
+        if at.is_empty() {
             self.paths.remove(&wd);
             let _ = inotify::remove_watch(&self.fd, wd);
         }
     }
 
-    fn drain(&mut self, buf: &mut [MaybeUninit<u8>], spaces: &mut HashMap<u64, Space>) {
+    /// Stops watching `rel` and everything below it, in workspace `id`.
+    fn remove_tree(&mut self, id: u64, rel: &[u8]) {
+        let Some(dirs) = self.dirs.get_mut(&id) else { return };
+        let gone: Vec<(Vec<u8>, i32)> =
+            subtree(dirs, rel).into_iter().filter_map(|p| dirs.remove(&p).map(|wd| (p, wd))).collect();
+        for (p, wd) in gone {
+            self.unlink(id, &p, wd);
+        }
+    }
+
+    /// Stops watching workspace `id`.
+    fn forget_space(&mut self, id: u64) {
+        self.remove_tree(id, b"");
+        self.dirs.remove(&id);
+    }
+
+    fn drain(&mut self, buf: &mut [MaybeUninit<u8>], journals: &mut Journals) {
         let mut events = Vec::new();
         {
             let mut reader = inotify::Reader::new(&self.fd, buf);
@@ -483,7 +568,7 @@ impl Names {
                     Err(rustix::io::Errno::WOULDBLOCK) => break,
                     Err(rustix::io::Errno::INTR) => continue,
                     Err(e) => {
-                        lose_all(spaces, &format!("cannot read the watch's events: {e}"));
+                        journals.lose_paths(&format!("cannot read the watch's events: {e}"));
                         break;
                     }
                 }
@@ -491,11 +576,11 @@ impl Names {
         }
         for (wd, mask, name) in events {
             if mask.contains(ReadFlags::QUEUE_OVERFLOW) {
-                lose_all(spaces, "the kernel's event queue overflowed");
+                journals.lose_paths("the kernel's event queue overflowed");
                 continue;
             }
             for (id, dir) in self.paths.get(&wd).cloned().unwrap_or_default() {
-                self.on_event(wd, id, dir, mask, name.as_deref(), spaces);
+                self.on_event(wd, id, dir, mask, name.as_deref(), journals);
             }
         }
     }
@@ -507,11 +592,17 @@ impl Names {
         dir: Vec<u8>,
         mask: ReadFlags,
         name: Option<&[u8]>,
-        spaces: &mut HashMap<u64, Space>,
+        journals: &mut Journals,
     ) {
         if mask.intersects(ReadFlags::IGNORED | ReadFlags::UNMOUNT) {
             // The directory is gone (or its filesystem): its parent said so.
-            self.paths.remove(&wd);
+            for (id, p) in self.paths.remove(&wd).unwrap_or_default() {
+                if let Some(dirs) = self.dirs.get_mut(&id)
+                    && dirs.get(&p) == Some(&wd)
+                {
+                    dirs.remove(&p);
+                }
+            }
             return;
         }
         if name.is_none() && mask.intersects(ReadFlags::DELETE_SELF | ReadFlags::MOVE_SELF) {
@@ -527,20 +618,14 @@ impl Names {
         };
         let is_dir = mask.contains(ReadFlags::ISDIR);
         if is_dir && mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
-            self.add_tree(id, &path, spaces);
-            note(spaces, id, Change::Whole(path));
+            self.add_tree(id, &path, journals);
+            journals.note(id, Change::Whole(path));
         } else if is_dir && mask.intersects(ReadFlags::MOVED_FROM | ReadFlags::DELETE) {
             self.remove_tree(id, &path);
-            note(spaces, id, Change::Whole(path));
+            journals.note(id, Change::Whole(path));
         } else {
-            note(spaces, id, Change::Path(path));
+            journals.note(id, Change::Path(path));
         }
-    }
-}
-
-fn note(spaces: &mut HashMap<u64, Space>, id: u64, change: Change) {
-    if let Some(s) = spaces.get_mut(&id) {
-        s.journal.note(change);
     }
 }
 
@@ -558,9 +643,17 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
-/// `path` is `dir` or below it.
-fn is_under(path: &[u8], dir: &[u8]) -> bool {
-    dir.is_empty() || path == dir || (path.starts_with(dir) && path.get(dir.len()) == Some(&b'/'))
+/// The paths of `dirs` that are `rel` or below it, by component (`a-b` and
+/// `ab` are not below `a`, though they sort among its children).
+fn subtree<V>(dirs: &BTreeMap<Vec<u8>, V>, rel: &[u8]) -> Vec<Vec<u8>> {
+    if rel.is_empty() {
+        return dirs.keys().cloned().collect();
+    }
+    let (mut lo, mut hi) = (rel.to_vec(), rel.to_vec());
+    lo.push(b'/');
+    hi.push(b'/' + 1);
+    let own = dirs.contains_key(rel).then(|| rel.to_vec());
+    own.into_iter().chain(dirs.range(lo..hi).map(|(p, _)| p.clone())).collect()
 }
 
 #[cfg(test)]
@@ -571,7 +664,14 @@ mod tests {
     fn paths_join_and_nest_by_component() {
         assert_eq!(join(b"", b"a"), b"a");
         assert_eq!(join(b"a/b", b"c"), b"a/b/c");
-        assert!(is_under(b"a/b", b"a") && is_under(b"a", b"a") && is_under(b"a", b""));
-        assert!(!is_under(b"ab", b"a") && !is_under(b"a", b"a/b"));
+        let dirs: BTreeMap<Vec<u8>, ()> =
+            ["", "a", "a-b", "a/b", "a/b/c", "a0", "ab", "b"].iter().map(|p| (p.as_bytes().to_vec(), ())).collect();
+        let below = |rel: &str| -> Vec<String> {
+            subtree(&dirs, rel.as_bytes()).iter().map(|p| String::from_utf8_lossy(p).into_owned()).collect()
+        };
+        assert_eq!(below("a"), ["a", "a/b", "a/b/c"]);
+        assert_eq!(below("a/b"), ["a/b", "a/b/c"]);
+        assert_eq!(below("x"), Vec::<String>::new());
+        assert_eq!(below("").len(), dirs.len());
     }
 }
