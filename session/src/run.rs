@@ -137,8 +137,8 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
         // after-snapshot walks everything (those outside are not recorded).
         *excludes = crate::after::Excludes::read(ws.exclude_files());
         let watched = crate::watch::before(&ws, previous.as_ref());
-        let snap = ws.before_snapshot(previous.as_ref(), &watched)?;
-        crate::watch::remember(&ws, &snap.id, watched.token, excludes);
+        let (id, before) = ws.before_snapshot(previous, &watched)?;
+        crate::watch::remember(&ws, &id, watched.token, excludes);
         *token = watched.token;
         // The stat cache's read counts as the snapshot's, though it ran
         // while the sandbox started.
@@ -153,7 +153,7 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
             supervisor_pid: std::process::id(),
             state: SessionState::Running,
             exit: None,
-            before: snap.id.0.clone(),
+            before: id.0.clone(),
             after: None,
             snapshot_ms: Some(snapshot_ms),
             after_snapshot_ms: None,
@@ -164,8 +164,8 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
         stop_if_signalled(&relay)?;
         ws.store.save_session(&session)?;
         crate::network::record_phantoms(&ws.store, &session.id, &sandbox.net.phantoms)?;
-        let excluded = report_excluded(&ws, &snap.manifest);
-        Ok::<_, Error>((session, excluded, snap.manifest))
+        let excluded = report_excluded(&ws, &before);
+        Ok::<_, Error>((session, excluded, before))
     })();
     let (mut session, excluded, mut before) = match snapped {
         Ok((s, e, b)) => (s, e, Some(b)),

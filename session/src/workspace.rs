@@ -251,10 +251,11 @@ impl Workspace {
         let taken = self.try_snapshot_in(Some(previous), scope, "after-snapshot");
         let taken = match taken {
             Ok(fast) if scope.is_some() && mode == crate::after::Mode::Check => {
-                self.check(fast, previous, "after-snapshot", "the record")
+                self.check(fast.manifest.as_ref().unwrap_or(&before), previous, "after-snapshot", "the record")
             }
             other => other,
         };
+        // `None`: the workspace is as `before` where the record says to look.
         let (after_id, after) = match taken {
             Ok(after) => (Some(after.id), after.manifest),
             // A full disk must not leave the session unreviewable: the
@@ -272,12 +273,15 @@ impl Workspace {
                 let (m, _) =
                     ws_snapshot::walk_unstored(&self.store, &self.snapshot_options(Some(previous), &progress))?;
                 session.after_from = Some(AfterFrom::Walk { reason: "the snapshot store's disk is full".into() });
-                (None, m)
+                (None, Some(m))
             }
             Err(e) => return Err(e.into()),
         };
         session.after_snapshot_ms = Some(started.elapsed().as_millis() as u64);
-        let mut changes = ws_snapshot::compute_changes(&self.store, &before, &after)?;
+        let mut changes = match &after {
+            Some(after) => ws_snapshot::compute_changes(&self.store, &before, after)?,
+            None => Vec::new(),
+        };
         // Renames are found once, here, so that every review command pairs
         // the same paths. Failing to find them loses nothing: each half
         // stays a change of its own.
@@ -307,16 +311,18 @@ impl Workspace {
     /// the one kept.
     fn check(
         &self,
-        fast: SnapshotOutcome,
+        fast: &Manifest,
         previous: &Manifest,
         what: &str,
         source: &str,
     ) -> Result<SnapshotOutcome, ws_snapshot::SnapshotError> {
         let full = self.try_snapshot(Some(previous), &format!("{what} check"))?;
-        match ws_snapshot::differences(&self.store, &fast.manifest, &full.manifest, 10) {
+        let walked =
+            full.manifest.as_ref().unwrap_or_else(|| unreachable!("a snapshot without a scope has its own manifest"));
+        match ws_snapshot::differences(&self.store, fast, walked, 10) {
             Ok(d) if d.is_empty() => self.note(&format!(
                 "{what} check: the snapshot from {source} equals a full walk ({} entries)",
-                full.manifest.entries.len()
+                walked.entries.len()
             )),
             Ok(d) => self.warn(&format!(
                 "{what} check FAILED: the snapshot from {source} differs from a full walk: {}",
@@ -328,23 +334,30 @@ impl Workspace {
     }
 
     /// The before-snapshot: looking only where the watch saw changes when it
-    /// can vouch for them ([`crate::watch`]), else the whole workspace.
+    /// can vouch for them ([`crate::watch`]), else the whole workspace. An
+    /// unchanged workspace's is `previous` itself, its id the same.
     pub fn before_snapshot(
         &self,
-        previous: Option<&Manifest>,
+        previous: Option<Manifest>,
         watched: &crate::watch::Before,
-    ) -> Result<SnapshotOutcome, Error> {
-        let scope = match (&watched.plan, previous) {
+    ) -> Result<(ManifestId, Manifest), Error> {
+        let scope = match (&watched.plan, &previous) {
             (Ok(changed), Some(base)) => Some(ws_snapshot::Scope { base, changed }),
             _ => None,
         };
-        let taken = self.try_snapshot_in(previous, scope, "snapshot");
-        Ok(match (taken, scope) {
-            (Ok(fast), Some(s)) if self.options.watch == crate::watch::Mode::Check => {
-                self.check(fast, s.base, "before-snapshot", "the watch")?
+        let taken = self.try_snapshot_in(previous.as_ref(), scope, "snapshot")?;
+        let checked = match (&taken.manifest, scope) {
+            (fast, Some(s)) if self.options.watch == crate::watch::Mode::Check => {
+                Some(self.check(fast.as_ref().unwrap_or(s.base), s.base, "before-snapshot", "the watch")?)
             }
-            (taken, _) => taken?,
-        })
+            _ => None,
+        };
+        let taken = checked.unwrap_or(taken);
+        match (taken.manifest, previous) {
+            (Some(m), _) => Ok((taken.id, m)),
+            (None, Some(base)) => Ok((taken.id, base)),
+            (None, None) => unreachable!("a snapshot without a base has its own manifest"),
+        }
     }
 
     /// Turns user paths (relative to the current directory) into workspace paths.

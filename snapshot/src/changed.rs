@@ -8,9 +8,9 @@
 //! and walks whole every subtree that arrived or whose rules changed; any
 //! other directory's entries are the base snapshot's.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use crate::manifest::Manifest;
+use crate::manifest::{Entry, Manifest};
 use crate::path::RelPath;
 
 /// A snapshot that looks only where [`ChangedPaths`] says, taking every other
@@ -101,6 +101,81 @@ impl ChangedPaths {
         }
         let prefix = [dir, b"/"].concat();
         self.paths.range(prefix.clone()..).next().is_some_and(|p| p.starts_with(&prefix))
+    }
+}
+
+/// What a scoped walk answers for in its base, and what it found there.
+///
+/// The walk lists some directories (`visited`: every one on the way to a
+/// change, and everything below one it walks whole) and takes each other
+/// subtree from the base. It answers for the base's entries in a directory
+/// it listed, below one it walked whole, and below one it listed that is no
+/// longer a directory it kept; every other entry of the base is the
+/// snapshot's as it is. So an untouched subtree is never copied, compared
+/// or sorted: whether anything changed costs what the walk listed.
+pub(crate) struct Scoped {
+    /// Per entry of the base: the walk answers for it.
+    answered: Vec<bool>,
+    /// What the walk found, sorted by path.
+    listed: Vec<Entry>,
+}
+
+impl Scoped {
+    pub(crate) fn new(base: &Manifest, visited: &[(RelPath, bool)], mut listed: Vec<Entry>) -> Scoped {
+        listed.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let visits: HashMap<&[u8], bool> = visited.iter().map(|(p, whole)| (p.as_bytes(), *whole)).collect();
+        let kept_dir = |p: &[u8]| {
+            !visits.contains_key(p)
+                && listed.binary_search_by(|e| e.path.as_bytes().cmp(p)).is_ok_and(|i| listed[i].is_dir())
+        };
+        let mut answered = vec![false; base.entries.len()];
+        for (dir, whole) in visited {
+            let range = base.below_range(dir.as_bytes());
+            if *whole {
+                answered[range].fill(true);
+                continue;
+            }
+            // Its children, jumping over their subtrees (which need not
+            // follow them: `a-b` sorts between `a` and `a/x`).
+            let skip = if dir.is_root() { 0 } else { dir.as_bytes().len() + 1 };
+            let mut i = range.start;
+            while i < range.end {
+                let path = base.entries[i].path.as_bytes();
+                if let Some(slash) = path[skip..].iter().position(|b| *b == b'/') {
+                    // Below a child already decided.
+                    i = base.below_range(&path[..skip + slash]).end.max(i + 1);
+                    continue;
+                }
+                answered[i] = true;
+                if !visits.contains_key(path) && !kept_dir(path) {
+                    // Gone, or no longer a directory: nothing below it is left.
+                    answered[base.below_range(path)].fill(true);
+                }
+                i += 1;
+            }
+        }
+        Scoped { answered, listed }
+    }
+
+    /// The walk found exactly what the base holds where it looked.
+    pub(crate) fn unchanged(&self, base: &Manifest) -> bool {
+        let mut mine = base.entries.iter().zip(&self.answered).filter(|(_, a)| **a).map(|(e, _)| e);
+        self.listed.iter().all(|l| mine.next() == Some(l)) && mine.next().is_none()
+    }
+
+    /// The whole snapshot: the base's entries the walk does not answer for,
+    /// and what it found, in path order.
+    pub(crate) fn merge(self, base: &Manifest) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(base.entries.len() + self.listed.len());
+        let mut kept = base.entries.iter().zip(&self.answered).filter(|(_, a)| !**a).map(|(e, _)| e).peekable();
+        for l in self.listed {
+            while let Some(k) = kept.next_if(|k| k.path < l.path) {
+                out.push(k.clone());
+            }
+            out.push(l);
+        }
+        out.extend(kept.cloned());
+        out
     }
 }
 
@@ -241,7 +316,8 @@ mod tests {
             progress: None,
             scope,
         };
-        crate::take_snapshot(store, &opts).unwrap().manifest
+        let base = scope.map(|s| s.base.clone());
+        crate::take_snapshot(store, &opts).unwrap().manifest.or(base).unwrap()
     }
 
     /// A snapshot told where the changes are equals a full walk; told too
@@ -285,5 +361,52 @@ mod tests {
         let stale = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &quiet }));
         let d = differences(&store, &stale, &full, 10).unwrap();
         assert!(d.iter().any(|l| l.starts_with("a/b/one")), "{d:?}");
+    }
+
+    /// Siblings whose names sort between a directory and its children
+    /// (`a-b`, `a.c` sort between `a` and `a/x`), a directory gone, one
+    /// turned into a file, one into a symlink, untouched subtrees beside
+    /// them: the scoped snapshot merges the base around what it listed and
+    /// equals the full walk; told nothing changed where nothing did, it is
+    /// the base itself.
+    #[test]
+    fn a_scoped_snapshot_keeps_untouched_subtrees_around_interleaved_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store_dir) = (dir.path().join("ws"), dir.path().join("store"));
+        for f in ["a/x/1", "a/y/2", "a-b/3", "a-b/deep/4", "a.c/5", "a0/6", "a/a-b/7", "a/a0/8", "z/9", "z/z/10"] {
+            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            std::fs::write(root.join(f), f).unwrap();
+        }
+        let store = crate::Store::open_or_create(&store_dir, &root).unwrap();
+        // Past the filesystem clock's tick: no entry of `before` is racy.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let before = snap(&store, &root, None, None);
+        // Nothing changed, nothing told: the base, not a copy.
+        let none = ChangedPaths::new();
+        let opts = crate::SnapshotOptions {
+            workspace: &root,
+            budget: crate::Budget::default(),
+            exclude_files: vec![],
+            previous: Some(&before),
+            progress: None,
+            scope: Some(Scope { base: &before, changed: &none }),
+        };
+        let same = crate::take_snapshot(&store, &opts).unwrap();
+        assert!(same.manifest.is_none() && Some(&same.id) == before.id.as_ref());
+        std::fs::write(root.join("a/x/1"), "changed, longer").unwrap();
+        std::fs::remove_dir_all(root.join("a-b")).unwrap();
+        std::fs::remove_dir_all(root.join("a.c")).unwrap();
+        std::fs::write(root.join("a.c"), "now a file").unwrap();
+        std::fs::remove_dir_all(root.join("a/a-b")).unwrap();
+        std::os::unix::fs::symlink("x", root.join("a/a-b")).unwrap();
+        let mut told = ChangedPaths::new();
+        for p in ["a/x/1", "a-b", "a.c", "a/a-b"] {
+            told.add(p.as_bytes());
+        }
+        let full = snap(&store, &root, Some(&before), None);
+        let scoped = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &told }));
+        assert_eq!(differences(&store, &scoped, &full, 10).unwrap(), Vec::<String>::new());
+        assert!(scoped.get(&rel("a/y/2")).is_some() && scoped.get(&rel("z/z/10")).is_some());
+        assert!(scoped.get(&rel("a-b/deep/4")).is_none() && scoped.get(&rel("a/a-b/7")).is_none());
     }
 }

@@ -125,13 +125,18 @@ impl Manifest {
     /// that starts with `dir/` sorts together. Looking a directory's children
     /// up in it costs a few comparisons instead of a search of everything.
     pub fn below(&self, dir: &RelPath) -> &[Entry] {
-        if dir.is_root() {
-            return &self.entries;
+        &self.entries[self.below_range(dir.as_bytes())]
+    }
+
+    /// Where [`Manifest::below`]'s entries are, by index.
+    pub fn below_range(&self, dir: &[u8]) -> std::ops::Range<usize> {
+        if dir.is_empty() {
+            return 0..self.entries.len();
         }
-        let prefix = [dir.as_bytes(), b"/"].concat();
+        let prefix = [dir, b"/"].concat();
         let start = self.entries.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
         let len = self.entries[start..].partition_point(|e| e.path.as_bytes().starts_with(&prefix));
-        &self.entries[start..start + len]
+        start..start + len
     }
 
     /// Sorts the entries by path, and makes each path that is a prefix of

@@ -10,6 +10,7 @@ use crate::budget::Budget;
 use crate::error::SnapshotError;
 use crate::ignore_rules::{BadIgnoreFile, IgnoreRules};
 use crate::manifest::{Manifest, ManifestId};
+use crate::path::share_prefixes;
 use crate::store::{CloneSupport, Store};
 use crate::walk::Walk;
 
@@ -40,7 +41,9 @@ pub struct SnapshotOptions<'a> {
 #[derive(Debug)]
 pub struct SnapshotOutcome {
     pub id: ManifestId,
-    pub manifest: Manifest,
+    /// `None`: the snapshot is its scope's base ([`SnapshotOptions::scope`]),
+    /// found unchanged where the walk looked; the caller holds it already.
+    pub manifest: Option<Manifest>,
     /// Files whose content was cloned or copied (not vouched for by the stat cache).
     pub stored_files: u64,
     pub stored_bytes: u64,
@@ -64,7 +67,7 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
     // nobody's: on failure (a full disk, most often) they are removed, so
     // the space is there again for the review that follows.
     let written = walk(store, opts, started_ns, progress, Some(&created))
-        .and_then(|(entries, bad)| put_manifest(store, opts, started_ns, entries).map(|m| (m, bad)));
+        .and_then(|(found, bad)| put_manifest(store, opts, started_ns, found).map(|m| (m, bad)));
     let created = created.into_inner().unwrap_or_else(|p| p.into_inner());
     let (manifest, bad_ignore_files) = match written {
         Ok(w) => w,
@@ -75,7 +78,10 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
             return Err(e);
         }
     };
-    let id = manifest.id.clone().unwrap_or_else(|| unreachable!("put_manifest sets the id"));
+    let id = match &manifest {
+        Put::Base(id) => id.clone(),
+        Put::New(m) => m.id.clone().unwrap_or_else(|| unreachable!("put_manifest sets the id")),
+    };
     if !created.is_empty() {
         // Objects are written without fsync each; one syncfs makes them all
         // durable before the manifest that names them becomes the latest.
@@ -85,7 +91,10 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     Ok(SnapshotOutcome {
         id,
-        manifest,
+        manifest: match manifest {
+            Put::Base(_) => None,
+            Put::New(m) => Some(m),
+        },
         stored_files: load(&progress.stored_files) - before_files,
         stored_bytes: load(&progress.stored_bytes) - before_bytes,
         clone: store.clone_support(),
@@ -93,16 +102,31 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
     })
 }
 
+enum Put {
+    /// The scope's base, with this id: nothing new.
+    Base(ManifestId),
+    New(Manifest),
+}
+
 /// The manifest of a walk's entries, stored (unless the previous one is the
 /// same), with its id set.
-fn put_manifest(
-    store: &Store,
-    opts: &SnapshotOptions,
-    started_ns: i64,
-    entries: Vec<crate::manifest::Entry>,
-) -> Result<Manifest, SnapshotError> {
-    let mut manifest = Manifest { started_ns, entries, id: None };
-    manifest.sort();
+fn put_manifest(store: &Store, opts: &SnapshotOptions, started_ns: i64, found: Found) -> Result<Put, SnapshotError> {
+    let mut manifest = match (opts.scope, found.visited) {
+        (Some(scope), Some(visited)) => {
+            let scoped = crate::changed::Scoped::new(scope.base, &visited, found.entries);
+            if let Some(id) = scope.base.id.as_ref().filter(|_| scoped.unchanged(scope.base)) {
+                return Ok(Put::Base(id.clone()));
+            }
+            let mut m = Manifest { started_ns, entries: scoped.merge(scope.base), id: None };
+            share_prefixes(m.entries.iter_mut().map(|e| &mut e.path));
+            m
+        }
+        _ => {
+            let mut m = Manifest { started_ns, entries: found.entries, id: None };
+            m.sort();
+            m
+        }
+    };
     // An unchanged workspace yields the same entries: that is the previous
     // manifest, already stored; nothing to encode or write.
     let unchanged = opts.previous.filter(|prev| prev.id.is_some() && prev.entries == manifest.entries);
@@ -114,7 +138,14 @@ fn put_manifest(
         None => store.put_manifest(&manifest)?,
     };
     manifest.id = Some(id);
-    Ok(manifest)
+    Ok(Put::New(manifest))
+}
+
+/// What a walk found: every entry, or with a scope the entries of the
+/// directories it listed (`visited`).
+struct Found {
+    entries: Vec<crate::manifest::Entry>,
+    visited: Option<Vec<(crate::path::RelPath, bool)>>,
 }
 
 /// Describes the workspace as a snapshot would, writing nothing to the store:
@@ -129,8 +160,17 @@ pub fn walk_unstored(store: &Store, opts: &SnapshotOptions) -> Result<(Manifest,
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
     let own = Progress::default();
-    let (entries, bad) = walk(store, opts, started_ns, opts.progress.unwrap_or(&own), None)?;
-    let mut manifest = Manifest { started_ns, entries, id: None };
+    // Every entry, whatever the options' scope: this manifest is not merged with a base.
+    let unscoped = SnapshotOptions {
+        workspace: opts.workspace,
+        budget: opts.budget,
+        exclude_files: opts.exclude_files.clone(),
+        previous: opts.previous,
+        progress: opts.progress,
+        scope: None,
+    };
+    let (found, bad) = walk(store, &unscoped, started_ns, opts.progress.unwrap_or(&own), None)?;
+    let mut manifest = Manifest { started_ns, entries: found.entries, id: None };
     manifest.sort();
     Ok((manifest, bad))
 }
@@ -141,7 +181,7 @@ fn walk(
     started_ns: i64,
     progress: &Progress,
     created: Option<&Mutex<Vec<crate::store::ObjectId>>>,
-) -> Result<(Vec<crate::manifest::Entry>, Vec<BadIgnoreFile>), SnapshotError> {
+) -> Result<(Found, Vec<BadIgnoreFile>), SnapshotError> {
     let root = opts.workspace;
     let meta = std::fs::metadata(root).map_err(|source| SnapshotError::Walk { path: root.to_path_buf(), source })?;
     if !meta.is_dir() {
@@ -171,6 +211,7 @@ fn walk(
         created: Default::default(),
         bad_ignores: Default::default(),
         scope: opts.scope,
+        visited: Default::default(),
     };
     let entries = walk.run();
     if let Some(c) = created {
@@ -179,7 +220,8 @@ fn walk(
     let entries = entries?;
     bad_ignore_files.append(&mut walk.bad_ignores.into_inner().unwrap_or_else(|p| p.into_inner()));
     bad_ignore_files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok((entries, bad_ignore_files))
+    let visited = opts.scope.map(|_| walk.visited.into_inner().unwrap_or_else(|p| p.into_inner()));
+    Ok((Found { entries, visited }, bad_ignore_files))
 }
 
 /// The filesystem's idea of "now": the mtime of a file created in the store.

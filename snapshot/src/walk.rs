@@ -121,6 +121,9 @@ pub(crate) struct Walk<'a> {
     pub bad_ignores: Mutex<Vec<BadIgnoreFile>>,
     /// Look only where these changed; take the rest from the base.
     pub scope: Option<Scope<'a>>,
+    /// With a scope: the directories listed, and whether wholly (what the
+    /// walk answers for, see [`crate::changed::Scoped`]).
+    pub visited: Mutex<Vec<(RelPath, bool)>>,
 }
 
 /// Gives the entries of a chain that ends at `dir` (no subdirectory carried
@@ -195,9 +198,11 @@ impl Walk<'_> {
             threads,
             failed: AtomicBool::new(false),
             error: Mutex::new(None),
-            entries: Mutex::new(Vec::with_capacity(
-                self.previous.map_or(0, |m| m.entries.len() + m.entries.len() / 16),
-            )),
+            // A scoped walk finds what it lists, not the whole tree.
+            entries: Mutex::new(Vec::with_capacity(match (self.scope, self.previous) {
+                (None, Some(m)) => m.entries.len() + m.entries.len() / 16,
+                _ => 0,
+            })),
         };
         std::thread::scope(|s| {
             for _ in 0..threads {
@@ -290,6 +295,9 @@ impl Walk<'_> {
         };
         // The parent is not needed once this directory is open.
         let mut job = Job { parent: None, ..job };
+        if self.scope.is_some() {
+            lock(&self.visited).push((job.rel.clone(), job.whole));
+        }
         // Carried on by the first subdirectory, or ended here.
         let mut chain = Some(std::mem::take(&mut job.chain));
         let dir_fd = match opened {
@@ -370,7 +378,7 @@ impl Walk<'_> {
                 FileType::Directory => {
                     let entry = self.entry(rel.clone(), EntryKind::Dir, stat);
                     let visit = match &self.scope {
-                        Some(scope) => scope.changed.visit(&rel, job.whole).ok_or(scope.base),
+                        Some(scope) => scope.changed.visit(&rel, job.whole).ok_or(()),
                         None => Ok(true),
                     };
                     match visit {
@@ -393,13 +401,9 @@ impl Walk<'_> {
                                 depth: job.depth + 1,
                             })
                         }
-                        // Nothing below it changed: what the base holds below it is still there.
-                        Err(base) => {
-                            out.push(entry);
-                            for e in base.below(&rel) {
-                                out.push(e.clone());
-                            }
-                        }
+                        // Nothing below it changed: what the base holds below
+                        // it is still there (and stays there, not copied).
+                        Err(_) => out.push(entry),
                     }
                 }
                 FileType::Symlink => {
@@ -552,7 +556,7 @@ mod tests {
             progress: None,
             scope: None,
         };
-        take_snapshot(store, &opts).unwrap().manifest
+        take_snapshot(store, &opts).unwrap().manifest.expect("no scope")
     }
 
     fn object(m: &crate::Manifest, p: &str) -> crate::ObjectId {
