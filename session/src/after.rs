@@ -20,7 +20,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use ws_snapshot::{ChangedPaths, EntryKind, Manifest};
+use ws_snapshot::ChangedPaths;
 
 use crate::recording::Tracked;
 
@@ -94,27 +94,27 @@ pub struct Evidence {
 }
 
 /// The record's account of the session, and the files open for writing now.
-pub fn gather(record: Result<Tracked, String>, mode: Mode) -> Result<Evidence, String> {
+pub fn gather(root: &Path, record: Result<Tracked, String>, mode: Mode) -> Result<Evidence, String> {
     if mode == Mode::Walk {
         return Err("WS_AFTER_SNAPSHOT=walk".into());
     }
     let tracked = record?;
     let _root = crate::as_root("see which files are open for writing").map_err(|e| e.message)?;
-    Ok(Evidence { tracked, open: open_for_writing()? })
+    Ok(Evidence { tracked, open: open_for_writing(root)? })
 }
 
 /// Evidence from the watch between sessions ([`crate::watch`]): the paths
 /// and inodes it saw change, and the files open for writing now.
-pub fn evidence(changed: ChangedPaths, inodes: Vec<(u64, u64)>) -> Result<Evidence, String> {
+pub fn evidence(root: &Path, changed: ChangedPaths, inodes: Vec<(u64, u64)>) -> Result<Evidence, String> {
     let _root = crate::as_root("see which files are open for writing").map_err(|e| e.message)?;
     let tracked = Tracked { changed, inodes, ..Tracked::default() };
-    Ok(Evidence { tracked, open: open_for_writing()? })
+    Ok(Evidence { tracked, open: open_for_writing(root)? })
 }
 
 /// Where the snapshot must look, or why it must walk everything.
 pub fn plan(
     root: &Path,
-    before: &Manifest,
+    before: &ws_snapshot::Stored,
     evidence: Result<Evidence, String>,
     excludes: Option<&Excludes>,
 ) -> Result<ChangedPaths, String> {
@@ -133,13 +133,15 @@ pub fn plan(
     let mut wanted = open;
     wanted.extend(tracked.inodes.iter().copied());
     let mut changed = tracked.changed;
-    for e in &before.entries {
-        // A file with another name (maybe outside) may have been written
-        // through it; one open for writing or mapped may have been written
-        // without an event.
-        if !matches!(e.kind, EntryKind::Dir) && (e.stat.nlink > 1 || wanted.contains(&(e.stat.dev, e.stat.ino))) {
-            changed.add(e.path.as_bytes());
-        }
+    // A file with another name (maybe outside) may have been written
+    // through it; one open for writing or mapped may have been written
+    // without an event.
+    for e in before.linked() {
+        changed.add(e.path.as_bytes());
+    }
+    let open = before.with_inodes(&wanted).map_err(|e| format!("cannot read the snapshot's listing: {e}"))?;
+    for e in &open {
+        changed.add(e.path.as_bytes());
     }
     Ok(changed)
 }
@@ -177,11 +179,24 @@ pub fn mounted_below<'a>(root: &Path, points: &'a [PathBuf]) -> Option<&'a Path>
     points.iter().map(PathBuf::as_path).find(|p| p.starts_with(root) && *p != root)
 }
 
+/// Whether an open file may be one of the workspace at `root`: one whose
+/// only name is outside it is not, nor one with no name left (a name moved
+/// out or removed since the snapshot was seen going). `target`: the name the process's descriptor shows, which
+/// is in this process's view only when the process is in this mount
+/// namespace (`same_namespace`); `None` when it cannot be read.
+fn may_be_inside(root: &Path, target: Option<&Path>, nlink: u64, same_namespace: bool) -> bool {
+    !same_namespace || nlink > 1 || (nlink == 1 && target.is_none_or(|t| t.starts_with(root)))
+}
+
 /// (device, inode) of every regular file some process holds open for
 /// writing, or has mapped shared (a read-only shared mapping may have been
-/// made writable and back). Needs root to look into every process.
-fn open_for_writing() -> Result<HashSet<(u64, u64)>, String> {
+/// made writable and back), that may be one of the workspace at `root`
+/// ([`may_be_inside`]: the others would make a session read the whole
+/// listing to find they are not). Needs root to look into every process.
+fn open_for_writing(root: &Path) -> Result<HashSet<(u64, u64)>, String> {
     use std::os::unix::fs::MetadataExt;
+    let namespace = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/mnt")).ok().map(|m| (m.dev(), m.ino()));
+    let ours = namespace("self");
     let mut found = HashSet::new();
     let procs = std::fs::read_dir("/proc").map_err(|e| format!("cannot list /proc: {e}"))?;
     // A process that exits while being looked at holds nothing any more. One
@@ -194,6 +209,10 @@ fn open_for_writing() -> Result<HashSet<(u64, u64)>, String> {
     for p in procs.flatten() {
         let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
         let base = PathBuf::from(format!("/proc/{pid}"));
+        let same_namespace = ours.is_some() && namespace(&pid.to_string()) == ours;
+        let inside = |link: &Path, m: &std::fs::Metadata| {
+            may_be_inside(root, std::fs::read_link(link).ok().as_deref(), m.nlink(), same_namespace)
+        };
         match std::fs::read_to_string(base.join("maps")) {
             Ok(maps) => {
                 for line in maps.lines() {
@@ -206,9 +225,12 @@ fn open_for_writing() -> Result<HashSet<(u64, u64)>, String> {
                     if !perms.ends_with('s') || inode == "0" {
                         continue;
                     }
-                    match std::fs::metadata(base.join("map_files").join(range)) {
+                    let link = base.join("map_files").join(range);
+                    match std::fs::metadata(&link) {
                         Ok(m) => {
-                            found.insert((m.dev(), m.ino()));
+                            if inside(&link, &m) {
+                                found.insert((m.dev(), m.ino()));
+                            }
                         }
                         Err(e) if gone(&e) => {}
                         Err(e) => return Err(format!("cannot see what process {pid} has mapped: {e}")),
@@ -232,7 +254,7 @@ fn open_for_writing() -> Result<HashSet<(u64, u64)>, String> {
             let flags =
                 info.lines().find_map(|l| l.strip_prefix("flags:")).and_then(|v| u32::from_str_radix(v.trim(), 8).ok());
             // Unknown flags count as writable.
-            if flags.is_none_or(|f| f & 0o3 != 0) {
+            if flags.is_none_or(|f| f & 0o3 != 0) && inside(&fd.path(), &m) {
                 found.insert((m.dev(), m.ino()));
             }
         }
@@ -243,6 +265,18 @@ fn open_for_writing() -> Result<HashSet<(u64, u64)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_file_whose_only_name_is_outside_is_not_the_workspaces() {
+        let w = Path::new("/w");
+        assert!(may_be_inside(w, Some(Path::new("/w/a")), 1, true));
+        assert!(!may_be_inside(w, Some(Path::new("/x/a")), 1, true));
+        assert!(!may_be_inside(w, Some(Path::new("/wx/a")), 1, true), "a sibling sharing the prefix");
+        assert!(may_be_inside(w, Some(Path::new("/x/a")), 2, true), "another name may be inside");
+        assert!(may_be_inside(w, Some(Path::new("/x/a")), 1, false), "a name in another namespace's view");
+        assert!(may_be_inside(w, None, 1, true), "a name that could not be read");
+        assert!(!may_be_inside(w, Some(Path::new("/w/a (deleted)")), 0, true), "no name left");
+    }
 
     #[test]
     fn only_a_mount_strictly_inside_the_workspace_counts() {

@@ -6,7 +6,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::sync::Arc;
 
 use serde::Serialize;
-use ws_snapshot::{Change, ChangeKind, ChangeState, ExitStatus, Manifest, Session, SessionState};
+use ws_snapshot::{Change, ChangeKind, ChangeState, ExitStatus, Session, SessionState};
 
 use crate::sandbox::Sandbox;
 use crate::{Error, ErrorKind, Event, Workspace};
@@ -105,7 +105,7 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
     // stored manifest serves (the walk checks every entry against the file's
     // stat data), so this one need not be read under the workspace's lock.
     let reading = std::time::Instant::now();
-    let previous = ws.latest_manifest();
+    let previous = ws.latest_stored();
     let read_cache = reading.elapsed();
     if !control.wait_ready() {
         // The launcher could not set the sandbox up, and said why; nothing
@@ -212,8 +212,11 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
     // the session frozen, the recorder watching, until the after-snapshot.
     let held = if stopped.is_none() { control.wait_exit() } else { None };
     let after = if held.is_some() {
-        let evidence =
-            crate::after::gather(record.changed(std::time::Duration::from_secs(5)), ws.options.after_snapshot);
+        let evidence = crate::after::gather(
+            &ws.root,
+            record.changed(std::time::Duration::from_secs(5)),
+            ws.options.after_snapshot,
+        );
         let lock = ws.lock()?;
         let exit = held.map(|(code, signal)| ExitStatus { code, signal });
         let after = ws.finish_session(&mut session, before.take(), exit, evidence, Some(&excludes_then));
@@ -354,8 +357,8 @@ pub fn check_runnable(program: &OsString, env: &[(OsString, OsString)]) -> Resul
 }
 
 /// Tells the observer what the before-snapshot left out; returns how many.
-fn report_excluded(ws: &Workspace, m: &Manifest) -> usize {
-    let excluded: Vec<&ws_snapshot::Entry> = m.excluded().collect();
+fn report_excluded(ws: &Workspace, m: &ws_snapshot::Stored) -> usize {
+    let excluded = m.excluded();
     if !excluded.is_empty() {
         ws.options.observer.event(&Event::Excluded { entries: &excluded });
     }

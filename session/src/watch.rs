@@ -22,7 +22,7 @@ use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ws_snapshot::{BeforeFrom, ChangedPaths, Manifest, ManifestId};
+use ws_snapshot::{BeforeFrom, ChangedPaths, ManifestId, Stored};
 use ws_watch::{Answer, Change, Token};
 
 use crate::after::Excludes;
@@ -104,12 +104,12 @@ fn places(ws: &Workspace) -> (PathBuf, PathBuf) {
 
 /// Asks the watch (starting it if none runs) before the before-snapshot,
 /// under the workspace's lock. `previous` is the store's latest snapshot.
-pub fn before(ws: &Workspace, previous: Option<&Manifest>) -> Before {
+pub fn before(ws: &Workspace, previous: Option<&Stored>) -> Before {
     if ws.options.watch == Mode::Off {
         return Before { token: None, plan: Err("WS_WATCH=off".to_string()) };
     }
     let base = std::fs::read(base_path(ws)).ok().and_then(|b| serde_json::from_slice::<Base>(&b).ok());
-    let latest = previous.and_then(|m| m.id.as_ref()).filter(|id| ws.store.latest().as_ref() == Some(*id));
+    let latest = previous.and_then(Stored::id).filter(|id| ws.store.latest().as_ref() == Some(*id));
     let since = match (&base, latest) {
         (Some(b), Some(id)) if b.manifest == id.0 => b.token.parse::<Token>().ok(),
         _ => None,
@@ -141,7 +141,7 @@ pub fn before(ws: &Workspace, previous: Option<&Manifest>) -> Before {
 /// The watch's changes, and what it cannot see, as paths to look at.
 fn evidence(
     ws: &Workspace,
-    previous: &Manifest,
+    previous: &Stored,
     changes: Vec<Change>,
     excludes: Excludes,
 ) -> Result<ChangedPaths, String> {
@@ -156,7 +156,7 @@ fn evidence(
             Change::Handle(_) => {}
         }
     }
-    let evidence = crate::after::evidence(changed, inodes)?;
+    let evidence = crate::after::evidence(&ws.root, changed, inodes)?;
     crate::after::plan(&ws.root, previous, Ok(evidence), Some(&excludes))
 }
 

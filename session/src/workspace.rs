@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ws_snapshot::{
     AfterFrom, Budget, Change, Manifest, ManifestId, Progress, RelPath, Session, SessionState, SnapshotOptions,
-    SnapshotOutcome, Store, StoreLock,
+    SnapshotOutcome, Store, StoreLock, Stored,
 };
 
 use crate::{Error, ErrorKind, Event, Options, display};
@@ -197,6 +197,11 @@ impl Workspace {
         self.store.latest().and_then(|id| self.store.manifest(&id).ok())
     }
 
+    /// The latest manifest as a session reads it: through its index.
+    pub fn latest_stored(&self) -> Option<Stored> {
+        self.store.latest().and_then(|id| Stored::open(&self.store, &id).ok())
+    }
+
     /// Loads a session's change set. A session whose supervisor died is
     /// finished here: its after-snapshot is taken now.
     pub fn session_changes(&self, session: &mut Session) -> Result<Vec<Change>, Error> {
@@ -222,39 +227,27 @@ impl Workspace {
     pub fn finish_session(
         &self,
         session: &mut Session,
-        before: Option<Manifest>,
+        before: Option<Stored>,
         exit: Option<ws_snapshot::ExitStatus>,
         evidence: Result<crate::after::Evidence, String>,
         excludes: Option<&crate::after::Excludes>,
     ) -> Result<Vec<Change>, Error> {
         let before = match before {
             Some(m) => m,
-            None => self.store.manifest(&ManifestId(session.before.clone()))?,
+            None => Stored::open(&self.store, &ManifestId(session.before.clone()))?,
         };
         let started = std::time::Instant::now();
         // The newest manifest is the better stat cache: where sessions share
         // the workspace, it knows the files the others wrote meanwhile, which
         // `before` does not (each would be read and stored again).
-        let latest = self
-            .store
-            .latest()
-            .filter(|id| before.id.as_ref() != Some(id))
-            .and_then(|id| self.store.manifest(&id).ok());
-        let previous = latest.as_ref().unwrap_or(&before);
-        let mode = self.options.after_snapshot;
+        let latest =
+            self.store.latest().filter(|id| before.id() != Some(id)).and_then(|id| self.store.manifest(&id).ok());
         let plan = crate::after::plan(&self.root, &before, evidence, excludes);
-        let scope = plan.as_ref().ok().map(|changed| ws_snapshot::Scope { base: &before, changed });
         session.after_from = Some(match &plan {
             Ok(changed) => AfterFrom::Record { paths: changed.len() as u64 },
             Err(reason) => AfterFrom::Walk { reason: reason.clone() },
         });
-        let taken = self.try_snapshot_in(Some(previous), scope, "after-snapshot");
-        let taken = match taken {
-            Ok(fast) if scope.is_some() && mode == crate::after::Mode::Check => {
-                self.check(fast.manifest.as_ref().unwrap_or(&before), previous, "after-snapshot", "the record")
-            }
-            other => other,
-        };
+        let taken = self.after_snapshot(&before, latest.as_ref(), &plan);
         // `None`: the workspace is as `before` where the record says to look.
         let (after_id, after) = match taken {
             Ok(after) => (Some(after.id), after.manifest),
@@ -270,6 +263,8 @@ impl Workspace {
                     session.id
                 ));
                 let progress = Progress::default();
+                let whole = before.whole().map_err(ws_snapshot::StoreError::from)?;
+                let previous = latest.as_ref().unwrap_or(&whole);
                 let (m, _) =
                     ws_snapshot::walk_unstored(&self.store, &self.snapshot_options(Some(previous), &progress))?;
                 session.after_from = Some(AfterFrom::Walk { reason: "the snapshot store's disk is full".into() });
@@ -279,7 +274,10 @@ impl Workspace {
         };
         session.after_snapshot_ms = Some(started.elapsed().as_millis() as u64);
         let mut changes = match &after {
-            Some(after) => ws_snapshot::compute_changes(&self.store, &before, after)?,
+            Some(after) => {
+                let whole = before.whole().map_err(ws_snapshot::StoreError::from)?;
+                ws_snapshot::compute_changes(&self.store, &whole, after)?
+            }
             None => Vec::new(),
         };
         // Renames are found once, here, so that every review command pairs
@@ -292,7 +290,7 @@ impl Workspace {
             Ok(_) => {}
             Err(e) => self.warn(&format!("renames not detected: {}", crate::chain(&e))),
         }
-        for link in ws_snapshot::outside_links(&before, &changes, |_| true) {
+        for link in ws_snapshot::outside_links(before.linked(), &changes, |_| true) {
             self.warn(&display::text(link.to_string().as_bytes()));
         }
         self.store.save_changes(&session.id, &changes)?;
@@ -333,28 +331,75 @@ impl Workspace {
         Ok(full)
     }
 
+    /// The after-snapshot of a session whose before-snapshot is `before`:
+    /// looking only where the record says (`plan`) when it can vouch, read
+    /// through the before-snapshot's index when that is the stat cache too
+    /// (`latest`: another session's newer snapshot, which is then).
+    fn after_snapshot(
+        &self,
+        before: &Stored,
+        latest: Option<&Manifest>,
+        plan: &Result<ws_snapshot::ChangedPaths, String>,
+    ) -> Result<SnapshotOutcome, ws_snapshot::SnapshotError> {
+        let check = self.options.after_snapshot == crate::after::Mode::Check;
+        let taken = match (plan, latest) {
+            (Ok(changed), None) => self.scoped_snapshot(before, changed, "after-snapshot")?,
+            (plan, latest) => {
+                let whole = before.whole().map_err(ws_snapshot::StoreError::from)?;
+                let scope =
+                    plan.as_ref().ok().map(|changed| ws_snapshot::Scope { base: &whole, changed, partial: false });
+                self.try_snapshot_in(Some(latest.unwrap_or(&whole)), scope, "after-snapshot")?
+            }
+        };
+        if plan.is_ok() && check {
+            let whole = before.whole().map_err(ws_snapshot::StoreError::from)?;
+            let fast = taken.manifest.as_ref().unwrap_or(&whole);
+            return self.check(fast, latest.unwrap_or(&whole), "after-snapshot", "the record");
+        }
+        Ok(taken)
+    }
+
+    /// A snapshot looking only where `changed` says, against `base` (the
+    /// stat cache too), read through its index.
+    fn scoped_snapshot(
+        &self,
+        base: &Stored,
+        changed: &ws_snapshot::ChangedPaths,
+        what: &str,
+    ) -> Result<SnapshotOutcome, ws_snapshot::SnapshotError> {
+        let partial = base.partial(changed).map_err(ws_snapshot::StoreError::from)?;
+        let scope =
+            ws_snapshot::Scope { base: &partial, changed, partial: matches!(partial, std::borrow::Cow::Owned(_)) };
+        self.try_snapshot_in(Some(&partial), Some(scope), what)
+    }
+
     /// The before-snapshot: looking only where the watch saw changes when it
     /// can vouch for them ([`crate::watch`]), else the whole workspace. An
     /// unchanged workspace's is `previous` itself, its id the same.
     pub fn before_snapshot(
         &self,
-        previous: Option<Manifest>,
+        previous: Option<Stored>,
         watched: &crate::watch::Before,
-    ) -> Result<(ManifestId, Manifest), Error> {
-        let scope = match (&watched.plan, &previous) {
-            (Ok(changed), Some(base)) => Some(ws_snapshot::Scope { base, changed }),
-            _ => None,
-        };
-        let taken = self.try_snapshot_in(previous.as_ref(), scope, "snapshot")?;
-        let checked = match (&taken.manifest, scope) {
-            (fast, Some(s)) if self.options.watch == crate::watch::Mode::Check => {
-                Some(self.check(fast.as_ref().unwrap_or(s.base), s.base, "before-snapshot", "the watch")?)
+    ) -> Result<(ManifestId, Stored), Error> {
+        let check = self.options.watch == crate::watch::Mode::Check;
+        let taken = match (&watched.plan, &previous) {
+            (Ok(changed), Some(stored)) => {
+                let taken = self.scoped_snapshot(stored, changed, "snapshot")?;
+                if check {
+                    let whole = stored.whole().map_err(ws_snapshot::StoreError::from)?;
+                    let fast = taken.manifest.as_ref().unwrap_or(&whole);
+                    self.check(fast, &whole, "before-snapshot", "the watch")?
+                } else {
+                    taken
+                }
             }
-            _ => None,
+            _ => {
+                let whole = previous.as_ref().map(Stored::whole).transpose().map_err(ws_snapshot::StoreError::from)?;
+                self.try_snapshot_in(whole.as_deref(), None, "snapshot")?
+            }
         };
-        let taken = checked.unwrap_or(taken);
         match (taken.manifest, previous) {
-            (Some(m), _) => Ok((taken.id, m)),
+            (Some(m), _) => Ok((taken.id, Stored::Whole(m))),
             (None, Some(base)) => Ok((taken.id, base)),
             (None, None) => unreachable!("a snapshot without a base has its own manifest"),
         }

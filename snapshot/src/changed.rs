@@ -19,6 +19,10 @@ use crate::path::RelPath;
 pub struct Scope<'a> {
     pub base: &'a Manifest,
     pub changed: &'a ChangedPaths,
+    /// `base` holds only the directories the walk lists
+    /// ([`crate::Stored::partial`]): whether anything changed is known from
+    /// it, but a new manifest merges the whole of the stored one.
+    pub partial: bool,
 }
 
 /// Paths that may differ from the base snapshot.
@@ -155,6 +159,11 @@ impl Scoped {
             }
         }
         Scoped { answered, listed }
+    }
+
+    /// What the walk found, for another base.
+    pub(crate) fn listed(self) -> Vec<Entry> {
+        self.listed
     }
 
     /// The walk found exactly what the base holds where it looked.
@@ -346,19 +355,19 @@ mod tests {
         told.add_whole(b"moved");
         told.add_whole(b"new");
         let full = snap(&store, &root, Some(&before), None);
-        let scoped = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &told }));
+        let scoped = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &told, partial: false }));
         assert_eq!(differences(&store, &scoped, &full, 10).unwrap(), Vec::<String>::new());
         // Not told about the new tree: it is missing, and that is seen.
         let mut short = told.clone();
         short.whole.remove(b"new".as_slice());
         short.paths.remove(b"new".as_slice());
-        let missed = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &short }));
+        let missed = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &short, partial: false }));
         let d = differences(&store, &missed, &full, 10).unwrap();
         assert!(d.iter().any(|l| l.starts_with("new")), "{d:?}");
         // Not told about the write: the stale entry is seen as different.
         let mut quiet = told.clone();
         quiet.paths.remove(b"a/b/one".as_slice());
-        let stale = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &quiet }));
+        let stale = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &quiet, partial: false }));
         let d = differences(&store, &stale, &full, 10).unwrap();
         assert!(d.iter().any(|l| l.starts_with("a/b/one")), "{d:?}");
     }
@@ -389,7 +398,7 @@ mod tests {
             exclude_files: vec![],
             previous: Some(&before),
             progress: None,
-            scope: Some(Scope { base: &before, changed: &none }),
+            scope: Some(Scope { base: &before, changed: &none, partial: false }),
         };
         let same = crate::take_snapshot(&store, &opts).unwrap();
         assert!(same.manifest.is_none() && Some(&same.id) == before.id.as_ref());
@@ -403,9 +412,22 @@ mod tests {
         for p in ["a/x/1", "a-b", "a.c", "a/a-b"] {
             told.add(p.as_bytes());
         }
+        // Through the stored manifest's index: only the directories listed
+        // are read, and the merge takes the rest from the whole of it.
+        let stored = crate::Stored::open(&store, before.id.as_ref().unwrap()).unwrap();
+        assert!(matches!(stored, crate::Stored::Indexed(_)));
+        let partial = stored.partial(&told).unwrap();
+        assert!(partial.get(&rel("z")).is_some() && partial.get(&rel("a/y")).is_some());
+        assert!(
+            partial.get(&rel("z/9")).is_none() && partial.get(&rel("a/y/2")).is_none(),
+            "read an untouched listing"
+        );
+        let through_index =
+            snap(&store, &root, Some(&partial), Some(Scope { base: &partial, changed: &told, partial: true }));
         let full = snap(&store, &root, Some(&before), None);
-        let scoped = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &told }));
+        let scoped = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &told, partial: false }));
         assert_eq!(differences(&store, &scoped, &full, 10).unwrap(), Vec::<String>::new());
+        assert_eq!(differences(&store, &through_index, &full, 10).unwrap(), Vec::<String>::new());
         assert!(scoped.get(&rel("a/y/2")).is_some() && scoped.get(&rel("z/z/10")).is_some());
         assert!(scoped.get(&rel("a-b/deep/4")).is_none() && scoped.get(&rel("a/a-b/7")).is_none());
     }

@@ -284,7 +284,7 @@ pub(crate) fn encode_changes_v3(changes: &[Change], renames: bool) -> Vec<u8> {
             match e {
                 Some(e) => {
                     w.u8(1);
-                    crate::manifest::encode_entry_v2(&mut w, e);
+                    crate::manifest::encode_entry_full(&mut w, e);
                 }
                 None => w.u8(0),
             }
@@ -372,7 +372,13 @@ impl std::fmt::Display for OutsideLink {
 
 /// The changes (of `changes`, those `pick` selects) whose before-snapshot
 /// file had more hard links than the snapshot holds names for it.
-pub fn outside_links(before: &Manifest, changes: &[Change], pick: impl Fn(&Change) -> bool) -> Vec<OutsideLink> {
+/// `before`: the before-snapshot's entries, or at least those with several
+/// names ([`crate::Stored::linked`]).
+pub fn outside_links<'e>(
+    before: impl IntoIterator<Item = &'e Entry>,
+    changes: &[Change],
+    pick: impl Fn(&Change) -> bool,
+) -> Vec<OutsideLink> {
     let linked: Vec<&Change> = changes
         .iter()
         .filter(|c| pick(c))
@@ -382,7 +388,7 @@ pub fn outside_links(before: &Manifest, changes: &[Change], pick: impl Fn(&Chang
         return Vec::new();
     }
     let mut inside: std::collections::HashMap<(u64, u64), u64> = std::collections::HashMap::new();
-    for e in &before.entries {
+    for e in before {
         if e.stat.nlink > 1 && matches!(e.kind, EntryKind::File { .. }) {
             *inside.entry((e.stat.dev, e.stat.ino)).or_default() += 1;
         }
@@ -495,10 +501,10 @@ mod outside_link_tests {
         let after = snap(Some(&before));
         let changes = compute_changes(&store, &before, &after).unwrap();
         assert!(changes.len() >= 4, "{changes:?}");
-        let found = outside_links(&before, &changes, |_| true);
+        let found = outside_links(&before.entries, &changes, |_| true);
         assert_eq!(found, [OutsideLink { path: RelPath::from_bytes(b"shared").unwrap(), links: 3, inside: 1 }]);
         let msg = found[0].to_string();
         assert!(msg.contains("shared is a hard link") && msg.contains("3 names, 2 of them outside"), "{msg}");
-        assert!(outside_links(&before, &changes, |c| c.path.as_bytes() != b"shared").is_empty());
+        assert!(outside_links(&before.entries, &changes, |c| c.path.as_bytes() != b"shared").is_empty());
     }
 }

@@ -20,7 +20,7 @@ use std::os::unix::fs::MetadataExt;
 use std::time::Instant;
 
 use crate::error::{SessionError, StoreError};
-use crate::manifest::{EntryKind, Manifest, ManifestId};
+use crate::manifest::{EntryKind, ManifestId};
 use crate::session::SessionState;
 use crate::store::{ObjectId, Store, StoreLock};
 
@@ -46,12 +46,22 @@ pub struct GcOutcome {
     pub stopped_early: bool,
 }
 
-fn add_manifest(keep: &mut HashSet<ObjectId>, m: &Manifest) {
-    for e in &m.entries {
+/// Adds the objects manifest `id` names, read block by block through its
+/// index when it has one (a whole listing of a large workspace is not held).
+fn add_manifest(keep: &mut HashSet<ObjectId>, store: &Store, id: &ManifestId) -> Result<(), StoreError> {
+    let mut add = |e: &crate::Entry| {
         if let EntryKind::File { object, .. } = &e.kind {
             keep.insert(*object);
         }
+    };
+    match store.manifest_file(id)? {
+        Some(f) => f.scan(b"", |e| {
+            add(e);
+            true
+        })?,
+        None => store.manifest(id)?.entries.iter().for_each(add),
     }
+    Ok(())
 }
 
 /// The objects someone still needs (see the module documentation).
@@ -59,7 +69,7 @@ fn needed(store: &Store) -> Result<(HashSet<ObjectId>, usize), SessionError> {
     let mut keep = HashSet::new();
     let mut pending = 0;
     if let Some(id) = store.latest() {
-        add_manifest(&mut keep, &store.manifest(&id)?);
+        add_manifest(&mut keep, store, &id)?;
     }
     for s in store.sessions()? {
         let s = s?;
@@ -68,7 +78,7 @@ fn needed(store: &Store) -> Result<(HashSet<ObjectId>, usize), SessionError> {
         }
         pending += 1;
         for id in std::iter::once(&s.before).chain(s.after.as_ref()) {
-            add_manifest(&mut keep, &store.manifest(&ManifestId(id.clone()))?);
+            add_manifest(&mut keep, store, &ManifestId(id.clone()))?;
         }
         // A running session has no change set yet.
         if s.state != SessionState::Running {
@@ -123,8 +133,11 @@ pub fn gc(store: &Store, _lock: &StoreLock, opts: GcOptions) -> Result<GcOutcome
     Ok(out)
 }
 
-/// Whether a collection is due at session end: every `every` sessions
-/// closed since the last one (counted by the stamp `gc-closed` in the store).
+/// Whether a collection is due at session end: every `every` snapshots
+/// closed sessions named since the last one (counted by the stamp
+/// `gc-closed` in the store). Sessions that changed nothing, in a
+/// workspace nothing changed, name the same one: they free nothing, and
+/// collecting after them would cost a large workspace's listing for nothing.
 pub fn gc_due(store: &Store, every: usize) -> bool {
     let closed = closed_sessions(store);
     let last = std::fs::read_to_string(store.root().join("gc-closed"))
@@ -140,10 +153,15 @@ pub fn gc_done(store: &Store) -> Result<(), StoreError> {
     store.write_atomic(&store.root().join("gc-closed"), closed.to_string().as_bytes())
 }
 
+/// How many distinct snapshots closed sessions name.
 fn closed_sessions(store: &Store) -> usize {
-    store
-        .sessions()
-        .map_or(0, |v| v.iter().filter(|s| s.as_ref().is_ok_and(|s| s.state == SessionState::Closed)).count())
+    let Ok(sessions) = store.sessions() else { return 0 };
+    let mut named = HashSet::new();
+    for s in sessions.iter().flatten().filter(|s| s.state == SessionState::Closed) {
+        named.insert(s.before.as_str());
+        named.extend(s.after.as_deref());
+    }
+    named.len()
 }
 
 #[cfg(test)]

@@ -6,6 +6,14 @@
 //! round-trips. Each path is front-coded against the one before it (the
 //! directory they share, then the rest), so a tree N directories deep costs
 //! O(N) bytes, not the O(N²) of a full path per entry.
+//!
+//! After the entries, an index lets a session read only the entries it
+//! needs ([`crate::ManifestFile`]): for every [`BLOCK`] entries, the path
+//! before them (front-coded against the one before it), where they are and
+//! a BLAKE3 of their bytes; then the entries of files with several names
+//! and the excluded entries, which a session needs whole; then where each
+//! of those parts starts and a BLAKE3 of all three and the header. The trailing BLAKE3 of
+//! everything stays: a manifest read whole is checked whole.
 
 use std::path::Path;
 
@@ -14,10 +22,20 @@ use crate::path::{FrontDecoder, RelPath, front_code, share_prefixes};
 use crate::stat::FileStat;
 use crate::store::ObjectId;
 
-const MAGIC: &[u8; 8] = b"WSMANIF3";
-/// Manifests with a full path per entry, written before front coding: read
-/// (pending sessions may name them), never written.
+const MAGIC: &[u8; 8] = b"WSMANIF4";
+/// Manifests without an index: read (the latest snapshot and pending
+/// sessions may name them), never written.
+const MAGIC_V3: &[u8; 8] = b"WSMANIF3";
+/// Manifests with a full path per entry, written before front coding: read,
+/// never written.
 const MAGIC_V2: &[u8; 8] = b"WSMANIF2";
+
+/// Entries per indexed block.
+pub(crate) const BLOCK: usize = 512;
+/// Magic, start time and entry count.
+pub(crate) const HEADER: usize = 8 + 8 + 8;
+/// The index's offsets and hash before the trailing BLAKE3: three u64 and 32 bytes.
+pub(crate) const TAIL: usize = 3 * 8 + 32;
 
 /// Content-derived id of a manifest (hex of a BLAKE3 prefix).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -156,6 +174,62 @@ impl Manifest {
         w.i64(self.started_ns);
         w.u64(self.entries.len() as u64);
         let mut prev = RelPath::root();
+        // (the path before the block, where it starts, its length, entries, hash)
+        let mut blocks = Vec::with_capacity(self.entries.len().div_ceil(BLOCK));
+        for block in self.entries.chunks(BLOCK) {
+            let (seed, start) = (prev.clone(), w.0.len());
+            for e in block {
+                w.front_coded(&prev, &e.path);
+                encode_body(&mut w, e);
+                prev = e.path.clone();
+            }
+            let hash = blake3::hash(&w.0[start..]);
+            blocks.push((seed, start, w.0.len() - start, block.len(), hash));
+        }
+        let index_at = w.0.len();
+        w.u64(blocks.len() as u64);
+        let mut prev_seed = RelPath::root();
+        for (seed, start, len, count, hash) in &blocks {
+            // The first block's seed is the root: no path to code.
+            if !seed.is_root() {
+                w.front_coded(&prev_seed, seed);
+            }
+            w.u64(*start as u64);
+            w.u64(*len as u64);
+            w.u32(*count as u32);
+            w.0.extend_from_slice(&hash.as_bytes()[..16]);
+            prev_seed = seed.clone();
+        }
+        let linked_at = w.0.len();
+        let linked: Vec<&Entry> = self.entries.iter().filter(|e| is_linked(e)).collect();
+        w.u64(linked.len() as u64);
+        for e in linked {
+            encode_entry_full(&mut w, e);
+        }
+        let excluded_at = w.0.len();
+        let excluded: Vec<&Entry> = self.excluded().collect();
+        w.u64(excluded.len() as u64);
+        for e in excluded {
+            encode_entry_full(&mut w, e);
+        }
+        // The header too: a session reading in part reads it with the index.
+        let meta = blake3::Hasher::new().update(&w.0[..HEADER]).update(&w.0[index_at..]).finalize();
+        w.u64(index_at as u64);
+        w.u64(linked_at as u64);
+        w.u64(excluded_at as u64);
+        w.0.extend_from_slice(meta.as_bytes());
+        let sum = blake3::hash(&w.0);
+        w.0.extend_from_slice(sum.as_bytes());
+        w.0
+    }
+
+    /// The format before the index, for tests of reading it.
+    #[cfg(test)]
+    pub(crate) fn encode_v3(&self) -> Vec<u8> {
+        let mut w = Writer(MAGIC_V3.to_vec());
+        w.i64(self.started_ns);
+        w.u64(self.entries.len() as u64);
+        let mut prev = RelPath::root();
         for e in &self.entries {
             w.front_coded(&prev, &e.path);
             encode_body(&mut w, e);
@@ -174,7 +248,7 @@ impl Manifest {
         w.i64(self.started_ns);
         w.u64(self.entries.len() as u64);
         for e in &self.entries {
-            encode_entry_v2(&mut w, e);
+            encode_entry_full(&mut w, e);
         }
         let sum = blake3::hash(&w.0);
         w.0.extend_from_slice(sum.as_bytes());
@@ -183,7 +257,8 @@ impl Manifest {
 
     pub fn decode(bytes: &[u8], origin: &Path) -> Result<Manifest, ManifestError> {
         let corrupt = |offset, what| ManifestError::Corrupt { path: origin.to_path_buf(), offset, what };
-        let front_coded = bytes.starts_with(MAGIC);
+        let indexed = bytes.starts_with(MAGIC);
+        let front_coded = indexed || bytes.starts_with(MAGIC_V3);
         if bytes.len() < MAGIC.len() + 32 || !(front_coded || bytes.starts_with(MAGIC_V2)) {
             return Err(corrupt(0, "not a ws manifest"));
         }
@@ -191,6 +266,15 @@ impl Manifest {
         if blake3::hash(body).as_bytes() != sum {
             return Err(corrupt(body.len(), "checksum mismatch (truncated or edited)"));
         }
+        // The entries end where the index starts (its content is derived from them).
+        let body = if indexed {
+            let tail = body.len().checked_sub(TAIL).ok_or((0, "no index")).map_err(|(o, w)| corrupt(o, w))?;
+            let index_at = Reader { buf: body, pos: tail }.u64().map_err(|(o, w)| corrupt(o, w))?;
+            let index_at = usize::try_from(index_at).ok().filter(|i| *i <= tail && *i >= MAGIC.len());
+            &body[..index_at.ok_or_else(|| corrupt(tail, "index out of bounds"))?]
+        } else {
+            body
+        };
         let mut r = Reader { buf: body, pos: MAGIC.len() };
         let started_ns = r.i64().map_err(|(o, w)| corrupt(o, w))?;
         let count = r.u64().map_err(|(o, w)| corrupt(o, w))?;
@@ -225,12 +309,17 @@ impl Manifest {
 /// data, racy flag, the directory kind): what a claimed count is checked against.
 const MIN_ENTRY: u64 = 4 + 4 + 1 + 8 * 6 + 4 + 1 + 1;
 
-/// An entry with its full path (the format before front coding), for tests
-/// of reading it.
-#[cfg(test)]
-pub(crate) fn encode_entry_v2(w: &mut Writer, e: &Entry) {
+/// An entry with its full path (the format before front coding, and the
+/// index's linked and excluded entries).
+pub(crate) fn encode_entry_full(w: &mut Writer, e: &Entry) {
     w.bytes(e.path.as_bytes());
     encode_body(w, e);
+}
+
+/// A file the snapshot found with several names: a session looks at it
+/// every time, whatever the record says (a name outside may have written it).
+pub(crate) fn is_linked(e: &Entry) -> bool {
+    !e.is_dir() && e.stat.nlink > 1
 }
 
 /// Everything of an entry but its path (shared by the change set's format).

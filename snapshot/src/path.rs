@@ -102,6 +102,11 @@ pub(crate) struct FrontDecoder {
 }
 
 impl FrontDecoder {
+    /// A decoder whose previous path is `seed` (not itself one of its paths).
+    pub fn seeded(seed: &[u8]) -> FrontDecoder {
+        FrontDecoder { cur: seed.to_vec(), pending: Vec::new(), done: Vec::new() }
+    }
+
     pub fn push(&mut self, shared: usize, rest: &[u8]) -> Result<(), &'static str> {
         if shared > self.cur.len() || (shared > 0 && shared < self.cur.len() && self.cur[shared] != b'/') {
             return Err("shared prefix is not a directory of the previous path");

@@ -117,7 +117,15 @@ fn put_manifest(store: &Store, opts: &SnapshotOptions, started_ns: i64, found: F
             if let Some(id) = scope.base.id.as_ref().filter(|_| scoped.unchanged(scope.base)) {
                 return Ok(Put::Base(id.clone()));
             }
-            let mut m = Manifest { started_ns, entries: scoped.merge(scope.base), id: None };
+            let entries = match scope.base.id.as_ref().filter(|_| scope.partial) {
+                // Something changed: merged around the whole stored base.
+                Some(id) => {
+                    let whole = store.manifest(id)?;
+                    crate::changed::Scoped::new(&whole, &visited, scoped.listed()).merge(&whole)
+                }
+                None => scoped.merge(scope.base),
+            };
+            let mut m = Manifest { started_ns, entries, id: None };
             share_prefixes(m.entries.iter_mut().map(|e| &mut e.path));
             m
         }
@@ -129,7 +137,10 @@ fn put_manifest(store: &Store, opts: &SnapshotOptions, started_ns: i64, found: F
     };
     // An unchanged workspace yields the same entries: that is the previous
     // manifest, already stored; nothing to encode or write.
-    let unchanged = opts.previous.filter(|prev| prev.id.is_some() && prev.entries == manifest.entries);
+    // (A partial stat cache is not the previous manifest: not compared.)
+    let unchanged = opts
+        .previous
+        .filter(|prev| prev.id.is_some() && !opts.scope.is_some_and(|s| s.partial) && prev.entries == manifest.entries);
     let id = match unchanged {
         Some(prev) => {
             manifest.started_ns = prev.started_ns;

@@ -341,6 +341,13 @@ impl Store {
         Ok(m)
     }
 
+    /// A stored manifest read through its index ([`ManifestFile`]);
+    /// `Ok(None)` for one written before manifests had one.
+    pub fn manifest_file(&self, id: &ManifestId) -> Result<Option<crate::ManifestFile>, StoreError> {
+        let path = self.root.join("manifests").join(&id.0);
+        Ok(crate::ManifestFile::open(&path, id.clone())?)
+    }
+
     /// The newest snapshot of the workspace, used as the stat cache.
     pub fn latest(&self) -> Option<ManifestId> {
         let s = std::fs::read_to_string(self.root.join("latest")).ok()?;

@@ -104,7 +104,7 @@ pub(crate) fn rollback_paths(
         ));
     }
     let restored: std::collections::HashSet<_> = out.restored.iter().collect();
-    for link in ws_snapshot::outside_links(before, changes, |c| restored.contains(&c.path)) {
+    for link in ws_snapshot::outside_links(&before.entries, changes, |c| restored.contains(&c.path)) {
         ui::warn(&crate::display::text(link.to_string().as_bytes()));
     }
     for p in &out.overwritten {
