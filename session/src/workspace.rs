@@ -249,8 +249,8 @@ impl Workspace {
         });
         let taken = self.after_snapshot(&before, latest.as_ref(), &plan);
         // `None`: the workspace is as `before` where the record says to look.
-        let (after_id, after) = match taken {
-            Ok(after) => (Some(after.id), after.manifest),
+        let (after_id, after, region) = match taken {
+            Ok(after) => (Some(after.id), after.manifest, after.region),
             // A full disk must not leave the session unreviewable: the
             // workspace is described without storing, every changed path is
             // listed, and rollback can put each back from the before-snapshot.
@@ -268,17 +268,22 @@ impl Workspace {
                 let (m, _) =
                     ws_snapshot::walk_unstored(&self.store, &self.snapshot_options(Some(previous), &progress))?;
                 session.after_from = Some(AfterFrom::Walk { reason: "the snapshot store's disk is full".into() });
-                (None, Some(m))
+                (None, Some(m), None)
             }
             Err(e) => return Err(e.into()),
         };
         session.after_snapshot_ms = Some(started.elapsed().as_millis() as u64);
-        let mut changes = match &after {
-            Some(after) => {
+        let mut changes = match (&after, region) {
+            (None, _) => Vec::new(),
+            // Where the record said to look: the rest is `before`'s.
+            (Some(_), Some((was, now))) => {
+                let side = |entries| Manifest { entries, ..Manifest::default() };
+                ws_snapshot::compute_changes(&self.store, &side(was), &side(now))?
+            }
+            (Some(after), None) => {
                 let whole = before.whole().map_err(ws_snapshot::StoreError::from)?;
                 ws_snapshot::compute_changes(&self.store, &whole, after)?
             }
-            None => Vec::new(),
         };
         // Renames are found once, here, so that every review command pairs
         // the same paths. Failing to find them loses nothing: each half

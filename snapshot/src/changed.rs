@@ -166,6 +166,14 @@ impl Scoped {
         self.listed
     }
 
+    /// The base's entries the walk answers for, and what it found there:
+    /// everything a change set against the base needs (every other entry
+    /// is the same on both sides).
+    pub(crate) fn region(&self, base: &Manifest) -> (Vec<Entry>, Vec<Entry>) {
+        let before = base.entries.iter().zip(&self.answered).filter(|(_, a)| **a).map(|(e, _)| e.clone()).collect();
+        (before, self.listed.clone())
+    }
+
     /// The walk found exactly what the base holds where it looked.
     pub(crate) fn unchanged(&self, base: &Manifest) -> bool {
         let mut mine = base.entries.iter().zip(&self.answered).filter(|(_, a)| **a).map(|(e, _)| e);

@@ -44,6 +44,11 @@ pub struct SnapshotOutcome {
     /// `None`: the snapshot is its scope's base ([`SnapshotOptions::scope`]),
     /// found unchanged where the walk looked; the caller holds it already.
     pub manifest: Option<Manifest>,
+    /// With a scope, when something changed: the base's entries where the
+    /// walk looked, and what it found there. Every other entry of the new
+    /// manifest is the base's, so a change set against the base needs only
+    /// these ([`crate::compute_changes`] of the two).
+    pub region: Option<(Vec<crate::manifest::Entry>, Vec<crate::manifest::Entry>)>,
     /// Files whose content was cloned or copied (not vouched for by the stat cache).
     pub stored_files: u64,
     pub stored_bytes: u64,
@@ -69,7 +74,7 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
     let written = walk(store, opts, started_ns, progress, Some(&created))
         .and_then(|(found, bad)| put_manifest(store, opts, started_ns, found).map(|m| (m, bad)));
     let created = created.into_inner().unwrap_or_else(|p| p.into_inner());
-    let (manifest, bad_ignore_files) = match written {
+    let (mut manifest, bad_ignore_files) = match written {
         Ok(w) => w,
         Err(e) => {
             for id in &created {
@@ -80,7 +85,7 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
     };
     let id = match &manifest {
         Put::Base(id) => id.clone(),
-        Put::New(m) => m.id.clone().unwrap_or_else(|| unreachable!("put_manifest sets the id")),
+        Put::New(m, _) => m.id.clone().unwrap_or_else(|| unreachable!("put_manifest sets the id")),
     };
     if !created.is_empty() {
         // Objects are written without fsync each; one syncfs makes them all
@@ -91,9 +96,13 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     Ok(SnapshotOutcome {
         id,
+        region: match &mut manifest {
+            Put::New(_, region) => region.take(),
+            Put::Base(_) => None,
+        },
         manifest: match manifest {
             Put::Base(_) => None,
-            Put::New(m) => Some(m),
+            Put::New(m, _) => Some(m),
         },
         stored_files: load(&progress.stored_files) - before_files,
         stored_bytes: load(&progress.stored_bytes) - before_bytes,
@@ -105,12 +114,15 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
 enum Put {
     /// The scope's base, with this id: nothing new.
     Base(ManifestId),
-    New(Manifest),
+    /// A new manifest, and with a scope the region it differs in
+    /// ([`SnapshotOutcome::region`]).
+    New(Manifest, Option<(Vec<crate::manifest::Entry>, Vec<crate::manifest::Entry>)>),
 }
 
 /// The manifest of a walk's entries, stored (unless the previous one is the
 /// same), with its id set.
 fn put_manifest(store: &Store, opts: &SnapshotOptions, started_ns: i64, found: Found) -> Result<Put, SnapshotError> {
+    let mut region = None;
     let mut manifest = match (opts.scope, found.visited) {
         (Some(scope), Some(visited)) => {
             let scoped = crate::changed::Scoped::new(scope.base, &visited, found.entries);
@@ -121,9 +133,14 @@ fn put_manifest(store: &Store, opts: &SnapshotOptions, started_ns: i64, found: F
                 // Something changed: merged around the whole stored base.
                 Some(id) => {
                     let whole = store.manifest(id)?;
-                    crate::changed::Scoped::new(&whole, &visited, scoped.listed()).merge(&whole)
+                    let scoped = crate::changed::Scoped::new(&whole, &visited, scoped.listed());
+                    region = Some(scoped.region(&whole));
+                    scoped.merge(&whole)
                 }
-                None => scoped.merge(scope.base),
+                None => {
+                    region = Some(scoped.region(scope.base));
+                    scoped.merge(scope.base)
+                }
             };
             let mut m = Manifest { started_ns, entries, id: None };
             share_prefixes(m.entries.iter_mut().map(|e| &mut e.path));
@@ -149,7 +166,7 @@ fn put_manifest(store: &Store, opts: &SnapshotOptions, started_ns: i64, found: F
         None => store.put_manifest(&manifest)?,
     };
     manifest.id = Some(id);
-    Ok(Put::New(manifest))
+    Ok(Put::New(manifest, region))
 }
 
 /// What a walk found: every entry, or with a scope the entries of the
