@@ -248,9 +248,8 @@ impl Workspace {
             Err(reason) => AfterFrom::Walk { reason: reason.clone() },
         });
         let taken = self.after_snapshot(&before, latest.as_ref(), &plan);
-        // `None`: the workspace is as `before` where the record says to look.
         let (after_id, after, region) = match taken {
-            Ok(after) => (Some(after.id), after.manifest, after.region),
+            Ok(after) => (Some(after.id), after.taken, after.region),
             // A full disk must not leave the session unreviewable: the
             // workspace is described without storing, every changed path is
             // listed, and rollback can put each back from the before-snapshot.
@@ -268,21 +267,26 @@ impl Workspace {
                 let (m, _) =
                     ws_snapshot::walk_unstored(&self.store, &self.snapshot_options(Some(previous), &progress))?;
                 session.after_from = Some(AfterFrom::Walk { reason: "the snapshot store's disk is full".into() });
-                (None, Some(m), None)
+                (None, ws_snapshot::Taken::Whole(m), None)
             }
             Err(e) => return Err(e.into()),
         };
         session.after_snapshot_ms = Some(started.elapsed().as_millis() as u64);
-        let mut changes = match (&after, region) {
-            (None, _) => Vec::new(),
+        let mut changes = match (after, region) {
+            // The workspace is as `before` where the record says to look.
+            (ws_snapshot::Taken::Base, _) => Vec::new(),
             // Where the record said to look: the rest is `before`'s.
-            (Some(_), Some((was, now))) => {
+            (_, Some((was, now))) => {
                 let side = |entries| Manifest { entries, ..Manifest::default() };
                 ws_snapshot::compute_changes(&self.store, &side(was), &side(now))?
             }
-            (Some(after), None) => {
+            (taken, None) => {
                 let whole = before.whole().map_err(ws_snapshot::StoreError::from)?;
-                ws_snapshot::compute_changes(&self.store, &whole, after)?
+                let after = match taken {
+                    ws_snapshot::Taken::Whole(m) => m,
+                    _ => self.store.manifest(after_id.as_ref().unwrap_or_else(|| unreachable!("a layer is stored")))?,
+                };
+                ws_snapshot::compute_changes(&self.store, &whole, &after)?
             }
         };
         // Renames are found once, here, so that every review command pairs
@@ -320,8 +324,9 @@ impl Workspace {
         source: &str,
     ) -> Result<SnapshotOutcome, ws_snapshot::SnapshotError> {
         let full = self.try_snapshot(Some(previous), &format!("{what} check"))?;
-        let walked =
-            full.manifest.as_ref().unwrap_or_else(|| unreachable!("a snapshot without a scope has its own manifest"));
+        let ws_snapshot::Taken::Whole(walked) = &full.taken else {
+            unreachable!("a snapshot without a scope has its own manifest")
+        };
         match ws_snapshot::differences(&self.store, fast, walked, 10) {
             Ok(d) if d.is_empty() => self.note(&format!(
                 "{what} check: the snapshot from {source} equals a full walk ({} entries)",
@@ -352,16 +357,29 @@ impl Workspace {
             (plan, latest) => {
                 let whole = before.whole().map_err(ws_snapshot::StoreError::from)?;
                 let scope =
-                    plan.as_ref().ok().map(|changed| ws_snapshot::Scope { base: &whole, changed, partial: false });
+                    plan.as_ref().ok().map(|changed| ws_snapshot::Scope { base: &whole, changed, stored: None });
                 self.try_snapshot_in(Some(latest.unwrap_or(&whole)), scope, "after-snapshot")?
             }
         };
         if plan.is_ok() && check {
             let whole = before.whole().map_err(ws_snapshot::StoreError::from)?;
-            let fast = taken.manifest.as_ref().unwrap_or(&whole);
-            return self.check(fast, latest.unwrap_or(&whole), "after-snapshot", "the record");
+            let fast = self.held(&taken, &whole)?;
+            return self.check(&fast, latest.unwrap_or(&whole), "after-snapshot", "the record");
         }
         Ok(taken)
+    }
+
+    /// What `taken` took, whole (`base`: its scope's base).
+    fn held<'a>(
+        &self,
+        taken: &'a SnapshotOutcome,
+        base: &'a Manifest,
+    ) -> Result<std::borrow::Cow<'a, Manifest>, ws_snapshot::StoreError> {
+        Ok(match &taken.taken {
+            ws_snapshot::Taken::Base => std::borrow::Cow::Borrowed(base),
+            ws_snapshot::Taken::Whole(m) => std::borrow::Cow::Borrowed(m),
+            ws_snapshot::Taken::Layered => std::borrow::Cow::Owned(self.store.manifest(&taken.id)?),
+        })
     }
 
     /// A snapshot looking only where `changed` says, against `base` (the
@@ -373,8 +391,8 @@ impl Workspace {
         what: &str,
     ) -> Result<SnapshotOutcome, ws_snapshot::SnapshotError> {
         let partial = base.partial(changed).map_err(ws_snapshot::StoreError::from)?;
-        let scope =
-            ws_snapshot::Scope { base: &partial, changed, partial: matches!(partial, std::borrow::Cow::Owned(_)) };
+        let stored = matches!(partial, std::borrow::Cow::Owned(_)).then_some(base);
+        let scope = ws_snapshot::Scope { base: &partial, changed, stored };
         self.try_snapshot_in(Some(&partial), Some(scope), what)
     }
 
@@ -392,8 +410,8 @@ impl Workspace {
                 let taken = self.scoped_snapshot(stored, changed, "snapshot")?;
                 if check {
                     let whole = stored.whole().map_err(ws_snapshot::StoreError::from)?;
-                    let fast = taken.manifest.as_ref().unwrap_or(&whole);
-                    self.check(fast, &whole, "before-snapshot", "the watch")?
+                    let fast = self.held(&taken, &whole)?;
+                    self.check(&fast, &whole, "before-snapshot", "the watch")?
                 } else {
                     taken
                 }
@@ -403,10 +421,11 @@ impl Workspace {
                 self.try_snapshot_in(whole.as_deref(), None, "snapshot")?
             }
         };
-        match (taken.manifest, previous) {
-            (Some(m), _) => Ok((taken.id, Stored::Whole(m))),
-            (None, Some(base)) => Ok((taken.id, base)),
-            (None, None) => unreachable!("a snapshot without a base has its own manifest"),
+        match (taken.taken, previous) {
+            (ws_snapshot::Taken::Whole(m), _) => Ok((taken.id, Stored::Whole(m))),
+            (ws_snapshot::Taken::Layered, _) => Ok((taken.id.clone(), Stored::open(&self.store, &taken.id)?)),
+            (ws_snapshot::Taken::Base, Some(base)) => Ok((taken.id, base)),
+            (ws_snapshot::Taken::Base, None) => unreachable!("a snapshot without a base has its own manifest"),
         }
     }
 

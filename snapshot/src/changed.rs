@@ -19,10 +19,11 @@ use crate::path::RelPath;
 pub struct Scope<'a> {
     pub base: &'a Manifest,
     pub changed: &'a ChangedPaths,
-    /// `base` holds only the directories the walk lists
-    /// ([`crate::Stored::partial`]): whether anything changed is known from
-    /// it, but a new manifest merges the whole of the stored one.
-    pub partial: bool,
+    /// `Some`: `base` is what the walk needs of this stored snapshot
+    /// ([`crate::Stored::partial`]), only the directories it lists: whether
+    /// anything changed is known from it, and a new snapshot is a layer
+    /// over the stored one's whole base, or merged with the whole of it.
+    pub stored: Option<&'a crate::Stored>,
 }
 
 /// Paths that may differ from the base snapshot.
@@ -333,8 +334,12 @@ mod tests {
             progress: None,
             scope,
         };
-        let base = scope.map(|s| s.base.clone());
-        crate::take_snapshot(store, &opts).unwrap().manifest.or(base).unwrap()
+        let taken = crate::take_snapshot(store, &opts).unwrap();
+        match taken.taken {
+            crate::Taken::Base => scope.unwrap().base.clone(),
+            crate::Taken::Whole(m) => m,
+            crate::Taken::Layered => store.manifest(&taken.id).unwrap(),
+        }
     }
 
     /// A snapshot told where the changes are equals a full walk; told too
@@ -363,19 +368,19 @@ mod tests {
         told.add_whole(b"moved");
         told.add_whole(b"new");
         let full = snap(&store, &root, Some(&before), None);
-        let scoped = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &told, partial: false }));
+        let scoped = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &told, stored: None }));
         assert_eq!(differences(&store, &scoped, &full, 10).unwrap(), Vec::<String>::new());
         // Not told about the new tree: it is missing, and that is seen.
         let mut short = told.clone();
         short.whole.remove(b"new".as_slice());
         short.paths.remove(b"new".as_slice());
-        let missed = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &short, partial: false }));
+        let missed = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &short, stored: None }));
         let d = differences(&store, &missed, &full, 10).unwrap();
         assert!(d.iter().any(|l| l.starts_with("new")), "{d:?}");
         // Not told about the write: the stale entry is seen as different.
         let mut quiet = told.clone();
         quiet.paths.remove(b"a/b/one".as_slice());
-        let stale = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &quiet, partial: false }));
+        let stale = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &quiet, stored: None }));
         let d = differences(&store, &stale, &full, 10).unwrap();
         assert!(d.iter().any(|l| l.starts_with("a/b/one")), "{d:?}");
     }
@@ -406,10 +411,10 @@ mod tests {
             exclude_files: vec![],
             previous: Some(&before),
             progress: None,
-            scope: Some(Scope { base: &before, changed: &none, partial: false }),
+            scope: Some(Scope { base: &before, changed: &none, stored: None }),
         };
         let same = crate::take_snapshot(&store, &opts).unwrap();
-        assert!(same.manifest.is_none() && Some(&same.id) == before.id.as_ref());
+        assert!(matches!(same.taken, crate::Taken::Base) && Some(&same.id) == before.id.as_ref());
         std::fs::write(root.join("a/x/1"), "changed, longer").unwrap();
         std::fs::remove_dir_all(root.join("a-b")).unwrap();
         std::fs::remove_dir_all(root.join("a.c")).unwrap();
@@ -431,12 +436,98 @@ mod tests {
             "read an untouched listing"
         );
         let through_index =
-            snap(&store, &root, Some(&partial), Some(Scope { base: &partial, changed: &told, partial: true }));
+            snap(&store, &root, Some(&partial), Some(Scope { base: &partial, changed: &told, stored: Some(&stored) }));
         let full = snap(&store, &root, Some(&before), None);
-        let scoped = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &told, partial: false }));
+        let scoped = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &told, stored: None }));
         assert_eq!(differences(&store, &scoped, &full, 10).unwrap(), Vec::<String>::new());
         assert_eq!(differences(&store, &through_index, &full, 10).unwrap(), Vec::<String>::new());
         assert!(scoped.get(&rel("a/y/2")).is_some() && scoped.get(&rel("z/z/10")).is_some());
         assert!(scoped.get(&rel("a-b/deep/4")).is_none() && scoped.get(&rel("a/a-b/7")).is_none());
+    }
+
+    /// Snapshots told where the changes are, one after another, each read
+    /// through the one before: they are stored as one layer over the first
+    /// whole one (joined, not stacked), each equals a full walk, and the
+    /// region each reports gives the same change set as the whole listings.
+    #[test]
+    fn layers_over_a_whole_snapshot_equal_full_walks_session_after_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store_dir) = (dir.path().join("ws"), dir.path().join("store"));
+        for d in 0..30 {
+            for f in 0..40 {
+                let p = root.join(format!("d{d}/sub/f{f}"));
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, format!("{d} {f}")).unwrap();
+            }
+        }
+        let store = crate::Store::open_or_create(&store_dir, &root).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let first = snap(&store, &root, None, None);
+        type Step = (&'static str, Box<dyn Fn(&std::path::Path)>, Vec<&'static str>, Vec<&'static str>);
+        let steps: Vec<Step> = vec![
+            (
+                "an edit",
+                Box::new(|r| std::fs::write(r.join("d1/sub/f1"), "edited").unwrap()),
+                vec!["d1/sub/f1"],
+                vec![],
+            ),
+            (
+                "a directory gone and one made",
+                Box::new(|r| {
+                    std::fs::remove_dir_all(r.join("d2")).unwrap();
+                    std::fs::create_dir_all(r.join("new/deep")).unwrap();
+                    std::fs::write(r.join("new/deep/n"), "n").unwrap();
+                }),
+                vec!["d2"],
+                vec!["new"],
+            ),
+            (
+                "the edit undone, a directory made a file",
+                Box::new(|r| {
+                    std::fs::write(r.join("d1/sub/f1"), "1 1").unwrap();
+                    std::fs::remove_dir_all(r.join("d3/sub")).unwrap();
+                    std::fs::write(r.join("d3/sub"), "now a file").unwrap();
+                }),
+                vec!["d1/sub/f1", "d3/sub"],
+                vec![],
+            ),
+        ];
+        let mut previous = first.clone();
+        for (name, change, paths, wholes) in steps {
+            change(&root);
+            let mut told = ChangedPaths::new();
+            for p in paths {
+                told.add(p.as_bytes());
+            }
+            for w in wholes {
+                told.add_whole(w.as_bytes());
+            }
+            let stored = crate::Stored::open(&store, previous.id.as_ref().unwrap()).unwrap();
+            let partial = stored.partial(&told).unwrap();
+            let opts = crate::SnapshotOptions {
+                workspace: &root,
+                budget: crate::Budget::default(),
+                exclude_files: vec![],
+                previous: Some(&partial),
+                progress: None,
+                scope: Some(Scope { base: &partial, changed: &told, stored: Some(&stored) }),
+            };
+            let taken = crate::take_snapshot(&store, &opts).unwrap();
+            assert!(matches!(taken.taken, crate::Taken::Layered), "{name}: not a layer");
+            let now = store.manifest(&taken.id).unwrap();
+            let full = snap(&store, &root, Some(&now), None);
+            assert_eq!(differences(&store, &now, &full, 10).unwrap(), Vec::<String>::new(), "{name}");
+            let layered = crate::Stored::open(&store, &taken.id).unwrap();
+            let crate::Stored::Layered(l) = &layered else { panic!("{name}: not read as a layer") };
+            assert_eq!(l.base.id, *first.id.as_ref().unwrap(), "{name}: a layer over a layer");
+            let (was, after) = taken.region.unwrap();
+            let side = |entries| Manifest { entries, ..Manifest::default() };
+            let from_region = crate::compute_changes(&store, &side(was), &side(after)).unwrap();
+            let from_wholes = crate::compute_changes(&store, &previous, &now).unwrap();
+            let paths = |c: &[crate::Change]| c.iter().map(|c| c.path.clone()).collect::<Vec<_>>();
+            assert_eq!(paths(&from_region), paths(&from_wholes), "{name}");
+            assert!(!from_wholes.is_empty(), "{name}: nothing changed (the step tests nothing)");
+            previous = now;
+        }
     }
 }

@@ -492,7 +492,7 @@ mod outside_link_tests {
                 progress: None,
                 scope: None,
             };
-            take_snapshot(&store, &opts).unwrap().manifest.expect("no scope")
+            take_snapshot(&store, &opts).unwrap().taken.into_whole().expect("no scope")
         };
         let before = snap(None);
         for f in ["shared", "inner1", "plain"] {

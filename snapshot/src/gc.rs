@@ -54,12 +54,20 @@ fn add_manifest(keep: &mut HashSet<ObjectId>, store: &Store, id: &ManifestId) ->
             keep.insert(*object);
         }
     };
-    match store.manifest_file(id)? {
-        Some(f) => f.scan(b"", |e| {
+    let scan = |f: &crate::ManifestFile, add: &mut dyn FnMut(&crate::Entry)| {
+        f.scan(b"", |e| {
             add(e);
             true
-        })?,
-        None => store.manifest(id)?.entries.iter().for_each(add),
+        })
+    };
+    match crate::Stored::open(store, id)? {
+        crate::Stored::Indexed(f) => scan(&f, &mut add)?,
+        // The base's objects, those the layer hides too: kept, not needed.
+        crate::Stored::Layered(l) => {
+            scan(&l.base, &mut add)?;
+            l.layer_entries().iter().for_each(add);
+        }
+        crate::Stored::Whole(m) => m.entries.iter().for_each(add),
     }
     Ok(())
 }

@@ -323,7 +323,9 @@ mod tests {
         assert_eq!(h, vec![Hunk { id: 1, old_start: 1, old_lines: 1, new_start: 1, new_lines: 340_000 }]);
         assert_eq!(line_counts(b"*.tmp\n", &new), (340_000, 1));
         assert_eq!(combine(b"*.tmp\n", &new, |_| false), b"*.tmp\n");
-        assert!(t.elapsed() < std::time::Duration::from_secs(10), "{:?}", t.elapsed());
+        // Not a speed check (the bench measures that): quadratic, this takes
+        // hours; near linear, a second, or ten on a loaded machine.
+        assert!(t.elapsed() < std::time::Duration::from_secs(120), "{:?}", t.elapsed());
     }
 
     /// A file of short lines from a small alphabet, so edits collide and

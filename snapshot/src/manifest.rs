@@ -31,7 +31,7 @@ const MAGIC_V3: &[u8; 8] = b"WSMANIF3";
 const MAGIC_V2: &[u8; 8] = b"WSMANIF2";
 
 /// Entries per indexed block.
-pub(crate) const BLOCK: usize = 512;
+pub(crate) const BLOCK: usize = 64;
 /// Magic, start time and entry count.
 pub(crate) const HEADER: usize = 8 + 8 + 8;
 /// The index's offsets and hash before the trailing BLAKE3: three u64 and 32 bytes.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::error::ManifestError;
+use crate::layer::Layer;
 use crate::manifest::{BLOCK, Entry, HEADER, Manifest, ManifestId, Reader, TAIL, decode_body, decode_entry};
 use crate::path::{FrontDecoder, RelPath};
 
@@ -274,17 +275,75 @@ impl ManifestFile {
     }
 }
 
-/// A stored snapshot as a session holds it: through its index, or whole (a
-/// manifest of an older format, or one just taken).
+/// A stored snapshot as a session holds it: through its index, as a layer
+/// over an indexed one, or whole (a manifest of an older format, or one
+/// just taken).
 #[derive(Debug)]
 pub enum Stored {
     Indexed(ManifestFile),
+    Layered(Layered),
     Whole(Manifest),
 }
 
+/// A snapshot stored as a [`Layer`] over an indexed whole one.
+#[derive(Debug)]
+pub struct Layered {
+    pub id: ManifestId,
+    pub started_ns: i64,
+    pub base: ManifestFile,
+    pub(crate) layer: Layer,
+}
+
+impl Layered {
+    /// The layer's own entries.
+    pub(crate) fn layer_entries(&self) -> &[Entry] {
+        &self.layer.entries
+    }
+
+    /// Every entry.
+    fn read_all(&self) -> Result<Manifest, ManifestError> {
+        let mut entries = Vec::with_capacity(self.base.count.min(1 << 24) as usize + self.layer.entries.len());
+        let mut mine = self.layer.entries.iter().peekable();
+        self.base.scan(b"", |e| {
+            if !self.layer.answers(e.path.as_bytes()) {
+                while let Some(l) = mine.next_if(|l| l.path < e.path) {
+                    entries.push(l.clone());
+                }
+                entries.push(e.clone());
+            }
+            true
+        })?;
+        entries.extend(mine.cloned());
+        Ok(Manifest { started_ns: self.started_ns, entries, id: Some(self.id.clone()) })
+    }
+
+    /// The base's entries it does not answer for, with its own: both sorted.
+    fn over(&self, base: Vec<Entry>, mine: impl Iterator<Item = Entry>) -> Vec<Entry> {
+        let mut out: Vec<Entry> = base.into_iter().filter(|e| !self.layer.answers(e.path.as_bytes())).collect();
+        out.extend(mine);
+        out.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        out
+    }
+}
+
+/// The layer's entries below `dir` (every one for the root).
+fn layer_below<'a>(layer: &'a Layer, dir: &[u8]) -> impl Iterator<Item = &'a Entry> {
+    let prefix = if dir.is_empty() { Vec::new() } else { [dir, b"/"].concat() };
+    let start = layer.entries.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
+    layer.entries[start..].iter().take_while(move |e| e.path.as_bytes().starts_with(&prefix))
+}
+
 impl Stored {
-    /// The stored manifest `id`, through its index when it has one.
+    /// The stored manifest `id`: through its index when it has one.
     pub fn open(store: &crate::Store, id: &ManifestId) -> Result<Stored, crate::StoreError> {
+        if let Some((started_ns, base, layer)) = store.layer(id)? {
+            let base = store.manifest_file(&base)?.ok_or_else(|| ManifestError::Corrupt {
+                path: store.root().join("manifests").join(&id.0),
+                offset: 0,
+                what: "a layer over a manifest without an index",
+            })?;
+            return Ok(Stored::Layered(Layered { id: id.clone(), started_ns, base, layer }));
+        }
         Ok(match store.manifest_file(id)? {
             Some(f) => Stored::Indexed(f),
             None => Stored::Whole(store.manifest(id)?),
@@ -294,6 +353,7 @@ impl Stored {
     pub fn id(&self) -> Option<&ManifestId> {
         match self {
             Stored::Indexed(f) => Some(&f.id),
+            Stored::Layered(l) => Some(&l.id),
             Stored::Whole(m) => m.id.as_ref(),
         }
     }
@@ -302,6 +362,13 @@ impl Stored {
     pub fn linked(&self) -> Vec<&Entry> {
         match self {
             Stored::Indexed(f) => f.linked.iter().collect(),
+            Stored::Layered(l) => l
+                .base
+                .linked
+                .iter()
+                .filter(|e| !l.layer.answers(e.path.as_bytes()))
+                .chain(l.layer.entries.iter().filter(|e| crate::manifest::is_linked(e)))
+                .collect(),
             Stored::Whole(m) => m.entries.iter().filter(|e| crate::manifest::is_linked(e)).collect(),
         }
     }
@@ -309,6 +376,17 @@ impl Stored {
     pub fn excluded(&self) -> Vec<&Entry> {
         match self {
             Stored::Indexed(f) => f.excluded.iter().collect(),
+            Stored::Layered(l) => {
+                let mut v: Vec<&Entry> = l
+                    .base
+                    .excluded
+                    .iter()
+                    .filter(|e| !l.layer.answers(e.path.as_bytes()))
+                    .chain(l.layer.entries.iter().filter(|e| e.is_excluded()))
+                    .collect();
+                v.sort_by(|a, b| a.path.cmp(&b.path));
+                v
+            }
             Stored::Whole(m) => m.excluded().collect(),
         }
     }
@@ -321,18 +399,63 @@ impl Stored {
         if inodes.is_empty() {
             return Ok(Vec::new());
         }
+        let scan = |f: &ManifestFile, keep: &dyn Fn(&Entry) -> bool| -> Result<Vec<Entry>, ManifestError> {
+            let mut out = Vec::new();
+            f.scan(b"", |e| {
+                if wanted(e) && keep(e) {
+                    out.push(e.clone());
+                }
+                true
+            })?;
+            Ok(out)
+        };
         match self {
             Stored::Whole(m) => Ok(m.entries.iter().filter(|e| wanted(e)).cloned().collect()),
-            Stored::Indexed(f) => {
-                let mut out = Vec::new();
-                f.scan(b"", |e| {
-                    if wanted(e) {
-                        out.push(e.clone());
-                    }
-                    true
-                })?;
+            Stored::Indexed(f) => scan(f, &|_| true),
+            Stored::Layered(l) => {
+                let mut out = scan(&l.base, &|e| !l.layer.answers(e.path.as_bytes()))?;
+                out.extend(l.layer.entries.iter().filter(|e| wanted(e)).cloned());
                 Ok(out)
             }
+        }
+    }
+
+    /// The entries directly in `dir`.
+    fn children(&self, dir: &[u8]) -> Result<Vec<Entry>, ManifestError> {
+        match self {
+            Stored::Indexed(f) => f.children(dir),
+            Stored::Layered(l) if l.layer.answers_below(dir) => Ok(layer_below(&l.layer, dir)
+                .filter(|e| e.path.parent().is_some_and(|p| p.as_bytes() == dir))
+                .cloned()
+                .collect()),
+            Stored::Layered(l) => l.base.children(dir),
+            Stored::Whole(m) => {
+                let r = m.below_range(dir);
+                Ok(m.entries[r]
+                    .iter()
+                    .filter(|e| e.path.parent().is_some_and(|p| p.as_bytes() == dir))
+                    .cloned()
+                    .collect())
+            }
+        }
+    }
+
+    /// The entries below `dir`.
+    pub(crate) fn below(&self, dir: &[u8]) -> Result<Vec<Entry>, ManifestError> {
+        match self {
+            Stored::Indexed(f) => f.below(dir),
+            Stored::Layered(l) => Ok(l.over(l.base.below(dir)?, layer_below(&l.layer, dir).cloned())),
+            Stored::Whole(m) => Ok(m.entries[m.below_range(dir)].to_vec()),
+        }
+    }
+
+    /// The whole snapshot this one's entries come from, and the layer over
+    /// it if any: what a new layer is put over.
+    pub(crate) fn layering(&self) -> Option<(&ManifestFile, Option<&Layer>)> {
+        match self {
+            Stored::Indexed(f) => Some((f, None)),
+            Stored::Layered(l) => Some((&l.base, Some(&l.layer))),
+            Stored::Whole(_) => None,
         }
     }
 
@@ -341,18 +464,19 @@ impl Stored {
     /// directory it will list (those on the way to a change, and all below
     /// one it walks whole). Whole, it is all of it.
     pub fn partial(&self, changed: &crate::ChangedPaths) -> Result<std::borrow::Cow<'_, Manifest>, ManifestError> {
-        let f = match self {
+        let (id, started_ns) = match self {
             Stored::Whole(m) => return Ok(std::borrow::Cow::Borrowed(m)),
-            Stored::Indexed(f) => f,
+            Stored::Indexed(f) => (&f.id, f.started_ns),
+            Stored::Layered(l) => (&l.id, l.started_ns),
         };
         let mut entries = Vec::new();
         let mut dirs = vec![(RelPath::root(), changed.root_whole())];
         while let Some((dir, whole)) = dirs.pop() {
             if whole {
-                entries.extend(f.below(dir.as_bytes())?);
+                entries.extend(self.below(dir.as_bytes())?);
                 continue;
             }
-            for e in f.children(dir.as_bytes())? {
+            for e in self.children(dir.as_bytes())? {
                 if e.is_dir()
                     && let Some(whole) = changed.visit(&e.path, false)
                 {
@@ -361,7 +485,7 @@ impl Stored {
                 entries.push(e);
             }
         }
-        let mut m = Manifest { started_ns: f.started_ns, entries, id: Some(f.id.clone()) };
+        let mut m = Manifest { started_ns, entries, id: Some(id.clone()) };
         m.sort();
         Ok(std::borrow::Cow::Owned(m))
     }
@@ -370,6 +494,7 @@ impl Stored {
     pub fn whole(&self) -> Result<std::borrow::Cow<'_, Manifest>, ManifestError> {
         match self {
             Stored::Indexed(f) => f.read_all().map(std::borrow::Cow::Owned),
+            Stored::Layered(l) => l.read_all().map(std::borrow::Cow::Owned),
             Stored::Whole(m) => Ok(std::borrow::Cow::Borrowed(m)),
         }
     }
@@ -377,6 +502,7 @@ impl Stored {
     pub fn into_whole(self) -> Result<Manifest, ManifestError> {
         match self {
             Stored::Indexed(f) => f.read_all(),
+            Stored::Layered(l) => l.read_all(),
             Stored::Whole(m) => Ok(m),
         }
     }

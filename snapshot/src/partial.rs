@@ -361,7 +361,7 @@ mod tests {
                 progress: None,
                 scope: None,
             };
-            take_snapshot(&store, &opts).unwrap().manifest.expect("no scope")
+            take_snapshot(&store, &opts).unwrap().taken.into_whole().expect("no scope")
         };
         let before = snap(None);
         std::fs::write(ws.join("f"), NEW).unwrap();

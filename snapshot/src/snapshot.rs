@@ -38,12 +38,34 @@ pub struct SnapshotOptions<'a> {
     pub scope: Option<crate::changed::Scope<'a>>,
 }
 
+/// What a snapshot took.
+#[derive(Debug)]
+pub enum Taken {
+    /// Its scope's base ([`SnapshotOptions::scope`]), found unchanged where
+    /// the walk looked: the caller holds it already.
+    Base,
+    /// A new manifest, held whole.
+    Whole(Manifest),
+    /// A new manifest stored as a layer over the whole one its scope's base
+    /// was read from ([`crate::Stored::open`] reads it).
+    Layered,
+}
+
+impl Taken {
+    /// The new manifest when it is held whole.
+    pub fn into_whole(self) -> Option<Manifest> {
+        match self {
+            Taken::Whole(m) => Some(m),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct SnapshotOutcome {
     pub id: ManifestId,
-    /// `None`: the snapshot is its scope's base ([`SnapshotOptions::scope`]),
-    /// found unchanged where the walk looked; the caller holds it already.
-    pub manifest: Option<Manifest>,
+    /// What was taken, and whether it is held here.
+    pub taken: Taken,
     /// With a scope, when something changed: the base's entries where the
     /// walk looked, and what it found there. Every other entry of the new
     /// manifest is the base's, so a change set against the base needs only
@@ -84,7 +106,7 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
         }
     };
     let id = match &manifest {
-        Put::Base(id) => id.clone(),
+        Put::Base(id) | Put::Layered(id, _) => id.clone(),
         Put::New(m, _) => m.id.clone().unwrap_or_else(|| unreachable!("put_manifest sets the id")),
     };
     if !created.is_empty() {
@@ -98,11 +120,13 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
         id,
         region: match &mut manifest {
             Put::New(_, region) => region.take(),
+            Put::Layered(_, region) => Some(std::mem::take(region)),
             Put::Base(_) => None,
         },
-        manifest: match manifest {
-            Put::Base(_) => None,
-            Put::New(m, _) => Some(m),
+        taken: match manifest {
+            Put::Base(_) => Taken::Base,
+            Put::New(m, _) => Taken::Whole(m),
+            Put::Layered(..) => Taken::Layered,
         },
         stored_files: load(&progress.stored_files) - before_files,
         stored_bytes: load(&progress.stored_bytes) - before_bytes,
@@ -116,8 +140,12 @@ enum Put {
     Base(ManifestId),
     /// A new manifest, and with a scope the region it differs in
     /// ([`SnapshotOutcome::region`]).
-    New(Manifest, Option<(Vec<crate::manifest::Entry>, Vec<crate::manifest::Entry>)>),
+    New(Manifest, Option<Region>),
+    /// A layer over the scope's stored base, with the region it differs in.
+    Layered(ManifestId, Region),
 }
+
+type Region = (Vec<crate::manifest::Entry>, Vec<crate::manifest::Entry>);
 
 /// The manifest of a walk's entries, stored (unless the previous one is the
 /// same), with its id set.
@@ -129,10 +157,13 @@ fn put_manifest(store: &Store, opts: &SnapshotOptions, started_ns: i64, found: F
             if let Some(id) = scope.base.id.as_ref().filter(|_| scoped.unchanged(scope.base)) {
                 return Ok(Put::Base(id.clone()));
             }
-            let entries = match scope.base.id.as_ref().filter(|_| scope.partial) {
-                // Something changed: merged around the whole stored base.
-                Some(id) => {
-                    let whole = store.manifest(id)?;
+            let entries = match scope.stored {
+                Some(stored) => {
+                    if let Some(put) = put_layer(store, stored, scope.base, &visited, &scoped, started_ns)? {
+                        return Ok(put);
+                    }
+                    // Too much for a layer: merged around the whole stored base.
+                    let whole = stored.whole().map_err(crate::StoreError::from)?;
                     let scoped = crate::changed::Scoped::new(&whole, &visited, scoped.listed());
                     region = Some(scoped.region(&whole));
                     scoped.merge(&whole)
@@ -155,9 +186,9 @@ fn put_manifest(store: &Store, opts: &SnapshotOptions, started_ns: i64, found: F
     // An unchanged workspace yields the same entries: that is the previous
     // manifest, already stored; nothing to encode or write.
     // (A partial stat cache is not the previous manifest: not compared.)
-    let unchanged = opts
-        .previous
-        .filter(|prev| prev.id.is_some() && !opts.scope.is_some_and(|s| s.partial) && prev.entries == manifest.entries);
+    let unchanged = opts.previous.filter(|prev| {
+        prev.id.is_some() && opts.scope.is_none_or(|s| s.stored.is_none()) && prev.entries == manifest.entries
+    });
     let id = match unchanged {
         Some(prev) => {
             manifest.started_ns = prev.started_ns;
@@ -167,6 +198,64 @@ fn put_manifest(store: &Store, opts: &SnapshotOptions, started_ns: i64, found: F
     };
     manifest.id = Some(id);
     Ok(Put::New(manifest, region))
+}
+
+/// A scoped walk's findings as a layer over the whole snapshot `stored`
+/// rests on (joined with the layer already over it): `None` when `stored`
+/// is held whole, or the layer would not be small beside it
+/// ([`crate::layer::Layer::fits`]). `partial` is what the walk was given
+/// of `stored` ([`crate::Stored::partial`]).
+fn put_layer(
+    store: &Store,
+    stored: &crate::Stored,
+    partial: &Manifest,
+    visited: &[(crate::path::RelPath, bool)],
+    scoped: &crate::changed::Scoped,
+    started_ns: i64,
+) -> Result<Option<Put>, SnapshotError> {
+    let Some((base, older)) = stored.layering() else { return Ok(None) };
+    let (mut was, now) = scoped.region(partial);
+    let visits: std::collections::HashMap<&[u8], bool> = visited.iter().map(|(p, w)| (p.as_bytes(), *w)).collect();
+    let is_dir_now = |p: &[u8]| now.binary_search_by(|e| e.path.as_bytes().cmp(p)).is_ok_and(|i| now[i].is_dir());
+    let mut listed = std::collections::HashSet::new();
+    let mut whole = std::collections::HashSet::new();
+    let mut gone = Vec::new();
+    for (dir, w) in visited {
+        if *w {
+            // The topmost directory walked whole says it for all below it.
+            let above_whole = dir.parent().is_some_and(|p| visits.get(p.as_bytes()).copied().unwrap_or(false));
+            if !above_whole {
+                whole.insert(dir.as_bytes().to_vec());
+            }
+            continue;
+        }
+        listed.insert(dir.as_bytes().to_vec());
+        // A directory of the base that is not one now, and was not walked:
+        // nothing below it is left.
+        for e in &partial.entries[partial.below_range(dir.as_bytes())] {
+            let p = e.path.as_bytes();
+            let child = e.path.parent().is_some_and(|d| d.as_bytes() == dir.as_bytes());
+            if child && e.is_dir() && !visits.contains_key(p) && !is_dir_now(p) {
+                whole.insert(p.to_vec());
+                gone.push(p.to_vec());
+            }
+        }
+    }
+    let layer = crate::layer::Layer::new(listed, whole, now.clone());
+    let layer = match older {
+        Some(o) => o.clone().then(layer),
+        None => layer,
+    };
+    if !layer.fits(base.count) {
+        return Ok(None);
+    }
+    for g in &gone {
+        was.extend(stored.below(g).map_err(crate::StoreError::from)?);
+    }
+    was.sort_by(|a, b| a.path.cmp(&b.path));
+    was.dedup_by(|a, b| a.path == b.path);
+    let id = store.put_layer(&layer.encode(&base.id, started_ns))?;
+    Ok(Some(Put::Layered(id, (was, now))))
 }
 
 /// What a walk found: every entry, or with a scope the entries of the

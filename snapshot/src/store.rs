@@ -336,9 +336,38 @@ impl Store {
         let path = self.root.join("manifests").join(&id.0);
         let bytes =
             fs_err::read(&path).map_err(|source| crate::error::ManifestError::Read { path: path.clone(), source })?;
+        if crate::layer::is_layer(&bytes) {
+            // Over an indexed whole one (never another layer).
+            return Ok(crate::Stored::open(self, id)?.into_whole()?);
+        }
         let mut m = Manifest::decode(&bytes, &path)?;
         m.id = Some(id.clone());
         Ok(m)
+    }
+
+    /// The layer stored as `id` ([`crate::layer`]): when it was taken, its
+    /// base, itself; `None` for a whole manifest.
+    pub(crate) fn layer(&self, id: &ManifestId) -> Result<Option<(i64, ManifestId, crate::layer::Layer)>, StoreError> {
+        let path = self.root.join("manifests").join(&id.0);
+        let read = |source| crate::error::ManifestError::Read { path: path.clone(), source };
+        let mut magic = [0u8; 8];
+        let mut f = std::fs::File::open(&path).map_err(read)?;
+        if std::io::Read::read_exact(&mut f, &mut magic).is_err() || !crate::layer::is_layer(&magic) {
+            return Ok(None);
+        }
+        let bytes = fs_err::read(&path).map_err(read)?;
+        let (base, started_ns, layer) = crate::layer::Layer::decode(&bytes, &path)?;
+        Ok(Some((started_ns, base, layer)))
+    }
+
+    /// Stores a layer's bytes ([`crate::layer::Layer::encode`]) under their id.
+    pub(crate) fn put_layer(&self, bytes: &[u8]) -> Result<ManifestId, StoreError> {
+        let id = ManifestId(hex(&blake3::hash(bytes).as_bytes()[..16]));
+        let path = self.root.join("manifests").join(&id.0);
+        if !path.exists() {
+            self.write_atomic(&path, bytes)?;
+        }
+        Ok(id)
     }
 
     /// A stored manifest read through its index ([`ManifestFile`]);

@@ -556,7 +556,7 @@ mod tests {
             progress: None,
             scope: None,
         };
-        take_snapshot(store, &opts).unwrap().manifest.expect("no scope")
+        take_snapshot(store, &opts).unwrap().taken.into_whole().expect("no scope")
     }
 
     fn object(m: &crate::Manifest, p: &str) -> crate::ObjectId {

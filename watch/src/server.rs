@@ -11,7 +11,7 @@
 //!   it. Such a file either had several names at the last snapshot (the
 //!   caller looks at those every time) or gets one later, which changes its
 //!   link count: a fanotify mark on each workspace's filesystem for
-//!   attribute changes reports its handle, looked up (to device and inode)
+//!   attribute changes reports its handle, looked up (to its path, or device and inode)
 //!   when a session asks (this needs root). The handles are kept once, in a
 //!   journal every workspace's token reads (by the watch's one clock), so
 //!   a filesystem's attribute churn costs the same with one workspace as
@@ -93,11 +93,11 @@ pub fn serve(cfg: &Config) -> Result<bool, String> {
     let mut watch = Watch {
         cfg: cfg.clone(),
         names: Names::new()?,
-        links: Links { group, marked: HashSet::new(), inodes: HashMap::new() },
+        links: Links { group, marked: HashSet::new() },
         journals: Journals {
             clock: Clock::default(),
             spaces: HashMap::new(),
-            handles: Journal::new(u64::from_ne_bytes(instance), cfg.limit),
+            handles: Journal::new(u64::from_ne_bytes(instance), cfg.limit.min(HANDLES_KEPT)),
         },
         next_id: 0,
     };
@@ -321,18 +321,19 @@ impl Watch {
 }
 
 /// The attribute side: the handles of files whose attributes changed, noted
-/// once in the shared journal as they come and looked up (handle → inode)
-/// only when a session asks (a handle names one inode for good: it carries
-/// its generation).
+/// once in the shared journal as they come and looked up (to a path, or
+/// device and inode) only when a session asks (a handle names one inode for
+/// good: it carries its generation).
 struct Links {
     group: fanotify::Group,
     /// Devices whose filesystem is marked.
     marked: HashSet<u64>,
-    inodes: HashMap<Vec<u8>, Option<(u64, u64)>>,
 }
 
-/// Handles remembered at most; beyond, the cache starts again.
-const HANDLES_MAX: usize = 100_000;
+/// Attribute changes the shared journal keeps at most: a workspace asked
+/// once and not since holds back what may be forgotten, so past this many
+/// the journal loses them (every workspace walks once) rather than grow.
+const HANDLES_KEPT: usize = 100_000;
 
 impl Links {
     fn mark(&mut self, root: &Path, dev: u64) -> std::io::Result<()> {
@@ -377,15 +378,14 @@ impl Links {
 
     /// The changes of an answer for the workspace at `root`, handles looked
     /// up on its filesystem: one of another filesystem names nothing there
-    /// (ESTALE), or another file, which is only looked at once more; one
-    /// whose file is gone names nothing (its names in the workspace were
-    /// seen going).
+    /// (ESTALE), or another file, which is only looked at once more. A file
+    /// with one name, inside the workspace, is named by that path (looking
+    /// it up by inode would take the caller's whole listing); one with no
+    /// name left is skipped (its names were seen going); any other, by
+    /// device and inode.
     fn resolve(&mut self, root: &Path, changes: Vec<Change>) -> Result<Vec<Change>, String> {
         if !changes.iter().any(|c| matches!(c, Change::Handle(_))) {
             return Ok(changes);
-        }
-        if self.inodes.len() > HANDLES_MAX {
-            self.inodes.clear();
         }
         let mount = std::fs::File::open(root).map_err(|e| format!("cannot open {}: {e}", root.display()))?;
         let mut out = Vec::with_capacity(changes.len());
@@ -395,28 +395,28 @@ impl Links {
                 out.push(c);
                 continue;
             };
-            let inode = match self.inodes.get(&h) {
-                Some(known) => *known,
-                None => {
-                    let found = match fanotify::open_by_handle(mount.as_fd(), &h) {
-                        Ok(fd) => rustix::fs::fstat(&fd)
-                            .ok()
-                            .filter(|st| rustix::fs::FileType::from_raw_mode(st.st_mode).is_file())
-                            .map(|st| {
-                                #[allow(clippy::unnecessary_cast)] // widths differ between architectures
-                                (st.st_dev as u64, st.st_ino as u64)
-                            }),
-                        Err(e) if e.raw_os_error() == Some(libc::ESTALE) => None,
-                        Err(e) => return Err(format!("cannot look up a file whose attributes changed: {e}")),
-                    };
-                    self.inodes.insert(h, found);
-                    found
-                }
+            let fd = match fanotify::open_by_handle(mount.as_fd(), &h) {
+                Ok(fd) => fd,
+                Err(e) if e.raw_os_error() == Some(libc::ESTALE) => continue,
+                Err(e) => return Err(format!("cannot look up a file whose attributes changed: {e}")),
             };
-            if let Some((dev, ino)) = inode
-                && seen.insert((dev, ino))
-            {
-                out.push(Change::Inode(dev, ino));
+            let Ok(st) = rustix::fs::fstat(&fd) else { continue };
+            if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() || st.st_nlink == 0 {
+                continue;
+            }
+            if st.st_nlink == 1 {
+                // Its one name, as this process sees it (a file the kernel
+                // cannot place in the tree shows no path under the root).
+                let name = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
+                if let Some(rel) = name.ok().as_deref().and_then(|n| n.strip_prefix(root).ok()) {
+                    out.push(Change::Path(rel.as_os_str().as_bytes().to_vec()));
+                    continue;
+                }
+            }
+            #[allow(clippy::unnecessary_cast)] // widths differ between architectures
+            let inode = (st.st_dev as u64, st.st_ino as u64);
+            if seen.insert(inode) {
+                out.push(Change::Inode(inode.0, inode.1));
             }
         }
         Ok(out)

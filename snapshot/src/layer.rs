@@ -1,0 +1,250 @@
+//! A snapshot stored as what changed over a whole one: the directories a
+//! scoped walk listed, and what it found there (`WSLAYER1`).
+//!
+//! A layer answers for the entries of its base whose parent it `listed`
+//! (their listing is the layer's), and for every entry below a directory in
+//! `whole` (walked whole, or gone); every other entry is the base's. Two
+//! layers over one base are one: their sets joined, the older one's entries
+//! kept where the newer does not answer. So a session that changes ten
+//! files in a workspace of a million stores and reads what it changed, and
+//! the listing of the directories on the way, not the million.
+//!
+//! A layer is kept only while it is small beside its base (see
+//! [`Layer::fits`]); past that the whole snapshot is written again.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use crate::error::ManifestError;
+use crate::manifest::{Entry, ManifestId, Reader, Writer, decode_body, encode_body};
+use crate::path::{FrontDecoder, RelPath};
+
+pub(crate) const MAGIC: &[u8; 8] = b"WSLAYER1";
+
+/// Directories a layer may name at most, and how deep: a layer past these
+/// is written as a whole snapshot (its lookups cost its depth).
+const DIRS_MAX: usize = 65_536;
+const DEPTH_MAX: usize = 64;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Layer {
+    /// Directories whose children are the layer's.
+    listed: HashSet<Vec<u8>>,
+    /// Directories everything below which is the layer's.
+    whole: HashSet<Vec<u8>>,
+    /// Components of the deepest directory named.
+    depth: usize,
+    /// What is there, sorted by path.
+    pub(crate) entries: Vec<Entry>,
+}
+
+fn components(p: &[u8]) -> usize {
+    if p.is_empty() { 0 } else { 1 + p.iter().filter(|b| **b == b'/').count() }
+}
+
+fn parent(p: &[u8]) -> &[u8] {
+    p.iter().rposition(|b| *b == b'/').map_or(&[][..], |i| &p[..i])
+}
+
+impl Layer {
+    pub(crate) fn new(listed: HashSet<Vec<u8>>, whole: HashSet<Vec<u8>>, entries: Vec<Entry>) -> Layer {
+        let depth = listed.iter().chain(&whole).map(|p| components(p)).max().unwrap_or(0);
+        Layer { listed, whole, depth, entries }
+    }
+
+    /// Whether the entry at `path` is the layer's to give (or to leave out).
+    pub(crate) fn answers(&self, path: &[u8]) -> bool {
+        if self.listed.contains(parent(path)) || self.whole.contains(&b""[..]) {
+            return true;
+        }
+        // Its directories, down to the deepest the layer names.
+        let mut seen = 0;
+        for (i, b) in path.iter().enumerate() {
+            if *b == b'/' {
+                if self.whole.contains(&path[..i]) {
+                    return true;
+                }
+                seen += 1;
+                if seen >= self.depth {
+                    break;
+                }
+            }
+        }
+        false
+    }
+
+    /// Whether the children of `dir` are all the layer's.
+    pub(crate) fn answers_below(&self, dir: &[u8]) -> bool {
+        self.listed.contains(dir)
+            || self.whole.contains(&b""[..])
+            || (!dir.is_empty() && self.answers(&[dir, b"/x"].concat()))
+    }
+
+    /// This layer with `newer` over it.
+    pub(crate) fn then(self, newer: Layer) -> Layer {
+        let mut entries: Vec<Entry> = self.entries.into_iter().filter(|e| !newer.answers(e.path.as_bytes())).collect();
+        entries.extend(newer.entries);
+        entries.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        let mut listed = self.listed;
+        listed.extend(newer.listed);
+        let mut whole = self.whole;
+        whole.extend(newer.whole);
+        Layer::new(listed, whole, entries)
+    }
+
+    /// Small enough beside a base of `base_entries` to be kept as a layer.
+    pub(crate) fn fits(&self, base_entries: u64) -> bool {
+        self.listed.len() + self.whole.len() <= DIRS_MAX
+            && self.depth <= DEPTH_MAX
+            && (self.entries.len() as u64) <= (base_entries / 8).max(4096)
+    }
+
+    pub(crate) fn encode(&self, base: &ManifestId, started_ns: i64) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(64 + self.entries.len() * 96));
+        w.0.extend_from_slice(MAGIC);
+        w.i64(started_ns);
+        w.bytes(base.0.as_bytes());
+        for set in [&self.listed, &self.whole] {
+            let mut sorted: Vec<&Vec<u8>> = set.iter().collect();
+            sorted.sort();
+            w.u64(sorted.len() as u64);
+            for p in sorted {
+                w.bytes(p);
+            }
+        }
+        w.u64(self.entries.len() as u64);
+        let mut prev = RelPath::root();
+        for e in &self.entries {
+            w.front_coded(&prev, &e.path);
+            encode_body(&mut w, e);
+            prev = e.path.clone();
+        }
+        let sum = blake3::hash(&w.0);
+        w.0.extend_from_slice(sum.as_bytes());
+        w.0
+    }
+
+    /// (base, started_ns, layer) from a layer's bytes.
+    pub(crate) fn decode(bytes: &[u8], origin: &Path) -> Result<(ManifestId, i64, Layer), ManifestError> {
+        let corrupt = |offset, what| ManifestError::Corrupt { path: origin.to_path_buf(), offset, what };
+        if bytes.len() < MAGIC.len() + 32 || !bytes.starts_with(MAGIC) {
+            return Err(corrupt(0, "not a ws layer"));
+        }
+        let (body, sum) = bytes.split_at(bytes.len() - 32);
+        if blake3::hash(body).as_bytes() != sum {
+            return Err(corrupt(body.len(), "checksum mismatch (truncated or edited)"));
+        }
+        let at = |(o, w): (usize, &'static str)| corrupt(o, w);
+        let mut r = Reader { buf: body, pos: MAGIC.len() };
+        let started_ns = r.i64().map_err(at)?;
+        let base = r.bytes().map_err(at)?;
+        let base = std::str::from_utf8(base)
+            .ok()
+            .filter(|b| b.len() == 32 && b.bytes().all(|c| c.is_ascii_hexdigit()))
+            .ok_or_else(|| corrupt(MAGIC.len() + 8, "invalid base id"))?;
+        let mut sets = [HashSet::new(), HashSet::new()];
+        for set in &mut sets {
+            let n = r.u64().map_err(at)?;
+            for _ in 0..n.min(body.len() as u64) {
+                let p = r.bytes().map_err(at)?;
+                if !p.is_empty() && RelPath::from_bytes(p).is_none() {
+                    return Err(corrupt(r.pos, "invalid directory"));
+                }
+                set.insert(p.to_vec());
+            }
+        }
+        let count = r.u64().map_err(at)?;
+        let mut paths = FrontDecoder::default();
+        let mut entries = Vec::new();
+        for _ in 0..count.min(body.len() as u64) {
+            r.front_coded(&mut paths).map_err(at)?;
+            entries.push(decode_body(&mut r, RelPath::root()).map_err(at)?);
+        }
+        for (e, path) in entries.iter_mut().zip(paths.finish()) {
+            e.path = path;
+        }
+        if r.pos != body.len() || entries.len() as u64 != count {
+            return Err(corrupt(r.pos, "trailing bytes after the last entry"));
+        }
+        if !entries.windows(2).all(|w| w[0].path < w[1].path) {
+            return Err(corrupt(MAGIC.len(), "entries out of order"));
+        }
+        let [listed, whole] = sets;
+        let layer = Layer::new(listed, whole, entries);
+        if layer.depth > DEPTH_MAX || layer.listed.len() + layer.whole.len() > DIRS_MAX {
+            return Err(corrupt(MAGIC.len(), "a layer past its bounds"));
+        }
+        if let Some(e) = layer.entries.iter().find(|e| !layer.answers(e.path.as_bytes())) {
+            let _ = e;
+            return Err(corrupt(MAGIC.len(), "an entry the layer does not answer for"));
+        }
+        Ok((ManifestId(base.to_string()), started_ns, layer))
+    }
+}
+
+/// Whether `bytes` are a layer's.
+pub(crate) fn is_layer(bytes: &[u8]) -> bool {
+    bytes.starts_with(MAGIC)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::manifest::EntryKind;
+    use crate::stat::FileStat;
+
+    fn set(ps: &[&str]) -> HashSet<Vec<u8>> {
+        ps.iter().map(|p| p.as_bytes().to_vec()).collect()
+    }
+
+    fn entry(p: &str) -> Entry {
+        Entry {
+            path: RelPath::from_bytes(p.as_bytes()).unwrap(),
+            kind: EntryKind::Dir,
+            stat: FileStat::default(),
+            racy: false,
+        }
+    }
+
+    #[test]
+    fn a_layer_answers_for_the_listings_it_holds_and_below_what_it_holds_whole() {
+        let l = Layer::new(set(&["", "a", "a/b"]), set(&["a/gone", "n"]), vec![entry("a"), entry("a/b")]);
+        for yes in ["a", "z", "a/b", "a/c", "a/b/c", "a/gone/x", "a/gone/x/y", "n/q"] {
+            assert!(l.answers(yes.as_bytes()), "{yes}");
+        }
+        for no in ["a/c/d", "z/y", "a/gonex/y", "nn/q", "a/b/c/d"] {
+            assert!(!l.answers(no.as_bytes()), "{no}");
+        }
+        assert!(l.answers_below(b"a") && l.answers_below(b"n") && l.answers_below(b"a/gone/x"));
+        assert!(!l.answers_below(b"a/c"));
+    }
+
+    #[test]
+    fn two_layers_are_one_with_the_newer_over_the_older() {
+        let old = Layer::new(set(&["", "a"]), set(&[]), vec![entry("a"), entry("a/x"), entry("b")]);
+        let new = Layer::new(set(&["", "b"]), set(&["a"]), vec![entry("a"), entry("b"), entry("b/y")]);
+        let both = old.then(new);
+        let paths: Vec<&[u8]> = both.entries.iter().map(|e| e.path.as_bytes()).collect();
+        assert_eq!(paths, [&b"a"[..], b"b", b"b/y"], "a/x is below a, which the newer holds whole");
+        assert!(both.answers(b"a/anything/deep") && both.answers(b"b/z") && !both.answers(b"c/d"));
+    }
+
+    #[test]
+    fn layers_round_trip_and_damage_is_refused() {
+        let l = Layer::new(set(&["", "a"]), set(&["a/w"]), vec![entry("a"), entry("a/b"), entry("a/w")]);
+        let id = ManifestId("0123456789abcdef0123456789abcdef".into());
+        let bytes = l.encode(&id, 7);
+        assert_eq!(Layer::decode(&bytes, Path::new("l")).unwrap(), (id, 7, l));
+        for i in 0..bytes.len() {
+            let mut b = bytes.clone();
+            b[i] ^= 0x20;
+            assert!(Layer::decode(&b, Path::new("l")).is_err(), "flip at {i}");
+        }
+        // An entry it does not answer for (written by no layer of ours).
+        let odd = Layer::new(set(&["a"]), set(&[]), vec![entry("c/d")]);
+        let bytes = odd.encode(&ManifestId("0123456789abcdef0123456789abcdef".into()), 0);
+        assert!(Layer::decode(&bytes, Path::new("l")).is_err());
+    }
+}
