@@ -130,13 +130,29 @@ fn assert_names_file_and_byte(e: &ManifestError, origin: &Path, len: usize) {
 /// manifest that keeps the type's promises (sorted, valid relative paths).
 fn decode_manifest(bytes: &[u8]) {
     let origin = Path::new("/store/manifests/hostile");
-    match Manifest::decode(bytes, origin) {
-        Err(e) => assert_names_file_and_byte(&e, origin, bytes.len()),
+    let whole = Manifest::decode(bytes, origin);
+    match &whole {
+        Err(e) => assert_names_file_and_byte(e, origin, bytes.len()),
         Ok(m) => {
             assert!(m.entries.windows(2).all(|w| w[0].path < w[1].path));
             for e in &m.entries {
                 assert!(!e.path.is_root() && RelPath::from_bytes(e.path.as_bytes()).as_ref() == Some(&e.path));
             }
+        }
+    }
+    // Read through its index, it reads the same, or fails, or (damage only
+    // the whole file's checksum sees, which a reader in part never reads)
+    // reads what the index and its blocks vouch for.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m");
+    std::fs::write(&path, bytes).unwrap();
+    let id = crate::ManifestId("hostile".into());
+    if let Ok(Some(f)) = crate::ManifestFile::open(&path, id)
+        && let Ok(read) = f.read_all()
+    {
+        assert!(read.entries.windows(2).all(|w| w[0].path < w[1].path), "read in part out of order");
+        if let Ok(m) = &whole {
+            assert_eq!(read.entries, m.entries, "read in part, not whole");
         }
     }
 }
@@ -450,7 +466,16 @@ fn the_kept_corpus_replays_bounded_and_without_a_panic() {
     }
     assert!(seen >= 20, "the corpus is missing: {seen} files");
     // The valid ones decode (positive control), every other one is refused.
-    let valid = ["v3-sample", "v2-sample", "v3-deep-chain-1000", "v4-rename-pair", "v3-rename-pair", "v2-plain"];
+    let valid = [
+        "v4-sample",
+        "v4-deep-chain-1000",
+        "v3-sample",
+        "v2-sample",
+        "v3-deep-chain-1000",
+        "v4-rename-pair",
+        "v3-rename-pair",
+        "v2-plain",
+    ];
     for kind in ["manifest", "changes"] {
         for entry in std::fs::read_dir(corpus_dir().join(kind)).unwrap() {
             let path = entry.unwrap().path();
@@ -525,16 +550,28 @@ fn write_the_corpus() {
         w.0.extend_from_slice(sum.as_bytes());
         w.0
     };
-    let mut truncated = sample.encode();
+    let mut truncated = sample.encode_v3();
     truncated.truncate(truncated.len() / 2);
-    let mut trailing = sample.encode();
+    let mut v4_truncated = sample.encode();
+    v4_truncated.truncate(v4_truncated.len() / 2);
+    // The index said to start past the end of the file, resealed.
+    let mut v4_index_past_end = sample.encode();
+    let tail = v4_index_past_end.len() - 32 - crate::manifest::TAIL;
+    v4_index_past_end[tail..tail + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    v4_index_past_end.truncate(v4_index_past_end.len() - 32);
+    reseal_append(&mut v4_index_past_end);
+    let mut trailing = sample.encode_v3();
     trailing.truncate(trailing.len() - 32);
     trailing.push(0);
     reseal_append(&mut trailing);
     let manifests: Vec<(&str, Vec<u8>)> = vec![
-        ("v3-sample", sample.encode()),
+        ("v4-sample", sample.encode()),
+        ("v4-deep-chain-1000", chain.encode()),
+        ("v4-truncated", v4_truncated),
+        ("v4-index-past-the-end", v4_index_past_end),
+        ("v3-sample", sample.encode_v3()),
         ("v2-sample", sample.encode_v2()),
-        ("v3-deep-chain-1000", chain.encode()),
+        ("v3-deep-chain-1000", chain.encode_v3()),
         ("v3-count-claims-2^62", hand(b"WSMANIF3", 1 << 62, &[(0, b"a")])),
         ("v2-count-claims-2^62", hand(b"WSMANIF2", 1 << 62, &[(0, b"a")])),
         ("v3-shared-past-previous", hand(b"WSMANIF3", 2, &[(0, b"a"), (9, b"b")])),
