@@ -177,7 +177,7 @@ pub(crate) fn encode_changes(changes: &[Change]) -> Vec<u8> {
         }
         encode_rename(&mut w, c.rename.as_ref());
     }
-    seal(w)
+    w.sealed()
 }
 
 fn state_byte(state: ChangeState) -> u8 {
@@ -197,13 +197,6 @@ fn encode_rename(w: &mut Writer, rename: Option<&Rename>) {
         }
         None => w.u8(0),
     }
-}
-
-/// The bytes with their checksum appended.
-fn seal(mut w: Writer) -> Vec<u8> {
-    let sum = blake3::hash(&w.0);
-    w.0.extend_from_slice(sum.as_bytes());
-    w.0
 }
 
 pub(crate) fn decode_changes(bytes: &[u8], origin: &Path) -> Result<Vec<Change>, ManifestError> {
@@ -293,7 +286,7 @@ pub(crate) fn encode_changes_v3(changes: &[Change], renames: bool) -> Vec<u8> {
             encode_rename(&mut w, c.rename.as_ref());
         }
     }
-    seal(w)
+    w.sealed()
 }
 
 fn decode_rename(r: &mut Reader) -> DecodeResult<Option<Rename>> {

@@ -546,9 +546,7 @@ fn write_the_corpus() {
             }
             crate::manifest::encode_body(&mut w, &dir(RelPath::root()));
         }
-        let sum = blake3::hash(&w.0);
-        w.0.extend_from_slice(sum.as_bytes());
-        w.0
+        w.sealed()
     };
     let mut truncated = sample.encode_v3();
     truncated.truncate(truncated.len() / 2);

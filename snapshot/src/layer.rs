@@ -16,8 +16,8 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use crate::error::ManifestError;
-use crate::manifest::{Entry, ManifestId, Reader, Writer, decode_body, encode_body};
-use crate::path::{FrontDecoder, RelPath};
+use crate::manifest::{Entry, ManifestId, Reader, Writer, decode_entries, encode_entries};
+use crate::path::RelPath;
 
 pub(crate) const MAGIC: &[u8; 8] = b"WSLAYER1";
 
@@ -113,15 +113,8 @@ impl Layer {
             }
         }
         w.u64(self.entries.len() as u64);
-        let mut prev = RelPath::root();
-        for e in &self.entries {
-            w.front_coded(&prev, &e.path);
-            encode_body(&mut w, e);
-            prev = e.path.clone();
-        }
-        let sum = blake3::hash(&w.0);
-        w.0.extend_from_slice(sum.as_bytes());
-        w.0
+        encode_entries(&mut w, RelPath::root(), &self.entries);
+        w.sealed()
     }
 
     /// (base, started_ns, layer) from a layer's bytes.
@@ -154,15 +147,8 @@ impl Layer {
             }
         }
         let count = r.u64().map_err(at)?;
-        let mut paths = FrontDecoder::default();
-        let mut entries = Vec::new();
-        for _ in 0..count.min(body.len() as u64) {
-            r.front_coded(&mut paths).map_err(at)?;
-            entries.push(decode_body(&mut r, RelPath::root()).map_err(at)?);
-        }
-        for (e, path) in entries.iter_mut().zip(paths.finish()) {
-            e.path = path;
-        }
+        // Each entry takes bytes: a count past them fails on the way.
+        let entries = decode_entries(&mut r, b"", count, Vec::new()).map_err(at)?;
         if r.pos != body.len() || entries.len() as u64 != count {
             return Err(corrupt(r.pos, "trailing bytes after the last entry"));
         }

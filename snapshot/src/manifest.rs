@@ -178,11 +178,7 @@ impl Manifest {
         let mut blocks = Vec::with_capacity(self.entries.len().div_ceil(BLOCK));
         for block in self.entries.chunks(BLOCK) {
             let (seed, start) = (prev.clone(), w.0.len());
-            for e in block {
-                w.front_coded(&prev, &e.path);
-                encode_body(&mut w, e);
-                prev = e.path.clone();
-            }
+            prev = encode_entries(&mut w, prev, block);
             let hash = blake3::hash(&w.0[start..]);
             blocks.push((seed, start, w.0.len() - start, block.len(), hash));
         }
@@ -218,9 +214,7 @@ impl Manifest {
         w.u64(linked_at as u64);
         w.u64(excluded_at as u64);
         w.0.extend_from_slice(meta.as_bytes());
-        let sum = blake3::hash(&w.0);
-        w.0.extend_from_slice(sum.as_bytes());
-        w.0
+        w.sealed()
     }
 
     /// The format before the index, for tests of reading it.
@@ -229,15 +223,8 @@ impl Manifest {
         let mut w = Writer(MAGIC_V3.to_vec());
         w.i64(self.started_ns);
         w.u64(self.entries.len() as u64);
-        let mut prev = RelPath::root();
-        for e in &self.entries {
-            w.front_coded(&prev, &e.path);
-            encode_body(&mut w, e);
-            prev = e.path.clone();
-        }
-        let sum = blake3::hash(&w.0);
-        w.0.extend_from_slice(sum.as_bytes());
-        w.0
+        encode_entries(&mut w, RelPath::root(), &self.entries);
+        w.sealed()
     }
 
     /// The format before front coding (a full path per entry), for tests of
@@ -250,9 +237,7 @@ impl Manifest {
         for e in &self.entries {
             encode_entry_full(&mut w, e);
         }
-        let sum = blake3::hash(&w.0);
-        w.0.extend_from_slice(sum.as_bytes());
-        w.0
+        w.sealed()
     }
 
     pub fn decode(bytes: &[u8], origin: &Path) -> Result<Manifest, ManifestError> {
@@ -281,14 +266,7 @@ impl Manifest {
         // Bounded by the bytes there are, not by the count claimed.
         let mut entries = Vec::with_capacity(count.min(body.len() as u64 / MIN_ENTRY) as usize);
         if front_coded {
-            let mut paths = FrontDecoder::default();
-            for _ in 0..count {
-                r.front_coded(&mut paths).map_err(|(o, w)| corrupt(o, w))?;
-                entries.push(decode_body(&mut r, RelPath::root()).map_err(|(o, w)| corrupt(o, w))?);
-            }
-            for (e, path) in entries.iter_mut().zip(paths.finish()) {
-                e.path = path;
-            }
+            entries = decode_entries(&mut r, b"", count, entries).map_err(|(o, w)| corrupt(o, w))?;
         } else {
             for _ in 0..count {
                 entries.push(decode_entry(&mut r).map_err(|(o, w)| corrupt(o, w))?);
@@ -320,6 +298,37 @@ pub(crate) fn encode_entry_full(w: &mut Writer, e: &Entry) {
 /// every time, whatever the record says (a name outside may have written it).
 pub(crate) fn is_linked(e: &Entry) -> bool {
     !e.is_dir() && e.stat.nlink > 1
+}
+
+/// Entries one after the other, each path front-coded against the one
+/// before (`prev` for the first: the root for a whole listing); the last path.
+pub(crate) fn encode_entries(w: &mut Writer, mut prev: RelPath, entries: &[Entry]) -> RelPath {
+    for e in entries {
+        w.front_coded(&prev, &e.path);
+        encode_body(w, e);
+        prev = e.path.clone();
+    }
+    prev
+}
+
+/// `count` entries as [`encode_entries`] wrote them after the path `seed`,
+/// appended to `into` (sized by the caller from the bytes there are).
+pub(crate) fn decode_entries(
+    r: &mut Reader,
+    seed: &[u8],
+    count: u64,
+    mut into: Vec<Entry>,
+) -> DecodeResult<Vec<Entry>> {
+    let mut paths = FrontDecoder::seeded(seed);
+    let first = into.len();
+    for _ in 0..count {
+        r.front_coded(&mut paths)?;
+        into.push(decode_body(r, RelPath::root())?);
+    }
+    for (e, path) in into[first..].iter_mut().zip(paths.finish()) {
+        e.path = path;
+    }
+    Ok(into)
 }
 
 /// Everything of an entry but its path (shared by the change set's format).
@@ -417,6 +426,15 @@ pub(crate) fn decode_body(r: &mut Reader, path: RelPath) -> DecodeResult<Entry> 
 }
 
 pub(crate) struct Writer(pub Vec<u8>);
+
+impl Writer {
+    /// The bytes written, with a BLAKE3 of them after.
+    pub fn sealed(mut self) -> Vec<u8> {
+        let sum = blake3::hash(&self.0);
+        self.0.extend_from_slice(sum.as_bytes());
+        self.0
+    }
+}
 
 impl Writer {
     pub fn u8(&mut self, v: u8) {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::ManifestError;
 use crate::layer::Layer;
-use crate::manifest::{BLOCK, Entry, HEADER, Manifest, ManifestId, Reader, TAIL, decode_body, decode_entry};
+use crate::manifest::{BLOCK, Entry, HEADER, Manifest, ManifestId, Reader, TAIL, decode_entries, decode_entry};
 use crate::path::{FrontDecoder, RelPath};
 
 /// One block of entries, as the index describes it.
@@ -159,18 +159,11 @@ impl ManifestFile {
             return Err(corrupt(b.offset as usize, "block checksum mismatch"));
         }
         let mut r = Reader { buf: &buf, pos: 0 };
-        let mut paths = FrontDecoder::seeded(b.seed.as_bytes());
-        let mut entries = Vec::with_capacity(b.count as usize);
-        for _ in 0..b.count {
-            let at = |(o, w): (usize, &'static str)| corrupt(b.offset as usize + o, w);
-            r.front_coded(&mut paths).map_err(at)?;
-            entries.push(decode_body(&mut r, RelPath::root()).map_err(at)?);
-        }
+        let entries = Vec::with_capacity(b.count as usize);
+        let entries = decode_entries(&mut r, b.seed.as_bytes(), u64::from(b.count), entries)
+            .map_err(|(o, w)| corrupt(b.offset as usize + o, w))?;
         if r.pos != buf.len() {
             return Err(corrupt(b.offset as usize + r.pos, "trailing bytes in a block"));
-        }
-        for (e, path) in entries.iter_mut().zip(paths.finish()) {
-            e.path = path;
         }
         let sorted = entries.windows(2).all(|w| w[0].path < w[1].path)
             && entries.first().is_none_or(|e| e.path > b.seed || k == 0)
