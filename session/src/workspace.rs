@@ -193,10 +193,6 @@ impl Workspace {
         }
     }
 
-    pub fn latest_manifest(&self) -> Option<Manifest> {
-        self.store.latest().and_then(|id| self.store.manifest(&id).ok())
-    }
-
     /// The latest manifest as a session reads it: through its index.
     pub fn latest_stored(&self) -> Option<Stored> {
         self.store.latest().and_then(|id| Stored::open(&self.store, &id).ok())
@@ -343,8 +339,9 @@ impl Workspace {
 
     /// The after-snapshot of a session whose before-snapshot is `before`:
     /// looking only where the record says (`plan`) when it can vouch, read
-    /// through the before-snapshot's index when that is the stat cache too
-    /// (`latest`: another session's newer snapshot, which is then).
+    /// through the before-snapshot's index, unless `latest` (another
+    /// session's newer snapshot) is the better stat cache: then both are
+    /// read whole.
     fn after_snapshot(
         &self,
         before: &Stored,
