@@ -160,8 +160,7 @@ impl Layer {
         if layer.depth > DEPTH_MAX || layer.listed.len() + layer.whole.len() > DIRS_MAX {
             return Err(corrupt(MAGIC.len(), "a layer past its bounds"));
         }
-        if let Some(e) = layer.entries.iter().find(|e| !layer.answers(e.path.as_bytes())) {
-            let _ = e;
+        if layer.entries.iter().any(|e| !layer.answers(e.path.as_bytes())) {
             return Err(corrupt(MAGIC.len(), "an entry the layer does not answer for"));
         }
         Ok((ManifestId(base.to_string()), started_ns, layer))
