@@ -123,6 +123,9 @@ pub(crate) struct Scoped {
     answered: Vec<bool>,
     /// What the walk found, sorted by path.
     listed: Vec<Entry>,
+    /// Directories of the base in a directory the walk listed, neither
+    /// walked nor found again as directories: nothing below them is left.
+    gone: Vec<Vec<u8>>,
 }
 
 impl Scoped {
@@ -134,6 +137,7 @@ impl Scoped {
                 && listed.binary_search_by(|e| e.path.as_bytes().cmp(p)).is_ok_and(|i| listed[i].is_dir())
         };
         let mut answered = vec![false; base.entries.len()];
+        let mut gone = Vec::new();
         for (dir, whole) in visited {
             let range = base.below_range(dir.as_bytes());
             if *whole {
@@ -155,11 +159,19 @@ impl Scoped {
                 if !visits.contains_key(path) && !kept_dir(path) {
                     // Gone, or no longer a directory: nothing below it is left.
                     answered[base.below_range(path)].fill(true);
+                    if base.entries[i].is_dir() {
+                        gone.push(path.to_vec());
+                    }
                 }
                 i += 1;
             }
         }
-        Scoped { answered, listed }
+        Scoped { answered, listed, gone }
+    }
+
+    /// Directories of the base that are gone ([`Scoped::gone`]).
+    pub(crate) fn gone(&self) -> &[Vec<u8>] {
+        &self.gone
     }
 
     /// What the walk found, for another base.
@@ -171,13 +183,12 @@ impl Scoped {
     /// everything a change set against the base needs (every other entry
     /// is the same on both sides).
     pub(crate) fn region(&self, base: &Manifest) -> (Vec<Entry>, Vec<Entry>) {
-        let before = base.entries.iter().zip(&self.answered).filter(|(_, a)| **a).map(|(e, _)| e.clone()).collect();
-        (before, self.listed.clone())
+        (answered(base, &self.answered, true).cloned().collect(), self.listed.clone())
     }
 
     /// The walk found exactly what the base holds where it looked.
     pub(crate) fn unchanged(&self, base: &Manifest) -> bool {
-        let mut mine = base.entries.iter().zip(&self.answered).filter(|(_, a)| **a).map(|(e, _)| e);
+        let mut mine = answered(base, &self.answered, true);
         self.listed.iter().all(|l| mine.next() == Some(l)) && mine.next().is_none()
     }
 
@@ -185,7 +196,7 @@ impl Scoped {
     /// and what it found, in path order.
     pub(crate) fn merge(self, base: &Manifest) -> Vec<Entry> {
         let mut out = Vec::with_capacity(base.entries.len() + self.listed.len());
-        let mut kept = base.entries.iter().zip(&self.answered).filter(|(_, a)| !**a).map(|(e, _)| e).peekable();
+        let mut kept = answered(base, &self.answered, false).peekable();
         for l in self.listed {
             while let Some(k) = kept.next_if(|k| k.path < l.path) {
                 out.push(k.clone());
@@ -195,6 +206,12 @@ impl Scoped {
         out.extend(kept.cloned());
         out
     }
+}
+
+/// The entries of `base` a walk answers for (`yes`), or those it does not,
+/// by [`Scoped::answered`]'s marks.
+fn answered<'a>(base: &'a Manifest, marks: &'a [bool], yes: bool) -> impl Iterator<Item = &'a Entry> {
+    base.entries.iter().zip(marks).filter(move |(_, a)| **a == yes).map(|(e, _)| e)
 }
 
 /// `path` as a workspace path, when it surely names what is on disk.

@@ -22,7 +22,7 @@ use crate::path::{FrontDecoder, RelPath, front_code, share_prefixes};
 use crate::stat::FileStat;
 use crate::store::ObjectId;
 
-const MAGIC: &[u8; 8] = b"WSMANIF4";
+pub(crate) const MAGIC: &[u8; 8] = b"WSMANIF4";
 /// Manifests without an index: read (the latest snapshot and pending
 /// sessions may name them), never written.
 const MAGIC_V3: &[u8; 8] = b"WSMANIF3";
@@ -148,10 +148,7 @@ impl Manifest {
 
     /// Where [`Manifest::below`]'s entries are, by index.
     pub fn below_range(&self, dir: &[u8]) -> std::ops::Range<usize> {
-        if dir.is_empty() {
-            return 0..self.entries.len();
-        }
-        let prefix = [dir, b"/"].concat();
+        let prefix = dir_prefix(dir);
         let start = self.entries.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
         let len = self.entries[start..].partition_point(|e| e.path.as_bytes().starts_with(&prefix));
         start..start + len
@@ -281,6 +278,11 @@ impl Manifest {
         }
         Ok(Manifest { started_ns, entries, id: None })
     }
+}
+
+/// What every path below `dir` starts with (nothing for the root).
+pub(crate) fn dir_prefix(dir: &[u8]) -> Vec<u8> {
+    if dir.is_empty() { Vec::new() } else { [dir, b"/"].concat() }
 }
 
 /// The fewest bytes an entry takes (front-coded path of one byte, stat

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::ManifestError;
 use crate::layer::Layer;
-use crate::manifest::{BLOCK, Entry, HEADER, Manifest, ManifestId, Reader, TAIL, decode_entries, decode_entry};
+use crate::manifest::{
+    BLOCK, Entry, HEADER, MAGIC, Manifest, ManifestId, Reader, TAIL, decode_entries, decode_entry, dir_prefix,
+};
 use crate::path::{FrontDecoder, RelPath};
 
 /// One block of entries, as the index describes it.
@@ -59,7 +61,7 @@ impl ManifestFile {
             return Ok(None);
         }
         file.read_exact_at(&mut head, 0).map_err(read)?;
-        if &head[..8] != b"WSMANIF4" {
+        if &head[..MAGIC.len()] != MAGIC {
             return Ok(None);
         }
         let started_ns = i64::from_le_bytes(head[8..16].try_into().unwrap_or_default());
@@ -69,7 +71,8 @@ impl ManifestFile {
         file.read_exact_at(&mut tail, tail_at).map_err(read)?;
         let word = |i: usize| u64::from_le_bytes(tail[i * 8..i * 8 + 8].try_into().unwrap_or_default());
         let (index_at, linked_at, excluded_at) = (word(0), word(1), word(2));
-        let in_order = 24 <= index_at && index_at <= linked_at && linked_at <= excluded_at && excluded_at <= tail_at;
+        let in_order =
+            HEADER as u64 <= index_at && index_at <= linked_at && linked_at <= excluded_at && excluded_at <= tail_at;
         if !in_order {
             return Err(corrupt(tail_at as usize, "index offsets out of order"));
         }
@@ -100,7 +103,7 @@ impl ManifestFile {
             return Err(corrupt(index_at as usize + r.pos, "trailing bytes after the index"));
         }
         let mut blocks = Vec::with_capacity(rest.len());
-        let mut expect = 24;
+        let mut expect = HEADER as u64;
         let mut total = 0u64;
         for (seed, (offset, len, n, hash)) in std::iter::once(RelPath::root()).chain(seeds.finish()).zip(rest) {
             // Blocks follow each other from the header to the index.
@@ -212,7 +215,7 @@ impl ManifestFile {
 
     /// The entries below `dir` (every entry for the root).
     pub fn below(&self, dir: &[u8]) -> Result<Vec<Entry>, ManifestError> {
-        let prefix = if dir.is_empty() { Vec::new() } else { [dir, b"/"].concat() };
+        let prefix = dir_prefix(dir);
         let mut out = Vec::new();
         self.scan(&prefix, |e| {
             let inside = e.path.as_bytes().starts_with(&prefix);
@@ -226,7 +229,7 @@ impl ManifestFile {
 
     /// The entries directly in `dir`, each subtree below them jumped over.
     pub fn children(&self, dir: &[u8]) -> Result<Vec<Entry>, ManifestError> {
-        let prefix = if dir.is_empty() { Vec::new() } else { [dir, b"/"].concat() };
+        let prefix = dir_prefix(dir);
         let mut out = Vec::new();
         let mut from = prefix.clone();
         loop {
@@ -288,13 +291,26 @@ pub struct Layered {
 }
 
 impl Layered {
+    /// The layer `id` from its bytes, over its base (which must be indexed:
+    /// a layer is never over another).
+    pub(crate) fn decode(store: &crate::Store, id: &ManifestId, bytes: &[u8]) -> Result<Layered, crate::StoreError> {
+        let path = store.manifest_path(id);
+        let (base, started_ns, layer) = Layer::decode(bytes, &path)?;
+        let base = store.manifest_file(&base)?.ok_or(ManifestError::Corrupt {
+            path,
+            offset: 0,
+            what: "a layer over a manifest without an index",
+        })?;
+        Ok(Layered { id: id.clone(), started_ns, base, layer })
+    }
+
     /// The layer's own entries.
     pub(crate) fn layer_entries(&self) -> &[Entry] {
         &self.layer.entries
     }
 
     /// Every entry.
-    fn read_all(&self) -> Result<Manifest, ManifestError> {
+    pub(crate) fn read_all(&self) -> Result<Manifest, ManifestError> {
         let mut entries = Vec::with_capacity(self.base.count.min(1 << 24) as usize + self.layer.entries.len());
         let mut mine = self.layer.entries.iter().peekable();
         self.base.scan(b"", |e| {
@@ -310,6 +326,13 @@ impl Layered {
         Ok(Manifest { started_ns: self.started_ns, entries, id: Some(self.id.clone()) })
     }
 
+    /// Of the base's entries `base` (its linked or excluded ones), those the
+    /// layer does not answer for, then the layer's own that `pick` takes.
+    fn kept<'a>(&'a self, base: &'a [Entry], pick: fn(&Entry) -> bool) -> impl Iterator<Item = &'a Entry> {
+        let mine = self.layer.entries.iter().filter(move |e| pick(e));
+        base.iter().filter(|e| !self.layer.answers(e.path.as_bytes())).chain(mine)
+    }
+
     /// The base's entries it does not answer for, with its own: both sorted.
     fn over(&self, base: Vec<Entry>, mine: impl Iterator<Item = Entry>) -> Vec<Entry> {
         let mut out: Vec<Entry> = base.into_iter().filter(|e| !self.layer.answers(e.path.as_bytes())).collect();
@@ -321,7 +344,7 @@ impl Layered {
 
 /// The layer's entries below `dir` (every one for the root).
 fn layer_below<'a>(layer: &'a Layer, dir: &[u8]) -> impl Iterator<Item = &'a Entry> {
-    let prefix = if dir.is_empty() { Vec::new() } else { [dir, b"/"].concat() };
+    let prefix = dir_prefix(dir);
     let start = layer.entries.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
     layer.entries[start..].iter().take_while(move |e| e.path.as_bytes().starts_with(&prefix))
 }
@@ -329,13 +352,8 @@ fn layer_below<'a>(layer: &'a Layer, dir: &[u8]) -> impl Iterator<Item = &'a Ent
 impl Stored {
     /// The stored manifest `id`: through its index when it has one.
     pub fn open(store: &crate::Store, id: &ManifestId) -> Result<Stored, crate::StoreError> {
-        if let Some((started_ns, base, layer)) = store.layer(id)? {
-            let base = store.manifest_file(&base)?.ok_or_else(|| ManifestError::Corrupt {
-                path: store.root().join("manifests").join(&id.0),
-                offset: 0,
-                what: "a layer over a manifest without an index",
-            })?;
-            return Ok(Stored::Layered(Layered { id: id.clone(), started_ns, base, layer }));
+        if let Some(layered) = store.layer(id)? {
+            return Ok(Stored::Layered(layered));
         }
         Ok(match store.manifest_file(id)? {
             Some(f) => Stored::Indexed(f),
@@ -355,13 +373,7 @@ impl Stored {
     pub fn linked(&self) -> Vec<&Entry> {
         match self {
             Stored::Indexed(f) => f.linked.iter().collect(),
-            Stored::Layered(l) => l
-                .base
-                .linked
-                .iter()
-                .filter(|e| !l.layer.answers(e.path.as_bytes()))
-                .chain(l.layer.entries.iter().filter(|e| crate::manifest::is_linked(e)))
-                .collect(),
+            Stored::Layered(l) => l.kept(&l.base.linked, crate::manifest::is_linked).collect(),
             Stored::Whole(m) => m.entries.iter().filter(|e| crate::manifest::is_linked(e)).collect(),
         }
     }
@@ -370,13 +382,7 @@ impl Stored {
         match self {
             Stored::Indexed(f) => f.excluded.iter().collect(),
             Stored::Layered(l) => {
-                let mut v: Vec<&Entry> = l
-                    .base
-                    .excluded
-                    .iter()
-                    .filter(|e| !l.layer.answers(e.path.as_bytes()))
-                    .chain(l.layer.entries.iter().filter(|e| e.is_excluded()))
-                    .collect();
+                let mut v: Vec<&Entry> = l.kept(&l.base.excluded, Entry::is_excluded).collect();
                 v.sort_by(|a, b| a.path.cmp(&b.path));
                 v
             }

@@ -96,7 +96,7 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
     let written = walk(store, opts, started_ns, progress, Some(&created))
         .and_then(|(found, bad)| put_manifest(store, opts, started_ns, found).map(|m| (m, bad)));
     let created = created.into_inner().unwrap_or_else(|p| p.into_inner());
-    let (mut manifest, bad_ignore_files) = match written {
+    let (manifest, bad_ignore_files) = match written {
         Ok(w) => w,
         Err(e) => {
             for id in &created {
@@ -105,9 +105,12 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
             return Err(e);
         }
     };
-    let id = match &manifest {
-        Put::Base(id) | Put::Layered(id, _) => id.clone(),
-        Put::New(m, _) => m.id.clone().unwrap_or_else(|| unreachable!("put_manifest sets the id")),
+    let (id, taken, region) = match manifest {
+        Put::Base(id) => (id, Taken::Base, None),
+        Put::Layered(id, region) => (id, Taken::Layered, Some(region)),
+        Put::New(m, region) => {
+            (m.id.clone().unwrap_or_else(|| unreachable!("put_manifest sets the id")), Taken::Whole(m), region)
+        }
     };
     if !created.is_empty() {
         // Objects are written without fsync each; one syncfs makes them all
@@ -118,16 +121,8 @@ pub fn take_snapshot(store: &Store, opts: &SnapshotOptions) -> Result<SnapshotOu
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     Ok(SnapshotOutcome {
         id,
-        region: match &mut manifest {
-            Put::New(_, region) => region.take(),
-            Put::Layered(_, region) => Some(std::mem::take(region)),
-            Put::Base(_) => None,
-        },
-        taken: match manifest {
-            Put::Base(_) => Taken::Base,
-            Put::New(m, _) => Taken::Whole(m),
-            Put::Layered(..) => Taken::Layered,
-        },
+        region,
+        taken,
         stored_files: load(&progress.stored_files) - before_files,
         stored_bytes: load(&progress.stored_bytes) - before_bytes,
         clone: store.clone_support(),
@@ -215,30 +210,17 @@ fn put_layer(
 ) -> Result<Option<Put>, SnapshotError> {
     let Some((base, older)) = stored.layering() else { return Ok(None) };
     let (mut was, now) = scoped.region(partial);
-    let visits: std::collections::HashMap<&[u8], bool> = visited.iter().map(|(p, w)| (p.as_bytes(), *w)).collect();
-    let is_dir_now = |p: &[u8]| now.binary_search_by(|e| e.path.as_bytes().cmp(p)).is_ok_and(|i| now[i].is_dir());
+    let walked_whole: std::collections::HashSet<&[u8]> =
+        visited.iter().filter(|(_, w)| *w).map(|(p, _)| p.as_bytes()).collect();
     let mut listed = std::collections::HashSet::new();
-    let mut whole = std::collections::HashSet::new();
-    let mut gone = Vec::new();
+    // The topmost directories walked whole say it for all below them; a
+    // gone one holds nothing below it.
+    let mut whole: std::collections::HashSet<Vec<u8>> = scoped.gone().iter().cloned().collect();
     for (dir, w) in visited {
-        if *w {
-            // The topmost directory walked whole says it for all below it.
-            let above_whole = dir.parent().is_some_and(|p| visits.get(p.as_bytes()).copied().unwrap_or(false));
-            if !above_whole {
-                whole.insert(dir.as_bytes().to_vec());
-            }
-            continue;
-        }
-        listed.insert(dir.as_bytes().to_vec());
-        // A directory of the base that is not one now, and was not walked:
-        // nothing below it is left.
-        for e in &partial.entries[partial.below_range(dir.as_bytes())] {
-            let p = e.path.as_bytes();
-            let child = e.path.parent().is_some_and(|d| d.as_bytes() == dir.as_bytes());
-            if child && e.is_dir() && !visits.contains_key(p) && !is_dir_now(p) {
-                whole.insert(p.to_vec());
-                gone.push(p.to_vec());
-            }
+        if !*w {
+            listed.insert(dir.as_bytes().to_vec());
+        } else if !dir.parent().is_some_and(|p| walked_whole.contains(p.as_bytes())) {
+            whole.insert(dir.as_bytes().to_vec());
         }
     }
     let layer = crate::layer::Layer::new(listed, whole, now.clone());
@@ -249,12 +231,13 @@ fn put_layer(
     if !layer.fits(base.count) {
         return Ok(None);
     }
-    for g in &gone {
+    // Below a gone directory, the walk was given nothing: the stored ones.
+    for g in scoped.gone() {
         was.extend(stored.below(g).map_err(crate::StoreError::from)?);
     }
     was.sort_by(|a, b| a.path.cmp(&b.path));
     was.dedup_by(|a, b| a.path == b.path);
-    let id = store.put_layer(&layer.encode(&base.id, started_ns))?;
+    let id = store.put_manifest_bytes(&layer.encode(&base.id, started_ns))?;
     Ok(Some(Put::Layered(id, (was, now))))
 }
 

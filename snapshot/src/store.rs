@@ -323,32 +323,40 @@ impl Store {
     }
 
     pub fn put_manifest(&self, m: &Manifest) -> Result<ManifestId, StoreError> {
-        let bytes = m.encode();
-        let id = ManifestId(hex(&blake3::hash(&bytes).as_bytes()[..16]));
-        let path = self.root.join("manifests").join(&id.0);
+        self.put_manifest_bytes(&m.encode())
+    }
+
+    /// Stores an encoded manifest or layer ([`crate::layer::Layer::encode`])
+    /// under the id of its bytes.
+    pub(crate) fn put_manifest_bytes(&self, bytes: &[u8]) -> Result<ManifestId, StoreError> {
+        let id = ManifestId(hex(&blake3::hash(bytes).as_bytes()[..16]));
+        let path = self.manifest_path(&id);
         if !path.exists() {
-            self.write_atomic(&path, &bytes)?;
+            self.write_atomic(&path, bytes)?;
         }
         Ok(id)
     }
 
+    pub(crate) fn manifest_path(&self, id: &ManifestId) -> PathBuf {
+        self.root.join("manifests").join(&id.0)
+    }
+
     pub fn manifest(&self, id: &ManifestId) -> Result<Manifest, StoreError> {
-        let path = self.root.join("manifests").join(&id.0);
+        let path = self.manifest_path(id);
         let bytes =
             fs_err::read(&path).map_err(|source| crate::error::ManifestError::Read { path: path.clone(), source })?;
         if crate::layer::is_layer(&bytes) {
-            // Over an indexed whole one (never another layer).
-            return Ok(crate::Stored::open(self, id)?.into_whole()?);
+            return Ok(crate::manifest_file::Layered::decode(self, id, &bytes)?.read_all()?);
         }
         let mut m = Manifest::decode(&bytes, &path)?;
         m.id = Some(id.clone());
         Ok(m)
     }
 
-    /// The layer stored as `id` ([`crate::layer`]): when it was taken, its
-    /// base, itself; `None` for a whole manifest.
-    pub(crate) fn layer(&self, id: &ManifestId) -> Result<Option<(i64, ManifestId, crate::layer::Layer)>, StoreError> {
-        let path = self.root.join("manifests").join(&id.0);
+    /// The layer stored as `id` ([`crate::layer`]), over its base; `None`
+    /// for a whole manifest.
+    pub(crate) fn layer(&self, id: &ManifestId) -> Result<Option<crate::manifest_file::Layered>, StoreError> {
+        let path = self.manifest_path(id);
         let read = |source| crate::error::ManifestError::Read { path: path.clone(), source };
         let mut magic = [0u8; 8];
         let mut f = std::fs::File::open(&path).map_err(read)?;
@@ -356,25 +364,13 @@ impl Store {
             return Ok(None);
         }
         let bytes = fs_err::read(&path).map_err(read)?;
-        let (base, started_ns, layer) = crate::layer::Layer::decode(&bytes, &path)?;
-        Ok(Some((started_ns, base, layer)))
-    }
-
-    /// Stores a layer's bytes ([`crate::layer::Layer::encode`]) under their id.
-    pub(crate) fn put_layer(&self, bytes: &[u8]) -> Result<ManifestId, StoreError> {
-        let id = ManifestId(hex(&blake3::hash(bytes).as_bytes()[..16]));
-        let path = self.root.join("manifests").join(&id.0);
-        if !path.exists() {
-            self.write_atomic(&path, bytes)?;
-        }
-        Ok(id)
+        Ok(Some(crate::manifest_file::Layered::decode(self, id, &bytes)?))
     }
 
     /// A stored manifest read through its index ([`ManifestFile`]);
     /// `Ok(None)` for one written before manifests had one.
     pub fn manifest_file(&self, id: &ManifestId) -> Result<Option<crate::ManifestFile>, StoreError> {
-        let path = self.root.join("manifests").join(&id.0);
-        Ok(crate::ManifestFile::open(&path, id.clone())?)
+        Ok(crate::ManifestFile::open(&self.manifest_path(id), id.clone())?)
     }
 
     /// The newest snapshot of the workspace, used as the stat cache.
