@@ -115,10 +115,12 @@ fn profile(dir: &Path, mock: &Mock) -> String {
 }
 
 /// What the agent's tool call does: deletes, edits, creates, commits, tries
-/// a host outside the profile and shows what key it holds.
+/// a host outside the profile and shows what key it holds. curl's error goes
+/// to the same stream as its result: on two, the agent's tool may
+/// interleave them mid-word ("respon…outside=000…se 403").
 const SCRIPT: &str = "echo hello > made.txt; rm gone.txt; echo edit >> keep.txt; \
      git add -A && git -c user.name=agent -c user.email=agent@example.com commit -qm agent && echo COMMITTED; \
-     curl -sS -m 10 -o /dev/null -w 'outside=%{http_code}\\n' https://example.com/; \
+     curl -sS -m 10 -o /dev/null -w 'outside=%{http_code}\\n' https://example.com/ 2>&1; \
      echo \"keys=$OPENAI_API_KEY,$CODEX_API_KEY\"; env | grep -c REAL-openai | sed 's/^/real-in-env=/'";
 
 fn workspace(env: &Env) -> PathBuf {
