@@ -509,13 +509,35 @@ struct Recorder {
     group: fanotify::Group,
     root: PathBuf,
     mount: OwnedFd,
-    /// Directory handle → path relative to the workspace (`None`: outside it).
-    dirs: HashMap<fanotify::Handle, Option<PathBuf>>,
+    /// The workspace root's handle: always known, as the empty path.
+    root_handle: Option<fanotify::Handle>,
+    /// Directory handle → path relative to the workspace, as the kernel
+    /// last said. Asked when first seen, not listed up front (so the
+    /// recorder's start costs nothing per directory), and forgotten when a
+    /// directory is moved in, out or within the workspace: each path is
+    /// where the directory was at its event or later, never before.
+    here: HashMap<fanotify::Handle, PathBuf>,
+    /// Directories the kernel placed outside the workspace (forgotten when
+    /// one is moved into it).
+    elsewhere: HashSet<fanotify::Handle>,
+    /// Events in directories removed before they were read.
+    unplaced: Unplaced<Pending>,
     /// Outside writes already reported (and whether as a directory's arrival).
     outside: HashSet<(PathBuf, bool)>,
     /// Files whose link count changed, already looked at.
     inodes_seen: HashSet<fanotify::Handle>,
     events: u64,
+    /// Events that could not be kept waiting (more than [`Unplaced::LIMIT`]): said once.
+    overflowed: bool,
+}
+
+/// Directories placed at most (beyond, all are asked again).
+const PLACES_KEPT: usize = 65_536;
+
+/// An event waiting for its directory's place, and what it becomes.
+enum Pending {
+    Write { time_ms: u64, pid: u32, exe: Option<String>, ops: Vec<Op>, name: Vec<u8>, dir: bool },
+    Outside { name: Vec<u8>, whole: bool },
 }
 
 impl Recorder {
@@ -545,60 +567,65 @@ impl Recorder {
             group,
             root: workspace.to_path_buf(),
             mount,
-            dirs: HashMap::new(),
+            root_handle: fanotify::name_to_handle(workspace).ok(),
+            here: HashMap::new(),
+            elsewhere: HashSet::new(),
+            unplaced: Unplaced::default(),
             outside: HashSet::new(),
             inodes_seen: HashSet::new(),
             events: 0,
+            overflowed: false,
         };
-        r.seed();
+        r.forget(true, true);
         Ok(r)
     }
 
-    /// Learns the handle of every directory of the workspace now, so that
-    /// events in a directory deleted before they are read still resolve.
-    fn seed(&mut self) {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(dev) = std::fs::symlink_metadata(&self.root).map(|m| m.dev()) else { return };
-        let mut stack = vec![PathBuf::new()];
-        while let Some(rel) = stack.pop() {
-            let abs = self.root.join(&rel);
-            if let Ok(h) = fanotify::name_to_handle(&abs) {
-                self.dirs.insert(h, Some(rel.clone()));
+    /// Forgets the places of directories in the workspace (keeping the
+    /// root's), and with `elsewhere` those outside it.
+    fn forget(&mut self, here: bool, elsewhere: bool) {
+        if here {
+            self.here.clear();
+            if let Some(h) = &self.root_handle {
+                self.here.insert(h.clone(), PathBuf::new());
             }
-            let Ok(rd) = std::fs::read_dir(&abs) else { continue };
-            for e in rd.flatten() {
-                // The entry's type comes with the directory listing; only
-                // directories cost a stat (for the device: mounts stay out).
-                if e.file_type().is_ok_and(|t| t.is_dir())
-                    && let Ok(m) = e.metadata()
-                    && m.dev() == dev
-                {
-                    stack.push(rel.join(e.file_name()));
-                }
-            }
+        }
+        if elsewhere {
+            self.elsewhere.clear();
         }
     }
 
-    /// The workspace-relative path of a directory handle (`None`: not in
-    /// the workspace), asking the kernel for handles not seen yet. Every
-    /// directory of the workspace is known, so one found there only now
-    /// means the record missed how it got there: said with `out`.
-    fn place(&mut self, handle: &[u8], out: &mut Vec<Message>) -> Option<PathBuf> {
-        if let Some(p) = self.dirs.get(handle) {
-            return p.clone();
+    /// Where the directory `handle` is: in the workspace (its path), not in
+    /// it, or removed. What the kernel cannot answer is said with `out`
+    /// (the record then vouches for nothing) and taken as outside.
+    fn place(&mut self, handle: &[u8], out: &mut Vec<Message>) -> Place {
+        if let Some(p) = self.here.get(handle) {
+            return Place::Here(p.clone());
         }
-        // Gone since (a directory outside, made and removed): not cached,
-        // and nothing of the workspace.
-        let fd = fanotify::open_by_handle(self.mount.as_fd(), handle).ok()?;
-        let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;
-        let found = link.strip_prefix(&self.root).ok().map(Path::to_path_buf);
-        if let Some(p) = &found {
-            out.push(Message::Unmapped {
-                reason: format!("a directory of the workspace not seen arrive: {}", lossy(p)),
-            });
+        if self.elsewhere.contains(handle) {
+            return Place::Elsewhere;
         }
-        self.dirs.insert(handle.to_vec(), found.clone());
-        found
+        match where_now(self.mount.as_fd(), handle) {
+            Ok(Some(abs)) => {
+                if self.here.len() + self.elsewhere.len() >= PLACES_KEPT {
+                    self.forget(true, true);
+                }
+                match abs.strip_prefix(&self.root) {
+                    Ok(p) => {
+                        self.here.insert(handle.to_vec(), p.to_path_buf());
+                        Place::Here(p.to_path_buf())
+                    }
+                    Err(_) => {
+                        self.elsewhere.insert(handle.to_vec());
+                        Place::Elsewhere
+                    }
+                }
+            }
+            Ok(None) => Place::Removed,
+            Err(e) => {
+                out.push(Message::Unmapped { reason: format!("cannot find a directory by its handle: {e}") });
+                Place::Elsewhere
+            }
+        }
     }
 
     fn drain(&mut self, buf: &mut [u8], out: &mut impl Write) -> std::io::Result<()> {
@@ -643,79 +670,124 @@ impl Recorder {
             return;
         };
         let is_dir = ev.mask & libc::FAN_ONDIR != 0;
-        if ev.pid == 0 {
-            self.outside_event(ev, dh, name, is_dir, out);
+        let ours = ev.pid != 0;
+        if ours {
+            self.events += 1;
+        }
+        let from = self.place(dh, out);
+        let renamed = ev.mask & libc::FAN_RENAME != 0;
+        let dest = match ev.new_dir {
+            Some((nh, nname)) if renamed => Some((self.place(nh, out), nh, nname)),
+            _ => None,
+        };
+        if renamed && dest.is_none() {
+            out.push(Message::Unmapped { reason: "a rename event without its new name".into() });
             return;
         }
-        self.events += 1;
-        let from = self.place(dh, out).map(|d| join(&d, name));
+        if is_dir && (renamed || ev.mask & libc::FAN_DELETE != 0) {
+            // A directory moved or removed: its name in this event places what
+            // waits for it; and every path learnt below a moved one is stale.
+            if let Some(t) = ev.target {
+                let (parent, parent_place, last) = match &dest {
+                    Some((p, nh, nname)) => (*nh, p.clone(), *nname),
+                    None => (dh, from.clone(), name),
+                };
+                for (path, pending) in self.unplaced.named(t, parent, last, &parent_place) {
+                    out.extend(self.placed(path, pending));
+                }
+            }
+            if let Some((to, ..)) = &dest {
+                // Moved from one place outside to another: nothing here moved.
+                let into = matches!(to, Place::Here(_));
+                self.forget(into || from != Place::Elsewhere, into);
+            }
+        }
+        let dest = dest.map(|(p, _, nname)| p.join(nname));
+        if !ours {
+            self.outside_event(ev, from.join(name), dest, dh, name, is_dir, out);
+            return;
+        }
         let mut ops = ops(ev.mask);
         let mut to = None;
-        if ev.mask & libc::FAN_RENAME != 0 {
-            let Some((nh, nname)) = ev.new_dir else {
-                out.push(Message::Unmapped { reason: "a rename event without its new name".into() });
+        let path = match (from.join(name), dest) {
+            (from, None) => from,
+            (Place::Here(f), Some(Place::Here(d))) => {
+                to = Some(d);
+                Place::Here(f)
+            }
+            // Moved into or out of the workspace (or a directory removed
+            // since): a create or a delete here.
+            (_, Some(Place::Here(d))) => {
+                out.extend(self.write(ev, now, exes, vec![Op::Create], d, None, is_dir));
                 return;
-            };
-            let dest = self.place(nh, out).map(|d| join(&d, nname));
-            if is_dir {
-                self.moved(from.as_deref(), dest.as_deref(), ev.target);
             }
-            match (&from, dest) {
-                (Some(_), Some(d)) => to = Some(d),
-                // Moved into or out of the workspace: a create or a delete here.
-                (None, Some(d)) => {
-                    out.extend(self.write(ev, now, exes, vec![Op::Create], d, None, is_dir));
-                    return;
-                }
-                (Some(_), None) => ops = vec![Op::Delete],
-                (None, None) => return,
+            (Place::Here(f), Some(_)) => {
+                ops = vec![Op::Delete];
+                Place::Here(f)
+            }
+            // From and to no place in the workspace that is still there.
+            (_, Some(_)) => return,
+        };
+        match path {
+            Place::Here(path) => out.extend(self.write(ev, now, exes, ops, path, to, is_dir)),
+            Place::Elsewhere => {}
+            Place::Removed => {
+                let exe = exe_of(exes, ev.pid);
+                let pending =
+                    Pending::Write { time_ms: now, pid: ev.pid as u32, exe, ops, name: name.to_vec(), dir: is_dir };
+                self.wait(dh, pending, out);
             }
         }
-        let Some(path) = from else { return };
-        if is_dir
-            && ev.mask & libc::FAN_CREATE != 0
-            && let Some(t) = ev.target
-        {
-            self.dirs.insert(t.to_vec(), Some(path.clone()));
-        }
-        out.extend(self.write(ev, now, exes, ops, path, to, is_dir));
     }
 
-    /// A write by a process outside the session. Only directories already
-    /// known are resolved: the mark sees the whole filesystem, most of it
-    /// not ours, and every directory of the workspace is known (seeded at
-    /// the start, learnt as each is made or moved in, all in queue order).
+    /// Keeps an event of a removed directory until an event names it.
+    fn wait(&mut self, dir: &[u8], pending: Pending, out: &mut Vec<Message>) {
+        if !self.unplaced.wait(dir, pending) && !std::mem::replace(&mut self.overflowed, true) {
+            out.push(Message::Lost {
+                what: None,
+                reason: format!(
+                    "more than {} events in directories removed before they were read",
+                    Unplaced::<Pending>::LIMIT
+                ),
+            });
+        }
+    }
+
+    /// What a waiting event says, now that its directory is placed.
+    fn placed(&mut self, dir: PathBuf, pending: Pending) -> Option<Message> {
+        match pending {
+            Pending::Write { time_ms, pid, exe, ops, name, dir: is_dir } => {
+                Some(Message::Write { time_ms, pid, exe, ops, path: lossy(&join(&dir, &name)), to: None, dir: is_dir })
+            }
+            Pending::Outside { name, whole } => self.outside_once(join(&dir, &name), whole),
+        }
+    }
+
+    fn outside_once(&mut self, path: PathBuf, whole: bool) -> Option<Message> {
+        self.outside.insert((path.clone(), whole)).then(|| Message::Outside { path: lossy(&path), dir: whole })
+    }
+
+    /// A write by a process outside the session, placed like the session's
+    /// (most of the filesystem the mark sees is not the workspace).
+    #[allow(clippy::too_many_arguments)]
     fn outside_event(
         &mut self,
         ev: &fanotify::Event<'_>,
+        from: Place,
+        dest: Option<Place>,
         dh: &[u8],
         name: &[u8],
         is_dir: bool,
         out: &mut Vec<Message>,
     ) {
-        let known = |h: &[u8]| -> Option<PathBuf> { self.dirs.get(h).cloned().flatten() };
-        let from = known(dh).map(|d| join(&d, name));
-        let dest = match ev.new_dir {
-            Some((nh, nname)) if ev.mask & libc::FAN_RENAME != 0 => known(nh).map(|d| join(&d, nname)),
-            _ => None,
-        };
-        if ev.mask & libc::FAN_RENAME != 0 && is_dir {
-            self.moved(from.as_deref(), dest.as_deref(), ev.target);
+        // A directory made or moved here: what it holds came with it.
+        let whole = is_dir && ev.mask & (libc::FAN_CREATE | libc::FAN_RENAME) != 0;
+        if matches!(from, Place::Removed) && dest.is_none() {
+            self.wait(dh, Pending::Outside { name: name.to_vec(), whole }, out);
         }
-        // A directory someone else creates: learn it, so that what they
-        // write inside is theirs too.
-        if let Some(path) = &from
-            && is_dir
-            && ev.mask & libc::FAN_CREATE != 0
-            && let Some(t) = ev.target
-        {
-            self.dirs.insert(t.to_vec(), Some(path.clone()));
-        }
-        for path in from.into_iter().chain(dest) {
-            // A directory made or moved here: what it holds came with it.
-            let whole = is_dir && ev.mask & (libc::FAN_CREATE | libc::FAN_RENAME) != 0;
-            if self.outside.insert((path.clone(), whole)) {
-                out.push(Message::Outside { path: lossy(&path), dir: whole });
+        for place in std::iter::once(from).chain(dest) {
+            if let Place::Here(path) = place {
+                out.extend(self.outside_once(path, whole));
             }
         }
     }
@@ -758,10 +830,7 @@ impl Recorder {
         to: Option<PathBuf>,
         dir: bool,
     ) -> Option<Message> {
-        let exe = exes
-            .entry(ev.pid)
-            .or_insert_with(|| std::fs::read_link(format!("/proc/{}/exe", ev.pid)).ok().map(|p| lossy(&p)))
-            .clone();
+        let exe = exe_of(exes, ev.pid);
         Some(Message::Write {
             time_ms: now,
             pid: ev.pid as u32,
@@ -772,26 +841,113 @@ impl Recorder {
             dir,
         })
     }
+}
 
-    /// A directory moved: the paths of it and everything known below it change.
-    fn moved(&mut self, from: Option<&Path>, to: Option<&Path>, target: Option<&[u8]>) {
-        if let Some(from) = from {
-            match to {
-                Some(to) => {
-                    for p in self.dirs.values_mut().flatten() {
-                        if let Ok(rest) = p.strip_prefix(from) {
-                            *p = to.join(rest);
-                        }
-                    }
-                }
-                // Moved out of the workspace: forgotten, so that should it
-                // come back, what happens below it is asked about again.
-                None => self.dirs.retain(|_, p| p.as_ref().is_none_or(|p| !p.starts_with(from))),
+/// The executable of `pid`, asked once per batch of events.
+fn exe_of(exes: &mut HashMap<i32, Option<String>>, pid: i32) -> Option<String> {
+    exes.entry(pid).or_insert_with(|| std::fs::read_link(format!("/proc/{pid}/exe")).ok().map(|p| lossy(&p))).clone()
+}
+
+/// Where a directory is, as far as the recorder can tell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Place {
+    /// In the workspace, at this path (relative to it).
+    Here(PathBuf),
+    /// Not in the workspace.
+    Elsewhere,
+    /// Removed: its events wait for one that names it ([`Unplaced`]).
+    Removed,
+}
+
+impl Place {
+    /// The place of an entry `name` of this directory.
+    fn join(&self, name: &[u8]) -> Place {
+        match self {
+            Place::Here(d) => Place::Here(join(d, name)),
+            other => other.clone(),
+        }
+    }
+}
+
+/// Where the directory behind `handle` is now, as this process sees it;
+/// `None` once it has been removed.
+fn where_now(mount: std::os::fd::BorrowedFd<'_>, handle: &[u8]) -> std::io::Result<Option<PathBuf>> {
+    let fd = match fanotify::open_by_handle(mount, handle) {
+        Ok(fd) => fd,
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ESTALE | libc::ENOENT)) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)))?;
+    // Its links are counted after its name was read: a directory with links
+    // then was not removed when it was named. (The " (deleted)" the kernel
+    // appends to a removed one's name is no proof: a name may end so.)
+    let st = rustix::fs::fstat(&fd)?;
+    Ok((st.st_nlink > 0).then_some(link))
+}
+
+/// Events in directories removed before the recorder asked where they were
+/// (a `rm -rf` is over before its first events are read). Each waits for an
+/// event that names its directory: the directory's own removal or move
+/// (which carries its handle), in a directory placed by then or named in
+/// turn. So the record names what was written in a tree removed since,
+/// under the name the tree had last. Whatever still waits at the end was in
+/// a directory never named in the workspace: not the session's to record.
+struct Unplaced<T> {
+    waiting: HashMap<fanotify::Handle, Vec<T>>,
+    /// Removed directories named in a directory removed too: that one's
+    /// handle → (theirs, their name in it).
+    below: HashMap<fanotify::Handle, Vec<(fanotify::Handle, Vec<u8>)>>,
+    count: usize,
+}
+
+impl<T> Default for Unplaced<T> {
+    fn default() -> Self {
+        Unplaced { waiting: HashMap::new(), below: HashMap::new(), count: 0 }
+    }
+}
+
+impl<T> Unplaced<T> {
+    /// Events kept waiting at most.
+    const LIMIT: usize = 1 << 20;
+
+    /// Keeps `item` until `dir` is named; `false` (dropped) past [`Self::LIMIT`].
+    fn wait(&mut self, dir: &[u8], item: T) -> bool {
+        if self.count >= Self::LIMIT {
+            return false;
+        }
+        self.count += 1;
+        self.waiting.entry(dir.to_vec()).or_default().push(item);
+        true
+    }
+
+    /// `dir` is named `name` in `parent`, which is at `place`: what waited
+    /// for it (and for directories named below it) with their directories'
+    /// paths. Should `parent` be removed too, `dir` waits for it.
+    fn named(&mut self, dir: &[u8], parent: &[u8], name: &[u8], place: &Place) -> Vec<(PathBuf, T)> {
+        let mut found = Vec::new();
+        if !self.waiting.contains_key(dir) && !self.below.contains_key(dir) {
+            return found;
+        }
+        let start = match place {
+            Place::Removed if parent != dir => {
+                self.below.entry(parent.to_vec()).or_default().push((dir.to_vec(), name.to_vec()));
+                return found;
+            }
+            Place::Here(p) => Some(join(p, name)),
+            _ => None,
+        };
+        let mut stack = vec![(dir.to_vec(), start)];
+        while let Some((h, path)) = stack.pop() {
+            let items = self.waiting.remove(&h).unwrap_or_default();
+            self.count -= items.len();
+            if let Some(p) = &path {
+                found.extend(items.into_iter().map(|i| (p.clone(), i)));
+            }
+            for (child, n) in self.below.remove(&h).unwrap_or_default() {
+                stack.push((child, path.as_ref().map(|p| join(p, &n))));
             }
         }
-        if let (Some(t), Some(to)) = (target, to) {
-            self.dirs.insert(t.to_vec(), Some(to.to_path_buf()));
-        }
+        found
     }
 }
 
@@ -943,11 +1099,8 @@ impl AccessGroup {
         if let Some(p) = self.dirs.get(handle) {
             return p.clone();
         }
-        let found = fanotify::open_by_handle(self.mount.as_fd(), handle).ok().and_then(|fd| {
-            let link = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd))).ok()?;
-            // A directory removed since: its path is gone with it.
-            (!link.as_os_str().as_bytes().ends_with(b" (deleted)")).then_some(link)
-        });
+        // A directory removed since: its path is gone with it.
+        let found = where_now(self.mount.as_fd(), handle).ok().flatten();
         self.dirs.insert(handle.to_vec(), found.clone());
         found
     }
@@ -1038,5 +1191,64 @@ mod tests {
         assert_eq!(join(Path::new("a"), b"."), PathBuf::from("a"));
         assert_eq!(join(Path::new(""), b"f"), PathBuf::from("f"));
         assert_eq!(join(Path::new("a/b"), b"c"), PathBuf::from("a/b/c"));
+    }
+
+    fn placed(found: Vec<(PathBuf, &str)>) -> Vec<String> {
+        let mut v: Vec<String> = found.into_iter().map(|(d, i)| format!("{}:{i}", d.display())).collect();
+        v.sort();
+        v
+    }
+
+    /// `rm -rf tree` read after the fact: the files' deletions wait in
+    /// their removed directories, which are named by their own removals,
+    /// innermost first, the last in a directory still there.
+    #[test]
+    fn events_in_a_removed_tree_are_placed_when_its_top_is_named() {
+        let mut u = Unplaced::default();
+        let here = Place::Here(PathBuf::new());
+        assert!(u.wait(b"D1", "f1") && u.wait(b"D1", "f2") && u.wait(b"D2", "g") && u.wait(b"T", "x"));
+        // Named in the removed `T`: nothing placed yet.
+        assert!(u.named(b"D1", b"T", b"d1", &Place::Removed).is_empty());
+        assert!(u.named(b"D2", b"T", b"d2", &Place::Removed).is_empty());
+        let found = u.named(b"T", b"ROOT", b"tree", &here);
+        assert_eq!(placed(found), ["tree/d1:f1", "tree/d1:f2", "tree/d2:g", "tree:x"]);
+        assert_eq!(u.count, 0);
+        assert!(u.waiting.is_empty() && u.below.is_empty());
+        // A directory nothing waits for is not kept.
+        assert!(u.named(b"E", b"T2", b"e", &Place::Removed).is_empty());
+        assert!(u.below.is_empty());
+    }
+
+    #[test]
+    fn events_in_a_removed_directory_outside_are_dropped() {
+        let mut u = Unplaced::default();
+        assert!(u.wait(b"D", "f") && u.wait(b"C", "g"));
+        assert!(u.named(b"C", b"D", b"c", &Place::Removed).is_empty());
+        assert!(u.named(b"D", b"TMP", b"d", &Place::Elsewhere).is_empty());
+        assert_eq!(u.count, 0);
+        assert!(u.waiting.is_empty() && u.below.is_empty());
+    }
+
+    /// Named twice (moved, then removed), and in a cycle of removed
+    /// directories (each once the other's parent): placed once, no loop.
+    #[test]
+    fn a_directory_named_twice_or_in_a_cycle_is_placed_once() {
+        let mut u = Unplaced::default();
+        assert!(u.wait(b"A", "f"));
+        assert!(u.named(b"A", b"B", b"a", &Place::Removed).is_empty());
+        assert!(u.named(b"B", b"A", b"b", &Place::Removed).is_empty());
+        assert!(u.named(b"A", b"B", b"a2", &Place::Removed).is_empty());
+        let found = u.named(b"B", b"ROOT", b"top", &Place::Here(PathBuf::from("w")));
+        // Under the name it had last.
+        assert_eq!(placed(found), ["w/top/a2:f"]);
+        assert_eq!(u.count, 0);
+    }
+
+    #[test]
+    fn waiting_events_are_bounded() {
+        let mut u = Unplaced { count: Unplaced::<&str>::LIMIT - 1, ..Default::default() };
+        assert!(u.wait(b"D", "last"));
+        assert!(!u.wait(b"D", "over"));
+        assert_eq!(u.waiting[b"D".as_slice()], ["last"]);
     }
 }

@@ -36,6 +36,8 @@ pub(crate) fn prepare(ws: &Path, outside: &Path, excluded: bool) {
         (".gitignore", "*.log\ntarget/\n"),
         ("debug.log", "ignored but kept\n"),
         ("mapped.bin", &"m".repeat(8192)),
+        // A name the kernel gives removed directories.
+        ("kept (deleted)/f.txt", "kept\n"),
     ] {
         write(ws.join(p), c);
     }
@@ -143,6 +145,17 @@ pub(crate) fn cases() -> Vec<(&'static str, String)> {
         ("mkdir and rmdir", "mkdir -p new/deeper && echo x > new/deeper/f && rmdir empty".into()),
         ("rm -rf a tree", "rm -rf src".into()),
         ("rename a directory", "mv src/sub moved-sub && echo x > moved-sub/late.txt".into()),
+        (
+            "a write, then its directory's parent moved away and another put in its place",
+            "echo x >> src/sub/c.txt && mv src away && mkdir src && mv away/sub src/sub2 && echo y >> src/sub2/deeper/d.txt"
+                .into(),
+        ),
+        ("directories swapped, written after", "mv src/sub s1 && mv docs src/sub && echo y >> src/sub/e.md && echo z >> s1/c.txt".into()),
+        (
+            "a tree written, then removed",
+            "mkdir -p src/sub/deeper/x && echo 1 > src/sub/deeper/x/f && echo 2 >> src/sub/c.txt && rm -rf src/sub".into(),
+        ),
+        ("a directory whose name ends as a removed one's", "echo more >> 'kept (deleted)/f.txt'".into()),
         ("chmod", "chmod 600 src/a.txt && chmod 700 src/sub && chmod -x bin/tool".into()),
         ("utimes", "touch -d 2001-02-03 src/a.txt && touch -m -d 2002-02-03 src/sub".into()),
         ("xattr", format!("{py} -c 'import os; os.setxattr(\"src/b.txt\", \"user.test\", b\"1\")'")),
@@ -209,7 +222,9 @@ fn writes_from_outside_the_session_are_in_the_after_snapshot_from_the_record() {
             std::fs::write(ws.join("editor-dir/x"), "x").unwrap();
             write(outside.join("tree/inner/f"), "came in");
             std::fs::rename(outside.join("tree"), ws.join("arrived")).unwrap();
+            std::fs::write(ws.join("src/sub/deeper/d.txt"), "edited before its parent moved\n").unwrap();
             std::fs::rename(ws.join("src/sub"), ws.join("src/sub-renamed")).unwrap();
+            std::fs::write(ws.join("src/sub-renamed/deeper/d.txt"), "and after\n").unwrap();
             std::fs::write(ws.join("done"), "").unwrap();
         })
     };

@@ -149,6 +149,40 @@ fn the_session_holds_no_descriptor_but_stdio() {
     assert_eq!(std::fs::read_to_string(&outside).unwrap(), "before\n", "written through fd 7: {inside:?}");
 }
 
+/// The recorder asks where a directory is when its first event is read,
+/// not before the session. A tree written and removed within one read
+/// (its directories gone by then) is still logged by its names; a
+/// directory whose name ends as the kernel marks removed ones is not taken
+/// for removed.
+#[test]
+fn writes_in_a_tree_removed_before_they_are_read_are_logged_by_their_names() {
+    assert!(is_root(), "fanotify filesystem marks need root");
+    let env = Env::protected();
+    let ws = env.dir("ws");
+    write(ws.join("old/a/b/kept.txt"), "kept\n");
+    write(ws.join("old (deleted)/f.txt"), "one\n");
+    let out = env.session(&ws, "echo new > old/a/b/new.txt && rm -rf old && echo two >> 'old (deleted)/f.txt'");
+    out.ok();
+    let w = writes(&env, &ws);
+    // Positive control: the write in the directory still there.
+    assert!(has(&w, "modify", "old (deleted)/f.txt"), "{w:?}");
+    for (op, path) in [
+        ("create", "old/a/b/new.txt"),
+        ("delete", "old/a/b/new.txt"),
+        ("delete", "old/a/b/kept.txt"),
+        ("delete", "old/a/b"),
+        ("delete", "old/a"),
+        ("delete", "old"),
+    ] {
+        assert!(has(&w, op, path), "{op} {path} missing: {w:?}");
+    }
+    let show = env.ws(&ws, &["session", "show", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(v["after_snapshot"]["from"], "record", "{}", v["after_snapshot"]);
+    let diff = env.ws(&ws, &["diff", "--name-status"]).ok();
+    assert!(diff.stdout.contains("old (deleted)/f.txt") && diff.stdout.contains("old/a/b/kept.txt"), "{diff:?}");
+}
+
 #[test]
 fn writes_from_outside_the_session_are_not_its_and_are_not_rolled_back() {
     assert!(is_root(), "fanotify filesystem marks need root");
