@@ -46,9 +46,11 @@ use tree::TreeSpec;
 use util::{Env, Error, Result};
 
 const USAGE: &str = "\
-usage: ws-bench [--quick] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder,many,service,review,scale,python]
+usage: ws-bench [--quick] [--million] [--out FILE] [--runs N] [--fs btrfs,ext4,sandbox,hooks,network,recorder,many,service,review,scale,python]
 
   --quick        2,000 files in 400 dirs + 3 × 20 MiB, 1 run after the warm-up
+  --million      the scale group also at 1,000,000 files (opt-in: building and
+                 committing them takes minutes and about 8 GiB of disk)
   --out FILE     also write the results as JSON to FILE
   --runs N       counted runs per measurement, after one warm-up (default 3, --quick 1;
                  at least 10 in the sandbox group)
@@ -104,6 +106,8 @@ struct Args {
     review: bool,
     /// Whether to run the scale group (20,000 and 200,000 files).
     scale: bool,
+    /// The scale group at 1,000,000 files too.
+    million: bool,
     /// Whether to run the python group (the SDK's cost per session).
     python: bool,
 }
@@ -122,6 +126,7 @@ fn parse_args() -> Result<Option<Args>> {
         service: true,
         review: true,
         scale: true,
+        million: false,
         python: true,
     };
     let mut it = std::env::args_os().skip(1);
@@ -130,6 +135,7 @@ fn parse_args() -> Result<Option<Args>> {
         let mut value = |name: &str| it.next().ok_or_else(|| Error::new(format!("{name} needs a value\n\n{USAGE}")));
         match arg.as_str() {
             "--quick" => args.quick = true,
+            "--million" => args.million = true,
             "--out" => args.out = Some(PathBuf::from(value("--out")?)),
             "--runs" => {
                 let v = value("--runs")?;
@@ -288,7 +294,7 @@ fn real_main() -> Result<ExitCode> {
         errors.extend(e);
     }
     if args.scale && util::check_interrupted().is_ok() {
-        let (r, e) = scale::bench(&plan, &notes, args.quick);
+        let (r, e) = scale::bench(&plan, &notes, args.quick, args.million);
         rows.extend(r);
         errors.extend(e);
     }

@@ -264,6 +264,51 @@ impl Bench<'_> {
             Ok(d)
         })?;
         rows.push(row("ws rollback, whole tree deleted", &rollback_all, "cp -a --reflink=auto", &cp, 1.2));
+
+        // 6. btrfs: a read-only snapshot of the same tree made a subvolume,
+        // what a session's snapshot would cost that way, against ws's own
+        // snapshots (the first, which clones every file, and the second,
+        // from the watch).
+        if fs == Fs::Btrfs {
+            let sub = self.mnt.join("subvolume");
+            let btrfs = |args: &[&std::ffi::OsStr]| {
+                let mut c = self.env.command("btrfs", self.mnt);
+                c.args(args);
+                c
+            };
+            run(&mut btrfs(&["subvolume".as_ref(), "create".as_ref(), sub.as_os_str()]))?;
+            let mut copy = self.env.command("cp", self.mnt);
+            copy.args(["-a", "--reflink=always"]).arg(self.tree.root.join(".")).arg(&sub);
+            run(&mut copy)?;
+            let snap = self.mnt.join("subvolume-snapshot");
+            let subvolume = self.repeat("btrfs subvolume snapshot -r", |_| {
+                sync(self.env)?;
+                let (d, _) = run_timed(&mut btrfs(&[
+                    "subvolume".as_ref(),
+                    "snapshot".as_ref(),
+                    "-r".as_ref(),
+                    sub.as_os_str(),
+                    snap.as_os_str(),
+                ]))?;
+                run(&mut btrfs(&["subvolume".as_ref(), "delete".as_ref(), snap.as_os_str()]))?;
+                Ok(d)
+            })?;
+            run(&mut btrfs(&["subvolume".as_ref(), "delete".as_ref(), sub.as_os_str()]))?;
+            rows.push(held(
+                "read-only subvolume snapshot of the tree (`btrfs subvolume snapshot -r`)",
+                &subvolume,
+                "ws's second snapshot alone (above)",
+                &snapshot_only,
+                Target::Report,
+            ));
+            rows.push(held(
+                "read-only subvolume snapshot of the tree (`btrfs subvolume snapshot -r`)",
+                &subvolume,
+                "ws's first session (above)",
+                &first,
+                Target::Report,
+            ));
+        }
         Ok(rows)
     }
 

@@ -215,6 +215,17 @@ pub fn open_by_handle(mount: BorrowedFd<'_>, handle: &[u8]) -> io::Result<OwnedF
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// The name of an open file, checked: the path the kernel shows for `fd`,
+/// if that path names this very file now. A file opened by its handle may
+/// be shown detached from the tree, by a path that is not its name: then
+/// `None`, as when it has no name left or the name moved meanwhile.
+pub fn checked_name(fd: BorrowedFd<'_>) -> Option<std::path::PathBuf> {
+    let shown = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    let named = rustix::fs::lstat(&shown).ok()?;
+    let st = rustix::fs::fstat(fd).ok()?;
+    (named.st_dev == st.st_dev && named.st_ino == st.st_ino).then_some(shown)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

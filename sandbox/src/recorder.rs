@@ -807,8 +807,15 @@ impl Recorder {
         }
         match fanotify::open_by_handle(self.mount.as_fd(), target) {
             Ok(fd) => match rustix::fs::fstat(&fd) {
-                // No name left anywhere: nothing of it is in the workspace.
+                // No name left anywhere, or its one name outside the
+                // workspace: nothing of it is in the workspace.
                 Ok(st) if st.st_nlink == 0 => None,
+                Ok(st)
+                    if st.st_nlink == 1
+                        && fanotify::checked_name(fd.as_fd()).is_some_and(|n| !n.starts_with(&self.root)) =>
+                {
+                    None
+                }
                 #[allow(clippy::unnecessary_cast)] // field widths differ between architectures
                 Ok(st) => Some(Message::Inode { dev: st.st_dev as u64, ino: st.st_ino as u64 }),
                 Err(e) => Some(Message::Unmapped { reason: format!("cannot stat a file whose links changed: {e}") }),

@@ -264,7 +264,7 @@ impl Watch {
                             Ok(changes)
                         });
                         match seen {
-                            Ok(changes) => match self.links.resolve(&space.root, changes) {
+                            Ok(changes) => match resolve(&space.root, changes) {
                                 Ok(changes) => Answer::Changes { now, changes },
                                 Err(why) => Answer::Refused { now, why },
                             },
@@ -375,52 +375,57 @@ impl Links {
             }
         }
     }
+}
 
-    /// The changes of an answer for the workspace at `root`, handles looked
-    /// up on its filesystem: one of another filesystem names nothing there
-    /// (ESTALE), or another file, which is only looked at once more. A file
-    /// with one name, inside the workspace, is named by that path (looking
-    /// it up by inode would take the caller's whole listing); one with no
-    /// name left is skipped (its names were seen going); any other, by
-    /// device and inode.
-    fn resolve(&mut self, root: &Path, changes: Vec<Change>) -> Result<Vec<Change>, String> {
-        if !changes.iter().any(|c| matches!(c, Change::Handle(_))) {
-            return Ok(changes);
-        }
-        let mount = std::fs::File::open(root).map_err(|e| format!("cannot open {}: {e}", root.display()))?;
-        let mut out = Vec::with_capacity(changes.len());
-        let mut seen = HashSet::new();
-        for c in changes {
-            let Change::Handle(h) = c else {
-                out.push(c);
-                continue;
-            };
-            let fd = match fanotify::open_by_handle(mount.as_fd(), &h) {
-                Ok(fd) => fd,
-                Err(e) if e.raw_os_error() == Some(libc::ESTALE) => continue,
-                Err(e) => return Err(format!("cannot look up a file whose attributes changed: {e}")),
-            };
-            let Ok(st) = rustix::fs::fstat(&fd) else { continue };
-            if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() || st.st_nlink == 0 {
-                continue;
-            }
-            if st.st_nlink == 1 {
-                // Its one name, as this process sees it (a file the kernel
-                // cannot place in the tree shows no path under the root).
-                let name = std::fs::read_link(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd)));
-                if let Some(rel) = name.ok().as_deref().and_then(|n| n.strip_prefix(root).ok()) {
-                    out.push(Change::Path(rel.as_os_str().as_bytes().to_vec()));
-                    continue;
-                }
-            }
-            #[allow(clippy::unnecessary_cast)] // widths differ between architectures
-            let inode = (st.st_dev as u64, st.st_ino as u64);
-            if seen.insert(inode) {
-                out.push(Change::Inode(inode.0, inode.1));
-            }
-        }
-        Ok(out)
+/// The changes of an answer for the workspace at `root`, handles looked
+/// up on its filesystem: one of another filesystem names nothing there
+/// (ESTALE), or another file, which is only looked at once more. A file
+/// with one name, inside the workspace, is named by that path (looking
+/// it up by inode would take the caller's whole listing); one with no
+/// name left, or its one name outside the workspace, is skipped (its
+/// names were seen going, or it is none of the workspace's); any other,
+/// by device and inode.
+fn resolve(root: &Path, changes: Vec<Change>) -> Result<Vec<Change>, String> {
+    if !changes.iter().any(|c| matches!(c, Change::Handle(_))) {
+        return Ok(changes);
     }
+    let mount = std::fs::File::open(root).map_err(|e| format!("cannot open {}: {e}", root.display()))?;
+    let mut out = Vec::with_capacity(changes.len());
+    let mut seen = HashSet::new();
+    for c in changes {
+        let Change::Handle(h) = c else {
+            out.push(c);
+            continue;
+        };
+        let fd = match fanotify::open_by_handle(mount.as_fd(), &h) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ESTALE) => continue,
+            Err(e) => return Err(format!("cannot look up a file whose attributes changed: {e}")),
+        };
+        let Ok(st) = rustix::fs::fstat(&fd) else { continue };
+        if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_file() || st.st_nlink == 0 {
+            continue;
+        }
+        // Its one name, as this process sees it, checked: a file whose
+        // only name is outside the workspace is none of its own (a
+        // store's manifest replaced, a build elsewhere), and one inside
+        // is looked at by that name. A file shown detached from the tree
+        // goes by its inode.
+        if st.st_nlink == 1
+            && let Some(name) = fanotify::checked_name(fd.as_fd())
+        {
+            if let Ok(rel) = name.strip_prefix(root) {
+                out.push(Change::Path(rel.as_os_str().as_bytes().to_vec()));
+            }
+            continue;
+        }
+        #[allow(clippy::unnecessary_cast)] // widths differ between architectures
+        let inode = (st.st_dev as u64, st.st_ino as u64);
+        if seen.insert(inode) {
+            out.push(Change::Inode(inode.0, inode.1));
+        }
+    }
+    Ok(out)
 }
 
 /// The peer is in this process's mount namespace (not a session's).
@@ -673,5 +678,37 @@ mod tests {
         assert_eq!(below("a/b"), ["a/b", "a/b/c"]);
         assert_eq!(below("x"), Vec::<String>::new());
         assert_eq!(below("").len(), dirs.len());
+    }
+
+    /// A file changed outside the workspace (a store's manifest replaced,
+    /// a build elsewhere on the filesystem) is none of its changes: no
+    /// inode for the caller to look up in its whole listing. One inside is
+    /// named by its path, one with a second name by its inode.
+    #[test]
+    fn handles_resolve_to_paths_inside_and_nothing_outside() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "open_by_handle_at needs CAP_DAC_READ_SEARCH (the README's test command runs as root)"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("ws");
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::write(root.join("src/in.txt"), "in").unwrap();
+        std::fs::write(root.join("linked.txt"), "two names").unwrap();
+        std::fs::hard_link(root.join("linked.txt"), tmp.path().join("other-name")).unwrap();
+        std::fs::write(tmp.path().join("outside.txt"), "out").unwrap();
+        let handle = |p: &Path| Change::Handle(fanotify::name_to_handle(p).unwrap());
+        let got = resolve(
+            &root,
+            vec![
+                handle(&tmp.path().join("outside.txt")),
+                handle(&root.join("src/in.txt")),
+                handle(&root.join("linked.txt")),
+            ],
+        )
+        .unwrap();
+        let st = std::fs::metadata(root.join("linked.txt")).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(got, vec![Change::Path(b"src/in.txt".to_vec()), Change::Inode(st.dev(), st.ino())]);
     }
 }
