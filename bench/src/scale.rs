@@ -155,6 +155,8 @@ fn measure(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path, n: usize) 
     let s = Scale { plan, notes, ws: ws.clone(), store: dir.join("store"), files };
     progress(GROUP, &format!("{n} files: the first session (stores every file)…"));
     s.session(false, "true")?;
+    progress(GROUP, &format!("{n} files: waiting for the watch to catch up with building the tree…"));
+    settle_watch();
     let step = s.files.len() / EDITED;
     let edit: String = (0..EDITED).map(|i| format!("echo edit >> {}; ", s.files[i * step])).collect();
 
@@ -239,4 +241,35 @@ fn measure(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path, n: usize) 
     }
     let edit = edit_record.ok_or_else(|| Error::new("no edit sample"))?;
     Ok((rows, edit))
+}
+
+/// Waits (at most a minute) until no `ws __watch` daemon has used CPU for
+/// half a second: building and committing the tree floods it with events,
+/// which it may still be reading when the timed runs start, on the same
+/// cores.
+fn settle_watch() {
+    let cpu = || -> u64 {
+        let Ok(procs) = std::fs::read_dir("/proc") else { return 0 };
+        procs
+            .flatten()
+            .filter(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c.windows(7).any(|w| w == b"__watch")))
+            .filter_map(|p| std::fs::read_to_string(p.path().join("stat")).ok())
+            .filter_map(|stat| {
+                // pid (comm) state … utime stime: fields 14 and 15, after the comm.
+                let rest = stat.rsplit_once(')')?.1;
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .sum()
+    };
+    let start = std::time::Instant::now();
+    let mut last = cpu();
+    while start.elapsed() < std::time::Duration::from_secs(60) {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let now = cpu();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
 }

@@ -2,11 +2,14 @@
 //! of its writes names it: what lets a snapshot look only there
 //! ([`crate::SnapshotOptions::scope`]) instead of walking the whole tree.
 //!
-//! The walk still starts at the root and lists every directory on the way
-//! to a changed path (so a name that came or went is seen, with the ignore
-//! rules of every directory above it applied as a full walk applies them),
-//! and walks whole every subtree that arrived or whose rules changed; any
-//! other directory's entries are the base snapshot's.
+//! The walk still starts at the root. It lists every directory a changed
+//! path is in (so a name that came or went is seen), passes through the
+//! directories above them (looking only at the subdirectories on the way,
+//! with every directory's ignore rules applied as a full walk applies them:
+//! no name in them came or went, or the record would say so), and walks
+//! whole every subtree that arrived or whose rules changed; any other
+//! directory's entries are the base snapshot's. A directory on the way
+//! that is not one any more is listed after all.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -84,20 +87,48 @@ impl ChangedPaths {
         self.below(path) || self.paths.contains(path)
     }
 
-    /// How the walk treats a directory it found in a directory it lists
-    /// (`parent_whole`: that one is walked whole): `None` — nothing below it
-    /// changed, its entries are the base's; `Some(whole)` — listed, and
-    /// with `whole` everything below it too.
-    pub(crate) fn visit(&self, dir: &RelPath, parent_whole: bool) -> Option<bool> {
+    /// How the walk treats a directory it found (`parent_whole`: in one it
+    /// walks whole): `None` — nothing below it changed, its entries are the
+    /// base's; else how it is looked at ([`Visit`]).
+    pub(crate) fn visit(&self, dir: &RelPath, parent_whole: bool) -> Option<Visit> {
         if parent_whole || self.whole.contains(dir.as_bytes()) {
-            return Some(true);
+            return Some(Visit::Whole);
         }
-        self.touches(dir.as_bytes()).then_some(false)
+        if self.paths.contains(dir.as_bytes()) {
+            return Some(Visit::List);
+        }
+        let (direct, names) = self.on_the_way(dir.as_bytes());
+        match (direct, names.is_empty()) {
+            (true, _) => Some(Visit::List),
+            (false, false) => Some(Visit::Pass),
+            (false, true) => None,
+        }
     }
 
-    /// Whether the root itself is walked whole.
-    pub(crate) fn root_whole(&self) -> bool {
-        self.whole.contains(&Vec::new())
+    /// How the walk treats the root.
+    pub(crate) fn root_visit(&self) -> Visit {
+        match self.visit(&RelPath::root(), false) {
+            Some(v) => v,
+            // Nothing changed: nothing of it to look at.
+            None => Visit::Pass,
+        }
+    }
+
+    /// The names in `dir` on the way to a change below it, and whether a
+    /// path names an entry of `dir` itself. Each name's subtree is jumped
+    /// over: this costs the names, not the paths below them.
+    pub(crate) fn on_the_way(&self, dir: &[u8]) -> (bool, Vec<Vec<u8>>) {
+        let prefix = crate::manifest::dir_prefix(dir);
+        let mut names = Vec::new();
+        let mut from = prefix.clone();
+        while let Some(p) = self.paths.range(from.clone()..).next().filter(|p| p.starts_with(&prefix)) {
+            let rest = &p[prefix.len()..];
+            let Some(slash) = rest.iter().position(|b| *b == b'/') else { return (true, names) };
+            names.push(rest[..slash].to_vec());
+            // Past `name/…`: `name0` follows every path below `name`.
+            from = [&p[..prefix.len() + slash], &[b'/' + 1][..]].concat();
+        }
+        (false, names)
     }
 
     fn below(&self, dir: &[u8]) -> bool {
@@ -109,38 +140,50 @@ impl ChangedPaths {
     }
 }
 
+/// How a scoped walk looks at a directory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Visit {
+    /// Only on the way to changes below it: its subdirectories on the way
+    /// are looked at, and nothing else of it (no entry of it changed, or
+    /// the record would name one).
+    Pass,
+    /// Listed: something in it changed.
+    List,
+    /// Walked whole, everything below it.
+    Whole,
+}
+
 /// What a scoped walk answers for in its base, and what it found there.
 ///
-/// The walk lists some directories (`visited`: every one on the way to a
+/// The walk visits some directories (`visited`: every one on the way to a
 /// change, and everything below one it walks whole) and takes each other
 /// subtree from the base. It answers for the base's entries in a directory
-/// it listed, below one it walked whole, and below one it listed that is no
-/// longer a directory it kept; every other entry of the base is the
-/// snapshot's as it is. So an untouched subtree is never copied, compared
+/// it listed, for the subdirectories on the way in one it passed through,
+/// below one it walked whole, and below one it looked at that is no longer
+/// a directory it kept; every other entry of the base is the snapshot's as
+/// it is. So an untouched subtree is never copied, compared
 /// or sorted: whether anything changed costs what the walk listed.
 pub(crate) struct Scoped {
     /// Per entry of the base: the walk answers for it.
     answered: Vec<bool>,
     /// What the walk found, sorted by path.
     listed: Vec<Entry>,
-    /// Directories of the base in a directory the walk listed, neither
-    /// walked nor found again as directories: nothing below them is left.
+    /// Directories of the base the walk looked at, neither walked nor
+    /// found again as directories: nothing below them is left.
     gone: Vec<Vec<u8>>,
 }
 
 impl Scoped {
-    pub(crate) fn new(base: &Manifest, visited: &[(RelPath, bool)], mut listed: Vec<Entry>) -> Scoped {
+    pub(crate) fn new(base: &Manifest, visited: &[(RelPath, Visit)], mut listed: Vec<Entry>) -> Scoped {
         listed.sort_unstable_by(|a, b| a.path.cmp(&b.path));
-        let visits: HashMap<&[u8], bool> = visited.iter().map(|(p, whole)| (p.as_bytes(), *whole)).collect();
-        let kept_dir = |p: &[u8]| {
-            !visits.contains_key(p)
-                && listed.binary_search_by(|e| e.path.as_bytes().cmp(p)).is_ok_and(|i| listed[i].is_dir())
-        };
+        let visits: HashMap<&[u8], Visit> = visited.iter().map(|(p, v)| (p.as_bytes(), *v)).collect();
+        let found = |p: &[u8]| listed.binary_search_by(|e| e.path.as_bytes().cmp(p));
+        let kept_dir = |p: &[u8]| !visits.contains_key(p) && found(p).is_ok_and(|i| listed[i].is_dir());
         let mut answered = vec![false; base.entries.len()];
         let mut gone = Vec::new();
-        for (dir, whole) in visited {
+        for (dir, visit) in visited {
             let range = base.below_range(dir.as_bytes());
-            if *whole {
+            if *visit == Visit::Whole {
                 answered[range].fill(true);
                 continue;
             }
@@ -153,6 +196,11 @@ impl Scoped {
                 if let Some(slash) = path[skip..].iter().position(|b| *b == b'/') {
                     // Below a child already decided.
                     i = base.below_range(&path[..skip + slash]).end.max(i + 1);
+                    continue;
+                }
+                // Passed through: only the children on the way were looked at.
+                if *visit == Visit::Pass && !visits.contains_key(path) && found(path).is_err() {
+                    i += 1;
                     continue;
                 }
                 answered[i] = true;
@@ -294,10 +342,14 @@ mod tests {
     fn a_changed_path_opens_its_ancestors_and_nothing_beside_them() {
         let mut c = ChangedPaths::new();
         c.add(b"a/b/f");
-        assert_eq!(c.visit(&rel("a"), false), Some(false));
-        assert_eq!(c.visit(&rel("a/b"), false), Some(false));
+        // Only on the way: passed through, not listed.
+        assert_eq!(c.root_visit(), Visit::Pass);
+        assert_eq!(c.visit(&rel("a"), false), Some(Visit::Pass));
+        assert_eq!(c.on_the_way(b""), (false, vec![b"a".to_vec()]));
+        // The changed path's directory is listed.
+        assert_eq!(c.visit(&rel("a/b"), false), Some(Visit::List));
         // Should the changed path be a directory (a chmod), it is listed, not walked.
-        assert_eq!(c.visit(&rel("a/b/f"), false), Some(false));
+        assert_eq!(c.visit(&rel("a/b/f"), false), Some(Visit::List));
         assert_eq!(c.visit(&rel("a/b/f/g"), false), None);
         assert_eq!(c.visit(&rel("a/c"), false), None);
         // Byte order puts "a-b" and "a.b" between "a" and "a/": not below "a".
@@ -305,36 +357,62 @@ mod tests {
         let mut d = ChangedPaths::new();
         d.add(b"a-b/x");
         assert_eq!(d.visit(&rel("a"), false), None);
-        assert_eq!(d.visit(&rel("a-b"), false), Some(false));
+        assert_eq!(d.visit(&rel("a-b"), false), Some(Visit::List));
+        // Paths deeper only pass through it; one in it lists it, whatever
+        // else is below it.
+        let mut e = ChangedPaths::new();
+        e.add(b"a-b/x/y");
+        e.add(b"a-b/y/z");
+        assert_eq!(e.visit(&rel("a-b"), false), Some(Visit::Pass));
+        e.add(b"a-b/y0");
+        assert_eq!(e.visit(&rel("a-b"), false), Some(Visit::List));
+    }
+
+    /// The names on the way are found by jumping over each one's subtree,
+    /// in byte order (`y-1` and `y0` sort around `y/…`).
+    #[test]
+    fn the_names_on_the_way_jump_over_their_subtrees() {
+        let mut c = ChangedPaths::new();
+        for p in ["d/y/a", "d/y/b/c", "d/y-1/q", "d/y0/r", "d/z/deep/er", "e/f"] {
+            c.add(p.as_bytes());
+        }
+        let names = |d: &str| {
+            c.on_the_way(d.as_bytes()).1.into_iter().map(|n| String::from_utf8(n).unwrap()).collect::<Vec<_>>()
+        };
+        assert_eq!(names("d"), ["y-1", "y", "y0", "z"]);
+        assert_eq!(names(""), ["d", "e"]);
+        // A path directly in it: listed (the names then do not matter).
+        assert!(c.on_the_way(b"d/y").0);
+        assert_eq!(names("d/z"), ["deep"]);
     }
 
     #[test]
     fn a_whole_subtree_is_walked_whole_and_so_is_everything_below_it() {
         let mut c = ChangedPaths::new();
         c.add_whole(b"moved");
-        assert_eq!(c.visit(&rel("moved"), false), Some(true));
-        assert_eq!(c.visit(&rel("moved/deep"), true), Some(true));
+        assert_eq!(c.visit(&rel("moved"), false), Some(Visit::Whole));
+        assert_eq!(c.visit(&rel("moved/deep"), true), Some(Visit::Whole));
         assert_eq!(c.visit(&rel("other"), false), None);
-        assert!(!c.root_whole());
+        assert_ne!(c.root_visit(), Visit::Whole);
     }
 
     #[test]
     fn a_changed_gitignore_walks_its_directory_whole() {
         let mut c = ChangedPaths::new();
         c.add(b"src/.gitignore");
-        assert_eq!(c.visit(&rel("src"), false), Some(true));
+        assert_eq!(c.visit(&rel("src"), false), Some(Visit::Whole));
         c.add(b".gitignore");
-        assert!(c.root_whole());
+        assert_eq!(c.root_visit(), Visit::Whole);
     }
 
     #[test]
     fn a_lossy_name_walks_the_directory_above_it_whole() {
         let mut c = ChangedPaths::new();
         c.add("d/bad\u{FFFD}name/f".as_bytes());
-        assert_eq!(c.visit(&rel("d"), false), Some(true));
+        assert_eq!(c.visit(&rel("d"), false), Some(Visit::Whole));
         let mut r = ChangedPaths::new();
         r.add("\u{FFFD}".as_bytes());
-        assert!(r.root_whole());
+        assert_eq!(r.root_visit(), Visit::Whole);
     }
 
     fn snap(
@@ -460,6 +538,63 @@ mod tests {
         assert_eq!(differences(&store, &through_index, &full, 10).unwrap(), Vec::<String>::new());
         assert!(scoped.get(&rel("a/y/2")).is_some() && scoped.get(&rel("z/z/10")).is_some());
         assert!(scoped.get(&rel("a-b/deep/4")).is_none() && scoped.get(&rel("a/a-b/7")).is_none());
+    }
+
+    /// A change deep down passes through the directories above it: only
+    /// the subdirectories on the way are looked at and read from the base,
+    /// not their siblings; a directory on the way that is gone (the record
+    /// missed it) lists its parent after all. Each equals a full walk.
+    #[test]
+    fn a_deep_change_passes_through_the_directories_above_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store_dir) = (dir.path().join("ws"), dir.path().join("store"));
+        for t in 0..3 {
+            for d in 0..4 {
+                for f in 0..3 {
+                    let p = root.join(format!("t{t}/d{d}/f{f}"));
+                    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                    std::fs::write(p, "x").unwrap();
+                }
+            }
+        }
+        std::fs::write(root.join("t1/.gitignore"), "*.log\n").unwrap();
+        let store = crate::Store::open_or_create(&store_dir, &root).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let before = snap(&store, &root, None, None);
+        let stored = crate::Stored::open(&store, before.id.as_ref().unwrap()).unwrap();
+        std::fs::write(root.join("t1/d2/f0"), "changed, longer").unwrap();
+        // Ignored by t1's rules, which apply though t1 is not listed.
+        std::fs::write(root.join("t1/d2/new.log"), "ignored").unwrap();
+        let mut told = ChangedPaths::new();
+        told.add(b"t1/d2/f0");
+        told.add(b"t1/d2/new.log");
+        let partial = stored.partial(&told).unwrap();
+        let read: Vec<&str> = partial.entries.iter().map(|e| std::str::from_utf8(e.path.as_bytes()).unwrap()).collect();
+        assert_eq!(read, ["t1", "t1/d2", "t1/d2/f0", "t1/d2/f1", "t1/d2/f2"], "read beside the way");
+        let full = snap(&store, &root, Some(&before), None);
+        let through =
+            snap(&store, &root, Some(&partial), Some(Scope { base: &partial, changed: &told, stored: Some(&stored) }));
+        assert_eq!(differences(&store, &through, &full, 10).unwrap(), Vec::<String>::new());
+        // Kept, ignored (within the budget), as the full walk keeps it.
+        assert!(through.get(&rel("t1/d2/new.log")).is_some());
+        let merged = snap(&store, &root, Some(&before), Some(Scope { base: &before, changed: &told, stored: None }));
+        assert_eq!(differences(&store, &merged, &full, 10).unwrap(), Vec::<String>::new());
+
+        // t2 removed, the record naming only a change below it.
+        let base = stored_after(&store, &through);
+        std::fs::remove_dir_all(root.join("t2")).unwrap();
+        let mut missed = ChangedPaths::new();
+        missed.add(b"t2/d0/f0");
+        let partial = base.partial(&missed).unwrap();
+        let after =
+            snap(&store, &root, Some(&partial), Some(Scope { base: &partial, changed: &missed, stored: Some(&base) }));
+        let full = snap(&store, &root, Some(&before), None);
+        assert_eq!(differences(&store, &after, &full, 10).unwrap(), Vec::<String>::new());
+        assert!(after.get(&rel("t2")).is_none() && after.get(&rel("t0/d0/f0")).is_some());
+    }
+
+    fn stored_after(store: &crate::Store, m: &Manifest) -> crate::Stored {
+        crate::Stored::open(store, m.id.as_ref().unwrap()).unwrap()
     }
 
     /// Snapshots told where the changes are, one after another, each read

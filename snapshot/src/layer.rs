@@ -1,9 +1,12 @@
 //! A snapshot stored as what changed over a whole one: the directories a
-//! scoped walk listed, and what it found there (`WSLAYER1`).
+//! scoped walk listed or passed through, and what it found there
+//! (`WSLAYER2`; `WSLAYER1`, without directories passed through, is read).
 //!
 //! A layer answers for the entries of its base whose parent it `listed`
-//! (their listing is the layer's), and for every entry below a directory in
-//! `whole` (walked whole, or gone); every other entry is the base's. Two
+//! (their listing is the layer's), for those it holds in a directory it
+//! `passed` through (the subdirectories on the way to a change), and for
+//! every entry below a directory in `whole` (walked whole, or gone); every
+//! other entry is the base's. Two
 //! layers over one base are one: their sets joined, the older one's entries
 //! kept where the newer does not answer. So a session that changes ten
 //! files in a workspace of a million stores and reads what it changed, and
@@ -19,7 +22,9 @@ use crate::error::ManifestError;
 use crate::manifest::{Entry, ManifestId, Reader, Writer, decode_entries, encode_entries};
 use crate::path::RelPath;
 
-pub(crate) const MAGIC: &[u8; 8] = b"WSLAYER1";
+pub(crate) const MAGIC: &[u8; 8] = b"WSLAYER2";
+/// Layers without directories passed through.
+const MAGIC_1: &[u8; 8] = b"WSLAYER1";
 
 /// Directories a layer may name at most, and how deep: a layer past these
 /// is written as a whole snapshot (its lookups cost its depth).
@@ -32,6 +37,9 @@ pub struct Layer {
     listed: HashSet<Vec<u8>>,
     /// Directories everything below which is the layer's.
     whole: HashSet<Vec<u8>>,
+    /// Directories whose children the layer holds are the layer's (the
+    /// others, the base's).
+    passed: HashSet<Vec<u8>>,
     /// Components of the deepest directory named.
     depth: usize,
     /// What is there, sorted by path.
@@ -47,16 +55,32 @@ fn parent(p: &[u8]) -> &[u8] {
 }
 
 impl Layer {
-    pub(crate) fn new(listed: HashSet<Vec<u8>>, whole: HashSet<Vec<u8>>, entries: Vec<Entry>) -> Layer {
-        let depth = listed.iter().chain(&whole).map(|p| components(p)).max().unwrap_or(0);
-        Layer { listed, whole, depth, entries }
+    pub(crate) fn new(
+        listed: HashSet<Vec<u8>>,
+        whole: HashSet<Vec<u8>>,
+        passed: HashSet<Vec<u8>>,
+        entries: Vec<Entry>,
+    ) -> Layer {
+        let depth = listed.iter().chain(&whole).chain(&passed).map(|p| components(p)).max().unwrap_or(0);
+        Layer { listed, whole, passed, depth, entries }
     }
 
     /// Whether the entry at `path` is the layer's to give (or to leave out).
     pub(crate) fn answers(&self, path: &[u8]) -> bool {
-        if self.listed.contains(parent(path)) || self.whole.contains(&b""[..]) {
-            return true;
-        }
+        let dir = parent(path);
+        self.listed.contains(dir)
+            || self.whole.contains(&b""[..])
+            || (self.passed.contains(dir) && self.holds(path))
+            || self.under_whole(path)
+    }
+
+    /// Whether the layer has an entry at `path`.
+    fn holds(&self, path: &[u8]) -> bool {
+        self.entries.binary_search_by(|e| e.path.as_bytes().cmp(path)).is_ok()
+    }
+
+    /// Whether a directory above `path` is in `whole`.
+    fn under_whole(&self, path: &[u8]) -> bool {
         // Its directories, down to the deepest the layer names.
         let mut seen = 0;
         for (i, b) in path.iter().enumerate() {
@@ -77,7 +101,24 @@ impl Layer {
     pub(crate) fn answers_below(&self, dir: &[u8]) -> bool {
         self.listed.contains(dir)
             || self.whole.contains(&b""[..])
-            || (!dir.is_empty() && self.answers(&[dir, b"/x"].concat()))
+            || (!dir.is_empty() && self.under_whole(&[dir, b"/x"].concat()))
+    }
+
+    /// The layer's entries directly in `dir`.
+    pub(crate) fn children<'a>(&'a self, dir: &'a [u8]) -> impl Iterator<Item = &'a Entry> {
+        let prefix = crate::manifest::dir_prefix(dir);
+        let start = self.entries.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
+        self.entries[start..]
+            .iter()
+            .take_while(move |e| e.path.as_bytes().starts_with(&prefix))
+            .filter(move |e| parent(e.path.as_bytes()) == dir)
+    }
+
+    /// The layer's entry at `path`, when it answers for it (`Some(None)`:
+    /// there is none).
+    pub(crate) fn get(&self, path: &[u8]) -> Option<Option<&Entry>> {
+        self.answers(path)
+            .then(|| self.entries.binary_search_by(|e| e.path.as_bytes().cmp(path)).ok().map(|i| &self.entries[i]))
     }
 
     /// This layer with `newer` over it.
@@ -89,12 +130,14 @@ impl Layer {
         listed.extend(newer.listed);
         let mut whole = self.whole;
         whole.extend(newer.whole);
-        Layer::new(listed, whole, entries)
+        let mut passed = self.passed;
+        passed.extend(newer.passed);
+        Layer::new(listed, whole, passed, entries)
     }
 
     /// Small enough beside a base of `base_entries` to be kept as a layer.
     pub(crate) fn fits(&self, base_entries: u64) -> bool {
-        self.listed.len() + self.whole.len() <= DIRS_MAX
+        self.listed.len() + self.whole.len() + self.passed.len() <= DIRS_MAX
             && self.depth <= DEPTH_MAX
             && (self.entries.len() as u64) <= (base_entries / 8).max(4096)
     }
@@ -104,7 +147,7 @@ impl Layer {
         w.0.extend_from_slice(MAGIC);
         w.i64(started_ns);
         w.bytes(base.0.as_bytes());
-        for set in [&self.listed, &self.whole] {
+        for set in [&self.listed, &self.whole, &self.passed] {
             let mut sorted: Vec<&Vec<u8>> = set.iter().collect();
             sorted.sort();
             w.u64(sorted.len() as u64);
@@ -120,9 +163,10 @@ impl Layer {
     /// (base, started_ns, layer) from a layer's bytes.
     pub(crate) fn decode(bytes: &[u8], origin: &Path) -> Result<(ManifestId, i64, Layer), ManifestError> {
         let corrupt = |offset, what| ManifestError::Corrupt { path: origin.to_path_buf(), offset, what };
-        if bytes.len() < MAGIC.len() + 32 || !bytes.starts_with(MAGIC) {
+        if bytes.len() < MAGIC.len() + 32 || !is_layer(bytes) {
             return Err(corrupt(0, "not a ws layer"));
         }
+        let sets_held = if bytes.starts_with(MAGIC_1) { 2 } else { 3 };
         let (body, sum) = bytes.split_at(bytes.len() - 32);
         if blake3::hash(body).as_bytes() != sum {
             return Err(corrupt(body.len(), "checksum mismatch (truncated or edited)"));
@@ -135,8 +179,8 @@ impl Layer {
             .ok()
             .filter(|b| b.len() == 32 && b.bytes().all(|c| c.is_ascii_hexdigit()))
             .ok_or_else(|| corrupt(MAGIC.len() + 8, "invalid base id"))?;
-        let mut sets = [HashSet::new(), HashSet::new()];
-        for set in &mut sets {
+        let mut sets = [HashSet::new(), HashSet::new(), HashSet::new()];
+        for set in sets.iter_mut().take(sets_held) {
             let n = r.u64().map_err(at)?;
             for _ in 0..n.min(body.len() as u64) {
                 let p = r.bytes().map_err(at)?;
@@ -155,9 +199,9 @@ impl Layer {
         if !entries.windows(2).all(|w| w[0].path < w[1].path) {
             return Err(corrupt(MAGIC.len(), "entries out of order"));
         }
-        let [listed, whole] = sets;
-        let layer = Layer::new(listed, whole, entries);
-        if layer.depth > DEPTH_MAX || layer.listed.len() + layer.whole.len() > DIRS_MAX {
+        let [listed, whole, passed] = sets;
+        let layer = Layer::new(listed, whole, passed, entries);
+        if layer.depth > DEPTH_MAX || layer.listed.len() + layer.whole.len() + layer.passed.len() > DIRS_MAX {
             return Err(corrupt(MAGIC.len(), "a layer past its bounds"));
         }
         if layer.entries.iter().any(|e| !layer.answers(e.path.as_bytes())) {
@@ -169,7 +213,7 @@ impl Layer {
 
 /// Whether `bytes` are a layer's.
 pub(crate) fn is_layer(bytes: &[u8]) -> bool {
-    bytes.starts_with(MAGIC)
+    bytes.starts_with(MAGIC) || bytes.starts_with(MAGIC_1)
 }
 
 #[cfg(test)]
@@ -195,7 +239,7 @@ mod tests {
 
     #[test]
     fn a_layer_answers_for_the_listings_it_holds_and_below_what_it_holds_whole() {
-        let l = Layer::new(set(&["", "a", "a/b"]), set(&["a/gone", "n"]), vec![entry("a"), entry("a/b")]);
+        let l = Layer::new(set(&["", "a", "a/b"]), set(&["a/gone", "n"]), set(&[]), vec![entry("a"), entry("a/b")]);
         for yes in ["a", "z", "a/b", "a/c", "a/b/c", "a/gone/x", "a/gone/x/y", "n/q"] {
             assert!(l.answers(yes.as_bytes()), "{yes}");
         }
@@ -206,10 +250,62 @@ mod tests {
         assert!(!l.answers_below(b"a/c"));
     }
 
+    /// A directory passed through: the layer answers for the children it
+    /// holds there (those on the way), the base for the others.
+    #[test]
+    fn a_layer_answers_in_a_passed_directory_for_what_it_holds() {
+        let l = Layer::new(set(&["t/d"]), set(&[]), set(&["", "t"]), vec![entry("t"), entry("t/d"), entry("t/d/f")]);
+        for yes in ["t", "t/d", "t/d/f", "t/d/new"] {
+            assert!(l.answers(yes.as_bytes()), "{yes}");
+        }
+        for no in ["u", "t/e", "t/x", "t/e/f"] {
+            assert!(!l.answers(no.as_bytes()), "{no}");
+        }
+        // A child named like answers_below's probe is no reason to answer below.
+        let x = Layer::new(set(&[]), set(&[]), set(&["p"]), vec![entry("p/x")]);
+        assert!(x.answers(b"p/x") && !x.answers_below(b"p") && !x.answers(b"p/y"));
+        let kids: Vec<&[u8]> = l.children(b"t").map(|e| e.path.as_bytes()).collect();
+        assert_eq!(kids, [&b"t/d"[..]]);
+        assert_eq!(l.get(b"t/d").map(|e| e.map(|e| e.path.as_bytes().to_vec())), Some(Some(b"t/d".to_vec())));
+        assert_eq!(l.get(b"t/e"), None);
+        assert_eq!(l.get(b"t/d/gone"), Some(None));
+        // Joined: an older layer's passed entries stay where the newer does not answer.
+        let newer =
+            Layer::new(set(&["t/e"]), set(&[]), set(&["", "t"]), vec![entry("t"), entry("t/e"), entry("t/e/g")]);
+        let both = l.clone().then(newer);
+        let paths: Vec<&[u8]> = both.entries.iter().map(|e| e.path.as_bytes()).collect();
+        assert_eq!(paths, [&b"t"[..], b"t/d", b"t/d/f", b"t/e", b"t/e/g"]);
+        assert!(both.answers(b"t/d") && both.answers(b"t/e") && !both.answers(b"t/x"));
+    }
+
+    /// A layer written before directories were passed through is read.
+    #[test]
+    fn a_first_version_layer_is_read() {
+        let l = Layer::new(set(&["", "a"]), set(&["a/w"]), set(&[]), vec![entry("a"), entry("a/b"), entry("a/w")]);
+        let id = ManifestId("0123456789abcdef0123456789abcdef".into());
+        let mut w = Writer(Vec::new());
+        w.0.extend_from_slice(MAGIC_1);
+        w.i64(7);
+        w.bytes(id.0.as_bytes());
+        for set in [&l.listed, &l.whole] {
+            let mut sorted: Vec<&Vec<u8>> = set.iter().collect();
+            sorted.sort();
+            w.u64(sorted.len() as u64);
+            for p in sorted {
+                w.bytes(p);
+            }
+        }
+        w.u64(l.entries.len() as u64);
+        encode_entries(&mut w, RelPath::root(), &l.entries);
+        let bytes = w.sealed();
+        assert!(is_layer(&bytes));
+        assert_eq!(Layer::decode(&bytes, Path::new("l")).unwrap(), (id, 7, l));
+    }
+
     #[test]
     fn two_layers_are_one_with_the_newer_over_the_older() {
-        let old = Layer::new(set(&["", "a"]), set(&[]), vec![entry("a"), entry("a/x"), entry("b")]);
-        let new = Layer::new(set(&["", "b"]), set(&["a"]), vec![entry("a"), entry("b"), entry("b/y")]);
+        let old = Layer::new(set(&["", "a"]), set(&[]), set(&[]), vec![entry("a"), entry("a/x"), entry("b")]);
+        let new = Layer::new(set(&["", "b"]), set(&["a"]), set(&[]), vec![entry("a"), entry("b"), entry("b/y")]);
         let both = old.then(new);
         let paths: Vec<&[u8]> = both.entries.iter().map(|e| e.path.as_bytes()).collect();
         assert_eq!(paths, [&b"a"[..], b"b", b"b/y"], "a/x is below a, which the newer holds whole");
@@ -218,7 +314,12 @@ mod tests {
 
     #[test]
     fn layers_round_trip_and_damage_is_refused() {
-        let l = Layer::new(set(&["", "a"]), set(&["a/w"]), vec![entry("a"), entry("a/b"), entry("a/w")]);
+        let l = Layer::new(
+            set(&["", "a"]),
+            set(&["a/w"]),
+            set(&["p"]),
+            vec![entry("a"), entry("a/b"), entry("a/w"), entry("p/q")],
+        );
         let id = ManifestId("0123456789abcdef0123456789abcdef".into());
         let bytes = l.encode(&id, 7);
         assert_eq!(Layer::decode(&bytes, Path::new("l")).unwrap(), (id, 7, l));
@@ -228,7 +329,7 @@ mod tests {
             assert!(Layer::decode(&b, Path::new("l")).is_err(), "flip at {i}");
         }
         // An entry it does not answer for (written by no layer of ours).
-        let odd = Layer::new(set(&["a"]), set(&[]), vec![entry("c/d")]);
+        let odd = Layer::new(set(&["a"]), set(&[]), set(&[]), vec![entry("c/d")]);
         let bytes = odd.encode(&ManifestId("0123456789abcdef0123456789abcdef".into()), 0);
         assert!(Layer::decode(&bytes, Path::new("l")).is_err());
     }

@@ -277,7 +277,7 @@ impl ManifestFile {
 #[derive(Debug)]
 pub enum Stored {
     Indexed(ManifestFile),
-    Layered(Layered),
+    Layered(Box<Layered>),
     Whole(Manifest),
 }
 
@@ -353,7 +353,7 @@ impl Stored {
     /// The stored manifest `id`: through its index when it has one.
     pub fn open(store: &crate::Store, id: &ManifestId) -> Result<Stored, crate::StoreError> {
         if let Some(layered) = store.layer(id)? {
-            return Ok(Stored::Layered(layered));
+            return Ok(Stored::Layered(Box::new(layered)));
         }
         Ok(match store.manifest_file(id)? {
             Some(f) => Stored::Indexed(f),
@@ -419,15 +419,25 @@ impl Stored {
         }
     }
 
+    /// The entry at `path`.
+    pub(crate) fn get(&self, path: &RelPath) -> Result<Option<Entry>, ManifestError> {
+        match self {
+            Stored::Indexed(f) => f.get(path),
+            Stored::Layered(l) => match l.layer.get(path.as_bytes()) {
+                Some(mine) => Ok(mine.cloned()),
+                None => l.base.get(path),
+            },
+            Stored::Whole(m) => Ok(crate::manifest::find(&m.entries, path).cloned()),
+        }
+    }
+
     /// The entries directly in `dir`.
     fn children(&self, dir: &[u8]) -> Result<Vec<Entry>, ManifestError> {
         match self {
             Stored::Indexed(f) => f.children(dir),
-            Stored::Layered(l) if l.layer.answers_below(dir) => Ok(layer_below(&l.layer, dir)
-                .filter(|e| e.path.parent().is_some_and(|p| p.as_bytes() == dir))
-                .cloned()
-                .collect()),
-            Stored::Layered(l) => l.base.children(dir),
+            Stored::Layered(l) if l.layer.answers_below(dir) => Ok(l.layer.children(dir).cloned().collect()),
+            // Those it passed through are the layer's, the others the base's.
+            Stored::Layered(l) => Ok(l.over(l.base.children(dir)?, l.layer.children(dir).cloned())),
             Stored::Whole(m) => {
                 let r = m.below_range(dir);
                 Ok(m.entries[r]
@@ -468,18 +478,31 @@ impl Stored {
             Stored::Indexed(f) => (&f.id, f.started_ns),
             Stored::Layered(l) => (&l.id, l.started_ns),
         };
+        use crate::changed::Visit;
         let mut entries = Vec::new();
-        let mut dirs = vec![(RelPath::root(), changed.root_whole())];
-        while let Some((dir, whole)) = dirs.pop() {
-            if whole {
-                entries.extend(self.below(dir.as_bytes())?);
-                continue;
-            }
-            for e in self.children(dir.as_bytes())? {
+        let mut dirs = vec![(RelPath::root(), changed.root_visit())];
+        while let Some((dir, visit)) = dirs.pop() {
+            let found = match visit {
+                Visit::Whole => {
+                    entries.extend(self.below(dir.as_bytes())?);
+                    continue;
+                }
+                Visit::List => self.children(dir.as_bytes())?,
+                // Its subdirectories on the way (should the walk find the
+                // directory changed after all, it lists it, as new).
+                Visit::Pass => {
+                    let mut on_the_way = Vec::new();
+                    for name in changed.on_the_way(dir.as_bytes()).1 {
+                        on_the_way.extend(self.get(&dir.join(&name))?);
+                    }
+                    on_the_way
+                }
+            };
+            for e in found {
                 if e.is_dir()
-                    && let Some(whole) = changed.visit(&e.path, false)
+                    && let Some(visit) = changed.visit(&e.path, false)
                 {
-                    dirs.push((e.path.clone(), whole));
+                    dirs.push((e.path.clone(), visit));
                 }
                 entries.push(e);
             }

@@ -204,26 +204,34 @@ fn put_layer(
     store: &Store,
     stored: &crate::Stored,
     partial: &Manifest,
-    visited: &[(crate::path::RelPath, bool)],
+    visited: &[(crate::path::RelPath, crate::changed::Visit)],
     scoped: &crate::changed::Scoped,
     started_ns: i64,
 ) -> Result<Option<Put>, SnapshotError> {
     let Some((base, older)) = stored.layering() else { return Ok(None) };
     let (mut was, now) = scoped.region(partial);
+    use crate::changed::Visit;
     let walked_whole: std::collections::HashSet<&[u8]> =
-        visited.iter().filter(|(_, w)| *w).map(|(p, _)| p.as_bytes()).collect();
-    let mut listed = std::collections::HashSet::new();
+        visited.iter().filter(|(_, v)| *v == Visit::Whole).map(|(p, _)| p.as_bytes()).collect();
+    let (mut listed, mut passed) = (std::collections::HashSet::new(), std::collections::HashSet::new());
     // The topmost directories walked whole say it for all below them; a
     // gone one holds nothing below it.
     let mut whole: std::collections::HashSet<Vec<u8>> = scoped.gone().iter().cloned().collect();
-    for (dir, w) in visited {
-        if !*w {
-            listed.insert(dir.as_bytes().to_vec());
-        } else if !dir.parent().is_some_and(|p| walked_whole.contains(p.as_bytes())) {
-            whole.insert(dir.as_bytes().to_vec());
+    for (dir, v) in visited {
+        match v {
+            Visit::List => {
+                listed.insert(dir.as_bytes().to_vec());
+            }
+            Visit::Pass => {
+                passed.insert(dir.as_bytes().to_vec());
+            }
+            Visit::Whole if !dir.parent().is_some_and(|p| walked_whole.contains(p.as_bytes())) => {
+                whole.insert(dir.as_bytes().to_vec());
+            }
+            Visit::Whole => {}
         }
     }
-    let layer = crate::layer::Layer::new(listed, whole, now.clone());
+    let layer = crate::layer::Layer::new(listed, whole, passed, now.clone());
     let layer = match older {
         Some(o) => o.clone().then(layer),
         None => layer,
@@ -245,7 +253,7 @@ fn put_layer(
 /// directories it listed (`visited`).
 struct Found {
     entries: Vec<crate::manifest::Entry>,
-    visited: Option<Vec<(crate::path::RelPath, bool)>>,
+    visited: Option<Vec<(crate::path::RelPath, crate::changed::Visit)>>,
 }
 
 /// Describes the workspace as a snapshot would, writing nothing to the store:

@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use crate::budget::Budget;
-use crate::changed::Scope;
+use crate::changed::{Scope, Visit};
 use crate::error::SnapshotError;
 use crate::ignore_rules::{BadIgnoreFile, IgnoreRules, IgnoreStack};
 use crate::manifest::{Entry, EntryKind, ExcludeReason, Manifest, find};
@@ -45,6 +45,9 @@ struct Job {
     mode: Mode,
     /// Everything below is walked (always, without a [`Scope`]).
     whole: bool,
+    /// Only on the way to changes below ([`Visit::Pass`]): the
+    /// subdirectories on the way are looked at, not the listing.
+    pass: bool,
     /// Deep in a tree: the parent directory, still open, and this
     /// directory's name in it. Opening by the full path makes the kernel
     /// walk every level again, which costs O(depth) per directory and
@@ -123,7 +126,7 @@ pub(crate) struct Walk<'a> {
     pub scope: Option<Scope<'a>>,
     /// With a scope: the directories listed, and whether wholly (what the
     /// walk answers for, see [`crate::changed::Scoped`]).
-    pub visited: Mutex<Vec<(RelPath, bool)>>,
+    pub visited: Mutex<Vec<(RelPath, Visit)>>,
 }
 
 /// Gives the entries of a chain that ends at `dir` (no subdirectory carried
@@ -187,7 +190,8 @@ impl Walk<'_> {
             ignores: None,
             mode: Mode::Normal,
             parent: None,
-            whole: self.scope.is_none_or(|s| s.changed.root_whole()),
+            whole: self.scope.is_none_or(|s| s.changed.root_visit() == Visit::Whole),
+            pass: self.scope.is_some_and(|s| s.changed.root_visit() == Visit::Pass),
             chain: Vec::new(),
             depth: 0,
         };
@@ -295,9 +299,6 @@ impl Walk<'_> {
         };
         // The parent is not needed once this directory is open.
         let mut job = Job { parent: None, ..job };
-        if self.scope.is_some() {
-            lock(&self.visited).push((job.rel.clone(), job.whole));
-        }
         // Carried on by the first subdirectory, or ended here.
         let mut chain = Some(std::mem::take(&mut job.chain));
         let dir_fd = match opened {
@@ -308,15 +309,43 @@ impl Walk<'_> {
             }
             Err(e) => return Err(walk_err(&job.abs, e)),
         };
-        let mut names: Vec<Vec<u8>> = Vec::new();
-        let mut dir = Dir::new(dir_fd).map_err(|e| walk_err(&job.abs, e))?;
-        while let Some(entry) = dir.read() {
-            let entry = entry.map_err(|e| walk_err(&job.abs, e))?;
-            let name = entry.file_name().to_bytes();
-            if name != b"." && name != b".." {
-                names.push(name.to_vec());
+        // Passed through: the subdirectories on the way, each still one
+        // (else the record missed how it went: the directory is listed).
+        let passed = match self.scope.filter(|_| job.pass) {
+            Some(scope) => {
+                let (_, names) = scope.changed.on_the_way(job.rel.as_bytes());
+                let still = |n: &Vec<u8>| {
+                    rustix::fs::statat(&dir_fd, n.as_slice(), AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+                };
+                names.iter().all(still).then_some(names)
             }
+            None => None,
+        };
+        if self.scope.is_some() {
+            let visit = match (job.whole, &passed) {
+                (true, _) => Visit::Whole,
+                (false, Some(_)) => Visit::Pass,
+                (false, None) => Visit::List,
+            };
+            lock(&self.visited).push((job.rel.clone(), visit));
         }
+        let passing = passed.is_some();
+        let mut dir = Dir::new(dir_fd).map_err(|e| walk_err(&job.abs, e))?;
+        let names = match passed {
+            Some(names) => names,
+            None => {
+                let mut names: Vec<Vec<u8>> = Vec::new();
+                while let Some(entry) = dir.read() {
+                    let entry = entry.map_err(|e| walk_err(&job.abs, e))?;
+                    let name = entry.file_name().to_bytes();
+                    if name != b"." && name != b".." {
+                        names.push(name.to_vec());
+                    }
+                }
+                names
+            }
+        };
         let dir_fd = dir.fd().map_err(|e| walk_err(&job.abs, e))?;
         // The previous snapshot's entries below this directory: where the
         // stat cache looks its children up.
@@ -325,7 +354,13 @@ impl Walk<'_> {
         // Held for the subdirectories' jobs, deep down (made on the first).
         let mut here: Option<Option<Arc<Held>>> = None;
         let deep = job.depth >= HOLD_FROM_DEPTH;
-        if job.mode == Mode::Normal && names.iter().any(|n| n == b".gitignore") {
+        // Passed through, it is not listed: its rules still apply below.
+        let has_ignore_file = job.mode == Mode::Normal
+            && match passing {
+                true => rustix::fs::statat(dir_fd, ".gitignore", AtFlags::SYMLINK_NOFOLLOW).is_ok(),
+                false => names.iter().any(|n| n == b".gitignore"),
+            };
+        if has_ignore_file {
             let (pushed, bad) = self.rules.push(ignores, dir_fd, &job.abs);
             ignores = pushed;
             lock(&self.bad_ignores).extend(bad);
@@ -379,10 +414,10 @@ impl Walk<'_> {
                     let entry = self.entry(rel.clone(), EntryKind::Dir, stat);
                     let visit = match &self.scope {
                         Some(scope) => scope.changed.visit(&rel, job.whole).ok_or(()),
-                        None => Ok(true),
+                        None => Ok(Visit::Whole),
                     };
                     match visit {
-                        Ok(whole) => {
+                        Ok(visit) => {
                             let parent = if deep {
                                 here.get_or_insert_with(|| Held::dup(dir_fd)).clone().map(|h| (h, name.clone()))
                             } else {
@@ -395,7 +430,8 @@ impl Walk<'_> {
                                 rel,
                                 ignores: ignores.clone(),
                                 mode,
-                                whole,
+                                whole: visit == Visit::Whole,
+                                pass: visit == Visit::Pass,
                                 parent,
                                 chain: carried,
                                 depth: job.depth + 1,
