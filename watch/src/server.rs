@@ -184,7 +184,14 @@ impl Watch {
                 Ok(_) | Err(rustix::io::Errno::INTR) => {}
                 Err(e) => return Err(format!("poll: {e}")),
             }
-            let asked = !fds[2].revents().is_empty();
+            let mut asked = !fds[2].revents().is_empty();
+            if !asked && fds[..2].iter().any(|f| !f.revents().is_empty()) {
+                // Let events gather: one wake a batch, not one a file (a
+                // build makes thousands a second). A request cuts it short.
+                let mut l = [rustix::event::PollFd::new(listener, rustix::event::PollFlags::IN)];
+                let gather = rustix::event::Timespec { tv_sec: 0, tv_nsec: GATHER_NS };
+                asked = matches!(rustix::event::poll(&mut l, Some(&gather)), Ok(n) if n > 0);
+            }
             self.names.drain(&mut buf, &mut self.journals);
             // Between requests, a bounded turn: a request waiting is served soon.
             self.links.drain(&mut fbuf, &mut self.journals, Instant::now() + Duration::from_millis(200));
@@ -329,6 +336,9 @@ struct Links {
     /// Devices whose filesystem is marked.
     marked: HashSet<u64>,
 }
+
+/// How long events may gather before they are read (10 ms).
+const GATHER_NS: i64 = 10_000_000;
 
 /// Attribute changes the shared journal keeps at most: a workspace asked
 /// once and not since holds back what may be forgotten, so past this many
