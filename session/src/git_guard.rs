@@ -226,11 +226,11 @@ fn guard_packs(ws: &Workspace, session: &mut Session, changes: &mut [Change], lo
         .collect();
     let restored = ws
         .store
-        .manifest(&ManifestId(session.before.clone()))
+        .linked(&ManifestId(session.before.clone()))
         .map_err(|e| crate::chain(&e))
-        .and_then(|before| {
+        .and_then(|linked| {
             let opts = RollbackOptions { force: true, drop_new_objects: true, ..RollbackOptions::default() };
-            ws_snapshot::rollback(&ws.store, &ws.root, session, changes, &before, &paths, &opts)
+            ws_snapshot::rollback(&ws.store, &ws.root, session, changes, &linked, &paths, &opts)
                 .map_err(|e| crate::chain(&e))
         })
         .map(|out| out.conflicts.is_empty() && out.unrestorable.is_empty());

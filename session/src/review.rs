@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use ws_snapshot::{Change, ChangeState, Manifest, ManifestId, RelPath, RollbackOptions, Session, StoreLock};
+use ws_snapshot::{Change, ChangeState, ManifestId, RelPath, RollbackOptions, Session, StoreLock};
 
 use crate::recording::{Attribution, Origin};
 use crate::{Error, ErrorKind, Workspace};
@@ -84,8 +84,9 @@ impl Review {
 #[derive(Debug)]
 pub struct RolledBack {
     pub outcome: ws_snapshot::RollbackOutcome,
-    /// The before-snapshot (what was restored).
-    pub before: Manifest,
+    /// The before-snapshot's files with several names (for
+    /// [`ws_snapshot::outside_links`]).
+    pub linked: Vec<ws_snapshot::Entry>,
     /// Paths (under those asked for) changed during the session only by a
     /// process outside it: not the session's to undo, left alone.
     pub outside: Vec<RelPath>,
@@ -118,7 +119,7 @@ pub fn rollback_paths(
     paths: &[RelPath],
     force: bool,
 ) -> Result<RolledBack, Error> {
-    let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
+    let linked = ws.store.linked(&ManifestId(session.before.clone()))?;
     let who = Attribution::load(&ws.store, session, &*ws.options.observer);
     let mut outside = Vec::new();
     let mut both = Vec::new();
@@ -139,7 +140,7 @@ pub fn rollback_paths(
         &ws.root,
         session,
         changes,
-        &before,
+        &linked,
         paths,
         &RollbackOptions { force, leave, drop_new_objects: false },
     )?;
@@ -154,5 +155,5 @@ pub fn rollback_paths(
                 .map(|p| (p, "changed both by the session and by a process outside it".into())),
         );
     }
-    Ok(RolledBack { outcome, before, outside, conflicts })
+    Ok(RolledBack { outcome, linked, outside, conflicts })
 }

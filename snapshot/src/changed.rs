@@ -593,6 +593,47 @@ mod tests {
         assert!(after.get(&rel("t2")).is_none() && after.get(&rel("t0/d0/f0")).is_some());
     }
 
+    /// What rollback makes the latest snapshot: a layer with the restored
+    /// entries and without the removed ones (a file, a directory and what
+    /// was below it), whose whole listing is the one written whole before.
+    #[test]
+    fn a_refreshed_snapshot_is_a_layer_equal_to_the_whole_listing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (root, store_dir) = (dir.path().join("ws"), dir.path().join("store"));
+        for f in ["a/b/f1", "a/b/f2", "a/c/g", "d/h", "e/x/y", "e/z"] {
+            std::fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+            std::fs::write(root.join(f), f).unwrap();
+        }
+        let store = crate::Store::open_or_create(&store_dir, &root).unwrap();
+        let before = snap(&store, &root, None, None);
+        let stored = stored_after(&store, &before);
+        let mut updated = std::collections::HashMap::new();
+        let mut f1 = before.get(&rel("a/b/f1")).unwrap().clone();
+        f1.stat.size = 99;
+        updated.insert(rel("a/b/f1"), Some(f1));
+        updated.insert(rel("a/c/g"), None);
+        for p in ["e", "e/x", "e/x/y", "e/z"] {
+            updated.insert(rel(p), None);
+        }
+        let new_dir = Entry { path: rel("n"), ..before.get(&rel("d")).unwrap().clone() };
+        let new_file = Entry { path: rel("n/m"), ..before.get(&rel("d/h")).unwrap().clone() };
+        updated.insert(rel("n"), Some(new_dir));
+        updated.insert(rel("n/m"), Some(new_file));
+        let id = crate::snapshot::refreshed_layer(&store, &stored, &updated, before.started_ns).unwrap().unwrap();
+        let layered = stored_after(&store, &Manifest { id: Some(id), ..Manifest::default() });
+        assert!(matches!(layered, crate::Stored::Layered(_)), "written whole");
+        let mut expected = before.clone();
+        expected.entries.retain(|e| !updated.contains_key(&e.path));
+        expected.entries.extend(updated.values().flatten().cloned());
+        expected.sort();
+        let got = layered.whole().unwrap();
+        let paths = |m: &Manifest| {
+            m.entries.iter().map(|e| String::from_utf8_lossy(e.path.as_bytes()).into_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(paths(&got), paths(&expected));
+        assert_eq!(got.entries, expected.entries);
+    }
+
     fn stored_after(store: &crate::Store, m: &Manifest) -> crate::Stored {
         crate::Stored::open(store, m.id.as_ref().unwrap()).unwrap()
     }

@@ -215,9 +215,9 @@ pub fn undo(
         .collect();
     let mut failed: Vec<RelPath> = Vec::new();
     if !paths.is_empty() {
-        let before = store.manifest(&ManifestId(session.before.clone()))?;
+        let linked = store.linked(&ManifestId(session.before.clone()))?;
         let opts = RollbackOptions { force: true, ..RollbackOptions::default() };
-        let out = rollback(store, workspace, session, changes, &before, &paths, &opts)?;
+        let out = rollback(store, workspace, session, changes, &linked, &paths, &opts)?;
         // Objects and reflogs the session added are kept on purpose (and so
         // are the directories holding them): they redirect nothing.
         let matters = |p: &RelPath| !matches!(git_class(p), GitClass::Objects | GitClass::Reflog);

@@ -361,6 +361,15 @@ impl Stored {
         })
     }
 
+    /// When the walk that took it started (what is racy against it).
+    pub fn started_ns(&self) -> i64 {
+        match self {
+            Stored::Indexed(f) => f.started_ns,
+            Stored::Layered(l) => l.started_ns,
+            Stored::Whole(m) => m.started_ns,
+        }
+    }
+
     pub fn id(&self) -> Option<&ManifestId> {
         match self {
             Stored::Indexed(f) => Some(&f.id),
@@ -432,7 +441,7 @@ impl Stored {
     }
 
     /// The entries directly in `dir`.
-    fn children(&self, dir: &[u8]) -> Result<Vec<Entry>, ManifestError> {
+    pub(crate) fn children(&self, dir: &[u8]) -> Result<Vec<Entry>, ManifestError> {
         match self {
             Stored::Indexed(f) => f.children(dir),
             Stored::Layered(l) if l.layer.answers_below(dir) => Ok(l.layer.children(dir).cloned().collect()),

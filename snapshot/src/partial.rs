@@ -463,7 +463,8 @@ mod tests {
         assert_eq!(changes[0].state, ChangeState::Pending);
         assert_eq!(std::fs::read_to_string(ws.join("f")).unwrap(), NEW, "nothing on disk changed");
         let manifest = crate::Manifest::default();
-        crate::rollback(&store, &ws, &mut session, &mut changes, &manifest, &[], &Default::default()).unwrap();
+        let linked: Vec<Entry> = manifest.entries.iter().filter(|e| crate::manifest::is_linked(e)).cloned().collect();
+        crate::rollback(&store, &ws, &mut session, &mut changes, &linked, &[], &Default::default()).unwrap();
         assert_eq!(std::fs::read(ws.join("f")).unwrap(), reviewed);
     }
 }

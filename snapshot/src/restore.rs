@@ -25,7 +25,7 @@ use crate::copy::hash_file;
 use crate::error::{ReviewError, StoreError};
 use crate::git::{GitClass, git_class};
 use crate::longpath::Reachable;
-use crate::manifest::{Entry, EntryKind, Manifest};
+use crate::manifest::{Entry, EntryKind};
 use crate::path::RelPath;
 use crate::rebuild::{Built, NewTrees, fill_file};
 use crate::session::{Journal, Session};
@@ -100,13 +100,15 @@ pub fn approve(
 }
 
 /// Rolls back the pending changes under `paths` (all if empty). Finishes an
-/// interrupted rollback of this session first.
+/// interrupted rollback of this session first. `linked`: the files of the
+/// session's before-snapshot with several names ([`Store::linked`]), where
+/// a restored file finds the siblings it shared its inode with.
 pub fn rollback(
     store: &Store,
     workspace: &Path,
     session: &mut Session,
     changes: &mut [Change],
-    before: &Manifest,
+    linked: &[Entry],
     paths: &[RelPath],
     opts: &RollbackOptions,
 ) -> Result<RollbackOutcome, ReviewError> {
@@ -121,7 +123,7 @@ pub fn rollback(
         if !j.work.is_empty() {
             store.register_work(&j.work)?;
         }
-        Rollback::new(store, workspace, before, j.force, &j.work, &mut outcome).run(changes, &pending)?;
+        Rollback::new(store, workspace, linked, j.force, &j.work, &mut outcome).run(changes, &pending)?;
         sync_workspace(workspace);
         store.save_changes(&session.id, changes)?;
         store.sync()?;
@@ -162,7 +164,7 @@ pub fn rollback(
         let work = store.begin_work()?;
         store
             .write_journal(&session.id, &Journal { indices: picked.clone(), force: opts.force, work: work.clone() })?;
-        let mut rb = Rollback::new(store, workspace, before, opts.force, &work, &mut outcome);
+        let mut rb = Rollback::new(store, workspace, linked, opts.force, &work, &mut outcome);
         rb.drop_new_objects = opts.drop_new_objects;
         let made = rb.run(changes, &picked)?;
         // What was restored reaches the disk before the change set says so:
@@ -194,7 +196,7 @@ fn refresh_stat_cache(
     picked: &[usize],
     made: &HashMap<usize, FileStat>,
 ) {
-    let Some(mut latest) = store.latest().and_then(|id| store.manifest(&id).ok()) else { return };
+    let Some(latest) = store.latest().and_then(|id| crate::Stored::open(store, &id).ok()) else { return };
     let Ok(last_write) = fs_now(store) else { return };
     let mut now = last_write;
     for _ in 0..50 {
@@ -235,10 +237,21 @@ fn refresh_stat_cache(
             updated.insert(c.path.clone(), fresh);
         }
     }
+    let started_ns = latest.started_ns().max(now);
+    // As a layer: what rollback wrote, not the whole listing again.
+    match crate::snapshot::refreshed_layer(store, &latest, &updated, started_ns) {
+        Ok(Some(id)) => {
+            let _ = store.set_latest(&id);
+            return;
+        }
+        Ok(None) => {}
+        Err(_) => return,
+    }
+    let Ok(mut latest) = latest.into_whole() else { return };
     latest.entries.retain(|e| !updated.contains_key(&e.path));
     latest.entries.extend(updated.into_values().flatten());
     latest.sort();
-    latest.started_ns = latest.started_ns.max(now);
+    latest.started_ns = started_ns;
     if let Ok(id) = store.put_manifest(&latest) {
         let _ = store.set_latest(&id);
     }
@@ -253,7 +266,8 @@ fn sync_workspace(root: &Path) {
 struct Rollback<'a> {
     store: &'a Store,
     root: &'a Path,
-    before: &'a Manifest,
+    /// The before-snapshot's files with several names (hard-link siblings).
+    linked: &'a [Entry],
     force: bool,
     /// See [`RollbackOptions::drop_new_objects`].
     drop_new_objects: bool,
@@ -331,7 +345,7 @@ impl<'a> Rollback<'a> {
     fn new(
         store: &'a Store,
         root: &'a Path,
-        before: &'a Manifest,
+        linked: &'a [Entry],
         force: bool,
         work: &str,
         out: &'a mut RollbackOutcome,
@@ -342,7 +356,7 @@ impl<'a> Rollback<'a> {
             work_prefix,
             store,
             root,
-            before,
+            linked,
             force,
             drop_new_objects: false,
             out,
@@ -661,10 +675,10 @@ impl<'a> Rollback<'a> {
         if let Some(p) = lock(&self.links).get(&key) {
             return Some(p.clone());
         }
-        let sib =
-            self.before.entries.iter().find(|o| {
-                o.path != *path && (o.stat.dev, o.stat.ino) == key && matches!(o.kind, EntryKind::File { .. })
-            })?;
+        let sib = self
+            .linked
+            .iter()
+            .find(|o| o.path != *path && (o.stat.dev, o.stat.ino) == key && matches!(o.kind, EntryKind::File { .. }))?;
         let abs = sib.path.to_path(self.root);
         let m = std::fs::symlink_metadata(&*Reachable::new(&abs).ok()?).ok()?;
         (m.ino() == sib.stat.ino

@@ -249,6 +249,66 @@ fn put_layer(
     Ok(Some(Put::Layered(id, (was, now))))
 }
 
+/// The snapshot `stored` with `updated` put in (each path's entry now, or
+/// none), as a layer over the whole snapshot it rests on (joined with the
+/// layer already over it): what a rollback makes the latest snapshot, so
+/// that rolling back ten files does not write a million entries. `None`
+/// when `stored` is held whole or the layer would not be small beside it.
+pub(crate) fn refreshed_layer(
+    store: &Store,
+    stored: &crate::Stored,
+    updated: &std::collections::HashMap<crate::path::RelPath, Option<crate::manifest::Entry>>,
+    started_ns: i64,
+) -> Result<Option<ManifestId>, crate::StoreError> {
+    use std::collections::{BTreeMap, HashSet};
+    let Some((base, older)) = stored.layering() else { return Ok(None) };
+    let parent = |p: &crate::path::RelPath| p.parent().unwrap_or_default().as_bytes().to_vec();
+    // A path gone: its directory's listing is the layer's; below a
+    // directory gone, nothing is left.
+    let (mut listed, mut whole) = (HashSet::new(), HashSet::new());
+    for (p, e) in updated {
+        if e.is_none() {
+            listed.insert(parent(p));
+            if stored.get(p)?.is_some_and(|old| old.is_dir()) {
+                whole.insert(p.as_bytes().to_vec());
+            }
+        }
+    }
+    let below_gone =
+        |p: &[u8]| whole.iter().any(|w: &Vec<u8>| p.len() > w.len() && p.starts_with(w) && p[w.len()] == b'/');
+    listed.retain(|d| !below_gone(d));
+    let mut entries = BTreeMap::new();
+    for dir in &listed {
+        for e in stored.children(dir)? {
+            entries.insert(e.path.clone(), e);
+        }
+    }
+    // A path back: in a directory listed, or one passed through.
+    let mut passed = HashSet::new();
+    for (p, e) in updated {
+        match e {
+            Some(e) if !below_gone(p.as_bytes()) => {
+                if !listed.contains(&parent(p)) {
+                    passed.insert(parent(p));
+                }
+                entries.insert(p.clone(), e.clone());
+            }
+            _ => {
+                entries.remove(p);
+            }
+        }
+    }
+    let layer = crate::layer::Layer::new(listed, whole, passed, entries.into_values().collect());
+    let layer = match older {
+        Some(o) => o.clone().then(layer),
+        None => layer,
+    };
+    if !layer.fits(base.count) {
+        return Ok(None);
+    }
+    Ok(Some(store.put_manifest_bytes(&layer.encode(&base.id, started_ns))?))
+}
+
 /// What a walk found: every entry, or with a scope the entries of the
 /// directories it listed (`visited`).
 struct Found {

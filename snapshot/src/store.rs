@@ -367,6 +367,12 @@ impl Store {
         Ok(Some(crate::manifest_file::Layered::decode(self, id, &bytes)?))
     }
 
+    /// The files of snapshot `id` with several names (through its index:
+    /// the listing is not read).
+    pub fn linked(&self, id: &ManifestId) -> Result<Vec<crate::Entry>, StoreError> {
+        Ok(crate::Stored::open(self, id)?.linked().into_iter().cloned().collect())
+    }
+
     /// A stored manifest read through its index ([`ManifestFile`]);
     /// `Ok(None)` for one written before manifests had one.
     pub fn manifest_file(&self, id: &ManifestId) -> Result<Option<crate::ManifestFile>, StoreError> {

@@ -87,7 +87,7 @@ pub(crate) fn rollback_paths(
     force: bool,
 ) -> Result<i32, CliError> {
     let rolled = ws_session::review::rollback_paths(ws, session, changes, paths, force)?;
-    let (out, before) = (&rolled.outcome, &rolled.before);
+    let (out, linked) = (&rolled.outcome, &rolled.linked);
     if out.resumed > 0 {
         ui::note(&format!("finished an interrupted rollback of {} paths", out.resumed));
     }
@@ -104,7 +104,7 @@ pub(crate) fn rollback_paths(
         ));
     }
     let restored: std::collections::HashSet<_> = out.restored.iter().collect();
-    for link in ws_snapshot::outside_links(&before.entries, changes, |c| restored.contains(&c.path)) {
+    for link in ws_snapshot::outside_links(linked, changes, |c| restored.contains(&c.path)) {
         ui::warn(&crate::display::text(link.to_string().as_bytes()));
     }
     for p in &out.overwritten {
