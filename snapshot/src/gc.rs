@@ -54,17 +54,21 @@ fn add_manifest(keep: &mut HashSet<ObjectId>, store: &Store, id: &ManifestId) ->
             keep.insert(*object);
         }
     };
-    let scan = |f: &crate::ManifestFile, add: &mut dyn FnMut(&crate::Entry)| {
+    let scan = |f: &crate::ManifestFile, add: &mut dyn FnMut(&crate::Entry), hidden: &dyn Fn(&crate::Entry) -> bool| {
         f.scan(b"", |e| {
-            add(e);
+            if !hidden(e) {
+                add(e);
+            }
             true
         })
     };
     match crate::Stored::open(store, id)? {
-        crate::Stored::Indexed(f) => scan(&f, &mut add)?,
-        // The base's objects, those the layer hides too: kept, not needed.
+        crate::Stored::Indexed(f) => scan(&f, &mut add, &|_| false)?,
+        // The base's objects but those the layer hides (a file rollback
+        // removed: nobody reads it through this snapshot; the base, should
+        // a session still need it as itself, is kept whole for it).
         crate::Stored::Layered(l) => {
-            scan(&l.base, &mut add)?;
+            scan(&l.base, &mut add, &|e| l.layer.answers(e.path.as_bytes()))?;
             l.layer_entries().iter().for_each(add);
         }
         crate::Stored::Whole(m) => m.entries.iter().for_each(add),

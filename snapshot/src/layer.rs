@@ -143,11 +143,16 @@ impl Layer {
     }
 
     pub(crate) fn encode(&self, base: &ManifestId, started_ns: i64) -> Vec<u8> {
+        self.encode_as(MAGIC, &[&self.listed, &self.whole, &self.passed], base, started_ns)
+    }
+
+    /// The layer's bytes, under `magic`, with these of its sets.
+    fn encode_as(&self, magic: &[u8; 8], sets: &[&HashSet<Vec<u8>>], base: &ManifestId, started_ns: i64) -> Vec<u8> {
         let mut w = Writer(Vec::with_capacity(64 + self.entries.len() * 96));
-        w.0.extend_from_slice(MAGIC);
+        w.0.extend_from_slice(magic);
         w.i64(started_ns);
         w.bytes(base.0.as_bytes());
-        for set in [&self.listed, &self.whole, &self.passed] {
+        for set in sets {
             let mut sorted: Vec<&Vec<u8>> = set.iter().collect();
             sorted.sort();
             w.u64(sorted.len() as u64);
@@ -283,21 +288,7 @@ mod tests {
     fn a_first_version_layer_is_read() {
         let l = Layer::new(set(&["", "a"]), set(&["a/w"]), set(&[]), vec![entry("a"), entry("a/b"), entry("a/w")]);
         let id = ManifestId("0123456789abcdef0123456789abcdef".into());
-        let mut w = Writer(Vec::new());
-        w.0.extend_from_slice(MAGIC_1);
-        w.i64(7);
-        w.bytes(id.0.as_bytes());
-        for set in [&l.listed, &l.whole] {
-            let mut sorted: Vec<&Vec<u8>> = set.iter().collect();
-            sorted.sort();
-            w.u64(sorted.len() as u64);
-            for p in sorted {
-                w.bytes(p);
-            }
-        }
-        w.u64(l.entries.len() as u64);
-        encode_entries(&mut w, RelPath::root(), &l.entries);
-        let bytes = w.sealed();
+        let bytes = l.encode_as(MAGIC_1, &[&l.listed, &l.whole], &id, 7);
         assert!(is_layer(&bytes));
         assert_eq!(Layer::decode(&bytes, Path::new("l")).unwrap(), (id, 7, l));
     }
