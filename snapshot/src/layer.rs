@@ -37,8 +37,8 @@ pub struct Layer {
     listed: HashSet<Vec<u8>>,
     /// Directories everything below which is the layer's.
     whole: HashSet<Vec<u8>>,
-    /// Directories whose children the layer holds are the layer's (the
-    /// others, the base's).
+    /// Directories passed through: the children of theirs the layer holds
+    /// are the layer's, the others the base's.
     passed: HashSet<Vec<u8>>,
     /// Components of the deepest directory named.
     depth: usize,
