@@ -76,7 +76,12 @@ impl Layer {
 
     /// Whether the layer has an entry at `path`.
     fn holds(&self, path: &[u8]) -> bool {
-        self.entries.binary_search_by(|e| e.path.as_bytes().cmp(path)).is_ok()
+        self.find(path).is_some()
+    }
+
+    /// The layer's entry at `path`, whether it answers for it or not.
+    fn find(&self, path: &[u8]) -> Option<&Entry> {
+        self.entries.binary_search_by(|e| e.path.as_bytes().cmp(path)).ok().map(|i| &self.entries[i])
     }
 
     /// Whether a directory above `path` is in `whole`.
@@ -106,19 +111,20 @@ impl Layer {
 
     /// The layer's entries directly in `dir`.
     pub(crate) fn children<'a>(&'a self, dir: &'a [u8]) -> impl Iterator<Item = &'a Entry> {
+        self.below(dir).filter(move |e| parent(e.path.as_bytes()) == dir)
+    }
+
+    /// The layer's entries below `dir` (every one for the root).
+    pub(crate) fn below(&self, dir: &[u8]) -> impl Iterator<Item = &Entry> {
         let prefix = crate::manifest::dir_prefix(dir);
         let start = self.entries.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
-        self.entries[start..]
-            .iter()
-            .take_while(move |e| e.path.as_bytes().starts_with(&prefix))
-            .filter(move |e| parent(e.path.as_bytes()) == dir)
+        self.entries[start..].iter().take_while(move |e| e.path.as_bytes().starts_with(&prefix))
     }
 
     /// The layer's entry at `path`, when it answers for it (`Some(None)`:
     /// there is none).
     pub(crate) fn get(&self, path: &[u8]) -> Option<Option<&Entry>> {
-        self.answers(path)
-            .then(|| self.entries.binary_search_by(|e| e.path.as_bytes().cmp(path)).ok().map(|i| &self.entries[i]))
+        self.answers(path).then(|| self.find(path))
     }
 
     /// This layer with `newer` over it.
@@ -133,6 +139,17 @@ impl Layer {
         let mut passed = self.passed;
         passed.extend(newer.passed);
         Layer::new(listed, whole, passed, entries)
+    }
+
+    /// This layer over `older` (the one already over the same base), when
+    /// the two are small enough beside a base of `base_entries` to be kept
+    /// as a layer.
+    pub(crate) fn joined(self, older: Option<&Layer>, base_entries: u64) -> Option<Layer> {
+        let layer = match older {
+            Some(o) => o.clone().then(self),
+            None => self,
+        };
+        layer.fits(base_entries).then_some(layer)
     }
 
     /// Small enough beside a base of `base_entries` to be kept as a layer.

@@ -342,13 +342,6 @@ impl Layered {
     }
 }
 
-/// The layer's entries below `dir` (every one for the root).
-fn layer_below<'a>(layer: &'a Layer, dir: &[u8]) -> impl Iterator<Item = &'a Entry> {
-    let prefix = dir_prefix(dir);
-    let start = layer.entries.partition_point(|e| e.path.as_bytes() < prefix.as_slice());
-    layer.entries[start..].iter().take_while(move |e| e.path.as_bytes().starts_with(&prefix))
-}
-
 impl Stored {
     /// The stored manifest `id`: through its index when it has one.
     pub fn open(store: &crate::Store, id: &ManifestId) -> Result<Stored, crate::StoreError> {
@@ -462,7 +455,7 @@ impl Stored {
     pub(crate) fn below(&self, dir: &[u8]) -> Result<Vec<Entry>, ManifestError> {
         match self {
             Stored::Indexed(f) => f.below(dir),
-            Stored::Layered(l) => Ok(l.over(l.base.below(dir)?, layer_below(&l.layer, dir).cloned())),
+            Stored::Layered(l) => Ok(l.over(l.base.below(dir)?, l.layer.below(dir).cloned())),
             Stored::Whole(m) => Ok(m.entries[m.below_range(dir)].to_vec()),
         }
     }

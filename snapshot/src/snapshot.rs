@@ -232,13 +232,7 @@ fn put_layer(
         }
     }
     let layer = crate::layer::Layer::new(listed, whole, passed, now.clone());
-    let layer = match older {
-        Some(o) => o.clone().then(layer),
-        None => layer,
-    };
-    if !layer.fits(base.count) {
-        return Ok(None);
-    }
+    let Some(layer) = layer.joined(older, base.count) else { return Ok(None) };
     // Below a gone directory, the walk was given nothing: the stored ones.
     for g in scoped.gone() {
         was.extend(stored.below(g).map_err(crate::StoreError::from)?);
@@ -263,31 +257,34 @@ pub(crate) fn refreshed_layer(
     use std::collections::{BTreeMap, HashSet};
     let Some((base, older)) = stored.layering() else { return Ok(None) };
     let parent = |p: &crate::path::RelPath| p.parent().unwrap_or_default().as_bytes().to_vec();
-    // A path gone: its directory's listing is the layer's; below a
-    // directory gone, nothing is left.
-    let (mut listed, mut whole) = (HashSet::new(), HashSet::new());
-    for (p, e) in updated {
-        if e.is_none() {
-            listed.insert(parent(p));
-            if stored.get(p)?.is_some_and(|old| old.is_dir()) {
-                whole.insert(p.as_bytes().to_vec());
-            }
-        }
-    }
-    let below_gone =
-        |p: &[u8]| whole.iter().any(|w: &Vec<u8>| p.len() > w.len() && p.starts_with(w) && p[w.len()] == b'/');
-    listed.retain(|d| !below_gone(d));
+    // A path gone: its directory's listing is the layer's, read once (the
+    // shallower first); a directory gone holds nothing below it, so none
+    // below it is listed.
+    let mut gone_in: Vec<Vec<u8>> = updated.iter().filter(|(_, e)| e.is_none()).map(|(p, _)| parent(p)).collect();
+    gone_in.sort_by_key(|d| (d.iter().filter(|b| **b == b'/').count(), d.clone()));
+    gone_in.dedup();
+    let (mut listed, mut whole) = (HashSet::new(), HashSet::<Vec<u8>>::new());
+    let below_gone = |whole: &HashSet<Vec<u8>>, p: &[u8]| {
+        whole.iter().any(|w| p.len() > w.len() && p.starts_with(w) && p[w.len()] == b'/')
+    };
     let mut entries = BTreeMap::new();
-    for dir in &listed {
-        for e in stored.children(dir)? {
+    for dir in gone_in {
+        if whole.contains(&dir) || below_gone(&whole, &dir) {
+            continue;
+        }
+        for e in stored.children(&dir)? {
+            if e.is_dir() && updated.get(&e.path).is_some_and(Option::is_none) {
+                whole.insert(e.path.as_bytes().to_vec());
+            }
             entries.insert(e.path.clone(), e);
         }
+        listed.insert(dir);
     }
     // A path back: in a directory listed, or one passed through.
     let mut passed = HashSet::new();
     for (p, e) in updated {
         match e {
-            Some(e) if !below_gone(p.as_bytes()) => {
+            Some(e) if !below_gone(&whole, p.as_bytes()) => {
                 if !listed.contains(&parent(p)) {
                     passed.insert(parent(p));
                 }
@@ -299,13 +296,7 @@ pub(crate) fn refreshed_layer(
         }
     }
     let layer = crate::layer::Layer::new(listed, whole, passed, entries.into_values().collect());
-    let layer = match older {
-        Some(o) => o.clone().then(layer),
-        None => layer,
-    };
-    if !layer.fits(base.count) {
-        return Ok(None);
-    }
+    let Some(layer) = layer.joined(older, base.count) else { return Ok(None) };
     Ok(Some(store.put_manifest_bytes(&layer.encode(&base.id, started_ns))?))
 }
 
