@@ -12,6 +12,11 @@
 //! reported by path only. Nothing but JSON lines goes back: never a
 //! descriptor, a file handle, or a name outside the workspace (with `ws
 //! learn`: the paths the session's own processes opened).
+//!
+//! The service also keeps the watch between sessions for those users
+//! ([`ws_watch::server::Hosted`]): a question names a workspace and its
+//! store (open directories), the workspace must be the peer's
+//! ([`admit_watch`]), and the answer holds only paths inside it.
 
 use std::io::{BufRead, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -25,7 +30,8 @@ use ws_sandbox::recorder::Message;
 use ws_sandbox::service::{DirFacts, Peer, ProcessFacts};
 
 pub use ws_session::service::DEFAULT_SOCKET;
-use ws_session::service::{RequestBody, VERSION};
+use ws_session::service::{RequestBody, VERSION, WatchQuestion};
+use ws_watch::server::Hosted;
 
 /// Connections served at once, in all and per user: a user cannot take
 /// every slot, and can still run 100 sessions at once (the `many` and
@@ -57,6 +63,8 @@ pub enum Refusal {
     SharedPidNamespace,
     #[error("the process is not its PID namespace's init (pid 1 there)")]
     NotInit,
+    #[error("the store descriptor is not a directory")]
+    StoreNotADirectory,
 }
 
 /// Whether `peer` may have the record of the session `process` in
@@ -76,6 +84,23 @@ pub fn admit(peer: &Peer, workspace: &DirFacts, process: &ProcessFacts) -> Resul
     }
     if process.ns_pids.last() != Some(&1) {
         return Err(Refusal::NotInit);
+    }
+    Ok(())
+}
+
+/// Whether `peer` may ask the service's watch about `workspace`, whose
+/// snapshot store is `store`. Pure. The workspace must be the peer's (the
+/// answer names what changed in it); the store only says what not to
+/// watch. Root may ask about any.
+pub fn admit_watch(peer: &Peer, workspace: &DirFacts, store: &DirFacts) -> Result<(), Refusal> {
+    if !workspace.is_dir {
+        return Err(Refusal::NotADirectory);
+    }
+    if !store.is_dir {
+        return Err(Refusal::StoreNotADirectory);
+    }
+    if peer.uid != 0 && workspace.owner != peer.uid {
+        return Err(Refusal::WorkspaceNotYours { owner: workspace.owner, peer: peer.uid });
     }
     Ok(())
 }
@@ -117,6 +142,7 @@ pub trait Journal: Sync {
 /// Serves until the listener fails. Each connection gets a thread.
 pub fn serve(listener: UnixListener, journal: &'static dyn Journal) -> std::io::Result<()> {
     let slots: &'static Slots = Box::leak(Box::default());
+    let watch: &'static Hosted = Box::leak(Box::new(ws_session::watch::hosted()));
     for conn in listener.incoming() {
         let conn = match conn {
             Ok(c) => c,
@@ -134,7 +160,7 @@ pub fn serve(listener: UnixListener, journal: &'static dyn Journal) -> std::io::
             continue;
         }
         let spawned = std::thread::Builder::new().stack_size(256 << 10).spawn(move || {
-            if let Err(why) = handle(&conn, &peer, journal) {
+            if let Err(why) = handle(&conn, &peer, watch, journal) {
                 refuse(&conn, &why);
                 journal.note(&format!("refused uid {} (pid {}): {why}", peer.uid, peer.pid));
             }
@@ -160,13 +186,16 @@ fn refuse(conn: &UnixStream, why: &str) {
 
 /// One session: check the request, start its recorders, stream their
 /// lines until the client says stop (or goes away).
-fn handle(conn: &UnixStream, peer: &Peer, journal: &dyn Journal) -> Result<(), String> {
+fn handle(conn: &UnixStream, peer: &Peer, watch: &Hosted, journal: &dyn Journal) -> Result<(), String> {
     conn.set_read_timeout(Some(REQUEST_DEADLINE)).map_err(|e| e.to_string())?;
     let req = ws_sandbox::service::recv_request(conn).map_err(|e| crate::error::chain(&e))?;
     let body: RequestBody =
         serde_json::from_slice(&req.body).map_err(|e| format!("the request is not a ws recorder request: {e}"))?;
     if body.version != VERSION {
         return Err(format!("request version {} (this service speaks {VERSION}): upgrade ws", body.version));
+    }
+    if let Some(question) = body.watch {
+        return answer_watch(conn, peer, req.fds, &question, watch);
     }
     let [workspace, pidfd]: [OwnedFd; 2] = req.fds.try_into().map_err(|_| "two descriptors expected".to_string())?;
     let dir =
@@ -255,6 +284,36 @@ fn handle(conn: &UnixStream, peer: &Peer, journal: &dyn Journal) -> Result<(), S
     if let Ok(w) = writer {
         let _ = w.join();
     }
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+    Ok(())
+}
+
+/// A question for the watch: the workspace and its store (descriptors),
+/// checked, then asked about by the path the workspace's descriptor has
+/// here and held to that directory (device and inode).
+fn answer_watch(
+    conn: &UnixStream,
+    peer: &Peer,
+    fds: Vec<OwnedFd>,
+    question: &WatchQuestion,
+    watch: &Hosted,
+) -> Result<(), String> {
+    let [workspace, store]: [OwnedFd; 2] = fds.try_into().map_err(|_| "two descriptors expected".to_string())?;
+    let facts = |fd: &OwnedFd, what: &str| {
+        ws_sandbox::service::dir_facts(fd.as_fd()).map_err(|e| format!("the {what} descriptor: {e}"))
+    };
+    let (dir, store_dir) = (facts(&workspace, "workspace")?, facts(&store, "store")?);
+    admit_watch(peer, &dir, &store_dir).map_err(|e| e.to_string())?;
+    let since = match &question.since {
+        None => None,
+        Some(t) => Some(t.parse::<ws_watch::Token>().map_err(|_| "the watch token is garbled".to_string())?),
+    };
+    let st = rustix::fs::fstat(&workspace).map_err(|e| format!("the workspace descriptor: {e}"))?;
+    #[allow(clippy::unnecessary_cast)] // widths differ between architectures
+    let root_is = (st.st_dev as u64, st.st_ino as u64);
+    let request = ws_watch::protocol::Request { since, root: dir.path, store: store_dir.path };
+    let answer = watch.ask(request, root_is, Duration::from_secs(30))?;
+    let _ = (&*conn).write_all(&ws_watch::protocol::encode_answer(&answer));
     let _ = conn.shutdown(std::net::Shutdown::Both);
     Ok(())
 }

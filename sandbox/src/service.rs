@@ -52,7 +52,9 @@ pub enum RequestError {
     TooLong(u64),
     #[error("the request was cut short")]
     Short,
-    #[error("the request carries {0} descriptors; it must carry exactly two (the workspace and the session's pidfd)")]
+    #[error(
+        "the request carries {0} descriptors; it must carry exactly two (the workspace, and the session's pidfd or the workspace's store)"
+    )]
     Descriptors(usize),
     #[error("cannot read the request")]
     Io(#[from] std::io::Error),

@@ -188,6 +188,32 @@ fn may_be_inside(root: &Path, target: Option<&Path>, nlink: u64, same_namespace:
     !same_namespace || nlink > 1 || (nlink == 1 && target.is_none_or(|t| t.starts_with(root)))
 }
 
+/// The device, inode and name of a line of `/proc/PID/maps` that maps a file.
+fn mapped(line: &str) -> Option<(u64, u64, &str)> {
+    let mut f = line.splitn(6, ' ');
+    let (_, _, _, dev, ino) = (f.next()?, f.next()?, f.next()?, f.next()?, f.next()?);
+    let name = f.next().unwrap_or("").trim_start();
+    let (major, minor) = dev.split_once(':')?;
+    let (major, minor) = (u32::from_str_radix(major, 16).ok()?, u32::from_str_radix(minor, 16).ok()?);
+    let ino = ino.parse::<u64>().ok().filter(|&i| i != 0)?;
+    Some((rustix::fs::makedev(major, minor), ino, name))
+}
+
+/// [`may_be_inside`] for a mapped file known by the name a maps line
+/// shows: that name, looked at, must still be the file (else it may have
+/// any name, and counts as inside).
+fn name_may_be_inside(root: &Path, name: &str, file: (u64, u64), same_namespace: bool) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let path = Path::new(name);
+    if !same_namespace || path.starts_with(root) {
+        return true;
+    }
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if (m.dev(), m.ino()) == file => may_be_inside(root, Some(path), m.nlink(), same_namespace),
+        _ => true,
+    }
+}
+
 /// (device, inode) of every regular file some process holds open for
 /// writing, or has mapped shared (a read-only shared mapping may have been
 /// made writable and back), that may be one of the workspace at `root`
@@ -197,6 +223,7 @@ fn open_for_writing(root: &Path) -> Result<HashSet<(u64, u64)>, String> {
     use std::os::unix::fs::MetadataExt;
     let namespace = |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/mnt")).ok().map(|m| (m.dev(), m.ino()));
     let ours = namespace("self");
+    let root_dev = std::fs::metadata(root).ok().map(|m| m.dev());
     let mut found = HashSet::new();
     let procs = std::fs::read_dir("/proc").map_err(|e| format!("cannot list /proc: {e}"))?;
     // A process that exits while being looked at holds nothing any more. One
@@ -233,6 +260,17 @@ fn open_for_writing(root: &Path) -> Result<HashSet<(u64, u64)>, String> {
                             }
                         }
                         Err(e) if gone(&e) => {}
+                        // Following `map_files` needs CAP_CHECKPOINT_RESTORE:
+                        // a user who is not root goes by the device, inode
+                        // and name the line shows.
+                        Err(e) if e.raw_os_error() == Some(1) => {
+                            if let Some((dev, ino, name)) = mapped(line)
+                                && Some(dev) == root_dev
+                                && name_may_be_inside(root, name, (dev, ino), same_namespace)
+                            {
+                                found.insert((dev, ino));
+                            }
+                        }
                         Err(e) => return Err(format!("cannot see what process {pid} has mapped: {e}")),
                     }
                 }
@@ -276,6 +314,24 @@ mod tests {
         assert!(may_be_inside(w, Some(Path::new("/x/a")), 1, false), "a name in another namespace's view");
         assert!(may_be_inside(w, None, 1, true), "a name that could not be read");
         assert!(!may_be_inside(w, Some(Path::new("/w/a (deleted)")), 0, true), "no name left");
+    }
+
+    #[test]
+    fn a_maps_line_names_its_file_by_device_inode_and_name() {
+        let line = "7f10c0000000-7f10c0002000 rw-s 00000000 fd:01 1234567                    /w/mapped bin";
+        assert_eq!(mapped(line), Some((rustix::fs::makedev(0xfd, 1), 1_234_567, "/w/mapped bin")));
+        assert_eq!(mapped("7f10c0000000-7f10c0002000 rw-s 00000000 00:00 0 "), None, "anonymous");
+        assert_eq!(mapped("garbage"), None);
+        // A name that is the file's, outside, with one link: not inside.
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f");
+        std::fs::write(&f, "x").unwrap();
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&f).unwrap();
+        let w = Path::new("/w");
+        assert!(!name_may_be_inside(w, f.to_str().unwrap(), (m.dev(), m.ino()), true));
+        assert!(name_may_be_inside(w, f.to_str().unwrap(), (m.dev(), m.ino() + 1), true), "not that file any more");
+        assert!(name_may_be_inside(w, "/w/x", (1, 2), true));
     }
 
     #[test]

@@ -26,6 +26,21 @@ pub struct RequestBody {
     /// `ws learn`: also every path the session's processes open.
     #[serde(default)]
     pub learn: bool,
+    /// Instead of recording a session: ask the service's watch what
+    /// changed in the workspace since a token. The descriptors are then
+    /// the workspace and its snapshot store, and the answer is the watch's
+    /// ([`ws_watch::protocol`]), or a refusal line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watch: Option<WatchQuestion>,
+}
+
+/// A question for the service's watch.
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchQuestion {
+    /// The token the store's latest snapshot is good as of; `None`: a
+    /// token for now.
+    pub since: Option<String>,
 }
 
 /// The protocol's version.
@@ -51,7 +66,7 @@ pub fn attach(socket: &Path, workspace: &Path, launcher: u32, learn: bool) -> Re
     let pidfd = ws_sandbox::service::pidfd(init).map_err(|e| format!("pidfd of the session's init: {e}"))?;
     let dir = fs_err::File::open(workspace).map_err(|e| e.to_string())?;
     let stream = UnixStream::connect(socket).map_err(|e| format!("cannot reach {}: {e}", socket.display()))?;
-    let body = serde_json::to_vec(&RequestBody { version: VERSION, learn }).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&RequestBody { version: VERSION, learn, watch: None }).map_err(|e| e.to_string())?;
     ws_sandbox::service::send_request(&stream, &body, dir.file().as_fd(), pidfd.as_fd())
         .map_err(|e| format!("cannot send the request to {}: {e}", socket.display()))?;
     // Lines up to the one that says whether the recorder watches, read a
@@ -61,6 +76,56 @@ pub fn attach(socket: &Path, workspace: &Path, launcher: u32, learn: bool) -> Re
     let first = read_answer(&stream)?;
     stream.set_read_timeout(None).map_err(|e| e.to_string())?;
     Ok(Link { stream, first })
+}
+
+/// The largest answer of the service's watch read: beyond it the session
+/// walks the workspace anyway.
+const WATCH_ANSWER_MAX: u64 = 256 << 20;
+
+/// Asks the service's watch what changed in `workspace` (whose snapshot
+/// store is `store`) since `since`. `Ok(None)`: no service listens at
+/// `socket`. Only a service run by root is believed.
+pub fn ask_watch(
+    socket: &Path,
+    workspace: &Path,
+    store: &Path,
+    since: Option<ws_watch::Token>,
+    patience: Duration,
+) -> Result<Option<ws_watch::Answer>, String> {
+    let stream = match UnixStream::connect(socket) {
+        Ok(s) => s,
+        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+            return Ok(None);
+        }
+        Err(e) => return Err(format!("cannot reach {}: {e}", socket.display())),
+    };
+    let serving = rustix::net::sockopt::socket_peercred(&stream)
+        .map_err(|e| format!("cannot ask who serves {}: {e}", socket.display()))?;
+    if !serving.uid.is_root() {
+        return Err(format!("{} is served by uid {}, not by root", socket.display(), serving.uid.as_raw()));
+    }
+    let open = |p: &Path| fs_err::File::open(p).map_err(|e| e.to_string());
+    let (dir, store) = (open(workspace)?, open(store)?);
+    let question = WatchQuestion { since: since.map(|t| t.to_string()) };
+    let body = serde_json::to_vec(&RequestBody { version: VERSION, learn: false, watch: Some(question) })
+        .map_err(|e| e.to_string())?;
+    stream.set_read_timeout(Some(patience)).map_err(|e| e.to_string())?;
+    stream.set_write_timeout(Some(patience)).map_err(|e| e.to_string())?;
+    ws_sandbox::service::send_request(&stream, &body, dir.file().as_fd(), store.file().as_fd())
+        .map_err(|e| format!("cannot send the question to {}: {e}", socket.display()))?;
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::Read::take(&stream, WATCH_ANSWER_MAX), &mut bytes)
+        .map_err(|e| format!("no answer from the recorder service's watch: {e}"))?;
+    if bytes.first() == Some(&b'{') {
+        let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+        return match serde_json::from_slice::<Message>(line) {
+            Ok(Message::Unavailable { reason, .. }) => Err(reason),
+            _ => Err("the recorder service answered something that is not the watch's answer".into()),
+        };
+    }
+    ws_watch::protocol::decode_answer(&bytes)
+        .map(Some)
+        .ok_or_else(|| "the recorder service's watch answered garbled bytes".to_string())
 }
 
 /// The service's messages up to its answer (the recorder watches, or why

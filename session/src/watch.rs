@@ -9,7 +9,9 @@
 //! watch serves every workspace of the machine; it starts by itself the
 //! first time a session needs it (as root: its link-count mark needs
 //! CAP_SYS_ADMIN), drops a workspace that went away or that nobody asked
-//! about for an hour, and ends when it has none.
+//! about for an hour, and ends when it has none. A user who is not root
+//! asks the recorder service's watch instead (`ws recorder serve`), which
+//! answers only for directories the user owns.
 //!
 //! What the watch cannot see is covered as for the after-snapshot from the
 //! record ([`crate::after::plan`]): files open for writing or mapped shared
@@ -202,8 +204,21 @@ fn write_base(path: &Path, base: &Base) {
 }
 
 fn ask_or_start(ws: &Workspace, since: Option<Token>) -> Result<Answer, String> {
-    let _root = crate::as_root("ask the workspace's watch")
-        .map_err(|_| "the watch needs root (its link-count mark); the session walks the workspace".to_string())?;
+    let root = crate::as_root("ask the workspace's watch").ok().filter(|_| rustix::process::geteuid().is_root());
+    let Some(_root) = root else {
+        // The watch's link-count mark needs root: a user who is not asks
+        // the recorder service's.
+        let socket = &ws.options.recorder_socket;
+        let patience = Duration::from_secs(30);
+        return match crate::service::ask_watch(socket, &ws.root, ws.store.root(), since, patience) {
+            Ok(Some(a)) => Ok(a),
+            Ok(None) => Err(format!(
+                "not root, and no recorder service at {} keeps a watch (`sudo ws recorder install`)",
+                socket.display()
+            )),
+            Err(why) => Err(format!("the recorder service's watch: {why}")),
+        };
+    };
     let (socket, lock) = places(ws);
     let patience = Duration::from_secs(10);
     let ask = || ws_watch::client::ask(&socket, &ws.root, ws.store.root(), since, patience);
@@ -256,6 +271,12 @@ fn ask_or_start(ws: &Workspace, since: Option<Token>) -> Result<Answer, String> 
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The watch a recorder service keeps for users who are not root, with
+/// the same bounds as the watch process.
+pub fn hosted() -> ws_watch::server::Hosted {
+    ws_watch::server::Hosted::new(IDLE, LIMIT)
 }
 
 /// `PROGRAM __watch SOCKET LOCK`: the watch process; its exit status.

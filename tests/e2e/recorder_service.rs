@@ -213,6 +213,13 @@ elif mode == 'session':
     pid = os.pidfd_open(int(sys.argv[4]))
     request(s, json.dumps({'version': 1}).encode(), [ws, pid])
     print(answer(s))
+elif mode == 'watch':
+    s = connect()
+    ws = os.open(sys.argv[3], os.O_RDONLY | os.O_DIRECTORY)
+    store = os.open(sys.argv[4], os.O_RDONLY | os.O_DIRECTORY)
+    since = sys.argv[5] if len(sys.argv) > 5 else None
+    request(s, json.dumps({'version': 1, 'watch': {'since': since}}).encode(), [ws, store])
+    print(answer(s))
 elif mode == 'nofds':
     s = connect(); request(s, json.dumps({'version': 1}).encode(), []); print(answer(s))
 elif mode == 'hold':
@@ -408,6 +415,11 @@ fn without_a_service_an_unprivileged_session_says_how_to_get_one() {
     let missing = u.env.tmp.path().join("no-such.sock");
     let out = run(&env, ws_as(NOBODY, &u.home, &u.ws, &missing, &["session", "start", "--", "true"]));
     assert_eq!(out.code, 0, "{out:?}");
+    // No watch between sessions either: the next session walks, and says why.
+    let show = run(&env, ws_as(NOBODY, &u.home, &u.ws, &missing, &["session", "show", "--json"])).ok();
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(v["before_snapshot"]["from"], "walk", "{v}");
+    assert!(v["before_snapshot"]["reason"].as_str().unwrap().contains("sudo ws recorder install"), "{v}");
     let doctor = run(&env, ws_as(NOBODY, &u.home, &u.ws, &missing, &["doctor"])).ok();
     assert!(doctor.stdout.contains("sudo ws recorder install"), "{}", doctor.stdout);
 }
@@ -445,4 +457,103 @@ fn without_user_namespaces_the_service_cannot_tell_the_session_apart_and_the_rec
     assert_eq!(v["recording"]["writes"], "none", "{v}");
     assert!(v["recording"]["gaps"].to_string().contains("no PID namespace"), "the gap says why: {v}");
     assert_eq!(v["changes"]["created"], 1, "the snapshot diff is still the record: {v}");
+    // The service's watch needs no namespace: the next session's
+    // before-snapshot comes from it, equal to a full walk.
+    let again = crate::privilege::as_nobody_without_userns_after(
+        &u,
+        &format!("{prelude}export WS_WATCH=check; "),
+        &["session", "start", "--", "true"],
+    );
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(again.stderr.contains("the snapshot from the watch equals a full walk"), "{}", again.stderr);
+}
+
+/// `ws` as nobody, HOME `home`, in `ws`, reaching the service.
+fn nobody_ws(svc: &Service, home: &Path, ws: &Path) -> impl Fn(&[&str]) -> Command {
+    let (socket, home, ws) = (svc.socket.clone(), home.to_path_buf(), ws.to_path_buf());
+    move |args: &[&str]| ws_as(NOBODY, &home, &ws, &socket, args)
+}
+
+/// A user who is not root gets the before-snapshot from the recorder
+/// service's watch. Every way a file can change between two sessions (the
+/// after-snapshot's cases, run by that user on the host), and a hard link
+/// made outside and written through: the next session's before-snapshot,
+/// from the service's watch, equals a full walk (`WS_WATCH=check`), and
+/// `ws session show` says it came from the watch and named something.
+#[test]
+fn unprivileged_sessions_take_the_before_snapshot_from_the_services_watch() {
+    let svc = Service::start();
+    let u = unprivileged();
+    let env = Env::new();
+    let mut all = crate::fast_after::cases();
+    all.push((
+        "a hard link made outside, written through",
+        "echo changed >> ../outside/shared && ln src/b.txt ../outside/fresh && echo through >> ../outside/fresh".into(),
+    ));
+    let mut failed = Vec::new();
+    for (i, (name, script)) in all.iter().enumerate() {
+        let (ws, outside) = (u.env.dir(&format!("c{i}/ws")), u.env.dir(&format!("c{i}/outside")));
+        crate::fast_after::prepare(&ws, &outside, name.contains("excluded"));
+        Command::new("chown").args(["-R", "65534:65534"]).arg(u.env.tmp.path().join(format!("c{i}"))).status().unwrap();
+        let host = |script: &str| {
+            let mut c = Command::new("setpriv");
+            c.args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into(), "--".into()]);
+            c.args(["sh", "-c", script]).current_dir(&ws).env("HOME", &u.home);
+            c
+        };
+        if let Err(e) = crate::watch::between_via(&env, script, &nobody_ws(&svc, &u.home, &ws), &host) {
+            failed.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), all.len(), failed.join("\n\n"));
+}
+
+/// The service's watch answers a user about their own directories only,
+/// and never with a name outside them: another user's directory is
+/// refused; a directory inside the workspace swapped again and again for a
+/// symbolic link to a directory the user cannot read, while root writes
+/// there, never makes the watch report a name written there. Positive
+/// control: the user's own write in the workspace is reported.
+#[test]
+fn the_services_watch_answers_only_for_the_users_own_directory_and_nothing_outside() {
+    let svc = Service::start();
+    let u = unprivileged();
+    let ws = u.ws.to_str().unwrap().to_owned();
+    let home = u.home.to_str().unwrap().to_owned();
+    let refused = client(&svc, &["watch", "/etc", &home]);
+    assert!(refused.contains("recorder service refused") && refused.contains("belongs to uid 0"), "{refused}");
+    let first = client(&svc, &["watch", &ws, &home]);
+    let token = first.strip_prefix("ok ").map(|t| t.trim().to_owned()).unwrap_or_else(|| panic!("no token: {first}"));
+
+    let private = u.env.dir("private");
+    std::fs::create_dir_all(private.join("inner")).unwrap();
+    std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (private, stop) = (private.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::write(private.join(format!("inner/SECRET-NAME-{i}")), "x");
+                i += 1;
+            }
+        })
+    };
+    let swap = format!(
+        "end=$(($(date +%s)+3)); while [ $(date +%s) -lt $end ]; do \
+         mkdir -p x/inner; rm -rf x; ln -s '{}' x; rm x; done; echo mine > mine-now.txt",
+        private.display()
+    );
+    let o = Command::new("setpriv")
+        .args([format!("--reuid={NOBODY}"), format!("--regid={NOBODY}"), "--clear-groups".into(), "--".into()])
+        .args(["sh", "-c", &swap])
+        .current_dir(&u.ws)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.join().unwrap();
+    let since = client(&svc, &["watch", &ws, &home, &token]);
+    assert!(since.starts_with("ok ") && since.contains("mine-now.txt"), "positive control: {since}");
+    assert!(!since.contains("SECRET-NAME"), "a name outside the workspace was reported: {since}");
 }

@@ -170,6 +170,18 @@ fn sudo_runs_the_command_as_the_user_with_their_profile_and_store_and_root_only_
     assert!(!ws.join("made.txt").exists() && !ws.join("sub").exists());
     assert_eq!(std::fs::read_to_string(ws.join("mine.txt")).unwrap(), "the user's file\n");
     assert_eq!(ws.join("mine.txt").metadata().unwrap().uid(), u.uid);
+    // The next `sudo ws` session takes its before-snapshot from root's
+    // watch (the first started it), equal to a full walk, and what it keeps
+    // in the store is still the user's.
+    let mut c = env.command(ws, &["session", "start", "--", "sh", "-c", "echo again > made-again.txt"]);
+    c.env("SUDO_UID", u.uid.to_string()).env("SUDO_GID", u.gid.to_string()).env("SUDO_USER", USER);
+    c.env("WS_WATCH", "check");
+    let again = env.run(c);
+    assert!(again.stderr.contains("the snapshot from the watch equals a full walk"), "{again:?}");
+    let show = as_user(&env, &u, ws, &["session", "show", "--json"]).ok();
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert_eq!(v["before_snapshot"]["from"], "watch", "{v}");
+    assert_eq!(not_owned_by(&stores, u.uid), Vec::<PathBuf>::new(), "store files not the user's");
     let _ = std::fs::remove_file(profile);
 }
 

@@ -17,8 +17,13 @@ use crate::harness::*;
 
 /// How the session whose output `out` is took its before-snapshot.
 fn before_snapshot(env: &Env, ws: &Path, out: &Out) -> serde_json::Value {
+    before_snapshot_via(env, out, &|args| env.command(ws, args))
+}
+
+/// The same, `ws` run by `ws_cmd`.
+pub(crate) fn before_snapshot_via(env: &Env, out: &Out, ws_cmd: &dyn Fn(&[&str]) -> Command) -> serde_json::Value {
     let id = out.stderr.split("`ws log ").nth(1).and_then(|s| s.split('`').next()).expect("the session's id");
-    let show = env.ws(ws, &["session", "show", id, "--json"]).ok();
+    let show = env.run(ws_cmd(&["session", "show", id, "--json"])).ok();
     let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
     v["before_snapshot"].clone()
 }
@@ -31,17 +36,32 @@ fn signal_group(pgid: u32, signal: &str) {
 /// Session one (which starts the watch), `script` on the host, then session
 /// two with the check on; `Err` says what went wrong.
 fn between(env: &Env, ws: &Path, script: &str) -> Result<(), String> {
-    let first = env.session(ws, "true");
+    let host = |script: &str| {
+        let mut c = Command::new("sh");
+        c.args(["-c", script]).current_dir(ws);
+        c
+    };
+    between_via(env, script, &|args| env.command(ws, args), &host)
+}
+
+/// [`between`], `ws` run by `ws_cmd` and the host's script by `host`.
+pub(crate) fn between_via(
+    env: &Env,
+    script: &str,
+    ws_cmd: &dyn Fn(&[&str]) -> Command,
+    host: &dyn Fn(&str) -> Command,
+) -> Result<(), String> {
+    let first = env.run(ws_cmd(&["session", "start", "--", "true"]));
     if first.code != 0 {
         return Err(format!("the first session failed: {first:?}"));
     }
     // Its own process group: writers it leaves in the background are
     // stopped (files still open, mapped) while session two looks.
-    let host = Command::new("sh").args(["-c", script]).current_dir(ws).process_group(0).spawn().unwrap();
+    let host = host(script).process_group(0).spawn().unwrap();
     let pgid = host.id();
     let status = host.wait_with_output().unwrap().status;
     signal_group(pgid, "STOP");
-    let mut c = env.command(ws, &["session", "start", "--", "true"]);
+    let mut c = ws_cmd(&["session", "start", "--", "true"]);
     c.env("WS_WATCH", "check");
     let second = env.run(c);
     signal_group(pgid, "KILL");
@@ -51,12 +71,12 @@ fn between(env: &Env, ws: &Path, script: &str) -> Result<(), String> {
     if second.code != 0 {
         return Err(format!("the second session failed: {second:?}"));
     }
+    let b = before_snapshot_via(env, &second, ws_cmd);
     if second.stderr.contains("check FAILED")
         || !second.stderr.contains("the snapshot from the watch equals a full walk")
     {
-        return Err(format!("not equal to a full walk:\n{}", second.stderr));
+        return Err(format!("not equal to a full walk ({b}):\n{}", second.stderr));
     }
-    let b = before_snapshot(env, ws, &second);
     if b["from"] != "watch" {
         return Err(format!("the before-snapshot was not taken from the watch: {b}"));
     }

@@ -38,14 +38,14 @@
 //! unmounted).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::ffi::OsStr;
 use std::io::{Read as _, Write as _};
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd as _, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use rustix::fs::inotify::{self, ReadFlags, WatchFlags};
@@ -86,33 +86,160 @@ pub fn serve(cfg: &Config) -> Result<bool, String> {
     if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
         return Ok(false);
     }
-    let group = fanotify::Group::new().map_err(|e| format!("cannot watch link counts (fanotify needs root): {e}"))?;
-    let mut instance = [0u8; 8];
-    rustix::rand::getrandom(&mut instance, rustix::rand::GetRandomFlags::empty())
-        .map_err(|e| format!("cannot draw a journal's instance: {e}"))?;
-    let mut watch = Watch {
-        cfg: cfg.clone(),
-        names: Names::new()?,
-        links: Links { group, marked: HashSet::new() },
-        journals: Journals {
-            clock: Clock::default(),
-            spaces: HashMap::new(),
-            handles: Journal::new(u64::from_ne_bytes(instance), cfg.limit.min(HANDLES_KEPT)),
-        },
-        next_id: 0,
-    };
+    let mut watch = Watch::new(cfg.idle, cfg.limit, 2)?;
     let _ = std::fs::remove_file(&cfg.socket);
     let listener =
         UnixListener::bind(&cfg.socket).map_err(|e| format!("cannot listen on {}: {e}", cfg.socket.display()))?;
-    let served = listener.set_nonblocking(true).map_err(|e| e.to_string()).and_then(|()| watch.run(&listener));
+    let served = listener
+        .set_nonblocking(true)
+        .map_err(|e| e.to_string())
+        .and_then(|()| watch.run(&Source::Socket { listener: &listener, path: &cfg.socket }));
     // Ours while the lock is held: nobody asks a watch that has ended.
     let _ = std::fs::remove_file(&cfg.socket);
     served.map(|()| true)
 }
 
+/// A watch inside this process, for a server that has checked who asks
+/// and what they may have (the recorder service asks it for users who are
+/// not root): started by the first question, it ends when idle as the
+/// watch process does, and the next question starts another (whose tokens
+/// are another instance's: that session walks).
+pub struct Hosted {
+    idle: Duration,
+    limit: usize,
+    link: Mutex<Option<HostedLink>>,
+}
+
+impl std::fmt::Debug for Hosted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hosted").field("idle", &self.idle).field("limit", &self.limit).finish_non_exhaustive()
+    }
+}
+
+struct HostedLink {
+    questions: mpsc::Sender<Question>,
+    wake: Arc<OwnedFd>,
+}
+
+/// A question asked through [`Hosted`].
+struct Question {
+    request: Request,
+    /// The device and inode the workspace's root must have: the directory
+    /// the asker holds, not whatever its path names by now.
+    root_is: (u64, u64),
+    reply: mpsc::SyncSender<Answer>,
+}
+
+impl Hosted {
+    pub fn new(idle: Duration, limit: usize) -> Hosted {
+        Hosted { idle, limit, link: Mutex::new(None) }
+    }
+
+    /// What changed in the workspace `request` names since its token,
+    /// provided its root is still the directory `root_is` (device, inode)
+    /// the asker was checked against: a path that names another directory
+    /// by now is refused, and no directory below it is reached through a
+    /// symbolic link. `Err`: the watch could not start or did not answer
+    /// within `patience`.
+    pub fn ask(&self, request: Request, root_is: (u64, u64), patience: Duration) -> Result<Answer, String> {
+        // Twice at most: a watch that ended (idle) between the question and
+        // its answer drops the question, and another one is started.
+        for _ in 0..2 {
+            let (tx, rx) = mpsc::sync_channel(1);
+            let question = Question { request: request.clone(), root_is, reply: tx };
+            {
+                let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
+                if link.is_none() {
+                    *link = Some(self.start()?);
+                }
+                let Some(l) = link.as_ref() else { continue };
+                if l.questions.send(question).is_err() {
+                    *link = None;
+                    continue;
+                }
+                let _ = rustix::io::write(&*l.wake, &1u64.to_ne_bytes());
+            }
+            match rx.recv_timeout(patience) {
+                Ok(a) => return Ok(a),
+                Err(mpsc::RecvTimeoutError::Disconnected) => continue,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    return Err(format!("the watch did not answer within {} s", patience.as_secs()));
+                }
+            }
+        }
+        Err("the watch ended twice while asked".to_string())
+    }
+
+    fn start(&self) -> Result<HostedLink, String> {
+        let mut watch = Watch::new(self.idle, self.limit, 4)?;
+        let wake =
+            rustix::event::eventfd(0, rustix::event::EventfdFlags::CLOEXEC | rustix::event::EventfdFlags::NONBLOCK)
+                .map_err(|e| format!("cannot start the watch (eventfd): {e}"))?;
+        let wake = Arc::new(wake);
+        let (tx, rx) = mpsc::channel();
+        let theirs = Arc::clone(&wake);
+        std::thread::Builder::new()
+            .name("watch".into())
+            .spawn(move || {
+                // Ends when idle; questions still queued then are dropped
+                // with it, and their askers start another.
+                let _ = watch.run(&Source::Hosted { wake: &theirs, questions: &rx });
+            })
+            .map_err(|e| format!("cannot start the watch's thread: {e}"))?;
+        Ok(HostedLink { questions: tx, wake })
+    }
+}
+
+/// Where questions come from.
+enum Source<'a> {
+    /// The watch process's socket: ws's own processes ask there.
+    Socket { listener: &'a UnixListener, path: &'a Path },
+    /// Another part of this process ([`Hosted`]).
+    Hosted { wake: &'a OwnedFd, questions: &'a mpsc::Receiver<Question> },
+}
+
+enum Asked {
+    Stream(UnixStream),
+    Question(Question),
+}
+
+impl Source<'_> {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Source::Socket { listener, .. } => listener.as_fd(),
+            Source::Hosted { wake, .. } => wake.as_fd(),
+        }
+    }
+
+    /// The questions asked so far.
+    fn take(&self) -> Vec<Asked> {
+        match self {
+            Source::Socket { listener, .. } => {
+                std::iter::from_fn(|| listener.accept().ok()).map(|(s, _)| Asked::Stream(s)).collect()
+            }
+            Source::Hosted { wake, questions } => {
+                let mut count = [0u8; 8];
+                let _ = rustix::io::read(wake, &mut count);
+                questions.try_iter().map(Asked::Question).collect()
+            }
+        }
+    }
+
+    /// Nobody can ask any more.
+    fn gone(&self) -> bool {
+        match self {
+            Source::Socket { path, .. } => !path.exists(),
+            Source::Hosted { .. } => false,
+        }
+    }
+}
+
 /// One watched workspace.
 struct Space {
     root: PathBuf,
+    /// The root's device and inode when it was taken on: a path that names
+    /// another directory later is not this workspace.
+    root_id: (u64, u64),
     dev: u64,
     skip: Vec<(u64, u64)>,
     journal: Journal,
@@ -161,7 +288,8 @@ impl Journals {
 }
 
 struct Watch {
-    cfg: Config,
+    idle: Duration,
+    limit: usize,
     names: Names,
     links: Links,
     journals: Journals,
@@ -169,7 +297,29 @@ struct Watch {
 }
 
 impl Watch {
-    fn run(&mut self, listener: &UnixListener) -> Result<(), String> {
+    /// A watch taking at most 1/`share` of the directory watches the
+    /// kernel allows its user.
+    fn new(idle: Duration, limit: usize, share: usize) -> Result<Watch, String> {
+        let group =
+            fanotify::Group::new().map_err(|e| format!("cannot watch link counts (fanotify needs root): {e}"))?;
+        let mut instance = [0u8; 8];
+        rustix::rand::getrandom(&mut instance, rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| format!("cannot draw a journal's instance: {e}"))?;
+        Ok(Watch {
+            idle,
+            limit,
+            names: Names::new(share)?,
+            links: Links { group, marked: HashSet::new() },
+            journals: Journals {
+                clock: Clock::default(),
+                spaces: HashMap::new(),
+                handles: Journal::new(u64::from_ne_bytes(instance), limit.min(HANDLES_KEPT)),
+            },
+            next_id: 0,
+        })
+    }
+
+    fn run(&mut self, source: &Source) -> Result<(), String> {
         let mut last_asked = Instant::now();
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         let mut fbuf = vec![0u8; 64 * 1024];
@@ -177,7 +327,7 @@ impl Watch {
             let mut fds = [
                 rustix::event::PollFd::new(&self.names.fd, rustix::event::PollFlags::IN),
                 rustix::event::PollFd::new(&self.links.group, rustix::event::PollFlags::IN),
-                rustix::event::PollFd::new(listener, rustix::event::PollFlags::IN),
+                rustix::event::PollFd::from_borrowed_fd(source.fd(), rustix::event::PollFlags::IN),
             ];
             let tick = rustix::event::Timespec { tv_sec: 1, tv_nsec: 0 };
             match rustix::event::poll(&mut fds, Some(&tick)) {
@@ -188,7 +338,7 @@ impl Watch {
             if !asked && fds[..2].iter().any(|f| !f.revents().is_empty()) {
                 // Let events gather: one wake a batch, not one a file (a
                 // build makes thousands a second). A request cuts it short.
-                let mut l = [rustix::event::PollFd::new(listener, rustix::event::PollFlags::IN)];
+                let mut l = [rustix::event::PollFd::from_borrowed_fd(source.fd(), rustix::event::PollFlags::IN)];
                 let gather = rustix::event::Timespec { tv_sec: 0, tv_nsec: GATHER_NS };
                 asked = matches!(rustix::event::poll(&mut l, Some(&gather)), Ok(n) if n > 0);
             }
@@ -196,17 +346,23 @@ impl Watch {
             // Between requests, a bounded turn: a request waiting is served soon.
             self.links.drain(&mut fbuf, &mut self.journals, Instant::now() + Duration::from_millis(200));
             if asked {
-                while let Ok((stream, _)) = listener.accept() {
-                    // Everything written before the request was sent is queued by now.
+                for asked in source.take() {
+                    // Everything written before the question was asked is queued by now.
                     self.names.drain(&mut buf, &mut self.journals);
                     let caught_up = self.links.drain(&mut fbuf, &mut self.journals, Instant::now() + CATCH_UP);
-                    self.answer(stream, caught_up);
+                    match asked {
+                        Asked::Stream(stream) => self.answer(stream, caught_up),
+                        Asked::Question(q) => {
+                            let reply = self.reply(&q.request, Some(q.root_is), caught_up);
+                            let _ = q.reply.try_send(reply);
+                        }
+                    }
                     last_asked = Instant::now();
                 }
             }
             self.drop_spaces();
             self.journals.forget();
-            if self.journals.spaces.is_empty() && last_asked.elapsed() > self.cfg.idle || !self.cfg.socket.exists() {
+            if self.journals.spaces.is_empty() && last_asked.elapsed() > self.idle || source.gone() {
                 return Ok(());
             }
         }
@@ -214,7 +370,7 @@ impl Watch {
 
     /// Drops the workspaces that went away or that nobody asks about.
     fn drop_spaces(&mut self) {
-        let idle = self.cfg.idle;
+        let idle = self.idle;
         let gone: Vec<u64> = self
             .journals
             .spaces
@@ -228,6 +384,7 @@ impl Watch {
         }
     }
 
+    /// Reads a question from the watch's socket and answers it.
     fn answer(&mut self, mut stream: UnixStream, caught_up: bool) {
         let _ = stream.set_nonblocking(false);
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
@@ -247,9 +404,16 @@ impl Watch {
             // and watch trees of its choosing. Only ws itself asks.
             return;
         }
-        let id = self.space(&request);
+        let reply = self.reply(&request, None, caught_up);
+        let _ = stream.write_all(&protocol::encode_answer(&reply));
+    }
+
+    /// The answer to `request`; `root_is`: the device and inode its root
+    /// must have.
+    fn reply(&mut self, request: &Request, root_is: Option<(u64, u64)>, caught_up: bool) -> Answer {
+        let id = self.space(request, root_is);
         let journals = &mut self.journals;
-        let reply = match id.and_then(|id| journals.spaces.get_mut(&id).ok_or_else(String::new)) {
+        match id.and_then(|id| journals.spaces.get_mut(&id).ok_or_else(String::new)) {
             Err(why) => Answer::Refused { now: crate::journal::Token { instance: 0, seq: 0 }, why },
             Ok(space) => {
                 space.last_asked = Instant::now();
@@ -280,51 +444,84 @@ impl Watch {
                     }
                 }
             }
-        };
-        let _ = stream.write_all(&protocol::encode_answer(&reply));
+        }
     }
 
     /// The workspace a request names, watched from now on if it was not.
-    fn space(&mut self, r: &Request) -> Result<u64, String> {
-        let found = self.journals.spaces.iter().find(|(_, s)| s.root == r.root).map(|(id, _)| *id);
-        let id = match found {
-            Some(id) => id,
-            None => {
-                let dev = std::fs::metadata(&r.root).map_err(|e| format!("{}: {e}", r.root.display()))?.dev();
-                self.links
-                    .mark(&r.root, dev)
-                    .map_err(|e| format!("cannot watch the link counts on {}'s filesystem: {e}", r.root.display()))?;
-                let skip = [Some(r.store.as_path()), r.store.parent()]
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|p| std::fs::metadata(p).ok())
-                    .map(|m| (m.dev(), m.ino()))
-                    .collect();
-                let mut instance = [0u8; 8];
-                rustix::rand::getrandom(&mut instance, rustix::rand::GetRandomFlags::empty())
-                    .map_err(|e| format!("cannot draw a journal's instance: {e}"))?;
-                let id = self.next_id;
-                self.next_id += 1;
-                let space = Space {
-                    root: r.root.clone(),
-                    dev,
-                    skip,
-                    journal: Journal::new(u64::from_ne_bytes(instance), self.cfg.limit),
-                    last_asked: Instant::now(),
-                    given: self.journals.clock.now(),
-                };
-                self.journals.spaces.insert(id, space);
-                self.names.add_tree(id, b"", &mut self.journals);
-                if !self.names.watches_root(id) {
-                    self.names.forget_space(id);
-                    self.journals.spaces.remove(&id);
-                    return Err(format!("cannot watch {}", r.root.display()));
-                }
-                id
+    /// `root_is`: the device and inode its root must have (a workspace
+    /// watched at that path for another directory is dropped).
+    fn space(&mut self, r: &Request, root_is: Option<(u64, u64)>) -> Result<u64, String> {
+        let replaced = || format!("{} is no longer the directory asked about", r.root.display());
+        if let Some(want) = root_is {
+            let st = open_dir(&r.root).and_then(|fd| rustix::fs::fstat(&fd)).map_err(|_| replaced())?;
+            #[allow(clippy::unnecessary_cast)]
+            if (st.st_dev as u64, st.st_ino as u64) != want {
+                return Err(replaced());
             }
+        }
+        let mut found = self.journals.spaces.iter().find(|(_, s)| s.root == r.root).map(|(id, _)| *id);
+        if let (Some(id), Some(want)) = (found, root_is)
+            && self.journals.spaces.get(&id).is_some_and(|s| s.root_id != want)
+        {
+            self.names.forget_space(id);
+            self.journals.spaces.remove(&id);
+            found = None;
+        }
+        if let Some(id) = found {
+            return Ok(id);
+        }
+        let root = open_dir(&r.root).map_err(|e| format!("{}: {e}", r.root.display()))?;
+        let st = rustix::fs::fstat(&root).map_err(|e| format!("{}: {e}", r.root.display()))?;
+        #[allow(clippy::unnecessary_cast)] // widths differ between architectures
+        let (dev, root_id) = (st.st_dev as u64, (st.st_dev as u64, st.st_ino as u64));
+        if root_is.is_some_and(|want| want != root_id) {
+            return Err(replaced());
+        }
+        // Through the descriptor: the filesystem of the directory checked.
+        self.links
+            .mark(&fd_path(root.as_fd()), dev)
+            .map_err(|e| format!("cannot watch the link counts on {}'s filesystem: {e}", r.root.display()))?;
+        drop(root);
+        let skip = [Some(r.store.as_path()), r.store.parent()]
+            .into_iter()
+            .flatten()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| (m.dev(), m.ino()))
+            .collect();
+        let mut instance = [0u8; 8];
+        rustix::rand::getrandom(&mut instance, rustix::rand::GetRandomFlags::empty())
+            .map_err(|e| format!("cannot draw a journal's instance: {e}"))?;
+        let id = self.next_id;
+        self.next_id += 1;
+        let space = Space {
+            root: r.root.clone(),
+            root_id,
+            dev,
+            skip,
+            journal: Journal::new(u64::from_ne_bytes(instance), self.limit),
+            last_asked: Instant::now(),
+            given: self.journals.clock.now(),
         };
+        self.journals.spaces.insert(id, space);
+        self.names.add_tree(id, b"", &mut self.journals);
+        if !self.names.watches_root(id) {
+            self.names.forget_space(id);
+            self.journals.spaces.remove(&id);
+            return Err(format!("cannot watch {}", r.root.display()));
+        }
         Ok(id)
     }
+}
+
+/// A directory opened for listing, never through a symbolic link at its end.
+fn open_dir(path: &Path) -> rustix::io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags};
+    rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+}
+
+/// The name of an open descriptor that the kernel resolves to it alone.
+fn fd_path(fd: BorrowedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
 /// The attribute side: the handles of files whose attributes changed, noted
@@ -455,8 +652,9 @@ const MASK: WatchFlags = WatchFlags::MODIFY
     .union(WatchFlags::MOVE_SELF)
     .union(WatchFlags::MOVED_FROM)
     .union(WatchFlags::MOVED_TO)
-    .union(WatchFlags::ONLYDIR)
-    .union(WatchFlags::DONT_FOLLOW);
+    // Watched through `/proc/self/fd/N`: that name is followed to the
+    // directory the descriptor holds, which was opened without following.
+    .union(WatchFlags::ONLYDIR);
 
 /// The inotify side: a watch per directory, and the path it stands for in
 /// each workspace (one directory may be in two nested workspaces; inotify
@@ -467,20 +665,20 @@ struct Names {
     /// The same by workspace and path: a subtree is a range, found without
     /// looking at every directory watched.
     dirs: HashMap<u64, BTreeMap<Vec<u8>, i32>>,
-    /// Directories watched at most (half of what the kernel allows the
+    /// Directories watched at most (a share of what the kernel allows the
     /// user): a tree beyond it is walked by its sessions instead.
     budget: usize,
 }
 
 impl Names {
-    fn new() -> Result<Names, String> {
+    fn new(share: usize) -> Result<Names, String> {
         let fd = inotify::init(inotify::CreateFlags::CLOEXEC | inotify::CreateFlags::NONBLOCK)
             .map_err(|e| format!("cannot start watching (inotify): {e}"))?;
         let allowed = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(8192);
-        Ok(Names { fd, paths: HashMap::new(), dirs: HashMap::new(), budget: allowed / 2 })
+        Ok(Names { fd, paths: HashMap::new(), dirs: HashMap::new(), budget: allowed / share.max(1) })
     }
 
     fn watches_root(&self, id: u64) -> bool {
@@ -488,39 +686,80 @@ impl Names {
     }
 
     /// Watches `rel` and every directory below it, in workspace `id`.
+    /// Every directory is opened from the workspace's root (checked to be
+    /// the one taken on) without following a symbolic link or leaving the
+    /// mount, and watched and listed through that descriptor: a directory
+    /// swapped for a link while it is reached is not watched (its parent's
+    /// events say it changed), so no name outside the workspace is
+    /// reported as one in it.
     fn add_tree(&mut self, id: u64, rel: &[u8], journals: &mut Journals) {
         let Some(space) = journals.spaces.get(&id) else { return };
-        let (root, dev, skip) = (space.root.clone(), space.dev, space.skip.clone());
+        let (dev, skip) = (space.dev, space.skip.clone());
+        let top = match open_dir(&space.root).and_then(|fd| Ok((rustix::fs::fstat(&fd)?, fd))) {
+            #[allow(clippy::unnecessary_cast)]
+            Ok((st, fd)) if (st.st_dev as u64, st.st_ino as u64) == space.root_id => fd,
+            Ok(_) => return journals.blind(id, format!("{} is another directory now", space.root.display())),
+            Err(e) => return journals.blind(id, format!("cannot open {}: {e}", space.root.display())),
+        };
         let mut stack = vec![rel.to_vec()];
         while let Some(dir) = stack.pop() {
-            let abs = abs(&root, &dir);
             if self.paths.len() >= self.budget {
                 journals.blind(id, format!("more directories than the watch takes ({})", self.budget));
                 return;
             }
-            match inotify::add_watch(&self.fd, &abs, MASK) {
+            let opened;
+            let fd = if dir.is_empty() {
+                top.as_fd()
+            } else {
+                match open_beneath(&top, &dir) {
+                    Ok(fd) => {
+                        opened = fd;
+                        opened.as_fd()
+                    }
+                    // Gone, replaced, or not the workspace's own: its
+                    // parent's events say so, or the session looks.
+                    Err(
+                        rustix::io::Errno::NOENT
+                        | rustix::io::Errno::NOTDIR
+                        | rustix::io::Errno::LOOP
+                        | rustix::io::Errno::XDEV,
+                    ) => continue,
+                    Err(e) => {
+                        journals.blind(id, format!("cannot open {}: {e}", String::from_utf8_lossy(&dir)));
+                        continue;
+                    }
+                }
+            };
+            match inotify::add_watch(&self.fd, fd_path(fd), MASK) {
                 Ok(wd) => self.link(id, dir.clone(), wd),
-                // Gone or replaced since it was listed: its parent's events say so.
-                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => continue,
                 Err(e) => {
-                    journals.blind(id, format!("cannot watch {}: {e}", abs.display()));
+                    journals.blind(id, format!("cannot watch {}: {e}", String::from_utf8_lossy(&dir)));
                     continue;
                 }
             }
-            let entries = match std::fs::read_dir(&abs) {
+            let entries = match rustix::fs::Dir::read_from(fd) {
                 Ok(entries) => entries,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    journals.blind(id, format!("cannot list {}: {e}", abs.display()));
+                    journals.blind(id, format!("cannot list {}: {e}", String::from_utf8_lossy(&dir)));
                     continue;
                 }
             };
             for entry in entries.flatten() {
-                let Ok(meta) = entry.metadata() else { continue };
-                if !meta.is_dir() || meta.dev() != dev || skip.contains(&(meta.dev(), meta.ino())) {
+                let name = entry.file_name().to_bytes();
+                let maybe_dir =
+                    matches!(entry.file_type(), rustix::fs::FileType::Directory | rustix::fs::FileType::Unknown);
+                if name == b"." || name == b".." || !maybe_dir {
                     continue;
                 }
-                stack.push(join(&dir, entry.file_name().as_bytes()));
+                let Ok(st) = rustix::fs::statat(fd, entry.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else {
+                    continue;
+                };
+                #[allow(clippy::unnecessary_cast)]
+                let at = (st.st_dev as u64, st.st_ino as u64);
+                if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() || at.0 != dev || skip.contains(&at) {
+                    continue;
+                }
+                stack.push(join(&dir, name));
             }
         }
     }
@@ -644,8 +883,20 @@ impl Names {
     }
 }
 
-fn abs(root: &Path, rel: &[u8]) -> PathBuf {
-    if rel.is_empty() { root.to_path_buf() } else { root.join(OsStr::from_bytes(rel)) }
+/// The directory `rel` below `top`, with no symbolic link on the way, not
+/// above `top`, and on its mount. A rename racing the lookup makes the
+/// kernel refuse it (`EAGAIN`): tried again a few times.
+fn open_beneath(top: &OwnedFd, rel: &[u8]) -> rustix::io::Result<OwnedFd> {
+    use rustix::fs::{Mode, OFlags, ResolveFlags};
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
+    let mut tries = 0;
+    loop {
+        match rustix::fs::openat2(top, rel, flags, Mode::empty(), how) {
+            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) if tries < 8 => tries += 1,
+            r => return r,
+        }
+    }
 }
 
 fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
@@ -688,6 +939,98 @@ mod tests {
         assert_eq!(below("a/b"), ["a/b", "a/b/c"]);
         assert_eq!(below("x"), Vec::<String>::new());
         assert_eq!(below("").len(), dirs.len());
+    }
+
+    fn space(journals: &mut Journals, root: &Path) {
+        let st = std::fs::metadata(root).unwrap();
+        let space = Space {
+            root: root.to_path_buf(),
+            root_id: (st.dev(), st.ino()),
+            dev: st.dev(),
+            skip: Vec::new(),
+            journal: Journal::new(7, 1000),
+            last_asked: Instant::now(),
+            given: 0,
+        };
+        journals.spaces.insert(0, space);
+    }
+
+    /// A directory that is a symbolic link by the time the watch reaches
+    /// it (a workspace's owner swapping it while the watch walks a tree
+    /// just made) is not followed: nothing outside the workspace is
+    /// watched, and a name made there is never reported as the
+    /// workspace's. Positive control: a real directory beside it is.
+    #[test]
+    fn a_directory_swapped_for_a_link_is_not_followed_out_of_the_workspace() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("ws");
+        std::fs::create_dir_all(root.join("real/below")).unwrap();
+        std::fs::create_dir_all(tmp.path().join("private/inner")).unwrap();
+        std::os::unix::fs::symlink(tmp.path().join("private"), root.join("link")).unwrap();
+        let mut names = Names::new(2).unwrap();
+        let mut journals = Journals { clock: Clock::default(), spaces: HashMap::new(), handles: Journal::new(1, 10) };
+        space(&mut journals, &root);
+        names.add_tree(0, b"", &mut journals);
+        // As if `link` and `link/inner` had been reported made, and swapped
+        // for the link before the watch reached them.
+        names.add_tree(0, b"link", &mut journals);
+        names.add_tree(0, b"link/inner", &mut journals);
+        let watched: Vec<&[u8]> = names.dirs[&0].keys().map(Vec::as_slice).collect();
+        assert_eq!(watched, [&b""[..], b"real", b"real/below"]);
+        let t = journals.spaces[&0].journal.now(&journals.clock);
+        std::fs::write(tmp.path().join("private/inner/secret-name"), "x").unwrap();
+        std::fs::write(root.join("real/below/mine"), "x").unwrap();
+        let mut buf = vec![MaybeUninit::<u8>::uninit(); 4096];
+        names.drain(&mut buf, &mut journals);
+        let seen = journals.spaces[&0].journal.since(t, &journals.clock).unwrap();
+        assert!(seen.contains(&Change::Path(b"real/below/mine".to_vec())), "{seen:?}");
+        assert!(!seen.iter().any(|c| format!("{c:?}").contains("secret")), "{seen:?}");
+    }
+
+    /// The watch a server hosts answers for the directory the asker holds:
+    /// what changed there since its token; a path that names another
+    /// directory by now (renamed away, another made in its place) is
+    /// refused, not answered for the new one.
+    #[test]
+    fn a_hosted_watch_answers_for_the_directory_asked_about_and_no_other() {
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "the watch's attribute mark needs CAP_SYS_ADMIN (the README's test command runs as root)"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, store) = (tmp.path().join("ws"), tmp.path().join("store"));
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::create_dir_all(&store).unwrap();
+        let id = |p: &Path| {
+            let m = std::fs::metadata(p).unwrap();
+            (m.dev(), m.ino())
+        };
+        let hosted = Hosted::new(Duration::from_secs(60), 1000);
+        let ask = |since, root_is| {
+            hosted.ask(Request { since, root: root.clone(), store: store.clone() }, root_is, Duration::from_secs(10))
+        };
+        let Ok(Answer::Changes { now, changes }) = ask(None, id(&root)) else { panic!("no token") };
+        assert!(changes.is_empty());
+        std::fs::write(root.join("src/new.txt"), "x").unwrap();
+        let Ok(Answer::Changes { changes, .. }) = ask(Some(now), id(&root)) else { panic!("no changes") };
+        assert!(changes.contains(&Change::Path(b"src/new.txt".to_vec())), "{changes:?}");
+
+        let old = id(&root);
+        std::fs::rename(&root, tmp.path().join("moved")).unwrap();
+        std::fs::create_dir_all(&root).unwrap();
+        match ask(Some(now), old) {
+            Ok(Answer::Refused { now, why }) => {
+                assert_eq!(now.instance, 0, "nothing taken on");
+                assert!(why.contains("no longer the directory"), "{why}");
+            }
+            other => panic!("answered for another directory: {other:?}"),
+        }
+        // The new directory, asked about as itself: watched from now on,
+        // the old token refused.
+        match ask(Some(now), id(&root)) {
+            Ok(Answer::Refused { now: fresh, .. }) => assert_ne!(fresh.instance, now.instance),
+            other => panic!("the old token was believed: {other:?}"),
+        }
     }
 
     /// A file changed outside the workspace (a store's manifest replaced,
