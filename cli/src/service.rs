@@ -30,7 +30,7 @@ use ws_sandbox::recorder::Message;
 use ws_sandbox::service::{DirFacts, Peer, ProcessFacts};
 
 pub use ws_session::service::DEFAULT_SOCKET;
-use ws_session::service::{RequestBody, VERSION, WatchQuestion};
+use ws_session::service::{OLDEST, RequestBody, VERSION, WatchQuestion};
 use ws_watch::server::Hosted;
 
 /// Connections served at once, in all and per user: a user cannot take
@@ -191,7 +191,7 @@ fn handle(conn: &UnixStream, peer: &Peer, watch: &Hosted, journal: &dyn Journal)
     let req = ws_sandbox::service::recv_request(conn).map_err(|e| crate::error::chain(&e))?;
     let body: RequestBody =
         serde_json::from_slice(&req.body).map_err(|e| format!("the request is not a ws recorder request: {e}"))?;
-    if body.version != VERSION {
+    if !(OLDEST..=VERSION).contains(&body.version) {
         return Err(format!("request version {} (this service speaks {VERSION}): upgrade ws", body.version));
     }
     if let Some(question) = body.watch {
@@ -232,7 +232,7 @@ fn handle(conn: &UnixStream, peer: &Peer, watch: &Hosted, journal: &dyn Journal)
             }
         }
     });
-    let stop_recorder = recorder.stdin.take();
+    let mut stop_recorder = recorder.stdin.take();
     // The audit reader is open before the client can see the recorder's
     // first line (after which the session's command runs).
     let stop = Arc::new(AtomicBool::new(false));
@@ -265,11 +265,19 @@ fn handle(conn: &UnixStream, peer: &Peer, watch: &Hosted, journal: &dyn Journal)
     });
     drop(tx);
 
-    // The client shuts its writing side down (or dies) to end the session's record.
+    // The client shuts its writing side down (or dies) to end the session's
+    // record. Before that (version 2) it may ask for a sync once the
+    // session's processes have ended: passed on as init would.
     let mut b = [0u8; 64];
     loop {
         match std::io::Read::read(&mut &*conn, &mut b) {
             Ok(0) | Err(_) => break,
+            Ok(n) if body.version >= 2 && b[..n].contains(&ws_sandbox::recorder::SYNC) => {
+                if let Some(stdin) = &mut stop_recorder {
+                    let _ = stdin.write_all(&[ws_sandbox::recorder::SYNC]);
+                    let _ = stdin.flush();
+                }
+            }
             Ok(_) => continue,
         }
     }
@@ -413,6 +421,23 @@ mod tests {
     }
 
     #[test]
+    fn the_watch_answers_a_user_about_their_own_workspace_only() {
+        let store = dir(1000);
+        assert_eq!(admit_watch(&peer(1000), &dir(1000), &store), Ok(()));
+        assert_eq!(admit_watch(&peer(0), &dir(1001), &store), Ok(()), "root may ask about any");
+        assert_eq!(
+            admit_watch(&peer(1000), &dir(1001), &store),
+            Err(Refusal::WorkspaceNotYours { owner: 1001, peer: 1000 })
+        );
+        let mut file = dir(1000);
+        file.is_dir = false;
+        assert_eq!(admit_watch(&peer(1000), &file, &store), Err(Refusal::NotADirectory));
+        assert_eq!(admit_watch(&peer(1000), &dir(1000), &file), Err(Refusal::StoreNotADirectory));
+        // The store only says what not to watch: anyone's directory does.
+        assert_eq!(admit_watch(&peer(1000), &dir(1000), &dir(0)), Ok(()));
+    }
+
+    #[test]
     fn connection_slots_are_bounded_per_user_and_in_all() {
         let s = Slots::default();
         for _ in 0..MAX_PER_USER {
@@ -451,5 +476,8 @@ mod tests {
     fn a_request_body_with_unknown_keys_is_refused() {
         assert!(serde_json::from_slice::<RequestBody>(br#"{"version":1,"learn":true}"#).is_ok());
         assert!(serde_json::from_slice::<RequestBody>(br#"{"version":1,"workspace":"/etc"}"#).is_err());
+        let watch: RequestBody = serde_json::from_slice(br#"{"version":2,"watch":{"since":null}}"#).unwrap();
+        assert!(watch.watch.is_some_and(|w| w.since.is_none()));
+        assert!(serde_json::from_slice::<RequestBody>(br#"{"version":2,"watch":{"path":"/etc"}}"#).is_err());
     }
 }

@@ -37,6 +37,13 @@ pub struct LaunchSpec {
     /// The write recorder, run by init inside the PID namespace (root only).
     #[serde(default)]
     pub recorder: Option<crate::recorder::RecorderSpec>,
+    /// The recorder service records the session, from a recorder it puts
+    /// into the session's namespaces: when the command exits, init ends
+    /// every other process of the session (sparing that recorder) and says
+    /// whether they all ended, so the supervisor can ask the service's
+    /// recorder to confirm it read every event.
+    #[serde(default)]
+    pub recorded_from_outside: bool,
     #[serde(default)]
     pub net: NetSpec,
     /// The session's end of [`Control::pair`], inherited by the launcher and
@@ -85,6 +92,8 @@ impl RunAs {
 #[derive(Debug)]
 pub struct Control {
     sock: std::os::unix::net::UnixStream,
+    /// Supervisor: init said every other process of the session ended.
+    ended: bool,
 }
 
 impl Control {
@@ -94,14 +103,14 @@ impl Control {
         let (a, b) = std::os::unix::net::UnixStream::pair()?;
         let b = std::os::fd::OwnedFd::from(b);
         rustix::io::fcntl_setfd(&b, rustix::io::FdFlags::empty())?;
-        Ok((Control { sock: a }, b))
+        Ok((Control { sock: a, ended: false }, b))
     }
 
     fn adopt(fd: i32) -> Option<Control> {
         let fd = crate::recorder::take_fd(fd)?;
         // Nothing this process starts (recorder, command) may inherit it.
         rustix::io::fcntl_setfd(&fd, rustix::io::FdFlags::CLOEXEC).ok()?;
-        Some(Control { sock: std::os::unix::net::UnixStream::from(fd) })
+        Some(Control { sock: std::os::unix::net::UnixStream::from(fd), ended: false })
     }
 
     fn send(&mut self, bytes: &[u8]) -> bool {
@@ -136,13 +145,21 @@ impl Control {
     /// session is frozen: `(code, signal)`. `None`: the end closed instead
     /// (no init: wait for the launcher, which became the command).
     pub fn wait_exit(&mut self) -> Option<(Option<i32>, Option<i32>)> {
-        let mut b = [0u8; 9];
+        let mut b = [0u8; 10];
         if !self.receive(&mut b) || b[0] != b'X' {
             return None;
         }
         let word = |at: usize| i32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
         let (code, signal) = (word(1), word(5));
+        self.ended = b[9] == 1;
         Some(((signal == 0).then_some(code), (signal != 0).then_some(signal)))
+    }
+
+    /// Supervisor, after [`Control::wait_exit`]: init ended every other
+    /// process of the session and reaped them (with
+    /// [`LaunchSpec::recorded_from_outside`]; they are stopped otherwise).
+    pub fn session_ended(&self) -> bool {
+        self.ended
     }
 
     /// Supervisor: the after-snapshot is taken; the session may end.
@@ -157,10 +174,11 @@ impl Control {
     }
 
     /// Session: the command exited; waits for the supervisor's end (or its death).
-    fn exited(mut self, code: i32, signal: i32) {
+    fn exited(mut self, code: i32, signal: i32, ended: bool) {
         let mut msg = vec![b'X'];
         msg.extend_from_slice(&code.to_le_bytes());
         msg.extend_from_slice(&signal.to_le_bytes());
+        msg.push(u8::from(ended));
         let mut b = [0u8];
         if self.send(&msg) {
             let _ = self.receive(&mut b);
@@ -560,11 +578,17 @@ pub fn init(spec_json: &str, program: &OsString, args: &[OsString]) -> Result<i3
         // recorder confirms it has read every event of the session (so the
         // after-snapshot may look only where the record says); the
         // recorder keeps watching for writes from outside.
+        // The recorder service's recorder, put here from outside, is
+        // asked by the supervisor once init says the rest has ended.
+        let mut ended = false;
         match &mut recorder {
             Some(r) => r.end(std::time::Duration::from_secs(2)),
+            None if spec.recorded_from_outside => {
+                ended = crate::recorder::end_others(std::time::Duration::from_secs(2))
+            }
             None => crate::recorder::freeze_session(None),
         }
-        c.exited(code, signal);
+        c.exited(code, signal, ended);
     }
     if let Some(r) = recorder {
         r.finish();

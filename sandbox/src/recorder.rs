@@ -37,8 +37,9 @@ use crate::fanotify;
 /// The hidden argument `ws` answers to as the recorder.
 pub const RECORDER_ARG: &str = "__sandbox-record";
 
-/// The byte init writes to the recorder's stdin to ask for [`Message::Synced`].
-const SYNC: u8 = b'S';
+/// The byte init writes to the recorder's stdin to ask for [`Message::Synced`]
+/// (the recorder service passes on the same byte from its client).
+pub const SYNC: u8 = b'S';
 
 /// The hidden argument of [`release`]'s helper, which exits at once.
 pub const RELEASE_ARG: &str = "__sandbox-release";
@@ -330,6 +331,13 @@ pub fn freeze_session(spare: Option<u32>) {
             stopped.insert(p);
         }
     }
+}
+
+/// In init, for a session the recorder service records: ends every other
+/// process of the session but the service's recorder ([`end_session`]).
+/// `false`: some are left, stopped.
+pub fn end_others(patience: std::time::Duration) -> bool {
+    end_session(0, patience)
 }
 
 /// In init: kills every other process of the session but `spare` (the

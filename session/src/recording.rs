@@ -27,6 +27,11 @@ pub struct SessionRecord {
     helper: std::path::PathBuf,
     /// The recorder service's link, shut down to end the record.
     link: Option<std::os::unix::net::UnixStream>,
+    /// The service passes a sync on to its recorder ([`SessionRecord::sync_service`]).
+    syncs: bool,
+    /// Whether the service's recorder was asked to confirm it read every
+    /// event of the ended session, or why not.
+    service_sync: Option<Result<(), String>>,
     /// The write stream, once ended early ([`SessionRecord::end_service`]).
     ended: Option<Stream>,
     /// Where the stream says the workspace changed.
@@ -53,6 +58,8 @@ pub struct Recorders {
     helper: std::path::PathBuf,
     /// The link to the service: shut down to end the record.
     link: Option<std::os::unix::net::UnixStream>,
+    /// The service passes a sync on to its recorder.
+    syncs: bool,
     /// Messages read before the stream's reader started.
     first: Vec<Message>,
 }
@@ -162,6 +169,7 @@ impl Recorders {
             recording.writes = "fanotify".into();
             recording.denials = "landlock-audit".into();
             recording.via = Some(format!("recorder service {}", socket.display()));
+            spec.recorded_from_outside = true;
             service = Some(socket);
         } else if spec.namespaces.is_none() && (root || socket.exists()) {
             // A recorder could run (root, or the service), but nothing tells
@@ -206,6 +214,7 @@ impl Recorders {
             service,
             helper: helper.to_path_buf(),
             link: None,
+            syncs: false,
             first: Vec::new(),
         })
     }
@@ -220,6 +229,7 @@ impl Recorders {
                 Ok(copy) => {
                     self.read_end = Some(OwnedFd::from(copy));
                     self.link = Some(link.stream);
+                    self.syncs = link.syncs;
                     self.first.extend(link.first);
                 }
                 Err(e) => self.not_served(&format!("cannot keep the link to the recorder service: {e}")),
@@ -268,8 +278,19 @@ impl Recorders {
         network: &str,
         observer: Option<ws_snapshot::audit::Observer>,
     ) -> Result<SessionRecord, Error> {
-        let Recorders { recording, inherited, read_end, group, denials, launcher, service: _, helper, link, first } =
-            self;
+        let Recorders {
+            recording,
+            inherited,
+            read_end,
+            group,
+            denials,
+            launcher,
+            service: _,
+            helper,
+            link,
+            syncs,
+            first,
+        } = self;
         drop(inherited);
         let path = store.audit_log_path(&session.id);
         let mut log = AuditLog::create(&path, &session.id).map_err(|e| Error::failure(crate::chain(&e)))?;
@@ -331,7 +352,19 @@ impl Recorders {
                 s
             })
         });
-        Ok(SessionRecord { log, recording, reader, denials, group, helper, link, ended: None, tracker })
+        Ok(SessionRecord {
+            log,
+            recording,
+            reader,
+            denials,
+            group,
+            helper,
+            link,
+            syncs,
+            service_sync: None,
+            ended: None,
+            tracker,
+        })
     }
 }
 
@@ -349,10 +382,14 @@ impl SessionRecord {
         if self.recording.writes != "fanotify" {
             return Err("no write recorder ran".into());
         }
-        if self.link.is_some() || self.recording.via.is_some() {
-            return Err(
-                "the writes were recorded by the recorder service, which does not confirm it read them all".into()
-            );
+        if self.recording.via.is_some() {
+            match &self.service_sync {
+                Some(Ok(())) => {}
+                Some(Err(why)) => return Err(why.clone()),
+                None => {
+                    return Err("the recorder service's recorder was not asked to confirm it read every event".into());
+                }
+            }
         }
         if !self.recording.complete() {
             return Err(format!("the record is incomplete: {}", self.recording.lost.join("; ")));
@@ -373,6 +410,27 @@ impl SessionRecord {
             return Err("the recorder did not confirm it had read every event of the session".into());
         }
         Ok(std::mem::take(&mut *t))
+    }
+
+    /// With the recorder service, once the command has exited: asks the
+    /// service's recorder to read every queued event and say so, as init
+    /// asks its own, provided init ended every other process of the
+    /// session (`ended`: they can write no more) and the service passes
+    /// the request on.
+    pub fn sync_service(&mut self, ended: bool) {
+        let Some(link) = &self.link else { return };
+        self.service_sync = Some(if !self.syncs {
+            Err("the recorder service runs an older ws, which does not confirm it read every event (restart it: \
+                 `sudo systemctl restart ws-recorder.service`)"
+                .into())
+        } else if !ended {
+            Err("the session's processes did not all end when its command did".into())
+        } else {
+            use std::io::Write as _;
+            (&*link)
+                .write_all(&[ws_sandbox::recorder::SYNC])
+                .map_err(|e| format!("cannot ask the recorder service to confirm it read every event: {e}"))
+        });
     }
 
     /// With the recorder service: has it drain and end its recorder now,

@@ -211,6 +211,9 @@ pub fn run_session(ws: Workspace, run: Run) -> Result<Ran, Error> {
     // With init, it says when the command has exited and holds the rest of
     // the session frozen, the recorder watching, until the after-snapshot.
     let held = if stopped.is_none() { control.wait_exit() } else { None };
+    if held.is_some() {
+        record.sync_service(control.session_ended());
+    }
     let after = if held.is_some() {
         let evidence = crate::after::gather(
             &ws.root,

@@ -162,6 +162,7 @@ impl Sandbox {
             require: p.require.iter().map(|l| l.name().to_owned()).chain(["network".to_owned()]).collect(),
             allow_degraded,
             recorder: None,
+            recorded_from_outside: false,
             net: net.spec.clone(),
             control_fd: None,
             run_as: options.run_as.as_ref().map(|u| ws_sandbox::exec::RunAs {

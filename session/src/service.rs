@@ -43,8 +43,12 @@ pub struct WatchQuestion {
     pub since: Option<String>,
 }
 
-/// The protocol's version.
-pub const VERSION: u32 = 1;
+/// The protocol's version. 2: the client may send [`ws_sandbox::recorder::SYNC`]
+/// once the session's processes have ended, and the service passes it on
+/// to the session's recorder (which answers `synced`).
+pub const VERSION: u32 = 2;
+/// The oldest version a service still serves.
+pub const OLDEST: u32 = 1;
 
 /// A client's link to the service for one session: the stream of its
 /// record, and the messages up to the one that said the recorder watches
@@ -53,12 +57,25 @@ pub const VERSION: u32 = 1;
 pub struct Link {
     pub stream: UnixStream,
     pub first: Vec<Message>,
+    /// The service speaks [`VERSION`] 2: it passes a sync on.
+    pub syncs: bool,
 }
 
 /// Asks the service at `socket` to record the session whose init is the
 /// child of `launcher`, in `workspace`. Returns once the recorder is
 /// watching (or has said why it cannot).
 pub fn attach(socket: &Path, workspace: &Path, launcher: u32, learn: bool) -> Result<Link, String> {
+    match attach_as(socket, workspace, launcher, learn, VERSION) {
+        // A service started from an older ws, still running: served as it
+        // can, without the sync.
+        Err(why) if why.contains(&format!("request version {VERSION} (this service speaks 1)")) => {
+            attach_as(socket, workspace, launcher, learn, 1)
+        }
+        r => r,
+    }
+}
+
+fn attach_as(socket: &Path, workspace: &Path, launcher: u32, learn: bool, version: u32) -> Result<Link, String> {
     let init = ws_sandbox::service::children(launcher)
         .first()
         .copied()
@@ -66,7 +83,7 @@ pub fn attach(socket: &Path, workspace: &Path, launcher: u32, learn: bool) -> Re
     let pidfd = ws_sandbox::service::pidfd(init).map_err(|e| format!("pidfd of the session's init: {e}"))?;
     let dir = fs_err::File::open(workspace).map_err(|e| e.to_string())?;
     let stream = UnixStream::connect(socket).map_err(|e| format!("cannot reach {}: {e}", socket.display()))?;
-    let body = serde_json::to_vec(&RequestBody { version: VERSION, learn, watch: None }).map_err(|e| e.to_string())?;
+    let body = serde_json::to_vec(&RequestBody { version, learn, watch: None }).map_err(|e| e.to_string())?;
     ws_sandbox::service::send_request(&stream, &body, dir.file().as_fd(), pidfd.as_fd())
         .map_err(|e| format!("cannot send the request to {}: {e}", socket.display()))?;
     // Lines up to the one that says whether the recorder watches, read a
@@ -75,7 +92,7 @@ pub fn attach(socket: &Path, workspace: &Path, launcher: u32, learn: bool) -> Re
     stream.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
     let first = read_answer(&stream)?;
     stream.set_read_timeout(None).map_err(|e| e.to_string())?;
-    Ok(Link { stream, first })
+    Ok(Link { stream, first, syncs: version >= 2 })
 }
 
 /// The largest answer of the service's watch read: beyond it the session

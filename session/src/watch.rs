@@ -216,6 +216,11 @@ fn ask_or_start(ws: &Workspace, since: Option<Token>) -> Result<Answer, String> 
                 "not root, and no recorder service at {} keeps a watch (`sudo ws recorder install`)",
                 socket.display()
             )),
+            Err(why) if why.contains("unknown field `watch`") => {
+                Err("the recorder service runs an older ws, which keeps no watch (restart it: \
+                 `sudo systemctl restart ws-recorder.service`)"
+                    .to_string())
+            }
             Err(why) => Err(format!("the recorder service's watch: {why}")),
         };
     };

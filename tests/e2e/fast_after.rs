@@ -8,6 +8,7 @@
 //! the full walk, and `ws session show` must say why.
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::harness::*;
 
@@ -53,17 +54,22 @@ pub(crate) fn prepare(ws: &Path, outside: &Path, excluded: bool) {
 
 /// Runs `script` in a session with the check on; `Err` says what went wrong.
 fn checked(env: &Env, ws: &Path, script: &str) -> Result<(), String> {
-    let mut c = env.command(ws, &["session", "start", "--", "sh", "-c", script]);
+    checked_via(env, script, &|args| env.command(ws, args))
+}
+
+/// [`checked`], `ws` run by `ws_cmd`.
+pub(crate) fn checked_via(env: &Env, script: &str, ws_cmd: &dyn Fn(&[&str]) -> Command) -> Result<(), String> {
+    let mut c = ws_cmd(&["session", "start", "--", "sh", "-c", script]);
     c.env("WS_AFTER_SNAPSHOT", "check");
     let o = env.run(c);
     if o.code != 0 {
         return Err(format!("the session failed: {o:?}"));
     }
-    if o.stderr.contains("check FAILED") || !o.stderr.contains("equals a full walk") {
-        return Err(format!("not equal to a full walk:\n{}", o.stderr));
-    }
-    let show = env.ws(ws, &["session", "show", "--json"]).ok();
+    let show = env.run(ws_cmd(&["session", "show", "--json"])).ok();
     let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    if o.stderr.contains("check FAILED") || !o.stderr.contains("equals a full walk") {
+        return Err(format!("not equal to a full walk ({}):\n{}", v["after_snapshot"], o.stderr));
+    }
     if v["after_snapshot"]["from"] != "record" {
         return Err(format!("the after-snapshot was not taken from the record: {}", v["after_snapshot"]));
     }

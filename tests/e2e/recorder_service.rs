@@ -557,3 +557,99 @@ fn the_services_watch_answers_only_for_the_users_own_directory_and_nothing_outsi
     assert!(since.starts_with("ok ") && since.contains("mine-now.txt"), "positive control: {since}");
     assert!(!since.contains("SECRET-NAME"), "a name outside the workspace was reported: {since}");
 }
+
+/// Sessions the service records take their after-snapshot from the record,
+/// as root's do: every way to change a file, done by `nobody`'s session
+/// (writers it leaves behind are ended by init, then the service's
+/// recorder confirms it read every event): the after-snapshot from the
+/// record equals a full walk (`WS_AFTER_SNAPSHOT=check`), and `ws session
+/// show` says it came from the record and named something.
+#[test]
+fn unprivileged_sessions_take_the_after_snapshot_from_the_services_record() {
+    let svc = Service::start();
+    let u = unprivileged();
+    let env = Env::new();
+    let cases = crate::fast_after::cases();
+    let mut failed = Vec::new();
+    for (i, (name, script)) in cases.iter().enumerate() {
+        let (ws, outside) = (u.env.dir(&format!("c{i}/ws")), u.env.dir(&format!("c{i}/outside")));
+        crate::fast_after::prepare(&ws, &outside, name.contains("excluded"));
+        Command::new("chown").args(["-R", "65534:65534"]).arg(u.env.tmp.path().join(format!("c{i}"))).status().unwrap();
+        if let Err(e) = crate::fast_after::checked_via(&env, script, &nobody_ws(&svc, &u.home, &ws)) {
+            failed.push(format!("{name}: {e}"));
+        }
+    }
+    assert!(failed.is_empty(), "{} of {} cases failed:\n{}", failed.len(), cases.len(), failed.join("\n\n"));
+}
+
+/// A recorder service started from an older ws (version 1: no watch, no
+/// sync), played by a small root server that answers as that version did.
+const OLD_SERVICE: &str = r#"
+import os, socket, struct, sys, json, array
+path = sys.argv[1]
+srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+srv.bind(path); os.chmod(path, 0o666); srv.listen(16)
+def line(c, m):
+    c.sendall((json.dumps(m) + '\n').encode())
+def serve(c):
+    fds = array.array('i')
+    msg, anc, _, _ = c.recvmsg(4, socket.CMSG_SPACE(2 * fds.itemsize))
+    n = struct.unpack('<I', msg)[0]
+    body = b''
+    while len(body) < n:
+        body += c.recv(n - len(body))
+    for level, kind, data in anc:
+        for fd in array.array('i', data[:len(data) - len(data) % 4]):
+            os.close(fd)
+    req = json.loads(body)
+    refused = lambda why: line(c, {'m': 'unavailable', 'what': None, 'reason': 'the recorder service refused: ' + why})
+    if 'watch' in req:
+        refused('the request is not a ws recorder request: unknown field `watch`, expected `version` or `learn`')
+    elif req['version'] != 1:
+        refused('request version %d (this service speaks 1): upgrade ws' % req['version'])
+    else:
+        print('served version 1', flush=True)
+        line(c, {'m': 'ready'})
+        while c.recv(64):
+            pass
+        line(c, {'m': 'done', 'events': 0})
+    c.close()
+import threading
+while True:
+    c, _ = srv.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+/// A service still running an older ws (after an upgrade, before it is
+/// restarted): the session is still recorded through it, at the version it
+/// speaks, and the snapshots it cannot vouch for are full walks whose
+/// reason names the fix.
+#[test]
+fn a_service_from_an_older_ws_still_records_and_the_walks_say_to_restart_it() {
+    let u = unprivileged();
+    let env = Env::new();
+    let dir = u.env.dir("old-service");
+    std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let socket = dir.join("recorder.sock");
+    let mut old = Command::new("python3")
+        .args(["-c", OLD_SERVICE])
+        .arg(&socket)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(|| socket.exists(), "the old service's socket");
+    let out = run(&env, ws_as(NOBODY, &u.home, &u.ws, &socket, &["session", "start", "--", "sh", "-c", "echo x > y"]));
+    let _ = old.kill();
+    let served = old.wait_with_output().unwrap();
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(String::from_utf8_lossy(&served.stdout).contains("served version 1"), "{served:?}");
+    let show = run(&env, ws_as(NOBODY, &u.home, &u.ws, &socket, &["session", "show", "--json"])).ok();
+    let v: serde_json::Value = serde_json::from_str(&show.stdout).unwrap();
+    assert!(v["recording"]["via"].as_str().unwrap_or("").contains("recorder service"), "{v}");
+    for which in ["before_snapshot", "after_snapshot"] {
+        assert_eq!(v[which]["from"], "walk", "{v}");
+        let why = v[which]["reason"].as_str().unwrap_or("");
+        assert!(why.contains("older ws") && why.contains("systemctl restart ws-recorder.service"), "{which}: {v}");
+    }
+}
