@@ -14,6 +14,13 @@
 //!   `create` per extracted file (`ws log --json`), with the record marked
 //!   complete and, as `nobody`, made by the service; else the row fails. Each
 //!   run is rolled back afterwards, so every run starts from the same tree.
+//!   Then a session that changes nothing (`true`) on each side, timed the
+//!   same way: both of its snapshots must come from what changed (the
+//!   service keeps the watch between nobody's sessions, and confirms its
+//!   record as init does root's), else the row fails; against the same as
+//!   `nobody` with both snapshots full walks (target ≤ 0.5×) and against
+//!   root's (at most 10 ms added: the service starts its recorder in the
+//!   session's namespaces before the snapshot, a few ms whatever the size).
 //! - memory: 100 sessions (20 with `--quick`) as `nobody` at once, a small
 //!   workspace each, all attached to one freshly started service (one
 //!   recorder child of the service per session) and waiting; the service's
@@ -253,6 +260,38 @@ impl Side<'_> {
     }
 }
 
+impl Side<'_> {
+    /// One session that changes nothing (`true`): its wall time, in
+    /// seconds. Both of its snapshots must come from what changed (the
+    /// watch and the record), else the row fails.
+    /// With `walks`, both snapshots are full walks instead (`WS_WATCH=off`,
+    /// `WS_AFTER_SNAPSHOT=walk`).
+    fn unchanged(&self, notes: &RefCell<Vec<String>>, walks: bool) -> Result<f64> {
+        check_interrupted()?;
+        let mut cmd = self.ws(&["session", "start", "--", "true"]);
+        if walks {
+            cmd.env("WS_WATCH", "off").env("WS_AFTER_SNAPSHOT", "walk");
+        }
+        let (wall, out) = run_timed(cmd.stdout(Stdio::piped()))?;
+        collect_notes(notes, GROUP, &out.stderr);
+        let show = run(&mut self.ws(&["session", "show", "--json"]))?;
+        let v: serde_json::Value = serde_json::from_slice(&show.stdout)
+            .map_err(|e| Error::new(format!("`ws session show --json` is not JSON: {e}")))?;
+        if walks {
+            return Ok(wall.as_secs_f64());
+        }
+        if v["before_snapshot"]["from"] != "watch" || v["after_snapshot"]["from"] != "record" {
+            return Err(Error::new(format!(
+                "{}: a session that changed nothing walked the workspace: before {}, after {}",
+                self.name(),
+                v["before_snapshot"],
+                v["after_snapshot"]
+            )));
+        }
+        Ok(wall.as_secs_f64())
+    }
+}
+
 /// The workspace (the tree's small files and a tarball of half as many,
 /// committed), as root's and as a copy `nobody` owns.
 fn workspaces(plan: &Plan<'_>, dir: &Path) -> Result<(PathBuf, PathBuf, usize)> {
@@ -319,9 +358,57 @@ fn time(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path) -> Result<Vec
             }
         }
     }
+    // A session that changes nothing, after those: from the watch and the
+    // record on both sides (the service keeps the watch for nobody).
+    let (mut quiet_svc, mut quiet_root, mut walked) = (empty(), empty(), empty());
+    for i in 0..=plan.runs {
+        let (s, r) = if i % 2 == 0 {
+            let r = root.unchanged(notes, false)?;
+            (nobody.unchanged(notes, false)?, r)
+        } else {
+            let s = nobody.unchanged(notes, false)?;
+            (s, root.unchanged(notes, false)?)
+        };
+        progress(GROUP, &format!("unchanged session {i}/{}: as nobody, service {s:.3} s; as root {r:.3} s", plan.runs));
+        for (sample, x) in [(&mut quiet_svc, s), (&mut quiet_root, r)] {
+            if i == 0 {
+                sample.warmup = x;
+            } else {
+                sample.runs.push(x);
+            }
+        }
+    }
+    // After those (a walk's snapshot has no watch token: the next session
+    // from the watch would walk once).
+    for i in 0..=plan.runs {
+        let w = nobody.unchanged(notes, true)?;
+        progress(GROUP, &format!("unchanged session {i}/{}: as nobody, full walks {w:.3} s", plan.runs));
+        if i == 0 {
+            walked.warmup = w;
+        } else {
+            walked.runs.push(w);
+        }
+    }
     svc.stop()?;
     let n = plan.spec.small_files();
+    let quiet = format!("session as nobody that changes nothing (`true`), {n}-file workspace");
     Ok(vec![
+        Row {
+            fs: GROUP.into(),
+            measurement: format!("{quiet}, snapshots from the service's watch and record"),
+            ws: quiet_svc.clone(),
+            baseline_name: "the same with full walks".into(),
+            baseline: Some(walked),
+            target: Target::Ratio(0.5),
+        },
+        Row {
+            fs: GROUP.into(),
+            measurement: format!("{quiet}, the same, added to root's (the service's attach)"),
+            ws: quiet_svc,
+            baseline_name: "as root, from root's watch and the in-session record".into(),
+            baseline: Some(quiet_root),
+            target: Target::AddedMs(10.0),
+        },
         Row {
             fs: GROUP.into(),
             measurement: format!(
