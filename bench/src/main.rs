@@ -69,7 +69,9 @@ usage: ws-bench [--quick] [--million] [--out FILE] [--runs N] [--fs btrfs,ext4,s
                  `service`: `ws recorder serve`, started by the bench on a socket of its own:
                  a session as nobody recorded by it vs as root with the in-session recorder
                  (the tree's small files, tar -xf of half as many; whole session and tar
-                 alone), and the service's VmRSS with 100 sessions (20 with --quick) attached;
+                 alone); one that changes nothing, from the service's watch and record, vs
+                 full walks and vs root's; and the service's VmRSS with 100 sessions (20 with
+                 --quick) attached;
                  `review`: `ws review`'s first screen (drawn headless, --first-frame) on a
                  session that changed 5,000 files, vs `ws diff --stat` on it;
                  `scale`: committed workspaces of 20,000 and 200,000 files (2,000 and 20,000
