@@ -5,8 +5,11 @@
 //!
 //! - Names: inotify, one watch per directory of each workspace (a directory
 //!   on another filesystem, or the snapshot store, is not watched). A
-//!   directory made or moved in is watched as it comes and reported whole;
-//!   one moved away stops being watched and is reported whole.
+//!   directory made or moved in is reported whole at once, and watched
+//!   (with what it holds) once events stop for half a second, or before
+//!   the next answer, whichever comes first: a burst (a rollback, a
+//!   checkout) is walked once after it, not directory by directory while
+//!   it runs. One moved away stops being watched and is reported whole.
 //! - Links: a file a workspace names may be written through a name outside
 //!   it. Such a file either had several names at the last snapshot (the
 //!   caller looks at those every time) or gets one later, which changes its
@@ -329,11 +332,16 @@ impl Watch {
                 rustix::event::PollFd::new(&self.links.group, rustix::event::PollFlags::IN),
                 rustix::event::PollFd::from_borrowed_fd(source.fd(), rustix::event::PollFlags::IN),
             ];
-            let tick = rustix::event::Timespec { tv_sec: 1, tv_nsec: 0 };
-            match rustix::event::poll(&mut fds, Some(&tick)) {
-                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            // Directories made in a burst are walked once it is over.
+            let tick = match self.names.pending.is_empty() {
+                true => rustix::event::Timespec { tv_sec: 1, tv_nsec: 0 },
+                false => rustix::event::Timespec { tv_sec: 0, tv_nsec: QUIET_NS },
+            };
+            let quiet = match rustix::event::poll(&mut fds, Some(&tick)) {
+                Ok(n) => n == 0,
+                Err(rustix::io::Errno::INTR) => false,
                 Err(e) => return Err(format!("poll: {e}")),
-            }
+            };
             let mut asked = !fds[2].revents().is_empty();
             if !asked && fds[..2].iter().any(|f| !f.revents().is_empty()) {
                 // Let events gather: one wake a batch, not one a file (a
@@ -343,12 +351,18 @@ impl Watch {
                 asked = matches!(rustix::event::poll(&mut l, Some(&gather)), Ok(n) if n > 0);
             }
             self.names.drain(&mut buf, &mut self.journals);
+            if quiet {
+                self.names.walk_pending(&mut self.journals);
+            }
             // Between requests, a bounded turn: a request waiting is served soon.
             self.links.drain(&mut fbuf, &mut self.journals, Instant::now() + Duration::from_millis(200));
             if asked {
                 for asked in source.take() {
                     // Everything written before the question was asked is queued by now.
                     self.names.drain(&mut buf, &mut self.journals);
+                    // Watched before the answer's token: what changes in
+                    // them after it has events (before it, they are whole).
+                    self.names.walk_pending(&mut self.journals);
                     let caught_up = self.links.drain(&mut fbuf, &mut self.journals, Instant::now() + CATCH_UP);
                     match asked {
                         Asked::Stream(stream) => self.answer(stream, caught_up),
@@ -513,10 +527,19 @@ impl Watch {
     }
 }
 
-/// A directory opened for listing, never through a symbolic link at its end.
+/// How the watch opens directories: for listing, never through a symbolic
+/// link at the end, and without touching their access time (a listing
+/// would otherwise dirty every directory a burst just made: the watch
+/// runs as root, which may ask that of any directory).
+const DIR_FLAGS: rustix::fs::OFlags = rustix::fs::OFlags::RDONLY
+    .union(rustix::fs::OFlags::DIRECTORY)
+    .union(rustix::fs::OFlags::NOFOLLOW)
+    .union(rustix::fs::OFlags::CLOEXEC)
+    .union(rustix::fs::OFlags::NOATIME);
+
+/// A directory opened as [`DIR_FLAGS`] says.
 fn open_dir(path: &Path) -> rustix::io::Result<OwnedFd> {
-    use rustix::fs::{Mode, OFlags};
-    rustix::fs::open(path, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
+    rustix::fs::open(path, DIR_FLAGS, rustix::fs::Mode::empty())
 }
 
 /// The name of an open descriptor that the kernel resolves to it alone.
@@ -536,6 +559,9 @@ struct Links {
 
 /// How long events may gather before they are read (10 ms).
 const GATHER_NS: i64 = 10_000_000;
+/// How long without events ends a burst, after which the directories it
+/// made are walked (half a second).
+const QUIET_NS: i64 = 500_000_000;
 
 /// Attribute changes the shared journal keeps at most: a workspace asked
 /// once and not since holds back what may be forgotten, so past this many
@@ -668,6 +694,14 @@ struct Names {
     /// Directories watched at most (a share of what the kernel allows the
     /// user): a tree beyond it is walked by its sessions instead.
     budget: usize,
+    /// Directories made or moved in, reported whole, not watched yet: they
+    /// are walked once events stop coming for a moment, or before a
+    /// question is answered ([`Names::walk_pending`]). A burst (a
+    /// rollback, a checkout, an unpacked archive) is then walked once,
+    /// after it, instead of directory by directory while it runs, and
+    /// what it writes in them raises no event meanwhile. Nothing is
+    /// missed: until a directory is watched, the journal holds it whole.
+    pending: std::collections::BTreeSet<(u64, Vec<u8>)>,
 }
 
 impl Names {
@@ -678,7 +712,13 @@ impl Names {
             .ok()
             .and_then(|v| v.trim().parse::<usize>().ok())
             .unwrap_or(8192);
-        Ok(Names { fd, paths: HashMap::new(), dirs: HashMap::new(), budget: allowed / share.max(1) })
+        Ok(Names {
+            fd,
+            paths: HashMap::new(),
+            dirs: HashMap::new(),
+            budget: allowed / share.max(1),
+            pending: std::collections::BTreeSet::new(),
+        })
     }
 
     fn watches_root(&self, id: u64) -> bool {
@@ -731,6 +771,10 @@ impl Names {
                 }
             };
             match inotify::add_watch(&self.fd, fd_path(fd), MASK) {
+                // Watched at this path already, and listed then: whatever
+                // came into it since has its own events (a burst reports a
+                // directory made inside one the watch has just walked).
+                Ok(wd) if self.dirs.get(&id).and_then(|d| d.get(&dir)) == Some(&wd) => continue,
                 Ok(wd) => self.link(id, dir.clone(), wd),
                 Err(e) => {
                     journals.blind(id, format!("cannot watch {}: {e}", String::from_utf8_lossy(&dir)));
@@ -761,6 +805,23 @@ impl Names {
                 }
                 stack.push(join(&dir, name));
             }
+        }
+    }
+
+    /// Watches the directories made or moved in since the last call (and
+    /// what they hold), each once: one below another walked now is walked
+    /// with it.
+    fn walk_pending(&mut self, journals: &mut Journals) {
+        let pending = std::mem::take(&mut self.pending);
+        let mut walked: HashSet<(u64, &[u8])> = HashSet::new();
+        for (id, path) in &pending {
+            let covered =
+                path.iter().enumerate().filter(|(_, b)| **b == b'/').any(|(i, _)| walked.contains(&(*id, &path[..i])));
+            if covered {
+                continue;
+            }
+            self.add_tree(*id, path, journals);
+            walked.insert((*id, path));
         }
     }
 
@@ -872,7 +933,7 @@ impl Names {
         };
         let is_dir = mask.contains(ReadFlags::ISDIR);
         if is_dir && mask.intersects(ReadFlags::CREATE | ReadFlags::MOVED_TO) {
-            self.add_tree(id, &path, journals);
+            self.pending.insert((id, path.clone()));
             journals.note(id, Change::Whole(path));
         } else if is_dir && mask.intersects(ReadFlags::MOVED_FROM | ReadFlags::DELETE) {
             self.remove_tree(id, &path);
@@ -887,8 +948,8 @@ impl Names {
 /// above `top`, and on its mount. A rename racing the lookup makes the
 /// kernel refuse it (`EAGAIN`): tried again a few times.
 fn open_beneath(top: &OwnedFd, rel: &[u8]) -> rustix::io::Result<OwnedFd> {
-    use rustix::fs::{Mode, OFlags, ResolveFlags};
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    use rustix::fs::{Mode, ResolveFlags};
+    let flags = DIR_FLAGS;
     let how = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_XDEV;
     let mut tries = 0;
     loop {
@@ -1031,6 +1092,35 @@ mod tests {
             Ok(Answer::Refused { now: fresh, .. }) => assert_ne!(fresh.instance, now.instance),
             other => panic!("the old token was believed: {other:?}"),
         }
+    }
+
+    /// Directories made in a burst are reported whole and watched only
+    /// once the burst is over, but always before the next answer's token:
+    /// a write in them right after that answer is in the one after.
+    #[test]
+    fn a_directory_made_in_a_burst_is_watched_by_the_next_answer() {
+        assert!(rustix::process::geteuid().is_root(), "the watch's attribute mark needs CAP_SYS_ADMIN");
+        let tmp = tempfile::tempdir().unwrap();
+        let (root, store) = (tmp.path().join("ws"), tmp.path().join("store"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&store).unwrap();
+        let m = std::fs::metadata(&root).unwrap();
+        let hosted = Hosted::new(Duration::from_secs(60), 1000);
+        let ask = |since| {
+            let r = Request { since, root: root.clone(), store: store.clone() };
+            match hosted.ask(r, (m.dev(), m.ino()), Duration::from_secs(10)) {
+                Ok(Answer::Changes { now, changes }) => (now, changes),
+                other => panic!("{other:?}"),
+            }
+        };
+        let (t0, _) = ask(None);
+        std::fs::create_dir_all(root.join("new/deeper")).unwrap();
+        std::fs::write(root.join("new/deeper/during"), "x").unwrap();
+        let (t1, seen) = ask(Some(t0));
+        assert!(seen.contains(&Change::Whole(b"new".to_vec())), "{seen:?}");
+        std::fs::write(root.join("new/deeper/after"), "x").unwrap();
+        let (_, seen) = ask(Some(t1));
+        assert_eq!(seen, vec![Change::Path(b"new/deeper/after".to_vec())]);
     }
 
     /// A file changed outside the workspace (a store's manifest replaced,
