@@ -124,6 +124,15 @@ struct HostedLink {
     wake: Arc<OwnedFd>,
 }
 
+impl Drop for HostedLink {
+    /// Wakes the watch, which finds nobody can ask it any more and ends.
+    fn drop(&mut self) {
+        let (tx, _) = mpsc::channel();
+        drop(std::mem::replace(&mut self.questions, tx));
+        let _ = rustix::io::write(&*self.wake, &1u64.to_ne_bytes());
+    }
+}
+
 /// A question asked through [`Hosted`].
 struct Question {
     request: Request,
@@ -145,26 +154,35 @@ impl Hosted {
     /// symbolic link. `Err`: the watch could not start or did not answer
     /// within `patience`.
     pub fn ask(&self, request: Request, root_is: (u64, u64), patience: Duration) -> Result<Answer, String> {
-        // Twice at most: a watch that ended (idle) between the question and
-        // its answer drops the question, and another one is started.
+        // Twice at most: a watch that ended (idle) before or while it was
+        // asked drops the question, and another one is started.
         for _ in 0..2 {
             let (tx, rx) = mpsc::sync_channel(1);
             let question = Question { request: request.clone(), root_is, reply: tx };
-            {
+            let asked = {
                 let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
-                if link.is_none() {
-                    *link = Some(self.start()?);
-                }
-                let Some(l) = link.as_ref() else { continue };
+                let l = match link.take() {
+                    Some(l) => l,
+                    None => self.start()?,
+                };
                 if l.questions.send(question).is_err() {
-                    *link = None;
                     continue;
                 }
                 let _ = rustix::io::write(&*l.wake, &1u64.to_ne_bytes());
-            }
+                let asked = Some(Arc::as_ptr(&l.wake));
+                *link = Some(l);
+                asked
+            };
             match rx.recv_timeout(patience) {
                 Ok(a) => return Ok(a),
-                Err(mpsc::RecvTimeoutError::Disconnected) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // That watch ended with the question unanswered: not
+                    // asked again (unless another asker started a new one).
+                    let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
+                    if link.as_ref().map(|l| Arc::as_ptr(&l.wake)) == asked {
+                        *link = None;
+                    }
+                }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     return Err(format!("the watch did not answer within {} s", patience.as_secs()));
                 }
@@ -186,7 +204,8 @@ impl Hosted {
             .spawn(move || {
                 // Ends when idle; questions still queued then are dropped
                 // with it, and their askers start another.
-                let _ = watch.run(&Source::Hosted { wake: &theirs, questions: &rx });
+                let source = Source::Hosted { wake: &theirs, questions: &rx, closed: std::cell::Cell::new(false) };
+                let _ = watch.run(&source);
             })
             .map_err(|e| format!("cannot start the watch's thread: {e}"))?;
         Ok(HostedLink { questions: tx, wake })
@@ -197,8 +216,8 @@ impl Hosted {
 enum Source<'a> {
     /// The watch process's socket: ws's own processes ask there.
     Socket { listener: &'a UnixListener, path: &'a Path },
-    /// Another part of this process ([`Hosted`]).
-    Hosted { wake: &'a OwnedFd, questions: &'a mpsc::Receiver<Question> },
+    /// Another part of this process ([`Hosted`]); `closed`: its asker is gone.
+    Hosted { wake: &'a OwnedFd, questions: &'a mpsc::Receiver<Question>, closed: std::cell::Cell<bool> },
 }
 
 enum Asked {
@@ -220,10 +239,21 @@ impl Source<'_> {
             Source::Socket { listener, .. } => {
                 std::iter::from_fn(|| listener.accept().ok()).map(|(s, _)| Asked::Stream(s)).collect()
             }
-            Source::Hosted { wake, questions } => {
+            Source::Hosted { wake, questions, closed } => {
                 let mut count = [0u8; 8];
                 let _ = rustix::io::read(wake, &mut count);
-                questions.try_iter().map(Asked::Question).collect()
+                let mut asked = Vec::new();
+                loop {
+                    match questions.try_recv() {
+                        Ok(q) => asked.push(Asked::Question(q)),
+                        Err(mpsc::TryRecvError::Empty) => break,
+                        Err(mpsc::TryRecvError::Disconnected) => {
+                            closed.set(true);
+                            break;
+                        }
+                    }
+                }
+                asked
             }
         }
     }
@@ -232,7 +262,7 @@ impl Source<'_> {
     fn gone(&self) -> bool {
         match self {
             Source::Socket { path, .. } => !path.exists(),
-            Source::Hosted { .. } => false,
+            Source::Hosted { closed, .. } => closed.get(),
         }
     }
 }

@@ -6,7 +6,7 @@ use clap::Args;
 use serde::Serialize;
 use ws_snapshot::hunks::{Hunk, Line};
 use ws_snapshot::renames::DEFAULT_MIN_SIMILARITY;
-use ws_snapshot::{ChangeState, Entry, EntryKind, Manifest, ManifestId, RelPath, Store};
+use ws_snapshot::{ChangeState, Entry, EntryKind, ManifestId, RelPath, Store};
 
 use crate::commands::session::counts;
 use crate::error::{CliError, exit};
@@ -106,7 +106,7 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
         _ => Origin::Both,
     };
     if args.json {
-        let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
+        let excluded = excluded_of(&ws.store, &session.before)?;
         let list: Vec<ChangeJson> = ws_snapshot::renames::rows(&changes, &selected, min_similarity)
             .into_iter()
             .map(|r| {
@@ -120,7 +120,7 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
             changes: Vec<ChangeJson>,
             excluded: Vec<ExcludedJson>,
         }
-        let doc = DiffJson { session: &session.id, changes: list, excluded: excluded_json(&before) };
+        let doc = DiffJson { session: &session.id, changes: list, excluded: excluded_json(&excluded) };
         out!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(exit::OK);
     }
@@ -145,8 +145,7 @@ pub fn cmd_diff(args: DiffArgs) -> Result<i32, CliError> {
             }
         }
     } else if args.stat {
-        let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
-        print_stat(&ws.store, &pending, &before, color);
+        print_stat(&ws.store, &pending, &excluded_of(&ws.store, &session.before)?, color);
     } else {
         for v in &pending {
             print_patch(&ws.store, v, color)?;
@@ -283,7 +282,7 @@ fn line_counts(store: &Store, v: &View) -> Option<(usize, usize)> {
     Some(ws_snapshot::hunks::line_counts(o, n))
 }
 
-fn print_stat(store: &Store, pending: &[View], before: &Manifest, color: bool) {
+fn print_stat(store: &Store, pending: &[View], excluded: &[Entry], color: bool) {
     let files: Vec<&View> = pending.iter().filter(|v| !v.before.or(v.after).is_some_and(Entry::is_dir)).collect();
     let names: Vec<String> = files.iter().map(|v| view_name(v)).collect();
     let width = names.iter().map(|n| n.chars().count()).max().unwrap_or(0).min(60);
@@ -318,7 +317,7 @@ fn print_stat(store: &Store, pending: &[View], before: &Manifest, color: bool) {
         total_del,
         if total_del == 1 { "" } else { "s" }
     );
-    for e in before.excluded() {
+    for e in excluded {
         if let EntryKind::Excluded { files, bytes, .. } = e.kind {
             out!(
                 " excluded: {} ({}+ files, {}+): not in the snapshot, rollback cannot restore it",
@@ -460,8 +459,15 @@ pub struct ExcludedJson {
     bytes_at_least: u64,
 }
 
-pub fn excluded_json(m: &Manifest) -> Vec<ExcludedJson> {
-    m.excluded()
+/// What the snapshot `id` left out (over budget, special files): from its
+/// index, without reading its whole listing.
+pub fn excluded_of(store: &Store, id: &str) -> Result<Vec<Entry>, CliError> {
+    Ok(ws_snapshot::Stored::open(store, &ManifestId(id.to_owned()))?.excluded().into_iter().cloned().collect())
+}
+
+pub fn excluded_json(excluded: &[Entry]) -> Vec<ExcludedJson> {
+    excluded
+        .iter()
         .filter_map(|e| {
             let EntryKind::Excluded { reason, files, bytes } = e.kind else {
                 return None;

@@ -4,7 +4,7 @@ use std::ffi::OsString;
 
 use clap::{Args, Subcommand};
 use serde::Serialize;
-use ws_snapshot::{Change, ManifestId, Session, SessionState};
+use ws_snapshot::{Change, Session, SessionState};
 
 use crate::error::{CliError, exit};
 use crate::workspace::Workspace;
@@ -226,7 +226,7 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
         let _lock = ws.lock()?;
         Some(ws.session_changes(&mut s)?)
     };
-    let before = ws.store.manifest(&ManifestId(s.before.clone()))?;
+    let excluded = crate::commands::diff::excluded_of(&ws.store, &s.before)?;
     let denied = ws_session::learn::denials(&ws.store, &s);
     let suggestions = ws_session::learn::suggestions(&denied, &ws.root, &ws.options);
     if args.json {
@@ -240,7 +240,7 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
         }
         let show = Show {
             session: session_json(&ws, &s, changes.as_deref()),
-            excluded: crate::commands::diff::excluded_json(&before),
+            excluded: crate::commands::diff::excluded_json(&excluded),
             denials: suggestions,
         };
         out!("{}", serde_json::to_string_pretty(&show).unwrap_or_default());
@@ -306,7 +306,7 @@ fn cmd_show(args: ShowArgs) -> Result<i32, CliError> {
     if suggestions.iter().any(|d| d.key.is_some()) {
         out!("suggest    `ws profile suggest {}` prints these lines as a patch to the session's profile", s.id);
     }
-    for e in before.excluded() {
+    for e in &excluded {
         out!("excluded   {} (not in the snapshot; rollback cannot restore it)", ui::entry_name(e));
     }
     if ws.store.rollback_interrupted(&s.id) {

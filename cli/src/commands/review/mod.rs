@@ -18,7 +18,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use ratatui::crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use ws_snapshot::{Change, ChangeState, EntryKind, ManifestId, Store};
+use ws_snapshot::{Change, ChangeState, EntryKind, Store};
 
 use self::model::{Action, Key, Model, Row, Status};
 use self::view::Screen;
@@ -109,9 +109,8 @@ pub fn cmd_review(args: ReviewArgs) -> Result<i32, CliError> {
             }
         }
     }
-    let before = ws.store.manifest(&ManifestId(session.before.clone()))?;
-    let excluded = before
-        .excluded()
+    let excluded = crate::commands::diff::excluded_of(&ws.store, &session.before)?
+        .iter()
         .filter_map(|e| match e.kind {
             EntryKind::Excluded { files, bytes, .. } => {
                 Some(format!("{} ({}+ files, {}+)", ui::entry_name(e), ui::count(files), ui::bytes(bytes)))
