@@ -320,7 +320,7 @@ fn answer_watch(
     #[allow(clippy::unnecessary_cast)] // widths differ between architectures
     let root_is = (st.st_dev as u64, st.st_ino as u64);
     let request = ws_watch::protocol::Request { since, root: dir.path, store: store_dir.path };
-    let answer = watch.ask(request, root_is, Duration::from_secs(30))?;
+    let answer = watch.ask(request, root_is, peer.uid, Duration::from_secs(30))?;
     let _ = (&*conn).write_all(&ws_watch::protocol::encode_answer(&answer));
     let _ = conn.shutdown(std::net::Shutdown::Both);
     Ok(())

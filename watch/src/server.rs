@@ -139,6 +139,8 @@ struct Question {
     /// The device and inode the workspace's root must have: the directory
     /// the asker holds, not whatever its path names by now.
     root_is: (u64, u64),
+    /// Who asks: the directories watched for one user are bounded.
+    uid: u32,
     reply: mpsc::SyncSender<Answer>,
 }
 
@@ -151,14 +153,16 @@ impl Hosted {
     /// provided its root is still the directory `root_is` (device, inode)
     /// the asker was checked against: a path that names another directory
     /// by now is refused, and no directory below it is reached through a
-    /// symbolic link. `Err`: the watch could not start or did not answer
-    /// within `patience`.
-    pub fn ask(&self, request: Request, root_is: (u64, u64), patience: Duration) -> Result<Answer, String> {
+    /// symbolic link. `uid`: whom the server answers; the directories
+    /// watched for one user are at most half of what the watch takes, so
+    /// one user cannot leave none for others. `Err`: the watch could not
+    /// start or did not answer within `patience`.
+    pub fn ask(&self, request: Request, root_is: (u64, u64), uid: u32, patience: Duration) -> Result<Answer, String> {
         // Twice at most: a watch that ended (idle) before or while it was
         // asked drops the question, and another one is started.
         for _ in 0..2 {
             let (tx, rx) = mpsc::sync_channel(1);
-            let question = Question { request: request.clone(), root_is, reply: tx };
+            let question = Question { request: request.clone(), root_is, uid, reply: tx };
             let asked = {
                 let mut link = self.link.lock().unwrap_or_else(|p| p.into_inner());
                 let l = match link.take() {
@@ -273,6 +277,8 @@ struct Space {
     /// The root's device and inode when it was taken on: a path that names
     /// another directory later is not this workspace.
     root_id: (u64, u64),
+    /// The user it is watched for (through [`Hosted`]); `None`: ws's own.
+    owner: Option<u32>,
     dev: u64,
     skip: Vec<(u64, u64)>,
     journal: Journal,
@@ -397,7 +403,7 @@ impl Watch {
                     match asked {
                         Asked::Stream(stream) => self.answer(stream, caught_up),
                         Asked::Question(q) => {
-                            let reply = self.reply(&q.request, Some(q.root_is), caught_up);
+                            let reply = self.reply(&q.request, Some((q.root_is, q.uid)), caught_up);
                             let _ = q.reply.try_send(reply);
                         }
                     }
@@ -452,10 +458,10 @@ impl Watch {
         let _ = stream.write_all(&protocol::encode_answer(&reply));
     }
 
-    /// The answer to `request`; `root_is`: the device and inode its root
-    /// must have.
-    fn reply(&mut self, request: &Request, root_is: Option<(u64, u64)>, caught_up: bool) -> Answer {
-        let id = self.space(request, root_is);
+    /// The answer to `request`; `asker`: the device and inode its root
+    /// must have, and the user asking (none: ws's own process asks).
+    fn reply(&mut self, request: &Request, asker: Option<((u64, u64), u32)>, caught_up: bool) -> Answer {
+        let id = self.space(request, asker);
         let journals = &mut self.journals;
         match id.and_then(|id| journals.spaces.get_mut(&id).ok_or_else(String::new)) {
             Err(why) => Answer::Refused { now: crate::journal::Token { instance: 0, seq: 0 }, why },
@@ -492,9 +498,11 @@ impl Watch {
     }
 
     /// The workspace a request names, watched from now on if it was not.
-    /// `root_is`: the device and inode its root must have (a workspace
-    /// watched at that path for another directory is dropped).
-    fn space(&mut self, r: &Request, root_is: Option<(u64, u64)>) -> Result<u64, String> {
+    /// `asker`: the device and inode its root must have (a workspace
+    /// watched at that path for another directory is dropped), and who
+    /// asks.
+    fn space(&mut self, r: &Request, asker: Option<((u64, u64), u32)>) -> Result<u64, String> {
+        let (root_is, owner) = (asker.map(|a| a.0), asker.map(|a| a.1));
         let replaced = || format!("{} is no longer the directory asked about", r.root.display());
         if let Some(want) = root_is {
             let st = open_dir(&r.root).and_then(|fd| rustix::fs::fstat(&fd)).map_err(|_| replaced())?;
@@ -540,6 +548,7 @@ impl Watch {
         let space = Space {
             root: r.root.clone(),
             root_id,
+            owner,
             dev,
             skip,
             journal: Journal::new(u64::from_ne_bytes(instance), self.limit),
@@ -764,7 +773,18 @@ impl Names {
     /// reported as one in it.
     fn add_tree(&mut self, id: u64, rel: &[u8], journals: &mut Journals) {
         let Some(space) = journals.spaces.get(&id) else { return };
-        let (dev, skip) = (space.dev, space.skip.clone());
+        let (dev, skip, owner) = (space.dev, space.skip.clone(), space.owner);
+        // What the owner's workspaces take already: one user gets at most
+        // half of the watch's directories.
+        let mut theirs: usize = match owner {
+            Some(uid) => journals
+                .spaces
+                .iter()
+                .filter(|(_, s)| s.owner == Some(uid))
+                .map(|(sid, _)| self.dirs.get(sid).map_or(0, BTreeMap::len))
+                .sum(),
+            None => 0,
+        };
         let top = match open_dir(&space.root).and_then(|fd| Ok((rustix::fs::fstat(&fd)?, fd))) {
             #[allow(clippy::unnecessary_cast)]
             Ok((st, fd)) if (st.st_dev as u64, st.st_ino as u64) == space.root_id => fd,
@@ -775,6 +795,10 @@ impl Names {
         while let Some(dir) = stack.pop() {
             if self.paths.len() >= self.budget {
                 journals.blind(id, format!("more directories than the watch takes ({})", self.budget));
+                return;
+            }
+            if owner.is_some() && theirs >= self.budget / 2 {
+                journals.blind(id, format!("more directories than the watch takes for one user ({})", self.budget / 2));
                 return;
             }
             let opened;
@@ -805,7 +829,10 @@ impl Names {
                 // came into it since has its own events (a burst reports a
                 // directory made inside one the watch has just walked).
                 Ok(wd) if self.dirs.get(&id).and_then(|d| d.get(&dir)) == Some(&wd) => continue,
-                Ok(wd) => self.link(id, dir.clone(), wd),
+                Ok(wd) => {
+                    self.link(id, dir.clone(), wd);
+                    theirs += 1;
+                }
                 Err(e) => {
                     journals.blind(id, format!("cannot watch {}: {e}", String::from_utf8_lossy(&dir)));
                     continue;
@@ -1037,6 +1064,7 @@ mod tests {
         let space = Space {
             root: root.to_path_buf(),
             root_id: (st.dev(), st.ino()),
+            owner: None,
             dev: st.dev(),
             skip: Vec::new(),
             journal: Journal::new(7, 1000),
@@ -1044,6 +1072,48 @@ mod tests {
             given: 0,
         };
         journals.spaces.insert(0, space);
+    }
+
+    /// One user's workspaces take at most half of the directories the
+    /// watch takes (the service's watch serves every user): past that
+    /// their sessions walk, and another user's workspace is still watched.
+    #[test]
+    fn one_user_cannot_take_every_directory_the_watch_has() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mk = |name: &str, dirs: usize| {
+            let root = tmp.path().join(name);
+            std::fs::create_dir_all(&root).unwrap();
+            for i in 0..dirs {
+                std::fs::create_dir_all(root.join(format!("d{i}"))).unwrap();
+            }
+            root
+        };
+        let mut names = Names::new(2).unwrap();
+        names.budget = 10;
+        let mut journals = Journals { clock: Clock::default(), spaces: HashMap::new(), handles: Journal::new(1, 10) };
+        for (id, (root, owner)) in [(mk("a", 8), 1), (mk("b", 3), 2), (mk("c", 0), 1)].into_iter().enumerate() {
+            let st = std::fs::metadata(&root).unwrap();
+            let space = Space {
+                root,
+                root_id: (st.dev(), st.ino()),
+                owner: Some(owner),
+                dev: st.dev(),
+                skip: Vec::new(),
+                journal: Journal::new(7, 1000),
+                last_asked: Instant::now(),
+                given: 0,
+            };
+            journals.spaces.insert(id as u64, space);
+        }
+        let t = journals.spaces[&0].journal.now(&journals.clock);
+        for id in 0..3 {
+            names.add_tree(id, b"", &mut journals);
+        }
+        let watched = |id: u64| names.dirs.get(&id).map_or(0, BTreeMap::len);
+        assert_eq!((watched(0), watched(1), watched(2)), (5, 4, 0));
+        let refused = |id: u64| journals.spaces[&id].journal.since(t, &journals.clock).is_err();
+        assert!(refused(0) && refused(2), "user 1's workspaces walk");
+        assert!(!refused(1), "user 2's is still watched");
     }
 
     /// A directory that is a symbolic link by the time the watch reaches
@@ -1098,7 +1168,12 @@ mod tests {
         };
         let hosted = Hosted::new(Duration::from_secs(60), 1000);
         let ask = |since, root_is| {
-            hosted.ask(Request { since, root: root.clone(), store: store.clone() }, root_is, Duration::from_secs(10))
+            hosted.ask(
+                Request { since, root: root.clone(), store: store.clone() },
+                root_is,
+                1000,
+                Duration::from_secs(10),
+            )
         };
         let Ok(Answer::Changes { now, changes }) = ask(None, id(&root)) else { panic!("no token") };
         assert!(changes.is_empty());
@@ -1138,7 +1213,7 @@ mod tests {
         let hosted = Hosted::new(Duration::from_secs(60), 1000);
         let ask = |since| {
             let r = Request { since, root: root.clone(), store: store.clone() };
-            match hosted.ask(r, (m.dev(), m.ino()), Duration::from_secs(10)) {
+            match hosted.ask(r, (m.dev(), m.ino()), 1000, Duration::from_secs(10)) {
                 Ok(Answer::Changes { now, changes }) => (now, changes),
                 other => panic!("{other:?}"),
             }
