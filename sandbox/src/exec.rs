@@ -142,7 +142,7 @@ impl Control {
     }
 
     /// Supervisor: waits until the command has exited and the rest of the
-    /// session is frozen: `(code, signal)`. `None`: the end closed instead
+    /// session is frozen or ended ([`Control::session_ended`]): `(code, signal)`. `None`: the end closed instead
     /// (no init: wait for the launcher, which became the command).
     pub fn wait_exit(&mut self) -> Option<(Option<i32>, Option<i32>)> {
         let mut b = [0u8; 10];
