@@ -109,18 +109,7 @@ pub fn ask_watch(
     since: Option<ws_watch::Token>,
     patience: Duration,
 ) -> Result<Option<ws_watch::Answer>, String> {
-    let stream = match UnixStream::connect(socket) {
-        Ok(s) => s,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
-            return Ok(None);
-        }
-        Err(e) => return Err(format!("cannot reach {}: {e}", socket.display())),
-    };
-    let serving = rustix::net::sockopt::socket_peercred(&stream)
-        .map_err(|e| format!("cannot ask who serves {}: {e}", socket.display()))?;
-    if !serving.uid.is_root() {
-        return Err(format!("{} is served by uid {}, not by root", socket.display(), serving.uid.as_raw()));
-    }
+    let Some(stream) = ws_watch::client::reach(socket, false)? else { return Ok(None) };
     let open = |p: &Path| fs_err::File::open(p).map_err(|e| e.to_string());
     let (dir, store) = (open(workspace)?, open(store)?);
     let question = WatchQuestion { since: since.map(|t| t.to_string()) };
