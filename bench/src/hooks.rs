@@ -147,11 +147,7 @@ impl<'a> Hooks<'a> {
                 ),
             );
             for (sample, x) in samples.iter_mut().zip([plain, noop, hooked]) {
-                if i == 0 {
-                    sample.warmup = x;
-                } else {
-                    sample.runs.push(x);
-                }
+                sample.record(i, x);
             }
         }
         Ok(samples)

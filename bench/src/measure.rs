@@ -73,11 +73,10 @@ pub fn repeat(
         let x = f(i).map_err(|e| Error::new(format!("{what}: {e}")))?;
         if i == 0 {
             progress(&group, &format!("{what}: warm-up {}", show(x)));
-            sample.warmup = x;
         } else {
             progress(&group, &format!("{what}: run {i}/{runs} {}", show(x)));
-            sample.runs.push(x);
         }
+        sample.record(i, x);
     }
     Ok(sample)
 }

@@ -318,6 +318,22 @@ fn workspaces(plan: &Plan<'_>, dir: &Path) -> Result<(PathBuf, PathBuf, usize)> 
     Ok((root_ws, nobody_ws, files))
 }
 
+/// Run `i` of both sides, `nobody`'s and `root`'s, in turn: which goes
+/// first alternates, so that a trend in the machine's load favours neither.
+fn alternating<T>(
+    i: usize,
+    mut nobody: impl FnMut() -> Result<T>,
+    mut root: impl FnMut() -> Result<T>,
+) -> Result<(T, T)> {
+    if i.is_multiple_of(2) {
+        let r = root()?;
+        Ok((nobody()?, r))
+    } else {
+        let s = nobody()?;
+        Ok((s, root()?))
+    }
+}
+
 /// The time rows: whole session and `tar -xf` alone, nobody with the
 /// service vs root with the in-session recorder.
 fn time(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path) -> Result<Vec<Row>> {
@@ -329,18 +345,10 @@ fn time(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path) -> Result<Vec
     let svc = Service::start(plan, dir)?;
     let nobody = Side { plan, service: Some(&svc.socket), ws: nobody_ws, home: dir.join("home-nobody") };
     let root = Side { plan, service: None, ws: root_ws, home: dir.join("home-root") };
-    let empty = || Sample { warmup: 0.0, runs: Vec::new() };
+    let empty = Sample::empty;
     let (mut wall_svc, mut wall_root, mut tar_svc, mut tar_root) = (empty(), empty(), empty(), empty());
     for i in 0..=plan.runs {
-        // Alternate which goes first, so that a trend in the machine's load
-        // favours neither.
-        let (s, r) = if i % 2 == 0 {
-            let r = root.session(files, notes)?;
-            (nobody.session(files, notes)?, r)
-        } else {
-            let s = nobody.session(files, notes)?;
-            (s, root.session(files, notes)?)
-        };
+        let (s, r) = alternating(i, || nobody.session(files, notes), || root.session(files, notes))?;
         let what = if i == 0 { "warm-up (first snapshots)".to_string() } else { format!("run {i}/{}", plan.runs) };
         progress(
             GROUP,
@@ -351,43 +359,24 @@ fn time(plan: &Plan<'_>, notes: &RefCell<Vec<String>>, dir: &Path) -> Result<Vec
             ),
         );
         for (sample, x) in [(&mut wall_svc, s.0), (&mut wall_root, r.0), (&mut tar_svc, s.1), (&mut tar_root, r.1)] {
-            if i == 0 {
-                sample.warmup = x;
-            } else {
-                sample.runs.push(x);
-            }
+            sample.record(i, x);
         }
     }
     // A session that changes nothing, after those: from the watch and the
     // record on both sides (the service keeps the watch for nobody).
     let (mut quiet_svc, mut quiet_root, mut walked) = (empty(), empty(), empty());
     for i in 0..=plan.runs {
-        let (s, r) = if i % 2 == 0 {
-            let r = root.unchanged(notes, false)?;
-            (nobody.unchanged(notes, false)?, r)
-        } else {
-            let s = nobody.unchanged(notes, false)?;
-            (s, root.unchanged(notes, false)?)
-        };
+        let (s, r) = alternating(i, || nobody.unchanged(notes, false), || root.unchanged(notes, false))?;
         progress(GROUP, &format!("unchanged session {i}/{}: as nobody, service {s:.3} s; as root {r:.3} s", plan.runs));
-        for (sample, x) in [(&mut quiet_svc, s), (&mut quiet_root, r)] {
-            if i == 0 {
-                sample.warmup = x;
-            } else {
-                sample.runs.push(x);
-            }
-        }
+        quiet_svc.record(i, s);
+        quiet_root.record(i, r);
     }
     // After those (a walk's snapshot has no watch token: the next session
     // from the watch would walk once).
     for i in 0..=plan.runs {
         let w = nobody.unchanged(notes, true)?;
         progress(GROUP, &format!("unchanged session {i}/{}: as nobody, full walks {w:.3} s", plan.runs));
-        if i == 0 {
-            walked.warmup = w;
-        } else {
-            walked.runs.push(w);
-        }
+        walked.record(i, w);
     }
     svc.stop()?;
     let n = plan.spec.small_files();
