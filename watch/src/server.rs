@@ -341,9 +341,6 @@ impl Watch {
     fn new(idle: Duration, limit: usize, share: usize) -> Result<Watch, String> {
         let group =
             fanotify::Group::new().map_err(|e| format!("cannot watch link counts (fanotify needs root): {e}"))?;
-        let mut instance = [0u8; 8];
-        rustix::rand::getrandom(&mut instance, rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| format!("cannot draw a journal's instance: {e}"))?;
         Ok(Watch {
             idle,
             limit,
@@ -352,7 +349,7 @@ impl Watch {
             journals: Journals {
                 clock: Clock::default(),
                 spaces: HashMap::new(),
-                handles: Journal::new(u64::from_ne_bytes(instance), limit.min(HANDLES_KEPT)),
+                handles: Journal::new(instance()?, limit.min(HANDLES_KEPT)),
             },
             next_id: 0,
         })
@@ -504,13 +501,14 @@ impl Watch {
     fn space(&mut self, r: &Request, asker: Option<((u64, u64), u32)>) -> Result<u64, String> {
         let (root_is, owner) = (asker.map(|a| a.0), asker.map(|a| a.1));
         let replaced = || format!("{} is no longer the directory asked about", r.root.display());
-        if let Some(want) = root_is {
-            let st = open_dir(&r.root).and_then(|fd| rustix::fs::fstat(&fd)).map_err(|_| replaced())?;
-            #[allow(clippy::unnecessary_cast)]
-            if (st.st_dev as u64, st.st_ino as u64) != want {
-                return Err(replaced());
-            }
-        }
+        // Asked for a directory: its path must still name it.
+        let checked = match root_is {
+            Some(want) => match open_identified(&r.root) {
+                Ok((fd, id)) if id == want => Some((fd, id)),
+                _ => return Err(replaced()),
+            },
+            None => None,
+        };
         let mut found = self.journals.spaces.iter().find(|(_, s)| s.root == r.root).map(|(id, _)| *id);
         if let (Some(id), Some(want)) = (found, root_is)
             && self.journals.spaces.get(&id).is_some_and(|s| s.root_id != want)
@@ -522,13 +520,11 @@ impl Watch {
         if let Some(id) = found {
             return Ok(id);
         }
-        let root = open_dir(&r.root).map_err(|e| format!("{}: {e}", r.root.display()))?;
-        let st = rustix::fs::fstat(&root).map_err(|e| format!("{}: {e}", r.root.display()))?;
-        #[allow(clippy::unnecessary_cast)] // widths differ between architectures
-        let (dev, root_id) = (st.st_dev as u64, (st.st_dev as u64, st.st_ino as u64));
-        if root_is.is_some_and(|want| want != root_id) {
-            return Err(replaced());
-        }
+        let (root, root_id) = match checked {
+            Some(c) => c,
+            None => open_identified(&r.root).map_err(|e| format!("{}: {e}", r.root.display()))?,
+        };
+        let dev = root_id.0;
         // Through the descriptor: the filesystem of the directory checked.
         self.links
             .mark(&fd_path(root.as_fd()), dev)
@@ -540,9 +536,6 @@ impl Watch {
             .filter_map(|p| std::fs::metadata(p).ok())
             .map(|m| (m.dev(), m.ino()))
             .collect();
-        let mut instance = [0u8; 8];
-        rustix::rand::getrandom(&mut instance, rustix::rand::GetRandomFlags::empty())
-            .map_err(|e| format!("cannot draw a journal's instance: {e}"))?;
         let id = self.next_id;
         self.next_id += 1;
         let space = Space {
@@ -551,7 +544,7 @@ impl Watch {
             owner,
             dev,
             skip,
-            journal: Journal::new(u64::from_ne_bytes(instance), self.limit),
+            journal: Journal::new(instance()?, self.limit),
             last_asked: Instant::now(),
             given: self.journals.clock.now(),
         };
@@ -579,6 +572,27 @@ const DIR_FLAGS: rustix::fs::OFlags = rustix::fs::OFlags::RDONLY
 /// A directory opened as [`DIR_FLAGS`] says.
 fn open_dir(path: &Path) -> rustix::io::Result<OwnedFd> {
     rustix::fs::open(path, DIR_FLAGS, rustix::fs::Mode::empty())
+}
+
+/// A directory opened as [`open_dir`] does, and its device and inode.
+fn open_identified(path: &Path) -> rustix::io::Result<(OwnedFd, (u64, u64))> {
+    let fd = open_dir(path)?;
+    let st = rustix::fs::fstat(&fd)?;
+    Ok((fd, dev_ino(&st)))
+}
+
+/// A file's device and inode, as `std`'s metadata gives them.
+#[allow(clippy::unnecessary_cast)] // widths differ between architectures
+fn dev_ino(st: &rustix::fs::Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
+/// A random journal instance: tokens of another watch are never believed.
+fn instance() -> Result<u64, String> {
+    let mut instance = [0u8; 8];
+    rustix::rand::getrandom(&mut instance, rustix::rand::GetRandomFlags::empty())
+        .map_err(|e| format!("cannot draw a journal's instance: {e}"))?;
+    Ok(u64::from_ne_bytes(instance))
 }
 
 /// The name of an open descriptor that the kernel resolves to it alone.
@@ -691,8 +705,7 @@ fn resolve(root: &Path, changes: Vec<Change>) -> Result<Vec<Change>, String> {
             }
             continue;
         }
-        #[allow(clippy::unnecessary_cast)] // widths differ between architectures
-        let inode = (st.st_dev as u64, st.st_ino as u64);
+        let inode = dev_ino(&st);
         if seen.insert(inode) {
             out.push(Change::Inode(inode.0, inode.1));
         }
@@ -785,9 +798,8 @@ impl Names {
                 .sum(),
             None => 0,
         };
-        let top = match open_dir(&space.root).and_then(|fd| Ok((rustix::fs::fstat(&fd)?, fd))) {
-            #[allow(clippy::unnecessary_cast)]
-            Ok((st, fd)) if (st.st_dev as u64, st.st_ino as u64) == space.root_id => fd,
+        let top = match open_identified(&space.root) {
+            Ok((fd, id)) if id == space.root_id => fd,
             Ok(_) => return journals.blind(id, format!("{} is another directory now", space.root.display())),
             Err(e) => return journals.blind(id, format!("cannot open {}: {e}", space.root.display())),
         };
@@ -855,8 +867,7 @@ impl Names {
                 let Ok(st) = rustix::fs::statat(fd, entry.file_name(), rustix::fs::AtFlags::SYMLINK_NOFOLLOW) else {
                     continue;
                 };
-                #[allow(clippy::unnecessary_cast)]
-                let at = (st.st_dev as u64, st.st_ino as u64);
+                let at = dev_ino(&st);
                 if !rustix::fs::FileType::from_raw_mode(st.st_mode).is_dir() || at.0 != dev || skip.contains(&at) {
                     continue;
                 }
