@@ -1070,19 +1070,20 @@ mod tests {
         assert_eq!(below("").len(), dirs.len());
     }
 
-    fn space(journals: &mut Journals, root: &Path) {
+    /// Workspace `id` at `root`, watched for `owner`.
+    fn space(journals: &mut Journals, id: u64, root: &Path, owner: Option<u32>) {
         let st = std::fs::metadata(root).unwrap();
         let space = Space {
             root: root.to_path_buf(),
             root_id: (st.dev(), st.ino()),
-            owner: None,
+            owner,
             dev: st.dev(),
             skip: Vec::new(),
             journal: Journal::new(7, 1000),
             last_asked: Instant::now(),
             given: 0,
         };
-        journals.spaces.insert(0, space);
+        journals.spaces.insert(id, space);
     }
 
     /// One user's workspaces take at most half of the directories the
@@ -1103,18 +1104,7 @@ mod tests {
         names.budget = 10;
         let mut journals = Journals { clock: Clock::default(), spaces: HashMap::new(), handles: Journal::new(1, 10) };
         for (id, (root, owner)) in [(mk("a", 8), 1), (mk("b", 3), 2), (mk("c", 0), 1)].into_iter().enumerate() {
-            let st = std::fs::metadata(&root).unwrap();
-            let space = Space {
-                root,
-                root_id: (st.dev(), st.ino()),
-                owner: Some(owner),
-                dev: st.dev(),
-                skip: Vec::new(),
-                journal: Journal::new(7, 1000),
-                last_asked: Instant::now(),
-                given: 0,
-            };
-            journals.spaces.insert(id as u64, space);
+            space(&mut journals, id as u64, &root, Some(owner));
         }
         let t = journals.spaces[&0].journal.now(&journals.clock);
         for id in 0..3 {
@@ -1141,7 +1131,7 @@ mod tests {
         std::os::unix::fs::symlink(tmp.path().join("private"), root.join("link")).unwrap();
         let mut names = Names::new(2).unwrap();
         let mut journals = Journals { clock: Clock::default(), spaces: HashMap::new(), handles: Journal::new(1, 10) };
-        space(&mut journals, &root);
+        space(&mut journals, 0, &root, None);
         names.add_tree(0, b"", &mut journals);
         // As if `link` and `link/inner` had been reported made, and swapped
         // for the link before the watch reached them.
