@@ -73,7 +73,7 @@ pub fn rows(plan: &Plan<'_>, repo: &Path, dir: &Path, notes: &RefCell<Vec<String
         );
         rows.push(Row {
             fs: GROUP.into(),
-            measurement: format!("index read ({want} entries) by gix-index 0.58"),
+            measurement: format!("index read ({want} entries) by gix-index 0.59"),
             ws: g,
             baseline_name: "the hook's own index reader".into(),
             baseline: Some(hook),
