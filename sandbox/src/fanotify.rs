@@ -193,8 +193,31 @@ pub fn name_to_handle(path: &Path) -> io::Result<Handle> {
 
 /// Opens (`O_PATH`) the object a handle names, on the filesystem of `mount`.
 /// Needs CAP_DAC_READ_SEARCH; `ESTALE` when the object no longer exists.
-#[allow(unsafe_code)]
+///
+/// `ENOMEM` is asked again, for up to [`ENOMEM_RETRIES`] ms: when the file
+/// is gone and a file being created right now took its inode number, the
+/// kernel's inode cache says so (`iget_locked` finds the new inode still
+/// being made and returns nothing) and ext4 turns that into `ENOMEM`. Once
+/// the new file is made, the old handle's generation no longer matches:
+/// `ESTALE`. A real shortage of memory stays `ENOMEM`.
 pub fn open_by_handle(mount: BorrowedFd<'_>, handle: &[u8]) -> io::Result<OwnedFd> {
+    let mut tries = 0;
+    loop {
+        match open_by_handle_once(mount, handle) {
+            Err(e) if e.raw_os_error() == Some(libc::ENOMEM) && tries < ENOMEM_RETRIES => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            r => return r,
+        }
+    }
+}
+
+/// How many times [`open_by_handle`] asks again after `ENOMEM`, 1 ms apart.
+const ENOMEM_RETRIES: u32 = 100;
+
+#[allow(unsafe_code)]
+fn open_by_handle_once(mount: BorrowedFd<'_>, handle: &[u8]) -> io::Result<OwnedFd> {
     if handle.len() < 8 || handle.len() > 8 + libc::MAX_HANDLE_SZ as usize {
         return Err(io::Error::from(io::ErrorKind::InvalidInput));
     }
