@@ -17,7 +17,7 @@ use std::io::Read;
 use std::os::fd::BorrowedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use ignore::Match;
 use ignore::gitignore::{Gitignore, GitignoreBuilder};
@@ -35,6 +35,13 @@ pub const IGNORE_FILE_MAX: u64 = 1 << 20;
 /// and 1 GiB of memory to compile (release build), and an agent may leave
 /// such a file in every directory. Real ignore files hold tens to hundreds.
 pub const IGNORE_WILDCARDS_MAX: usize = 16_384;
+
+/// The most bytes of all the ignore files one snapshot applies together.
+/// Patterns without wildcards cost too: 1 MiB of plain names (96,000) took
+/// 0.17 s and 150 MiB to compile (release build), in every directory an
+/// agent leaves such a file. 8 MiB bounds that to about 1.4 s; real trees
+/// hold kilobytes (hundreds of small files in the largest).
+pub const IGNORE_BYTES_MAX: u64 = 8 << 20;
 
 /// An ignore file whose rules the snapshot could not apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +63,8 @@ pub enum IgnoreFileProblem {
     Unreadable { errno: i32 },
     /// More wildcards than were left of [`IGNORE_WILDCARDS_MAX`].
     TooComplex { wildcards: usize, left: usize },
+    /// More bytes than were left of [`IGNORE_BYTES_MAX`].
+    TooMany { size: u64, left: u64 },
 }
 
 impl fmt::Display for BadIgnoreFile {
@@ -82,6 +91,12 @@ impl fmt::Display for BadIgnoreFile {
                 "the ignore file {path} holds {wildcards} wildcards, more than the {left} left of the \
                  {IGNORE_WILDCARDS_MAX} ws compiles for one snapshot: its rules were not applied (simplify its \
                  patterns)"
+            ),
+            IgnoreFileProblem::TooMany { size, left } => write!(
+                f,
+                "the ignore file {path} holds {size} bytes, more than the {left} left of the {IGNORE_BYTES_MAX} \
+                 bytes of ignore files ws reads for one snapshot: its rules were not applied (remove ignore files \
+                 you do not need)"
             ),
             IgnoreFileProblem::Unreadable { errno } => write!(
                 f,
@@ -190,8 +205,37 @@ pub(crate) struct IgnoreStack {
 #[derive(Debug)]
 pub(crate) struct IgnoreRules {
     global: Gitignore,
-    /// What is left of [`IGNORE_WILDCARDS_MAX`] for this snapshot.
-    wildcards_left: AtomicUsize,
+    left: Budget,
+}
+
+/// What is left of [`IGNORE_WILDCARDS_MAX`] and [`IGNORE_BYTES_MAX`] for
+/// one snapshot.
+#[derive(Debug)]
+struct Budget {
+    wildcards: AtomicUsize,
+    bytes: AtomicU64,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget { wildcards: AtomicUsize::new(IGNORE_WILDCARDS_MAX), bytes: AtomicU64::new(IGNORE_BYTES_MAX) }
+    }
+
+    /// Takes what `bytes` cost, or nothing and the reason.
+    fn take(&self, bytes: &[u8]) -> Result<(), IgnoreFileProblem> {
+        let size = bytes.len() as u64;
+        self.bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(size))
+            .map_err(|left| IgnoreFileProblem::TooMany { size, left })?;
+        let wildcards = wildcards(bytes);
+        self.wildcards.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(wildcards)).map_err(
+            |left| {
+                self.bytes.fetch_add(size, Ordering::Relaxed);
+                IgnoreFileProblem::TooComplex { wildcards, left }
+            },
+        )?;
+        Ok(())
+    }
 }
 
 /// How many wildcards the patterns of `bytes` hold, as far as a matcher's
@@ -200,18 +244,16 @@ fn wildcards(bytes: &[u8]) -> usize {
     bytes.iter().filter(|&&b| matches!(b, b'*' | b'?' | b'[')).count()
 }
 
-/// [`read_ignore_file`], its wildcards then taken from what is `left` of
-/// the snapshot's [`IGNORE_WILDCARDS_MAX`] (or refused, saying how many).
+/// [`read_ignore_file`], its bytes and wildcards then taken from what is
+/// `left` of the snapshot's budget (or refused, saying how much).
 fn read_within(
-    left: &AtomicUsize,
+    left: &Budget,
     dir: BorrowedFd<'_>,
     name: &Path,
     follow: bool,
 ) -> Result<Option<Vec<u8>>, IgnoreFileProblem> {
     let Some(bytes) = read_ignore_file(dir, name, follow)? else { return Ok(None) };
-    let wildcards = wildcards(&bytes);
-    left.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |l| l.checked_sub(wildcards))
-        .map_err(|left| IgnoreFileProblem::TooComplex { wildcards, left })?;
+    left.take(&bytes)?;
     Ok(Some(bytes))
 }
 
@@ -223,7 +265,7 @@ impl IgnoreRules {
     pub fn new(workspace: &Path, files: &[&Path]) -> (IgnoreRules, Vec<BadIgnoreFile>) {
         let mut b = GitignoreBuilder::new(workspace);
         let mut bad = Vec::new();
-        let left = AtomicUsize::new(IGNORE_WILDCARDS_MAX);
+        let left = Budget::new();
         for f in files {
             match read_within(&left, CWD, f, true) {
                 Ok(Some(bytes)) => add_patterns(&mut b, f, &bytes),
@@ -231,12 +273,13 @@ impl IgnoreRules {
                 Err(problem) => bad.push(BadIgnoreFile { path: f.to_path_buf(), problem }),
             }
         }
-        (IgnoreRules { global: b.build().unwrap_or_else(|_| Gitignore::empty()), wildcards_left: left }, bad)
+        (IgnoreRules { global: b.build().unwrap_or_else(|_| Gitignore::empty()), left }, bad)
     }
 
     /// The stack for the directory `dir` (open as `dir_fd`) that holds a
     /// `.gitignore`, and the file if its rules could not be read.
-    /// Its wildcards count against this snapshot's [`IGNORE_WILDCARDS_MAX`].
+    /// Its bytes and wildcards count against this snapshot's
+    /// [`IGNORE_BYTES_MAX`] and [`IGNORE_WILDCARDS_MAX`].
     pub fn push(
         &self,
         parent: Option<Arc<IgnoreStack>>,
@@ -244,7 +287,7 @@ impl IgnoreRules {
         dir: &Path,
     ) -> (Option<Arc<IgnoreStack>>, Option<BadIgnoreFile>) {
         let name = Path::new(".gitignore");
-        let bytes = match read_within(&self.wildcards_left, dir_fd, name, false) {
+        let bytes = match read_within(&self.left, dir_fd, name, false) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => return (parent, None),
             Err(problem) => return (parent, Some(BadIgnoreFile { path: dir.join(name), problem })),

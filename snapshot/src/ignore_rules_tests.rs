@@ -170,6 +170,37 @@ fn ignore_files_past_the_wildcard_bound_are_refused_uncompiled() {
     assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
 }
 
+/// Patterns without a wildcard cost too (1 MiB of names takes a moment and
+/// 150 MiB to compile): the snapshot compiles at most [`IGNORE_BYTES_MAX`]
+/// of ignore files in all, and refuses the next one unread.
+#[test]
+fn ignore_files_past_the_byte_bound_are_refused_uncompiled() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let rules = no_rules();
+    let mut names: String = (0..120_000).map(|i| format!("name_{i}\n")).collect();
+    names.truncate(IGNORE_FILE_MAX as usize);
+    let fits = IGNORE_BYTES_MAX / IGNORE_FILE_MAX;
+    for i in 0..=fits {
+        let d = root.join(format!("d{i}"));
+        fs_err::create_dir(&d).unwrap();
+        fs_err::write(d.join(".gitignore"), &names).unwrap();
+        let t = Instant::now();
+        let (stack, bad) = rules.push(None, dir_fd(&d).as_fd(), &d);
+        if i < fits {
+            // Positive control: compiled and applied.
+            assert!(bad.is_none(), "{bad:?}");
+            assert!(rules.is_ignored(stack.as_ref(), &d.join("name_7"), false));
+            continue;
+        }
+        assert!(stack.is_none());
+        let bad = bad.unwrap();
+        assert_eq!(bad.problem, IgnoreFileProblem::TooMany { size: IGNORE_FILE_MAX, left: 0 });
+        assert!(bad.to_string().contains("its rules were not applied"), "{bad}");
+        assert!(t.elapsed() < Duration::from_millis(100), "{:?}", t.elapsed());
+    }
+}
+
 #[test]
 fn bom_crlf_and_a_line_that_is_not_utf8_are_read_as_the_ignore_crate_reads_them() {
     let dir = tempfile::tempdir().unwrap();
