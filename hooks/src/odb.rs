@@ -1,5 +1,5 @@
 //! Reading commits and trees from a SHA-1 repository's object store with
-//! `gix-odb`: loose objects, packs and their deltas, multi-pack indexes. An
+//! `gix-odb`: loose objects, packs and their deltas. An
 //! object not found is `None`, and the caller asks git.
 //!
 //! Every byte here may have been written by an agent. `gix-odb` detects
@@ -158,7 +158,14 @@ fn open_store(objects: &Path) -> Result<gix_odb::Handle, OdbError> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e.into()),
     }
-    let options = gix_odb::store::init::Options { alloc_limit_bytes: Some(ALLOC_LIMIT), ..Default::default() };
+    let options = gix_odb::store::init::Options {
+        alloc_limit_bytes: Some(ALLOC_LIMIT),
+        // A multi-pack index names its packs by paths, which could lead
+        // out of `objects/pack` to files not checked above; every pack it
+        // lists keeps its own index there.
+        use_multi_pack_index: false,
+        ..Default::default()
+    };
     let store = gix_odb::at_opts(objects, gix_hash::Kind::Sha1, None, options)?;
     // gix-odb loads pack indexes one at a time, looking at loose objects in
     // between; git looks in every pack first. Loaded all, gix reads the
@@ -318,6 +325,20 @@ mod tests {
         repo.git(&["add", "late.txt"]);
         repo.git(&["commit", "-q", "-m", "late"]);
         check_all(&repo);
+    }
+
+    #[test]
+    fn a_repository_with_a_multi_pack_index_reads_through_each_packs_own_index() {
+        let repo = Repo::new();
+        history(&repo);
+        repo.git(&["repack", "-q", "-d"]);
+        repo.write("late.txt", "late\n");
+        repo.git(&["add", "late.txt"]);
+        repo.git(&["commit", "-q", "-m", "late"]);
+        repo.git(&["repack", "-q"]);
+        repo.git(&["multi-pack-index", "write"]);
+        assert!(repo.path().join(".git/objects/pack/multi-pack-index").exists());
+        assert!(check_all(&repo) > 100);
     }
 
     #[test]
