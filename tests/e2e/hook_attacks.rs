@@ -242,6 +242,71 @@ fn a_delta_cycle_pack_makes_the_hook_refuse_promptly_not_abort() {
     assert!(out.code == 1 && out.stderr.contains("agent.txt (session"), "{out:?}");
 }
 
+/// A pack index the agent leaves claiming 2^31 objects, all holes (60 GB
+/// long, nothing on disk): `gix-odb` reads every offset of an index when it
+/// opens it (7.7 s for this one), so the hook refuses it by name first. Its
+/// pack is 2 GiB of holes too, more than the session's end verifies.
+#[test]
+fn a_sparse_pack_index_left_by_the_agent_is_refused_by_name_at_once() {
+    let env = Env::new();
+    let ws = repo(&env, "repo");
+    let total: u64 = 1 << 31;
+    let mut head = vec![0xff, b't', b'O', b'c', 0, 0, 0, 2];
+    for b in 0..256u32 {
+        head.extend_from_slice(&(if b == 255 { total as u32 } else { 0 }).to_be_bytes());
+    }
+    let len = 8 + 1024 + total * 28 + 40;
+    let pack = [&b"PACK\0\0\0\x02"[..], &(total as u32).to_be_bytes()].concat();
+    let script = format!(
+        "echo agent > agent.txt && git add agent.txt && {} && truncate -s {len} .git/objects/pack/pack-holes.idx \
+         && {} && truncate -s 2G .git/objects/pack/pack-holes.pack",
+        printf_to(&head, ".git/objects/pack/pack-holes.idx"),
+        printf_to(&pack, ".git/objects/pack/pack-holes.pack")
+    );
+    let out = env.session(&ws, &script).ok();
+    assert!(out.stderr.contains("were not verified"), "{out:?}");
+    let idx = ws.join(".git/objects/pack/pack-holes.idx");
+    assert_eq!(std::fs::metadata(&idx).map(|m| m.len()).ok(), Some(len), "the agent's index is there: {out:?}");
+    let started = Instant::now();
+    let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(out.code != 0 && out.code != 134, "{out:?}");
+    assert!(out.stderr.contains("pack-holes.") && out.stderr.contains("sparse"), "{}", out.stderr);
+    // Positive control: without them, the hook answers (the agent's file
+    // is unreviewed).
+    std::fs::remove_file(&idx).unwrap();
+    std::fs::remove_file(idx.with_extension("pack")).unwrap();
+    let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
+    assert!(out.code == 1 && out.stderr.contains("agent.txt (session"), "{out:?}");
+}
+
+/// HEAD's commit object swapped for a FIFO by the agent: git blocks on it,
+/// and gix-odb would take it for a missing object (then the hook would ask
+/// git, which blocks). The hook refuses it by name without opening it for
+/// reading.
+#[test]
+fn a_fifo_in_place_of_heads_commit_is_refused_by_name_without_blocking() {
+    let env = Env::new();
+    let ws = repo(&env, "repo");
+    let head = git_ok(&env, &ws, &["rev-parse", "HEAD"]);
+    let loose = format!(".git/objects/{}/{}", &head[..2], &head.trim()[2..]);
+    let script = format!("echo agent > agent.txt && git add agent.txt && rm -f {loose} && mkfifo {loose}");
+    let out = env.session(&ws, &script).ok();
+    let ft = std::fs::symlink_metadata(ws.join(&loose)).map(|m| m.file_type());
+    assert!(ft.as_ref().is_ok_and(std::os::unix::fs::FileTypeExt::is_fifo), "{ft:?} {out:?}");
+    let started = Instant::now();
+    let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(out.code != 0 && out.stderr.contains(&loose) && out.stderr.contains("FIFO"), "{out:?}");
+    // Positive control: the object back, the hook answers (the agent's
+    // file is unreviewed).
+    env.ws(&ws, &["rollback", ".git/objects"]).ok();
+    assert!(std::fs::symlink_metadata(ws.join(&loose)).is_ok_and(|m| m.is_file()));
+    let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
+    assert!(out.code == 1 && out.stderr.contains("agent.txt (session"), "{out:?}");
+}
+
 /// `git commit` with the environment's git settings, killed (its whole
 /// process group, hooks included) if it has not finished within `limit`.
 fn commit_within(env: &Env, dir: &Path, msg: &str, limit: Duration) -> Option<Out> {
