@@ -502,21 +502,24 @@ proptest! {
     }
 
     #[test]
-    fn random_deltas_never_crash_or_outgrow_what_they_declare(
-        base in prop::collection::vec(any::<u8>(), 0..64),
+    fn random_deltas_on_a_real_base_never_crash_the_reader(
         delta in prop::collection::vec(any::<u8>(), 0..64),
         sized in any::<bool>(),
     ) {
         let mut delta = delta;
+        // Half of them with the base's right size, so that their
+        // instructions are applied.
         if sized && !delta.is_empty() {
             delta[0] = 5;
         }
-        let _ = base;
         let dir = tempfile::tempdir().unwrap();
         delta_pack(dir.path(), [0xde; 20], &delta);
-        if let Ok(Some((_, out))) = Odb::new(dir.path()).read(&[0xde; 20]) {
-            prop_assert!(out.len() <= 64 * 0x10000);
-        }
+        let started = Instant::now();
+        // No content is named 0xde…: a delta that applies is refused by
+        // its name, one that does not by its bytes; never a panic.
+        let read = Odb::new(dir.path()).read(&[0xde; 20]);
+        prop_assert!(!matches!(read, Ok(Some(_))), "{read:?}");
+        prop_assert!(started.elapsed() < Duration::from_secs(2));
     }
 }
 
