@@ -36,6 +36,25 @@ fn printf_to(bytes: &[u8], path: &str) -> String {
     format!("printf '{escaped}' > {path}")
 }
 
+/// `ws hooks run pre-commit`, as the pre-commit framework runs it, which
+/// must answer within `limit`.
+#[track_caller]
+fn hook_within(env: &Env, ws: &Path, limit: Duration) -> Out {
+    let started = Instant::now();
+    let out = env.ws(ws, &["hooks", "run", "pre-commit"]);
+    assert!(started.elapsed() < limit, "{:?}: {out:?}", started.elapsed());
+    assert!(out.code != 0 && out.code != 134, "{out:?}");
+    out
+}
+
+/// The positive control of an attack on the object store: without it, the
+/// hook answers, and refuses the agent's unreviewed `agent.txt`.
+#[track_caller]
+fn hook_refuses_the_agents_file(env: &Env, ws: &Path) {
+    let out = env.ws(ws, &["hooks", "run", "pre-commit"]);
+    assert!(out.code == 1 && out.stderr.contains("agent.txt (session"), "{out:?}");
+}
+
 #[test]
 fn planted_trailer_symlinks_beside_the_index_leave_the_outside_file_untouched() {
     // Outside /tmp, so the session itself cannot write the file.
@@ -227,19 +246,12 @@ fn a_delta_cycle_pack_makes_the_hook_refuse_promptly_not_abort() {
     std::fs::write(ws.join(".git/objects/pack/pack-evil.pack"), &pack).unwrap();
     std::fs::write(ws.join(".git/objects/pack/pack-evil.idx"), &idx).unwrap();
     env.session(&ws, "echo agent > agent.txt && git add agent.txt").ok();
-    let started = Instant::now();
-    let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(20), "{took:?}");
-    assert!(out.code != 0 && out.code != 134, "{out:?}");
+    let out = hook_within(&env, &ws, Duration::from_secs(20));
     assert!(out.stderr.contains("pack-evil.pack") && out.stderr.contains("cycle"), "{}", out.stderr);
     assert!(out.stderr.contains("remove what it names"), "{}", out.stderr);
-    // Positive control: without the pack, the hook answers (the agent's
-    // file is unreviewed).
     std::fs::remove_file(ws.join(".git/objects/pack/pack-evil.pack")).unwrap();
     std::fs::remove_file(ws.join(".git/objects/pack/pack-evil.idx")).unwrap();
-    let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
-    assert!(out.code == 1 && out.stderr.contains("agent.txt (session"), "{out:?}");
+    hook_refuses_the_agents_file(&env, &ws);
 }
 
 /// A pack index the agent leaves claiming 2^31 objects, all holes (60 GB
@@ -267,18 +279,11 @@ fn a_sparse_pack_index_left_by_the_agent_is_refused_by_name_at_once() {
     assert!(out.stderr.contains("were not verified"), "{out:?}");
     let idx = ws.join(".git/objects/pack/pack-holes.idx");
     assert_eq!(std::fs::metadata(&idx).map(|m| m.len()).ok(), Some(len), "the agent's index is there: {out:?}");
-    let started = Instant::now();
-    let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
-    let took = started.elapsed();
-    assert!(took < Duration::from_secs(5), "{took:?}");
-    assert!(out.code != 0 && out.code != 134, "{out:?}");
+    let out = hook_within(&env, &ws, Duration::from_secs(5));
     assert!(out.stderr.contains("pack-holes.") && out.stderr.contains("sparse"), "{}", out.stderr);
-    // Positive control: without them, the hook answers (the agent's file
-    // is unreviewed).
     std::fs::remove_file(&idx).unwrap();
     std::fs::remove_file(idx.with_extension("pack")).unwrap();
-    let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
-    assert!(out.code == 1 && out.stderr.contains("agent.txt (session"), "{out:?}");
+    hook_refuses_the_agents_file(&env, &ws);
 }
 
 /// HEAD's commit object swapped for a FIFO by the agent: git blocks on it,
@@ -295,16 +300,11 @@ fn a_fifo_in_place_of_heads_commit_is_refused_by_name_without_blocking() {
     let out = env.session(&ws, &script).ok();
     let ft = std::fs::symlink_metadata(ws.join(&loose)).map(|m| m.file_type());
     assert!(ft.as_ref().is_ok_and(std::os::unix::fs::FileTypeExt::is_fifo), "{ft:?} {out:?}");
-    let started = Instant::now();
-    let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
-    assert!(out.code != 0 && out.stderr.contains(&loose) && out.stderr.contains("FIFO"), "{out:?}");
-    // Positive control: the object back, the hook answers (the agent's
-    // file is unreviewed).
+    let out = hook_within(&env, &ws, Duration::from_secs(10));
+    assert!(out.stderr.contains(&loose) && out.stderr.contains("FIFO"), "{out:?}");
     env.ws(&ws, &["rollback", ".git/objects"]).ok();
-    assert!(std::fs::symlink_metadata(ws.join(&loose)).is_ok_and(|m| m.is_file()));
-    let out = env.ws(&ws, &["hooks", "run", "pre-commit"]);
-    assert!(out.code == 1 && out.stderr.contains("agent.txt (session"), "{out:?}");
+    assert!(std::fs::symlink_metadata(ws.join(&loose)).is_ok_and(|m| m.is_file()), "HEAD's commit is back");
+    hook_refuses_the_agents_file(&env, &ws);
 }
 
 /// `git commit` with the environment's git settings, killed (its whole
