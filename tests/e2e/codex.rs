@@ -252,7 +252,10 @@ fn codexs_tui_renders_works_and_ctrl_c_ends_the_session() {
     let tmux = Tmux::start(&ws, &command);
     // First run: sign in with the key the environment holds (the phantom).
     tmux.wait_for("Choose how you want to use Codex", 60);
-    tmux.keys(&["Down", "Down"]);
+    // One Down at a time until the third option is chosen: a key sent
+    // before the menu reads input is lost (seen under load), and Enter on
+    // the second option asks OpenAI's real host for a device code.
+    tmux.press_until(&["Down"], "> 3. Sign in another way", 20);
     tmux.press_until(&["Enter"], "Pay for what you use", 20);
     let s = tmux.press_until(&["Enter"], "Detected OPENAI_API_KEY", 20);
     assert!(s.contains("sk-ws-phantom-") && !s.contains(REAL_KEY), "{s}");
