@@ -148,8 +148,8 @@ fn open_store(objects: &Path) -> Result<gix_odb::Handle, OdbError> {
         Ok(listing) => {
             for entry in listing {
                 let path = entry?.path();
-                let (file, len) = safe::open_regular(&path)?;
-                let on_disk = rustix::fs::fstat(&file).map_err(io::Error::from)?.st_blocks as u64 * 512;
+                let (_, st) = safe::open_regular_stat(&path)?;
+                let (len, on_disk) = (st.st_size as u64, st.st_blocks as u64 * 512);
                 if len > SPARSE_FROM && on_disk < len / 2 {
                     return Err(damaged(&path, format!("a sparse file ({len} bytes long, {on_disk} on disk)")));
                 }

@@ -65,8 +65,8 @@ const KERNEL_FS: [(u64, &str); 6] = [
     (0x6367_7270, "cgroup2"),
 ];
 
-/// Checks that `fd` is a regular file, and not one of the kernel's: its length.
-fn regular(fd: &OwnedFd, path: &Path) -> io::Result<u64> {
+/// Checks that `fd` is a regular file, and not one of the kernel's: its `stat`.
+fn regular(fd: &OwnedFd, path: &Path) -> io::Result<rfs::Stat> {
     let st = rfs::fstat(fd)?;
     let t = FileType::from_raw_mode(st.st_mode);
     if t != FileType::RegularFile {
@@ -76,13 +76,24 @@ fn regular(fd: &OwnedFd, path: &Path) -> io::Result<u64> {
     if let Some((_, name)) = KERNEL_FS.iter().find(|(magic, _)| *magic == fs_type) {
         return Err(unsafe_err(path, format!("a file of {name}")));
     }
-    Ok(u64::try_from(st.st_size).unwrap_or(0))
+    Ok(st)
+}
+
+fn len_of(st: &rfs::Stat) -> u64 {
+    u64::try_from(st.st_size).unwrap_or(0)
 }
 
 /// Opens the regular file at `path` (intermediate directories followed, as
 /// git follows them in `.git`; the last component only if it is a symlink
 /// whose target is a regular file): the file and its length.
 pub fn open_regular(path: &Path) -> io::Result<(File, u64)> {
+    let (file, st) = open_regular_stat(path)?;
+    Ok((file, len_of(&st)))
+}
+
+/// [`open_regular`], with the file's whole `stat` (its blocks on disk, say)
+/// as the check took it.
+pub fn open_regular_stat(path: &Path) -> io::Result<(File, rfs::Stat)> {
     let fd = match rfs::open(path, READ | OFlags::NOFOLLOW, Mode::empty()) {
         Ok(fd) => fd,
         // A symlink: its target must be a regular file before it is opened
@@ -97,8 +108,8 @@ pub fn open_regular(path: &Path) -> io::Result<(File, u64)> {
         }
         Err(e) => return Err(e.into()),
     };
-    let len = regular(&fd, path)?;
-    Ok((File::from(fd), len))
+    let st = regular(&fd, path)?;
+    Ok((File::from(fd), st))
 }
 
 /// Reads all of `file` (which says it is `len` bytes long), refusing more
@@ -184,7 +195,7 @@ impl Tree {
                         Err(_) => return Ok(Found::Other),
                     };
                     let path = self.top.join(std::ffi::OsStr::from_bytes(rel));
-                    let len = match regular(&fd, &path) {
+                    let len = match regular(&fd, &path).map(|st| len_of(&st)) {
                         Ok(len) if len <= max => len,
                         _ => return Ok(Found::Other),
                     };
