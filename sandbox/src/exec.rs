@@ -142,8 +142,9 @@ impl Control {
     }
 
     /// Supervisor: waits until the command has exited and the rest of the
-    /// session is frozen or ended ([`Control::session_ended`]): `(code, signal)`. `None`: the end closed instead
-    /// (no init: wait for the launcher, which became the command).
+    /// session is frozen or ended ([`Control::session_ended`]):
+    /// `(code, signal)`. `None`: the end closed instead (no init: wait for
+    /// the launcher, which became the command).
     pub fn wait_exit(&mut self) -> Option<(Option<i32>, Option<i32>)> {
         let mut b = [0u8; 10];
         if !self.receive(&mut b) || b[0] != b'X' {
